@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t vitrine .    Run: docker run -p 8000:8000 -e VITRINE_REDIS_URL=redis://redis:6379/0 vitrine
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+RUN python -m venv /opt/vitrine
+COPY pyproject.toml README.md ./
+COPY engine ./engine
+COPY api ./api
+COPY streaming ./streaming
+COPY models ./models
+COPY load_tests ./load_tests
+RUN /opt/vitrine/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim-bookworm
+RUN useradd --create-home --uid 10001 vitrine && mkdir -p /data && chown vitrine /data
+COPY --from=build /opt/vitrine /opt/vitrine
+ENV PATH=/opt/vitrine/bin:$PATH \
+    OPENBLAS_NUM_THREADS=1 \
+    PYTHONUNBUFFERED=1 \
+    VITRINE_DATA_DIR=/data \
+    VITRINE_HOST=0.0.0.0 \
+    VITRINE_PORT=8000
+USER vitrine
+WORKDIR /data
+VOLUME /data
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=2s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"
+CMD ["vitrine", "serve"]

@@ -1,0 +1,1 @@
+"""HTTP layer (FastAPI) and the ``vitrine`` command. Business logic lives in engine/."""

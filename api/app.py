@@ -1,0 +1,93 @@
+"""The FastAPI application: routes, error shapes, limits, metrics, and the engine's lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from api.limits import BodySizeLimit
+from api.metrics import LatencyMiddleware, Metrics, metrics_endpoint
+from api.responses import ApiError, error_response
+from api.routes import admin, events, health, items, recommendations
+from engine.eventlog import EventLog
+from engine.ingest import EmbeddedSink, EventSink
+from engine.runtime import Engine
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _make_sink(settings: Settings, engine: Engine) -> EventSink:
+    if settings.mode == "kafka":
+        from streaming.producer import KafkaSink  # noqa: PLC0415 - only in scale-out mode
+
+        return KafkaSink(settings)
+    event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
+    sink = EmbeddedSink(event_log, engine.applier)
+    engine.extra_poll.append(sink.retry_backlog)
+    return sink
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if not settings.redis_url:
+        raise RuntimeError("VITRINE_REDIS_URL is not set (`vitrine serve` starts a Redis and sets it)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(settings, settings.redis_url or "")
+        await engine.start()
+        sink = _make_sink(settings, engine)
+        if hasattr(sink, "start"):
+            await sink.start()
+        app.state.engine = engine
+        app.state.sink = sink
+        try:
+            yield
+        finally:
+            await sink.close()
+            await engine.stop()
+
+    app = FastAPI(title="Vitrine", version="0.1.0", lifespan=lifespan,
+                  description="Real-time recommendations and personalisation for e-commerce.")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+
+    for module in (health, events, recommendations, items, admin):
+        app.include_router(module.router)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status_code, exc.message, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"] if p not in ("query", "path", "body", "header")]
+            errors.append({"field": ".".join(loc) or "request", "message": err["msg"]})
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return error_response(422, f"invalid request: {summary}", errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                           allow_methods=["GET", "POST"], allow_headers=["content-type", "x-api-key"])
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for uvicorn workers: settings come from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,274 @@
+"""The ``vitrine`` command.
+
+    vitrine demo                      import the demo shop, train, serve (the newcomer's command)
+    vitrine serve [--host --port --workers]
+    vitrine import [--items items.csv] [--events events.csv]
+    vitrine train
+
+Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
+its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from engine.settings import Settings  # noqa: E402
+
+log = logging.getLogger("vitrine")
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[str]:
+    """The configured Redis, or a local one started for the duration of the command."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    from engine.redis_server import start_redis  # noqa: PLC0415
+
+    server = start_redis(settings.redis_dir, persist=True)
+    log.info("started redis-server on 127.0.0.1:%d (data in %s)", server.port, settings.redis_dir)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def ensure_admin_key(settings: Settings) -> str:
+    """An explicit VITRINE_ADMIN_KEY, else one generated once into the data dir (mode 0600)."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = settings.data_dir / "admin_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, secrets.token_urlsafe(24).encode())
+            os.close(fd)
+    return path.read_text().strip()
+
+
+# ------------------------------------------------------------------------------- import
+
+
+async def _import(settings: Settings, redis_url: str, items: Path | None, events: Path | None) -> None:
+    from engine.catalog import upsert_items  # noqa: PLC0415
+    from engine.eventlog import EventLog  # noqa: PLC0415
+    from engine.importer import ImportReport, read_events, read_items  # noqa: PLC0415
+    from engine.runtime import Engine  # noqa: PLC0415
+
+    engine = Engine(settings, redis_url)
+    try:
+        if items is not None:
+            report = ImportReport()
+            batch = []
+            for item in read_items(items, report):
+                batch.append(item)
+                if len(batch) == 5000:
+                    await upsert_items(engine.redis, batch)
+                    batch = []
+            await upsert_items(engine.redis, batch)
+            _print_report("items", items, report)
+        await engine.catalogue.refresh()
+        if events is not None:
+            report = ImportReport()
+            event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=False)
+            started, applied, batch = time.perf_counter(), 0, []
+            for event in read_events(events, report, accepted_at=time.time()):
+                batch.append(event)
+                if len(batch) == 1000:
+                    event_log.write(batch)
+                    applied += (await engine.applier.apply(batch)).applied
+                    batch = []
+            event_log.append_sync(batch)
+            applied += (await engine.applier.apply(batch)).applied if batch else 0
+            event_log.close()
+            _print_report("event lines", events, report)
+            print(f"  {applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
+                  f"(already-seen events are skipped)")
+    finally:
+        await engine.redis.aclose()
+
+
+def _print_report(what: str, path: Path, report: object) -> None:
+    print(f"{path}: {report.loaded}/{report.rows} {what} loaded, {report.error_count} rejected")  # type: ignore[attr-defined]
+    for line in report.errors:  # type: ignore[attr-defined]
+        print(f"  {line}")
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    if args.items is None and args.events is None:
+        print("vitrine import: give --items and/or --events", file=sys.stderr)
+        return 2
+    for path in (args.items, args.events):
+        if path is not None and not path.exists():
+            print(f"vitrine import: no such file: {path}", file=sys.stderr)
+            return 2
+    with redis_for(settings) as url:
+        asyncio.run(_import(settings, url, args.items, args.events))
+    return 0
+
+
+# ------------------------------------------------------------------------------- train
+
+
+def train(settings: Settings) -> str:
+    from engine.history import interactions_from_log  # noqa: PLC0415
+    from models.als import ALSParams  # noqa: PLC0415
+    from models.train import TrainConfig, train_from_rows  # noqa: PLC0415
+
+    config = TrainConfig(
+        weights=settings.event_weights,
+        als=ALSParams(factors=settings.als_factors, regularization=settings.als_regularization,
+                      alpha=settings.als_alpha, iterations=settings.als_iterations),
+        neighbours=settings.neighbours,
+        popularity_half_life_s=settings.popularity_half_life_s,
+    )
+    started = time.perf_counter()
+    artifact = train_from_rows(interactions_from_log(settings.log_dir), config, settings.models_dir)
+    data = artifact.meta["data"]
+    print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
+          f"{data['events']} interactions, {data['users']} people, {data['items']} items, "
+          f"{data['baskets']} orders -> {settings.models_dir / artifact.version}")
+    return artifact.version
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        train(settings)
+    except ValueError as exc:
+        print(f"vitrine train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------- serve
+
+
+def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    os.environ["VITRINE_REDIS_URL"] = redis_url
+    os.environ["VITRINE_ADMIN_KEY"] = ensure_admin_key(settings)
+    os.environ["VITRINE_DATA_DIR"] = str(settings.data_dir.resolve())
+    if settings.workers > 1:
+        metrics_dir = settings.data_dir.resolve() / "prometheus"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if banner:
+        print(banner, flush=True)
+    uvicorn.run("api.app:app_factory", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, loop="uvloop", http="httptools", log_level="warning",
+                access_log=False, lifespan="on")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_http_args(args, settings)
+    with redis_for(settings) as url:
+        base = f"http://{settings.host}:{settings.port}"
+        _serve(settings, url, f"Vitrine serving on {base} ({settings.workers} worker(s), "
+                              f"{settings.mode} mode). Ctrl-C stops it.")
+    return 0
+
+
+def _with_http_args(args: argparse.Namespace, settings: Settings) -> Settings:
+    updates = {k: getattr(args, k) for k in ("host", "port", "workers") if getattr(args, k, None) is not None}
+    return settings.model_copy(update=updates)
+
+
+# ------------------------------------------------------------------------------- demo
+
+
+def demo_banner(base: str, admin_key: str, visitor: str, item: str, customer: str) -> str:
+    return f"""
+Vitrine demo shop (UCI Online Retail II, CC BY 4.0) is serving on {base}. Ctrl-C stops it.
+Try:
+  curl -s '{base}/v1/recommendations?placement=home&visitor_id={visitor}'
+  curl -s -X POST {base}/v1/events -H 'content-type: application/json' \\
+       -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
+  curl -s '{base}/v1/recommendations?placement=product&visitor_id={visitor}&item_id={item}'
+  curl -s '{base}/v1/recommendations?placement=home&customer_id={customer}'
+  curl -s -H 'X-API-Key: {admin_key}' {base}/v1/profiles/{visitor}
+  API docs: {base}/docs    metrics: {base}/metrics
+"""
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from models import artifacts  # noqa: PLC0415
+    from models.datasets import write_online_retail  # noqa: PLC0415
+
+    settings = _with_http_args(args, settings)
+    demo_dir = settings.data_dir / "demo"
+    marker = demo_dir / ".imported"
+    with redis_for(settings) as url:
+        if not marker.exists():
+            print("Preparing the demo shop from UCI Online Retail II (first run only)...", flush=True)
+            items, events = write_online_retail(demo_dir)
+            asyncio.run(_import(settings, url, items, events))
+            marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if artifacts.current_version(settings.models_dir) is None:
+            train(settings)
+        base = f"http://{settings.host}:{settings.port}"
+        admin_key = ensure_admin_key(settings)
+        _serve(settings, url, demo_banner(base, admin_key, "demo-visitor-1", "85123A", "13085"))
+    return 0
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitrine", description="Real-time recommendations for e-commerce.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def http_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", help="default $VITRINE_HOST or 127.0.0.1")
+        p.add_argument("--port", type=int, help="default $VITRINE_PORT or 8000")
+        p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
+
+    p = sub.add_parser("demo", help="import the demo shop (first run), train, and serve")
+    http_args(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    http_args(p)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("import", help="load items and/or historical events from CSV")
+    p.add_argument("--items", type=Path, help="items.csv: " + ",".join(
+        ("item_id", "title", "category", "brand", "price", "in_stock")))
+    p.add_argument("--events", type=Path, help="events.csv: " + ",".join(
+        ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")))
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("train", help="train a model from the event history and promote it")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix, say it plainly
+        print(f"vitrine: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The first-party visitor cookie: read it, or issue one when the site has none."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from fastapi import Request, Response
+
+COOKIE = "vt_vid"
+_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+
+
+def cookie_visitor(request: Request) -> str | None:
+    value = request.cookies.get(COOKIE)
+    return value if value and _VALID.match(value) else None
+
+
+def new_visitor_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def set_visitor_cookie(response: Response, visitor_id: str, *, max_age_s: int, secure: bool) -> None:
+    response.set_cookie(COOKIE, visitor_id, max_age=max_age_s, path="/", samesite="lax",
+                        secure=secure, httponly=False)

@@ -1,0 +1,74 @@
+"""Prometheus metrics: request latency per route, event counts, served-model info.
+
+With several uvicorn workers the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` and /metrics aggregates
+every worker's numbers (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from fastapi import Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from api.limits import ASGIApp, Message, Receive, Scope, Send
+
+BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()  # per app, so tests can build many apps
+        kw = {"registry": self.registry}
+        self.latency = Histogram("vitrine_http_request_duration_seconds", "Request latency by route",
+                                 ["route", "method", "status"], buckets=BUCKETS, **kw)
+        self.events_accepted = Counter("vitrine_events_accepted_total", "Events accepted", **kw)
+        self.events_rejected = Counter("vitrine_events_rejected_total", "Events rejected", **kw)
+
+    def render(self) -> Response:
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class LatencyMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware): it sits on the hot path of every request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.latency.labels(path, scope["method"], f"{status // 100}xx").observe(
+                time.perf_counter() - started)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return request.app.state.metrics.render()

@@ -1,0 +1,90 @@
+"""POST /v1/events: one event or a batch, each validated on its own."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.auth import require_site
+from api.identity import cookie_visitor, new_visitor_id, set_visitor_cookie
+from api.responses import ApiError, json_response
+from engine.events import Event, Rejection, validate_event
+
+router = APIRouter()
+
+
+def _parse(body: bytes, max_batch: int) -> tuple[list[Any], bool]:
+    """The raw events and whether they came as a batch."""
+    if not body.strip():
+        raise ApiError(400, "empty body: send one event object or {\"events\": [...]}",
+                       [{"field": "body", "message": "is empty"}])
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"malformed JSON: {exc}", [{"field": "body", "message": "is not valid JSON"}]) from None
+    if isinstance(payload, dict) and "events" in payload:
+        extra = sorted(set(payload) - {"events"})
+        if extra:
+            raise ApiError(422, "a batch has only an events list",
+                           [{"field": name, "message": "unknown field"} for name in extra])
+        events = payload["events"]
+        if not isinstance(events, list):
+            raise ApiError(422, "events must be a list", [{"field": "events", "message": "must be a list"}])
+        if not events:
+            raise ApiError(422, "events is empty", [{"field": "events", "message": "must not be empty"}])
+        if len(events) > max_batch:
+            raise ApiError(413, f"batch of {len(events)} events exceeds the limit of {max_batch}",
+                           [{"field": "events", "message": f"at most {max_batch} events per request"}])
+        return events, True
+    if isinstance(payload, dict):
+        return [payload], False
+    raise ApiError(422, "send one event object or {\"events\": [...]}",
+                   [{"field": "body", "message": f"must be an object, not {type(payload).__name__}"}])
+
+
+@router.post("/v1/events", dependencies=[Depends(require_site)])
+async def post_events(request: Request) -> Response:
+    settings = request.app.state.settings
+    raw_events, batch = _parse(await request.body(), settings.max_batch_events)
+    cookie = cookie_visitor(request)
+    issued = None
+    if cookie is None and any(isinstance(e, dict) and not e.get("visitor_id") for e in raw_events):
+        issued = new_visitor_id()
+    now = time.time()
+    accepted: list[tuple[int, Event]] = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(raw_events):
+        result = validate_event(raw, index=index, prefix=f"events[{index}]" if batch else "",
+                                visitor_id=cookie or issued, now=now,
+                                max_future_skew_s=settings.max_future_skew_s)
+        if isinstance(result, Event):
+            accepted.append((index, result))
+        else:
+            rejected.append(result)
+    applied = False
+    if accepted:
+        applied = await request.app.state.sink.submit([e for _, e in accepted])
+        request.app.state.metrics.events_accepted.inc(len(accepted))
+    if rejected:
+        request.app.state.metrics.events_rejected.inc(len(rejected))
+    body: dict[str, Any] = {
+        "accepted": [{"index": i, "event_id": e.event_id} for i, e in accepted],
+        "rejected": [r.model_dump() for r in rejected],
+        "profiles_updated": applied,
+    }
+    visitor = issued or cookie
+    if visitor:
+        body["visitor_id"] = visitor
+    if not accepted:
+        status = 422
+        message = "no event accepted" if batch else "event rejected"
+        body = {"error": message, "errors": [e.model_dump() for r in rejected for e in r.errors], **body}
+    else:
+        status = 207 if rejected else 200
+    response = json_response(body, status)
+    if issued:
+        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=settings.cookie_secure)
+    return response

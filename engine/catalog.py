@@ -1,0 +1,142 @@
+"""The product catalogue: stored in Redis, served from an in-memory snapshot.
+
+Admins upsert and delete items (``PUT/DELETE /v1/items``, ``vitrine import --items``); every
+change bumps a version counter, and each API process or worker reloads its snapshot when it sees
+a new version (``CatalogueCache.refresh``). Requests never read the catalogue from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from redis.asyncio import Redis
+
+from engine import keys
+from engine.events import ID_PATTERN
+from engine.profiles import ItemInfo
+
+CATEGORY_PATTERN = r"^[^.\s][^.]*(\.[^.]+)*$"
+
+
+class Item(BaseModel):
+    """One product. ``category`` is a dotted path, most general first: ``home.kitchen.mugs``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: str = Field(pattern=ID_PATTERN)
+    title: str = Field("", max_length=300)
+    category: str | None = Field(None, max_length=200, pattern=CATEGORY_PATTERN)
+    brand: str | None = Field(None, max_length=100)
+    price: float | None = Field(None, ge=0, le=1e9)
+    in_stock: bool = True
+    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    added_at: float | None = Field(None, description="When the item entered the catalogue (unix s).")
+
+    @field_validator("category")
+    @classmethod
+    def _normalise_category(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else None
+
+    @field_validator("attributes")
+    @classmethod
+    def _small_attributes(cls, attrs: dict[str, Any]) -> dict[str, Any]:
+        if len(attrs) > 50:
+            raise ValueError("at most 50 attributes")
+        return attrs
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """An immutable snapshot; swapping the reference is how a new version goes live."""
+
+    version: int
+    items: dict[str, Item]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def info(self, item_id: str) -> ItemInfo | None:
+        item = self.items.get(item_id)
+        if item is None:
+            return None
+        return ItemInfo(item.category, item.brand, item.price)
+
+    def is_available(self, item_id: str) -> bool:
+        """Recommendable: in stock, and in the catalogue if the shop has sent one at all."""
+        if not self.items:
+            return True
+        item = self.items.get(item_id)
+        return item is not None and item.in_stock
+
+
+EMPTY = Catalogue(version=0, items={})
+
+
+async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
+    """Store items (keeping the first ``added_at`` an item ever had) and bump the version."""
+    items = list(items)
+    if not items:
+        return 0
+    ids = [i.item_id for i in items]
+    existing = await redis.hmget(keys.CATALOGUE, ids)
+    now = time.time()
+    mapping: dict[str, bytes] = {}
+    for item, raw in zip(items, existing):
+        added_at = item.added_at
+        if added_at is None:
+            added_at = orjson.loads(raw).get("added_at") if raw else None
+        data = item.model_dump(exclude_none=True)
+        data["added_at"] = added_at or now
+        mapping[item.item_id] = orjson.dumps(data)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.CATALOGUE, mapping=mapping)
+        pipe.incr(keys.CATALOGUE_VERSION)
+        await pipe.execute()
+    return len(mapping)
+
+
+async def delete_items(redis: Redis, item_ids: Iterable[str]) -> int:
+    item_ids = list(item_ids)
+    if not item_ids:
+        return 0
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.CATALOGUE, *item_ids)
+        pipe.incr(keys.CATALOGUE_VERSION)
+        deleted, _ = await pipe.execute()
+    return int(deleted)
+
+
+async def load_catalogue(redis: Redis) -> Catalogue:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(keys.CATALOGUE_VERSION)
+        pipe.hgetall(keys.CATALOGUE)
+        version, raw = await pipe.execute()
+    items = {k.decode(): Item.model_validate_json(v) for k, v in raw.items()}
+    return Catalogue(version=int(version or 0), items=items)
+
+
+class CatalogueCache:
+    """Holds the current snapshot and reloads it when the version in Redis moves."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self.current: Catalogue = EMPTY
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> bool:
+        """Reload if the catalogue changed; True when a new snapshot went live."""
+        async with self._lock:
+            version = int(await self._redis.get(keys.CATALOGUE_VERSION) or 0)
+            if version == self.current.version and (version or not self.current.items):
+                return False
+            self.current = await load_catalogue(self._redis)
+            return True
+
+    def info(self, item_id: str) -> ItemInfo | None:
+        return self.current.info(item_id)

@@ -1,0 +1,28 @@
+"""Redis key names in one place.
+
+Visitor-scoped keys share the hash tag ``{visitor_id}`` so that a visitor's profile and its
+dedup bucket land in the same slot. Names are short on purpose: key bytes count against the
+per-visitor memory bar.
+"""
+
+from __future__ import annotations
+
+CATALOGUE = "items"
+CATALOGUE_VERSION = "items:v"
+MODEL_VERSION = "model:v"
+
+
+def visitor(visitor_id: str) -> str:
+    return f"v:{{{visitor_id}}}"
+
+
+def customer(customer_id: str) -> str:
+    return f"c:{{{customer_id}}}"
+
+
+def dedup(visitor_id: str, bucket: int) -> str:
+    return f"d:{{{visitor_id}}}:{bucket}"
+
+
+def trending(epoch: int) -> str:
+    return f"tr:{epoch}"

@@ -1,0 +1,141 @@
+"""The model as served: a loaded artifact plus what is precomputed per catalogue version.
+
+``ServedModel`` is immutable once built; hot swap is replacing the reference the API holds
+(``ModelHolder``), so a request that started on the old model finishes on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from implicit.cpu.als import AlternatingLeastSquares  # noqa: E402
+from scipy.sparse import csr_matrix  # noqa: E402
+
+from engine.catalog import Catalogue  # noqa: E402
+from models import artifacts  # noqa: E402
+from models.artifacts import Artifact  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CatalogueView:
+    """Model-aligned arrays derived from one catalogue snapshot."""
+
+    version: int
+    available: np.ndarray  # bool (items,)
+    popular_order: np.ndarray  # int32, available items by popularity, best first
+    category_items: dict[str, np.ndarray] = field(default_factory=dict)  # lazily filled
+
+
+class ServedModel:
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.version = artifact.version
+        self.item_ids = artifact.item_ids
+        self.item_index = {item: i for i, item in enumerate(artifact.item_ids)}
+        self.user_index = {user: i for i, user in enumerate(artifact.user_ids)}
+        params = artifact.meta.get("params", {}).get("als", {})
+        self._als = AlternatingLeastSquares(
+            factors=artifact.item_factors.shape[1],
+            regularization=float(params.get("regularization", 0.05)),
+            alpha=float(params.get("alpha", 1.0)),
+            num_threads=1,
+            random_state=0,
+        )
+        self._als.item_factors = artifact.item_factors
+        self._als.user_factors = artifact.user_factors
+        norms = np.linalg.norm(artifact.item_factors, axis=1, keepdims=True)
+        self.unit_factors = artifact.item_factors / np.maximum(norms, 1e-9)
+        self._als.YtY  # noqa: B018 - computed once here, not on the first request
+        self._view: CatalogueView | None = None
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    # ---------------------------------------------------------------- person vectors
+
+    def fold_in(self, user: str | None, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+        """The person's factor vector from their training row plus what the profile adds now.
+
+        This is the exact ALS least-squares step for one user (Hu et al. eq. 4) with the item
+        factors held fixed, so a new session counts as much as if it had been in training.
+        """
+        row = self.user_index.get(user) if user else None
+        if row is not None:
+            train = self.artifact.user_items
+            start, end = train.indptr[row], train.indptr[row + 1]
+            items = np.concatenate([train.indices[start:end], items])
+            weights = np.concatenate([train.data[start:end], weights])
+        if len(items) == 0:
+            return None
+        order = np.argsort(items, kind="stable")
+        items, weights = items[order], weights[order]
+        uniq, starts = np.unique(items, return_index=True)
+        summed = np.add.reduceat(weights, starts).astype(np.float32)
+        matrix = csr_matrix((summed, uniq.astype(np.int32), np.array([0, len(uniq)], dtype=np.int32)),
+                            shape=(1, self.n_items))
+        return self._als.recalculate_user(0, matrix)
+
+    def scores(self, user_vector: np.ndarray) -> np.ndarray:
+        return self.artifact.item_factors @ user_vector
+
+    # ---------------------------------------------------------------- catalogue alignment
+
+    def view(self, catalogue: Catalogue) -> CatalogueView:
+        """Arrays for this catalogue version, built once per version (not per request)."""
+        view = self._view
+        if view is not None and view.version == catalogue.version:
+            return view
+        if catalogue.items:
+            available = np.fromiter((catalogue.is_available(i) for i in self.item_ids), dtype=bool,
+                                    count=self.n_items)
+        else:
+            available = np.ones(self.n_items, dtype=bool)
+        order = np.argsort(-self.artifact.popularity, kind="stable").astype(np.int32)
+        view = CatalogueView(version=catalogue.version, available=available,
+                             popular_order=order[available[order]])
+        self._view = view
+        return view
+
+    def category_items(self, catalogue: Catalogue, category: str) -> np.ndarray:
+        """Available items in ``category`` or below it, best sellers first."""
+        view = self.view(catalogue)
+        cached = view.category_items.get(category)
+        if cached is None:
+            prefix = category + "."
+            keep = [i for i in view.popular_order
+                    if (cat := (catalogue.items[self.item_ids[i]].category
+                                if self.item_ids[i] in catalogue.items else None))
+                    and (cat == category or cat.startswith(prefix))]
+            cached = view.category_items[category] = np.asarray(keep, dtype=np.int32)
+        return cached
+
+
+class ModelHolder:
+    """The model this process serves; polls ``CURRENT`` so all replicas follow a promotion."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self.current: ServedModel | None = None
+        self._lock = asyncio.Lock()
+
+    async def reload(self, version: str | None = None) -> bool:
+        """Load ``version`` (default: the promoted one) if it is not already served."""
+        async with self._lock:
+            wanted = version or artifacts.current_version(self.models_dir)
+            if wanted is None or (self.current is not None and self.current.version == wanted):
+                return False
+            artifact = await asyncio.to_thread(artifacts.load, self.models_dir / wanted)
+            model = await asyncio.to_thread(ServedModel, artifact)
+            self.current = model  # the swap: one reference assignment
+            log.info("serving model %s (%d items)", wanted, model.n_items)
+            return True

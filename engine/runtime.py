@@ -1,0 +1,89 @@
+"""Wiring: one ``Engine`` holds the Redis client, caches, model and appliers of a process.
+
+The API and the faust workers both build an Engine from the same Settings, so the embedded and
+the scale-out modes run exactly the same engine code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+
+from engine.apply import EventApplier
+from engine.catalog import CatalogueCache
+from engine.model import ModelHolder
+from engine.profiles import ProfileConfig
+from engine.recommend import Recommender
+from engine.settings import Settings
+from engine.trending import TrendingClock, TrendingReader
+
+log = logging.getLogger(__name__)
+
+
+def connect(url: str, *, timeout_s: float | None = None) -> Redis:
+    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s or 2.0,
+                          health_check_interval=30, max_connections=256)
+
+
+def profile_config(settings: Settings) -> ProfileConfig:
+    return ProfileConfig(session_timeout_s=settings.session_timeout_s,
+                         affinity_half_life_s=settings.affinity_half_life_s,
+                         weights=dict(settings.event_weights))
+
+
+class Engine:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis = connect(redis_url)
+        self.catalogue = CatalogueCache(self.redis)
+        self.models = ModelHolder(settings.models_dir)
+        self.trending_clock = TrendingClock(settings.trending_half_life_s)
+        self.trending = TrendingReader(self.redis, self.trending_clock)
+        self.applier = EventApplier(
+            self.redis,
+            self.catalogue.info,
+            profile_config(settings),
+            visitor_ttl_s=settings.visitor_ttl_s,
+            customer_ttl_s=settings.customer_ttl_s,
+            dedup_window_s=settings.dedup_window_s,
+            trending_clock=self.trending_clock,
+        )
+        self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending)
+        self._poller: asyncio.Task[None] | None = None
+        self.extra_poll: list = []  # async callables run on each poll tick (e.g. backlog retry)
+
+    async def start(self) -> None:
+        """Load what exists now; a missing model or an unreachable Redis is not fatal."""
+        await self.refresh()
+        self._poller = asyncio.create_task(self._poll(), name="vitrine-refresh")
+
+    async def refresh(self) -> None:
+        try:
+            await self.catalogue.refresh()
+        except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
+            log.warning("catalogue refresh failed: %s", exc)
+        try:
+            await self.models.reload()
+        except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
+            log.exception("model reload failed; still serving %s",
+                          self.models.current.version if self.models.current else "no model")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.model_poll_s)
+            await self.refresh()
+            for hook in self.extra_poll:
+                try:
+                    await hook()
+                except Exception:  # noqa: BLE001
+                    log.exception("background hook failed")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self.redis.aclose()

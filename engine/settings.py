@@ -1,0 +1,108 @@
+"""The one typed place for Vitrine's settings.
+
+Every knob is read from the environment with the ``VITRINE_`` prefix (``VITRINE_REDIS_URL``,
+``VITRINE_DATA_DIR``...), so the same image runs anywhere; the README lists them all. Merchandiser
+rules live in their own file (see ``rules_file``) because they change at a different pace and are
+edited by different people.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EVENT_TYPES: tuple[str, ...] = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "recommendation_click",
+    "block_impression",
+    "block_click",
+    "login",
+    "consent",
+)
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "product_view": 1.0,
+    "recommendation_click": 1.0,
+    "add_to_cart": 4.0,
+    "purchase": 8.0,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore")
+
+    # --- where things live ---
+    data_dir: Path = Field(Path("var"), description="Event log, model artifacts, managed Redis files.")
+    redis_url: str | None = Field(
+        None, description="External Redis. Unset: a local redis-server is started (embedded default)."
+    )
+    redis_timeout_s: float = Field(0.05, gt=0, description="Budget for each Redis call on the request path.")
+
+    # --- HTTP ---
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    admin_key: str | None = Field(None, description="Admin API key. Unset: one is generated into the data dir.")
+    site_keys: list[str] = Field(default_factory=list, description="Public site keys; empty: none required.")
+    cors_origins: list[str] = Field(default_factory=list)
+    cookie_secure: bool = False
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_batch_events: int = Field(500, gt=0)
+
+    # --- events and profiles ---
+    session_timeout_s: int = Field(1800, gt=0)
+    visitor_ttl_s: int = Field(180 * 86400, gt=0)
+    customer_ttl_s: int = Field(3 * 365 * 86400, gt=0)
+    dedup_window_s: int = Field(86400, gt=0, description="An event id replayed within this window is ignored.")
+    affinity_half_life_s: float = Field(14 * 86400, gt=0)
+    max_future_skew_s: int = Field(300, ge=0, description="How far ahead of the server clock an event may be.")
+    log_fsync: bool = Field(True, description="fsync the event log before acknowledging (group commit).")
+    log_segment_bytes: int = Field(64 * 1024 * 1024, gt=0)
+
+    # --- transport ---
+    kafka_brokers: str | None = Field(None, description="Set to run in scale-out mode through Kafka.")
+
+    # --- models ---
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    als_factors: int = Field(64, gt=0)
+    als_regularization: float = Field(0.05, ge=0)
+    als_alpha: float = Field(2.0, gt=0)
+    als_iterations: int = Field(15, gt=0)
+    neighbours: int = Field(50, gt=0, description="Neighbours kept per item for similar / bought-together.")
+    trending_half_life_s: float = Field(3600.0, gt=0)
+    popularity_half_life_s: float = Field(30 * 86400, gt=0)
+    exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
+    model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model/catalogue.")
+
+    @field_validator("event_weights")
+    @classmethod
+    def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+        return weights
+
+    @property
+    def mode(self) -> Literal["embedded", "kafka"]:
+        return "kafka" if self.kafka_brokers else "embedded"
+
+    @cached_property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @cached_property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"

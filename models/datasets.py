@@ -1,0 +1,101 @@
+"""Real public datasets turned into the generic CSV formats of ``vitrine import``.
+
+Online Retail II (UCI, CC BY 4.0, donor Daqing Chen; Chen, Sain & Guo 2012) ships with the repo in
+``models/data`` as the demo shop. It has no categories, so ``category_of`` derives a two-level
+dotted category from keywords in the product description (documented, deterministic, imperfect:
+good enough to demonstrate category affinities, filters and diversity).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data"
+ONLINE_RETAIL = DATA_DIR / "online_retail_ii_2009-2010.csv.gz"
+PRODUCT_CODE = re.compile(r"^\d{5}[A-Za-z]{0,2}$")
+
+# (category, keywords): the first rule with a keyword among the description's words wins.
+CATEGORY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("seasonal.christmas", ("CHRISTMAS", "XMAS", "ADVENT", "SANTA", "REINDEER", "SNOWFLAKE", "NATIVITY")),
+    ("seasonal.easter", ("EASTER", "BUNNY", "CHICK", "CHICKS")),
+    ("lighting.candles", ("CANDLE", "CANDLES", "T-LIGHT", "T-LIGHTS", "CANDLEHOLDER", "TEALIGHT")),
+    ("lighting.lights", ("LIGHT", "LIGHTS", "LAMP", "LAMPSHADE", "LANTERN")),
+    ("jewellery.necklaces", ("NECKLACE", "NECKLACES")),
+    ("jewellery.bracelets", ("BRACELET", "BANGLE")),
+    ("jewellery.earrings", ("EARRINGS",)),
+    ("jewellery.rings", ("RING", "RINGS")),
+    ("jewellery.accessories", ("CHARM", "BROOCH", "BEADS", "HAIR", "CLIP", "SLIDE", "DIAMANTE")),
+    ("kitchen.mugs", ("MUG", "MUGS", "CUP", "CUPS", "SAUCER", "TEACUP", "BEAKER")),
+    ("kitchen.tableware", ("PLATE", "PLATES", "BOWL", "BOWLS", "DISH", "TRAY", "CUTLERY", "NAPKINS",
+                           "PLACEMATS", "COASTER", "COASTERS", "GLASS", "JUG")),
+    ("kitchen.baking", ("CAKE", "CASES", "BAKING", "CAKESTAND", "APRON", "TEA", "JAR", "JARS", "TIN",
+                        "TINS", "BOTTLE", "LUNCH", "POPCORN", "KITCHEN")),
+    ("bags.bags", ("BAG", "BAGS", "HANDBAG", "PURSE", "WASHBAG", "TOTE", "SHOPPER")),
+    ("stationery.cards", ("CARD", "CARDS", "WRAP", "TAG", "TAGS", "ENVELOPE", "ENVELOPES")),
+    ("stationery.paper", ("NOTEBOOK", "STICKERS", "STICKER", "PEN", "PENCIL", "PENCILS", "TAPE", "ALBUM",
+                          "PAPER", "CALENDAR", "DOILIES", "TISSUES", "ERASER")),
+    ("toys.toys", ("TOY", "TOYS", "GAME", "DOLL", "JIGSAW", "PUZZLE", "PLAYHOUSE", "SKITTLES", "SPACEBOY",
+                   "TEDDY", "DOMINOES", "KIDS", "CHILDRENS")),
+    ("party.party", ("PARTY", "BUNTING", "BALLOON", "BALLOONS", "GARLAND", "RIBBONS", "RIBBON", "BANNER")),
+    ("home.clocks", ("CLOCK", "ALARM")),
+    ("home.frames", ("FRAME", "FRAMES", "MIRROR", "PHOTO")),
+    ("home.signs", ("SIGN", "PLAQUE", "LETTERS", "DOORMAT", "DOORSTOP")),
+    ("home.storage", ("BOX", "BOXES", "BASKET", "STORAGE", "DRAWER", "CABINET", "CONTAINER", "BUCKET", "CHEST")),
+    ("home.textiles", ("CUSHION", "COVER", "CURTAIN", "BLANKET", "THROW", "TOWEL", "QUILT")),
+    ("home.hooks", ("HOOK", "HOOKS", "HANGER", "HOLDER", "STAND", "MAGNETS", "MAGNET")),
+    ("garden.garden", ("GARDEN", "PLANT", "POT", "WATERING", "BIRD", "PARASOL", "UMBRELLA", "FLOWER", "FLOWERS")),
+    ("home.decorations", ("DECORATION", "DECORATIONS", "HEART", "HEARTS", "ORNAMENT", "HANGING", "WREATH", "STAR")),
+)
+_KEYWORD_RULE = {kw: (rank, cat) for rank, (cat, kws) in enumerate(CATEGORY_RULES) for kw in kws}
+
+
+def category_of(description: str) -> str:
+    ranked = [_KEYWORD_RULE[w] for w in re.split(r"[\s,/]+", description.upper()) if w in _KEYWORD_RULE]
+    return min(ranked)[1] if ranked else "gifts.other"
+
+
+def _online_retail_rows(path: Path) -> Iterator[dict[str, str]]:
+    with io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="") as fh:
+        yield from csv.DictReader(fh)
+
+
+def write_online_retail(out_dir: Path, source: Path = ONLINE_RETAIL) -> tuple[Path, Path]:
+    """items.csv and events.csv for the demo shop: every invoice line of a real product with a
+    positive quantity and price (cancellations, postage, fees and adjustments are left out)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    titles: dict[str, Counter[str]] = defaultdict(Counter)
+    prices: dict[str, list[float]] = defaultdict(list)
+    events_path, items_path = out_dir / "events.csv", out_dir / "items.csv"
+    with events_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price"])
+        for row in _online_retail_rows(source):
+            code, invoice = row["StockCode"].strip(), row["Invoice"].strip()
+            if invoice.startswith("C") or not PRODUCT_CODE.match(code):
+                continue
+            quantity, price = int(row["Quantity"]), float(row["Price"])
+            if quantity <= 0 or price <= 0:
+                continue
+            customer = row["Customer ID"].strip().removesuffix(".0")
+            visitor = f"v{customer}" if customer else f"g{invoice}"
+            when = datetime.fromisoformat(row["InvoiceDate"]).isoformat() + "Z"
+            writer.writerow([when, visitor, customer, "purchase", code, quantity, price])
+            if row["Description"].strip():
+                titles[code][row["Description"].strip()] += 1
+            prices[code].append(price)
+    with items_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["item_id", "title", "category", "brand", "price", "in_stock"])
+        for code in sorted(prices):
+            title = titles[code].most_common(1)[0][0] if titles[code] else code
+            writer.writerow([code, title.title(), category_of(title), "", round(statistics.median(prices[code]), 2),
+                             "true"])
+    return items_path, events_path

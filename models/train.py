@@ -1,0 +1,77 @@
+"""Train every model the engine serves from one interaction history, as one artifact."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models import artifacts
+from models.als import ALSParams, train_als
+from models.artifacts import Artifact
+from models.interactions import Interaction, InteractionMatrix, build_matrix
+from models.neighbours import top_neighbours
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    weights: Mapping[str, float]
+    als: ALSParams = ALSParams()
+    neighbours: int = 50
+    popularity_half_life_s: float = 30 * 86400
+
+
+def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
+    started = time.perf_counter()
+    als = train_als(matrix.user_items, config.als)
+    similar_index, similar_score = top_neighbours(matrix.user_items, config.neighbours)
+    baskets = matrix.basket_items if matrix.basket_items.nnz else matrix.user_items
+    complement_index, complement_score = top_neighbours(baskets, config.neighbours)
+    return Artifact(
+        item_ids=matrix.item_ids,
+        user_ids=matrix.user_ids,
+        item_factors=np.asarray(als.item_factors, dtype=np.float32),
+        user_factors=np.asarray(als.user_factors, dtype=np.float32),
+        user_items=matrix.user_items,
+        similar_index=similar_index,
+        similar_score=similar_score,
+        complement_index=complement_index,
+        complement_score=complement_score,
+        popularity=matrix.item_weight,
+        meta={
+            "data": {
+                "first_event": matrix.first_ts,
+                "last_event": matrix.last_ts,
+                "events": matrix.n_events,
+                "users": len(matrix.user_ids),
+                "items": len(matrix.item_ids),
+                "baskets": int(matrix.basket_items.shape[0]),
+            },
+            "params": {
+                "als": config.als.as_dict(),
+                "event_weights": dict(config.weights),
+                "neighbours": config.neighbours,
+                "popularity_half_life_s": config.popularity_half_life_s,
+            },
+            "train_seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
+def train_from_rows(rows: Iterable[Interaction], config: TrainConfig, models_dir: Path,
+                    *, promote: bool = True) -> Artifact:
+    matrix = build_matrix(rows, config.weights, popularity_half_life_s=config.popularity_half_life_s)
+    if not matrix.item_ids or not matrix.user_ids:
+        raise ValueError("no interactions to train on: import or send some events first")
+    artifact = fit(matrix, config)
+    path = artifacts.save(artifact, models_dir)
+    log.info("trained model %s: %s", artifact.version, artifact.meta["data"])
+    if promote:
+        artifacts.promote(models_dir, path.name)
+    return artifact

@@ -1,0 +1,136 @@
+"""Shared fixtures: a real redis-server and a model trained on the real demo data.
+
+Redis runs on a free 127.0.0.1 port for the whole session and is flushed before each test that
+uses it; it is stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from engine.redis_server import RedisServer, free_port, start_redis  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+
+ADMIN_KEY = "test-admin-key"
+ADMIN = {"X-API-Key": ADMIN_KEY}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The demo shop's items and the first ~120k purchase lines (Dec 2009 - Mar 2010)."""
+    from models.datasets import write_online_retail
+
+    out = tmp_path_factory.mktemp("demo")
+    items, events = write_online_retail(out)
+    subset = out / "events_subset.csv"
+    with events.open() as src, subset.open("w") as dst:
+        for number, line in enumerate(src):
+            if number > 120_000:
+                break
+            dst.write(line)
+    return items, subset
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory, demo_files: tuple[Path, Path]) -> Path:
+    """A models dir holding one promoted artifact trained on the demo subset."""
+    from engine.history import interactions
+    from engine.importer import ImportReport, read_events
+    from models.als import ALSParams
+    from models.train import TrainConfig, train_from_rows
+
+    _, events = demo_files
+    rows = interactions(e.model_dump() for e in read_events(events, ImportReport(), accepted_at=time.time()))
+    models_dir = tmp_path_factory.mktemp("models")
+    settings = Settings()
+    train_from_rows(rows, TrainConfig(weights=settings.event_weights, als=ALSParams(factors=32, iterations=10)),
+                    models_dir)
+    return models_dir
+
+
+def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settings:
+    values = {"data_dir": data_dir, "redis_url": redis_url, "admin_key": ADMIN_KEY, "model_poll_s": 0.2}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, trained_models: Path) -> Path:
+    """A fresh data dir with a copy of the trained model."""
+    shutil.copytree(trained_models, tmp_path / "models")
+    return tmp_path
+
+
+@pytest.fixture
+def client(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> Iterator[TestClient]:
+    """The app in process (lifespan included) with the demo catalogue loaded."""
+    from api.app import create_app
+    from engine.catalog import upsert_items
+    from engine.importer import ImportReport, read_items
+
+    items, _ = demo_files
+
+    async def load() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        await upsert_items(client, read_items(items, ImportReport()))
+        await client.aclose()
+
+    asyncio.run(load())
+    with TestClient(create_app(make_settings(data_dir, redis_url))) as test_client:
+        yield test_client
+
+
+class LiveServer:
+    """uvicorn on a free 127.0.0.1 port in a thread, for tests that need real sockets."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    loop="asyncio", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
