@@ -4,6 +4,7 @@
     vitrine serve [--host --port --workers]
     vitrine import [--items items.csv] [--events events.csv]
     vitrine train
+    vitrine bench [--seconds --connections --workers 1 2]
 
 Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
 its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
@@ -197,8 +198,7 @@ def demo_banner(base: str, admin_key: str, visitor: str, item: str, customer: st
 Vitrine demo shop (UCI Online Retail II, CC BY 4.0) is serving on {base}. Ctrl-C stops it.
 Try:
   curl -s '{base}/v1/recommendations?placement=home&visitor_id={visitor}'
-  curl -s -X POST {base}/v1/events -H 'content-type: application/json' \\
-       -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
+  curl -s -X POST {base}/v1/events -H 'content-type: application/json' -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
   curl -s '{base}/v1/recommendations?placement=product&visitor_id={visitor}&item_id={item}'
   curl -s '{base}/v1/recommendations?placement=home&customer_id={customer}'
   curl -s -H 'X-API-Key: {admin_key}' {base}/v1/profiles/{visitor}
@@ -224,6 +224,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         base = f"http://{settings.host}:{settings.port}"
         admin_key = ensure_admin_key(settings)
         _serve(settings, url, demo_banner(base, admin_key, "demo-visitor-1", "85123A", "13085"))
+    return 0
+
+
+# ------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from load_tests.bench import BenchConfig, markdown, run, write_reports  # noqa: PLC0415
+
+    config = BenchConfig(seconds=args.seconds, connections=args.connections, workers=tuple(args.workers),
+                         visitors=args.visitors, out_dir=args.out)
+    report = run(config)
+    print(markdown(report))
+    json_path, md_path = write_reports(report, args.out)
+    print(f"reports: {json_path} {md_path}")
     return 0
 
 
@@ -253,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("train", help="train a model from the event history and promote it")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("bench", help="measure the serving numbers on this machine (starts its own servers)")
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of each load (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1], help="uvicorn worker counts to try")
+    p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
