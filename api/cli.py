@@ -4,6 +4,9 @@
     vitrine serve [--host --port --workers]
     vitrine import [--items items.csv] [--events events.csv]
     vitrine train
+    vitrine worker                    (Kafka mode) apply the events topic to the profiles
+    vitrine replay [--reset]          rebuild the profiles from the event log or topic
+    vitrine bench-stream              freshness and events/s, embedded and Kafka
 
 Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
 its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
@@ -136,7 +139,14 @@ def train(settings: Settings) -> str:
         popularity_half_life_s=settings.popularity_half_life_s,
     )
     started = time.perf_counter()
-    artifact = train_from_rows(interactions_from_log(settings.log_dir), config, settings.models_dir)
+    if settings.mode == "kafka":
+        from engine.history import interactions  # noqa: PLC0415
+        from streaming.topics import history  # noqa: PLC0415
+
+        rows = interactions(history(settings))
+    else:
+        rows = interactions_from_log(settings.log_dir)
+    artifact = train_from_rows(rows, config, settings.models_dir)
     data = artifact.meta["data"]
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
           f"{data['events']} interactions, {data['users']} people, {data['items']} items, "
@@ -227,6 +237,58 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- streaming
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streaming.worker import run_worker  # noqa: PLC0415
+
+    with redis_for(settings) as url:
+        run_worker(settings, url, loglevel=args.loglevel)
+    return 0
+
+
+async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
+    from engine import replay  # noqa: PLC0415
+    from engine.eventlog import read_events  # noqa: PLC0415
+    from engine.runtime import Engine  # noqa: PLC0415
+
+    engine = Engine(settings, redis_url, serve_models=False)
+    try:
+        if await replay.has_profiles(engine.redis):
+            if not reset:
+                print("vitrine replay: Redis already holds profiles; --reset deletes them (and the dedup "
+                      "memory and trending counters) first", file=sys.stderr)
+                return 1
+            print(f"deleted {await replay.delete_profiles(engine.redis)} profile keys")
+        await engine.catalogue.refresh()
+        if not len(engine.catalogue.current):
+            print("warning: the catalogue is empty; affinities need it (vitrine import --items)", file=sys.stderr)
+        if settings.mode == "kafka":
+            from streaming.topics import topic_events  # noqa: PLC0415
+
+            source, batches = f"topic {settings.kafka_events_topic}", topic_events(settings)
+        else:
+            source, batches = f"log {settings.log_dir}", replay.in_batches(read_events(settings.log_dir))
+        stats = await replay.replay(engine.applier, batches)
+        print(f"replayed {stats.events} events from {source} in {stats.seconds:.1f}s: "
+              f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
+        return 0
+    finally:
+        await engine.redis.aclose()
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    with redis_for(settings) as url:
+        return asyncio.run(_replay(settings, url, args.reset))
+
+
+def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from streaming.bench import run_bench  # noqa: PLC0415
+
+    return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out)
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -253,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("train", help="train a model from the event history and promote it")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("worker", help="(Kafka mode) apply the events topic to the profiles; run one or more")
+    p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("replay", help="rebuild every profile from the event log (embedded) or topic (Kafka)")
+    p.add_argument("--reset", action="store_true", help="delete existing profiles, dedup memory and trending first")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("bench-stream", help="measure freshness (embedded and Kafka) and events/s per worker")
+    p.add_argument("--samples", type=int, default=300, help="freshness samples per mode")
+    p.add_argument("--events", type=int, default=30000, help="events for the throughput run")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
+    p.set_defaults(func=cmd_bench_stream)
     return parser
 
 

@@ -33,6 +33,10 @@ def fingerprint(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
+class ApplyContention(RuntimeError):
+    """Other writers kept changing the same profiles; retrying later is the answer."""
+
+
 @dataclass
 class ApplyStats:
     applied: int = 0
@@ -82,7 +86,7 @@ class EventApplier:
         while pending:
             stats.rounds += 1
             if stats.rounds > MAX_ROUNDS:
-                raise RuntimeError(f"gave up applying events for {len(pending)} visitors after {MAX_ROUNDS} rounds")
+                raise ApplyContention(f"gave up applying events for {len(pending)} visitors after {MAX_ROUNDS} rounds")
             bucket = int(time.time() // self._window)
             plans, needed = await self._plan(pending, known_customers, bucket)
             known_customers |= needed

@@ -35,8 +35,10 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 
 class Engine:
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
+        """``serve_models=False`` (stream workers) keeps the catalogue fresh but loads no model."""
         self.settings = settings
+        self.serve_models = serve_models
         self.redis = connect(redis_url)
         self.catalogue = CatalogueCache(self.redis)
         self.models = ModelHolder(settings.models_dir)
@@ -65,6 +67,8 @@ class Engine:
             await self.catalogue.refresh()
         except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
             log.warning("catalogue refresh failed: %s", exc)
+        if not self.serve_models:
+            return
         try:
             await self.models.reload()
         except Exception:  # noqa: BLE001 - a bad artifact must not take the service down

@@ -70,6 +70,18 @@ class Settings(BaseSettings):
 
     # --- transport ---
     kafka_brokers: str | None = Field(None, description="Set to run in scale-out mode through Kafka.")
+    kafka_events_topic: str = Field("vitrine-events", description="Accepted events, keyed by visitor id.")
+    kafka_dead_letter_topic: str = Field("vitrine-events-dead", description="Events that failed processing.")
+    kafka_partitions: int = Field(12, ge=1, description="Partitions of the events topic when Vitrine creates it.")
+    kafka_replication: int = Field(1, ge=1, description="Replication factor of the topics Vitrine creates.")
+    kafka_retention_ms: int = Field(-1, ge=-1, description="Events topic retention; -1 keeps the history replay and train read.")
+    kafka_group_id: str = Field("vitrine-workers", description="Consumer group (faust app id) of the workers.")
+    kafka_session_timeout_s: float = Field(10.0, gt=0, description="A silent worker is dropped from the group after this.")
+    kafka_heartbeat_interval_s: float = Field(3.0, gt=0)
+    kafka_rebalance_timeout_s: float = Field(10.0, gt=0)
+    kafka_fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a worker's fetch waits for data (faust hard-codes 1500).")
+    kafka_batch_max: int = Field(1000, ge=1, description="Most events a worker applies in one Redis round trip.")
+    kafka_produce_timeout_s: float = Field(5.0, gt=0, description="The API answers 503 if the brokers have not acknowledged by then.")
 
     # --- models ---
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -94,6 +106,11 @@ class Settings(BaseSettings):
     @property
     def mode(self) -> Literal["embedded", "kafka"]:
         return "kafka" if self.kafka_brokers else "embedded"
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """``host:port`` of each broker in ``kafka_brokers`` (comma-separated, scheme optional)."""
+        return [s.strip().split("://")[-1] for s in (self.kafka_brokers or "").split(",") if s.strip()]
 
     @cached_property
     def log_dir(self) -> Path:
