@@ -108,6 +108,9 @@ def _apply_events_agent(app: StreamApp) -> Any:
             for done in batch:
                 await manual.ack(done)
             batch.clear()
+            if result.duplicates:
+                log.info("skipped %d events applied before (redelivered after a restart or rebalance)",
+                         result.duplicates)
             yield result
 
     return apply_events

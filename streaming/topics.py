@@ -57,18 +57,22 @@ async def read_topic(settings: Settings, topic: str | None = None) -> AsyncItera
         if not partitions:
             return
         consumer.assign(partitions)
-        start = await consumer.beginning_offsets(partitions)
-        end = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if end[tp] > start[tp]}
-        await consumer.seek_to_beginning(*remaining)
+        await consumer.seek_to_beginning(*partitions)
+        listed = await consumer.end_offsets(partitions)
+        # The end is the high watermark of the first fetch: ListOffsets alone is not enough, as
+        # tansu answers it with the last record batch's base offset + 1.
+        end: dict[TopicPartition, int] = {}
+        remaining = set(partitions)
         while remaining:
             fetched = await consumer.getmany(*remaining, timeout_ms=1000)
-            batch: list[Record] = []
-            for tp, messages in fetched.items():
-                batch.extend(Record(value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset)
-                             for m in messages if m.offset < end[tp])
+            for tp in remaining - end.keys():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    end[tp] = max(highwater, listed[tp])
+            batch = [Record(value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset)
+                     for tp, messages in fetched.items() for m in messages if m.offset < end[tp]]
             for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
+                if tp in end and await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
             if batch:
                 yield batch
