@@ -13,8 +13,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.cli import train
 from engine import keys
+from engine.eventlog import read_raw
+from engine.history import interactions
+from engine.redis_server import free_port
 from engine.settings import Settings
+from streaming.topics import history
+from tests.conftest import make_settings
 from tests.stream.conftest import Worker, wait_until
 
 
@@ -146,3 +152,35 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     assert by_payload[unprocessable]["vitrine.error"].startswith(b"processing failed: JSONDecodeError")
     assert by_payload[unprocessable]["vitrine.source"].startswith(kafka_settings.kafka_events_topic.encode())
     assert r.get(keys.visitor("v-corrupt")) == b"{not json"
+
+
+def test_without_a_broker_events_get_a_503_naming_the_problem(data_dir, redis_url: str) -> None:
+    settings = make_settings(data_dir, redis_url, kafka_brokers=f"127.0.0.1:{free_port()}",
+                             kafka_produce_timeout_s=0.5)
+    with TestClient(create_app(settings)) as api:
+        response = api.post("/v1/events", json={"event_id": "e-1", "type": "product_view", "visitor_id": "v-1",
+                                                "item_id": "85123A"})
+        assert response.status_code == 503
+        assert response.json()["error"].startswith("events not stored, retry with the same event ids")
+        bad = api.post("/v1/events", json={"event_id": "e-2", "type": "product_view", "visitor_id": "v-1"})
+        assert bad.status_code == 422  # bad input is still a 4xx, the broker is not asked
+
+
+def test_train_reads_the_same_history_from_the_topic_as_from_the_embedded_log(
+        kafka_settings: Settings, client: TestClient) -> None:
+    from tests.stream.test_replay import shop_events
+
+    events = shop_events()
+    with TestClient(create_app(kafka_settings)) as api:  # no worker needed: training reads the topic
+        assert api.post("/v1/events", json={"events": events}).status_code == 200
+    assert client.post("/v1/events", json={"events": events}).status_code == 200
+    embedded = client.app.state.settings
+
+    def rows(settings: Settings) -> list:
+        source = history(settings) if settings.mode == "kafka" else read_raw(settings.log_dir)
+        return sorted(interactions(source))
+
+    assert rows(kafka_settings) == rows(embedded) and len(rows(embedded)) > 50
+    version = train(kafka_settings)
+    meta = orjson.loads((kafka_settings.models_dir / version / "meta.json").read_bytes())
+    assert meta["data"]["events"] == len(rows(embedded))
