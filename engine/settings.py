@@ -8,6 +8,8 @@ edited by different people.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -123,3 +125,11 @@ class Settings(BaseSettings):
     @cached_property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
+
+
+def as_environment(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that gives a child process (a worker, an API replica) these settings."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("VITRINE_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"VITRINE_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return env

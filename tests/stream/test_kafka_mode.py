@@ -19,9 +19,10 @@ from engine.eventlog import read_raw
 from engine.history import interactions
 from engine.redis_server import free_port
 from engine.settings import Settings
+from streaming.devstack import VitrineProcess
 from streaming.topics import history
 from tests.conftest import make_settings
-from tests.stream.conftest import Worker, wait_until
+from tests.stream.conftest import wait_until
 
 
 def visitor(r: redis.Redis, visitor_id: str) -> dict:
@@ -45,7 +46,7 @@ def test_events_through_the_api_reach_profiles_and_recommendations(kafka_setting
         assert [i["item_id"] for i in recent["items"]] == ["84406B", "71053", "85123A"]
 
 
-def assigned_partitions(worker: Worker, topic: str) -> set[int]:
+def assigned_partitions(worker: VitrineProcess, topic: str) -> set[int]:
     """The last assignment faust logged for ``topic`` (its "Topic Partition Set" table)."""
     found = re.findall(rf"\| {re.escape(topic)}\s+\| \{{([\d, ]*)\}}", worker.output())
     return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from engine import keys
-from engine.settings import Settings
-from tests.stream.conftest import settings_env, wait_until
+from engine.settings import Settings, as_environment
+from tests.stream.conftest import wait_until
 
 ROOT = Path(__file__).parents[2]
 ITEMS = ["85123A", "71053", "84406B", "22752", "21730"]
@@ -54,7 +54,7 @@ def snapshot(r: redis.Redis) -> dict:
 
 
 def replay(settings: Settings) -> str:
-    done = subprocess.run([sys.executable, "-m", "api.cli", "replay", "--reset"], env=settings_env(settings),
+    done = subprocess.run([sys.executable, "-m", "api.cli", "replay", "--reset"], env=as_environment(settings),
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
