@@ -284,9 +284,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from streaming.bench import run_bench  # noqa: PLC0415
+    from streaming.bench import TAOBAO_STREAM, run_bench  # noqa: PLC0415
 
-    return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out)
+    args.taobao = args.taobao or TAOBAO_STREAM
+    return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out, taobao=args.taobao)
 
 
 # ------------------------------------------------------------------------------- main
@@ -323,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("bench-stream", help="measure freshness (embedded and Kafka) and events/s per worker")
     p.add_argument("--samples", type=int, default=300, help="freshness samples per mode")
-    p.add_argument("--events", type=int, default=30000, help="events for the throughput run")
+    p.add_argument("--events", type=int, default=50000, help="events for the throughput run")
+    p.add_argument("--taobao", type=Path, help="Taobao UserBehavior stream sample (default: ../shared/data/...)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
     p.set_defaults(func=cmd_bench_stream)
     return parser

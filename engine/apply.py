@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from engine import keys
 from engine.events import Event
-from engine.profiles import ItemLookup, ProfileConfig, apply_event
+from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, fold_event
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
@@ -120,7 +120,7 @@ class EventApplier:
         customers: dict[str, _Cas] = {
             cid: _Cas(old=raw or b"") for cid, raw in zip(customer_ids, customer_replies)
         }
-        current_customer: dict[str, bytes] = {cid: cas.old for cid, cas in customers.items()}
+        loaded: dict[str, CustomerProfile] = {}  # folded in place, plan after plan
         plans: list[_Plan] = []
         needed: set[str] = set()
         now = time.time()
@@ -128,7 +128,8 @@ class EventApplier:
             raw_visitor, seen = visitor_replies[2 * i: 2 * i + 2]
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
-            visitor_json = orjson.loads(raw_visitor) if raw_visitor else None
+            visitor = VisitorProfile.from_json(orjson.loads(raw_visitor) if raw_visitor else None)
+            changed: set[str] = set()
             seen_in_batch: set[bytes] = set()
             for event, fp, recorded in zip(pending[vid], fingerprints[vid], seen):
                 if recorded == 49 or fp in seen_in_batch:  # b"1"
@@ -136,30 +137,35 @@ class EventApplier:
                         break
                     plan.duplicates += 1
                     continue
-                cid = event.customer_id or (visitor_json or {}).get("c")
+                cid = event.customer_id or visitor.customer_id
                 if cid and cid not in customers:
                     needed.add(cid)
                     break
-                customer_raw = current_customer.get(cid) if cid else None
-                customer_json = orjson.loads(customer_raw) if customer_raw else None
-                applied = apply_event(visitor_json, customer_json, event, self._lookup, self._cfg)
-                visitor_json = applied.visitor.to_json()
+                customer = None
+                if cid:
+                    if cid not in loaded:
+                        raw = customers[cid].old
+                        loaded[cid] = CustomerProfile.from_json(orjson.loads(raw) if raw else None)
+                    customer = loaded[cid]
+                applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
+                visitor = applied.visitor
                 if applied.customer is not None and applied.customer_id:
-                    new_customer = orjson.dumps(applied.customer.to_json())
-                    current_customer[applied.customer_id] = new_customer
-                    cas = plan.cas.setdefault(keys.customer(applied.customer_id),
-                                              _Cas(old=customers[applied.customer_id].old))
-                    cas.new, cas.ttl = new_customer, self._customer_ttl
-                for item, weight in applied.trending:
-                    key, incr, expire_at = self._clock.increment(weight, event.ts)
+                    loaded[applied.customer_id] = applied.customer
+                    changed.add(applied.customer_id)
+                if applied.trending:
+                    key, growth, expire_at = self._clock.increment(1.0, event.ts)
                     if expire_at > now:  # an old event's epoch is gone already
-                        plan.trending[(key, item)] = (plan.trending.get((key, item), (0.0, 0))[0] + incr,
-                                                      expire_at)
+                        for item, weight in applied.trending:
+                            total = plan.trending.get((key, item), (0.0, 0))[0]
+                            plan.trending[(key, item)] = (total + weight * growth, expire_at)
                 plan.done.append(event)
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
             if plan.done:
-                plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor_json)
+                plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor.to_json())
+                for cid in changed:
+                    plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
+                                                        new=orjson.dumps(loaded[cid].to_json()))
                 plans.append(plan)
             elif plan.duplicates:
                 plans.append(plan)  # nothing to write, but the queue must advance

@@ -56,6 +56,10 @@ class StreamApp(faust.App):
         self.dead_letter_topic = self.topic(settings.kafka_dead_letter_topic, partitions=1)
         self.apply_events = self.agent(self.events_topic, name="apply-events")(_apply_events_agent(self))
 
+    async def on_first_start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+        await super().on_first_start()
+
     async def on_start(self) -> None:
         """Runs before the agents start: they find the engine ready."""
         await super().on_start()
