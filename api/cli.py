@@ -84,7 +84,9 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
             await upsert_items(engine.redis, batch)
             _print_report("items", items, report)
         await engine.catalogue.refresh()
-        if events is not None:
+        if events is not None and settings.mode == "kafka":
+            await _import_to_topic(settings, events)
+        elif events is not None:
             report = ImportReport()
             event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=False)
             started, applied, batch = time.perf_counter(), 0, []
@@ -102,6 +104,30 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
                   f"(already-seen events are skipped)")
     finally:
         await engine.redis.aclose()
+
+
+async def _import_to_topic(settings: Settings, events: Path) -> None:
+    """Kafka mode: the topic is the history (what train and replay read), so imported events go
+    there like any other and the workers apply them."""
+    from engine.importer import ImportReport, read_events  # noqa: PLC0415
+    from streaming.producer import KafkaSink  # noqa: PLC0415
+
+    sink, report, sent, batch = KafkaSink(settings), ImportReport(), 0, []
+    started = time.perf_counter()
+    try:
+        for event in read_events(events, report, accepted_at=time.time()):
+            batch.append(event)
+            if len(batch) == 1000:
+                await sink.submit(batch)
+                sent, batch = sent + len(batch), []
+        if batch:
+            await sink.submit(batch)
+            sent += len(batch)
+    finally:
+        await sink.close()
+    _print_report("event lines", events, report)
+    print(f"  {sent} events sent to topic {settings.kafka_events_topic} in {time.perf_counter() - started:.1f}s; "
+          f"the workers apply them")
 
 
 def _print_report(what: str, path: Path, report: object) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 
 import orjson
@@ -18,8 +20,8 @@ from engine import keys
 from engine.eventlog import read_raw
 from engine.history import interactions
 from engine.redis_server import free_port
-from engine.settings import Settings
-from streaming.devstack import VitrineProcess
+from engine.settings import Settings, as_environment
+from streaming.devstack import ROOT, VitrineProcess
 from streaming.topics import history
 from tests.conftest import make_settings
 from tests.stream.conftest import wait_until
@@ -185,3 +187,20 @@ def test_train_reads_the_same_history_from_the_topic_as_from_the_embedded_log(
     version = train(kafka_settings)
     meta = orjson.loads((kafka_settings.models_dir / version / "meta.json").read_bytes())
     assert meta["data"]["events"] == len(rows(embedded))
+
+
+def test_import_in_kafka_mode_sends_the_history_to_the_topic(kafka_settings: Settings, demo_files, tmp_path,
+                                                            start_worker) -> None:
+    lines = demo_files[1].read_text().splitlines()[:301]
+    csv = tmp_path / "events.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([sys.executable, "-m", "api.cli", "import", "--events", str(csv)],
+                          env=as_environment(kafka_settings), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "300/300 event lines loaded" in done.stdout and "sent to topic" in done.stdout
+    sent = int(done.stdout.split(" events sent")[0].split()[-1])
+    assert len(list(history(kafka_settings))) == sent  # what `vitrine train` reads
+    start_worker()
+    r = redis.Redis.from_url(kafka_settings.redis_url)
+    customers = {line.split(",")[2] for line in lines[1:] if line.split(",")[2]}
+    wait_until(lambda: all(r.get(keys.customer(c)) for c in customers), what="the worker to apply the import")
