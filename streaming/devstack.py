@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.redis_server import free_port
+from engine.redis_server import free_port, stop_process
 from engine.settings import Settings, as_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,13 +56,7 @@ class TansuBroker:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 5)
         self._log.close()
 
 
@@ -82,13 +76,8 @@ class VitrineProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM: a worker commits what it applied and leaves its group."""
+        stop_process(self.process, 15)
         self._log.close()
 
     def output(self) -> str:
