@@ -7,6 +7,7 @@
     vitrine worker                    (Kafka mode) apply the events topic to the profiles
     vitrine replay [--reset]          rebuild the profiles from the event log or topic
     vitrine bench-stream              freshness and events/s, embedded and Kafka
+    vitrine bench [--seconds --connections --workers 1 2]
 
 Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
 its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
@@ -233,8 +234,7 @@ def demo_banner(base: str, admin_key: str, visitor: str, item: str, customer: st
 Vitrine demo shop (UCI Online Retail II, CC BY 4.0) is serving on {base}. Ctrl-C stops it.
 Try:
   curl -s '{base}/v1/recommendations?placement=home&visitor_id={visitor}'
-  curl -s -X POST {base}/v1/events -H 'content-type: application/json' \\
-       -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
+  curl -s -X POST {base}/v1/events -H 'content-type: application/json' -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
   curl -s '{base}/v1/recommendations?placement=product&visitor_id={visitor}&item_id={item}'
   curl -s '{base}/v1/recommendations?placement=home&customer_id={customer}'
   curl -s -H 'X-API-Key: {admin_key}' {base}/v1/profiles/{visitor}
@@ -316,6 +316,21 @@ def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out, taobao=args.taobao)
 
 
+# ------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from load_tests.bench import BenchConfig, markdown, run, write_reports  # noqa: PLC0415
+
+    config = BenchConfig(seconds=args.seconds, connections=args.connections, workers=tuple(args.workers),
+                         visitors=args.visitors, out_dir=args.out)
+    report = run(config)
+    print(markdown(report))
+    json_path, md_path = write_reports(report, args.out)
+    print(f"reports: {json_path} {md_path}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -354,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taobao", type=Path, help="Taobao UserBehavior stream sample (default: ../shared/data/...)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
     p.set_defaults(func=cmd_bench_stream)
+    p = sub.add_parser("bench", help="measure the serving numbers on this machine (starts its own servers)")
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of each load (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1], help="uvicorn worker counts to try")
+    p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -44,11 +44,16 @@ class EventLog:
         self._written = 0
         self._synced = 0
         self._sync_lock = asyncio.Lock()
+        self._retired: list[int] = []  # rotated-out segments, closed once no fsync can be using them
         directory.mkdir(parents=True, exist_ok=True)
 
     def _open_segment(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            if self._fsync:
+                os.fsync(self._fd)  # once per segment: the old file is complete and durable
+            self._retired.append(self._fd)
+            if not self._sync_lock.locked():
+                self._close_retired()
         name = f"events-{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
         self._fd = os.open(self._dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = 0
@@ -80,6 +85,11 @@ class EventLog:
             target, fd = self._written, self._fd
             await asyncio.to_thread(os.fsync, fd)
             self._synced = target
+            self._close_retired()
+
+    def _close_retired(self) -> None:
+        while self._retired:
+            os.close(self._retired.pop())
 
     def append_sync(self, events: Iterable[Event]) -> None:
         self.write(events)
@@ -88,6 +98,7 @@ class EventLog:
             self._synced = self._written
 
     def close(self) -> None:
+        self._close_retired()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

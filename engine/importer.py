@@ -73,14 +73,13 @@ def read_items(path: Path, report: ImportReport) -> Iterator[Item]:
             if stock not in _TRUE | _FALSE:
                 report.error(line, f"in_stock: expected true/false, got {stock!r}")
                 continue
-            price = (row.get("price") or "").strip()
             try:
                 item = Item(
                     item_id=(row.get("item_id") or "").strip(),
                     title=(row.get("title") or "").strip(),
                     category=(row.get("category") or "").strip() or None,
                     brand=(row.get("brand") or "").strip() or None,
-                    price=float(price) if price else None,
+                    price=_number(row, "price", float),
                     in_stock=stock in _TRUE,
                 )
             except ValueError as exc:
@@ -88,6 +87,16 @@ def read_items(path: Path, report: ImportReport) -> Iterator[Item]:
                 continue
             report.loaded += 1
             yield item
+
+
+def _number(row: dict[str, str], name: str, cast: type[int] | type[float]) -> float | int | None:
+    value = (row.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        return cast(value)
+    except ValueError:
+        raise ValueError(f"{name}: not {'an integer' if cast is int else 'a number'}: {value!r}") from None
 
 
 def _timestamp(value: str) -> float:
@@ -110,8 +119,8 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
             return
         first_line, row, ts = order[0]
         try:
-            items = tuple(LineItem(item_id=r["item_id"].strip(), quantity=int(r.get("quantity") or 1),
-                                   price=float(r["price"]) if (r.get("price") or "").strip() else None)
+            items = tuple(LineItem(item_id=(r.get("item_id") or "").strip(),
+                                   quantity=_number(r, "quantity", int) or 1, price=_number(r, "price", float))
                           for _, r, _ in order)
             event = Event(event_id=_event_id(path.name, first_line, ts, row["visitor_id"]), type="purchase",
                           visitor_id=row["visitor_id"].strip(), customer_id=(row.get("customer_id") or "").strip() or None,
@@ -144,8 +153,6 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
                 order.append((line, row, ts))
                 continue
             yield from flush()
-            quantity = (row.get("quantity") or "").strip()
-            price = (row.get("price") or "").strip()
             try:
                 event = Event(
                     event_id=_event_id(path.name, line, ts, row.get("visitor_id")),
@@ -153,8 +160,8 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
                     visitor_id=(row.get("visitor_id") or "").strip(),
                     customer_id=(row.get("customer_id") or "").strip() or None,
                     item_id=(row.get("item_id") or "").strip(),
-                    quantity=int(quantity) if quantity else None,
-                    price=float(price) if price else None,
+                    quantity=_number(row, "quantity", int),
+                    price=_number(row, "price", float),
                     ts=ts,
                     rt=accepted_at,
                 )

@@ -23,6 +23,7 @@ def _affinity(values: dict[str, float]) -> dict[str, float]:
 def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: CustomerProfile | None,
              now: float, session_timeout_s: float) -> dict[str, Any]:
     current, earlier = visit_items(v, now, session_timeout_s)
+    live = v.in_session(now, session_timeout_s)
     out: dict[str, Any] = {
         "visitor_id": visitor_id,
         "segments": segments(v, c, now),
@@ -30,12 +31,12 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "first_seen": iso(v.first_seen),
             "last_seen": iso(v.last_seen),
             "visits": v.visits,
-            "in_session": v.in_session(now, session_timeout_s),
+            "in_session": live,
             "session": {
-                "started": iso(v.session_start) if current else None,
+                "started": iso(v.session_start) if live else None,
                 "items": current,
-                "categories": v.session_categories if current else {},
-                "searches": v.searches if current else [],
+                "categories": v.session_categories if live else {},
+                "searches": v.searches if live else [],
             },
             "last_visit_items": earlier,
             "cart": v.cart,

@@ -55,6 +55,8 @@ class Recommender:
         self.catalogue = catalogue
         self._trending = trending
         self.placements = placements or dict(DEFAULT_PLACEMENTS)
+        self._degraded = 0
+        self._degraded_logged_at = float("-inf")
 
     def check_placement(self, placement: str) -> tuple[str, ...]:
         chain = self.placements.get(placement)
@@ -73,8 +75,12 @@ class Recommender:
                 trend = await self._trending.top() if needs_trending else []
             return visitor, customer, cid, trend, False
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("redis unavailable for a recommendation (%s): serving the model-only fallback",
-                        type(exc).__name__)
+            self._degraded += 1
+            now = time.monotonic()
+            if now - self._degraded_logged_at > 10:  # an outage must not flood the log
+                log.warning("redis unavailable (%s): %d recommendations served from the model alone "
+                            "since the last warning", type(exc).__name__, self._degraded)
+                self._degraded, self._degraded_logged_at = 0, now
             return VisitorProfile(), None, req.customer_id, [], True
 
     async def recommend(self, req: RecoRequest) -> dict[str, Any]:

@@ -1,0 +1,251 @@
+"""`vitrine bench`: the serving numbers, measured in one run on this machine.
+
+It starts everything it needs on 127.0.0.1 in a temporary directory (a redis-server, a model
+trained on the demo shop, `vitrine serve`), fills Redis with visitor profiles built from real
+baskets, then measures the recommendation endpoint next to a no-op endpoint of the same app
+(`GET /health`): single connection (p50/p99) and under concurrency (throughput, p99). Ratios
+between the two are the numbers to read: the machines are noisy, ratios from one run are not.
+It also reports Redis bytes per visitor profile (MEMORY USAGE). Writes JSON + markdown reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import uvloop
+from redis.asyncio import Redis
+
+from engine import keys
+from engine.events import Event
+from engine.history import interactions
+from engine.catalog import upsert_items
+from engine.importer import ImportReport, read_events, read_items
+from engine.redis_server import free_port, start_redis
+from engine.runtime import Engine
+from engine.settings import Settings
+from load_tests.httpload import LoadResult, run_load
+from models.als import ALSParams
+from models.datasets import write_online_retail
+from models.train import TrainConfig, train_from_rows
+
+
+@dataclass
+class BenchConfig:
+    seconds: float = 5.0
+    connections: int = 32
+    workers: tuple[int, ...] = (1,)
+    visitors: int = 2000
+    out_dir: Path = Path("reports")
+    seed: int = 7
+
+
+def _sessions_from_baskets(events_csv: Path, visitors: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Browsing sessions made of real baskets: each real order's items viewed one by one, the
+    last one added to the cart. Online Retail has purchases only, so orders stand in for visits."""
+    baskets: dict[tuple[str, str], list[str]] = defaultdict(list)
+    with events_csv.open() as fh:
+        for row in csv.DictReader(fh):
+            baskets[(row["visitor_id"], row["timestamp"])].append(row["item_id"])
+    rng = random.Random(seed)
+    chosen = rng.sample([b for b in baskets.values() if 3 <= len(b) <= 40], visitors)
+    sessions = []
+    for items in chosen:
+        viewed = list(dict.fromkeys(items))[:12]
+        sessions.append([("product_view", i) for i in viewed] + [("add_to_cart", viewed[-1])])
+    return sessions
+
+
+async def _populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]]) -> list[str]:
+    engine = Engine(settings, redis_url)
+    await engine.catalogue.refresh()
+    now = time.time() - 600
+    visitor_ids = []
+    batch: list[Event] = []
+    for n, session in enumerate(sessions):
+        vid = f"bench-{n:06d}"
+        visitor_ids.append(vid)
+        for k, (etype, item) in enumerate(session):
+            batch.append(Event(event_id=f"b{n}-{k}", type=etype, visitor_id=vid, item_id=item,  # type: ignore[arg-type]
+                               ts=now + k * 20, rt=now + k * 20))
+        if len(batch) > 2000:
+            await engine.applier.apply(batch)
+            batch = []
+    await engine.applier.apply(batch)
+    await engine.redis.aclose()
+    return visitor_ids
+
+
+async def _memory(redis_url: str, visitor_ids: list[str]) -> dict[str, Any]:
+    redis = Redis.from_url(redis_url)
+    sample = visitor_ids[:500]
+    async with redis.pipeline(transaction=False) as pipe:
+        for vid in sample:
+            pipe.memory_usage(keys.visitor(vid), samples=0)
+            pipe.strlen(keys.visitor(vid))
+        replies = await pipe.execute()
+    dedup_keys = [k async for k in redis.scan_iter(match="d:*", count=1000)]
+    dedup_bytes = 0
+    for key in dedup_keys[:500]:
+        dedup_bytes += await redis.memory_usage(key, samples=0) or 0
+    info = await redis.info("server")
+    await redis.aclose()
+    usage = np.array(replies[0::2], dtype=float)
+    json_len = np.array(replies[1::2], dtype=float)
+    return {
+        "redis_version": info.get("redis_version"),
+        "profiles_sampled": len(sample),
+        "bytes_per_profile_mean": round(float(usage.mean()), 1),
+        "bytes_per_profile_p50": float(np.percentile(usage, 50)),
+        "bytes_per_profile_p90": float(np.percentile(usage, 90)),
+        "bytes_per_profile_max": float(usage.max()),
+        "json_bytes_mean": round(float(json_len.mean()), 1),
+        "dedup_bytes_per_visitor_mean": round(dedup_bytes / max(1, min(len(dedup_keys), 500)), 1),
+    }
+
+
+def _start_server(port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server not ready in time")
+
+
+async def _measure(port: int, visitor_ids: list[str], config: BenchConfig) -> list[LoadResult]:
+    items = visitor_ids
+
+    def noop(_: int) -> str:
+        return "/health"
+
+    def home(n: int) -> str:
+        return f"/v1/recommendations?placement=home&visitor_id={items[n % len(items)]}"
+
+    results = []
+    # Interleaved, so that drift in the machine's load hits both endpoints alike.
+    for connections in (1, config.connections):
+        for name, path in (("noop", noop), ("recommendations:home", home)):
+            results.append(await run_load(name, "127.0.0.1", port, path, connections=connections,
+                                          seconds=config.seconds))
+    return results
+
+
+def _ratios(results: list[LoadResult]) -> dict[str, float]:
+    by = {(r.name, r.connections): r for r in results}
+    out = {}
+    for connections in sorted({r.connections for r in results}):
+        noop, reco = by[("noop", connections)], by[("recommendations:home", connections)]
+        out[f"p99_ratio_c{connections}"] = round(reco.percentile(99) / noop.percentile(99), 2)
+        out[f"p50_ratio_c{connections}"] = round(reco.percentile(50) / noop.percentile(50), 2)
+        out[f"rps_ratio_c{connections}"] = round(reco.rps / noop.rps, 2) if noop.rps else 0.0
+    return out
+
+
+def run(config: BenchConfig) -> dict[str, Any]:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    report: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "config": {"seconds": config.seconds, "connections": config.connections, "workers": list(config.workers),
+                   "visitors": config.visitors},
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="vitrine-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = start_redis(tmp / "redis", persist=False)
+        try:
+            settings = Settings(data_dir=tmp / "data", redis_url=server.url, admin_key="bench")
+            print("preparing: demo shop, model, profiles...", flush=True)
+            items_csv, events_csv = write_online_retail(tmp / "demo")
+            started = time.perf_counter()
+            rows = interactions(e.model_dump() for e in read_events(events_csv, ImportReport(), accepted_at=time.time()))
+            artifact = train_from_rows(rows, TrainConfig(weights=settings.event_weights, als=ALSParams()),
+                                       settings.models_dir)
+            report["model"] = {"version": artifact.version, **artifact.meta["data"],
+                               "train_seconds": round(time.perf_counter() - started, 1)}
+            asyncio.run(_load_items(server.url, items_csv))
+            visitor_ids = asyncio.run(_populate(settings, server.url,
+                                                _sessions_from_baskets(events_csv, config.visitors, config.seed)))
+            report["memory"] = asyncio.run(_memory(server.url, visitor_ids))
+            env = {**os.environ, "VITRINE_REDIS_URL": server.url, "VITRINE_DATA_DIR": str(settings.data_dir),
+                   "VITRINE_ADMIN_KEY": "bench", "OPENBLAS_NUM_THREADS": "1"}
+            for workers in config.workers:
+                port = free_port()
+                proc = _start_server(port, workers, env)
+                try:
+                    _wait_ready(port, proc)
+                    print(f"measuring with {workers} worker(s)...", flush=True)
+                    results = uvloop.run(_measure(port, visitor_ids, config))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                report["runs"].append({"workers": workers, "results": [r.summary() for r in results],
+                                       "ratios": _ratios(results)})
+        finally:
+            server.stop()
+    return report
+
+
+async def _load_items(redis_url: str, items_csv: Path) -> None:
+    redis = Redis.from_url(redis_url)
+    await upsert_items(redis, read_items(items_csv, ImportReport()))
+    await redis.aclose()
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Vitrine serving benchmark ({report['started_at']})", "",
+             f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}. "
+             f"Model: {report['model']['items']} items, {report['model']['users']} people. "
+             f"Each load: {report['config']['seconds']} s after a 0.5 s warm-up.", ""]
+    for run_ in report["runs"]:
+        lines += [f"## {run_['workers']} uvicorn worker(s)", "",
+                  "| endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | errors |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in run_["results"]:
+            lines.append(f"| {r['name']} | {r['connections']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | "
+                         f"{r['p99_ms']} | {r['errors'] + r['non_200']} |")
+        lines += ["", "Ratios (recommendations / no-op): " +
+                  ", ".join(f"{k} = {v}" for k, v in run_["ratios"].items()), ""]
+    m = report["memory"]
+    lines += ["## Redis memory per visitor profile", "",
+              f"Redis {m['redis_version']}, {m['profiles_sampled']} profiles of real baskets (up to 12 views "
+              f"+ 1 cart add): MEMORY USAGE mean {m['bytes_per_profile_mean']} B, p50 {m['bytes_per_profile_p50']}, "
+              f"p90 {m['bytes_per_profile_p90']}, max {m['bytes_per_profile_max']} (JSON payload mean "
+              f"{m['json_bytes_mean']} B). Event-id dedup buckets add {m['dedup_bytes_per_visitor_mean']} B per "
+              "active visitor for the dedup window.", ""]
+    return "\n".join(lines)
+
+
+def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = report["started_at"].replace(":", "").replace("-", "")
+    json_path = out_dir / f"bench-{stamp}.json"
+    md_path = out_dir / f"bench-{stamp}.md"
+    json_path.write_text(json.dumps(report, indent=2))
+    md_path.write_text(markdown(report))
+    return json_path, md_path

@@ -1,0 +1,84 @@
+"""Real visitor journeys to replay: the Taobao stream sample when present, else the demo shop.
+
+The Taobao UserBehavior stream sample (Alibaba Tianchi, research use; never committed) is read
+from the shared data folder; its users' events, in time order, become journeys. Where it is
+absent, journeys are made from the demo shop's real orders (Online Retail II): each order's items
+viewed, then bought.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.datasets import ONLINE_RETAIL, PRODUCT_CODE
+
+SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+TAOBAO_STREAM = SHARED_DATA / "taobao-userbehavior" / "UserBehavior_stream_sample_20171126.csv.gz"
+TAOBAO_TYPES = {"pv": "product_view", "fav": "product_view", "cart": "add_to_cart", "buy": "purchase"}
+
+
+@dataclass(frozen=True)
+class Step:
+    event_type: str
+    item_id: str
+
+
+@dataclass(frozen=True)
+class Journey:
+    source_user: str
+    steps: tuple[Step, ...]
+
+
+def taobao_journeys(path: Path = TAOBAO_STREAM) -> list[Journey]:
+    users: dict[str, list[tuple[int, Step]]] = defaultdict(list)
+    with io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            etype = TAOBAO_TYPES.get(row["behavior_type"])
+            if etype:
+                users[row["user_id"]].append((int(row["timestamp"]), Step(etype, row["item_id"])))
+    return [Journey(user, tuple(step for _, step in sorted(events, key=lambda e: e[0])))
+            for user, events in users.items()]
+
+
+def demo_journeys(limit: int = 5000, seed: int = 11) -> list[Journey]:
+    orders: dict[str, list[str]] = defaultdict(list)
+    with io.TextIOWrapper(gzip.open(ONLINE_RETAIL, "rb"), encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if not row["Invoice"].startswith("C") and PRODUCT_CODE.match(row["StockCode"]) and int(row["Quantity"]) > 0:
+                orders[row["Invoice"]].append(row["StockCode"])
+    rng = random.Random(seed)
+    chosen = rng.sample(sorted(orders), min(limit, len(orders)))
+    journeys = []
+    for invoice in chosen:
+        items = list(dict.fromkeys(orders[invoice]))[:8]
+        steps = [Step("product_view", i) for i in items] + [Step("add_to_cart", items[-1]),
+                                                            Step("purchase", items[-1])]
+        journeys.append(Journey(invoice, tuple(steps)))
+    return journeys
+
+
+def load_journeys(dataset: str = "auto") -> tuple[str, list[Journey]]:
+    """(name of the source used, journeys). ``auto``: Taobao if present, else the demo shop."""
+    if dataset in ("auto", "taobao"):
+        if TAOBAO_STREAM.exists():
+            return "taobao", taobao_journeys()
+        if dataset == "taobao":
+            raise FileNotFoundError(f"Taobao stream sample not found at {TAOBAO_STREAM} "
+                                    "(set VITRINE_SHARED_DATA_DIR); use --dataset demo")
+        print(f"Taobao stream sample not found at {TAOBAO_STREAM}: replaying the demo shop's orders instead")
+    return "demo", demo_journeys()
+
+
+def cycle(journeys: list[Journey], seed: int = 3) -> Iterator[Journey]:
+    order = list(journeys)
+    random.Random(seed).shuffle(order)
+    while True:
+        yield from order

@@ -1,0 +1,66 @@
+"""The Locust scenarios in smoke mode against a live server, and the SLO gate logic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from load_tests.sessions import demo_journeys
+from load_tests.slo import EndpointStats, Slo, breaches
+from tests.test_e2e_live import live  # noqa: F401 - the live-server fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_slo_gate_arithmetic() -> None:
+    ok = EndpointStats("GET /a", requests=100, failures=1, p99_ms=40)
+    slow = EndpointStats("GET /b", requests=100, failures=0, p99_ms=120)
+    failing = EndpointStats("POST /c", requests=50, failures=2, p99_ms=10)
+    assert breaches([ok], Slo(p99_ms=50, max_error_rate=0.01)) == []
+    found = breaches([ok, slow, failing], Slo(p99_ms=50, max_error_rate=0.01))
+    assert found == ["GET /b: p99 120 ms > 50 ms", "POST /c: error rate 4.00% > 1.00% (2/50)"]
+    assert breaches([], Slo(min_requests=1)) == ["only 0 requests were made (at least 1 expected)"]
+
+
+def test_demo_journeys_are_real_orders() -> None:
+    journeys = demo_journeys(limit=50)
+    assert len(journeys) == 50
+    for journey in journeys:
+        kinds = [s.event_type for s in journey.steps]
+        assert kinds[-2:] == ["add_to_cart", "purchase"] and set(kinds[:-2]) == {"product_view"}
+
+
+def locust(host: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "load_tests" / "locustfile.py"), "--headless",
+         "-u", "4", "-r", "4", "-t", "4s", "--host", host, "--dataset", "demo", "--only-summary",
+         "--csv", str(tmp_path / "smoke"), "--html", str(tmp_path / "smoke.html"), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_smoke_run_passes_its_slos_and_writes_reports(live, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    server, _ = live
+    result = locust(server.url, tmp_path, "--slo-p99-ms", "2000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SLOs met" in result.stdout + result.stderr
+    stats = (tmp_path / "smoke_stats.csv").read_text()
+    for name in ("/v1/events [product_view]", "/v1/recommendations [home]", "/v1/recommendations [product]"):
+        assert name in stats
+    assert (tmp_path / "smoke.html").stat().st_size > 1000
+
+
+def test_a_breached_slo_fails_the_run(live, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    server, _ = live
+    result = locust(server.url, tmp_path, "--slo-p99-ms", "0.001")
+    assert result.returncode == 1
+    assert "SLO BREACH" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("host", ["http://10.1.2.3:8000", "http://example.com"])
+def test_refuses_remote_hosts_without_allow_remote(host: str, tmp_path: Path) -> None:
+    result = locust(host, tmp_path)
+    assert result.returncode != 0
+    assert "--allow-remote" in result.stdout + result.stderr
