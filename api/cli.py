@@ -310,7 +310,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from streaming.bench import TAOBAO_STREAM, run_bench  # noqa: PLC0415
+    from load_tests.bench_stream import TAOBAO_STREAM, run_bench  # noqa: PLC0415
 
     args.taobao = args.taobao or TAOBAO_STREAM
     return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out, taobao=args.taobao)
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-stream", help="measure freshness (embedded and Kafka) and events/s per worker")
     p.add_argument("--samples", type=int, default=300, help="freshness samples per mode")
     p.add_argument("--events", type=int, default=50000, help="events for the throughput run")
-    p.add_argument("--taobao", type=Path, help="Taobao UserBehavior stream sample (default: ../shared/data/...)")
+    p.add_argument("--taobao", type=Path, help="Taobao UserBehavior stream sample (default: in ../shared/data or $VITRINE_SHARED_DATA_DIR)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
     p.set_defaults(func=cmd_bench_stream)
     p = sub.add_parser("bench", help="measure the serving numbers on this machine (starts its own servers)")
