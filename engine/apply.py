@@ -2,7 +2,7 @@
 
 The API (embedded mode), the faust workers (Kafka mode) and ``vitrine replay`` all call
 ``EventApplier.apply``. Per round: one round trip reads the visitors' profiles and dedup buckets
-(``lua/read.lua``), the pure ``profiles.apply_event`` folds the events in Python, then one round trip
+(``lua/read.lua``), ``profiles.fold_event`` folds the events in Python (no I/O), then one round trip
 writes, each visitor's changes going through a Lua compare-and-set (``lua/apply.lua``). A visitor
 whose profile changed in between (another process, a redelivery) is simply re-read and recomputed
 in the next round, so duplicates never count twice and concurrent writers never lose updates.
