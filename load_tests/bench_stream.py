@@ -281,8 +281,8 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path) -> dict[str
                 raise RuntimeError(f"worker applied {applied}/{expected}: {worker.output()[-2000:]}")
             time.sleep(0.02)
         elapsed = now - (first_at or now)
-        rate = (expected - first_count) / elapsed if elapsed > 0 else float("nan")
-        return {"events": expected, "seconds": round(elapsed, 2), "events_per_s": round(rate)}
+        rate = round((expected - first_count) / elapsed) if elapsed > 0 else None  # None: too few to time
+        return {"events": expected, "seconds": round(elapsed, 2), "events_per_s": rate}
     finally:
         worker.stop()
         client.close()
