@@ -1,0 +1,59 @@
+"""Does an item match a rules-file selector? One pure predicate, used by every rule that names a
+set of items (filters, boosts, buries, promoted sets), so they all mean the same thing."""
+
+from __future__ import annotations
+
+from engine.catalog import Item
+from engine.rules_schema import Selector
+
+
+def in_category(category: str | None, prefixes: list[str]) -> bool:
+    """Categories are dotted paths: ``kitchen`` covers ``kitchen.mugs`` (not ``kitchenware``)."""
+    if not category:
+        return False
+    return any(category == p or category.startswith(p + ".") for p in prefixes)
+
+
+def matches(selector: Selector, item: Item | None, now: float) -> bool:
+    """True when every condition of ``selector`` holds for ``item``; an unknown item matches only
+    a selector without conditions on attributes."""
+    s = selector
+    if s.items is not None and (item is None or item.item_id not in s.items):
+        return False
+    if item is None:
+        return (s.category_in is None and s.brand_in is None and s.price is None and s.in_stock is None
+                and s.attributes is None and s.new_arrivals is None)
+    if s.category_in is not None and not in_category(item.category, s.category_in):
+        return False
+    if s.category_not_in is not None and in_category(item.category, s.category_not_in):
+        return False
+    if s.brand_in is not None and item.brand not in s.brand_in:
+        return False
+    if s.brand_not_in is not None and item.brand in s.brand_not_in:
+        return False
+    if s.price is not None:
+        if item.price is None:
+            return False
+        if (s.price.min is not None and item.price < s.price.min) or (
+                s.price.max is not None and item.price > s.price.max):
+            return False
+    if s.in_stock is not None and item.in_stock != s.in_stock:
+        return False
+    if s.new_arrivals is not None:
+        window = s.new_arrivals_s or 0
+        if item.added_at is None or item.added_at < now - window:
+            return False
+    if s.attributes:
+        for name, wanted in s.attributes.items():
+            value = item.attributes.get(name)
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if not any(_same(value, w) for w in options):
+                return False
+    return True
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, without Python's ``True == 1``: an attribute ``new: true`` must not match ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
