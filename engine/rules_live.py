@@ -112,7 +112,7 @@ class RulesSnapshot:
             if extra.filter:
                 filters.append(extra.filter)
             boosts += [*extra.boosts, *extra.buries]
-            pins += extra.pins
+            pins = [*extra.pins, *pins]  # a running campaign's pins win their slots
             promoted = extra.promoted or promoted  # a running campaign's promotion takes over
         chain = tuple(base.scenarios) if base.scenarios else self.placements[placement]
         items = catalogue.items

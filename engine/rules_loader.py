@@ -56,6 +56,9 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def field_name(path: Iterable[str | int]) -> str:
     out = ""
     for part in path:
@@ -75,8 +78,11 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
 
         def build(n: yaml.Node, path: Path_) -> Any:
             if id(n) in seen:
-                raise RulesInvalid([RulesError(filename, n.start_mark.line + 1, field_name(path),
+                raise RulesInvalid([RulesError(filename, lines.get(path, n.start_mark.line + 1), field_name(path),
                                                "anchors and aliases (&name / *name) are not supported")])
+            if isinstance(n, yaml.CollectionNode) and n.tag not in _PLAIN_TAGS:
+                raise RulesInvalid([RulesError(filename, n.start_mark.line + 1, field_name(path),
+                                               f"unsupported YAML tag {n.tag!r}")])
             seen.add(id(n))
             lines.setdefault(path, n.start_mark.line + 1)
             if isinstance(n, yaml.MappingNode):
@@ -123,7 +129,7 @@ def _schema_errors(exc: ValidationError, filename: str, lines: dict[Path_, int])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
-        elif err["type"] != "missing" and isinstance(err.get("input"), (str, int, float, bool)):
+        elif err["type"] not in ("missing", "value_error") and isinstance(err.get("input"), (str, int, float, bool)):
             message += f" (got {err['input']!r})"
         errors.append(RulesError(filename, _line(lines, path), field_name(path), message))
     # One message per field: unions report each member's complaint, the first says enough.

@@ -8,7 +8,8 @@ order (the README documents it, the tests pin it):
 2. **boosts and buries**: when there are any, each candidate's score becomes its rank score
    ``1 - rank / len(pool)`` (scenarios score on different scales) times each matching factor;
    affinity rules multiply by ``1 + (factor - 1) * affinity``. Stable: ties keep pool order.
-3. **pins**: each active pin puts its item at its slot (first pin wins a slot). Pins skip filters,
+3. **pins**: each active pin puts its item at its slot; if an earlier pin took it (running
+   campaigns' pins come before the placement's own), the next free slot. Pins skip filters,
    boosts and repetition (a merchandiser asked for that item there) but never show an item that
    is out of stock, in the cart or already bought.
 4. **promoted share**: ``round(share * n)`` slots, spread evenly through the list, go to the best
@@ -120,7 +121,7 @@ def apply_rules(pool: list[Pick], eff: Effective, *, n: int, now: float, items: 
         item = items.get(item_id)
         return all(matches(f, item, now) for f in eff.filters) and not seen_too_often(item_id)
 
-    ranked = [p for p in pool if passes(p.item_id)]
+    ranked = [p for p in pool if recommendable(p.item_id) and passes(p.item_id)]
     # 2. boosts and buries
     if eff.boosts and ranked:
         size = len(pool)
@@ -148,8 +149,7 @@ def apply_rules(pool: list[Pick], eff: Effective, *, n: int, now: float, items: 
 
     # 3. pins
     for pin in eff.pins:
-        if (pin.slot <= n and slots[pin.slot - 1] is None and pin.active(now)
-                and pin.item not in placed and recommendable(pin.item)):
+        if pin.slot <= n and pin.active(now) and pin.item not in placed and recommendable(pin.item):
             put(Pick(pin.item, pool_score.get(pin.item, 0.0), "pinned"), pin.slot - 1)
     # 4. promoted share
     promoted = eff.promoted
