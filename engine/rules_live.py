@@ -33,6 +33,7 @@ from engine.selectors import matches
 log = logging.getLogger(__name__)
 DEFAULT_VERSION = "default"
 PROMOTED_FALLBACK = 50
+SETTLE_S = 0.1
 _VARIANT_ONLY = {"name", "weight"}
 
 
@@ -186,16 +187,27 @@ class RulesHolder:
         self.error_at: float | None = None
         self._seen: str | None = None  # hash of the last bytes looked at, good or bad
 
-    def reload(self) -> bool:
-        """Load the file if it changed; True when a new version went live."""
+    def reload(self, *, force: bool = False) -> bool:
+        """Load the file if it changed; True when a new version went live.
+
+        A file modified less than ``SETTLE_S`` ago is left for the next tick (unless ``force``):
+        polling must not catch an editor or a deploy half-way through writing it, when a cut-off
+        file may still be valid YAML that says less than was meant.
+        """
         if self.path is None:
             return False
         try:
+            before = self.path.stat()
+            if not force and time.time() - before.st_mtime < SETTLE_S:
+                return False
             text = self.path.read_bytes()
+            after = self.path.stat()
         except OSError as exc:
             self._fail(version_of(str(exc).encode()),
                        [RulesError(str(self.path), None, "", f"cannot read the rules file: {exc.strerror}")])
             return False
+        if (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size):
+            return False  # written while we read: next tick
         seen = version_of(text)
         if seen == self._seen:
             return False
@@ -204,6 +216,9 @@ class RulesHolder:
             self.errors, self.error_at = [], None
             return False
         try:
+            if not text.strip():
+                raise RulesInvalid([RulesError(str(self.path), None, "", "the rules file is empty (unset "
+                                               "VITRINE_RULES_FILE to use the built-in rules)")])
             snapshot = parse_snapshot(text, str(self.path), self.item_exists)
         except RulesInvalid as exc:
             self._fail(seen, exc.errors)
@@ -218,7 +233,7 @@ class RulesHolder:
         if self.errors != errors:
             for error in errors:
                 log.error("rules file rejected, still serving %s: %s", self.current.version, error)
-        self.errors, self.error_at = errors, self.error_at or time.time()
+            self.errors, self.error_at = errors, time.time()
 
     def status(self) -> dict[str, Any]:
         snap = self.current

@@ -65,10 +65,10 @@ class Engine:
 
     async def start(self) -> None:
         """Load what exists now; a missing model or an unreachable Redis is not fatal."""
-        await self.refresh()
+        await self.refresh(first=True)
         self._poller = asyncio.create_task(self._poll(), name="vitrine-refresh")
 
-    async def refresh(self) -> None:
+    async def refresh(self, first: bool = False) -> None:
         try:
             await self.catalogue.refresh()
         except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
@@ -78,7 +78,7 @@ class Engine:
         except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
             log.exception("model reload failed; still serving %s",
                           self.models.current.version if self.models.current else "no model")
-        self.rules.reload()
+        self.rules.reload(force=first)  # at start-up there is no half-written file to wait out
         try:
             await asyncio.to_thread(self.rules.current.warm, self.models.current, self.catalogue.current,
                                     time.time())

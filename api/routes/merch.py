@@ -43,7 +43,7 @@ async def rules_reload(request: Request) -> Response:
     holder = request.app.state.engine.rules
     if holder.path is None:
         raise ApiError(409, "no rules file configured (set VITRINE_RULES_FILE)")
-    changed = holder.reload()
+    changed = holder.reload(force=True)
     if holder.errors:
         raise _rules_error(f"rules file rejected, still serving {holder.current.version}", holder.errors)
     return json_response({**holder.status(), "changed": changed})
