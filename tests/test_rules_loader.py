@@ -32,7 +32,8 @@ def test_the_readme_example_is_valid_for_the_demo_shop(demo_files: tuple[Path, P
     items_csv, _ = demo_files
     demo_items = {line.split(",", 1)[0] for line in items_csv.read_text().splitlines()[1:]}
     rules = load_rules(readme_example(), "README.md", demo_items.__contains__)
-    assert rules.placements["home"].pins and rules.blocks and rules.experiments and rules.campaigns
+    assert rules.campaigns["christmas"].placements["home"].pins and len(rules.blocks) == 5
+    assert rules.experiments["home-ranking"].control == "current"
 
 
 def test_empty_file_is_the_built_in_rules() -> None:
