@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from engine.rules_loader import RulesError, RulesInvalid, load_rules
 from engine.rules_schema import Block, PlacementRules, RulesFile, Selector
 from engine.rules_stage import Effective
 from engine.scenarios import DEFAULT_PLACEMENTS
-from engine.selectors import matches
+from engine.selectors import item_set, matches
 
 log = logging.getLogger(__name__)
 DEFAULT_VERSION = "default"
@@ -124,9 +125,23 @@ class RulesSnapshot:
         fallback: tuple[str, ...] = ()
         if promoted is not None:
             fallback = _promoted_by_popularity(promoted.select, filters, model, catalogue, now)
-        return Effective(chain=chain, filters=tuple(filters), boosts=tuple(boosts), pins=tuple(pins),
-                         promoted=promoted, promoted_fallback=fallback, diversity=base.diversity,
-                         repetition=base.repetition, candidates=base.candidates, selectivity=selectivity)
+        eff = Effective(chain=chain, filters=tuple(filters), boosts=tuple(boosts), pins=tuple(pins),
+                        promoted=promoted, promoted_fallback=fallback, diversity=base.diversity,
+                        repetition=base.repetition, candidates=base.candidates, selectivity=selectivity)
+        if model is None or not eff.has_rules:
+            return eff
+        ids, index = model.item_ids, model.item_index
+        static = [b for b in boosts if b.when is not None and b.when.new_arrivals is None]
+        factors = [math.prod(b.factor for b in static if matches(b.when, items.get(i), now))  # type: ignore[arg-type]
+                   for i in ids] if static else None
+        return replace(
+            eff,
+            allowed=item_set(filters, ids, index, items, now) if filters else None,
+            promoted_set=item_set([promoted.select], ids, index, items, now) if promoted else None,
+            index=index,
+            static_boost=factors,
+            dynamic_boosts=tuple(b for b in boosts if b not in static),
+        )
 
     def warm(self, model: ServedModel | None, catalogue: Catalogue, now: float) -> None:
         """Compile what requests will ask for now, off the request path."""

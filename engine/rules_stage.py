@@ -23,13 +23,14 @@ Everything here is pure: the same inputs give the same list, in live traffic and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.catalog import Item
 from engine.rules_schema import Boost, Diversity, Pin, Promoted, Repetition, Selector
 from engine.scenarios import Pick
-from engine.selectors import matches
+from engine.selectors import ItemSet, matches
 
 MAX_POOL = 2000
 
@@ -49,6 +50,13 @@ class Effective:
     repetition: Repetition | None = None
     candidates: int | None = None
     selectivity: float = 1.0  # share of the catalogue that passes the filters
+    # Precomputed per model/catalogue version (engine.rules_live); without them every rule is
+    # evaluated item by item, with the same result.
+    allowed: ItemSet | None = None  # the filters
+    promoted_set: ItemSet | None = None
+    index: Mapping[str, int] | None = None  # model item -> position in static_boost
+    static_boost: Sequence[float] | None = None  # product of the `when` factors without new_arrivals
+    dynamic_boosts: tuple[Boost, ...] = ()  # the rest: affinity rules, new_arrivals conditions
 
     @property
     def has_rules(self) -> bool:
@@ -80,13 +88,17 @@ def relative(scores: Mapping[str, float]) -> dict[str, float]:
     return {k: v / top for k, v in scores.items()} if top > 0 else {}
 
 
+@functools.lru_cache(maxsize=4096)
+def _lineage(category: str) -> tuple[str, ...]:
+    """``kitchen.mugs`` -> (``kitchen``, ``kitchen.mugs``): a category and its parents."""
+    parts = category.split(".")
+    return tuple(".".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+
+
 def _category_affinity(category: str | None, affinity: Mapping[str, float]) -> float:
     if not category or not affinity:
         return 0.0
-    best, parts = 0.0, category.split(".")
-    for depth in range(1, len(parts) + 1):
-        best = max(best, affinity.get(".".join(parts[:depth]), 0.0))
-    return best
+    return max(affinity.get(c, 0.0) for c in _lineage(category))
 
 
 def _factor(boost: Boost, item: Item | None, visitor: Visitor, now: float) -> float:
@@ -99,6 +111,17 @@ def _factor(boost: Boost, item: Item | None, visitor: Visitor, now: float) -> fl
     else:
         a = visitor.brand_affinity.get(item.brand or "", 0.0)
     return 1.0 + (boost.factor - 1.0) * a
+
+
+def _boost(eff: Effective, item_id: str, item: Item | None, visitor: Visitor, now: float) -> float:
+    position = eff.index.get(item_id) if eff.static_boost is not None and eff.index is not None else None
+    if position is not None:
+        factor, rules = eff.static_boost[position], eff.dynamic_boosts  # type: ignore[index]
+    else:
+        factor, rules = 1.0, eff.boosts
+    for boost in rules:
+        factor *= _factor(boost, item, visitor, now)
+    return factor
 
 
 def _category_key(item: Item | None, diversity: Diversity) -> str:
@@ -117,9 +140,10 @@ def apply_rules(pool: list[Pick], eff: Effective, *, n: int, now: float, items: 
     seen_too_often = (lambda item_id: visitor.shown is not None and repeat is not None
                       and visitor.shown(item_id) >= repeat.max)
 
+    allowed = eff.allowed or ItemSet(eff.filters)
+
     def passes(item_id: str) -> bool:
-        item = items.get(item_id)
-        return all(matches(f, item, now) for f in eff.filters) and not seen_too_often(item_id)
+        return allowed.contains(item_id, items.get(item_id), now) and not seen_too_often(item_id)
 
     ranked = [p for p in pool if recommendable(p.item_id) and passes(p.item_id)]
     # 2. boosts and buries
@@ -128,10 +152,7 @@ def apply_rules(pool: list[Pick], eff: Effective, *, n: int, now: float, items: 
         position = {p.item_id: i for i, p in enumerate(pool)}
         scored = []
         for p in ranked:
-            item = items.get(p.item_id)
-            score = 1.0 - position[p.item_id] / size
-            for boost in eff.boosts:
-                score *= _factor(boost, item, visitor, now)
+            score = (1.0 - position[p.item_id] / size) * _boost(eff, p.item_id, items.get(p.item_id), visitor, now)
             scored.append(Pick(p.item_id, score, p.reason))
         ranked = sorted(scored, key=lambda p: -p.score)  # sorted() is stable
 
@@ -156,7 +177,8 @@ def apply_rules(pool: list[Pick], eff: Effective, *, n: int, now: float, items: 
     if promoted is not None and promoted.share > 0:
         quota = min(int(promoted.share * n + 0.5), n)
         targets = [((j + 1) * n) // (quota + 1) for j in range(quota)]
-        ranked_promoted = [p.item_id for p in ranked if matches(promoted.select, items.get(p.item_id), now)]
+        promoted_set = eff.promoted_set or ItemSet((promoted.select,))
+        ranked_promoted = [p.item_id for p in ranked if promoted_set.contains(p.item_id, items.get(p.item_id), now)]
         taken = 0
         for item_id in dict.fromkeys([*ranked_promoted, *eff.promoted_fallback]):
             if taken == quota:

@@ -3,6 +3,9 @@ set of items (filters, boosts, buries, promoted sets), so they all mean the same
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 from engine.catalog import Item
 from engine.rules_schema import Selector
 
@@ -57,3 +60,32 @@ def _same(a: object, b: object) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     return a == b
+
+
+@dataclass(frozen=True)
+class ItemSet:
+    """The AND of some selectors, with the answer precomputed for the model's items.
+
+    Computed once per (rules, model, catalogue) version; per request only the time-dependent
+    conditions (``new_arrivals``) and items the model does not know are checked item by item.
+    """
+
+    selectors: tuple[Selector, ...]
+    index: Mapping[str, int] | None = None
+    static: Sequence[bool] | None = None
+    dynamic: tuple[Selector, ...] = ()
+
+    def contains(self, item_id: str, item: Item | None, now: float) -> bool:
+        if self.static is not None and self.index is not None:
+            i = self.index.get(item_id)
+            if i is not None:
+                return self.static[i] and all(matches(s, item, now) for s in self.dynamic)
+        return all(matches(s, item, now) for s in self.selectors)
+
+
+def item_set(selectors: Sequence[Selector], item_ids: Sequence[str], index: Mapping[str, int],
+             items: Mapping[str, Item], now: float) -> ItemSet:
+    static = [s for s in selectors if s.new_arrivals is None]
+    dynamic = tuple(s for s in selectors if s.new_arrivals is not None)
+    answers = [all(matches(s, items.get(i), now) for s in static) for i in item_ids]
+    return ItemSet(tuple(selectors), index, answers, dynamic)
