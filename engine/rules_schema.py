@@ -196,8 +196,9 @@ class Diversity(Strict):
     depth: int | None = Field(None, ge=1, le=10, description="Category level compared; default the full path.")
 
 
-class Repetition(Strict):
-    max: int = Field(ge=1, le=MAX_REPETITION)
+class Windowed(Strict):
+    """At most ``max`` per sliding ``window`` (a duration such as ``1d``)."""
+
     window: str
 
     @field_validator("window")
@@ -209,6 +210,10 @@ class Repetition(Strict):
     @property
     def window_s(self) -> int:
         return parse_duration(self.window)
+
+
+class Repetition(Windowed):
+    max: int = Field(ge=1, le=MAX_REPETITION)
 
 
 class RuleSet(Strict):
@@ -226,24 +231,14 @@ class PlacementRules(RuleSet):
     ``scenarios`` keeps its built-in chain."""
 
     scenarios: list[str] | None = Field(None, min_length=1)
-    candidates: int | None = Field(None, ge=1, le=1000, description="Pool size before rules; default 4 x n.")
+    candidates: int | None = Field(None, ge=1, le=1000, description="Pool size before rules; default sized "
+                                                                               "by the filters' selectivity.")
     diversity: Diversity | None = None
     repetition: Repetition | None = None
 
 
-class Cap(Strict):
+class Cap(Windowed):
     max: int = Field(ge=1, le=MAX_CAP)
-    window: str
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, v: str) -> str:
-        parse_duration(v)
-        return v
-
-    @property
-    def window_s(self) -> int:
-        return parse_duration(self.window)
 
 
 class Campaign(Window):

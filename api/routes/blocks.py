@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api.auth import require_site
-from api.identity import cookie_visitor, new_visitor_id, set_visitor_cookie
+from api.identity import request_visitor, set_visitor_cookie
 from api.responses import ApiError, json_response
 from engine.blocks import UnknownSlot
 from engine.events import ID_PATTERN
@@ -26,11 +26,7 @@ async def get_block(
     item_id: Id = None,
 ) -> Response:
     settings = request.app.state.settings
-    issued = None
-    if visitor_id is None:
-        visitor_id = cookie_visitor(request)
-        if visitor_id is None:
-            visitor_id = issued = new_visitor_id()
+    visitor_id, issued = request_visitor(request, visitor_id)
     try:
         body = await request.app.state.engine.blocks.pick(slot, visitor_id, customer_id, item_id)
     except UnknownSlot as exc:
