@@ -4,6 +4,7 @@
     vitrine serve [--host --port --workers]
     vitrine import [--items items.csv] [--events events.csv]
     vitrine train
+    vitrine check-rules rules.yaml    validate a merchandising rules file
 
 Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
 its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
@@ -227,6 +228,29 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- check-rules
+
+
+def cmd_check_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate a rules file before deploying it (schema and references; the catalogue check of
+    pinned and promoted items happens when the service loads it)."""
+    from engine.rules_live import parse_snapshot  # noqa: PLC0415
+    from engine.rules_loader import RulesInvalid  # noqa: PLC0415
+
+    path: Path = args.path
+    try:
+        snapshot = parse_snapshot(path.read_bytes(), str(path), None)
+    except OSError as exc:
+        print(f"vitrine check-rules: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except RulesInvalid as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    print(f"{path}: valid, version {snapshot.version}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -253,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("train", help="train a model from the event history and promote it")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("check-rules", help="validate a merchandising rules file (exit 1 when invalid)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_check_rules)
     return parser
 
 

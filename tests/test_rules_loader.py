@@ -176,3 +176,17 @@ def test_experiment_variants_are_checked() -> None:
     text = text.replace("weight: 0", "weight: 1")
     assert errors_of(text) == [(2, "experiments.e1", "`control` is reserved for the global control group; "
                                                      "name the variant otherwise")]
+
+
+def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from api.cli import main
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(readme_example())
+    bad.write_text("placements:\n  home:\n    diversity: {max_per_category: none}\n")
+    assert main(["check-rules", str(good)]) == 0
+    assert "valid, version" in capsys.readouterr().out
+    assert main(["check-rules", str(bad)]) == 1
+    assert capsys.readouterr().err == (f"{bad}:3: placements.home.diversity.max_per_category: "
+                                       "Input should be a valid integer (got 'none')\n")
+    assert main(["check-rules", str(tmp_path / "missing.yaml")]) == 2
