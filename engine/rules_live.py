@@ -178,13 +178,14 @@ def _promoted_by_popularity(select: Selector, filters: list[Selector], model: Se
     return tuple(out)
 
 
-def parse_snapshot(text: bytes, source: str, item_exists: Callable[[str], bool] | None) -> RulesSnapshot:
+def parse_snapshot(text: bytes, source: str, item_exists: Callable[[str], bool] | None,
+                   max_window_s: int | None = None) -> RulesSnapshot:
     """Validate rules text into a snapshot; ``RulesInvalid`` names file, line and field."""
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RulesInvalid([RulesError(source, None, "", f"not UTF-8 text: {exc}")]) from None
-    rules = load_rules(decoded, source, item_exists)
+    rules = load_rules(decoded, source, item_exists, max_window_s)
     return RulesSnapshot(version=version_of(text), source=source, rules=rules, text=decoded)
 
 
@@ -194,9 +195,11 @@ DEFAULT_SNAPSHOT = RulesSnapshot(version=DEFAULT_VERSION, source="built-in", rul
 class RulesHolder:
     """The live snapshot of this process, the last load error, and the file watch."""
 
-    def __init__(self, path: Path | None, item_exists: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, path: Path | None, item_exists: Callable[[str], bool] | None = None,
+                 max_window_s: int | None = None) -> None:
         self.path = path
         self.item_exists = item_exists
+        self.max_window_s = max_window_s
         self.current: RulesSnapshot = DEFAULT_SNAPSHOT
         self.errors: list[RulesError] = []
         self.error_at: float | None = None
@@ -234,7 +237,7 @@ class RulesHolder:
             if not text.strip():
                 raise RulesInvalid([RulesError(str(self.path), None, "", "the rules file is empty (unset "
                                                "VITRINE_RULES_FILE to use the built-in rules)")])
-            snapshot = parse_snapshot(text, str(self.path), self.item_exists)
+            snapshot = self.parse(text, str(self.path))
         except RulesInvalid as exc:
             self._fail(seen, exc.errors)
             return False
@@ -242,6 +245,10 @@ class RulesHolder:
         self.errors, self.error_at = [], None
         log.info("rules %s live from %s", snapshot.version, self.path)
         return True
+
+    def parse(self, text: bytes, source: str) -> RulesSnapshot:
+        """Validate rules text against this process's catalogue and retention (also for drafts)."""
+        return parse_snapshot(text, source, self.item_exists, self.max_window_s)
 
     def _fail(self, seen: str, errors: list[RulesError]) -> None:
         self._seen = seen

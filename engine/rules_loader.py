@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine import templates
-from engine.rules_schema import RulesFile, RuleSet, Window
+from engine.rules_schema import RulesFile, RuleSet, Window, Windowed
 from engine.scenarios import DEFAULT_PLACEMENTS, SCENARIOS
 
 Path_ = tuple[str | int, ...]
@@ -147,9 +147,17 @@ def _overlap(a: Window, b: Window) -> bool:
     return a_start < b_end and b_start < a_end
 
 
-def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | None) -> list[tuple[Path_, str]]:
-    """Errors the schema cannot see: names that must exist elsewhere in the file or the shop."""
+def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | None,
+                      max_window_s: int | None) -> list[tuple[Path_, str]]:
+    """Errors the schema cannot see: names that must exist elsewhere in the file or the shop, and
+    windows longer than impressions are kept."""
     problems: list[tuple[Path_, str]] = []
+
+    def window(path: Path_, limit: Windowed | None) -> None:
+        if limit is not None and max_window_s is not None and limit.window_s > max_window_s:
+            problems.append(((*path, "window"), f"{limit.window} is longer than impressions are kept "
+                                                f"({max_window_s // 86400}d, VITRINE_EXPOSURE_RETENTION_S)"))
+
     placements = set(DEFAULT_PLACEMENTS) | set(rules.placements)
     known_placements = ", ".join(sorted(placements))
 
@@ -193,7 +201,10 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
         scenario_refs((*path, "scenarios"), rule.scenarios)
         items_of(path, rule)
         pin_slots(path, rule)
+        window((*path, "repetition"), rule.repetition)
+    window(("frequency",), rules.frequency)
     for cname, campaign in rules.campaigns.items():
+        window(("campaigns", cname, "cap"), campaign.cap)
         for pname, rule_set in campaign.placements.items():
             path = ("campaigns", cname, "placements", pname)
             placement_ref(path, pname)
@@ -208,6 +219,7 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
         if block.campaign is not None and block.campaign not in rules.campaigns:
             problems.append(((*path, "campaign"), f"unknown campaign {block.campaign!r}; known: "
                                                   f"{', '.join(sorted(rules.campaigns)) or 'none defined'}"))
+        window((*path, "cap"), block.cap)
         if block.recommendations is not None:
             placement_ref((*path, "recommendations", "placement"), block.recommendations.placement)
         for field in ("title", "body", "cta"):
@@ -234,6 +246,7 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
         for i, variant in enumerate(exp.variants):
             vpath: Path_ = (*path, "variants", i)
             scenario_refs((*vpath, "scenarios"), variant.scenarios)
+            window((*vpath, "repetition"), variant.repetition)
             items_of(vpath, variant)
             pin_slots(vpath, variant)
         for other_name, other in running.get(exp.placement, []):
@@ -244,8 +257,12 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
     return problems
 
 
-def load_rules(text: str, filename: str, item_exists: Callable[[str], bool] | None = None) -> RulesFile:
-    """Validate a whole rules file; raise ``RulesInvalid`` with every error found."""
+def load_rules(text: str, filename: str, item_exists: Callable[[str], bool] | None = None,
+               max_window_s: int | None = None) -> RulesFile:
+    """Validate a whole rules file; raise ``RulesInvalid`` with every error found.
+
+    ``item_exists`` checks pinned and promoted items against the catalogue; ``max_window_s`` is
+    how long impressions are kept, the longest cap or repetition window that can be honoured."""
     data, lines = parse_yaml(text, filename)
     if data is None or data == {}:
         return RulesFile()
@@ -256,7 +273,7 @@ def load_rules(text: str, filename: str, item_exists: Callable[[str], bool] | No
         rules = RulesFile.model_validate(data)
     except ValidationError as exc:
         raise RulesInvalid(_schema_errors(exc, filename, lines)) from None
-    problems = _check_references(rules, item_exists)
+    problems = _check_references(rules, item_exists, max_window_s)
     if problems:
         raise RulesInvalid([RulesError(filename, _line(lines, path), field_name(path), message)
                             for path, message in problems])

@@ -56,7 +56,7 @@ class Engine:
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
         )
-        self.rules = RulesHolder(settings.rules_file, self._item_exists)
+        self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s)
         self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending,
                                        self.rules)
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s)

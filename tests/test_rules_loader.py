@@ -190,3 +190,12 @@ def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err == (f"{bad}:3: placements.home.diversity.max_per_category: "
                                        "Input should be a valid integer (got 'none')\n")
     assert main(["check-rules", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_windows_cannot_outlast_the_impressions_kept() -> None:
+    text = "frequency: {max: 5, window: 6w}\nplacements:\n  home:\n    repetition: {max: 2, window: 2w}\n"
+    with pytest.raises(RulesInvalid) as info:
+        load_rules(text, "rules.yaml", None, max_window_s=30 * 86400)
+    assert [(e.line, e.field, e.message) for e in info.value.errors] == [
+        (1, "frequency.window", "6w is longer than impressions are kept (30d, VITRINE_EXPOSURE_RETENTION_S)")]
+    assert load_rules(text.replace("6w", "4w"), "rules.yaml", None, max_window_s=30 * 86400).frequency

@@ -17,7 +17,8 @@ from engine.blocks import UnknownSlot
 from engine.events import ID_PATTERN
 from engine.exposure import experiment_key
 from engine.recommend import RecoRequest, UnknownPlacement
-from engine.rules_live import RulesSnapshot, parse_snapshot
+from engine.catalog import CATEGORY_PATTERN
+from engine.rules_live import RulesSnapshot
 from engine.rules_loader import RulesError, RulesInvalid
 from engine.rules_schema import NAME
 
@@ -56,7 +57,7 @@ class PreviewRequest(BaseModel):
     visitor_id: str = Field(pattern=ID_PATTERN)
     customer_id: str | None = Field(None, pattern=ID_PATTERN)
     item_id: str | None = Field(None, pattern=ID_PATTERN)
-    category: str | None = Field(None, max_length=200)
+    category: str | None = Field(None, max_length=200, pattern=CATEGORY_PATTERN)
     placements: list[str] | None = Field(None, max_length=50)
     slots: list[str] | None = Field(None, max_length=50)
     n: int = Field(10, ge=1, le=100)
@@ -98,7 +99,7 @@ async def preview(request: Request) -> Response:
                                                                     for e in errors), errors) from None
     engine = request.app.state.engine
     try:
-        draft = parse_snapshot(body.rules.encode(), "draft", engine.rules.item_exists)
+        draft = engine.rules.parse(body.rules.encode(), "draft")
     except RulesInvalid as exc:
         raise _rules_error("the draft is invalid", exc.errors) from None
     live = engine.rules.current
