@@ -132,7 +132,6 @@ class EventApplier:
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
             shown = exposure.Exposure.decode(raw_exposure)
-            shown_changed = False
             visitor_json = orjson.loads(raw_visitor) if raw_visitor else None
             seen_in_batch: set[bytes] = set()
             for event, dup_now, dup_prev in zip(pending[vid], seen_now, seen_prev):
@@ -164,19 +163,19 @@ class EventApplier:
                 if event.type in exposure.EVENTS and applied.visitor.consent is not False:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window)
-                    shown_changed = True
                     for key, member, incr in counters:  # same zset-increment path as trending
                         total = plan.trending.get((key, member), (0.0, 0))[0] + incr
                         plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
-                elif applied.visitor.consent is False and raw_exposure:
-                    shown, shown_changed = exposure.Exposure(), True
+                elif applied.visitor.consent is False:
+                    shown = exposure.Exposure()
                 plan.done.append(event)
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
             if plan.done:
                 plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor_json)
-                if shown_changed:
-                    plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=shown.encode(),
+                new_exposure = shown.encode()
+                if new_exposure != (raw_exposure or exposure.EMPTY):  # no key for who saw nothing
+                    plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,
                                                         ttl=self._exposure_retention)
                 plans.append(plan)
             elif plan.duplicates:

@@ -90,6 +90,9 @@ class Exposure:
         return Counter(h for h, m in self.items if m >= since_minute)
 
 
+EMPTY = Exposure().encode()
+
+
 def minute(ts: float) -> int:
     return int(ts // 60)
 

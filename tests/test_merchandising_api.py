@@ -445,3 +445,20 @@ def test_control_group_gets_the_non_personalised_baseline(app_with_rules: tuple[
     assert with_history["experiment"] == {"id": "home-test", "arm": "control"}
     assert with_history["items"] == recs(client, visitor_id=control[1])["items"]  # the profile is not used
     assert recs(client, visitor_id=treated)["experiment"]["arm"] in ("a", "b")
+
+
+def test_exposure_keys_only_for_visitors_who_saw_or_clicked_something(app_with_rules: tuple[TestClient, Path],
+                                                                      shop: dict[str, Any]) -> None:
+    client, _ = app_with_rules
+    post_events(client, [{"event_id": "p-1", "type": "purchase", "visitor_id": "buyer", "item_id": "22086"},
+                         {"event_id": "p-2", "type": "product_view", "visitor_id": "buyer", "item_id": "21212"}])
+    store = redis.Redis.from_url(shop["redis_url"])
+    assert store.exists("v:{buyer}") and not store.exists("x:{buyer}")
+    post_events(client, [{"event_id": "p-3", "type": "block_impression", "visitor_id": "buyer",
+                          "properties": {"block_id": "hello"}}])
+    assert store.exists("x:{buyer}")
+    post_events(client, [{"event_id": "p-4", "type": "consent", "visitor_id": "buyer",
+                          "properties": {"granted": False}},
+                         {"event_id": "p-5", "type": "block_impression", "visitor_id": "buyer",
+                          "properties": {"block_id": "hello"}}])
+    assert store.get("x:{buyer}") == b"{}\n"  # consent withdrawn: what was shown is forgotten too
