@@ -24,6 +24,7 @@ Everything here is pure: the same inputs give the same list, in live traffic and
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -178,9 +179,9 @@ def apply_rules(pool: list[Pick], eff: Effective, *, n: int, now: float, items: 
         quota = min(int(promoted.share * n + 0.5), n)
         targets = [((j + 1) * n) // (quota + 1) for j in range(quota)]
         promoted_set = eff.promoted_set or ItemSet((promoted.select,))
-        ranked_promoted = [p.item_id for p in ranked if promoted_set.contains(p.item_id, items.get(p.item_id), now)]
+        ranked_promoted = (p.item_id for p in ranked if promoted_set.contains(p.item_id, items.get(p.item_id), now))
         taken = 0
-        for item_id in dict.fromkeys([*ranked_promoted, *eff.promoted_fallback]):
+        for item_id in itertools.chain(ranked_promoted, eff.promoted_fallback):  # lazily: few are needed
             if taken == quota:
                 break
             if item_id in placed or not recommendable(item_id) or not passes(item_id):
