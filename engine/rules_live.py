@@ -13,6 +13,7 @@ and the promoted items by popularity. The request path only looks them up.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -26,7 +27,7 @@ from engine.catalog import Catalogue
 from engine.experiments import CONTROL, HOLDOUT, PERSONALISED, Arm, in_control_group, variant_of
 from engine.model import ServedModel
 from engine.rules_loader import RulesError, RulesInvalid, load_rules
-from engine.rules_schema import Block, PlacementRules, RulesFile, Selector
+from engine.rules_schema import Block, PlacementRules, RulesFile, Selector, Variant
 from engine.rules_stage import Effective
 from engine.scenarios import DEFAULT_PLACEMENTS
 from engine.selectors import item_set, matches
@@ -54,7 +55,7 @@ class RulesSnapshot:
 
     # ---------------------------------------------------------------- placements
 
-    @property
+    @functools.cached_property
     def placements(self) -> dict[str, tuple[str, ...]]:
         chains = dict(DEFAULT_PLACEMENTS)
         for name, rule in self.rules.placements.items():
@@ -80,12 +81,13 @@ class RulesSnapshot:
             return Arm(HOLDOUT, PERSONALISED)
         return Arm()
 
-    def _base_rules(self, placement: str, arm: Arm) -> PlacementRules:
-        base = self.rules.placements.get(placement) or PlacementRules()
+    def _variant(self, arm: Arm) -> Variant | None:
+        """The experiment variant whose rules the arm uses (None: the placement's own)."""
         exp = self.rules.experiments.get(arm.experiment or "")
-        if exp is None or arm.name is None:
-            return base
-        variant = next((v for v in exp.variants if v.name == arm.name), None)
+        return next((v for v in exp.variants if v.name == arm.name), None) if exp else None
+
+    def _base_rules(self, placement: str, variant: Variant | None) -> PlacementRules:
+        base = self.rules.placements.get(placement) or PlacementRules()
         if variant is None:
             return base
         overrides = {k: getattr(variant, k) for k in variant.model_fields_set - _VARIANT_ONLY}
@@ -95,18 +97,20 @@ class RulesSnapshot:
                   catalogue: Catalogue) -> Effective:
         running = tuple(name for name, c in self.rules.campaigns.items()
                         if placement in c.placements and c.active(now))
-        key = (placement, arm.experiment, arm.name, running, catalogue.version,
-               model.version if model else None)
+        variant = self._variant(arm)
+        # Control and holdout arms use the placement's own rules: one entry for all of them.
+        key = (placement, arm.experiment if variant else None, variant.name if variant else None, running,
+               catalogue.version, model.version if model else None)
         eff = self._effective.get(key)
         if eff is None:
             if len(self._effective) > 256:  # old model/catalogue versions: start afresh
                 self._effective.clear()
-            eff = self._effective[key] = self._compile(placement, arm, running, now, model, catalogue)
+            eff = self._effective[key] = self._compile(placement, variant, running, now, model, catalogue)
         return eff
 
-    def _compile(self, placement: str, arm: Arm, running: tuple[str, ...], now: float,
+    def _compile(self, placement: str, variant: Variant | None, running: tuple[str, ...], now: float,
                  model: ServedModel | None, catalogue: Catalogue) -> Effective:
-        base = self._base_rules(placement, arm)
+        base = self._base_rules(placement, variant)
         filters = [base.filter] if base.filter else []
         boosts, pins, promoted = [*base.boosts, *base.buries], list(base.pins), base.promoted
         for name in running:
