@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from engine import keys
+from engine import exposure, keys
 from engine.events import Event
 from engine.profiles import ItemLookup, ProfileConfig, apply_event
 from engine.trending import TrendingClock
@@ -63,7 +63,8 @@ class _Plan:
 class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
-                 trending_clock: TrendingClock) -> None:
+                 trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
+                 attribution_window_s: int = 86400) -> None:
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -71,6 +72,8 @@ class EventApplier:
         self._customer_ttl = customer_ttl_s
         self._window = dedup_window_s
         self._clock = trending_clock
+        self._exposure_retention = exposure_retention_s
+        self._attribution_window = attribution_window_s
         self._script = redis.register_script(_SCRIPT)
 
     async def apply(self, events: list[Event]) -> ApplyStats:
@@ -112,11 +115,12 @@ class EventApplier:
                 fps = [fingerprint(e.event_id) for e in pending[vid]]
                 pipe.hmget(keys.dedup(vid, bucket), fps)
                 pipe.hmget(keys.dedup(vid, bucket - 1), fps)
+                pipe.get(keys.exposure(vid))
             for cid in customer_ids:
                 pipe.get(keys.customer(cid))
             replies = await pipe.execute()
         customers: dict[str, _Cas] = {
-            cid: _Cas(old=replies[3 * len(visitor_ids) + i] or b"")
+            cid: _Cas(old=replies[4 * len(visitor_ids) + i] or b"")
             for i, cid in enumerate(customer_ids)
         }
         current_customer: dict[str, bytes] = {cid: cas.old for cid, cas in customers.items()}
@@ -124,9 +128,10 @@ class EventApplier:
         needed: set[str] = set()
         now = time.time()
         for i, vid in enumerate(visitor_ids):
-            raw_visitor, seen_now, seen_prev = replies[3 * i: 3 * i + 3]
+            raw_visitor, seen_now, seen_prev, raw_exposure = replies[4 * i: 4 * i + 4]
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
+            shown = exposure.Exposure.decode(raw_exposure)
             visitor_json = orjson.loads(raw_visitor) if raw_visitor else None
             seen_in_batch: set[bytes] = set()
             for event, dup_now, dup_prev in zip(pending[vid], seen_now, seen_prev):
@@ -155,11 +160,23 @@ class EventApplier:
                     if expire_at > now:  # an old event's epoch is gone already
                         plan.trending[(key, item)] = (plan.trending.get((key, item), (0.0, 0))[0] + incr,
                                                       expire_at)
+                if event.type in exposure.EVENTS and applied.visitor.consent is not False:
+                    counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
+                                             attribution_s=self._attribution_window)
+                    for key, member, incr in counters:  # same zset-increment path as trending
+                        total = plan.trending.get((key, member), (0.0, 0))[0] + incr
+                        plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
+                elif applied.visitor.consent is False:
+                    shown = exposure.Exposure()
                 plan.done.append(event)
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
             if plan.done:
                 plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor_json)
+                new_exposure = shown.encode()
+                if new_exposure != (raw_exposure or exposure.EMPTY):  # no key for who saw nothing
+                    plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,
+                                                        ttl=self._exposure_retention)
                 plans.append(plan)
             elif plan.duplicates:
                 plans.append(plan)  # nothing to write, but the queue must advance
@@ -174,6 +191,10 @@ class EventApplier:
                     if cas.new is not None:
                         chained[key] = cas.new
         return plans, needed
+
+    def _price_of(self, item_id: str) -> float | None:
+        info = self._lookup(item_id)
+        return info.price if info is not None else None
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
         expire_at = int((bucket + 2) * self._window)
