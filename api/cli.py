@@ -8,6 +8,7 @@
     vitrine replay [--reset]          rebuild the profiles from the event log or topic
     vitrine bench-stream              freshness and events/s, embedded and Kafka
     vitrine bench [--seconds --connections --workers 1 2]
+    vitrine check-rules rules.yaml    validate a merchandising rules file
 
 Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
 its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
@@ -284,7 +285,7 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
         if await replay.has_profiles(engine.redis):
             if not reset:
                 print("vitrine replay: Redis already holds profiles; --reset deletes them (and the dedup "
-                      "memory and trending counters) first", file=sys.stderr)
+                      "memory, trending, exposure and experiment counters) first", file=sys.stderr)
                 return 1
             print(f"deleted {await replay.delete_profiles(engine.redis)} profile keys")
         await engine.catalogue.refresh()
@@ -331,6 +332,29 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- check-rules
+
+
+def cmd_check_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate a rules file before deploying it (schema and references; the catalogue check of
+    pinned and promoted items happens when the service loads it)."""
+    from engine.rules_live import parse_snapshot  # noqa: PLC0415
+    from engine.rules_loader import RulesInvalid  # noqa: PLC0415
+
+    path: Path = args.path
+    try:
+        snapshot = parse_snapshot(path.read_bytes(), str(path), None)
+    except OSError as exc:
+        print(f"vitrine check-rules: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except RulesInvalid as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    print(f"{path}: valid, version {snapshot.version}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -361,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("replay", help="rebuild every profile from the event log (embedded) or topic (Kafka)")
-    p.add_argument("--reset", action="store_true", help="delete existing profiles, dedup memory and trending first")
+    p.add_argument("--reset", action="store_true", help="delete existing profiles, dedup memory, trending, exposure and experiment counters first")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("bench-stream", help="measure freshness (embedded and Kafka) and events/s per worker")
     p.add_argument("--samples", type=int, default=300, help="freshness samples per mode")
@@ -376,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("check-rules", help="validate a merchandising rules file (exit 1 when invalid)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_check_rules)
     return parser
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from engine import keys
+from engine import exposure, keys
 from engine.events import Event
 from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, fold_event
 from engine.trending import TrendingClock
@@ -71,7 +71,8 @@ class _Plan:
 class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
-                 trending_clock: TrendingClock) -> None:
+                 trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
+                 attribution_window_s: int = 86400) -> None:
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -79,6 +80,8 @@ class EventApplier:
         self._customer_ttl = customer_ttl_s
         self._window = dedup_window_s
         self._clock = trending_clock
+        self._exposure_retention = exposure_retention_s
+        self._attribution_window = attribution_window_s
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -125,9 +128,10 @@ class EventApplier:
         needed: set[str] = set()
         now = time.time()
         for i, vid in enumerate(visitor_ids):
-            raw_visitor, seen = visitor_replies[2 * i: 2 * i + 2]
+            raw_visitor, seen, raw_exposure = visitor_replies[3 * i: 3 * i + 3]
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
+            shown = exposure.Exposure.decode(raw_exposure)
             visitor = VisitorProfile.from_json(orjson.loads(raw_visitor) if raw_visitor else None)
             changed: set[str] = set()
             seen_in_batch: set[bytes] = set()
@@ -158,6 +162,14 @@ class EventApplier:
                         for item, weight in applied.trending:
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
+                if event.type in exposure.EVENTS and visitor.consent is not False:
+                    counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
+                                             attribution_s=self._attribution_window)
+                    for key, member, incr in counters:  # same zset-increment path as trending
+                        total = plan.trending.get((key, member), (0.0, 0))[0] + incr
+                        plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
+                elif visitor.consent is False:
+                    shown = exposure.Exposure()
                 plan.done.append(event)
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
@@ -166,6 +178,10 @@ class EventApplier:
                 for cid in changed:
                     plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
                                                         new=orjson.dumps(loaded[cid].to_json()))
+                new_exposure = shown.encode()
+                if new_exposure != (raw_exposure or exposure.EMPTY):  # no key for who saw nothing
+                    plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,
+                                                        ttl=self._exposure_retention)
                 plans.append(plan)
             elif plan.duplicates:
                 plans.append(plan)  # nothing to write, but the queue must advance
@@ -181,23 +197,28 @@ class EventApplier:
                         chained[key] = cas.new
         return plans, needed
 
+    def _price_of(self, item_id: str) -> float | None:
+        info = self._lookup(item_id)
+        return info.price if info is not None else None
+
     async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
                     customer_ids: list[str], bucket: int) -> tuple[list, list]:
-        """(profile, b"0"/b"1" seen flags) per visitor, then the customers' profiles: one script
-        call per ``CHUNK`` visitors, all in one pipeline (one round trip)."""
+        """(profile, b"0"/b"1" seen flags, exposure) per visitor, then the customers' profiles: one
+        script call per ``CHUNK`` visitors, all in one pipeline (one round trip)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, max(len(visitor_ids), 1), CHUNK):
                 chunk = visitor_ids[start:start + CHUNK]
                 keys_: list[str] = []
                 args: list[object] = [len(chunk)]
                 for vid in chunk:
-                    keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1)]
+                    keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1),
+                              keys.exposure(vid)]
                     args.append(b"".join(fingerprints[vid]))
                 if start + CHUNK >= len(visitor_ids):
                     keys_ += [keys.customer(cid) for cid in customer_ids]
                 await self._read_script(keys=keys_, args=args, client=pipe)
             replies = [value for chunk in await pipe.execute() for value in chunk]
-        split = 2 * len(visitor_ids)
+        split = 3 * len(visitor_ids)
         return replies[:split], replies[split:]
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:

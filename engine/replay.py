@@ -2,8 +2,8 @@
 
 The history is the embedded log or the Kafka topic; either way the events go through the same
 ``EventApplier.apply`` as live processing, in the same per-visitor order, and profiles are folded
-in event time, so the result is what live processing built. Trending counters are rebuilt too
-(events older than two trending epochs no longer count, as live). The catalogue is not part of
+in event time, so the result is what live processing built. Trending, exposure state and
+experiment counters are rebuilt too (events older than two trending epochs no longer count, as live). The catalogue is not part of
 the history: load it first, since category and brand affinities come from it.
 """
 
@@ -18,7 +18,10 @@ from redis.asyncio import Redis
 from engine.apply import EventApplier
 from engine.events import Event
 
-PROFILE_KEY_PATTERNS = ("v:*", "c:*", "d:*", "tr:*")  # see engine.keys
+# Everything the apply path derives from events (engine.keys, engine.exposure): profiles, dedup
+# memory, trending, exposure state and experiment counters. Rebuilding one without the others would
+# count events twice (counters) or skip them (dedup).
+PROFILE_KEY_PATTERNS = ("v:*", "c:*", "d:*", "tr:*", "x:*", "xp:*")
 
 
 @dataclass
@@ -37,7 +40,7 @@ async def has_profiles(redis: Redis) -> bool:
 
 
 async def delete_profiles(redis: Redis) -> int:
-    """Profiles, dedup memory and trending counters; the catalogue stays."""
+    """Everything derived from events (``PROFILE_KEY_PATTERNS``); the catalogue stays."""
     deleted = 0
     for pattern in PROFILE_KEY_PATTERNS:
         batch: list[bytes] = []

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
     model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model/catalogue.")
 
+    # --- merchandising (engine.rules_live, engine.exposure) ---
+    rules_file: Path | None = Field(None, description="The merchandiser's YAML rules; unset: built-in placements.")
+    exposure_retention_s: int = Field(30 * 86400, gt=0, description="How long impressions are remembered "
+                                                                    "(caps and repetition windows up to this).")
+    attribution_window_s: int = Field(86400, gt=0, description="A purchase within this time of a recommendation "
+                                                               "click on the item is attributed to it.")
+
     @field_validator("event_weights")
     @classmethod
     def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:

@@ -1,16 +1,17 @@
--- Read what applying a batch needs, in one call: each visitor's profile and which of its event
--- fingerprints are already recorded (current or previous dedup bucket), then customer profiles.
+-- Read what applying a batch needs, in one call: each visitor's profile, which of its event
+-- fingerprints are already recorded (current or previous dedup bucket) and its exposure state,
+-- then customer profiles.
 --
--- KEYS: per visitor (profile, dedup now, dedup previous), then customer profile keys.
+-- KEYS: per visitor (profile, dedup now, dedup previous, exposure), then customer profile keys.
 -- ARGV: number of visitors, then per visitor its 8-byte fingerprints concatenated (one argument:
 --       client-side cost is per argument).
--- Returns per visitor: the profile (nil if none) and a string with '1' (seen) or '0' per
--- fingerprint; then each customer profile (nil if none).
+-- Returns per visitor: the profile (nil if none), a string with '1' (seen) or '0' per
+-- fingerprint, the exposure state (nil if none); then each customer profile (nil if none).
 local n_visitors = tonumber(ARGV[1])
 local out = {}
 local a = 2
 for i = 0, n_visitors - 1 do
-  local k = 3 * i
+  local k = 4 * i
   out[#out + 1] = redis.call('GET', KEYS[k + 1])
   local fps = ARGV[a]
   local seen = {}
@@ -23,7 +24,8 @@ for i = 0, n_visitors - 1 do
     end
   end
   out[#out + 1] = table.concat(seen)
+  out[#out + 1] = redis.call('GET', KEYS[k + 4])
   a = a + 1
 end
-for c = 3 * n_visitors + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[c]) end
+for c = 4 * n_visitors + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[c]) end
 return out
