@@ -12,6 +12,7 @@ import logging
 import time
 
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 
 from engine.apply import EventApplier
 from engine.blocks import BlockPicker
@@ -24,11 +25,22 @@ from engine.settings import Settings
 from engine.trending import TrendingClock, TrendingReader
 
 log = logging.getLogger(__name__)
+SENTINEL_SCHEME = "redis+sentinel://"
 
 
 def connect(url: str, *, timeout_s: float | None = None) -> Redis:
-    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s or 2.0,
-                          health_check_interval=30, max_connections=256)
+    """A URL redis-py reads (``redis://``, ``rediss://``, ``unix://``), or
+    ``redis+sentinel://host:26379[,host:26379...]/<master name>[/<db>]`` for a primary managed by
+    Redis Sentinel: redis-py asks the sentinels where the primary is and follows a failover."""
+    options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s or 2.0,
+               "health_check_interval": 30, "max_connections": 256}
+    if url.startswith(SENTINEL_SCHEME):
+        hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
+        master, _, db = path.partition("/")
+        sentinels = [(host, int(port or 26379)) for host, _, port in (h.partition(":") for h in hosts.split(","))]
+        return Sentinel(sentinels, socket_connect_timeout=2.0).master_for(master or "mymaster", db=int(db or 0),
+                                                                          **options)
+    return Redis.from_url(url, **options)
 
 
 def profile_config(settings: Settings) -> ProfileConfig:
@@ -38,8 +50,10 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 
 class Engine:
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
+        """``serve_models=False`` (stream workers) keeps the catalogue fresh but loads no model."""
         self.settings = settings
+        self.serve_models = serve_models
         self.redis = connect(redis_url)
         self.catalogue = CatalogueCache(self.redis)
         self.models = ModelHolder(settings.models_dir)
@@ -73,6 +87,8 @@ class Engine:
             await self.catalogue.refresh()
         except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
             log.warning("catalogue refresh failed: %s", exc)
+        if not self.serve_models:
+            return
         try:
             await self.models.reload()
         except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
