@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.limits import BodySizeLimit
 from api.metrics import LatencyMiddleware, Metrics, metrics_endpoint
 from api.responses import ApiError, error_response
-from api.routes import admin, events, health, items, recommendations
+from api.routes import admin, blocks, events, health, items, merch, recommendations
 from engine.eventlog import EventLog
 from engine.ingest import EmbeddedSink, EventSink
 from engine.runtime import Engine
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
 
-    for module in (health, events, recommendations, items, admin):
+    for module in (health, events, recommendations, items, admin, blocks, merch):
         app.include_router(module.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 

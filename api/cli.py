@@ -5,7 +5,11 @@
     vitrine import [--items items.csv] [--events events.csv]
     vitrine train                     train, compare with the served model on held-out data, promote if not worse
     vitrine evaluate (--events events.csv [--items items.csv] | --dataset taobao|online-retail)
+    vitrine worker                    (Kafka mode) apply the events topic to the profiles
+    vitrine replay [--reset]          rebuild the profiles from the event log or topic
+    vitrine bench-stream              freshness and events/s, embedded and Kafka
     vitrine bench [--seconds --connections --workers 1 2]
+    vitrine check-rules rules.yaml    validate a merchandising rules file
 
 Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
 its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
@@ -83,7 +87,9 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
             await upsert_items(engine.redis, batch)
             _print_report("items", items, report)
         await engine.catalogue.refresh()
-        if events is not None:
+        if events is not None and settings.mode == "kafka":
+            await _import_to_topic(settings, events)
+        elif events is not None:
             report = ImportReport()
             event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=False)
             started, applied, batch = time.perf_counter(), 0, []
@@ -101,6 +107,30 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
                   f"(already-seen events are skipped)")
     finally:
         await engine.redis.aclose()
+
+
+async def _import_to_topic(settings: Settings, events: Path) -> None:
+    """Kafka mode: the topic is the history (what train and replay read), so imported events go
+    there like any other and the workers apply them."""
+    from engine.importer import ImportReport, read_events  # noqa: PLC0415
+    from streaming.producer import KafkaSink  # noqa: PLC0415
+
+    sink, report, sent, batch = KafkaSink(settings), ImportReport(), 0, []
+    started = time.perf_counter()
+    try:
+        for event in read_events(events, report, accepted_at=time.time()):
+            batch.append(event)
+            if len(batch) == 1000:
+                await sink.submit(batch)
+                sent, batch = sent + len(batch), []
+        if batch:
+            await sink.submit(batch)
+            sent += len(batch)
+    finally:
+        await sink.close()
+    _print_report("event lines", events, report)
+    print(f"  {sent} events sent to topic {settings.kafka_events_topic} in {time.perf_counter() - started:.1f}s; "
+          f"the workers apply them")
 
 
 def _print_report(what: str, path: Path, report: object) -> None:
@@ -130,7 +160,14 @@ def train(settings: Settings) -> str:
     from engine.history import interactions_from_log  # noqa: PLC0415
 
     started = time.perf_counter()
-    artifact, decision = gated_train(interactions_from_log(settings.log_dir), settings)
+    if settings.mode == "kafka":
+        from engine.history import interactions  # noqa: PLC0415
+        from streaming.topics import history  # noqa: PLC0415
+
+        rows = interactions(history(settings))
+    else:
+        rows = interactions_from_log(settings.log_dir)
+    artifact, decision = gated_train(rows, settings)
     data = artifact.meta["data"]
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
           f"{data['events']} interactions, {data['users']} people, {data['items']} items, "
@@ -232,6 +269,59 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- streaming
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streaming.worker import run_worker  # noqa: PLC0415
+
+    with redis_for(settings) as url:
+        run_worker(settings, url, loglevel=args.loglevel)
+    return 0
+
+
+async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
+    from engine import replay  # noqa: PLC0415
+    from engine.eventlog import read_events  # noqa: PLC0415
+    from engine.runtime import Engine  # noqa: PLC0415
+
+    engine = Engine(settings, redis_url, serve_models=False)
+    try:
+        if await replay.has_profiles(engine.redis):
+            if not reset:
+                print("vitrine replay: Redis already holds profiles; --reset deletes them (and the dedup "
+                      "memory, trending, exposure and experiment counters) first", file=sys.stderr)
+                return 1
+            print(f"deleted {await replay.delete_profiles(engine.redis)} profile keys")
+        await engine.catalogue.refresh()
+        if not len(engine.catalogue.current):
+            print("warning: the catalogue is empty; affinities need it (vitrine import --items)", file=sys.stderr)
+        if settings.mode == "kafka":
+            from streaming.topics import topic_events  # noqa: PLC0415
+
+            source, batches = f"topic {settings.kafka_events_topic}", topic_events(settings)
+        else:
+            source, batches = f"log {settings.log_dir}", replay.in_batches(read_events(settings.log_dir))
+        stats = await replay.replay(engine.applier, batches)
+        print(f"replayed {stats.events} events from {source} in {stats.seconds:.1f}s: "
+              f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
+        return 0
+    finally:
+        await engine.redis.aclose()
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    with redis_for(settings) as url:
+        return asyncio.run(_replay(settings, url, args.reset))
+
+
+def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from load_tests.bench_stream import TAOBAO_STREAM, run_bench  # noqa: PLC0415
+
+    args.taobao = args.taobao or TAOBAO_STREAM
+    return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out, taobao=args.taobao)
+
+
 # ------------------------------------------------------------------------------- bench
 
 
@@ -244,6 +334,29 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     print(markdown(report))
     json_path, md_path = write_reports(report, args.out)
     print(f"reports: {json_path} {md_path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- check-rules
+
+
+def cmd_check_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate a rules file before deploying it (schema and references; the catalogue check of
+    pinned and promoted items happens when the service loads it)."""
+    from engine.rules_live import parse_snapshot  # noqa: PLC0415
+    from engine.rules_loader import RulesInvalid  # noqa: PLC0415
+
+    path: Path = args.path
+    try:
+        snapshot = parse_snapshot(path.read_bytes(), str(path), None)
+    except OSError as exc:
+        print(f"vitrine check-rules: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except RulesInvalid as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    print(f"{path}: valid, version {snapshot.version}")
     return 0
 
 
@@ -276,6 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     from api.quality_cli import add_parser as add_evaluate  # noqa: PLC0415
 
     add_evaluate(sub)
+    p = sub.add_parser("worker", help="(Kafka mode) apply the events topic to the profiles; run one or more")
+    p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("replay", help="rebuild every profile from the event log (embedded) or topic (Kafka)")
+    p.add_argument("--reset", action="store_true", help="delete existing profiles, dedup memory, trending, exposure and experiment counters first")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("bench-stream", help="measure freshness (embedded and Kafka) and events/s per worker")
+    p.add_argument("--samples", type=int, default=300, help="freshness samples per mode")
+    p.add_argument("--events", type=int, default=50000, help="events for the throughput run")
+    p.add_argument("--taobao", type=Path, help="Taobao UserBehavior stream sample (default: in ../shared/data or $VITRINE_SHARED_DATA_DIR)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
+    p.set_defaults(func=cmd_bench_stream)
     p = sub.add_parser("bench", help="measure the serving numbers on this machine (starts its own servers)")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each load (default 5)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
@@ -283,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("check-rules", help="validate a merchandising rules file (exit 1 when invalid)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_check_rules)
     return parser
 
 

@@ -23,3 +23,16 @@ def new_visitor_id() -> str:
 def set_visitor_cookie(response: Response, visitor_id: str, *, max_age_s: int, secure: bool) -> None:
     response.set_cookie(COOKIE, visitor_id, max_age=max_age_s, path="/", samesite="lax",
                         secure=secure, httponly=False)
+
+
+def request_visitor(request: Request, visitor_id: str | None) -> tuple[str, str | None]:
+    """The visitor a read is for: the query's, else the cookie's, else a new one.
+
+    Returns (visitor id, the id if it was just issued, to be set as the cookie)."""
+    if visitor_id is not None:
+        return visitor_id, None
+    from_cookie = cookie_visitor(request)
+    if from_cookie is not None:
+        return from_cookie, None
+    issued = new_visitor_id()
+    return issued, issued

@@ -1,11 +1,13 @@
 """Apply accepted events to the profiles in Redis, exactly once.
 
 The API (embedded mode), the faust workers (Kafka mode) and ``vitrine replay`` all call
-``EventApplier.apply``. Per round: one pipelined read of the visitors' profiles and dedup buckets,
-the pure ``profiles.apply_event`` fold in Python, then one pipelined write where each visitor's
-changes go through a Lua compare-and-set (``lua/apply.lua``). A visitor whose profile changed in
-between (another process, a redelivery) is simply re-read and recomputed in the next round, so
-duplicates never count twice and concurrent writers never lose updates.
+``EventApplier.apply``. Per round: one round trip reads the visitors' profiles and dedup buckets
+(``lua/read.lua``), ``profiles.fold_event`` folds the events in Python (no I/O), then one round trip
+writes, each visitor's changes going through a Lua compare-and-set (``lua/apply.lua``). A visitor
+whose profile changed in between (another process, a redelivery) is simply re-read and recomputed
+in the next round, so duplicates never count twice and concurrent writers never lose updates.
+Visitors are sent 64 to a script call: per-command client overhead was most of the cost of a
+pipeline with four commands per visitor, and short calls keep Redis responsive to readers.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from engine import keys
+from engine import exposure, keys
 from engine.events import Event
-from engine.profiles import ItemLookup, ProfileConfig, apply_event
+from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, fold_event
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
+_READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
 MAX_ROUNDS = 16
+CHUNK = 64  # visitors per script call
 
 
 def fingerprint(event_id: str) -> bytes:
     """8 bytes per remembered event instead of the whole id: dedup memory is per event."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+class ApplyContention(RuntimeError):
+    """Other writers kept changing the same profiles; retrying later is the answer."""
 
 
 @dataclass
@@ -63,7 +71,8 @@ class _Plan:
 class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
-                 trending_clock: TrendingClock) -> None:
+                 trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
+                 attribution_window_s: int = 86400) -> None:
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -71,7 +80,10 @@ class EventApplier:
         self._customer_ttl = customer_ttl_s
         self._window = dedup_window_s
         self._clock = trending_clock
+        self._exposure_retention = exposure_retention_s
+        self._attribution_window = attribution_window_s
         self._script = redis.register_script(_SCRIPT)
+        self._read_script = redis.register_script(_READ_SCRIPT)
 
     async def apply(self, events: list[Event]) -> ApplyStats:
         stats = ApplyStats()
@@ -82,7 +94,7 @@ class EventApplier:
         while pending:
             stats.rounds += 1
             if stats.rounds > MAX_ROUNDS:
-                raise RuntimeError(f"gave up applying events for {len(pending)} visitors after {MAX_ROUNDS} rounds")
+                raise ApplyContention(f"gave up applying events for {len(pending)} visitors after {MAX_ROUNDS} rounds")
             bucket = int(time.time() // self._window)
             plans, needed = await self._plan(pending, known_customers, bucket)
             known_customers |= needed
@@ -106,60 +118,70 @@ class EventApplier:
         visitor_ids = list(pending)
         customer_ids = sorted({e.customer_id for q in pending.values() for e in q if e.customer_id}
                               | known_customers)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for vid in visitor_ids:
-                pipe.get(keys.visitor(vid))
-                fps = [fingerprint(e.event_id) for e in pending[vid]]
-                pipe.hmget(keys.dedup(vid, bucket), fps)
-                pipe.hmget(keys.dedup(vid, bucket - 1), fps)
-            for cid in customer_ids:
-                pipe.get(keys.customer(cid))
-            replies = await pipe.execute()
+        fingerprints = {vid: [fingerprint(e.event_id) for e in pending[vid]] for vid in visitor_ids}
+        visitor_replies, customer_replies = await self._read(visitor_ids, fingerprints, customer_ids, bucket)
         customers: dict[str, _Cas] = {
-            cid: _Cas(old=replies[3 * len(visitor_ids) + i] or b"")
-            for i, cid in enumerate(customer_ids)
+            cid: _Cas(old=raw or b"") for cid, raw in zip(customer_ids, customer_replies)
         }
-        current_customer: dict[str, bytes] = {cid: cas.old for cid, cas in customers.items()}
+        loaded: dict[str, CustomerProfile] = {}  # folded in place, plan after plan
         plans: list[_Plan] = []
         needed: set[str] = set()
         now = time.time()
         for i, vid in enumerate(visitor_ids):
-            raw_visitor, seen_now, seen_prev = replies[3 * i: 3 * i + 3]
+            raw_visitor, seen, raw_exposure = visitor_replies[3 * i: 3 * i + 3]
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
-            visitor_json = orjson.loads(raw_visitor) if raw_visitor else None
+            shown = exposure.Exposure.decode(raw_exposure)
+            visitor = VisitorProfile.from_json(orjson.loads(raw_visitor) if raw_visitor else None)
+            changed: set[str] = set()
             seen_in_batch: set[bytes] = set()
-            for event, dup_now, dup_prev in zip(pending[vid], seen_now, seen_prev):
-                fp = fingerprint(event.event_id)
-                if dup_now is not None or dup_prev is not None or fp in seen_in_batch:
+            for event, fp, recorded in zip(pending[vid], fingerprints[vid], seen):
+                if recorded == 49 or fp in seen_in_batch:  # b"1"
                     if plan.done:  # keep the queue a prefix: stop before a duplicate mid-fold
                         break
                     plan.duplicates += 1
                     continue
-                cid = event.customer_id or (visitor_json or {}).get("c")
+                cid = event.customer_id or visitor.customer_id
                 if cid and cid not in customers:
                     needed.add(cid)
                     break
-                customer_raw = current_customer.get(cid) if cid else None
-                customer_json = orjson.loads(customer_raw) if customer_raw else None
-                applied = apply_event(visitor_json, customer_json, event, self._lookup, self._cfg)
-                visitor_json = applied.visitor.to_json()
+                customer = None
+                if cid:
+                    if cid not in loaded:
+                        raw = customers[cid].old
+                        loaded[cid] = CustomerProfile.from_json(orjson.loads(raw) if raw else None)
+                    customer = loaded[cid]
+                applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
+                visitor = applied.visitor
                 if applied.customer is not None and applied.customer_id:
-                    new_customer = orjson.dumps(applied.customer.to_json())
-                    current_customer[applied.customer_id] = new_customer
-                    cas = plan.cas.setdefault(keys.customer(applied.customer_id),
-                                              _Cas(old=customers[applied.customer_id].old))
-                    cas.new, cas.ttl = new_customer, self._customer_ttl
-                for item, weight in applied.trending:
-                    key, incr, expire_at = self._clock.increment(weight, event.ts)
+                    loaded[applied.customer_id] = applied.customer
+                    changed.add(applied.customer_id)
+                if applied.trending:
+                    key, growth, expire_at = self._clock.increment(1.0, event.ts)
                     if expire_at > now:  # an old event's epoch is gone already
-                        plan.trending[(key, item)] = (plan.trending.get((key, item), (0.0, 0))[0] + incr,
-                                                      expire_at)
+                        for item, weight in applied.trending:
+                            total = plan.trending.get((key, item), (0.0, 0))[0]
+                            plan.trending[(key, item)] = (total + weight * growth, expire_at)
+                if event.type in exposure.EVENTS and visitor.consent is not False:
+                    counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
+                                             attribution_s=self._attribution_window)
+                    for key, member, incr in counters:  # same zset-increment path as trending
+                        total = plan.trending.get((key, member), (0.0, 0))[0] + incr
+                        plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
+                elif visitor.consent is False:
+                    shown = exposure.Exposure()
                 plan.done.append(event)
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
             if plan.done:
-                plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor_json)
+                plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor.to_json())
+                for cid in changed:
+                    plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
+                                                        new=orjson.dumps(loaded[cid].to_json()))
+                new_exposure = shown.encode()
+                if new_exposure != (raw_exposure or exposure.EMPTY):  # no key for who saw nothing
+                    plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,
+                                                        ttl=self._exposure_retention)
                 plans.append(plan)
             elif plan.duplicates:
                 plans.append(plan)  # nothing to write, but the queue must advance
@@ -175,27 +197,52 @@ class EventApplier:
                         chained[key] = cas.new
         return plans, needed
 
-    async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
-        expire_at = int((bucket + 2) * self._window)
+    def _price_of(self, item_id: str) -> float | None:
+        info = self._lookup(item_id)
+        return info.price if info is not None else None
+
+    async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
+                    customer_ids: list[str], bucket: int) -> tuple[list, list]:
+        """(profile, b"0"/b"1" seen flags, exposure) per visitor, then the customers' profiles: one
+        script call per ``CHUNK`` visitors, all in one pipeline (one round trip)."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for plan in plans:
-                if not plan.done:
-                    continue
-                cas_keys = list(plan.cas)
-                args: list[object] = [len(cas_keys)]
-                for key in cas_keys:
-                    cas = plan.cas[key]
-                    args += [cas.old, cas.new or b"", cas.ttl]
-                args += [expire_at, len(plan.fps), *plan.fps]
-                trend_keys = []
-                for (key, item), (incr, trend_expire) in plan.trending.items():
-                    trend_keys.append(key)
-                    args += [item, incr, trend_expire]
-                await self._script(
-                    keys=[*cas_keys, keys.dedup(plan.visitor_id, bucket),
-                          keys.dedup(plan.visitor_id, bucket - 1), *trend_keys],
-                    args=args,
-                    client=pipe,
-                )
-            replies = iter(await pipe.execute())
-        return [bool(next(replies)) if plan.done else True for plan in plans]
+            for start in range(0, max(len(visitor_ids), 1), CHUNK):
+                chunk = visitor_ids[start:start + CHUNK]
+                keys_: list[str] = []
+                args: list[object] = [len(chunk)]
+                for vid in chunk:
+                    keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1),
+                              keys.exposure(vid)]
+                    args.append(b"".join(fingerprints[vid]))
+                if start + CHUNK >= len(visitor_ids):
+                    keys_ += [keys.customer(cid) for cid in customer_ids]
+                await self._read_script(keys=keys_, args=args, client=pipe)
+            replies = [value for chunk in await pipe.execute() for value in chunk]
+        split = 3 * len(visitor_ids)
+        return replies[:split], replies[split:]
+
+    async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
+        """One script call per ``CHUNK`` plans, all in one pipeline. Chunks keep each call short:
+        Redis serves nobody else while a script runs."""
+        expire_at = int((bucket + 2) * self._window)
+        writing = [plan for plan in plans if plan.done]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(writing), CHUNK):
+                chunk = writing[start:start + CHUNK]
+                keys_: list[str] = []
+                args: list[object] = [expire_at, len(chunk)]
+                for plan in chunk:
+                    cas_keys = list(plan.cas)
+                    keys_ += cas_keys
+                    keys_ += [keys.dedup(plan.visitor_id, bucket), keys.dedup(plan.visitor_id, bucket - 1)]
+                    args.append(len(cas_keys))
+                    for key in cas_keys:
+                        cas = plan.cas[key]
+                        args += [cas.old, cas.new or b"", cas.ttl]
+                    args += [b"".join(plan.fps), len(plan.trending)]
+                    for (key, item), (incr, trend_expire) in plan.trending.items():
+                        keys_.append(key)
+                        args += [item, incr, trend_expire]
+                await self._script(keys=keys_, args=args, client=pipe)
+            written = iter([bool(ok) for chunk in await pipe.execute() for ok in chunk])
+        return [next(written) if plan.done else True for plan in plans]

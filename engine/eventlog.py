@@ -25,8 +25,13 @@ log = logging.getLogger(__name__)
 SUFFIX = ".jsonl"
 
 
+def dump(event: Event) -> bytes:
+    """One event as compact JSON: the log's line and the Kafka message value."""
+    return orjson.dumps(event.model_dump(exclude_none=True, exclude_defaults=True))
+
+
 def encode(event: Event) -> bytes:
-    return orjson.dumps(event.model_dump(exclude_none=True, exclude_defaults=True)) + b"\n"
+    return dump(event) + b"\n"
 
 
 class EventLog:

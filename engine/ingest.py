@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 MAX_BACKLOG = 100_000
 
 
+class SinkUnavailable(Exception):
+    """The events could not be made durable (e.g. no broker acknowledged in time): nothing is
+    promised, the client should retry with the same event ids (duplicates are harmless)."""
+
+
 class EventSink(Protocol):
     async def submit(self, events: list[Event]) -> bool:
         """Make the events durable; True when profiles already reflect them."""

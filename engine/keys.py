@@ -26,3 +26,8 @@ def dedup(visitor_id: str, bucket: int) -> str:
 
 def trending(epoch: int) -> str:
     return f"tr:{epoch}"
+
+
+def exposure(visitor_id: str) -> str:
+    """Impressions and clicks (engine.exposure): caps, anti-repetition, attribution."""
+    return f"x:{{{visitor_id}}}"

@@ -1,7 +1,8 @@
 """Recommendations for a placement: profile + model + catalogue -> ranked, explained items.
 
 One Redis read (two when only the cookie knows the customer), then pure scenario functions in the
-placement's fallback order until the list is full. If Redis is slow or down, the list is built
+placement's fallback order until the candidate pool is full, then the merchandiser's rules
+(``engine.rules_stage``) cut it to ``n``. If Redis is slow or down, the list is built
 from the model alone and marked ``degraded``: a shop page must never wait on us.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +17,16 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from engine import keys
 from engine.catalog import CatalogueCache
+from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder
-from engine.profile_store import load_profiles
+from engine.profile_store import load_profiles_with
 from engine.profiles import CustomerProfile, VisitorProfile
-from engine.scenarios import DEFAULT_PLACEMENTS, SCENARIOS, Context, Pick, base_exclusions
+from engine.rules_live import RulesHolder, RulesSnapshot
+from engine.rules_stage import Visitor as RulesVisitor
+from engine.rules_stage import apply_rules, pool_size, relative
+from engine.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.trending import TrendingReader
 
@@ -42,38 +47,37 @@ class RecoRequest:
     n: int = 10
 
 
-def new_recommendation_id() -> str:
-    return secrets.token_hex(8)
-
-
 class Recommender:
     def __init__(self, redis: Redis, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
-                 trending: TrendingReader, placements: dict[str, tuple[str, ...]] | None = None) -> None:
+                 trending: TrendingReader, rules: RulesHolder | None = None) -> None:
         self._redis = redis
         self._settings = settings
         self.models = models
         self.catalogue = catalogue
         self._trending = trending
-        self.placements = placements or dict(DEFAULT_PLACEMENTS)
+        self.rules = rules or RulesHolder(None)
         self._degraded = 0
         self._degraded_logged_at = float("-inf")
 
-    def check_placement(self, placement: str) -> tuple[str, ...]:
-        chain = self.placements.get(placement)
+    def check_placement(self, placement: str, snapshot: RulesSnapshot | None = None) -> tuple[str, ...]:
+        placements = (snapshot or self.rules.current).placements
+        chain = placements.get(placement)
         if chain is None:
             raise UnknownPlacement(
-                f"unknown placement {placement!r}; known: {', '.join(sorted(self.placements))}")
+                f"unknown placement {placement!r}; known: {', '.join(sorted(placements))}")
         return chain
 
-    async def _read(self, req: RecoRequest, chain: tuple[str, ...]
-                    ) -> tuple[VisitorProfile, CustomerProfile | None, str | None, list[tuple[str, float]], bool]:
-        """Profile and trending within the time budget; on failure, empty ones and degraded=True."""
-        needs_trending = "trending" in chain
+    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()
+                   ) -> tuple[VisitorProfile, CustomerProfile | None, str | None, list[tuple[str, float]],
+                              list[bytes | None], bool]:
+        """Profile, extra keys and trending within the time budget; on failure, empty ones and
+        degraded=True."""
         try:
             async with asyncio.timeout(self._settings.redis_timeout_s):
-                visitor, customer, cid = await load_profiles(self._redis, req.visitor_id, req.customer_id)
+                visitor, customer, cid, extra = await load_profiles_with(
+                    self._redis, req.visitor_id, req.customer_id, extra_keys)
                 trend = await self._trending.top() if needs_trending else []
-            return visitor, customer, cid, trend, False
+            return visitor, customer, cid, trend, extra, False
         except (RedisError, OSError, TimeoutError) as exc:
             self._degraded += 1
             now = time.monotonic()
@@ -81,20 +85,31 @@ class Recommender:
                 log.warning("redis unavailable (%s): %d recommendations served from the model alone "
                             "since the last warning", type(exc).__name__, self._degraded)
                 self._degraded, self._degraded_logged_at = 0, now
-            return VisitorProfile(), None, req.customer_id, [], True
+            return VisitorProfile(), None, req.customer_id, [], [None] * len(extra_keys), True
 
-    async def recommend(self, req: RecoRequest) -> dict[str, Any]:
-        chain = self.check_placement(req.placement)
-        visitor, customer, customer_id, trend, degraded = await self._read(req, chain)
+    async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
+                        now: float | None = None) -> dict[str, Any]:
+        """The placement's list under ``snapshot`` (default: the live rules)."""
+        snap = snapshot or self.rules.current
+        self.check_placement(req.placement, snap)
+        now = time.time() if now is None else now
         model = self.models.current
         catalogue = self.catalogue.current
+        arm = snap.assign(req.visitor_id or req.customer_id, req.placement, now)
+        eff = snap.effective(req.placement, arm, now, model, catalogue)
+        repetition = eff.repetition if arm.personalised and req.visitor_id else None
+        extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
+        visitor, customer, customer_id, trend, raw, degraded = await self.read(req, "trending" in eff.chain, extra)
+        if not arm.personalised:  # the control group: what a first-time anonymous visitor gets
+            visitor, customer, customer_id = VisitorProfile(), None, None
+        pool = pool_size(eff, req.n)
         ctx = Context(
-            visitor_id=req.visitor_id,
+            visitor_id=req.visitor_id if arm.personalised else None,
             customer_id=customer_id,
             visitor=visitor,
             customer=customer,
-            now=time.time(),
-            n=req.n,
+            now=now,
+            n=pool,
             session_timeout_s=self._settings.session_timeout_s,
             item_id=req.item_id,
             category=req.category,
@@ -105,22 +120,38 @@ class Recommender:
         ctx.excluded = base_exclusions(ctx)
         picks: list[Pick] = []
         seen: set[str] = set()
-        for name in chain:
-            if len(picks) >= req.n:
+        for name in eff.chain:
+            if len(picks) >= pool:
                 break
             ctx.excluded |= seen
             for pick in SCENARIOS[name](model, catalogue, ctx):
                 if pick.item_id not in seen:
                     seen.add(pick.item_id)
                     picks.append(pick)
-                    if len(picks) >= req.n:
+                    if len(picks) >= pool:
                         break
+        if eff.has_rules:
+            excluded = base_exclusions(ctx)
+            shown = None
+            if repetition is not None:
+                counts = Exposure.decode(raw[0]).items_shown(minute(now - repetition.window_s))
+                shown = lambda item_id: counts[item_hash(item_id)]  # noqa: E731
+            affinity_of = customer if customer is not None and customer.category_affinity else visitor
+            picks = apply_rules(
+                picks, eff, n=req.n, now=now, items=catalogue.items,
+                recommendable=lambda item_id: item_id not in excluded and catalogue.is_available(item_id),
+                visitor=RulesVisitor(relative(affinity_of.category_affinity),
+                                     relative(affinity_of.brand_affinity), shown))
         response: dict[str, Any] = {
-            "recommendation_id": new_recommendation_id(),
+            "recommendation_id": arm.recommendation_id(),
             "placement": req.placement,
             "model_version": model.version if model else None,
-            "items": [{"item_id": p.item_id, "score": round(p.score, 6), "reason": p.reason} for p in picks],
+            "rules_version": snap.version,
+            "items": [{"item_id": p.item_id, "score": round(p.score, 6), "reason": p.reason}
+                      for p in picks[:req.n]],
         }
+        if arm.experiment:
+            response["experiment"] = {"id": arm.experiment, "arm": arm.name}
         if degraded:
             response["degraded"] = True
         return response

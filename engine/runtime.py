@@ -9,23 +9,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 
 from engine.apply import EventApplier
+from engine.blocks import BlockPicker
 from engine.catalog import CatalogueCache
 from engine.model import ModelHolder
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
+from engine.rules_live import RulesHolder
 from engine.settings import Settings
 from engine.trending import TrendingClock, TrendingReader
 
 log = logging.getLogger(__name__)
+SENTINEL_SCHEME = "redis+sentinel://"
 
 
 def connect(url: str, *, timeout_s: float | None = None) -> Redis:
-    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s or 2.0,
-                          health_check_interval=30, max_connections=256)
+    """A URL redis-py reads (``redis://``, ``rediss://``, ``unix://``), or
+    ``redis+sentinel://host:26379[,host:26379...]/<master name>[/<db>]`` for a primary managed by
+    Redis Sentinel: redis-py asks the sentinels where the primary is and follows a failover."""
+    options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s or 2.0,
+               "health_check_interval": 30, "max_connections": 256}
+    if url.startswith(SENTINEL_SCHEME):
+        hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
+        master, _, db = path.partition("/")
+        sentinels = [(host, int(port or 26379)) for host, _, port in (h.partition(":") for h in hosts.split(","))]
+        return Sentinel(sentinels, socket_connect_timeout=2.0).master_for(master or "mymaster", db=int(db or 0),
+                                                                          **options)
+    return Redis.from_url(url, **options)
 
 
 def profile_config(settings: Settings) -> ProfileConfig:
@@ -35,8 +50,10 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 
 class Engine:
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
+        """``serve_models=False`` (stream workers) keeps the catalogue fresh but loads no model."""
         self.settings = settings
+        self.serve_models = serve_models
         self.redis = connect(redis_url)
         self.catalogue = CatalogueCache(self.redis)
         self.models = ModelHolder(settings.models_dir)
@@ -50,26 +67,44 @@ class Engine:
             customer_ttl_s=settings.customer_ttl_s,
             dedup_window_s=settings.dedup_window_s,
             trending_clock=self.trending_clock,
+            exposure_retention_s=settings.exposure_retention_s,
+            attribution_window_s=settings.attribution_window_s,
         )
-        self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending)
+        self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s)
+        self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending,
+                                       self.rules)
+        self.blocks = BlockPicker(self.recommender, settings.session_timeout_s)
         self._poller: asyncio.Task[None] | None = None
         self.extra_poll: list = []  # async callables run on each poll tick (e.g. backlog retry)
 
     async def start(self) -> None:
         """Load what exists now; a missing model or an unreachable Redis is not fatal."""
-        await self.refresh()
+        await self.refresh(first=True)
         self._poller = asyncio.create_task(self._poll(), name="vitrine-refresh")
 
-    async def refresh(self) -> None:
+    async def refresh(self, first: bool = False) -> None:
         try:
             await self.catalogue.refresh()
         except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
             log.warning("catalogue refresh failed: %s", exc)
+        if not self.serve_models:
+            return
         try:
             await self.models.reload()
         except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
             log.exception("model reload failed; still serving %s",
                           self.models.current.version if self.models.current else "no model")
+        self.rules.reload(force=first)  # at start-up there is no half-written file to wait out
+        try:
+            await asyncio.to_thread(self.rules.current.warm, self.models.current, self.catalogue.current,
+                                    time.time())
+        except Exception:  # noqa: BLE001 - requests compile what they need themselves
+            log.exception("precomputing rules %s failed", self.rules.current.version)
+
+    def _item_exists(self, item_id: str) -> bool:
+        """For rules validation: an item a pin names must be in the catalogue (if there is one)."""
+        items = self.catalogue.current.items
+        return not items or item_id in items
 
     async def _poll(self) -> None:
         while True:

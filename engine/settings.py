@@ -8,6 +8,8 @@ edited by different people.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -85,6 +87,18 @@ class Settings(BaseSettings):
 
     # --- transport ---
     kafka_brokers: str | None = Field(None, description="Set to run in scale-out mode through Kafka.")
+    kafka_events_topic: str = Field("vitrine-events", description="Accepted events, keyed by visitor id.")
+    kafka_dead_letter_topic: str = Field("vitrine-events-dead", description="Events that failed processing.")
+    kafka_partitions: int = Field(12, ge=1, description="Partitions of the events topic when Vitrine creates it.")
+    kafka_replication: int = Field(1, ge=1, description="Replication factor of the topics Vitrine creates.")
+    kafka_retention_ms: int = Field(-1, ge=-1, description="Events topic retention; -1 keeps the history replay and train read.")
+    kafka_group_id: str = Field("vitrine-workers", description="Consumer group (faust app id) of the workers.")
+    kafka_session_timeout_s: float = Field(10.0, gt=0, description="A silent worker is dropped from the group after this.")
+    kafka_heartbeat_interval_s: float = Field(3.0, gt=0)
+    kafka_rebalance_timeout_s: float = Field(10.0, gt=0)
+    kafka_fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a worker's fetch waits for data (faust hard-codes 1500).")
+    kafka_batch_max: int = Field(1000, ge=1, description="Most events a worker applies in one Redis round trip.")
+    kafka_produce_timeout_s: float = Field(5.0, gt=0, description="The API answers 503 if the brokers have not acknowledged by then.")
 
     # --- models ---
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -97,6 +111,13 @@ class Settings(BaseSettings):
     popularity_half_life_s: float = Field(30 * 86400, gt=0)
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
     model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model/catalogue.")
+
+    # --- merchandising (engine.rules_live, engine.exposure) ---
+    rules_file: Path | None = Field(None, description="The merchandiser's YAML rules; unset: built-in placements.")
+    exposure_retention_s: int = Field(30 * 86400, gt=0, description="How long impressions are remembered "
+                                                                    "(caps and repetition windows up to this).")
+    attribution_window_s: int = Field(86400, gt=0, description="A purchase within this time of a recommendation "
+                                                               "click on the item is attributed to it.")
 
     # --- recommendation quality and model lifecycle (engine.blend, models.evaluate, models.train) ---
     exclude_seen: bool = Field(True, description="for-you leaves out items the person already viewed, carted or "
@@ -129,6 +150,11 @@ class Settings(BaseSettings):
     def mode(self) -> Literal["embedded", "kafka"]:
         return "kafka" if self.kafka_brokers else "embedded"
 
+    @property
+    def kafka_servers(self) -> list[str]:
+        """``host:port`` of each broker in ``kafka_brokers`` (comma-separated, scheme optional)."""
+        return [s.strip().split("://")[-1] for s in (self.kafka_brokers or "").split(",") if s.strip()]
+
     @cached_property
     def log_dir(self) -> Path:
         return self.data_dir / "log"
@@ -140,3 +166,11 @@ class Settings(BaseSettings):
     @cached_property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
+
+
+def as_environment(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that gives a child process (a worker, an API replica) these settings."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("VITRINE_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"VITRINE_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return env

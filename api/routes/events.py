@@ -12,6 +12,7 @@ from api.auth import require_site
 from api.identity import cookie_visitor, new_visitor_id, set_visitor_cookie
 from api.responses import ApiError, json_response
 from engine.events import Event, Rejection, validate_event
+from engine.ingest import SinkUnavailable
 
 router = APIRouter()
 
@@ -66,7 +67,11 @@ async def post_events(request: Request) -> Response:
             rejected.append(result)
     applied = False
     if accepted:
-        applied = await request.app.state.sink.submit([e for _, e in accepted])
+        try:
+            applied = await request.app.state.sink.submit([e for _, e in accepted])
+        except SinkUnavailable as exc:
+            raise ApiError(503, f"events not stored, retry with the same event ids: {exc}",
+                           [{"field": "events", "message": "not stored"}]) from None
         request.app.state.metrics.events_accepted.inc(len(accepted))
     if rejected:
         request.app.state.metrics.events_rejected.inc(len(rejected))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.auth import require_site
-from api.identity import cookie_visitor, new_visitor_id, set_visitor_cookie
+from api.identity import request_visitor, set_visitor_cookie
 from api.responses import ApiError, json_response
 from engine.catalog import CATEGORY_PATTERN
 from engine.events import ID_PATTERN
@@ -28,11 +28,7 @@ async def get_recommendations(
     n: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Response:
     settings = request.app.state.settings
-    issued = None
-    if visitor_id is None:
-        visitor_id = cookie_visitor(request)
-        if visitor_id is None:
-            visitor_id = issued = new_visitor_id()
+    visitor_id, issued = request_visitor(request, visitor_id)
     reco_request = RecoRequest(placement=placement, visitor_id=visitor_id, customer_id=customer_id,
                                item_id=item_id, category=category.lower() if category else None, n=n)
     try:

@@ -1,45 +1,60 @@
--- Apply one visitor's events atomically: compare-and-set the profiles, record the event
--- fingerprints, bump trending counters. Python computed the new profiles from the values it read;
--- if any profile changed since, or an event was recorded meanwhile, nothing is written and 0 is
--- returned so the caller re-reads and recomputes. That makes at-least-once delivery exact.
+-- Apply a batch of visitors' plans, each atomically: compare-and-set the profiles, record the
+-- event fingerprints, bump trending counters. Python computed the new profiles from the values it
+-- read; if any profile of a plan changed since, or one of its events was recorded meanwhile, that
+-- plan writes nothing and gets 0, so the caller re-reads and recomputes it. That makes
+-- at-least-once delivery exact. Plans run in order, so a customer changed by one plan is the
+-- "old" value the next plan touching it compares with.
 --
--- KEYS: n_cas profile keys, then the current and previous dedup buckets, then one key per
---       trending increment.
--- ARGV: n_cas, then per profile (old value or '', new value, ttl seconds),
---       then dedup expire-at, n_fp, the fingerprints,
---       then per trending key (member, increment, expire-at).
-local n_cas = tonumber(ARGV[1])
-local a = 2
-for i = 1, n_cas do
-  local current = redis.call('GET', KEYS[i]) or ''
-  if current ~= ARGV[a] then return 0 end
-  a = a + 3
-end
-local dedup_now, dedup_prev = KEYS[n_cas + 1], KEYS[n_cas + 2]
-local dedup_expire_at = ARGV[a]
-local n_fp = tonumber(ARGV[a + 1])
-local fp0 = a + 2
-for j = 0, n_fp - 1 do
-  local fp = ARGV[fp0 + j]
-  if redis.call('HEXISTS', dedup_now, fp) == 1 or redis.call('HEXISTS', dedup_prev, fp) == 1 then
-    return 0
+-- ARGV: dedup expire-at, number of plans, then per plan:
+--       n_cas, per profile (old value or '', new value or '' to keep, ttl seconds),
+--       the 8-byte event fingerprints concatenated (one argument), n_trend, per trending key
+--       (member, increment, expire-at).
+-- KEYS: per plan: its n_cas profile keys, its current and previous dedup buckets, its n_trend
+--       trending keys.
+-- Returns one 1 (written) or 0 (conflict) per plan.
+local dedup_expire_at = ARGV[1]
+local n_plans = tonumber(ARGV[2])
+local a, k = 3, 1
+local results = {}
+for p = 1, n_plans do
+  local n_cas = tonumber(ARGV[a])
+  local cas = a + 1
+  local fps = ARGV[cas + 3 * n_cas]
+  local n_fp = #fps / 8
+  local trend_at = cas + 3 * n_cas + 1
+  local n_trend = tonumber(ARGV[trend_at])
+  local dedup_now, dedup_prev = KEYS[k + n_cas], KEYS[k + n_cas + 1]
+  local ok = 1
+  for i = 0, n_cas - 1 do
+    if (redis.call('GET', KEYS[k + i]) or '') ~= ARGV[cas + 3 * i] then
+      ok = 0
+      break
+    end
   end
-end
-a = 2
-for i = 1, n_cas do
-  if ARGV[a + 1] ~= '' then
-    redis.call('SET', KEYS[i], ARGV[a + 1], 'EX', ARGV[a + 2])
+  if ok == 1 then
+    for j = 1, n_fp do
+      local fp = string.sub(fps, 8 * j - 7, 8 * j)
+      if redis.call('HEXISTS', dedup_now, fp) == 1 or redis.call('HEXISTS', dedup_prev, fp) == 1 then
+        ok = 0
+        break
+      end
+    end
   end
-  a = a + 3
+  if ok == 1 then
+    for i = 0, n_cas - 1 do
+      local new = ARGV[cas + 3 * i + 1]
+      if new ~= '' then redis.call('SET', KEYS[k + i], new, 'EX', ARGV[cas + 3 * i + 2]) end
+    end
+    for j = 1, n_fp do redis.call('HSET', dedup_now, string.sub(fps, 8 * j - 7, 8 * j), '') end
+    if n_fp > 0 then redis.call('EXPIREAT', dedup_now, dedup_expire_at) end
+    for t = 0, n_trend - 1 do
+      local key, arg = KEYS[k + n_cas + 2 + t], trend_at + 1 + 3 * t
+      redis.call('ZINCRBY', key, ARGV[arg + 1], ARGV[arg])
+      redis.call('EXPIREAT', key, ARGV[arg + 2])
+    end
+  end
+  results[p] = ok
+  a = trend_at + 1 + 3 * n_trend
+  k = k + n_cas + 2 + n_trend
 end
-for j = 0, n_fp - 1 do
-  redis.call('HSET', dedup_now, ARGV[fp0 + j], '')
-end
-if n_fp > 0 then redis.call('EXPIREAT', dedup_now, dedup_expire_at) end
-a = fp0 + n_fp
-for k = n_cas + 3, #KEYS do
-  redis.call('ZINCRBY', KEYS[k], ARGV[a + 1], ARGV[a])
-  redis.call('EXPIREAT', KEYS[k], ARGV[a + 2])
-  a = a + 3
-end
-return 1
+return results

@@ -1,0 +1,120 @@
+"""The workers' faust app: one agent that applies the events topic to the profiles in Redis.
+
+Batching: the agent takes what is already waiting (up to ``VITRINE_KAFKA_BATCH_MAX``) and applies
+it in one ``EventApplier.apply`` call (one pipelined read, one pipelined write), so a busy worker
+makes few Redis round trips while an idle one applies each event the moment it arrives. Events are
+acknowledged (so their offsets can be committed) only after they are applied or dead-lettered:
+at-least-once delivery, made exact by the applier's per-event dedup.
+
+Trending counters are updated by the same applier call (atomically with the profile), and
+"bought together" is learned by ``vitrine train`` from the same history, so there is one agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from engine.runtime import Engine
+from engine.settings import Settings
+from streaming.processor import BatchProcessor, DeadLetter, Record
+from streaming.topics import ensure_topics
+from streaming.transport import broker_urls
+
+log = logging.getLogger(__name__)
+
+
+class StreamApp(faust.App):
+    """A faust App that owns the worker's Engine (Redis client, catalogue, applier)."""
+
+    def __init__(self, settings: Settings, redis_url: str | None, **overrides: Any) -> None:
+        options: dict[str, Any] = dict(
+            broker=broker_urls(settings.kafka_servers) or ["vitrine://127.0.0.1:9092"],
+            broker_session_timeout=settings.kafka_session_timeout_s,
+            broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
+            broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+            consumer_auto_offset_reset="earliest",  # a new group starts from the whole history
+            producer_acks=-1,
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_replication_factor=settings.kafka_replication,
+            web_enabled=False,
+            datadir=str(settings.data_dir / "faust"),
+        )
+        options.update(overrides)
+        super().__init__(settings.kafka_group_id, **options)
+        self.settings = settings
+        self.redis_url = redis_url
+        self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms  # read by streaming.transport
+        self.engine: Engine | None = None
+        self.processor: BatchProcessor | None = None
+        self.events_topic = self.topic(
+            settings.kafka_events_topic, partitions=settings.kafka_partitions,
+            config={"retention.ms": str(settings.kafka_retention_ms)})
+        self.dead_letter_topic = self.topic(settings.kafka_dead_letter_topic, partitions=1)
+        self.apply_events = self.agent(self.events_topic, name="apply-events")(_apply_events_agent(self))
+
+    async def on_first_start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+        await super().on_first_start()
+
+    async def on_start(self) -> None:
+        """Runs before the agents start: they find the engine ready."""
+        await super().on_start()
+        if self.redis_url is None:  # pragma: no cover - a worker is always given one
+            raise RuntimeError("no Redis URL for the worker")
+        await ensure_topics(self.settings)
+        self.engine = Engine(self.settings, self.redis_url, serve_models=False)
+        await self.engine.start()
+        self.processor = BatchProcessor(self.engine.applier, self.send_dead_letters)
+        log.info("worker ready: %d catalogue items, topic %s", len(self.engine.catalogue.current),
+                 self.settings.kafka_events_topic)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.engine is not None:
+            await self.engine.stop()
+
+    async def send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        """The original bytes, unchanged (so they can be re-sent once fixed), with the error and
+        where they came from in headers; returns once the brokers acknowledged them."""
+        pending = []
+        for letter in dead:
+            record = letter.record
+            headers = {
+                "vitrine.error": letter.error.encode(),
+                "vitrine.source": f"{record.topic}/{record.partition}/{record.offset}".encode(),
+            }
+            pending.append(await self.dead_letter_topic.send(key=record.key, value=record.value, headers=headers))
+        for future in pending:
+            await future
+
+
+def _record(event: Any) -> Record:
+    message = event.message
+    return Record(value=message.value, key=message.key, topic=message.topic, partition=message.partition,
+                  offset=message.offset)
+
+
+def _apply_events_agent(app: StreamApp) -> Any:
+    async def apply_events(stream: faust.StreamT) -> Any:
+        manual = stream.noack()
+        batch: list[Any] = []
+        async for event in manual.events():
+            batch.append(event)
+            if len(batch) < app.settings.kafka_batch_max and not stream.channel.empty():
+                continue  # more is already waiting: take it into this batch
+            processor = app.processor
+            assert processor is not None, "StreamApp.on_start builds the processor"
+            result = await processor.process([_record(e) for e in batch])
+            for done in batch:
+                await manual.ack(done)
+            batch.clear()
+            if result.duplicates:
+                log.info("skipped %d events applied before (redelivered after a restart or rebalance)",
+                         result.duplicates)
+            yield result
+
+    return apply_events

@@ -1,0 +1,20 @@
+"""``vitrine worker``: one faust worker process applying the events topic to Redis.
+
+Run as many as there are partitions to spread; they form one consumer group, Kafka hands each a
+share of the partitions and moves them when a worker joins, leaves or dies.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from engine.settings import Settings
+from streaming.app import StreamApp
+
+
+def run_worker(settings: Settings, redis_url: str, *, loglevel: str = "info") -> None:
+    """Blocks until SIGINT/SIGTERM; a graceful stop commits what was applied."""
+    if settings.mode != "kafka":
+        raise SystemExit("vitrine worker: set VITRINE_KAFKA_BROKERS (host:port[,host:port...])")
+    app = StreamApp(settings, redis_url)
+    faust.Worker(app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()

@@ -1,0 +1,130 @@
+"""The agent and the batch processor without a broker: faust's ``agent.test_context()`` feeds the
+agent directly; the profiles are applied to a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import redis.asyncio
+
+from engine import keys
+from engine.redis_server import free_port, start_redis
+from engine.runtime import Engine
+from streaming.app import StreamApp
+from streaming.processor import BatchProcessor, DeadLetter, Record
+from streaming.transport import ConsumerThread, fetch_max_wait_ms
+from tests.conftest import make_settings
+
+
+def view(event_id: str, visitor_id: str, item_id: str) -> bytes:
+    now = time.time()
+    return orjson.dumps({"event_id": event_id, "type": "product_view", "visitor_id": visitor_id,
+                         "item_id": item_id, "ts": now, "rt": now})
+
+
+def make_app(tmp_path: Path, redis_url: str, **settings: object) -> StreamApp:
+    """A StreamApp in faust's test mode (no broker)."""
+    app = StreamApp(make_settings(tmp_path, redis_url, kafka_brokers="127.0.0.1:1", **settings), redis_url,
+                    store="memory://")
+    app.finalize()
+    app.flow_control.resume()
+    return app
+
+
+class Collected:
+    """Stands in for the dead-letter topic."""
+
+    def __init__(self) -> None:
+        self.dead: list[DeadLetter] = []
+
+    async def __call__(self, dead: list[DeadLetter]) -> None:
+        self.dead.extend(dead)
+
+
+async def stored_visitor(redis_url: str, visitor_id: str) -> dict:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        raw = await client.get(keys.visitor(visitor_id))
+        return orjson.loads(raw) if raw else {}
+    finally:
+        await client.aclose()
+
+
+def test_the_agent_applies_events_once_and_dead_letters_garbage(tmp_path: Path, redis_url: str) -> None:
+    app = make_app(tmp_path, redis_url)
+
+    async def run() -> None:
+        engine = Engine(app.settings, redis_url, serve_models=False)
+        dead = Collected()
+        app.processor = BatchProcessor(engine.applier, dead)
+        async with app.apply_events.test_context() as agent:
+            await agent.put(view("e-1", "v-1", "85123A"), key=b"v-1")
+            await agent.put(b"garbage", key=b"v-1")
+            await agent.put(view("e-1", "v-1", "85123A"), key=b"v-1")  # redelivered
+            await agent.put(view("e-2", "v-1", "71053"), key=b"v-1")
+            results = list(agent.results.values())
+        await engine.redis.aclose()
+        assert sum(r.applied for r in results) == 2
+        assert sum(r.duplicates for r in results) == 1
+        assert [d.record.value for d in dead.dead] == [b"garbage"]
+        assert dead.dead[0].error.startswith("not a valid event")
+        profile = await stored_visitor(redis_url, "v-1")
+        assert profile["si"] == ["71053", "85123A"] and profile["n"] == 1
+
+    asyncio.run(run())
+
+
+def test_a_batch_with_a_poison_event_applies_the_rest_in_order(tmp_path: Path, redis_url: str) -> None:
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, redis_url), redis_url, serve_models=False)
+        await engine.redis.set(keys.visitor("v-bad"), b"[not json")
+        dead = Collected()
+        records = [Record(view("e-1", "v-1", "85123A"), offset=1), Record(view("e-2", "v-bad", "71053"), offset=2),
+                   Record(view("e-3", "v-1", "84406B"), offset=3), Record(view("e-4", "v-2", "85123A"), offset=4)]
+        result = await BatchProcessor(engine.applier, dead).process(records)
+        await engine.redis.aclose()
+        assert (result.applied, [d.record.offset for d in dead.dead]) == (3, [2])
+        assert dead.dead[0].error.startswith("processing failed: JSONDecodeError")
+        assert (await stored_visitor(redis_url, "v-1"))["si"] == ["84406B", "85123A"]
+        assert (await stored_visitor(redis_url, "v-2"))["si"] == ["85123A"]
+
+    asyncio.run(run())
+
+
+def test_the_processor_waits_for_redis_instead_of_dropping_events(tmp_path: Path) -> None:
+    """Redis down is not poison: the batch is retried until Redis is back, nothing dead-lettered."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, url), url, serve_models=False)
+        dead = Collected()
+        processing = asyncio.create_task(BatchProcessor(engine.applier, dead, first_backoff_s=0.02).process(
+            [Record(view("e-1", "v-1", "85123A"))]))
+        await asyncio.sleep(0.3)
+        assert not processing.done()
+        server = await asyncio.to_thread(start_redis, tmp_path / "late-redis", port=port, persist=False)
+        try:
+            result = await asyncio.wait_for(processing, 30)
+            assert (result.applied, dead.dead) == (1, [])
+            assert (await stored_visitor(url, "v-1"))["si"] == ["85123A"]
+        finally:
+            await engine.redis.aclose()
+            server.stop()
+
+    asyncio.run(run())
+
+
+def test_the_fetch_wait_setting_reaches_the_worker_consumer(tmp_path: Path, redis_url: str) -> None:
+    async def run() -> None:
+        app = make_app(tmp_path, redis_url, kafka_fetch_max_wait_ms=7)
+        assert fetch_max_wait_ms(app) == 7
+        thread = app.consumer._new_consumer_thread()
+        assert isinstance(thread, ConsumerThread)
+        consumer = thread._create_worker_consumer(app.transport)
+        assert consumer._fetch_max_wait_ms == 7  # what AIOKafkaConsumer.start() gives its Fetcher
+
+    asyncio.run(run())

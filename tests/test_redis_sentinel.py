@@ -1,0 +1,55 @@
+"""Scale-out Redis through Sentinel: a ``redis+sentinel://`` URL reaches the primary a real
+sentinel process names, and the applier writes profiles through it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import redis
+
+from engine import keys
+from engine.events import Event
+from engine.redis_server import find_redis_server, free_port, start_redis
+from engine.runtime import Engine
+from tests.conftest import make_settings
+
+
+def test_profiles_are_written_through_sentinel(tmp_path: Path) -> None:
+    primary = start_redis(tmp_path / "primary", persist=False)
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"  # sentinel rewrites its config file: it must be writable
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    f"sentinel monitor shop 127.0.0.1 {primary.port} 1\n")
+    sentinel = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        url = f"redis+sentinel://127.0.0.1:{port}/shop/0"
+
+        async def run() -> None:
+            deadline = time.monotonic() + 10
+            engine = Engine(make_settings(tmp_path, url), url, serve_models=False)
+            while True:
+                try:
+                    await engine.redis.ping()
+                    break
+                except (redis.exceptions.ConnectionError, OSError):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            now = time.time()
+            stats = await engine.applier.apply([Event(event_id="e-1", type="product_view", visitor_id="v-1",
+                                                      item_id="85123A", ts=now, rt=now)])
+            assert stats.applied == 1
+            await engine.redis.aclose()
+
+        asyncio.run(run())
+        stored = redis.Redis.from_url(primary.url).get(keys.visitor("v-1"))
+        assert orjson.loads(stored)["si"] == ["85123A"]
+    finally:
+        sentinel.terminate()
+        sentinel.wait(timeout=10)
+        primary.stop()

@@ -1,0 +1,201 @@
+"""Rules file validation: a typo is rejected with the file, the line and the field it is in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from engine.rules_loader import RulesInvalid, load_rules
+
+README = Path(__file__).parent.parent / "README.md"
+CATALOGUE = {"85123A", "22086", "21212", "84991", "20725"}
+
+
+def readme_example() -> str:
+    text = README.read_text()
+    match = re.search(r"<!-- rules-example -->\s*```yaml\n(.*?)```", text, re.S)
+    assert match, "the README's complete rules example is missing"
+    return match.group(1)
+
+
+def errors_of(text: str, items: set[str] | None = None) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(RulesInvalid) as info:
+        load_rules(text, "rules.yaml", (lambda i: i in items) if items is not None else None)
+    for e in info.value.errors:
+        assert e.file == "rules.yaml"
+    return [(e.line, e.field, e.message) for e in info.value.errors]
+
+
+def test_the_readme_example_is_valid_for_the_demo_shop(demo_files: tuple[Path, Path]) -> None:
+    items_csv, _ = demo_files
+    demo_items = {line.split(",", 1)[0] for line in items_csv.read_text().splitlines()[1:]}
+    rules = load_rules(readme_example(), "README.md", demo_items.__contains__)
+    assert rules.campaigns["christmas"].placements["home"].pins and len(rules.blocks) == 5
+    assert rules.experiments["home-ranking"].control == "current"
+
+
+def test_empty_file_is_the_built_in_rules() -> None:
+    assert load_rules("", "rules.yaml").placements == {}
+    assert load_rules("# nothing yet\n", "rules.yaml").blocks == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    # wrong types
+    ("placements:\n  home:\n    pins:\n      - item: '85123A'\n        slot: three\n",
+     (5, "placements.home.pins[0].slot", "Input should be a valid integer (got 'three')")),
+    ("placements:\n  home:\n    filter:\n      in_stock: 'yes'\n",
+     (4, "placements.home.filter.in_stock", "Input should be a valid boolean (got 'yes')")),
+    ("placements:\n  home:\n    filter:\n      category_in: kitchen\n",
+     (4, "placements.home.filter.category_in", "Input should be a valid list (got 'kitchen')")),
+    ("placements: [home]\n", (1, "placements", "Input should be a valid dictionary")),
+    # unknown fields
+    ("placements:\n  home:\n    pin:\n      - {item: '85123A', slot: 1}\n",
+     (3, "placements.home.pin", "unknown field")),
+    ("placements:\n  home:\n    boosts:\n      - when: {categry_in: [kitchen]}\n        factor: 2\n",
+     (4, "placements.home.boosts[0].when.categry_in", "unknown field")),
+    ("blocks:\n  - id: b1\n    slot: home_top\n    titel: Hi\n", (4, "blocks[0].titel", "unknown field")),
+    # bad dates
+    ("campaigns:\n  xmas:\n    start: 2026-13-01\n",
+     (3, "campaigns.xmas.start", "not a date (2026-12-24) or date-time (2026-12-24T18:00:00+01:00): "
+                                 "'2026-13-01'")),
+    ("campaigns:\n  xmas:\n    start: 2026-12-20\n    end: 2026-12-01\n",
+     (2, "campaigns.xmas", "end (2026-12-02T00:00:00+00:00) must be after start (2026-12-20T00:00:00+00:00)")),
+    ("placements:\n  home:\n    pins:\n      - {item: '85123A', slot: 1, until: tomorrow}\n",
+     (4, "placements.home.pins[0].end", "not a date (2026-12-24) or date-time (2026-12-24T18:00:00+01:00): "
+                                        "'tomorrow'")),
+    # unknown placements and scenarios
+    ("placements:\n  hom:\n    candidates: 40\n",
+     (2, "placements.hom", "unknown placement 'hom': a new placement needs `scenarios`; built-in: home, "
+                           "product, cart, category, trending, popular, recent")),
+    ("campaigns:\n  xmas:\n    placements:\n      homepage:\n        pins: []\n",
+     (4, "campaigns.xmas.placements.homepage", "unknown placement 'homepage'; known: cart, category, home, "
+                                               "popular, product, recent, trending")),
+    ("experiments:\n  e1:\n    placement: nowhere\n    variants: [{name: a, weight: 1}]\n",
+     (3, "experiments.e1.placement", "unknown placement 'nowhere'; known: cart, category, home, popular, "
+                                     "product, recent, trending")),
+    ("placements:\n  gifts:\n    scenarios: [popular, bestsellers]\n",
+     (3, "placements.gifts.scenarios[1]", "unknown scenario 'bestsellers'; known: for_you, similar, "
+                                          "same_category, complements, similar_to_cart, category_bestsellers, "
+                                          "trending, popular, recently_viewed")),
+    # shares over 100%
+    ("placements:\n  home:\n    promoted: {share: 120%, select: {category_in: [kitchen]}}\n",
+     (3, "placements.home.promoted.share", "120% is outside 0%..100%")),
+    ("control_group: {share: 1.5}\n",
+     (1, "control_group.share", "1.5 is over 100%: write a fraction (0.2) or a percentage ('20%')")),
+    # values out of range
+    ("placements:\n  home:\n    buries:\n      - {when: {brand_in: [x]}, factor: 2}\n",
+     (4, "placements.home.buries[0].factor", "Input should be less than 1 (got 2)")),
+    ("blocks:\n  - {id: b1, slot: s, cap: {max: 3, window: 1 day}}\n",
+     (2, "blocks[0].cap.window", "must be a duration such as 30m, 12h, 1d or 2w, not '1 day'")),
+    ("placements:\n  home:\n    repetition: {max: 9, window: 1d}\n",
+     (3, "placements.home.repetition.max", "Input should be less than or equal to 5 (got 9)")),
+    # YAML itself
+    ("placements:\n  home: {pins: [\n", (3, "", "invalid YAML: while parsing a flow node expected the node "
+                                          "content, but found '<stream end>'")),
+    ("placements:\n  home: {}\n  home: {}\n", (3, "placements.home", "duplicate key")),
+    ("base: &b {in_stock: true}\nplacements:\n  home: {filter: *b}\n",
+     (3, "placements.home.filter", "anchors and aliases (&name / *name) are not supported")),
+    ("- just\n- a list\n", (1, "", "the rules file must be a mapping (placements:, campaigns:, blocks:, ...)")),
+    ("placements: !!python/object:os.system {}\n",
+     (1, "placements", "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'")),
+    ("placements:\n  home:\n    candidates: !!python/object/apply:os.system [echo]\n",
+     (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'")),
+    ("placements:\n  home:\n    candidates: !!python/name:os.system ''\n",
+     (3, "", "invalid YAML: could not determine a constructor for the tag 'tag:yaml.org,2002:python/name:os.system'")),
+])
+def test_bad_config_names_line_and_field(text: str, expected: tuple[int, str, str]) -> None:
+    assert errors_of(text)[0] == expected
+
+
+def test_pins_and_promoted_items_must_be_in_the_catalogue() -> None:
+    text = """placements:
+  home:
+    pins:
+      - {item: '85123A', slot: 1}
+      - {item: 'NOPE1', slot: 2}
+    promoted:
+      share: 10%
+      select: {items: ['22086', 'NOPE2']}
+"""
+    assert errors_of(text, CATALOGUE) == [
+        (5, "placements.home.pins[1].item", "item 'NOPE1' is not in the catalogue"),
+        (8, "placements.home.promoted.select.items[1]", "item 'NOPE2' is not in the catalogue"),
+    ]
+
+
+def test_cross_reference_errors_are_all_reported() -> None:
+    text = """placements:
+  home:
+    pins:
+      - {item: '85123A', slot: 1}
+      - {item: '22086', slot: 1}
+blocks:
+  - {id: hello, slot: top, campaign: summer, title: 'Hi {firstname}'}
+  - {id: hello, slot: top, when: {segments_any: [vip]}}
+experiments:
+  e1: {placement: home, variants: [{name: a, weight: 1}]}
+  e2: {placement: home, start: 2026-01-01, variants: [{name: b, weight: 1}]}
+  holdout: {placement: cart, variants: [{name: c, weight: 1}]}
+"""
+    assert errors_of(text) == [
+        (5, "placements.home.pins[1].slot", "slot 1 is already pinned by pins[0] over the same dates"),
+        (7, "blocks[0].campaign", "unknown campaign 'summer'; known: none defined"),
+        (7, "blocks[0].title", "unknown field {firstname}; known: cart_items, favourite_category, first_name, "
+                               "last_visit_item, last_visit_item_id, tier, visits"),
+        (8, "blocks[1].id", "duplicate block id 'hello' (also blocks[0])"),
+        (8, "blocks[1].when.segments_any[0]", "unknown segment 'vip'; known: at_risk, cart_abandoner, "
+                                             "high_value, loyal, new, returning"),
+        (11, "experiments.e2.placement", "placement 'home' already has experiment 'e1' over the same dates"),
+        (12, "experiments.holdout", "'holdout' is reserved for the control group's report"),
+    ]
+
+
+def test_pins_on_one_slot_at_different_dates_are_fine() -> None:
+    text = """placements:
+  home:
+    pins:
+      - {item: '85123A', slot: 1, from: 2026-12-01, until: 2026-12-10}
+      - {item: '22086', slot: 1, from: 2026-12-11}
+"""
+    rules = load_rules(text, "rules.yaml", CATALOGUE.__contains__)
+    assert [p.item for p in rules.placements["home"].pins] == ["85123A", "22086"]
+
+
+def test_experiment_variants_are_checked() -> None:
+    text = """experiments:
+  e1:
+    placement: home
+    control: base
+    variants:
+      - {name: a, weight: 0}
+      - {name: control, weight: 1}
+"""
+    assert errors_of(text)[0] == (6, "experiments.e1.variants[0].weight", "Input should be greater than 0 (got 0)")
+    text = text.replace("weight: 0", "weight: 1")
+    assert errors_of(text) == [(2, "experiments.e1", "`control` is reserved for the global control group; "
+                                                     "name the variant otherwise")]
+
+
+def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from api.cli import main
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(readme_example())
+    bad.write_text("placements:\n  home:\n    diversity: {max_per_category: none}\n")
+    assert main(["check-rules", str(good)]) == 0
+    assert "valid, version" in capsys.readouterr().out
+    assert main(["check-rules", str(bad)]) == 1
+    assert capsys.readouterr().err == (f"{bad}:3: placements.home.diversity.max_per_category: "
+                                       "Input should be a valid integer (got 'none')\n")
+    assert main(["check-rules", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_windows_cannot_outlast_the_impressions_kept() -> None:
+    text = "frequency: {max: 5, window: 6w}\nplacements:\n  home:\n    repetition: {max: 2, window: 2w}\n"
+    with pytest.raises(RulesInvalid) as info:
+        load_rules(text, "rules.yaml", None, max_window_s=30 * 86400)
+    assert [(e.line, e.field, e.message) for e in info.value.errors] == [
+        (1, "frequency.window", "6w is longer than impressions are kept (30d, VITRINE_EXPOSURE_RETENTION_S)")]
+    assert load_rules(text.replace("6w", "4w"), "rules.yaml", None, max_window_s=30 * 86400).frequency
