@@ -168,6 +168,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         exclude_purchased=bool(choose("exclude_purchased", settings.exclude_purchased)),
         max_people=args.max_people,
         seed=args.seed,
+        reveal=args.reveal,
     )
     if preset is not None:
         print(f"dataset {args.dataset}: {preset.why}")
@@ -175,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("vitrine evaluate: no usable events", file=sys.stderr)
         return 1
-    name = args.dataset or events.stem
+    name = (args.dataset or events.stem) + (f"-reveal{args.reveal}" if args.reveal else "")
     serve = OfflineRanker(catalogue, profile_config(settings), exclude_seen=protocol.exclude_seen,
                           exclude_purchased=protocol.exclude_purchased)
     run = quality.RunConfig(name=name, protocol=protocol, base=train_config(settings), blend_signals=BLEND_SIGNALS,
@@ -210,6 +211,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="for-you leaves out items already seen (default: the dataset's, else VITRINE_EXCLUDE_SEEN)")
     p.add_argument("--exclude-purchased", action=argparse.BooleanOptionalAction, default=None,
                    help="leave out items already bought (default: the dataset's, else VITRINE_EXCLUDE_PURCHASED)")
+    p.add_argument("--reveal", type=int, default=0, help="session so far: give each person's first N events "
+                                                         "after the cut-off and predict what came next (default 0)")
     p.add_argument("--trials", type=int, default=20, help="ALS / event-weight search trials (default 20)")
     p.add_argument("--max-people", type=int, help="score a seeded sample of at most N people per split")
     p.add_argument("--seed", type=int, default=42)

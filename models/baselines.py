@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -58,23 +61,35 @@ def trending(config: TrainConfig, window_s: float) -> Method:
     return method
 
 
-def _personal(m: InteractionMatrix, recommend: object) -> Ranker:
-    """A ranker from an implicit model's ``recommend`` over the person's training row."""
+def _personal(m: InteractionMatrix, weights: Mapping[str, float], recommend: Any) -> Ranker:
+    """A ranker from an implicit model's ``recommend`` over the person's training row; when the
+    query has events after the cut-off (or the person is new), over a row built from its history
+    (for ALS, folded in: ``recalculate_user``)."""
     users = {u: i for i, u in enumerate(m.user_ids)}
     index = m.item_index
 
     def rank(q: Query) -> list[str]:
         row = users.get(q.person)
-        if row is None:
-            return []
+        known = row is not None and not q.revealed
+        user_items = m.user_items[row] if known else _history_row(q, index, weights)
         blocked = np.fromiter((index[i] for i in q.exclude if i in index), dtype=np.int32)
         n = min(q.k, len(m.item_ids) - len(blocked))
-        if n <= 0:
+        if n <= 0 or user_items.nnz == 0:
             return []
-        ids, scores = recommend(row, m.user_items[row], N=n, filter_already_liked_items=False,  # type: ignore[operator]
-                                filter_items=blocked if len(blocked) else None)
+        ids, scores = recommend(row if known else 0, user_items, N=n, filter_already_liked_items=False,
+                                filter_items=blocked if len(blocked) else None, recalculate_user=not known)
         return [m.item_ids[i] for i, s in zip(ids, scores) if i >= 0 and np.isfinite(s)]
     return rank
+
+
+def _history_row(q: Query, index: dict[str, int], weights: Mapping[str, float]) -> csr_matrix:
+    values: dict[int, float] = defaultdict(float)
+    for r in q.history:
+        if weights.get(r.event_type, 0.0) > 0 and r.item_id in index:
+            values[index[r.item_id]] += weights[r.event_type]
+    cols = np.fromiter(values, dtype=np.int32, count=len(values))
+    data = np.fromiter(values.values(), dtype=np.float32, count=len(values))
+    return csr_matrix((data, cols, np.array([0, len(cols)])), shape=(1, len(index)))
 
 
 def item_knn(config: TrainConfig, kind: str = "bm25", neighbours: int = 100) -> Method:
@@ -85,14 +100,14 @@ def item_knn(config: TrainConfig, kind: str = "bm25", neighbours: int = 100) -> 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Method expects CSR input")
             model.fit(csr_matrix(m.user_items, dtype=np.float64), show_progress=False)
-        return _personal(m, model.recommend)
+        return _personal(m, config.weights, model.recommend)
     return method
 
 
 def als(config: TrainConfig) -> Method:
     def method(split: Split) -> Ranker:
         m = split.matrix(config)
-        return _personal(m, train_als(m.user_items, config.als).recommend)
+        return _personal(m, config.weights, train_als(m.user_items, config.als).recommend)
     return method
 
 

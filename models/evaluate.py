@@ -2,7 +2,9 @@
 
 Train on the events before a cut-off T. For each person active after T who has a history before
 it, every method ranks the full catalogue at time T from that history alone; the ranking is
-compared with the items the person went on to use after T. Items a scenario never shows in
+compared with the items the person went on to use after T. With ``reveal`` = n (the session so
+far), each person's first n events after T are given too, the ranking is asked right after the
+last of them, and the targets are what came next: newcomers are scored from those events alone. Items a scenario never shows in
 production (the cart, and by setting what was already bought or seen) are left out of every
 method's ranking and out of the targets, so no method is credited for an item production would
 hide, nor blamed for one nobody could show. People are taken in sorted order and every model has a
@@ -38,6 +40,7 @@ class Protocol:
     target_types: tuple[str, ...] | None = None  # None: every type with a positive training weight
     max_people: int | None = None  # a seeded sample of the people, for very large exports
     seed: int = 42
+    reveal: int = 0  # events after the cut-off given as the session so far
 
     @property
     def depth(self) -> int:
@@ -55,6 +58,7 @@ class Query:
     now: float
     k: int
     exclude: frozenset[str]
+    revealed: int = 0  # how many of the history's rows are after the cut-off (not in any training row)
 
 
 Ranker = Callable[[Query], list[str]]
@@ -68,7 +72,7 @@ class Split:
     queries: list[Query]
     targets: list[set[str]]
     active: int  # people with a target event after the cut-off
-    cold: int  # ... of which had no history before it (not scored: every method can only guess)
+    cold: int  # ... of which had nothing to go on (not scored: every method can only guess)
     nothing_new: int  # ... of which used only excluded items afterwards (not scored)
     _matrices: dict[tuple[Any, ...], InteractionMatrix] = field(default_factory=dict, repr=False)
 
@@ -144,28 +148,29 @@ def time_split(rows: Sequence[Interaction], cutoff: float, protocol: Protocol,
     for r in train:
         history[person(r)].append(r)
     target_types = set(protocol.target_types or (t for t, w in weights.items() if w > 0))
-    future: dict[str, set[str]] = defaultdict(set)
+    after: dict[str, list[Interaction]] = defaultdict(list)
     for r in rows:
-        if cutoff <= r.ts <= end and r.event_type in target_types:
-            future[person(r)].add(r.item_id)
+        if cutoff <= r.ts <= end:
+            after[person(r)].append(r)
 
-    people = sorted(future)
+    people = sorted(p for p, later in after.items() if any(r.event_type in target_types for r in later))
     cold = nothing_new = 0
     queries: list[Query] = []
     targets: list[set[str]] = []
     for p in people:
-        past = history.get(p)
-        if not past or not any(weights.get(r.event_type, 0.0) > 0 for r in past):
+        shown, later = after[p][:protocol.reveal], after[p][protocol.reveal:]
+        past = history.get(p, []) + shown
+        if not any(weights.get(r.event_type, 0.0) > 0 for r in past):
             cold += 1
             continue
         exclude = exclusions(past, protocol)
-        wanted = future[p] - exclude
+        wanted = {r.item_id for r in later if r.event_type in target_types} - exclude
         if not wanted:
             nothing_new += 1
             continue
         customer = p[2:] if p.startswith("c:") else None
-        queries.append(Query(p, past[-1].visitor_id, customer, tuple(past), cutoff, protocol.depth,
-                             frozenset(exclude)))
+        queries.append(Query(p, past[-1].visitor_id, customer, tuple(past), shown[-1].ts if shown else cutoff,
+                             protocol.depth, frozenset(exclude), len(shown)))
         targets.append(wanted)
     if protocol.max_people is not None and len(queries) > protocol.max_people:
         keep = sorted(random.Random(protocol.seed).sample(range(len(queries)), protocol.max_people))

@@ -66,8 +66,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{', items already bought' if p['exclude_purchased'] else ''}"
         f"{', items already seen' if p['exclude_seen'] else ''} (as the served for-you list does with these "
         "settings).",
+        *([f"- Session so far: each person's first {p['reveal']} event(s) after the cut-off are given too (the "
+           "served recommender folds them into the profile as live events, the baselines add them to the "
+           "person's row); the ranking is asked right after them and the targets are what came next."]
+          if p["reveal"] else []),
         f"- People scored: {split['test']['people_scored']} of {split['test']['people_active_after_cutoff']} active "
-        f"({split['test']['people_without_history']} without history, {split['test']['people_with_nothing_new']} "
+        f"({split['test']['people_without_history']} with nothing to go on, {split['test']['people_with_nothing_new']} "
         "with only excluded items afterwards); seed "
         f"{p['seed']}{sample}.",
         "",

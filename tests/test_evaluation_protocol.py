@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,41 @@ def test_time_split_scores_people_with_history_against_what_they_did_next() -> N
     people = {q.person: (q, t) for q, t in zip(strict.queries, strict.targets)}
     assert people["v:v1"][1] == {"e"} and people["v:v1"][0].exclude == {"a", "b", "c", "d"}
     assert "v:v2" not in people and strict.nothing_new == 1
+
+
+def test_the_session_so_far_is_given_and_what_came_next_is_the_target() -> None:
+    rows = [row(1, "v1", "product_view", "a"), row(1.1, "v1", "add_to_cart", "b"),
+            row(3.5, "v1", "product_view", "x"), row(3.6, "v1", "product_view", "y"), row(3.7, "v1", "product_view", "x"),
+            row(3.5, "new", "product_view", "a"), row(3.6, "new", "product_view", "c"),
+            row(3.5, "once", "product_view", "a")]
+    split = time_split(rows, 3 * DAY, Protocol(test_span_s=DAY, exclude_seen=False, reveal=1), WEIGHTS)
+    people = {q.person: (q, t) for q, t in zip(split.queries, split.targets)}
+    assert set(people) == {"v:v1", "v:new"} and split.nothing_new == 1
+    query, targets = people["v:v1"]
+    assert query.now == 3.5 * DAY and query.revealed == 1 and [r.item_id for r in query.history] == ["a", "b", "x"]
+    assert targets == {"x", "y"}  # viewed again after the revealed view: still a target when seen items may show
+    assert people["v:new"][1] == {"c"} and people["v:new"][0].revealed == 1  # a newcomer, from its first click
+
+
+def test_baselines_build_the_same_row_from_history_as_training_did(demo_files: tuple[Path, Path]) -> None:
+    from dataclasses import replace
+
+    from engine.history import interactions
+    from engine.importer import ImportReport, read_events
+    from models.baselines import als, item_knn
+    from models.train import TrainConfig
+
+    events = [e.model_dump() for _, e in zip(range(2000), read_events(demo_files[1], ImportReport(), accepted_at=0))]
+    rows = list(interactions(events))
+    split = time_split(rows, rows[len(rows) * 3 // 4].ts, Protocol(test_span_s=DAY, ks=(10,)), WEIGHTS)
+    config = TrainConfig(weights=WEIGHTS)
+    assert len(split.queries) > 20
+    for method in (item_knn(config, "bm25"), item_knn(config, "cosine")):
+        rank = method(split)
+        assert all(rank(q) == rank(replace(q, revealed=1)) for q in split.queries)
+    rank = als(config)(split)  # folding in the same row lands close to the trained factors
+    overlap = [len(set(rank(q)) & set(rank(replace(q, revealed=1)))) / 10 for q in split.queries]
+    assert sum(overlap) / len(overlap) > 0.6
 
 
 def test_validation_is_carved_from_the_training_period_only() -> None:
