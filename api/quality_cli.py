@@ -82,6 +82,7 @@ def gated_train(rows: Iterable[Interaction], settings: Settings) -> tuple[Artifa
 
 def load_history(events: Path, items: Path | None) -> tuple[list[Interaction], Catalogue]:
     """The generic CSV formats of `vitrine import`, read by its own reader (bad rows reported)."""
+    from api.cli import _print_report  # noqa: PLC0415
     from engine.catalog import EMPTY, Catalogue  # noqa: PLC0415
     from engine.history import interactions  # noqa: PLC0415
     from engine.importer import ImportReport, read_events, read_items  # noqa: PLC0415
@@ -90,18 +91,11 @@ def load_history(events: Path, items: Path | None) -> tuple[list[Interaction], C
     if items is not None:
         report = ImportReport()
         catalogue = Catalogue(version=1, items={i.item_id: i for i in read_items(items, report)})
-        _say(items, report, "items")
+        _print_report("items", items, report)
     report = ImportReport()
     rows = list(interactions(e.model_dump() for e in read_events(events, report, accepted_at=time.time())))
-    _say(events, report, "event lines")
+    _print_report("event lines", events, report)
     return rows, catalogue
-
-
-def _say(path: Path, report: object, what: str) -> None:
-    print(f"{path}: {report.loaded}/{report.rows} {what} loaded, {report.error_count} rejected",  # type: ignore[attr-defined]
-          flush=True)
-    for line in report.errors:  # type: ignore[attr-defined]
-        print(f"  {line}")
 
 
 def prepare_dataset(name: str, settings: Settings) -> tuple[Path, Path]:
