@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.settings import BLEND_SIGNALS, Settings
 
@@ -114,16 +114,16 @@ def prepare_dataset(name: str, settings: Settings) -> tuple[Path, Path]:
     return datasets.write_online_retail(out)
 
 
-def settings_env(config: TrainConfig, protocol: Protocol) -> dict[str, str]:
-    """The environment that makes `vitrine train` and the API serve this recipe."""
+def settings_env(params: dict[str, Any], protocol: Protocol) -> dict[str, str]:
+    """The environment that makes `vitrine train` and the API serve this recipe (``TrainConfig.params``)."""
     return {
-        "VITRINE_ALS_FACTORS": str(config.als.factors),
-        "VITRINE_ALS_REGULARIZATION": str(config.als.regularization),
-        "VITRINE_ALS_ALPHA": str(config.als.alpha),
-        "VITRINE_ALS_ITERATIONS": str(config.als.iterations),
-        "VITRINE_EVENT_WEIGHTS": "'" + json.dumps(dict(config.weights)) + "'",
-        "VITRINE_BLEND": "'" + json.dumps(dict(config.blend)) + "'",
-        "VITRINE_HISTORY_HALF_LIFE_S": f"{config.history_half_life_s:g}",
+        "VITRINE_ALS_FACTORS": str(params["als"]["factors"]),
+        "VITRINE_ALS_REGULARIZATION": str(params["als"]["regularization"]),
+        "VITRINE_ALS_ALPHA": str(params["als"]["alpha"]),
+        "VITRINE_ALS_ITERATIONS": str(params["als"]["iterations"]),
+        "VITRINE_EVENT_WEIGHTS": "'" + json.dumps(params["event_weights"]) + "'",
+        "VITRINE_BLEND": "'" + json.dumps(params["blend"]) + "'",
+        "VITRINE_HISTORY_HALF_LIFE_S": f"{params['history_half_life_s']:g}",
         "VITRINE_EXCLUDE_SEEN": str(protocol.exclude_seen).lower(),
         "VITRINE_EXCLUDE_PURCHASED": str(protocol.exclude_purchased).lower(),
     }
@@ -133,9 +133,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from engine.offline_ranker import OfflineRanker  # noqa: PLC0415
     from engine.runtime import profile_config  # noqa: PLC0415
     from models import quality, report  # noqa: PLC0415
-    from models.als import ALSParams  # noqa: PLC0415
     from models.evaluate import Protocol  # noqa: PLC0415
-    from models.train import TrainConfig  # noqa: PLC0415
 
     if (args.dataset is None) == (args.events is None):
         print("vitrine evaluate: give --events (and optionally --items), or --dataset", file=sys.stderr)
@@ -180,10 +178,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"vitrine evaluate: {exc}", file=sys.stderr)
         return 1
-    tuned = result["params"]["tuned"]
-    tuned_config = TrainConfig(weights=tuned["event_weights"], als=ALSParams(**tuned["als"]), blend=tuned["blend"],
-                               history_half_life_s=tuned["history_half_life_s"])
-    result["apply"] = settings_env(tuned_config, protocol)
+    result["apply"] = settings_env(result["params"]["tuned"], protocol)
     out = args.out / f"evaluate-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     paths = report.write(result, out)
     print()
@@ -194,21 +189,33 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positive(cast: type[int] | type[float], zero: bool = False) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+    return parse
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("evaluate", help="measure the served recommender against baselines on a time split")
     p.add_argument("--events", type=Path, help="events.csv in the `vitrine import` format")
     p.add_argument("--items", type=Path, help="items.csv in the `vitrine import` format (optional)")
     p.add_argument("--dataset", choices=sorted(DATASETS), help="a named real dataset instead of CSV files")
-    p.add_argument("--test-days", type=float, help="test period: the data's last N days (default 7; "
+    p.add_argument("--test-days", type=_positive(float), help="test period: the data's last N days (default 7; "
                                                    "taobao 1, online-retail 30)")
     p.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=None,
                    help="for-you leaves out items already seen (default: the dataset's, else VITRINE_EXCLUDE_SEEN)")
     p.add_argument("--exclude-purchased", action=argparse.BooleanOptionalAction, default=None,
                    help="leave out items already bought (default: the dataset's, else VITRINE_EXCLUDE_PURCHASED)")
-    p.add_argument("--reveal", type=int, default=0, help="session so far: give each person's first N events "
+    p.add_argument("--reveal", type=_positive(int, zero=True), default=0, help="session so far: give each person's first N events "
                                                          "after the cut-off and predict what came next (default 0)")
-    p.add_argument("--trials", type=int, default=20, help="ALS / event-weight search trials (default 20)")
-    p.add_argument("--max-people", type=int, help="score a seeded sample of at most N people per split")
+    p.add_argument("--trials", type=_positive(int), default=20, help="ALS / event-weight search trials (default 20)")
+    p.add_argument("--max-people", type=_positive(int), help="score a seeded sample of at most N people per split")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
     p.set_defaults(func=cmd_evaluate)

@@ -79,6 +79,9 @@ def test_evaluate_says_what_is_missing(tmp_path: Path) -> None:
     taobao = subprocess.run(VITRINE + ["evaluate", "--dataset", "taobao"], env=env, cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert taobao.returncode == 2 and "VITRINE_SHARED_DATA_DIR" in taobao.stderr
+    bad = subprocess.run(VITRINE + ["evaluate", "--dataset", "online-retail", "--test-days", "0"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--test-days: must be > 0" in bad.stderr
 
 
 @pytest.mark.skipif(not (SHARED / TAOBAO_HEAD).exists(),
