@@ -8,6 +8,7 @@ gates the promotion itself (models.lifecycle); API processes pick a promoted mod
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -43,8 +44,9 @@ class Retrainer:
 
     def run_once(self) -> int:
         self._child = subprocess.Popen([sys.executable, "-m", "api.cli", "train"], env=self.env, text=True,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       preexec_fn=lambda: os.nice(10))  # noqa: PLW1509 - no threads in the child yet
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with contextlib.suppress(OSError):  # lower priority (not preexec_fn: unsafe in a threaded server)
+            os.setpriority(os.PRIO_PROCESS, self._child.pid, 10)
         output, _ = self._child.communicate()
         self.runs += 1
         lines = [line for line in output.splitlines() if line.strip()]
