@@ -3,7 +3,8 @@
     vitrine demo                      import the demo shop, train, serve (the newcomer's command)
     vitrine serve [--host --port --workers]
     vitrine import [--items items.csv] [--events events.csv]
-    vitrine train
+    vitrine train                     train, compare with the served model on held-out data, promote if not worse
+    vitrine evaluate (--events events.csv [--items items.csv] | --dataset taobao|online-retail)
     vitrine worker                    (Kafka mode) apply the events topic to the profiles
     vitrine replay [--reset]          rebuild the profiles from the event log or topic
     vitrine bench-stream              freshness and events/s, embedded and Kafka
@@ -155,17 +156,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def train(settings: Settings) -> str:
+    from api.quality_cli import gated_train  # noqa: PLC0415
     from engine.history import interactions_from_log  # noqa: PLC0415
-    from models.als import ALSParams  # noqa: PLC0415
-    from models.train import TrainConfig, train_from_rows  # noqa: PLC0415
 
-    config = TrainConfig(
-        weights=settings.event_weights,
-        als=ALSParams(factors=settings.als_factors, regularization=settings.als_regularization,
-                      alpha=settings.als_alpha, iterations=settings.als_iterations),
-        neighbours=settings.neighbours,
-        popularity_half_life_s=settings.popularity_half_life_s,
-    )
     started = time.perf_counter()
     if settings.mode == "kafka":
         from engine.history import interactions  # noqa: PLC0415
@@ -174,11 +167,13 @@ def train(settings: Settings) -> str:
         rows = interactions(history(settings))
     else:
         rows = interactions_from_log(settings.log_dir)
-    artifact = train_from_rows(rows, config, settings.models_dir)
+    artifact, decision = gated_train(rows, settings)
     data = artifact.meta["data"]
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
           f"{data['events']} interactions, {data['users']} people, {data['items']} items, "
           f"{data['baskets']} orders -> {settings.models_dir / artifact.version}")
+    verdict = "promoted" if decision.promoted else f"NOT promoted (still serving {decision.current_version})"
+    print(f"{verdict}: {decision.reason}")
     return artifact.version
 
 
@@ -208,9 +203,19 @@ def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> Non
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if banner:
         print(banner, flush=True)
-    uvicorn.run("api.app:app_factory", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, loop="uvloop", http="httptools", log_level="warning",
-                access_log=False, lifespan="on")
+    retrainer = None
+    if settings.retrain_interval_s and settings.mode == "embedded":
+        from api.retrain import Retrainer  # noqa: PLC0415
+
+        retrainer = Retrainer(settings.retrain_interval_s, dict(os.environ))
+        retrainer.start()
+    try:
+        uvicorn.run("api.app:app_factory", factory=True, host=settings.host, port=settings.port,
+                    workers=settings.workers, loop="uvloop", http="httptools", log_level="warning",
+                    access_log=False, lifespan="on")
+    finally:
+        if retrainer is not None:
+            retrainer.stop()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -379,8 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=Path, help="events.csv: " + ",".join(
         ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")))
     p.set_defaults(func=cmd_import)
-    p = sub.add_parser("train", help="train a model from the event history and promote it")
+    p = sub.add_parser("train", help="train a model from the event history; promote it unless it is worse")
     p.set_defaults(func=cmd_train)
+    from api.quality_cli import add_parser as add_evaluate  # noqa: PLC0415
+
+    add_evaluate(sub)
     p = sub.add_parser("worker", help="(Kafka mode) apply the events topic to the profiles; run one or more")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=cmd_worker)

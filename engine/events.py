@@ -21,6 +21,7 @@ EventType = Literal[
     "search",
     "add_to_cart",
     "remove_from_cart",
+    "add_to_wishlist",
     "purchase",
     "recommendation_click",
     "block_impression",
@@ -31,7 +32,8 @@ EventType = Literal[
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
-ITEM_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "recommendation_click"})
+ITEM_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist",
+                         "recommendation_click"})
 MAX_PROPERTIES = 32
 Scalar = str | int | float | bool | None
 

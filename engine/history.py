@@ -9,7 +9,7 @@ from typing import Any
 from engine.eventlog import read_raw
 from models.interactions import Interaction
 
-TRAINABLE = frozenset({"product_view", "add_to_cart", "purchase", "recommendation_click"})
+TRAINABLE = frozenset({"product_view", "add_to_cart", "add_to_wishlist", "purchase", "recommendation_click"})
 
 
 def interactions(events: Iterable[dict[str, Any]]) -> Iterator[Interaction]:

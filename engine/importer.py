@@ -28,7 +28,7 @@ from engine.events import Event, LineItem
 
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "in_stock")
 EVENT_COLUMNS = ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")
-IMPORTABLE_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart", "purchase",
+IMPORTABLE_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist", "purchase",
                               "recommendation_click"})
 _TRUE = {"", "1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from implicit.cpu.als import AlternatingLeastSquares  # noqa: E402
 from scipy.sparse import csr_matrix  # noqa: E402
 
+from engine.blend import blend_weights  # noqa: E402
 from engine.catalog import Catalogue  # noqa: E402
 from models import artifacts  # noqa: E402
 from models.artifacts import Artifact  # noqa: E402
@@ -55,6 +56,9 @@ class ServedModel:
         norms = np.linalg.norm(artifact.item_factors, axis=1, keepdims=True)
         self.unit_factors = artifact.item_factors / np.maximum(norms, 1e-9)
         self._als.YtY  # noqa: B018 - computed once here, not on the first request
+        self.blend = blend_weights(artifact.meta)
+        log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
+        self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
         self._view: CatalogueView | None = None
 
     @property
@@ -63,18 +67,28 @@ class ServedModel:
 
     # ---------------------------------------------------------------- person vectors
 
+    def training_row(self, user: str | None, *, by_recency: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, confidences) the person was trained with, or with ``by_recency`` the same
+        decayed by age (artifacts from before that existed give the plain ones); empty for a newcomer."""
+        row = self.user_index.get(user) if user else None
+        if row is None:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        train = self.artifact.user_items
+        if by_recency and self.artifact.user_recent is not None:
+            train = self.artifact.user_recent
+        start, end = train.indptr[row], train.indptr[row + 1]
+        return train.indices[start:end], train.data[start:end]
+
     def fold_in(self, user: str | None, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
         """The person's factor vector from their training row plus what the profile adds now.
 
         This is the exact ALS least-squares step for one user (Hu et al. eq. 4) with the item
         factors held fixed, so a new session counts as much as if it had been in training.
         """
-        row = self.user_index.get(user) if user else None
-        if row is not None:
-            train = self.artifact.user_items
-            start, end = train.indptr[row], train.indptr[row + 1]
-            items = np.concatenate([train.indices[start:end], items])
-            weights = np.concatenate([train.data[start:end], weights])
+        row_items, row_weights = self.training_row(user)
+        if len(row_items):
+            items = np.concatenate([row_items, items])
+            weights = np.concatenate([row_weights, weights])
         if len(items) == 0:
             return None
         order = np.argsort(items, kind="stable")

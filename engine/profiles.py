@@ -359,7 +359,7 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     trending: list[tuple[str, float]] = []
     weight = cfg.weight(event.type)
     etype = event.type
-    if etype == "product_view":
+    if etype in ("product_view", "add_to_wishlist"):  # a wish is a stronger view, not a cart line
         item = event.item_id or ""
         _interest(v, c, item, lookup(item), weight, event.price)
         trending.append((item, weight))

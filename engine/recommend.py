@@ -114,6 +114,7 @@ class Recommender:
             item_id=req.item_id,
             category=req.category,
             exclude_purchased=self._settings.exclude_purchased,
+            exclude_seen=self._settings.exclude_seen,
             trending=trend,
         )
         ctx.excluded = base_exclusions(ctx)

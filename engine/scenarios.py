@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.blend import blend_scores
 from engine.catalog import Catalogue
 from engine.model import ServedModel
 from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
@@ -36,6 +37,7 @@ class Context:
     item_id: str | None = None
     category: str | None = None
     exclude_purchased: bool = True
+    exclude_seen: bool = True
     trending: list[tuple[str, float]] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
 
@@ -89,7 +91,12 @@ def _top(model: ServedModel, catalogue: Catalogue, scores: np.ndarray, excluded:
 
 
 def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
-    """ALS with the person's profile folded in at request time (anonymous visitors too)."""
+    """The person's blend (engine.blend): ALS with the profile folded in at request time (anonymous
+    visitors too), their recent and past items, what is co-visited with them, and a popularity prior.
+
+    Items the person already touched are left out unless ``ctx.exclude_seen`` is off (then they
+    compete with the rest, as ``buy_again`` or ``viewed_before``).
+    """
     if model is None:
         return []
     history = [(model.item_index[i], w, why, i) for i, w, why in ctx.history() if i in model.item_index]
@@ -99,23 +106,31 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     vector = model.fold_in(user, idx, weights)
     if vector is None:
         return []
-    seen = {h[3] for h in history}
-    row = model.user_index.get(user) if user else None
-    if row is not None:
-        train = model.artifact.user_items
-        seen |= {model.item_ids[i] for i in train.indices[train.indptr[row]:train.indptr[row + 1]]}
-    top = _top(model, catalogue, model.scores(vector), ctx.excluded | seen, ctx.n)
+    row_items, row_weights = model.training_row(user, by_recency=True)
+    scores = blend_scores(model.blend, als=model.scores(vector), recent=(idx, weights),
+                          history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
+                          neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior)
+    seen = {h[3] for h in history} | {model.item_ids[i] for i in row_items}
+    top = _top(model, catalogue, scores, ctx.excluded | seen if ctx.exclude_seen else ctx.excluded, ctx.n)
     if not top:
         return []
     if not history:
-        return [Pick(model.item_ids[i], s, "for_you") for i, s in top]
-    # Reason: the history item each pick is closest to, weighted by how strong that signal was.
-    rec = model.unit_factors[[i for i, _ in top]]
-    hist = model.unit_factors[idx]
-    closeness = (rec @ hist.T) * weights[None, :]
-    anchors = closeness.argmax(axis=1)
-    return [Pick(model.item_ids[i], s, f"because_you_{history[a][2]}:{history[a][3]}")
-            for (i, s), a in zip(top, anchors)]
+        anchors = [None] * len(top)
+    else:
+        # Reason: the history item each pick is closest to, weighted by how strong that signal was.
+        rec = model.unit_factors[[i for i, _ in top]]
+        closeness = (rec @ model.unit_factors[idx].T) * weights[None, :]
+        anchors = closeness.argmax(axis=1).tolist()
+    bought = ctx.purchased() if not ctx.exclude_seen else set()
+    picks = []
+    for (i, s), a in zip(top, anchors):
+        item = model.item_ids[i]
+        if item in seen:
+            reason = "buy_again" if item in bought else "viewed_before"
+        else:
+            reason = "for_you" if a is None else f"because_you_{history[a][2]}:{history[a][3]}"
+        picks.append(Pick(item, s, reason))
+    return picks
 
 
 def _neighbour_picks(model: ServedModel, catalogue: Catalogue, ctx: Context, anchors: list[str],

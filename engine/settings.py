@@ -23,6 +23,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "search",
     "add_to_cart",
     "remove_from_cart",
+    "add_to_wishlist",
     "purchase",
     "recommendation_click",
     "block_impression",
@@ -35,8 +36,22 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "product_view": 1.0,
     "recommendation_click": 1.0,
     "add_to_cart": 4.0,
+    "add_to_wishlist": 2.0,
     "purchase": 8.0,
 }
+
+# The signals of the for-you blend (engine.blend) and their default weights; `vitrine evaluate`
+# tunes them per shop on a validation split and prints the values to set.
+BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity")
+DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "neighbours": 0.25, "popularity": 0.5}
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _known_keys(values: dict[str, float], known: tuple[str, ...], what: str) -> dict[str, float]:
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {list(known)}")
+    return values
 
 
 class Settings(BaseSettings):
@@ -104,13 +119,32 @@ class Settings(BaseSettings):
     attribution_window_s: int = Field(86400, gt=0, description="A purchase within this time of a recommendation "
                                                                "click on the item is attributed to it.")
 
+    # --- recommendation quality and model lifecycle (engine.blend, models.evaluate, models.train) ---
+    exclude_seen: bool = Field(True, description="for-you leaves out items the person already viewed, carted or "
+                                                 "bought; false lets them come back, ranked by the blend")
+    blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND),
+                                    description="Weights of the for-you signals (engine.blend).")
+    history_half_life_s: float = Field(30 * 86400, gt=0, description="Age at which a past event counts half in "
+                                                                    "the blend's history signal.")
+    promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the data window `vitrine train` holds "
+                                                               "out to compare a new model with the served one.")
+    promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "
+                                                                  "NDCG@20 is more than this fraction below.")
+    retrain_interval_s: float | None = Field(None, gt=0, description="Embedded mode: `vitrine serve` retrains "
+                                                                    "(and gates) this often; unset: never.")
+    shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where named datasets (Taobao) are read from.")
+
     @field_validator("event_weights")
     @classmethod
     def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(weights) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
-        return weights
+        return _known_keys(weights, EVENT_TYPES, "event types")
+
+    @field_validator("blend")
+    @classmethod
+    def _known_blend_signals(cls, weights: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+            raise ValueError("blend weights must be >= 0 and at least one > 0")
+        return _known_keys(weights, BLEND_SIGNALS, "blend signals")
 
     @property
     def mode(self) -> Literal["embedded", "kafka"]:

@@ -38,6 +38,7 @@ class Artifact:
     complement_score: np.ndarray
     popularity: np.ndarray  # float32 (items,)
     meta: dict[str, Any] = field(default_factory=dict)
+    user_recent: csr_matrix | None = None  # user_items decayed by age (engine.blend's history signal)
 
     @property
     def version(self) -> str:
@@ -67,6 +68,8 @@ def save(artifact: Artifact, models_dir: Path) -> Path:
         popularity=artifact.popularity.astype(np.float32),
     )
     save_npz(tmp / "user_items.npz", artifact.user_items.tocsr())
+    if artifact.user_recent is not None:
+        save_npz(tmp / "user_recent.npz", artifact.user_recent.tocsr())
     (tmp / "ids.json").write_text(json.dumps({"items": artifact.item_ids, "users": artifact.user_ids}))
     (tmp / "meta.json").write_text(json.dumps(artifact.meta, indent=2, sort_keys=True))
     final = models_dir / version
@@ -89,6 +92,7 @@ def load(path: Path) -> Artifact:
         complement_score=arrays["complement_score"],
         popularity=arrays["popularity"],
         meta=json.loads((path / "meta.json").read_text()),
+        user_recent=load_npz(path / "user_recent.npz").tocsr() if (path / "user_recent.npz").exists() else None,
     )
 
 

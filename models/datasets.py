@@ -15,7 +15,7 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -98,4 +98,40 @@ def write_online_retail(out_dir: Path, source: Path = ONLINE_RETAIL) -> tuple[Pa
             title = titles[code].most_common(1)[0][0] if titles[code] else code
             writer.writerow([code, title.title(), category_of(title), "", round(statistics.median(prices[code]), 2),
                              "true"])
+    return items_path, events_path
+
+
+# Tianchi UserBehavior (Alibaba, research use; Zhu et al., KDD 2018): never committed, read from
+# the shared data folder. Its documented window; the head file holds 35 events outside it.
+TAOBAO_HEAD = "taobao-userbehavior/UserBehavior_head.csv.gz"
+TAOBAO_WINDOW = (1511539200, 1512316800)  # 2017-11-24 16:00 to 2017-12-03 16:00 UTC
+TAOBAO_TYPES = {"pv": "product_view", "cart": "add_to_cart", "fav": "add_to_wishlist", "buy": "purchase"}
+
+
+def write_taobao(out_dir: Path, source: Path) -> tuple[Path, Path]:
+    """items.csv and events.csv from the UserBehavior head file: events inside the official
+    window, in time order; a favourite is an ``add_to_wishlist``; categories are the ids."""
+    rows = []
+    categories: dict[str, str] = {}
+    with io.TextIOWrapper(gzip.open(source, "rb"), encoding="utf-8", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh)):
+            ts = int(row["timestamp"])
+            if not TAOBAO_WINDOW[0] <= ts < TAOBAO_WINDOW[1] or row["behavior_type"] not in TAOBAO_TYPES:
+                continue
+            rows.append((ts, row["user_id"], line, TAOBAO_TYPES[row["behavior_type"]], row["item_id"]))
+            categories.setdefault(row["item_id"], row["category_id"])
+    rows.sort()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    events_path, items_path = out_dir / "events.csv", out_dir / "items.csv"
+    with events_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price"])
+        for ts, user, _, event_type, item in rows:
+            when = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            writer.writerow([when, f"u{user}", "", event_type, item, "", ""])
+    with items_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["item_id", "title", "category", "brand", "price", "in_stock"])
+        for item, category in sorted(categories.items()):
+            writer.writerow([item, "", f"c{category}", "", "", "true"])
     return items_path, events_path

@@ -40,6 +40,7 @@ class InteractionMatrix:
     first_ts: float
     last_ts: float
     n_events: int
+    user_recent: csr_matrix | None = None  # user_items decayed to last_ts: the person's history by recency
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -51,9 +52,14 @@ def build_matrix(
     weights: Mapping[str, float],
     *,
     popularity_half_life_s: float,
+    history_half_life_s: float = 30 * 86400,
     item_ids: list[str] | None = None,
 ) -> InteractionMatrix:
     """Sum per-type weights per (person, item); keep orders as baskets for bought-together.
+
+    Next to the plain sums (what ALS learns from), ``user_recent`` holds the same sums with each
+    event decayed by its age at the end of the data: a person's own items ranked by how much and
+    how lately they used them.
 
     ``item_ids`` fixes the item index (e.g. to evaluate on a catalogue); otherwise it is every
     item seen with a positive weight, in order of first appearance.
@@ -93,6 +99,12 @@ def build_matrix(
         dtype=np.float32,
     )
     user_items.sum_duplicates()
+    age = last_ts - ts
+    user_recent = csr_matrix(
+        (np.asarray(vals, dtype=np.float64) * 0.5 ** (age / history_half_life_s), (np.asarray(u_idx), np.asarray(i_idx))),
+        shape=user_items.shape,
+    ).astype(np.float32)
+    user_recent.sum_duplicates()
     baskets = csr_matrix(
         (np.ones(len(b_rows), dtype=np.float32), (np.asarray(b_rows), np.asarray(b_cols))),
         shape=(len(basket_index), n_items),
@@ -114,4 +126,5 @@ def build_matrix(
         first_ts=first_ts,
         last_ts=last_ts,
         n_events=len(rows),
+        user_recent=user_recent,
     )

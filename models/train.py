@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,23 @@ class TrainConfig:
     als: ALSParams = ALSParams()
     neighbours: int = 50
     popularity_half_life_s: float = 30 * 86400
+    history_half_life_s: float = 30 * 86400
+    blend: Mapping[str, float] = field(default_factory=lambda: {"als": 1.0})  # see engine.blend
+
+    def matrix(self, rows: Iterable[Interaction]) -> InteractionMatrix:
+        return build_matrix(rows, self.weights, popularity_half_life_s=self.popularity_half_life_s,
+                            history_half_life_s=self.history_half_life_s)
+
+    def params(self) -> dict[str, object]:
+        """Everything that defines the model, as recorded in the artifact's meta."""
+        return {
+            "als": self.als.as_dict(),
+            "event_weights": dict(self.weights),
+            "neighbours": self.neighbours,
+            "popularity_half_life_s": self.popularity_half_life_s,
+            "history_half_life_s": self.history_half_life_s,
+            "blend": dict(self.blend),
+        }
 
 
 def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
@@ -44,6 +61,7 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
         complement_index=complement_index,
         complement_score=complement_score,
         popularity=matrix.item_weight,
+        user_recent=matrix.user_recent,
         meta={
             "data": {
                 "first_event": matrix.first_ts,
@@ -53,12 +71,7 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
                 "items": len(matrix.item_ids),
                 "baskets": int(matrix.basket_items.shape[0]),
             },
-            "params": {
-                "als": config.als.as_dict(),
-                "event_weights": dict(config.weights),
-                "neighbours": config.neighbours,
-                "popularity_half_life_s": config.popularity_half_life_s,
-            },
+            "params": config.params(),
             "train_seconds": round(time.perf_counter() - started, 2),
         },
     )
@@ -66,7 +79,7 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
 
 def train_from_rows(rows: Iterable[Interaction], config: TrainConfig, models_dir: Path,
                     *, promote: bool = True) -> Artifact:
-    matrix = build_matrix(rows, config.weights, popularity_half_life_s=config.popularity_half_life_s)
+    matrix = config.matrix(rows)
     if not matrix.item_ids or not matrix.user_ids:
         raise ValueError("no interactions to train on: import or send some events first")
     artifact = fit(matrix, config)

@@ -1,0 +1,57 @@
+"""Embedded mode's optional periodic retraining (``VITRINE_RETRAIN_INTERVAL_S``).
+
+`vitrine serve` runs `vitrine train` every interval in a child process at low CPU priority, so
+serving keeps the cores it needs and a crash in training cannot take the server down. Training
+gates the promotion itself (models.lifecycle); API processes pick a promoted model up through
+``CURRENT`` as after a manual `vitrine train`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+
+log = logging.getLogger("vitrine.retrain")
+
+
+class Retrainer:
+    def __init__(self, interval_s: float, env: dict[str, str]) -> None:
+        self.interval_s = interval_s
+        self.env = env
+        self.runs = 0
+        self._stop = threading.Event()
+        self._child: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._loop, name="vitrine-retrain", daemon=True)
+
+    def start(self) -> None:
+        log.info("retraining every %gs in the background", self.interval_s)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.run_once()
+
+    def run_once(self) -> int:
+        self._child = subprocess.Popen([sys.executable, "-m", "api.cli", "train"], env=self.env, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with contextlib.suppress(OSError):  # lower priority (not preexec_fn: unsafe in a threaded server)
+            os.setpriority(os.PRIO_PROCESS, self._child.pid, 10)
+        output, _ = self._child.communicate()
+        self.runs += 1
+        lines = [line for line in output.splitlines() if line.strip()]
+        if self._child.returncode == 0:
+            log.info("retrain: %s", " | ".join(lines[-2:]))
+        else:
+            log.warning("retrain failed (exit %s): %s", self._child.returncode, " | ".join(lines[-3:]))
+        return self._child.returncode

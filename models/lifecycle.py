@@ -1,0 +1,103 @@
+"""Gated promotion: a new model replaces the served one only if it is not worse on held-out data.
+
+`vitrine train` holds out the last ``holdout`` share of the data window, trains the new recipe on
+what comes before and scores it there (NDCG@20 of the served recommender, models.evaluate
+protocol). The current model is scored on the same queries: as it is, when its own data ended
+before the hold-out (then it never saw it); otherwise its recipe (the parameters in its meta) is
+retrained on the same rows, so neither side has seen the answers. The new recipe is then trained
+on all the data and saved; it is promoted unless it scored more than ``tolerance`` (relative)
+below the current one. Both scores and the decision go to the log and to the artifact's meta.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from models import artifacts
+from models.als import ALSParams
+from models.artifacts import Artifact
+from models.evaluate import Protocol, Ranker, Split, score, time_split
+from models.interactions import Interaction
+from models.train import TrainConfig, fit
+
+log = logging.getLogger(__name__)
+METRIC = "ndcg@20"
+MIN_PEOPLE = 20  # fewer held-out people than this is noise, not evidence: train and promote
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    reason: str
+    holdout_from: float | None = None
+    new_score: float | None = None
+    current_version: str | None = None
+    current_score: float | None = None
+    current_scored_as: str | None = None  # "served artifact" or "recipe retrained"
+
+
+def recipe_of(meta: dict[str, Any], fallback: TrainConfig) -> TrainConfig:
+    """The TrainConfig an artifact was trained with (fallback values for what it does not record)."""
+    params = meta.get("params") or {}
+    als = params.get("als")
+    return TrainConfig(
+        weights=params.get("event_weights") or fallback.weights,
+        als=ALSParams(**{k: v for k, v in als.items() if k in ALSParams.__dataclass_fields__}) if als else fallback.als,
+        neighbours=int(params.get("neighbours") or fallback.neighbours),
+        popularity_half_life_s=float(params.get("popularity_half_life_s") or fallback.popularity_half_life_s),
+        history_half_life_s=float(params.get("history_half_life_s") or fallback.history_half_life_s),
+        blend=params.get("blend") or {"als": 1.0},
+    )
+
+
+def _holdout_split(rows: list[Interaction], holdout: float, protocol: Protocol,
+                   weights: dict[str, float]) -> Split | None:
+    first, last = rows[0].ts, rows[-1].ts
+    if last <= first:
+        return None
+    split = time_split(rows, last - holdout * (last - first), protocol, weights, end=last)
+    return split if len(split.queries) >= MIN_PEOPLE else None
+
+
+def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir: Path,
+                   serve: Callable[[Artifact], Ranker], *, protocol: Protocol, holdout: float,
+                   tolerance: float) -> tuple[Artifact, Decision]:
+    rows = sorted(rows, key=lambda r: r.ts)
+    if not any(config.weights.get(r.event_type, 0.0) > 0 for r in rows):
+        raise ValueError("no interactions to train on: import or send some events first")
+    split = _holdout_split(rows, holdout, protocol, dict(config.weights))
+    current = artifacts.current_version(models_dir)
+    metrics: dict[str, float] = {}
+    if split is None:
+        decision = Decision(True, f"not enough held-out data to compare models (fewer than {MIN_PEOPLE} people): "
+                                  "promoted without a comparison")
+    else:
+        metrics = score(serve(fit(split.matrix(config), config)), split, (10, 20))
+        decision = Decision(True, "no current model", split.cutoff, metrics[METRIC])
+        if current is not None:
+            served = artifacts.load(models_dir / current)
+            decision.current_version = current
+            if float(served.meta.get("data", {}).get("last_event", float("inf"))) < split.cutoff:
+                decision.current_scored_as = "served artifact"
+            else:
+                recipe = recipe_of(served.meta, config)
+                served = fit(split.matrix(recipe), recipe)
+                decision.current_scored_as = "recipe retrained"
+            decision.current_score = score(serve(served), split, (20,))[METRIC]
+            floor = decision.current_score * (1 - tolerance)
+            decision.promoted = decision.new_score >= floor
+            decision.reason = (f"{METRIC} {decision.new_score:.4f} vs current {decision.current_score:.4f} "
+                               f"({decision.current_scored_as}); promoted when >= {floor:.4f}")
+    artifact = fit(config.matrix(rows), config)
+    artifact.meta["metrics"] = {f"holdout_{k}": round(v, 6) for k, v in metrics.items()}
+    artifact.meta["promotion"] = asdict(decision)
+    path = artifacts.save(artifact, models_dir)
+    if decision.promoted:
+        artifacts.promote(models_dir, path.name)
+    log.info("model %s %s: %s", artifact.version, "promoted" if decision.promoted else "NOT promoted",
+             decision.reason)
+    return artifact, decision
