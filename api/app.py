@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.limits import BodySizeLimit
 from api.metrics import LatencyMiddleware, Metrics, metrics_endpoint
+from api.query import invalid_request
 from api.responses import ApiError, error_response
 from api.routes import admin, blocks, events, health, items, merch, recommendations
 from engine.eventlog import EventLog
@@ -73,8 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"] if p not in ("query", "path", "body", "header")]
             errors.append({"field": ".".join(loc) or "request", "message": err["msg"]})
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return error_response(422, f"invalid request: {summary}", errors)
+        error = invalid_request(errors)
+        return error_response(error.status_code, error.message, error.errors)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -24,7 +24,11 @@ def _matches(key: str, allowed: list[str]) -> bool:
     return any(hmac.compare_digest(key.encode(), a.encode()) for a in allowed)
 
 
-def require_admin(request: Request) -> None:
+# Both checks are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a thread
+# pool, a thread hop on every request of the hot path for a dictionary lookup.
+
+
+async def require_admin(request: Request) -> None:
     admin = request.app.state.settings.admin_key
     key = _presented_key(request)
     if key is None:
@@ -33,7 +37,7 @@ def require_admin(request: Request) -> None:
         raise ApiError(403, "invalid admin API key")
 
 
-def require_site(request: Request) -> None:
+async def require_site(request: Request) -> None:
     settings = request.app.state.settings
     if not settings.site_keys:
         return

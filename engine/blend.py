@@ -29,9 +29,11 @@ def blend_weights(meta: Mapping[str, object]) -> dict[str, float]:
     return {k: float(v) for k, v in blend.items() if k in BLEND_SIGNALS and float(v) != 0.0}
 
 
-def _unit(values: np.ndarray) -> np.ndarray:
-    top = float(values.max()) if len(values) else 0.0
-    return values / top if top > 0 else values
+def _scaled(weights: np.ndarray) -> np.ndarray:
+    """A sparse signal scaled to [0, 1] of its maximum."""
+    weights = weights.astype(np.float32, copy=False)
+    top = float(weights.max()) if len(weights) else 0.0
+    return weights / top if top > 0 else weights
 
 
 def blend_scores(
@@ -46,33 +48,36 @@ def blend_scores(
 ) -> np.ndarray:
     """One score per item.
 
-    ``als``: the folded-in person vector's scores. ``recent``: (items, weights) from the profile,
+    ``als``: the folded-in person vector's scores. ``recent``: (distinct items, weights) from the profile,
     strongest and most recent first (the visit under way, the cart, earlier visits, purchases).
-    ``history``: (items, weights) of the person's training row, decayed by age. ``neighbour_*``:
+    ``history``: (distinct items, weights) of the person's training row, decayed by age. ``neighbour_*``:
     the model's item-item table (items x K, -1 padded). ``popularity``: a prior in [0, 1].
-    """
-    n = len(als)
-    recent_vec = np.zeros(n, dtype=np.float32)
-    np.add.at(recent_vec, recent[0], recent[1])
-    history_vec = np.zeros(n, dtype=np.float32)
-    np.add.at(history_vec, history[0], np.log1p(history[1]))  # weights grow with counts: damp them
-    recent_vec, history_vec = _unit(recent_vec), _unit(history_vec)
 
-    scores = np.float32(weights.get("als", 0.0)) * _unit(als.astype(np.float32))
-    if weights.get("recent"):
-        scores += np.float32(weights["recent"]) * recent_vec
-    if weights.get("history"):
-        scores += np.float32(weights["history"]) * history_vec
-    if weights.get("neighbours"):
-        # Co-visitation: every item the person touched votes for its neighbours, by its strength.
-        source = recent_vec + history_vec
-        anchors = np.flatnonzero(source)
-        index = neighbour_index[anchors]
-        votes = neighbour_score[anchors] * source[anchors, None]
-        valid = index >= 0
-        covisit = np.zeros(n, dtype=np.float32)
-        np.add.at(covisit, index[valid], votes[valid])
-        scores += np.float32(weights["neighbours"]) * _unit(covisit)
+    The person's own signals touch tens of items out of thousands, so they are added sparsely: this
+    runs once per request, and full-length passes over the catalogue are what it costs.
+    """
+    recent_items, recent_unit = recent[0], _scaled(recent[1])
+    history_items, history_unit = history[0], _scaled(np.log1p(history[1]))  # counts grow: damp them
+
+    top_als = float(als.max()) if len(als) else 0.0
+    scores = (np.float32(weights.get("als", 0.0) / top_als) if top_als > 0 else np.float32(weights.get("als", 0.0))) \
+        * als.astype(np.float32, copy=False)
     if weights.get("popularity"):
         scores += np.float32(weights["popularity"]) * popularity
+    if weights.get("recent"):
+        scores[recent_items] += np.float32(weights["recent"]) * recent_unit
+    if weights.get("history"):
+        scores[history_items] += np.float32(weights["history"]) * history_unit
+    if weights.get("neighbours"):
+        # Co-visitation: every item the person touched votes for its neighbours, by its strength
+        # (an item in both signals votes twice, once per strength: the same as voting their sum).
+        anchors = np.concatenate([recent_items, history_items])
+        strength = np.concatenate([recent_unit, history_unit])
+        index = neighbour_index[anchors]
+        votes = neighbour_score[anchors] * strength[:, None]
+        valid = index >= 0
+        covisit = np.bincount(index[valid], weights=votes[valid], minlength=len(scores))
+        top = float(covisit.max()) if len(covisit) else 0.0
+        if top > 0:
+            scores += np.float32(weights["neighbours"] / top) * covisit.astype(np.float32)
     return scores

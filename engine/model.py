@@ -15,8 +15,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from implicit.cpu.als import AlternatingLeastSquares  # noqa: E402
-from scipy.sparse import csr_matrix  # noqa: E402
+from scipy.linalg import lapack  # noqa: E402
 
 from engine.blend import blend_weights  # noqa: E402
 from engine.catalog import Catalogue  # noqa: E402
@@ -32,6 +31,7 @@ class CatalogueView:
 
     version: int
     available: np.ndarray  # bool (items,)
+    penalty: np.ndarray  # float32 (items,): 0, or -inf where not available (added to scores)
     popular_order: np.ndarray  # int32, available items by popularity, best first
     category_items: dict[str, np.ndarray] = field(default_factory=dict)  # lazily filled
 
@@ -44,18 +44,13 @@ class ServedModel:
         self.item_index = {item: i for i, item in enumerate(artifact.item_ids)}
         self.user_index = {user: i for i, user in enumerate(artifact.user_ids)}
         params = artifact.meta.get("params", {}).get("als", {})
-        self._als = AlternatingLeastSquares(
-            factors=artifact.item_factors.shape[1],
-            regularization=float(params.get("regularization", 0.05)),
-            alpha=float(params.get("alpha", 1.0)),
-            num_threads=1,
-            random_state=0,
-        )
-        self._als.item_factors = artifact.item_factors
-        self._als.user_factors = artifact.user_factors
+        self.alpha = float(params.get("alpha", 1.0))
+        factors = artifact.item_factors.astype(np.float32)
+        regularization = float(params.get("regularization", 0.05))
+        # YtY + λI is the same for every person: computed once per model, not per request.
+        self._gram = (factors.T @ factors + regularization * np.eye(factors.shape[1])).astype(np.float32)
         norms = np.linalg.norm(artifact.item_factors, axis=1, keepdims=True)
         self.unit_factors = artifact.item_factors / np.maximum(norms, 1e-9)
-        self._als.YtY  # noqa: B018 - computed once here, not on the first request
         self.blend = blend_weights(artifact.meta)
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
@@ -89,15 +84,22 @@ class ServedModel:
         if len(row_items):
             items = np.concatenate([row_items, items])
             weights = np.concatenate([row_weights, weights])
-        if len(items) == 0:
+            order = np.argsort(items, kind="stable")
+            items, weights = items[order], weights[order]
+            items, starts = np.unique(items, return_index=True)
+            weights = np.add.reduceat(weights, starts)
+        elif len(items) == 0:
             return None
-        order = np.argsort(items, kind="stable")
-        items, weights = items[order], weights[order]
-        uniq, starts = np.unique(items, return_index=True)
-        summed = np.add.reduceat(weights, starts).astype(np.float32)
-        matrix = csr_matrix((summed, uniq.astype(np.int32), np.array([0, len(uniq)], dtype=np.int32)),
-                            shape=(1, self.n_items))
-        return self._als.recalculate_user(0, matrix)
+        # (The profile's items are distinct: only a training row can repeat them.)
+        confidence = self.alpha * weights.astype(np.float32, copy=False)
+        # x = (YtY + λI + Yuᵀ (Cu - I) Yu)⁻¹ Yuᵀ Cu p(u), as implicit's solver computes it, but with
+        # the per-item rank-1 updates done as one matrix product (BLAS) over the person's items.
+        yu = self.artifact.item_factors[items]
+        a = self._gram + (yu.T * (confidence - 1.0)) @ yu
+        b = yu.T @ confidence
+        _, x, info = lapack.sposv(a.T, b)  # Cholesky (a is symmetric positive definite; a.T is
+        # the same matrix in the column-major order LAPACK wants, so nothing is copied)
+        return x if info == 0 else np.linalg.lstsq(a, b, rcond=None)[0].astype(np.float32)
 
     def scores(self, user_vector: np.ndarray) -> np.ndarray:
         return self.artifact.item_factors @ user_vector
@@ -115,7 +117,8 @@ class ServedModel:
         else:
             available = np.ones(self.n_items, dtype=bool)
         order = np.argsort(-self.artifact.popularity, kind="stable").astype(np.int32)
-        view = CatalogueView(version=catalogue.version, available=available,
+        penalty = np.where(available, np.float32(0), np.float32(-np.inf)).astype(np.float32)
+        view = CatalogueView(version=catalogue.version, available=available, penalty=penalty,
                              popular_order=order[available[order]])
         self._view = view
         return view

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -11,33 +13,75 @@ from engine import keys
 from engine.profiles import CustomerProfile, VisitorProfile
 
 
-async def load_profiles(redis: Redis, visitor_id: str | None, customer_id: str | None
+class KeyReader(Protocol):
+    async def mget(self, keys: list[str]) -> list[bytes | None]: ...
+
+
+class CoalescingReader:
+    """Reads of concurrent requests merged into one MGET per event-loop turn.
+
+    Under load a Redis command costs the client far more CPU (pool, retry, framing, parsing) than
+    the server; requests that arrive together share one. A lone request pays one loop turn.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        future: asyncio.Future[list[bytes | None]] = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append((keys, future))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._read(batch))
+        self._tasks.add(task)  # keep a reference until done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, batch: list[tuple[list[str], asyncio.Future[list[bytes | None]]]]) -> None:
+        try:
+            values = await self._redis.mget([key for keys, _ in batch for key in keys])
+        except BaseException as exc:  # every waiter gets the error (timeouts are theirs to set)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        start = 0
+        for keys, future in batch:
+            if not future.done():  # a waiter may have given up (its own timeout)
+                future.set_result(values[start:start + len(keys)])
+            start += len(keys)
+
+
+async def load_profiles(redis: KeyReader, visitor_id: str | None, customer_id: str | None
                         ) -> tuple[VisitorProfile, CustomerProfile | None, str | None]:
     """One round trip when the caller names the customer; two when only the cookie knows it."""
     visitor, customer, customer_id, _ = await load_profiles_with(redis, visitor_id, customer_id, ())
     return visitor, customer, customer_id
 
 
-async def load_profiles_with(redis: Redis, visitor_id: str | None, customer_id: str | None,
+async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_id: str | None,
                              extra_keys: Sequence[str]
                              ) -> tuple[VisitorProfile, CustomerProfile | None, str | None, list[bytes | None]]:
-    """``load_profiles`` plus the raw values of ``extra_keys``, read in the same pipeline."""
+    """``load_profiles`` plus the raw values of ``extra_keys``, all in one MGET (one command costs
+    the client half of what a pipeline of the same reads costs)."""
     if not visitor_id and not customer_id and not extra_keys:
         return VisitorProfile(), None, None, []
-    async with redis.pipeline(transaction=False) as pipe:
-        if visitor_id:
-            pipe.get(keys.visitor(visitor_id))
-        if customer_id:
-            pipe.get(keys.customer(customer_id))
-        for key in extra_keys:
-            pipe.get(key)
-        replies = await pipe.execute()
+    wanted = [*([keys.visitor(visitor_id)] if visitor_id else []),
+              *([keys.customer(customer_id)] if customer_id else []), *extra_keys]
+    replies = await redis.mget(wanted)
     raw_visitor = replies.pop(0) if visitor_id else None
     raw_customer = replies.pop(0) if customer_id else None
     visitor = VisitorProfile.from_json(orjson.loads(raw_visitor) if raw_visitor else None)
     if customer_id is None and visitor.customer_id:
         customer_id = visitor.customer_id
-        raw_customer = await redis.get(keys.customer(customer_id))
+        raw_customer = (await redis.mget([keys.customer(customer_id)]))[0]
     customer = None
     if customer_id and raw_customer:
         customer = CustomerProfile.from_json(orjson.loads(raw_customer))

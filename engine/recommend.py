@@ -21,7 +21,7 @@ from engine import keys
 from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder
-from engine.profile_store import load_profiles_with
+from engine.profile_store import CoalescingReader, load_profiles_with
 from engine.profiles import CustomerProfile, VisitorProfile
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
@@ -50,7 +50,7 @@ class RecoRequest:
 class Recommender:
     def __init__(self, redis: Redis, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
                  trending: TrendingReader, rules: RulesHolder | None = None) -> None:
-        self._redis = redis
+        self._reader = CoalescingReader(redis)
         self._settings = settings
         self.models = models
         self.catalogue = catalogue
@@ -75,7 +75,7 @@ class Recommender:
         try:
             async with asyncio.timeout(self._settings.redis_timeout_s):
                 visitor, customer, cid, extra = await load_profiles_with(
-                    self._redis, req.visitor_id, req.customer_id, extra_keys)
+                    self._reader, req.visitor_id, req.customer_id, extra_keys)
                 trend = await self._trending.top() if needs_trending else []
             return visitor, customer, cid, trend, extra, False
         except (RedisError, OSError, TimeoutError) as exc:

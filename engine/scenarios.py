@@ -45,7 +45,8 @@ class Context:
         """(item, weight, why), one entry per item with its strongest signal, strongest first."""
         best: dict[str, tuple[float, str]] = {}
         for item, weight, why in history_items(self.visitor, self.customer, self.now, self.session_timeout_s):
-            if item not in best or weight > best[item][0]:
+            known = best.get(item)
+            if known is None or weight > known[0]:
                 best[item] = (weight, why)
         return sorted(((i, w, why) for i, (w, why) in best.items()), key=lambda t: -t[1])
 
@@ -75,19 +76,21 @@ def base_exclusions(ctx: Context) -> set[str]:
 
 
 def _top(model: ServedModel, catalogue: Catalogue, scores: np.ndarray, excluded: Iterable[str],
-         n: int) -> list[tuple[int, float]]:
-    scores = scores.astype(np.float32, copy=True)
-    scores[~model.view(catalogue).available] = -np.inf
-    for item in excluded:
-        idx = model.item_index.get(item)
-        if idx is not None:
-            scores[idx] = -np.inf
+         n: int, excluded_idx: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """The ``n`` best available items; ``excluded`` by id, ``excluded_idx`` by model index."""
+    scores = scores + model.view(catalogue).penalty
+    index = model.item_index
+    scores[[i for item in excluded if (i := index.get(item)) is not None]] = -np.inf
+    if excluded_idx is not None:
+        scores[excluded_idx] = -np.inf
     k = min(n, len(scores))
     if k == 0:
         return []
-    part = np.argpartition(-scores, k - 1)[:k]
+    part = np.argpartition(scores, len(scores) - k)[-k:]
     part = part[np.argsort(-scores[part], kind="stable")]
-    return [(int(i), float(scores[i])) for i in part if np.isfinite(scores[i])]
+    values = scores[part]
+    keep = np.isfinite(values)
+    return list(zip(part[keep].tolist(), values[keep].tolist()))
 
 
 def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
@@ -99,7 +102,8 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     """
     if model is None:
         return []
-    history = [(model.item_index[i], w, why, i) for i, w, why in ctx.history() if i in model.item_index]
+    index = model.item_index
+    history = [(j, w, why, i) for i, w, why in ctx.history() if (j := index.get(i)) is not None]
     user = f"c:{ctx.customer_id}" if ctx.customer_id else (f"v:{ctx.visitor_id}" if ctx.visitor_id else None)
     idx = np.fromiter((h[0] for h in history), dtype=np.int32, count=len(history))
     weights = np.fromiter((h[1] for h in history), dtype=np.float32, count=len(history))
@@ -110,8 +114,8 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     scores = blend_scores(model.blend, als=model.scores(vector), recent=(idx, weights),
                           history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
                           neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior)
-    seen = {h[3] for h in history} | {model.item_ids[i] for i in row_items}
-    top = _top(model, catalogue, scores, ctx.excluded | seen if ctx.exclude_seen else ctx.excluded, ctx.n)
+    seen = np.concatenate([idx, row_items])
+    top = _top(model, catalogue, scores, ctx.excluded, ctx.n, seen if ctx.exclude_seen else None)
     if not top:
         return []
     if not history:
@@ -122,10 +126,11 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
         closeness = (rec @ model.unit_factors[idx].T) * weights[None, :]
         anchors = closeness.argmax(axis=1).tolist()
     bought = ctx.purchased() if not ctx.exclude_seen else set()
+    seen_set = set(seen.tolist())
     picks = []
     for (i, s), a in zip(top, anchors):
         item = model.item_ids[i]
-        if item in seen:
+        if i in seen_set:
             reason = "buy_again" if item in bought else "viewed_before"
         else:
             reason = "for_you" if a is None else f"because_you_{history[a][2]}:{history[a][3]}"

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_site
 from api.identity import request_visitor, set_visitor_cookie
+from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.blocks import UnknownSlot
 from engine.events import ID_PATTERN
 from engine.rules_schema import NAME
 
 router = APIRouter()
-Id = Annotated[str | None, Query(pattern=ID_PATTERN)]
 
 
-@router.get("/v1/blocks/{slot}", dependencies=[Depends(require_site)])
-async def get_block(
-    request: Request,
-    slot: Annotated[str, Path(pattern=NAME)],
-    visitor_id: Id = None,
-    customer_id: Id = None,
-    item_id: Id = None,
-) -> Response:
+class BlockQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    slot: str = Field(pattern=NAME)
+    visitor_id: str | None = Field(None, pattern=ID_PATTERN, description="default: the vt_vid cookie")
+    customer_id: str | None = Field(None, pattern=ID_PATTERN)
+    item_id: str | None = Field(None, pattern=ID_PATTERN)
+
+
+@router.get("/v1/blocks/{slot}", openapi_extra=openapi_parameters(BlockQuery, exclude=("slot",)))
+async def get_block(request: Request, slot: str) -> Response:
+    """A hot path like recommendations: plain calls instead of FastAPI dependencies (api.query)."""
+    await require_site(request)
+    query = parse_query(BlockQuery, request, slot=slot)
     settings = request.app.state.settings
-    visitor_id, issued = request_visitor(request, visitor_id)
+    visitor_id, issued = request_visitor(request, query.visitor_id)
     try:
-        body = await request.app.state.engine.blocks.pick(slot, visitor_id, customer_id, item_id)
+        body = await request.app.state.engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
     except UnknownSlot as exc:
         raise ApiError(404, str(exc), [{"field": "slot", "message": str(exc)}]) from None
     response = json_response(body)

@@ -1,0 +1,48 @@
+"""Query strings parsed by one pydantic model per route.
+
+FastAPI's per-parameter machinery costs ~100-200 µs of CPU per request for a handful of query
+parameters (it re-inspects annotations on every call); validating one pydantic model costs a few
+µs and gives the same field-named 422s. ``openapi_parameters`` keeps the routes documented.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from api.responses import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        errors.append({"field": f"{prefix}{loc}" or "request", "message": err["msg"]})
+    return errors
+
+
+def invalid_request(errors: list[dict[str, str]]) -> ApiError:
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return ApiError(422, f"invalid request: {summary}", errors)
+
+
+def parse_query(model: type[M], request: Request, **extra: Any) -> M:
+    """The route's query (plus path values in ``extra``) as ``model``, or a 422 naming each field."""
+    try:
+        return model.model_validate({**request.query_params, **extra})
+    except ValidationError as exc:
+        raise invalid_request(field_errors(exc)) from None
+
+
+def openapi_parameters(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``openapi_extra`` documenting ``model``'s fields as query parameters."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    params = [{"name": name, "in": "query", "required": name in required, "schema": prop,
+               **({"description": prop["description"]} if "description" in prop else {})}
+              for name, prop in schema["properties"].items() if name not in exclude]
+    return {"parameters": params}
