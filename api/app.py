@@ -30,7 +30,7 @@ def _make_sink(settings: Settings, engine: Engine) -> EventSink:
 
         return KafkaSink(settings)
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
-    sink = EmbeddedSink(event_log, engine.applier)
+    sink = EmbeddedSink(event_log, engine.applier, timeout_s=settings.apply_timeout_s)
     engine.extra_poll.append(sink.retry_backlog)
     return sink
 

@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure the serving numbers on this machine (starts its own servers)")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each load (default 5)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
-    p.add_argument("--workers", type=int, nargs="+", default=[1], help="uvicorn worker counts to try")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to try")
     p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
     p.set_defaults(func=cmd_bench)

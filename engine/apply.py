@@ -18,12 +18,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from redis.asyncio import Redis
 
 from engine import exposure, keys
 from engine.events import Event
-from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, fold_event
+from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode, fold_event
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
@@ -132,7 +131,7 @@ class EventApplier:
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
             shown = exposure.Exposure.decode(raw_exposure)
-            visitor = VisitorProfile.from_json(orjson.loads(raw_visitor) if raw_visitor else None)
+            visitor = VisitorProfile.decode(raw_visitor)
             changed: set[str] = set()
             seen_in_batch: set[bytes] = set()
             for event, fp, recorded in zip(pending[vid], fingerprints[vid], seen):
@@ -149,7 +148,7 @@ class EventApplier:
                 if cid:
                     if cid not in loaded:
                         raw = customers[cid].old
-                        loaded[cid] = CustomerProfile.from_json(orjson.loads(raw) if raw else None)
+                        loaded[cid] = CustomerProfile.decode(raw)
                     customer = loaded[cid]
                 applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
                 visitor = applied.visitor
@@ -174,10 +173,10 @@ class EventApplier:
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
             if plan.done:
-                plan.cas[keys.visitor(vid)].new = orjson.dumps(visitor.to_json())
+                plan.cas[keys.visitor(vid)].new = encode(visitor)
                 for cid in changed:
                     plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
-                                                        new=orjson.dumps(loaded[cid].to_json()))
+                                                        new=encode(loaded[cid]))
                 new_exposure = shown.encode()
                 if new_exposure != (raw_exposure or exposure.EMPTY):  # no key for who saw nothing
                     plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,

@@ -38,9 +38,10 @@ class EmbeddedSink:
     """Log to disk, then apply in process. If Redis is down the events are still safe on disk;
     they wait in a backlog that ``retry_backlog`` drains once Redis answers again."""
 
-    def __init__(self, event_log: EventLog, applier: EventApplier) -> None:
+    def __init__(self, event_log: EventLog, applier: EventApplier, *, timeout_s: float = 0.5) -> None:
         self._log = event_log
         self._applier = applier
+        self._timeout_s = timeout_s
         self._backlog: list[Event] = []
         self._backlog_lock = asyncio.Lock()
 
@@ -54,10 +55,13 @@ class EmbeddedSink:
             self._queue(events)  # keep per-visitor order behind what is already waiting
             return False
         try:
-            await self._applier.apply(events)
+            # A slow Redis must not hold the request: the events are on disk already, and a write
+            # cut short is safe to redo (the apply script is atomic and skips what it has seen).
+            async with asyncio.timeout(self._timeout_s):
+                await self._applier.apply(events)
             return True
-        except (RedisError, OSError) as exc:
-            log.warning("profiles not updated (%s); %d events queued for retry", exc, len(events))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("profiles not updated (%s); %d events queued for retry", type(exc).__name__, len(events))
             self._queue(events)
             return False
 

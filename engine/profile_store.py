@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-import orjson
 from redis.asyncio import Redis
 
 from engine import keys
@@ -78,11 +77,11 @@ async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_
     replies = await redis.mget(wanted)
     raw_visitor = replies.pop(0) if visitor_id else None
     raw_customer = replies.pop(0) if customer_id else None
-    visitor = VisitorProfile.from_json(orjson.loads(raw_visitor) if raw_visitor else None)
+    visitor = VisitorProfile.decode(raw_visitor)
     if customer_id is None and visitor.customer_id:
         customer_id = visitor.customer_id
         raw_customer = (await redis.mget([keys.customer(customer_id)]))[0]
     customer = None
     if customer_id and raw_customer:
-        customer = CustomerProfile.from_json(orjson.loads(raw_customer))
+        customer = CustomerProfile.decode(raw_customer)
     return visitor, customer, customer_id, replies

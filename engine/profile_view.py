@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.profiles import CustomerProfile, VisitorProfile, visit_items
+from engine.profiles import CustomerProfile, ItemLookup, VisitorProfile, visit_items
 from engine.segments import DAY, segments
 
 
@@ -20,8 +21,14 @@ def _affinity(values: dict[str, float]) -> dict[str, float]:
     return {k: round(v / top, 3) for k, v in sorted(values.items(), key=lambda kv: -kv[1])} if top else {}
 
 
+def _categories(items: list[str], lookup: ItemLookup) -> dict[str, int]:
+    """Categories of the visit's items, most viewed first (derived, not stored: memory)."""
+    found = Counter(info.category for item in items if (info := lookup(item)) is not None and info.category)
+    return dict(found.most_common())
+
+
 def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: CustomerProfile | None,
-             now: float, session_timeout_s: float) -> dict[str, Any]:
+             now: float, session_timeout_s: float, lookup: ItemLookup) -> dict[str, Any]:
     current, earlier = visit_items(v, now, session_timeout_s)
     live = v.in_session(now, session_timeout_s)
     out: dict[str, Any] = {
@@ -35,7 +42,7 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "session": {
                 "started": iso(v.session_start) if live else None,
                 "items": current,
-                "categories": v.session_categories if live else {},
+                "categories": _categories(current, lookup) if live else {},
                 "searches": v.searches if live else [],
             },
             "last_visit_items": earlier,

@@ -2,8 +2,10 @@
 
 Everything here is pure: ``apply_event`` takes the stored profiles and an event and returns the new
 profiles, so the same code runs in the API process, in a faust worker and in a replay, and can be
-tested without Redis. Profiles are stored as compact JSON with one- or two-letter keys (see
-``to_json``), because Redis memory per visitor is a product bar (<= 400 bytes for a typical one).
+tested without Redis. Profiles are stored as MessagePack maps with one- or two-letter keys, whole
+seconds, and scores in thousandths (see ``to_json`` and ``encode``), because Redis memory per
+visitor is a product bar (<= 400 bytes for a typical one); ``GET /v1/profiles/{id}`` shows them
+readable.
 
 The session lives inside the visitor profile: a visit ends after ``session_timeout_s`` of
 inactivity (measured in event time, so replays agree with live processing), at which point the
@@ -17,15 +19,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgpack
+import orjson
+
 from engine.events import Event
 
 SESSION_ITEMS = 20
 LAST_VISIT_ITEMS = 10
-SESSION_CATEGORIES = 5
 SEARCHES = 5
 CART_ITEMS = 50
-AFFINITIES = 8
+AFFINITIES = 5
 BRANDS = 5
+PAGE_CATEGORY_WEIGHT = 0.5  # a category page seen: interest, weaker than a product view
 VISITOR_PURCHASES = 30
 CUSTOMER_PURCHASES = 100
 CUSTOMER_RECENT = 20
@@ -61,7 +66,6 @@ class VisitorProfile:
     visits: int = 0
     session_start: float = 0.0
     session_items: list[str] = field(default_factory=list)  # most recent first, distinct
-    session_categories: dict[str, int] = field(default_factory=dict)
     searches: list[str] = field(default_factory=list)  # most recent first
     last_visit_items: list[str] = field(default_factory=list)
     cart: dict[str, int] = field(default_factory=dict)
@@ -78,7 +82,7 @@ class VisitorProfile:
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "visits": "n", "session_start": "s",
-        "session_items": "si", "session_categories": "sc", "searches": "q",
+        "session_items": "si", "searches": "q",
         "last_visit_items": "lv", "cart": "ct", "cart_updated": "cu",
         "category_affinity": "ca", "brand_affinity": "ba", "price_mean": "pm",
         "price_weight": "pw", "purchases": "p", "orders": "o", "revenue": "r",
@@ -91,6 +95,10 @@ class VisitorProfile:
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "VisitorProfile":
         return _expand(cls, cls._KEYS, data)
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> "VisitorProfile":
+        return cls.from_json(decode_dict(raw))
 
     def in_session(self, now: float, timeout_s: float) -> bool:
         return self.visits > 0 and now - self.last_seen <= timeout_s
@@ -124,9 +132,26 @@ class CustomerProfile:
     def from_json(cls, data: dict[str, Any] | None) -> "CustomerProfile":
         return _expand(cls, cls._KEYS, data)
 
+    @classmethod
+    def decode(cls, raw: bytes | None) -> "CustomerProfile":
+        return cls.from_json(decode_dict(raw))
+
+
+# How fields are stored: whole seconds, scores in thousandths, prices in cents (all integers,
+# which MessagePack packs in 1-5 bytes), and nothing for an empty or zero field.
+TIME_FIELDS = frozenset({"first_seen", "last_seen", "session_start", "cart_updated", "first_order", "last_order"})
+SCORE_FIELDS = frozenset({"category_affinity", "brand_affinity"})
+
+
+def _milli(value: float) -> int:
+    return round(value * 1000)
+
+
+def _cents(value: float) -> int:
+    return round(value * 100)
+
 
 def _compact(obj: Any, keys: dict[str, str]) -> dict[str, Any]:
-    """Short keys, and nothing stored for empty or zero fields: both count against memory."""
     out: dict[str, Any] = {}
     for name, key in keys.items():
         value = getattr(obj, name)
@@ -134,10 +159,14 @@ def _compact(obj: Any, keys: dict[str, str]) -> dict[str, Any]:
             if value is False:  # consent=False must survive
                 out[key] = value
             continue
-        if isinstance(value, float) and value.is_integer():
+        if name in TIME_FIELDS:
+            value = round(value)
+        elif name in SCORE_FIELDS:
+            value = {k: m for k, v in value.items() if (m := _milli(v)) > 0}
+        elif name == "price_mean":
+            value = _cents(value)
+        elif isinstance(value, float) and value.is_integer():
             value = int(value)
-        elif isinstance(value, dict) and isinstance(next(iter(value.values())), float):
-            value = _rounded(value)
         out[key] = value
     return out
 
@@ -145,9 +174,51 @@ def _compact(obj: Any, keys: dict[str, str]) -> dict[str, Any]:
 def _expand(cls: Any, keys: dict[str, str], data: dict[str, Any] | None) -> Any:
     if not data:
         return cls()
-    # Copies, so that folding events into a profile never changes the caller's data.
-    return cls(**{name: (type(v)(v) if isinstance(v, (list, dict)) else v)
-                  for name, key in keys.items() if key in data for v in (data[key],)})
+    values: dict[str, Any] = {}
+    for name, key in keys.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if name in SCORE_FIELDS:
+            value = {k: v / 1000 for k, v in value.items()}
+        elif name == "price_mean":
+            value = value / 100
+        elif isinstance(value, (list, dict)):
+            value = type(value)(value)  # a copy: folding events never changes the caller's data
+        values[name] = value
+    return cls(**values)
+
+
+def quantize(profile: "VisitorProfile | CustomerProfile") -> None:
+    """Round in memory exactly as storing rounds, so folding n events in a row gives what n
+    separate store-and-load steps give (batching never changes a profile)."""
+    for name in TIME_FIELDS:
+        if hasattr(profile, name):
+            setattr(profile, name, float(round(getattr(profile, name))))
+    for name in SCORE_FIELDS:
+        setattr(profile, name, {k: m / 1000 for k, v in getattr(profile, name).items() if (m := _milli(v)) > 0})
+
+
+def encode(profile: "VisitorProfile | CustomerProfile") -> bytes:
+    return msgpack.packb(profile.to_json())
+
+
+class CorruptProfile(ValueError):
+    """A stored value that is not a profile: its events cannot be applied (they dead-letter)."""
+
+
+def decode_dict(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored profile as its short-key dict; profiles written as JSON (before MessagePack) still
+    read: a MessagePack map never starts with ``{``."""
+    if not raw:
+        return None
+    try:
+        data = orjson.loads(raw) if raw[:1] == b"{" else msgpack.unpackb(raw)
+    except ValueError as exc:  # both libraries' decode errors are ValueErrors
+        raise CorruptProfile(f"stored profile is not readable ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise CorruptProfile(f"stored profile is a {type(data).__name__}, not a map")
+    return data
 
 
 # ---------------------------------------------------------------- small helpers
@@ -195,9 +266,6 @@ def bump_count(counts: dict[str, int], key: str, by: int, cap: int) -> None:
         del counts[next(iter(counts))]
 
 
-def _rounded(values: dict[str, float]) -> dict[str, float]:
-    return {k: r for k, v in values.items() if (r := round(v, 3)) > 0}
-
 
 # ---------------------------------------------------------------- applying one event
 
@@ -219,7 +287,7 @@ def _touch_visit(v: VisitorProfile, ts: float, cfg: ProfileConfig) -> None:
         v.visits += 1
         if v.session_items:
             v.last_visit_items = v.session_items[:LAST_VISIT_ITEMS]
-        v.session_items, v.session_categories, v.searches = [], {}, []
+        v.session_items, v.searches = [], []
         v.session_start = ts
     if ts > v.last_seen:
         decay(v.category_affinity, ts - v.last_seen, cfg.affinity_half_life_s)
@@ -280,8 +348,6 @@ def _interest(v: VisitorProfile, c: CustomerProfile | None, item: str, info: Ite
         push_recent(c.recent_items, item, CUSTOMER_RECENT)
     if info is None:
         return
-    if info.category:
-        bump_count(v.session_categories, info.category, 1, SESSION_CATEGORIES)
     for profile in (v, c):
         if profile is None:
             continue
@@ -290,7 +356,7 @@ def _interest(v: VisitorProfile, c: CustomerProfile | None, item: str, info: Ite
     price = price_seen if price_seen is not None else info.price
     if price is not None and weight > 0:
         total = v.price_weight + 1.0
-        v.price_mean = round(((v.price_mean or 0.0) * v.price_weight + price) / total, 2)
+        v.price_mean = _cents(((v.price_mean or 0.0) * v.price_weight + price) / total) / 100
         v.price_weight = min(total, 20.0)  # a moving mean: recent views matter more
 
 
@@ -322,8 +388,7 @@ def fold_event(v: VisitorProfile, c: CustomerProfile | None, event: Event, looku
     applied = _fold(v, c, event, lookup, cfg)
     for profile in (applied.visitor, applied.customer):
         if profile is not None:
-            profile.category_affinity = _rounded(profile.category_affinity)
-            profile.brand_affinity = _rounded(profile.brand_affinity)
+            quantize(profile)
     return applied
 
 
@@ -366,7 +431,10 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     elif etype == "page_view":
         category = event.properties.get("category")
         if isinstance(category, str) and category:
-            bump_count(v.session_categories, category[:64], 1, SESSION_CATEGORIES)
+            for profile in (v, c):
+                if profile is not None:
+                    add_weight(profile.category_affinity, category.strip().lower()[:64], PAGE_CATEGORY_WEIGHT,
+                               AFFINITIES)
     elif etype == "search":
         query = str(event.properties["query"]).strip().lower()[:64]
         if query:

@@ -42,13 +42,13 @@ class Context:
     excluded: set[str] = field(default_factory=set)
 
     def history(self) -> list[tuple[str, float, str]]:
-        """(item, weight, why), one entry per item with its strongest signal, strongest first."""
+        """(item, weight, why), one entry per item with its strongest signal."""
         best: dict[str, tuple[float, str]] = {}
         for item, weight, why in history_items(self.visitor, self.customer, self.now, self.session_timeout_s):
             known = best.get(item)
             if known is None or weight > known[0]:
                 best[item] = (weight, why)
-        return sorted(((i, w, why) for i, (w, why) in best.items()), key=lambda t: -t[1])
+        return [(i, w, why) for i, (w, why) in best.items()]
 
     def purchased(self) -> set[str]:
         bought = set(self.visitor.purchases)

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
         None, description="External Redis. Unset: a local redis-server is started (embedded default)."
     )
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for each Redis call on the request path.")
+    apply_timeout_s: float = Field(0.5, gt=0, description="Budget for applying a request's events (embedded); "
+                                   "past it they wait in the retry backlog (they are on disk already).")
 
     # --- HTTP ---
     host: str = "127.0.0.1"

@@ -5,7 +5,8 @@ trained on the demo shop, `vitrine serve`), fills Redis with visitor profiles bu
 baskets, then measures the recommendation endpoint next to a no-op endpoint of the same app
 (`GET /health`): single connection (p50/p99) and under concurrency (throughput, p99). Ratios
 between the two are the numbers to read: the machines are noisy, ratios from one run are not.
-It also reports Redis bytes per visitor profile (MEMORY USAGE). Writes JSON + markdown reports.
+It also reports freshness (an event accepted -> visible in the next recommendation response) and
+Redis bytes per visitor profile (MEMORY USAGE). Writes JSON + markdown reports.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from engine.importer import ImportReport, read_events, read_items
 from engine.redis_server import free_port, start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
+from load_tests.bench_stream import Http, measure_freshness
 from load_tests.httpload import LoadResult, run_load
 from models.als import ALSParams
 from models.datasets import write_online_retail
@@ -48,8 +50,9 @@ from models.train import TrainConfig, train_from_rows
 class BenchConfig:
     seconds: float = 5.0
     connections: int = 32
-    workers: tuple[int, ...] = (1,)
+    workers: tuple[int, ...] = (1, 2)
     visitors: int = 2000
+    freshness_samples: int = 300
     out_dir: Path = Path("reports")
     seed: int = 7
 
@@ -188,7 +191,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                                        settings.models_dir)
             report["model"] = {"version": artifact.version, **artifact.meta["data"],
                                "train_seconds": round(time.perf_counter() - started, 1)}
-            asyncio.run(_load_items(server.url, items_csv))
+            item_ids = asyncio.run(_load_items(server.url, items_csv))
             visitor_ids = asyncio.run(_populate(settings, server.url,
                                                 _sessions_from_baskets(events_csv, config.visitors, config.seed)))
             report["memory"] = asyncio.run(_memory(server.url, visitor_ids))
@@ -201,20 +204,23 @@ def run(config: BenchConfig) -> dict[str, Any]:
                     _wait_ready(port, proc)
                     print(f"measuring with {workers} worker(s)...", flush=True)
                     results = uvloop.run(_measure(port, visitor_ids, config))
+                    freshness = measure_freshness(Http(port), item_ids, config.freshness_samples)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
                 report["runs"].append({"workers": workers, "results": [r.summary() for r in results],
-                                       "ratios": _ratios(results)})
+                                       "ratios": _ratios(results), "freshness_ms": freshness})
         finally:
             server.stop()
     return report
 
 
-async def _load_items(redis_url: str, items_csv: Path) -> None:
+async def _load_items(redis_url: str, items_csv: Path) -> list[str]:
+    items = [i for i in read_items(items_csv, ImportReport()) if i.in_stock]
     redis = Redis.from_url(redis_url)
-    await upsert_items(redis, read_items(items_csv, ImportReport()))
+    await upsert_items(redis, items)
     await redis.aclose()
+    return [i.item_id for i in items]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -231,11 +237,15 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{r['p99_ms']} | {r['errors'] + r['non_200']} |")
         lines += ["", "Ratios (recommendations / no-op): " +
                   ", ".join(f"{k} = {v}" for k, v in run_["ratios"].items()), ""]
+        f = run_["freshness_ms"]
+        lines += [f"Freshness (event accepted -> visible in the next recommendation response, {f['samples']} "
+                  f"new visitors): p50 {f['p50']} ms, p90 {f['p90']} ms, p99 {f['p99']} ms; the event POST itself "
+                  f"p50 {f['accept_p50']} ms, p99 {f['accept_p99']} ms.", ""]
     m = report["memory"]
     lines += ["## Redis memory per visitor profile", "",
               f"Redis {m['redis_version']}, {m['profiles_sampled']} profiles of real baskets (up to 12 views "
               f"+ 1 cart add): MEMORY USAGE mean {m['bytes_per_profile_mean']} B, p50 {m['bytes_per_profile_p50']}, "
-              f"p90 {m['bytes_per_profile_p90']}, max {m['bytes_per_profile_max']} (JSON payload mean "
+              f"p90 {m['bytes_per_profile_p90']}, max {m['bytes_per_profile_max']} (stored payload mean "
               f"{m['json_bytes_mean']} B). Event-id dedup buckets add {m['dedup_bytes_per_visitor_mean']} B per "
               "active visitor for the dedup window.", ""]
     return "\n".join(lines)

@@ -133,7 +133,7 @@ async def _load_catalogue(url: str, items: list) -> None:
 # ----------------------------------------------------------------------------- freshness
 
 
-class _Http:
+class Http:
     """One keep-alive connection: what a site's backend would hold."""
 
     def __init__(self, port: int) -> None:
@@ -146,13 +146,13 @@ class _Http:
         return response.status, orjson.loads(response.read())
 
 
-def _wait_ready(port: int, process: VitrineProcess, timeout_s: float = 60) -> _Http:
+def _wait_ready(port: int, process: VitrineProcess, timeout_s: float = 60) -> Http:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.process.poll() is not None:
             raise RuntimeError(f"vitrine serve exited: {process.output()[-2000:]}")
         try:
-            client = _Http(port)
+            client = Http(port)
             if client.call("GET", "/health")[0] == 200:
                 return client
         except OSError:
@@ -167,35 +167,39 @@ def _freshness(settings: Settings, item_ids: list[str], samples: int, tmp: Path,
     processes = [VitrineProcess(["serve"], settings, tmp / "api.log")]
     if kafka:
         processes.append(VitrineProcess(["worker", "--loglevel", "warn"], settings, tmp / "worker.log"))
-    rng = random.Random(4)
     try:
-        client = _wait_ready(port, processes[0])
-        visible, accept = [], []
-        warmup = 20
-        for n in range(warmup + samples):
-            visitor, item = f"bench-{n}", rng.choice(item_ids)
-            body = orjson.dumps({"event_id": f"fresh-{n}", "type": "product_view", "visitor_id": visitor,
-                                 "item_id": item})
-            sent = time.perf_counter()
-            status, answer = client.call("POST", "/v1/events", body)
-            accepted = time.perf_counter()
-            if status != 200:
-                raise RuntimeError(f"event refused: {status} {answer}")
-            deadline = accepted + (60 if n == 0 else 10)  # the first waits for the worker to join
-            while True:
-                _, reco = client.call("GET", f"/v1/recommendations?placement=recent&n=5&visitor_id={visitor}")
-                if any(i["item_id"] == item for i in reco["items"]):
-                    break
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"event {n} not visible after {deadline - accepted:.0f}s")
-            if n >= warmup:
-                visible.append((time.perf_counter() - accepted) * 1000)
-                accept.append((accepted - sent) * 1000)
-        return {**_percentiles(visible), "accept_p50": _pct(accept, 50), "accept_p99": _pct(accept, 99),
-                "samples": samples}
+        return measure_freshness(_wait_ready(port, processes[0]), item_ids, samples)
     finally:
         for process in processes:
             process.stop()
+
+
+def measure_freshness(client: Http, item_ids: list[str], samples: int, warmup: int = 20) -> dict[str, Any]:
+    """New visitors each view an item; from the API's answer to the event, ask for their
+    "recently viewed" list back to back until the item shows. Milliseconds."""
+    rng = random.Random(4)
+    visible, accept = [], []
+    for n in range(warmup + samples):
+        visitor, item = f"fresh-{n}-{rng.random():.6f}", rng.choice(item_ids)
+        body = orjson.dumps({"event_id": f"fresh-{visitor}", "type": "product_view", "visitor_id": visitor,
+                             "item_id": item})
+        sent = time.perf_counter()
+        status, answer = client.call("POST", "/v1/events", body)
+        accepted = time.perf_counter()
+        if status != 200:
+            raise RuntimeError(f"event refused: {status} {answer}")
+        deadline = accepted + (60 if n == 0 else 10)  # the first waits for a worker to join
+        while True:
+            _, reco = client.call("GET", f"/v1/recommendations?placement=recent&n=5&visitor_id={visitor}")
+            if any(i["item_id"] == item for i in reco["items"]):
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"event {n} not visible after {deadline - accepted:.0f}s")
+        if n >= warmup:
+            visible.append((time.perf_counter() - accepted) * 1000)
+            accept.append((accepted - sent) * 1000)
+    return {**_percentiles(visible), "accept_p50": _pct(accept, 50), "accept_p99": _pct(accept, 99),
+            "samples": samples}
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -153,3 +153,29 @@ def test_events_survive_a_redis_outage_and_are_applied_when_it_returns(
             assert len(logged) == 1
     finally:
         server.stop()
+
+
+def test_a_stalled_redis_holds_no_request(client: TestClient, redis_url: str) -> None:
+    """CLIENT PAUSE stalls the real server: events are acknowledged from the log within the apply
+    budget and applied once it answers again; recommendations answer degraded within theirs."""
+    import time
+
+    import redis as redis_sync
+
+    sink = client.app.state.sink
+    admin = redis_sync.Redis.from_url(redis_url)
+    admin.execute_command("CLIENT", "PAUSE", 1500)
+    started = time.monotonic()
+    r = client.post("/v1/events", json={"event_id": "slow1", "type": "product_view", "visitor_id": "v-slow",
+                                        "item_id": "85123A"})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200 and r.json()["profiles_updated"] is False
+    assert elapsed < 1.2  # the apply budget (0.5 s), not the pause
+    r = client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "v-slow"})
+    assert r.status_code == 200 and r.json()["degraded"] is True
+    deadline = time.monotonic() + 10
+    while sink.backlog and time.monotonic() < deadline:  # the engine's poll loop retries it
+        time.sleep(0.1)
+    assert sink.backlog == 0
+    assert profile(client, "v-slow")["visitor"]["session"]["items"] == ["85123A"]
+    admin.close()

@@ -8,11 +8,11 @@ import random
 import time
 from pathlib import Path
 
-import orjson
 import redis.asyncio
 
 from engine.events import Event
 from engine.runtime import Engine
+from engine.profiles import decode_dict
 from tests.conftest import make_settings
 
 ITEMS = [f"i{n}" for n in range(30)]
@@ -99,7 +99,7 @@ def test_concurrent_appliers_lose_no_update(tmp_path: Path, redis_url: str) -> N
             orders[e.customer_id] = orders.get(e.customer_id, 0) + 1
         stored = await profiles(redis_url)
         for customer, count in orders.items():
-            assert orjson.loads(stored[f"c:{{{customer}}}".encode()])["o"] == count
+            assert decode_dict(stored[f"c:{{{customer}}}".encode()])["o"] == count
         for engine in (first, second):
             await engine.redis.aclose()
 

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import time
 
-import orjson
 from redis.asyncio import Redis
 
 from engine import keys
@@ -32,12 +31,12 @@ def applier(redis: Redis) -> EventApplier:
 
 async def visitor(redis: Redis, vid: str = "v1") -> VisitorProfile:
     raw = await redis.get(keys.visitor(vid))
-    return VisitorProfile.from_json(orjson.loads(raw) if raw else None)
+    return VisitorProfile.decode(raw)
 
 
 async def customer(redis: Redis, cid: str) -> CustomerProfile:
     raw = await redis.get(keys.customer(cid))
-    return CustomerProfile.from_json(orjson.loads(raw) if raw else None)
+    return CustomerProfile.decode(raw)
 
 
 def run(coro):  # noqa: ANN001, ANN201 - tiny helper

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
+
 import pytest
 
 from engine.events import Event
 from engine.profiles import (
+    CorruptProfile,
     CustomerProfile,
     ItemInfo,
     ProfileConfig,
     VisitorProfile,
     apply_event,
+    encode,
+    fold_event,
     history_items,
     visit_items,
 )
@@ -142,14 +147,35 @@ def test_apply_event_does_not_change_its_inputs() -> None:
     assert repr(stored) == snapshot
 
 
-def test_compact_json_stays_small_for_a_typical_visitor() -> None:
-    events = [ev("product_view", T0 + i * 30, item_id=f"item-{i:05d}") for i in range(12)]
+def test_stored_form_is_small_exact_and_reads_old_json() -> None:
+    events = [ev("product_view", T0 + i * 30.25, item_id=f"item-{i:05d}") for i in range(12)]
     events.append(ev("add_to_cart", T0 + 400, item_id="mug1"))
     events.append(ev("search", T0 + 410, properties={"query": "christmas lights"}))
     v, _ = fold(events)
-    import orjson
+    stored = encode(v)
+    assert len(stored) < 250  # the value of a typical visitor: the key and Redis' overhead come on top
+    assert VisitorProfile.decode(stored) == v  # the fold already rounds as storing does
+    assert VisitorProfile.decode(orjson.dumps(v.to_json())) == v  # profiles stored as JSON still read
+    assert VisitorProfile.decode(None) == VisitorProfile()
+    for garbage in (b"[not a profile", b"{not json", b"\x93\x01\x02\x03"):
+        with pytest.raises(CorruptProfile):
+            VisitorProfile.decode(garbage)
 
-    assert len(orjson.dumps(v.to_json())) < 400
+
+def test_folding_in_a_row_equals_storing_after_each_event() -> None:
+    events = [ev("product_view", T0 + i * 977.3, item_id=["mug1", "lamp", "mug2"][i % 3]) for i in range(30)]
+    events += [ev("page_view", T0 + 40_000, properties={"category": "Kitchen.Mugs"}),
+               ev("purchase", T0 + 40_100, item_id="lamp", price=39.99)]
+    together = VisitorProfile()
+    for e in events:
+        fold_event(together, None, e, CATALOGUE.get, CFG)
+    stored: bytes | None = None
+    for e in events:
+        v = VisitorProfile.decode(stored)
+        fold_event(v, None, e, CATALOGUE.get, CFG)
+        stored = encode(v)
+    assert VisitorProfile.decode(stored) == together
+    assert together.category_affinity["kitchen.mugs"] > 0
 
 
 def test_history_puts_the_current_visit_first() -> None:

@@ -8,13 +8,13 @@ import subprocess
 import time
 from pathlib import Path
 
-import orjson
 import redis
 
 from engine import keys
 from engine.events import Event
 from engine.redis_server import find_redis_server, free_port, start_redis
 from engine.runtime import Engine
+from engine.profiles import decode_dict
 from tests.conftest import make_settings
 
 
@@ -48,7 +48,7 @@ def test_profiles_are_written_through_sentinel(tmp_path: Path) -> None:
 
         asyncio.run(run())
         stored = redis.Redis.from_url(primary.url).get(keys.visitor("v-1"))
-        assert orjson.loads(stored)["si"] == ["85123A"]
+        assert decode_dict(stored)["si"] == ["85123A"]
     finally:
         sentinel.terminate()
         sentinel.wait(timeout=10)

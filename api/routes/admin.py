@@ -26,7 +26,7 @@ async def get_profile(request: Request, visitor_id: str) -> Response:
     if visitor.visits == 0 and visitor.consent is None:
         raise ApiError(404, f"no profile for visitor {visitor_id!r}")
     return json_response(describe(visitor_id, visitor, customer_id, customer, time.time(),
-                                  engine.settings.session_timeout_s))
+                                  engine.settings.session_timeout_s, engine.catalogue.info))
 
 
 @router.get("/v1/admin/models")

@@ -13,6 +13,7 @@ import redis.asyncio
 from engine import keys
 from engine.redis_server import free_port, start_redis
 from engine.runtime import Engine
+from engine.profiles import decode_dict
 from streaming.app import StreamApp
 from streaming.processor import BatchProcessor, DeadLetter, Record
 from streaming.transport import ConsumerThread, fetch_max_wait_ms
@@ -48,7 +49,7 @@ async def stored_visitor(redis_url: str, visitor_id: str) -> dict:
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
         raw = await client.get(keys.visitor(visitor_id))
-        return orjson.loads(raw) if raw else {}
+        return decode_dict(raw) or {}
     finally:
         await client.aclose()
 
@@ -87,7 +88,7 @@ def test_a_batch_with_a_poison_event_applies_the_rest_in_order(tmp_path: Path, r
         result = await BatchProcessor(engine.applier, dead).process(records)
         await engine.redis.aclose()
         assert (result.applied, [d.record.offset for d in dead.dead]) == (3, [2])
-        assert dead.dead[0].error.startswith("processing failed: JSONDecodeError")
+        assert dead.dead[0].error.startswith("processing failed: CorruptProfile")
         assert (await stored_visitor(redis_url, "v-1"))["si"] == ["84406B", "85123A"]
         assert (await stored_visitor(redis_url, "v-2"))["si"] == ["85123A"]
 

@@ -21,6 +21,7 @@ from engine.eventlog import read_raw
 from engine.history import interactions
 from engine.redis_server import free_port
 from engine.settings import Settings, as_environment
+from engine.profiles import decode_dict
 from streaming.devstack import ROOT, VitrineProcess
 from streaming.topics import history
 from tests.conftest import make_settings
@@ -29,7 +30,7 @@ from tests.stream.conftest import wait_until
 
 def visitor(r: redis.Redis, visitor_id: str) -> dict:
     raw = r.get(keys.visitor(visitor_id))
-    return orjson.loads(raw) if raw else {}
+    return decode_dict(raw) or {}
 
 
 def test_events_through_the_api_reach_profiles_and_recommendations(kafka_settings: Settings, catalogue: None,
@@ -152,7 +153,7 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     assert set(by_payload) == {not_json, bad_event, unprocessable}  # the original bytes, unchanged
     assert by_payload[not_json]["vitrine.error"].startswith(b"not a valid event: ValidationError")
     assert b"type" in by_payload[bad_event]["vitrine.error"]
-    assert by_payload[unprocessable]["vitrine.error"].startswith(b"processing failed: JSONDecodeError")
+    assert by_payload[unprocessable]["vitrine.error"].startswith(b"processing failed: CorruptProfile")
     assert by_payload[unprocessable]["vitrine.source"].startswith(kafka_settings.kafka_events_topic.encode())
     assert r.get(keys.visitor("v-corrupt")) == b"{not json"
 

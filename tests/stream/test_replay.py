@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import orjson
 import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from engine import keys
 from engine.settings import Settings, as_environment
+from engine.profiles import decode_dict
 from tests.stream.conftest import wait_until
 
 ROOT = Path(__file__).parents[2]
@@ -83,7 +83,7 @@ def test_replay_from_the_topic_rebuilds_what_the_workers_built(kafka_settings: S
 
     def ordered(v: int) -> bool:  # each visitor's last event is its order (on the customer once logged in)
         raw = r.get(keys.customer(f"c-{v}") if v % 2 else keys.visitor(f"v-{v}"))
-        return bool(raw) and orjson.loads(raw).get("o") == 1
+        return bool(raw) and (decode_dict(raw) or {}).get("o") == 1
 
     wait_until(lambda: all(ordered(v) for v in range(12)), what="the worker to apply every event")
     live = snapshot(r)
