@@ -20,6 +20,14 @@ def new_visitor_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+def with_visitor_cookie(request: Request, response: Response, issued: str | None) -> Response:
+    """``response``, carrying the cookie when a visitor id was just issued."""
+    if issued:
+        settings = request.app.state.settings
+        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=settings.cookie_secure)
+    return response
+
+
 def set_visitor_cookie(response: Response, visitor_id: str, *, max_age_s: int, secure: bool) -> None:
     response.set_cookie(COOKIE, visitor_id, max_age=max_age_s, path="/", samesite="lax",
                         secure=secure, httponly=False)

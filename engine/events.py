@@ -13,23 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.settings import EVENT_TYPES
+from engine.settings import EventType
 
-EventType = Literal[
-    "page_view",
-    "product_view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "add_to_wishlist",
-    "purchase",
-    "recommendation_click",
-    "block_impression",
-    "block_click",
-    "login",
-    "consent",
-]
-assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 ITEM_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist",

@@ -12,12 +12,12 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EVENT_TYPES: tuple[str, ...] = (
+EventType = Literal[
     "page_view",
     "product_view",
     "search",
@@ -30,7 +30,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "block_click",
     "login",
     "consent",
-)
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "product_view": 1.0,

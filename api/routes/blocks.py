@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_site
-from api.identity import request_visitor, set_visitor_cookie
+from api.identity import request_visitor, with_visitor_cookie
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.blocks import UnknownSlot
@@ -30,13 +30,9 @@ async def get_block(request: Request, slot: str) -> Response:
     """A hot path like recommendations: plain calls instead of FastAPI dependencies (api.query)."""
     await require_site(request)
     query = parse_query(BlockQuery, request, slot=slot)
-    settings = request.app.state.settings
     visitor_id, issued = request_visitor(request, query.visitor_id)
     try:
         body = await request.app.state.engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
     except UnknownSlot as exc:
         raise ApiError(404, str(exc), [{"field": "slot", "message": str(exc)}]) from None
-    response = json_response(body)
-    if issued:
-        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=settings.cookie_secure)
-    return response
+    return with_visitor_cookie(request, json_response(body), issued)

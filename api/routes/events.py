@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import require_site
-from api.identity import cookie_visitor, new_visitor_id, set_visitor_cookie
+from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
 from api.responses import ApiError, json_response
 from engine.events import Event, Rejection, validate_event
 from engine.ingest import SinkUnavailable
@@ -89,7 +89,4 @@ async def post_events(request: Request) -> Response:
         body = {"error": message, "errors": [e.model_dump() for r in rejected for e in r.errors], **body}
     else:
         status = 207 if rejected else 200
-    response = json_response(body, status)
-    if issued:
-        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=settings.cookie_secure)
-    return response
+    return with_visitor_cookie(request, json_response(body, status), issued)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_site
-from api.identity import request_visitor, set_visitor_cookie
+from api.identity import request_visitor, with_visitor_cookie
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.catalog import CATEGORY_PATTERN
@@ -32,7 +32,6 @@ async def get_recommendations(request: Request) -> Response:
     """The hot path: checks and parsing are plain calls, not FastAPI dependencies (see api.query)."""
     await require_site(request)
     query = parse_query(RecommendationsQuery, request)
-    settings = request.app.state.settings
     visitor_id, issued = request_visitor(request, query.visitor_id)
     reco_request = RecoRequest(placement=query.placement, visitor_id=visitor_id, customer_id=query.customer_id,
                                item_id=query.item_id, category=query.category.lower() if query.category else None,
@@ -41,7 +40,4 @@ async def get_recommendations(request: Request) -> Response:
         body = await request.app.state.engine.recommender.recommend(reco_request)
     except UnknownPlacement as exc:
         raise ApiError(422, str(exc), [{"field": "placement", "message": str(exc)}]) from None
-    response = json_response(body)
-    if issued:
-        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=settings.cookie_secure)
-    return response
+    return with_visitor_cookie(request, json_response(body), issued)
