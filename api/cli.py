@@ -242,7 +242,7 @@ Try:
   curl -s '{base}/v1/recommendations?placement=home&visitor_id={visitor}'
   curl -s -X POST {base}/v1/events -H 'content-type: application/json' -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
   curl -s '{base}/v1/recommendations?placement=product&visitor_id={visitor}&item_id={item}'
-  curl -s '{base}/v1/recommendations?placement=home&customer_id={customer}'
+  curl -s -H 'X-API-Key: {admin_key}' '{base}/v1/recommendations?placement=home&customer_id={customer}'
   curl -s -H 'X-API-Key: {admin_key}' {base}/v1/profiles/{visitor}
   API docs: {base}/docs    metrics: {base}/metrics
 """

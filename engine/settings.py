@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     admin_key: str | None = Field(None, description="Admin API key. Unset: one is generated into the data dir.")
     site_keys: list[str] = Field(default_factory=list, description="Public site keys; empty: none required.")
+    # At least 16 characters: every customer sees their own token, so a short secret can be guessed offline.
+    identity_secret: str | None = Field(None, min_length=16, description="Shared with the site's backend, which "
+                                        "signs customer ids with it (engine.identity); unset: only admin-key "
+                                        "callers may name a customer_id.")
     cors_origins: list[str] = Field(default_factory=list)
     cookie_secure: bool = False
     max_body_bytes: int = Field(1_000_000, gt=0)

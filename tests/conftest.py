@@ -89,7 +89,14 @@ def data_dir(tmp_path: Path, trained_models: Path) -> Path:
 
 
 @pytest.fixture
-def client(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> Iterator[TestClient]:
+def settings_overrides() -> dict[str, object]:
+    """Settings the ``client`` app gets on top of ``make_settings``'; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def client(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path],
+           settings_overrides: dict[str, object]) -> Iterator[TestClient]:
     """The app in process (lifespan included) with the demo catalogue loaded."""
     from api.app import create_app
     from engine.catalog import upsert_items
@@ -103,7 +110,7 @@ def client(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> Ite
         await client.aclose()
 
     asyncio.run(load())
-    with TestClient(create_app(make_settings(data_dir, redis_url))) as test_client:
+    with TestClient(create_app(make_settings(data_dir, redis_url, **settings_overrides))) as test_client:
         yield test_client
 
 

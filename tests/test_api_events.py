@@ -80,16 +80,17 @@ def test_visitor_cookie_is_issued_and_then_used(client: TestClient) -> None:
 
 
 def test_login_stitches_through_the_api(client: TestClient) -> None:
+    """The shop's backend posts the logins with the admin key (server to server: trusted)."""
     client.post("/v1/events", json={"event_id": "s1", "type": "purchase", "visitor_id": "laptop",
                                     "item_id": "85123A", "price": 3})
-    client.post("/v1/events", json={"event_id": "s2", "type": "login", "visitor_id": "laptop",
-                                    "customer_id": "cust-7", "properties": {"first_name": "Ada"}})
-    client.post("/v1/events", json={"event_id": "s3", "type": "login", "visitor_id": "phone",
-                                    "customer_id": "cust-7"})
+    client.post("/v1/events", headers=ADMIN, json={"event_id": "s2", "type": "login", "visitor_id": "laptop",
+                                                   "customer_id": "cust-7", "properties": {"first_name": "Ada"}})
+    client.post("/v1/events", headers=ADMIN, json={"event_id": "s3", "type": "login", "visitor_id": "phone",
+                                                   "customer_id": "cust-7"})
     client.post("/v1/events", json={"event_id": "s4", "type": "purchase", "visitor_id": "phone",
                                     "item_id": "21232", "price": 2})
-    client.post("/v1/events", json={"event_id": "s2", "type": "login", "visitor_id": "laptop",
-                                    "customer_id": "cust-7"})
+    client.post("/v1/events", headers=ADMIN, json={"event_id": "s2", "type": "login", "visitor_id": "laptop",
+                                                   "customer_id": "cust-7"})
     p = profile(client, "phone")
     assert p["customer_id"] == "cust-7"
     assert p["customer"]["orders"] == 2 and p["customer"]["revenue"] == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import require_site
+from api.auth import require_customer, require_site
 from api.identity import request_visitor, with_visitor_cookie
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
@@ -21,7 +21,8 @@ class BlockQuery(BaseModel):
 
     slot: str = Field(pattern=NAME)
     visitor_id: str | None = Field(None, pattern=ID_PATTERN, description="default: the vt_vid cookie")
-    customer_id: str | None = Field(None, pattern=ID_PATTERN)
+    customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
+    customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (README)")
     item_id: str | None = Field(None, pattern=ID_PATTERN)
 
 
@@ -30,6 +31,7 @@ async def get_block(request: Request, slot: str) -> Response:
     """A hot path like recommendations: plain calls instead of FastAPI dependencies (api.query)."""
     await require_site(request)
     query = parse_query(BlockQuery, request, slot=slot)
+    await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     try:
         body = await request.app.state.engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.auth import require_site
+from api.auth import is_admin, require_site, untrusted_customer
 from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
 from api.responses import ApiError, json_response
-from engine.events import Event, Rejection, validate_event
+from engine.events import Event, FieldError, Rejection, validate_event
 from engine.ingest import SinkUnavailable
 
 router = APIRouter()
@@ -55,12 +55,20 @@ async def post_events(request: Request) -> Response:
     if cookie is None and any(isinstance(e, dict) and not e.get("visitor_id") for e in raw_events):
         issued = new_visitor_id()
     now = time.time()
+    admin = is_admin(request)
     accepted: list[tuple[int, Event]] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(raw_events):
-        result = validate_event(raw, index=index, prefix=f"events[{index}]" if batch else "",
-                                visitor_id=cookie or issued, now=now,
+        prefix = f"events[{index}]" if batch else ""
+        token = raw.pop("customer_token", None) if isinstance(raw, dict) else None  # never validated nor logged
+        result = validate_event(raw, index=index, prefix=prefix, visitor_id=cookie or issued, now=now,
                                 max_future_skew_s=settings.max_future_skew_s)
+        if isinstance(result, Event) and result.customer_id is not None and not admin:
+            error = untrusted_customer(settings, result.customer_id, token)
+            if error is not None:
+                field = f"{prefix}.{error.field}" if prefix else error.field
+                result = Rejection(index=index, event_id=result.event_id,
+                                   errors=[FieldError(field=field, message=error.message)])
         if isinstance(result, Event):
             accepted.append((index, result))
         else:

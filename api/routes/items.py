@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
-from api.auth import require_admin
+from api.auth import require_admin, require_site
 from api.responses import ApiError, json_response
 from engine.catalog import Item, delete_items, upsert_items
 from engine.events import ID_PATTERN
@@ -71,6 +71,7 @@ async def remove_items(request: Request) -> Response:
 
 @router.get("/v1/items/{item_id}")
 async def get_item(request: Request, item_id: str) -> Response:
+    await require_site(request)  # inline like the other hot site routes (see api.query)
     if not re.match(ID_PATTERN, item_id):
         raise ApiError(422, "invalid item id", [{"field": "item_id", "message": "invalid characters"}])
     item = request.app.state.engine.catalogue.current.items.get(item_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import require_site
+from api.auth import require_customer, require_site
 from api.identity import request_visitor, with_visitor_cookie
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
@@ -21,7 +21,8 @@ class RecommendationsQuery(BaseModel):
 
     placement: str = Field(min_length=1, max_length=64, description="home, product, cart, category, ...")
     visitor_id: str | None = Field(None, pattern=ID_PATTERN, description="default: the vt_vid cookie")
-    customer_id: str | None = Field(None, pattern=ID_PATTERN)
+    customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
+    customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (README)")
     item_id: str | None = Field(None, pattern=ID_PATTERN, description="the page's item (product, cart)")
     category: str | None = Field(None, max_length=200, pattern=CATEGORY_PATTERN)
     n: int = Field(10, ge=1, le=100)
@@ -32,6 +33,7 @@ async def get_recommendations(request: Request) -> Response:
     """The hot path: checks and parsing are plain calls, not FastAPI dependencies (see api.query)."""
     await require_site(request)
     query = parse_query(RecommendationsQuery, request)
+    await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     reco_request = RecoRequest(placement=query.placement, visitor_id=visitor_id, customer_id=query.customer_id,
                                item_id=query.item_id, category=query.category.lower() if query.category else None,
