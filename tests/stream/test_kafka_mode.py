@@ -24,7 +24,7 @@ from engine.settings import Settings, as_environment
 from engine.profiles import decode_dict
 from streaming.devstack import ROOT, VitrineProcess
 from streaming.topics import history
-from tests.conftest import make_settings
+from tests.conftest import ADMIN, make_settings
 from tests.stream.conftest import wait_until
 
 
@@ -174,10 +174,10 @@ def test_train_reads_the_same_history_from_the_topic_as_from_the_embedded_log(
         kafka_settings: Settings, client: TestClient) -> None:
     from tests.stream.test_replay import shop_events
 
-    events = shop_events()
+    events = shop_events()  # with logins: posted with the admin key, as a shop's backend would
     with TestClient(create_app(kafka_settings)) as api:  # no worker needed: training reads the topic
-        assert api.post("/v1/events", json={"events": events}).status_code == 200
-    assert client.post("/v1/events", json={"events": events}).status_code == 200
+        assert api.post("/v1/events", json={"events": events}, headers=ADMIN).status_code == 200
+    assert client.post("/v1/events", json={"events": events}, headers=ADMIN).status_code == 200
     embedded = client.app.state.settings
 
     def rows(settings: Settings) -> list:
