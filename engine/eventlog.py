@@ -3,7 +3,9 @@
 Every accepted event is written here before the API acknowledges it, so profiles can be rebuilt
 (``vitrine replay``) and models trained (``vitrine train``) from it. Each process writes its own
 segment files (no locking between API workers); readers merge segments by acceptance time.
-fsync is group-committed: requests that arrive while one fsync runs share the next one.
+fsync is group-committed: requests that arrive while one fsync runs share the next one. A
+segment that rotates out is fsync'd by that same next commit, in its thread: nothing waits on the
+disk on the event loop.
 """
 
 from __future__ import annotations
@@ -44,16 +46,14 @@ class EventLog:
         self._written = 0
         self._synced = 0
         self._sync_lock = asyncio.Lock()
-        self._retired: list[int] = []  # rotated-out segments, closed once no fsync can be using them
+        self._retired: list[int] = []  # rotated-out segments, closed once a commit has fsync'd them
         directory.mkdir(parents=True, exist_ok=True)
 
     def _open_segment(self) -> None:
         if self._fd is not None:
-            if self._fsync:
-                os.fsync(self._fd)  # once per segment: the old file is complete and durable
             self._retired.append(self._fd)
-            if not self._sync_lock.locked():
-                self._close_retired()
+            if not self._fsync:
+                self._close_retired(len(self._retired))
         name = f"events-{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
         self._fd = os.open(self._dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = 0
@@ -82,26 +82,36 @@ class EventLog:
         async with self._sync_lock:
             if self._synced >= seq:
                 return  # another request's fsync already covered us
-            target, fd = self._written, self._fd
-            await asyncio.to_thread(os.fsync, fd)
+            target, fds = self._written, [*self._retired, self._fd]
+            await asyncio.to_thread(_fsync_all, fds)
             self._synced = target
-            self._close_retired()
+            self._close_retired(len(fds) - 1)
 
-    def _close_retired(self) -> None:
-        while self._retired:
-            os.close(self._retired.pop())
+    def _close_retired(self, count: int) -> None:
+        """Close the oldest ``count`` retired segments (those a finished commit covered)."""
+        for fd in self._retired[:count]:
+            os.close(fd)
+        del self._retired[:count]
 
     def append_sync(self, events: Iterable[Event]) -> None:
         self.write(events)
         if self._fsync and self._fd is not None:
-            os.fsync(self._fd)
+            _fsync_all([*self._retired, self._fd])
             self._synced = self._written
+            self._close_retired(len(self._retired))
 
     def close(self) -> None:
-        self._close_retired()
+        if self._fsync:
+            _fsync_all(self._retired)
+        self._close_retired(len(self._retired))
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _fsync_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.fsync(fd)
 
 
 def segments(directory: Path) -> list[Path]:
