@@ -316,9 +316,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from load_tests.bench_stream import TAOBAO_STREAM, run_bench  # noqa: PLC0415
+    from load_tests.bench_stream import run_bench  # noqa: PLC0415
+    from load_tests.sessions import taobao_stream  # noqa: PLC0415
 
-    args.taobao = args.taobao or TAOBAO_STREAM
+    args.taobao = args.taobao or taobao_stream(settings)
     return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out, taobao=args.taobao)
 
 
@@ -378,11 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API")
     http_args(p)
     p.set_defaults(func=cmd_serve)
+    from engine.importer import EVENT_COLUMNS, ITEM_COLUMNS  # noqa: PLC0415
+
     p = sub.add_parser("import", help="load items and/or historical events from CSV")
-    p.add_argument("--items", type=Path, help="items.csv: " + ",".join(
-        ("item_id", "title", "category", "brand", "price", "in_stock")))
-    p.add_argument("--events", type=Path, help="events.csv: " + ",".join(
-        ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")))
+    p.add_argument("--items", type=Path, help="items.csv: " + ",".join(ITEM_COLUMNS))
+    p.add_argument("--events", type=Path, help="events.csv: " + ",".join(EVENT_COLUMNS))
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("train", help="train a model from the event history; promote it unless it is worse")
     p.set_defaults(func=cmd_train)
