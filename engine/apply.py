@@ -45,7 +45,6 @@ class ApplyStats:
     applied: int = 0
     duplicates: int = 0
     rounds: int = 0
-    conflicts: int = 0
 
 
 @dataclass
@@ -104,8 +103,6 @@ class EventApplier:
                     del queue[: len(plan.done) + plan.duplicates]
                     stats.applied += len(plan.done)
                     stats.duplicates += plan.duplicates
-                else:
-                    stats.conflicts += 1
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
         return stats
