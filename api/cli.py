@@ -87,6 +87,7 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
             await upsert_items(engine.redis, batch)
             _print_report("items", items, report)
         await engine.catalogue.refresh()
+        engine.rules.reload(force=True)  # experiment counters count the arms of the rules file only
         if events is not None and settings.mode == "kafka":
             await _import_to_topic(settings, events)
         elif events is not None:
@@ -296,6 +297,9 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
         await engine.catalogue.refresh()
         if not len(engine.catalogue.current):
             print("warning: the catalogue is empty; affinities need it (vitrine import --items)", file=sys.stderr)
+        engine.rules.reload(force=True)  # experiment counters count the arms of the rules file only
+        for error in engine.rules.errors:
+            print(f"warning: {error}", file=sys.stderr)
         if settings.mode == "kafka":
             from streaming.topics import topic_events  # noqa: PLC0415
 

@@ -52,7 +52,8 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 class Engine:
     def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
-        """``serve_models=False`` (stream workers) keeps the catalogue fresh but loads no model."""
+        """``serve_models=False`` (stream workers) keeps the catalogue and rules fresh but loads
+        no model."""
         self.settings = settings
         self.serve_models = serve_models
         self.redis = connect(redis_url)
@@ -70,6 +71,7 @@ class Engine:
             trending_clock=self.trending_clock,
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
+            known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s)
         self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending,
@@ -89,6 +91,9 @@ class Engine:
             await self.catalogue.refresh()
         except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
             log.warning("catalogue refresh failed: %s", exc)
+        # Workers too: experiment counters count only its arms. At start-up there is no
+        # half-written file to wait out.
+        self.rules.reload(force=first)
         if not self.serve_models:
             return
         try:
@@ -96,7 +101,6 @@ class Engine:
         except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
             log.exception("model reload failed; still serving %s",
                           self.models.current.version if self.models.current else "no model")
-        self.rules.reload(force=first)  # at start-up there is no half-written file to wait out
         try:
             await asyncio.to_thread(self.rules.current.warm, self.models.current, self.catalogue.current,
                                     time.time())

@@ -154,3 +154,31 @@ def test_a_redis_refusing_writes_is_waited_out_not_dead_lettered(tmp_path: Path,
             await engine.redis.aclose()
 
     asyncio.run(run())
+
+
+def test_a_worker_counts_experiments_of_its_rules_file_only(tmp_path: Path, redis_url: str) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("experiments:\n  home-test:\n    placement: home\n    variants:\n"
+                     "      - {name: a, weight: 1}\n      - {name: b, weight: 1}\n")
+
+    def shown(event_id: str, rid: str) -> bytes:
+        now = time.time()
+        return orjson.dumps({"event_id": event_id, "type": "block_impression", "visitor_id": "v-x", "ts": now,
+                             "rt": now, "properties": {"block_id": "reco:home", "recommendation_id": rid}})
+
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, redis_url, rules_file=rules), redis_url, serve_models=False)
+        await engine.start()
+        try:
+            dead = Collected()
+            result = await BatchProcessor(engine.applier, dead).process(
+                [Record(shown("x-1", "abc.home-test.a")), Record(shown("x-2", "abc.invented.a")),
+                 Record(shown("x-3", "abc.home-test.invented"))])
+            assert (result.applied, dead.dead) == (3, [])
+            counters = await engine.redis.zrange("xp:home-test", 0, -1, withscores=True)
+            assert counters == [(b"a:impressions", 1.0), (b"a:visitors", 1.0)]
+            assert await engine.redis.exists("xp:invented") == 0
+        finally:
+            await engine.stop()
+
+    asyncio.run(run())
