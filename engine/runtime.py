@@ -17,8 +17,8 @@ from redis.asyncio.sentinel import Sentinel
 
 from engine.apply import EventApplier
 from engine.blocks import BlockPicker
-from engine.catalog import CatalogueCache
-from engine.model import ModelHolder
+from engine.catalog import Catalogue, CatalogueCache
+from engine.model import ModelHolder, ServedModel
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
 from engine.rules_live import RulesHolder
@@ -57,8 +57,8 @@ class Engine:
         self.settings = settings
         self.serve_models = serve_models
         self.redis = connect(redis_url)
-        self.catalogue = CatalogueCache(self.redis)
-        self.models = ModelHolder(settings.models_dir)
+        self.catalogue = CatalogueCache(self.redis, prepare=lambda c: self._prepare(self.models.current, c))
+        self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))
         self.trending_clock = TrendingClock(settings.trending_half_life_s)
         self.trending = TrendingReader(self.redis, self.trending_clock)
         self.applier = EventApplier(
@@ -120,6 +120,16 @@ class Engine:
         gc.collect()
         gc.freeze()
         self._frozen = live
+
+    def _prepare(self, model: ServedModel | None, catalogue: Catalogue) -> None:
+        """Run in a thread before a new model or catalogue goes live: what the first requests
+        after the swap would otherwise build on the event loop (catalogue-aligned arrays, the
+        rules' per-version precomputation)."""
+        if not self.serve_models:
+            return
+        if model is not None:
+            model.view(catalogue)
+        self.rules.current.warm(model, catalogue, time.time())
 
     def _item_exists(self, item_id: str) -> bool:
         """For rules validation: an item a pin names must be in the catalogue (if there is one)."""
