@@ -47,6 +47,7 @@ from engine.redis_server import free_port, start_redis
 from engine.replay import delete_profiles
 from engine.runtime import Engine
 from engine.settings import Settings
+from load_tests.httpload import Http
 from load_tests.sessions import TAOBAO_TYPES
 from models.datasets import write_online_retail
 from streaming.devstack import TansuBroker, VitrineProcess, tansu_binary
@@ -133,19 +134,6 @@ async def _load_catalogue(url: str, items: list) -> None:
 # ----------------------------------------------------------------------------- freshness
 
 
-class Http:
-    """One keep-alive connection: what a site's backend would hold."""
-
-    def __init__(self, port: int) -> None:
-        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-
-    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        self._conn.request(method, path, body=body, headers=headers)
-        response = self._conn.getresponse()
-        return response.status, orjson.loads(response.read())
-
-
 def _wait_ready(port: int, process: VitrineProcess, timeout_s: float = 60) -> Http:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -155,7 +143,7 @@ def _wait_ready(port: int, process: VitrineProcess, timeout_s: float = 60) -> Ht
             client = Http(port)
             if client.call("GET", "/health")[0] == 200:
                 return client
-        except OSError:
+        except (OSError, http.client.HTTPException):
             time.sleep(0.1)
     raise RuntimeError("vitrine serve did not start")
 
