@@ -137,6 +137,8 @@ class Settings(BaseSettings):
                                                                "out to compare a new model with the served one.")
     promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "
                                                                   "NDCG@20 is more than this fraction below.")
+    models_keep: int = Field(5, ge=1, description="Model versions kept on disk after a promotion, newest first "
+                                                 "(the promoted one always among them); older ones are deleted.")
     retrain_interval_s: float | None = Field(None, gt=0, description="Embedded mode: `vitrine serve` retrains "
                                                                     "(and gates) this often; unset: never.")
     shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where named datasets (Taobao) are read from.")

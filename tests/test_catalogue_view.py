@@ -19,7 +19,7 @@ def model() -> ServedModel:
     n = len(IDS)
     return ServedModel(Artifact(
         item_ids=IDS, user_ids=["v:1"], item_factors=np.ones((n, 4), np.float32),
-        user_factors=np.ones((1, 4), np.float32), user_items=csr_matrix(np.ones((1, n), np.float32)),
+        user_items=csr_matrix(np.ones((1, n), np.float32)),
         similar_index=np.zeros((n, 1), np.int32), similar_score=np.ones((n, 1), np.float32),
         complement_index=np.zeros((n, 1), np.int32), complement_score=np.ones((n, 1), np.float32),
         popularity=np.array([1.0, 5.0, 3.0, 4.0, 9.0], np.float32), meta={"version": "m1"}))
