@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="External Redis. Unset: a local redis-server is started (embedded default)."
     )
-    redis_timeout_s: float = Field(0.05, gt=0, description="Budget for each Redis call on the request path.")
+    redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
+                                   "read (profiles, trending); past it the answer comes from the model alone, "
+                                   "marked degraded.")
     apply_timeout_s: float = Field(0.5, gt=0, description="Budget for applying a request's events (embedded); "
                                    "past it they wait in the retry backlog (they are on disk already).")
 
