@@ -17,6 +17,7 @@ from api.query import invalid_request
 from api.responses import ApiError, error_response
 from api.routes import admin, blocks, events, health, items, merch, recommendations
 from engine.eventlog import EventLog
+from engine.field_path import field_path
 from engine.ingest import EmbeddedSink, EventSink
 from engine.runtime import Engine
 from engine.settings import Settings
@@ -70,10 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        errors = []
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"] if p not in ("query", "path", "body", "header")]
-            errors.append({"field": ".".join(loc) or "request", "message": err["msg"]})
+        errors = [{"field": field_path(err["loc"][1:]) or "request", "message": err["msg"]}  # [0]: query, body...
+                  for err in exc.errors()]
         error = invalid_request(errors)
         return error_response(error.status_code, error.message, error.errors)
 

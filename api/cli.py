@@ -87,6 +87,7 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
             await upsert_items(engine.redis, batch)
             _print_report("items", items, report)
         await engine.catalogue.refresh()
+        engine.rules.reload(force=True)  # experiment counters count the arms of the rules file only
         if events is not None and settings.mode == "kafka":
             await _import_to_topic(settings, events)
         elif events is not None:
@@ -296,6 +297,9 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
         await engine.catalogue.refresh()
         if not len(engine.catalogue.current):
             print("warning: the catalogue is empty; affinities need it (vitrine import --items)", file=sys.stderr)
+        engine.rules.reload(force=True)  # experiment counters count the arms of the rules file only
+        for error in engine.rules.errors:
+            print(f"warning: {error}", file=sys.stderr)
         if settings.mode == "kafka":
             from streaming.topics import topic_events  # noqa: PLC0415
 
@@ -316,9 +320,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from load_tests.bench_stream import TAOBAO_STREAM, run_bench  # noqa: PLC0415
+    from load_tests.bench_stream import run_bench  # noqa: PLC0415
+    from load_tests.sessions import taobao_stream  # noqa: PLC0415
 
-    args.taobao = args.taobao or TAOBAO_STREAM
+    args.taobao = args.taobao or taobao_stream(settings)
     return run_bench(settings, samples=args.samples, events=args.events, out_dir=args.out, taobao=args.taobao)
 
 
@@ -378,11 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API")
     http_args(p)
     p.set_defaults(func=cmd_serve)
+    from engine.importer import EVENT_COLUMNS, ITEM_COLUMNS  # noqa: PLC0415
+
     p = sub.add_parser("import", help="load items and/or historical events from CSV")
-    p.add_argument("--items", type=Path, help="items.csv: " + ",".join(
-        ("item_id", "title", "category", "brand", "price", "in_stock")))
-    p.add_argument("--events", type=Path, help="events.csv: " + ",".join(
-        ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")))
+    p.add_argument("--items", type=Path, help="items.csv: " + ",".join(ITEM_COLUMNS))
+    p.add_argument("--events", type=Path, help="events.csv: " + ",".join(EVENT_COLUMNS))
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("train", help="train a model from the event history; promote it unless it is worse")
     p.set_defaults(func=cmd_train)

@@ -7,8 +7,10 @@ import secrets
 
 from fastapi import Request, Response
 
+from engine.events import ID_PATTERN
+
 COOKIE = "vt_vid"
-_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+_VALID = re.compile(ID_PATTERN)
 
 
 def cookie_visitor(request: Request) -> str | None:

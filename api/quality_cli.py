@@ -74,7 +74,8 @@ def gated_train(rows: Iterable[Interaction], settings: Settings) -> tuple[Artifa
     serve = OfflineRanker(EMPTY, profile_config(settings), exclude_seen=settings.exclude_seen,
                           exclude_purchased=settings.exclude_purchased)
     return train_and_gate(rows, train_config(settings), settings.models_dir, serve, protocol=protocol,
-                          holdout=settings.promote_holdout, tolerance=settings.promote_tolerance)
+                          holdout=settings.promote_holdout, tolerance=settings.promote_tolerance,
+                          keep=settings.models_keep)
 
 
 # ------------------------------------------------------------------------------- evaluate

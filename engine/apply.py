@@ -45,7 +45,6 @@ class ApplyStats:
     applied: int = 0
     duplicates: int = 0
     rounds: int = 0
-    conflicts: int = 0
 
 
 @dataclass
@@ -71,7 +70,9 @@ class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
-                 attribution_window_s: int = 86400) -> None:
+                 attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False) -> None:
+        """``known_arm``: whether the live rules can assign an experiment arm; only those are
+        counted (by default none: no rules, no experiments)."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -81,6 +82,7 @@ class EventApplier:
         self._clock = trending_clock
         self._exposure_retention = exposure_retention_s
         self._attribution_window = attribution_window_s
+        self._known_arm = known_arm
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -104,8 +106,6 @@ class EventApplier:
                     del queue[: len(plan.done) + plan.duplicates]
                     stats.applied += len(plan.done)
                     stats.duplicates += plan.duplicates
-                else:
-                    stats.conflicts += 1
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
         return stats
@@ -163,7 +163,7 @@ class EventApplier:
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
                 if event.type in exposure.EVENTS and visitor.consent is not False:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
-                                             attribution_s=self._attribution_window)
+                                             attribution_s=self._attribution_window, known=self._known_arm)
                     for key, member, incr in counters:  # same zset-increment path as trending
                         total = plan.trending.get((key, member), (0.0, 0))[0] + incr
                         plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import keys, templates
+from engine.affinity import affinity_below, affinity_owner, relative
 from engine.catalog import Catalogue
 from engine.experiments import in_control_group
 from engine.exposure import Exposure, minute
@@ -23,7 +24,6 @@ from engine.profiles import CustomerProfile, VisitorProfile, visit_items
 from engine.recommend import Recommender, RecoRequest
 from engine.rules_live import RulesSnapshot
 from engine.rules_schema import Block, Cap, Condition
-from engine.rules_stage import relative
 from engine.segments import segments
 
 
@@ -40,16 +40,10 @@ class Person:
     session_timeout_s: float
 
     def affinity(self) -> dict[str, float]:
-        source = self.customer if self.customer is not None and self.customer.category_affinity else self.visitor
-        return relative(source.category_affinity)
+        return relative(affinity_owner(self.visitor, self.customer).category_affinity)
 
     def last_visit_items(self) -> list[str]:
         return visit_items(self.visitor, self.now, self.session_timeout_s)[1]
-
-
-def affinity_to(prefix: str, affinity: dict[str, float]) -> float:
-    """The visitor's affinity (0..1) to a category or anything below it."""
-    return max((v for k, v in affinity.items() if k == prefix or k.startswith(prefix + ".")), default=0.0)
 
 
 def eligible(when: Condition | None, person: Person) -> bool:
@@ -71,7 +65,7 @@ def eligible(when: Condition | None, person: Person) -> bool:
         return False
     if when.category_affinity:
         affinity = person.affinity()
-        return all(affinity_to(cat, affinity) >= threshold for cat, threshold in when.category_affinity.items())
+        return all(affinity_below(cat, affinity) >= threshold for cat, threshold in when.category_affinity.items())
     return True
 
 

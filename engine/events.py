@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.field_path import field_path, location
 from engine.settings import EventType
 
 
@@ -129,13 +130,6 @@ def _parse_timestamp(value: Any, now: float, max_future_skew_s: int) -> float:
     return ts
 
 
-def _field_path(prefix: str, loc: tuple[Any, ...]) -> str:
-    path = prefix
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
-
-
 def validate_event(
     raw: Any,
     *,
@@ -163,10 +157,10 @@ def validate_event(
     try:
         data["ts"] = _parse_timestamp(data.pop("timestamp", None), now, max_future_skew_s)
     except ValueError as exc:
-        errors.append(FieldError(field=_field_path(prefix, ("timestamp",)), message=str(exc)))
+        errors.append(FieldError(field=field_path(("timestamp",), prefix), message=str(exc)))
         data["ts"] = now
     if "ts" in raw or "rt" in raw:
-        errors.append(FieldError(field=_field_path(prefix, ("ts" if "ts" in raw else "rt",)),
+        errors.append(FieldError(field=field_path(("ts" if "ts" in raw else "rt",), prefix),
                                  message="is set by the server; send timestamp instead"))
     data["rt"] = now
     if data.get("visitor_id") is None and visitor_id is not None:
@@ -175,11 +169,11 @@ def validate_event(
         event = Event.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if p not in ("function-after[_fields_the_type_needs()]",))
+            loc = location(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing" and loc == ("visitor_id",):
                 message = "is required (or send the vt_vid cookie)"
-            errors.append(FieldError(field=_field_path(prefix, loc) or prefix or "event", message=message))
+            errors.append(FieldError(field=field_path(loc, prefix) or prefix or "event", message=message))
         return Rejection(index=index, event_id=event_id, errors=errors)
     if errors:
         return Rejection(index=index, event_id=event_id, errors=errors)

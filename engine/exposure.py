@@ -13,8 +13,14 @@ look shown once more, at odds of about one in 500,000 for a visitor who saw 30 i
 Minutes count from 2020-01-01 UTC.
 - ``b``: block id -> minutes of its last impressions (at most ``MAX_CAP``; at most ``MAX_BLOCKS``
   blocks, least recently shown dropped first). Caps up to ``MAX_CAP`` are therefore exact.
-- ``e``: experiment -> [arm, attributed revenue, converted 0/1]: the visitor counts once per arm.
+- ``e``: experiment -> [arm, attributed revenue, converted 0/1]: the visitor counts once per arm
+  (at most ``MAX_EXPERIMENTS``, the oldest dropped first).
 - ``k``: item -> [experiment, arm, minute] of the last recommendation click on it (attribution).
+
+The experiment and arm come back from the browser in the recommendation id, so anyone can send
+any name: only arms the live rules can assign are counted (``known``), so a forged id creates
+no counter key and no state. A visitor can still report clicks on an arm they were never shown,
+as they can report any click; ids are not signed.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ from engine.rules_schema import MAX_CAP
 MAX_BLOCKS = 16
 MAX_ITEM_IMPRESSIONS = 200
 MAX_CLICKS = 10
+MAX_EXPERIMENTS = 16
 COUNTER_TTL_S = 400 * 86400
 EVENTS = frozenset({"block_impression", "recommendation_click", "purchase"})
 RECO_STRIP_PREFIX = "reco:"  # block_id of a plain recommendation strip: counts items, not caps
 _HEAD = struct.Struct("<I")  # minute (3 bytes) and count (1 byte), little-endian in one int
 EPOCH_2020 = 1577836800
 Increment = tuple[str, str, float]  # (counter key, member, increment)
+KnownArm = Callable[[str, str], bool]  # (experiment, arm) -> the live rules can assign it
 
 
 def item_hash(item_id: str) -> int:
@@ -130,18 +138,29 @@ def _prune(x: Exposure, now_minute: int, retention_min: int, attribution_min: in
     x.clicks = {i: c for i, c in x.clicks.items() if c[2] >= now_minute - attribution_min}
 
 
+def _experiment_state(x: Exposure, experiment: str, arm: str) -> list[Any]:
+    state = x.experiments.get(experiment)
+    if state is None:
+        state = x.experiments[experiment] = [arm, 0.0, 0]
+        while len(x.experiments) > MAX_EXPERIMENTS:
+            del x.experiments[next(iter(x.experiments))]
+    return state
+
+
 def _exposed(x: Exposure, experiment: str, arm: str, out: list[Increment]) -> None:
     if experiment not in x.experiments:
-        x.experiments[experiment] = [arm, 0.0, 0]
+        _experiment_state(x, experiment, arm)
         out.append((experiment_key(experiment), f"{arm}:visitors", 1.0))
 
 
 def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, retention_s: int,
-         attribution_s: int) -> list[Increment]:
+         attribution_s: int, known: KnownArm) -> list[Increment]:
     """Fold one event into ``x`` (in place); return the experiment counters it bumps."""
     out: list[Increment] = []
     now = minute(event.ts)
     arm = parse_recommendation_id(event.properties.get("recommendation_id"))
+    if arm is not None and not known(*arm):
+        arm = None  # a forged or stale id: shown and clicked items still count, no experiment does
     if event.type == "block_impression":
         block_id = str(event.properties["block_id"])
         if not block_id.startswith(RECO_STRIP_PREFIX):
@@ -168,7 +187,7 @@ def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, 
             experiment, arm_name = click[0], click[1]
             price = li.price if li.price is not None else (price_of(li.item_id) or 0.0)
             amount = round(price * li.quantity, 2)
-            state = x.experiments.setdefault(experiment, [arm_name, 0.0, 0])
+            state = _experiment_state(x, experiment, arm_name)
             key = experiment_key(experiment)
             before = state[1]
             state[1] = round(before + amount, 2)

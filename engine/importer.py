@@ -5,8 +5,11 @@ events.csv: timestamp,visitor_id,customer_id,event_type,item_id,quantity,price
             (timestamp ISO 8601; consecutive purchase lines with the same timestamp, visitor and
             customer form one order, which is what "bought together" learns from)
 
-Bad rows are skipped and reported with their line number; the good ones are loaded. Event ids are
-derived from the file's content, so importing the same file twice changes nothing.
+Bad rows are skipped and reported with their line number; the good ones are loaded. An event's id
+is a hash of its row's content (every column; all the rows of an order) and of how many identical
+rows came before it in the file, so the same export imported again, under another name or with
+rows added, gives the same ids: training never counts an event twice, and neither do profiles
+within ``VITRINE_DEDUP_WINDOW_S`` (the apply path's memory of event ids).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import ValidationError
 
 from engine.catalog import Item
 from engine.events import Event, LineItem
+from engine.field_path import field_errors
 
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "in_stock")
 EVENT_COLUMNS = ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")
@@ -62,7 +66,7 @@ def _reader(fh: IO[str], required: tuple[str, ...], path: Path) -> csv.DictReade
 
 
 def _messages(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc, whole="row"))
 
 
 def read_items(path: Path, report: ImportReport) -> Iterator[Item]:
@@ -106,13 +110,26 @@ def _timestamp(value: str) -> float:
     return parsed.timestamp()
 
 
-def _event_id(*parts: object) -> str:
-    return "imp-" + hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=10).hexdigest()
+class _EventIds:
+    """Ids from content: two identical rows (the same view twice in one second) are two events,
+    told apart by their occurrence among identical rows (one digest remembered per distinct row)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, int] = {}
+
+    def __call__(self, rows: list[tuple[dict[str, str], float]]) -> str:
+        content = "\x1e".join("\x1f".join([repr(ts), *((row.get(c) or "").strip() for c in EVENT_COLUMNS[1:])])
+                               for row, ts in rows)
+        digest = hashlib.blake2b(content.encode(), digest_size=10).digest()
+        occurrence = self._seen.get(digest, 0)
+        self._seen[digest] = occurrence + 1
+        return "imp-" + hashlib.blake2b(digest + occurrence.to_bytes(8, "little"), digest_size=10).hexdigest()
 
 
 def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iterator[Event]:
     """Events in file order; purchase lines of one order are merged into one purchase event."""
     order: list[tuple[int, dict[str, str], float]] = []
+    event_id = _EventIds()
 
     def flush() -> Iterator[Event]:
         if not order:
@@ -122,7 +139,7 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
             items = tuple(LineItem(item_id=(r.get("item_id") or "").strip(),
                                    quantity=_number(r, "quantity", int) or 1, price=_number(r, "price", float))
                           for _, r, _ in order)
-            event = Event(event_id=_event_id(path.name, first_line, ts, row["visitor_id"]), type="purchase",
+            event = Event(event_id=event_id([(r, t) for _, r, t in order]), type="purchase",
                           visitor_id=row["visitor_id"].strip(), customer_id=(row.get("customer_id") or "").strip() or None,
                           items=items, ts=ts, rt=accepted_at)
         except (ValueError, ValidationError) as exc:
@@ -155,7 +172,7 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
             yield from flush()
             try:
                 event = Event(
-                    event_id=_event_id(path.name, line, ts, row.get("visitor_id")),
+                    event_id=event_id([(row, ts)]),
                     type=etype,  # type: ignore[arg-type]
                     visitor_id=(row.get("visitor_id") or "").strip(),
                     customer_id=(row.get("customer_id") or "").strip() or None,

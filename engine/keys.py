@@ -9,7 +9,6 @@ from __future__ import annotations
 
 CATALOGUE = "items"
 CATALOGUE_VERSION = "items:v"
-MODEL_VERSION = "model:v"
 
 
 def visitor(visitor_id: str) -> str:

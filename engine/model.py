@@ -1,7 +1,9 @@
 """The model as served: a loaded artifact plus what is precomputed per catalogue version.
 
 ``ServedModel`` is immutable once built; hot swap is replacing the reference the API holds
-(``ModelHolder``), so a request that started on the old model finishes on it.
+(``ModelHolder``), so a request that started on the old model finishes on it. What depends on the
+catalogue too (``CatalogueView``) is built in a thread before a new model or catalogue goes live
+(``engine.runtime``), not by the first request after the change.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -17,12 +20,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from scipy.linalg import lapack  # noqa: E402
 
+from engine.affinity import lineage  # noqa: E402
 from engine.blend import blend_weights  # noqa: E402
 from engine.catalog import Catalogue  # noqa: E402
 from models import artifacts  # noqa: E402
 from models.artifacts import Artifact  # noqa: E402
 
 log = logging.getLogger(__name__)
+VIEWS_KEPT = 2  # the live catalogue's and the one being prepared
+_NONE = np.zeros(0, dtype=np.int32)
 
 
 @dataclass
@@ -33,7 +39,10 @@ class CatalogueView:
     available: np.ndarray  # bool (items,)
     penalty: np.ndarray  # float32 (items,): 0, or -inf where not available (added to scores)
     popular_order: np.ndarray  # int32, available items by popularity, best first
-    category_items: dict[str, np.ndarray] = field(default_factory=dict)  # lazily filled
+    # Every category the catalogue has, and every parent of one: its available items by
+    # popularity. Built with the view, so asking for a category that does not exist (a query
+    # string, an event property) costs a dict miss and leaves nothing behind.
+    category_items: dict[str, np.ndarray]
 
 
 class ServedModel:
@@ -54,7 +63,7 @@ class ServedModel:
         self.blend = blend_weights(artifact.meta)
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
-        self._view: CatalogueView | None = None
+        self._views: dict[int, CatalogueView] = {}
 
     @property
     def n_items(self) -> int:
@@ -108,8 +117,8 @@ class ServedModel:
 
     def view(self, catalogue: Catalogue) -> CatalogueView:
         """Arrays for this catalogue version, built once per version (not per request)."""
-        view = self._view
-        if view is not None and view.version == catalogue.version:
+        view = self._views.get(catalogue.version)
+        if view is not None:
             return view
         if catalogue.items:
             available = np.fromiter((catalogue.is_available(i) for i in self.item_ids), dtype=bool,
@@ -118,31 +127,43 @@ class ServedModel:
             available = np.ones(self.n_items, dtype=bool)
         order = np.argsort(-self.artifact.popularity, kind="stable").astype(np.int32)
         penalty = np.where(available, np.float32(0), np.float32(-np.inf)).astype(np.float32)
+        popular_order = order[available[order]]
         view = CatalogueView(version=catalogue.version, available=available, penalty=penalty,
-                             popular_order=order[available[order]])
-        self._view = view
+                             popular_order=popular_order,
+                             category_items=self._by_category(catalogue, popular_order))
+        # Built in a thread while requests read: replace the dict, never change it in place.
+        self._views = dict([*self._views.items(), (catalogue.version, view)][-VIEWS_KEPT:])
         return view
 
+    def _by_category(self, catalogue: Catalogue, popular_order: np.ndarray) -> dict[str, np.ndarray]:
+        members: dict[str, list[int]] = {}
+        lineages: dict[str, tuple[str, ...]] = {}
+        items, ids = catalogue.items, self.item_ids
+        for i in popular_order.tolist():
+            item = items.get(ids[i])
+            if item is None or not item.category:
+                continue
+            path = lineages.get(item.category)
+            if path is None:
+                path = lineages[item.category] = lineage(item.category)
+            for category in path:
+                members.setdefault(category, []).append(i)
+        return {c: np.asarray(found, dtype=np.int32) for c, found in members.items()}
+
     def category_items(self, catalogue: Catalogue, category: str) -> np.ndarray:
-        """Available items in ``category`` or below it, best sellers first."""
-        view = self.view(catalogue)
-        cached = view.category_items.get(category)
-        if cached is None:
-            prefix = category + "."
-            keep = [i for i in view.popular_order
-                    if (cat := (catalogue.items[self.item_ids[i]].category
-                                if self.item_ids[i] in catalogue.items else None))
-                    and (cat == category or cat.startswith(prefix))]
-            cached = view.category_items[category] = np.asarray(keep, dtype=np.int32)
-        return cached
+        """Available items in ``category`` or below it, best sellers first (none for a category
+        the catalogue does not have)."""
+        return self.view(catalogue).category_items.get(category, _NONE)
 
 
 class ModelHolder:
     """The model this process serves; polls ``CURRENT`` so all replicas follow a promotion."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, prepare: Callable[[ServedModel], None] | None = None) -> None:
+        """``prepare`` runs in a thread on a new model before it goes live."""
         self.models_dir = models_dir
         self.current: ServedModel | None = None
+        self._prepare = prepare
         self._lock = asyncio.Lock()
 
     async def reload(self, version: str | None = None) -> bool:
@@ -153,6 +174,11 @@ class ModelHolder:
                 return False
             artifact = await asyncio.to_thread(artifacts.load, self.models_dir / wanted)
             model = await asyncio.to_thread(ServedModel, artifact)
+            if self._prepare is not None:
+                try:
+                    await asyncio.to_thread(self._prepare, model)
+                except Exception:  # noqa: BLE001 - requests build what they need themselves
+                    log.exception("preparing model %s failed", wanted)
             self.current = model  # the swap: one reference assignment
             log.info("serving model %s (%d items)", wanted, model.n_items)
             return True

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from engine.affinity import relative
 from engine.profiles import CustomerProfile, ItemLookup, VisitorProfile, visit_items
 from engine.segments import DAY, segments
 
@@ -17,8 +18,7 @@ def iso(ts: float) -> str | None:
 def _affinity(values: dict[str, float]) -> dict[str, float]:
     """Relative to the strongest (1.0): decay scales all of a profile's scores alike, so the
     ratios are what ranking and eligibility rules use."""
-    top = max(values.values(), default=0.0)
-    return {k: round(v / top, 3) for k, v in sorted(values.items(), key=lambda kv: -kv[1])} if top else {}
+    return {k: round(v, 3) for k, v in sorted(relative(values).items(), key=lambda kv: -kv[1])}
 
 
 def _categories(items: list[str], lookup: ItemLookup) -> dict[str, int]:

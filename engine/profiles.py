@@ -23,6 +23,7 @@ import msgpack
 import orjson
 
 from engine.events import Event
+from engine.settings import DEFAULT_EVENT_WEIGHTS
 
 SESSION_ITEMS = 20
 LAST_VISIT_ITEMS = 10
@@ -51,9 +52,7 @@ ItemLookup = Callable[[str], ItemInfo | None]
 class ProfileConfig:
     session_timeout_s: float = 1800
     affinity_half_life_s: float = 14 * 86400
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 8.0}
-    )
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
 
     def weight(self, event_type: str) -> float:
         return self.weights.get(event_type, 0.0)

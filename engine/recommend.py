@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine import keys
+from engine.affinity import affinity_owner, relative
 from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder
@@ -25,7 +26,7 @@ from engine.profile_store import CoalescingReader, load_profiles_with
 from engine.profiles import CustomerProfile, VisitorProfile
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
-from engine.rules_stage import apply_rules, pool_size, relative
+from engine.rules_stage import apply_rules, pool_size
 from engine.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.trending import TrendingReader
@@ -136,7 +137,7 @@ class Recommender:
             if repetition is not None:
                 counts = Exposure.decode(raw[0]).items_shown(minute(now - repetition.window_s))
                 shown = lambda item_id: counts[item_hash(item_id)]  # noqa: E731
-            affinity_of = customer if customer is not None and customer.category_affinity else visitor
+            affinity_of = affinity_owner(visitor, customer)
             picks = apply_rules(
                 picks, eff, n=req.n, now=now, items=catalogue.items,
                 recommendable=lambda item_id: item_id not in excluded and catalogue.is_available(item_id),

@@ -81,6 +81,14 @@ class RulesSnapshot:
             return Arm(HOLDOUT, PERSONALISED)
         return Arm()
 
+    def can_assign(self, experiment: str, arm: str) -> bool:
+        """Whether these rules can give out this arm: impressions and clicks are counted only for
+        such arms (the name comes back from the browser)."""
+        if experiment == HOLDOUT:
+            return self.rules.control_group is not None and arm in (CONTROL, PERSONALISED)
+        exp = self.rules.experiments.get(experiment)
+        return exp is not None and (arm == CONTROL or any(v.name == arm for v in exp.variants))
+
     def _variant(self, arm: Arm) -> Variant | None:
         """The experiment variant whose rules the arm uses (None: the placement's own)."""
         exp = self.rules.experiments.get(arm.experiment or "")

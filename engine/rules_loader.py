@@ -10,7 +10,7 @@ silently) and anchors/aliases are refused (a reference-expansion bomb in a draft
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine import templates
+from engine.field_path import field_path, location
 from engine.rules_schema import RulesFile, RuleSet, Window, Windowed
 from engine.scenarios import DEFAULT_PLACEMENTS, SCENARIOS
 
@@ -59,13 +60,6 @@ _Loader.yaml_implicit_resolvers = {
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-def field_name(path: Iterable[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
     """The document as plain data, and the 1-based line of every path in it."""
     loader = _Loader(text)
@@ -78,10 +72,10 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
 
         def build(n: yaml.Node, path: Path_) -> Any:
             if id(n) in seen:
-                raise RulesInvalid([RulesError(filename, lines.get(path, n.start_mark.line + 1), field_name(path),
+                raise RulesInvalid([RulesError(filename, lines.get(path, n.start_mark.line + 1), field_path(path),
                                                "anchors and aliases (&name / *name) are not supported")])
             if isinstance(n, yaml.CollectionNode) and n.tag not in _PLAIN_TAGS:
-                raise RulesInvalid([RulesError(filename, n.start_mark.line + 1, field_name(path),
+                raise RulesInvalid([RulesError(filename, n.start_mark.line + 1, field_path(path),
                                                f"unsupported YAML tag {n.tag!r}")])
             seen.add(id(n))
             lines.setdefault(path, n.start_mark.line + 1)
@@ -91,11 +85,11 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
                     key = loader.construct_object(key_node, deep=True)
                     if not isinstance(key, (str, int, float, bool)):
                         raise RulesInvalid([RulesError(filename, key_node.start_mark.line + 1,
-                                                       field_name(path), "keys must be plain text")])
+                                                       field_path(path), "keys must be plain text")])
                     key = str(key) if not isinstance(key, str) else key
                     if key in out:
                         raise RulesInvalid([RulesError(filename, key_node.start_mark.line + 1,
-                                                       field_name((*path, key)), "duplicate key")])
+                                                       field_path((*path, key)), "duplicate key")])
                     lines[(*path, key)] = key_node.start_mark.line + 1
                     out[key] = build(value_node, (*path, key))
                 return out
@@ -125,13 +119,13 @@ def _line(lines: dict[Path_, int], path: Path_) -> int | None:
 def _schema_errors(exc: ValidationError, filename: str, lines: dict[Path_, int]) -> list[RulesError]:
     errors = []
     for err in exc.errors(include_url=False):
-        path = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))  # drop union tags
+        path = location(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] not in ("missing", "value_error") and isinstance(err.get("input"), (str, int, float, bool)):
             message += f" (got {err['input']!r})"
-        errors.append(RulesError(filename, _line(lines, path), field_name(path), message))
+        errors.append(RulesError(filename, _line(lines, path), field_path(path), message))
     # One message per field: unions report each member's complaint, the first says enough.
     unique: dict[str, RulesError] = {}
     for e in errors:
@@ -275,6 +269,6 @@ def load_rules(text: str, filename: str, item_exists: Callable[[str], bool] | No
         raise RulesInvalid(_schema_errors(exc, filename, lines)) from None
     problems = _check_references(rules, item_exists, max_window_s)
     if problems:
-        raise RulesInvalid([RulesError(filename, _line(lines, path), field_name(path), message)
+        raise RulesInvalid([RulesError(filename, _line(lines, path), field_path(path), message)
                             for path, message in problems])
     return rules

@@ -23,11 +23,11 @@ Everything here is pure: the same inputs give the same list, in live traffic and
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from engine.affinity import affinity_above
 from engine.catalog import Item
 from engine.rules_schema import Boost, Diversity, Pin, Promoted, Repetition, Selector
 from engine.scenarios import Pick
@@ -84,31 +84,13 @@ def pool_size(eff: Effective, n: int) -> int:
     return min(MAX_POOL, int(4 * n / max(eff.selectivity, 0.002)))
 
 
-def relative(scores: Mapping[str, float]) -> dict[str, float]:
-    top = max(scores.values(), default=0.0)
-    return {k: v / top for k, v in scores.items()} if top > 0 else {}
-
-
-@functools.lru_cache(maxsize=4096)
-def _lineage(category: str) -> tuple[str, ...]:
-    """``kitchen.mugs`` -> (``kitchen``, ``kitchen.mugs``): a category and its parents."""
-    parts = category.split(".")
-    return tuple(".".join(parts[:depth]) for depth in range(1, len(parts) + 1))
-
-
-def _category_affinity(category: str | None, affinity: Mapping[str, float]) -> float:
-    if not category or not affinity:
-        return 0.0
-    return max(affinity.get(c, 0.0) for c in _lineage(category))
-
-
 def _factor(boost: Boost, item: Item | None, visitor: Visitor, now: float) -> float:
     if boost.when is not None:
         return boost.factor if matches(boost.when, item, now) else 1.0
     if item is None:
         return 1.0
     if boost.affinity == "category":
-        a = _category_affinity(item.category, visitor.category_affinity)
+        a = affinity_above(item.category, visitor.category_affinity)
     else:
         a = visitor.brand_affinity.get(item.brand or "", 0.0)
     return 1.0 + (boost.factor - 1.0) * a

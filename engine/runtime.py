@@ -17,8 +17,8 @@ from redis.asyncio.sentinel import Sentinel
 
 from engine.apply import EventApplier
 from engine.blocks import BlockPicker
-from engine.catalog import CatalogueCache
-from engine.model import ModelHolder
+from engine.catalog import Catalogue, CatalogueCache
+from engine.model import ModelHolder, ServedModel
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
 from engine.rules_live import RulesHolder
@@ -52,12 +52,13 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 class Engine:
     def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
-        """``serve_models=False`` (stream workers) keeps the catalogue fresh but loads no model."""
+        """``serve_models=False`` (stream workers) keeps the catalogue and rules fresh but loads
+        no model."""
         self.settings = settings
         self.serve_models = serve_models
         self.redis = connect(redis_url)
-        self.catalogue = CatalogueCache(self.redis)
-        self.models = ModelHolder(settings.models_dir)
+        self.catalogue = CatalogueCache(self.redis, prepare=lambda c: self._prepare(self.models.current, c))
+        self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))
         self.trending_clock = TrendingClock(settings.trending_half_life_s)
         self.trending = TrendingReader(self.redis, self.trending_clock)
         self.applier = EventApplier(
@@ -70,6 +71,7 @@ class Engine:
             trending_clock=self.trending_clock,
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
+            known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s)
         self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending,
@@ -89,6 +91,9 @@ class Engine:
             await self.catalogue.refresh()
         except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
             log.warning("catalogue refresh failed: %s", exc)
+        # Workers too: experiment counters count only its arms. At start-up there is no
+        # half-written file to wait out.
+        self.rules.reload(force=first)
         if not self.serve_models:
             return
         try:
@@ -96,7 +101,6 @@ class Engine:
         except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
             log.exception("model reload failed; still serving %s",
                           self.models.current.version if self.models.current else "no model")
-        self.rules.reload(force=first)  # at start-up there is no half-written file to wait out
         try:
             await asyncio.to_thread(self.rules.current.warm, self.models.current, self.catalogue.current,
                                     time.time())
@@ -116,6 +120,16 @@ class Engine:
         gc.collect()
         gc.freeze()
         self._frozen = live
+
+    def _prepare(self, model: ServedModel | None, catalogue: Catalogue) -> None:
+        """Run in a thread before a new model or catalogue goes live: what the first requests
+        after the swap would otherwise build on the event loop (catalogue-aligned arrays, the
+        rules' per-version precomputation)."""
+        if not self.serve_models:
+            return
+        if model is not None:
+            model.view(catalogue)
+        self.rules.current.warm(model, catalogue, time.time())
 
     def _item_exists(self, item_id: str) -> bool:
         """For rules validation: an item a pin names must be in the catalogue (if there is one)."""

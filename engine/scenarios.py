@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.affinity import affinity_owner
 from engine.blend import blend_scores
 from engine.catalog import Catalogue
 from engine.model import ServedModel
@@ -173,31 +174,33 @@ def similar(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     return _neighbour_picks(model, catalogue, ctx, [anchor], a.similar_index, a.similar_score, "similar_to")
 
 
-def complements(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
-    """Items bought in the same orders as what is in the cart (or on the page)."""
+def _cart_neighbours(model: ServedModel | None, catalogue: Catalogue, ctx: Context, bought: bool) -> list[Pick]:
+    """Neighbours of the page's item and the cart's items, latest first."""
     anchors = list(dict.fromkeys([*([ctx.item_id] if ctx.item_id else []), *reversed(ctx.visitor.cart)]))
     if model is None or not anchors:
         return []
     a = model.artifact
-    return _neighbour_picks(model, catalogue, ctx, anchors, a.complement_index, a.complement_score,
-                            "bought_with")
+    if bought:
+        return _neighbour_picks(model, catalogue, ctx, anchors, a.complement_index, a.complement_score,
+                                "bought_with")
+    return _neighbour_picks(model, catalogue, ctx, anchors, a.similar_index, a.similar_score, "similar_to")
+
+
+def complements(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
+    """Items bought in the same orders as what is in the cart (or on the page)."""
+    return _cart_neighbours(model, catalogue, ctx, bought=True)
 
 
 def similar_to_cart(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     """When nothing was bought with the cart's items yet: what resembles them."""
-    anchors = list(dict.fromkeys([*([ctx.item_id] if ctx.item_id else []), *reversed(ctx.visitor.cart)]))
-    if model is None or not anchors:
-        return []
-    a = model.artifact
-    return _neighbour_picks(model, catalogue, ctx, anchors, a.similar_index, a.similar_score, "similar_to")
+    return _cart_neighbours(model, catalogue, ctx, bought=False)
 
 
 def category_bestsellers(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     """Best sellers of the page's category, else of the one the person likes most."""
     category = ctx.category
     if category is None:
-        affinity = ctx.customer.category_affinity if ctx.customer else {}
-        affinity = affinity or ctx.visitor.category_affinity
+        affinity = affinity_owner(ctx.visitor, ctx.customer).category_affinity
         category = max(affinity, key=affinity.__getitem__) if affinity else None
     if model is None or category is None:
         return []

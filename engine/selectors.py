@@ -6,15 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from engine.affinity import in_category
 from engine.catalog import Item
 from engine.rules_schema import Selector
-
-
-def in_category(category: str | None, prefixes: list[str]) -> bool:
-    """Categories are dotted paths: ``kitchen`` covers ``kitchen.mugs`` (not ``kitchenware``)."""
-    if not category:
-        return False
-    return any(category == p or category.startswith(p + ".") for p in prefixes)
 
 
 def matches(selector: Selector, item: Item | None, now: float) -> bool:

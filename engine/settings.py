@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="External Redis. Unset: a local redis-server is started (embedded default)."
     )
-    redis_timeout_s: float = Field(0.05, gt=0, description="Budget for each Redis call on the request path.")
+    redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
+                                   "read (profiles, trending); past it the answer comes from the model alone, "
+                                   "marked degraded.")
     apply_timeout_s: float = Field(0.5, gt=0, description="Budget for applying a request's events (embedded); "
                                    "past it they wait in the retry backlog (they are on disk already).")
 
@@ -137,6 +139,8 @@ class Settings(BaseSettings):
                                                                "out to compare a new model with the served one.")
     promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "
                                                                   "NDCG@20 is more than this fraction below.")
+    models_keep: int = Field(5, ge=1, description="Model versions kept on disk after a promotion, newest first "
+                                                 "(the promoted one always among them); older ones are deleted.")
     retrain_interval_s: float | None = Field(None, gt=0, description="Embedded mode: `vitrine serve` retrains "
                                                                     "(and gates) this often; unset: never.")
     shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where named datasets (Taobao) are read from.")

@@ -38,10 +38,6 @@ class TemplateError(ValueError):
 class Template:
     parts: tuple[str | tuple[str, str | None], ...]  # literal text, or (field, inline fallback)
 
-    @property
-    def fields(self) -> set[str]:
-        return {p[0] for p in self.parts if isinstance(p, tuple)}
-
     def render(self, values: Mapping[str, str | None], defaults: Mapping[str, str], *, as_html: bool) -> str:
         out: list[str] = []
         for part in self.parts:

@@ -81,6 +81,3 @@ class TrendingReader:
                 self._cached = self._clock.merge(current, previous, now, TOP)
                 self._fetched_at = now
         return self._cached
-
-    def invalidate(self) -> None:
-        self._fetched_at = float("-inf")

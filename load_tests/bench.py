@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import uvloop
 from redis.asyncio import Redis
@@ -39,8 +38,8 @@ from engine.importer import ImportReport, read_events, read_items
 from engine.redis_server import free_port, start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
-from load_tests.bench_stream import Http, measure_freshness
-from load_tests.httpload import LoadResult, run_load
+from load_tests.bench_stream import measure_freshness
+from load_tests.httpload import Http, LoadResult, run_load
 from models.als import ALSParams
 from models.datasets import write_online_retail
 from models.train import TrainConfig, train_from_rows
@@ -131,11 +130,8 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if Http(port).ready():
+            return
         time.sleep(0.2)
     raise RuntimeError("server not ready in time")
 

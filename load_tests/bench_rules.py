@@ -29,11 +29,12 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import httpx  # noqa: E402
+import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from engine.redis_server import free_port, start_redis  # noqa: E402
 from engine.settings import Settings  # noqa: E402
+from load_tests.httpload import Http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "bench-admin-key"
@@ -64,7 +65,7 @@ def prepare(data_dir: Path, redis_url: str, event_lines: int) -> list[str]:
     return visitors
 
 
-def timed(http: httpx.Client, series: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+def timed(http: Http, series: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     """Sequential requests, the series interleaved one request at a time so that the noise of a
     shared machine falls on all of them alike."""
     samples: dict[str, list[float]] = {name: [] for name in series}
@@ -72,10 +73,10 @@ def timed(http: httpx.Client, series: dict[str, list[str]]) -> dict[str, dict[st
     for i in range(-min(200, rounds), rounds):  # negative rounds warm up
         for name, paths in series.items():
             started = time.perf_counter()
-            r = http.get(paths[i])
+            status, body = http.request("GET", paths[i])
             elapsed = time.perf_counter() - started
-            if r.status_code != 200:
-                raise SystemExit(f"{paths[i]}: {r.status_code} {r.text[:200]}")
+            if status != 200:
+                raise SystemExit(f"{paths[i]}: {status} {body[:200]!r}")
             if i >= 0:
                 samples[name].append(elapsed)
     out = {}
@@ -86,11 +87,11 @@ def timed(http: httpx.Client, series: dict[str, list[str]]) -> dict[str, dict[st
     return out
 
 
-def exposure_memory(http: httpx.Client, redis_url: str, visitors: list[str]) -> dict[str, float]:
+def exposure_memory(http: Http, redis_url: str, visitors: list[str]) -> dict[str, float]:
     """A typical visitor: one content block seen, three recommendation strips of 10 items on
     three pages (with the experiment's recommendation id), one click."""
     for v in visitors:
-        body = http.get("/v1/recommendations", params={"placement": "home", "visitor_id": v}).json()
+        body = http.call("GET", f"/v1/recommendations?placement=home&visitor_id={v}")[1]
         rid = body["recommendation_id"]
         items = [{"item_id": i["item_id"]} for i in body["items"]]
         events = [{"event_id": f"{v}-b", "type": "block_impression", "visitor_id": v,
@@ -99,9 +100,9 @@ def exposure_memory(http: httpx.Client, redis_url: str, visitors: list[str]) -> 
                     "properties": {"block_id": "reco:home", "recommendation_id": rid}} for page in range(3)]
         events.append({"event_id": f"{v}-c", "type": "recommendation_click", "visitor_id": v,
                        "item_id": items[0]["item_id"], "properties": {"recommendation_id": rid}})
-        r = http.post("/v1/events", json={"events": events})
-        if r.status_code != 200:
-            raise SystemExit(f"events: {r.status_code} {r.text[:300]}")
+        status, answer = http.request("POST", "/v1/events", orjson.dumps({"events": events}))
+        if status != 200:
+            raise SystemExit(f"events: {status} {answer[:300]!r}")
     client = redis.Redis.from_url(redis_url)
     sizes = [client.memory_usage(f"x:{{{v}}}", samples=0) or 0 for v in visitors]
     profiles = [client.memory_usage(f"v:{{{v}}}", samples=0) or 0 for v in visitors]
@@ -133,37 +134,31 @@ def main(argv: list[str] | None = None) -> int:
             api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:app_factory", "--factory",
                                     "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                                     "--log-level", "warning"], env=env, cwd=ROOT)
-            base = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=base, timeout=10, headers={"X-API-Key": ADMIN_KEY}) as http:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if http.get("/ready").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the API did not become ready")
-                    time.sleep(0.2)
-                n = args.requests
-                people = [visitors[i % len(visitors)] for i in range(n)]
-                # The README's rules, plus a placement with home's chain and no rules, served by
-                # the same process in the same run.
-                rules_file.write_text(readme_rules().replace(
-                    "placements:\n", "placements:\n  home_plain:\n    scenarios: [for_you, trending, popular]\n", 1))
-                reloaded = http.post("/v1/admin/rules/reload")
-                if reloaded.status_code != 200:
-                    raise SystemExit(f"rules reload: {reloaded.text[:500]}")
-                results = timed(http, {
-                    "noop_health": ["/health"] * n,
-                    "home_no_rules": [f"/v1/recommendations?placement=home_plain&visitor_id={v}" for v in people],
-                    "home_readme_rules": [f"/v1/recommendations?placement=home&visitor_id={v}" for v in people],
-                    "blocks_home_top": [f"/v1/blocks/home_top?visitor_id={v}" for v in people],
-                })
-                noop_p99 = results["noop_health"]["p99_ms"]
-                ratios = {name: results[name]["p99_ms"] / noop_p99
-                          for name in ("home_no_rules", "home_readme_rules", "blocks_home_top")}
-                memory = exposure_memory(http, server.url, visitors[:200])
+            http = Http(port, headers={"X-API-Key": ADMIN_KEY})
+            deadline = time.monotonic() + 60
+            while not http.ready():
+                if time.monotonic() > deadline:
+                    raise SystemExit("the API did not become ready")
+                time.sleep(0.2)
+            n = args.requests
+            people = [visitors[i % len(visitors)] for i in range(n)]
+            # The README's rules, plus a placement with home's chain and no rules, served by
+            # the same process in the same run.
+            rules_file.write_text(readme_rules().replace(
+                "placements:\n", "placements:\n  home_plain:\n    scenarios: [for_you, trending, popular]\n", 1))
+            status, answer = http.request("POST", "/v1/admin/rules/reload")
+            if status != 200:
+                raise SystemExit(f"rules reload: {answer[:500]!r}")
+            results = timed(http, {
+                "noop_health": ["/health"] * n,
+                "home_no_rules": [f"/v1/recommendations?placement=home_plain&visitor_id={v}" for v in people],
+                "home_readme_rules": [f"/v1/recommendations?placement=home&visitor_id={v}" for v in people],
+                "blocks_home_top": [f"/v1/blocks/home_top?visitor_id={v}" for v in people],
+            })
+            noop_p99 = results["noop_health"]["p99_ms"]
+            ratios = {name: results[name]["p99_ms"] / noop_p99
+                      for name in ("home_no_rules", "home_readme_rules", "blocks_home_top")}
+            memory = exposure_memory(http, server.url, visitors[:200])
         finally:
             if api is not None:
                 api.terminate()

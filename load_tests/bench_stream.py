@@ -5,7 +5,7 @@
   back until the item is in the response. Embedded mode applies before answering, so its first
   response already shows it; in Kafka mode the event goes API -> broker -> worker -> Redis.
 - Events/s per worker: the first N events of a real clickstream (the Taobao UserBehavior stream
-  sample from ``../shared/data`` or ``$VITRINE_SHARED_DATA_DIR`` when present: views, carts, favourites as views, purchases;
+  sample from ``../shared/data`` or ``$VITRINE_SHARED_DATA_DIR`` when present: views, carts, favourites (``add_to_wishlist``), purchases;
   otherwise Online Retail II orders, which are purchases of ~20 lines each), moved in time so the
   last one is now (trending counters are written too), are put on a fresh topic; then one
   ``vitrine worker`` is started and we time how fast the events' fingerprints appear in Redis. The
@@ -47,7 +47,8 @@ from engine.redis_server import free_port, start_redis
 from engine.replay import delete_profiles
 from engine.runtime import Engine
 from engine.settings import Settings
-from load_tests.sessions import TAOBAO_STREAM, TAOBAO_TYPES
+from load_tests.httpload import Http
+from load_tests.sessions import TAOBAO_TYPES
 from models.datasets import write_online_retail
 from streaming.devstack import TansuBroker, VitrineProcess, tansu_binary
 from streaming.topics import ensure_topics
@@ -57,7 +58,7 @@ _COUNT_SCRIPT = "local n = 0 for i = 1, #KEYS do n = n + redis.call('HLEN', KEYS
 
 
 
-def run_bench(settings: Settings, *, samples: int, events: int, out_dir: Path, taobao: Path = TAOBAO_STREAM) -> int:
+def run_bench(settings: Settings, *, samples: int, events: int, out_dir: Path, taobao: Path) -> int:
     started = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -133,19 +134,6 @@ async def _load_catalogue(url: str, items: list) -> None:
 # ----------------------------------------------------------------------------- freshness
 
 
-class Http:
-    """One keep-alive connection: what a site's backend would hold."""
-
-    def __init__(self, port: int) -> None:
-        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-
-    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        self._conn.request(method, path, body=body, headers=headers)
-        response = self._conn.getresponse()
-        return response.status, orjson.loads(response.read())
-
-
 def _wait_ready(port: int, process: VitrineProcess, timeout_s: float = 60) -> Http:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -155,7 +143,7 @@ def _wait_ready(port: int, process: VitrineProcess, timeout_s: float = 60) -> Ht
             client = Http(port)
             if client.call("GET", "/health")[0] == 200:
                 return client
-        except OSError:
+        except (OSError, http.client.HTTPException):
             time.sleep(0.1)
     raise RuntimeError("vitrine serve did not start")
 

@@ -4,17 +4,51 @@ sending its next request when the previous answer is in, for a fixed time.
 Why not Locust here: its per-request overhead in Python (~1 ms with 20 users on these machines)
 would measure the client, not the server. This does the minimum on uvloop, so the ratio between
 two endpoints measured with it is the server's. Locust scenarios for realistic traffic live next
-to it in load_tests/.
+to it in load_tests/. ``Http`` is the benchmarks' plain client (standard library only, so the
+benchmarks run after a plain ``pip install -e .``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import orjson
+
+
+class Http:
+    """One keep-alive connection to 127.0.0.1: what a site's backend would hold."""
+
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self._headers = headers or {}
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {**self._headers, **({"content-type": "application/json"} if body is not None else {})}
+        try:
+            self._conn.request(method, path, body=body, headers=headers)
+            response = self._conn.getresponse()
+            return response.status, response.read()
+        except Exception:
+            self._conn.close()  # else http.client refuses every later request on this connection
+            raise
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        """(status, the JSON answer)."""
+        status, raw = self.request(method, path, body)
+        return status, orjson.loads(raw)
+
+    def ready(self) -> bool:
+        """The server answers ``/ready`` with 200 (False while it is starting)."""
+        try:
+            return self.request("GET", "/ready")[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
 
 
 @dataclass

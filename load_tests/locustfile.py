@@ -5,7 +5,7 @@
 
 Each simulated visitor replays one real journey (see load_tests/sessions.py): it lands on the
 home page (for-you list), then for each real event posts it and asks for the page's lists as a
-shop would: a product view asks for "similar" (and sometimes "recently viewed"), a cart add for
+shop would: a product view or a favourite asks for "similar" (and sometimes "recently viewed"), a cart add for
 "bought together", a purchase for the home page again. When the journey ends, a new visitor
 starts the next one. At the end the run fails (exit code 1) if any endpoint's p99 exceeds
 ``--slo-p99-ms`` or its error rate exceeds ``--slo-error-rate``.
@@ -114,7 +114,7 @@ class ShopVisitor(FastHttpUser):
         step = self.journey.steps[self.step]
         self.step += 1
         self._post(step.event_type, step.item_id)
-        if step.event_type == "product_view":
+        if step.event_type in ("product_view", "add_to_wishlist"):
             self._recommend("product", item_id=step.item_id)
             if self.step % 3 == 0:
                 self._recommend("recent")

@@ -1,7 +1,8 @@
 """Real visitor journeys to replay: the Taobao stream sample when present, else the demo shop.
 
 The Taobao UserBehavior stream sample (Alibaba Tianchi, research use; never committed) is read
-from the shared data folder; its users' events, in time order, become journeys. Where it is
+from the shared data folder (``VITRINE_SHARED_DATA_DIR``); its users' events, in time order, become
+journeys, with the event types ``vitrine evaluate`` gives them (a favourite is ``add_to_wishlist``). Where it is
 absent, journeys are made from the demo shop's real orders (Online Retail II): each order's items
 viewed, then bought.
 """
@@ -11,18 +12,20 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
 import random
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.datasets import ONLINE_RETAIL, PRODUCT_CODE
+from engine.settings import Settings
+from models.datasets import ONLINE_RETAIL, PRODUCT_CODE, TAOBAO_TYPES
 
-SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-TAOBAO_STREAM = SHARED_DATA / "taobao-userbehavior" / "UserBehavior_stream_sample_20171126.csv.gz"
-TAOBAO_TYPES = {"pv": "product_view", "fav": "product_view", "cart": "add_to_cart", "buy": "purchase"}
+TAOBAO_STREAM_SAMPLE = "taobao-userbehavior/UserBehavior_stream_sample_20171126.csv.gz"
+
+
+def taobao_stream(settings: Settings | None = None) -> Path:
+    return (settings or Settings()).shared_data_dir / TAOBAO_STREAM_SAMPLE
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Journey:
     steps: tuple[Step, ...]
 
 
-def taobao_journeys(path: Path = TAOBAO_STREAM) -> list[Journey]:
+def taobao_journeys(path: Path) -> list[Journey]:
     users: dict[str, list[tuple[int, Step]]] = defaultdict(list)
     with io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -68,12 +71,13 @@ def demo_journeys(limit: int = 5000, seed: int = 11) -> list[Journey]:
 def load_journeys(dataset: str = "auto") -> tuple[str, list[Journey]]:
     """(name of the source used, journeys). ``auto``: Taobao if present, else the demo shop."""
     if dataset in ("auto", "taobao"):
-        if TAOBAO_STREAM.exists():
-            return "taobao", taobao_journeys()
+        path = taobao_stream()
+        if path.exists():
+            return "taobao", taobao_journeys(path)
         if dataset == "taobao":
-            raise FileNotFoundError(f"Taobao stream sample not found at {TAOBAO_STREAM} "
+            raise FileNotFoundError(f"Taobao stream sample not found at {path} "
                                     "(set VITRINE_SHARED_DATA_DIR); use --dataset demo")
-        print(f"Taobao stream sample not found at {TAOBAO_STREAM}: replaying the demo shop's orders instead")
+        print(f"Taobao stream sample not found at {path}: replaying the demo shop's orders instead")
     return "demo", demo_journeys()
 
 

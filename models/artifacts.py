@@ -30,7 +30,6 @@ class Artifact:
     item_ids: list[str]
     user_ids: list[str]
     item_factors: np.ndarray  # float32 (items, factors)
-    user_factors: np.ndarray  # float32 (users, factors)
     user_items: csr_matrix  # the confidences the users were trained on (for fold-in)
     similar_index: np.ndarray  # int32 (items, K), -1 padded
     similar_score: np.ndarray
@@ -60,7 +59,6 @@ def save(artifact: Artifact, models_dir: Path) -> Path:
     np.savez(
         tmp / "arrays.npz",
         item_factors=artifact.item_factors.astype(np.float32),
-        user_factors=artifact.user_factors.astype(np.float32),
         similar_index=artifact.similar_index,
         similar_score=artifact.similar_score,
         complement_index=artifact.complement_index,
@@ -84,7 +82,6 @@ def load(path: Path) -> Artifact:
         item_ids=ids["items"],
         user_ids=ids["users"],
         item_factors=arrays["item_factors"],
-        user_factors=arrays["user_factors"],
         user_items=load_npz(path / "user_items.npz").tocsr(),
         similar_index=arrays["similar_index"],
         similar_score=arrays["similar_score"],

@@ -54,7 +54,6 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
         item_ids=matrix.item_ids,
         user_ids=matrix.user_ids,
         item_factors=np.asarray(als.item_factors, dtype=np.float32),
-        user_factors=np.asarray(als.user_factors, dtype=np.float32),
         user_items=matrix.user_items,
         similar_index=similar_index,
         similar_score=similar_score,

@@ -4,11 +4,14 @@ The profile update itself is ``EventApplier.apply``, the very code the embedded 
 exactly-once by event id, so re-applying after a crash or a rebalance changes nothing. Here we only
 decide what to do when applying fails:
 
-- the infrastructure failed (Redis unreachable, contention, the dead-letter topic not acking):
+- the infrastructure failed (Redis unreachable, or refusing writes: out of memory, a failing
+  snapshot, a read-only replica, a busy script; contention; the dead-letter topic not acking):
   wait and retry the same records, forever. The offsets are not committed meanwhile, so a worker
-  killed in that state loses nothing.
-- the record itself is bad (not a valid event, or its processing raises): it goes to the
-  dead-letter topic with the error, and the rest of the batch (and partition) moves on.
+  killed in that state loses nothing. Any Redis error counts: they all say something about the
+  server, none about the event.
+- the record itself is bad (not a valid event, or its processing raises, e.g. ``CorruptProfile``
+  for an unreadable stored profile): it goes to the dead-letter topic with the error, and the
+  rest of the batch (and partition) moves on.
 """
 
 from __future__ import annotations
@@ -20,15 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import RedisError
 
 from engine.apply import ApplyContention, ApplyStats, EventApplier
 from engine.events import Event
 
 log = logging.getLogger(__name__)
-TRANSIENT: tuple[type[BaseException], ...] = (
-    ConnectionError, TimeoutError, BusyLoadingError, OSError, ApplyContention, KafkaError, asyncio.TimeoutError,
-)
+TRANSIENT: tuple[type[BaseException], ...] = (RedisError, OSError, ApplyContention, KafkaError, asyncio.TimeoutError)
 MAX_BACKOFF_S = 5.0
 T = TypeVar("T")
 

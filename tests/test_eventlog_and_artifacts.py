@@ -66,7 +66,7 @@ def test_fsync_is_group_committed(tmp_path: Path) -> None:
 def tiny_artifact() -> Artifact:
     return Artifact(
         item_ids=["a", "b"], user_ids=["v:1"], item_factors=np.ones((2, 4), np.float32),
-        user_factors=np.ones((1, 4), np.float32), user_items=csr_matrix(np.ones((1, 2), np.float32)),
+        user_items=csr_matrix(np.ones((1, 2), np.float32)),
         similar_index=np.array([[1], [0]], np.int32), similar_score=np.ones((2, 1), np.float32),
         complement_index=np.array([[1], [0]], np.int32), complement_score=np.ones((2, 1), np.float32),
         popularity=np.array([2.0, 1.0], np.float32), meta={"data": {"events": 2}},
@@ -95,3 +95,13 @@ def test_versions_promotion_and_pruning(tmp_path: Path) -> None:
         assert "missing" in str(exc)
     else:
         raise AssertionError("promoting a missing version must fail")
+
+
+def test_artifacts_written_with_user_factors_still_load(tmp_path: Path) -> None:
+    """Earlier versions also saved the ALS user factors (nothing read them): those still load."""
+    path = artifacts.save(tiny_artifact(), tmp_path)
+    assert "user_factors" not in np.load(path / "arrays.npz").files
+    old = dict(np.load(path / "arrays.npz"))
+    np.savez(path / "arrays.npz", user_factors=np.ones((1, 4), np.float32), **old)
+    loaded = artifacts.load(path)
+    assert loaded.item_ids == ["a", "b"] and loaded.item_factors.shape == (2, 4)

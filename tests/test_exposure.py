@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine.events import Event
-from engine.exposure import MAX_BLOCKS, Exposure, fold, item_hash, minute, parse_recommendation_id
+from engine.exposure import MAX_BLOCKS, MAX_EXPERIMENTS, Exposure, fold, item_hash, minute, parse_recommendation_id
 
 T0 = datetime(2026, 12, 10, 12, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0
@@ -19,8 +19,9 @@ def event(kind: str, ts: float, **fields: Any) -> Event:
                  **fields)  # type: ignore[arg-type]
 
 
-def apply(x: Exposure, e: Event) -> list[tuple[str, str, float]]:
-    return fold(x, e, PRICES.get, retention_s=30 * 86400, attribution_s=86400)
+def apply(x: Exposure, e: Event, known: tuple[str, ...] = ("e1.b", "home-test.b")) -> list[tuple[str, str, float]]:
+    return fold(x, e, PRICES.get, retention_s=30 * 86400, attribution_s=86400,
+                known=lambda experiment, arm: f"{experiment}.{arm}" in known)
 
 
 def impression(ts: float, block: str = "b1", items: tuple[str, ...] = (), rid: str | None = None) -> Event:
@@ -96,3 +97,24 @@ def test_encode_decode_round_trip_and_size() -> None:
     assert len(raw) < 180, len(raw)
     many = Exposure(items=[(i, 100 + i // 300) for i in range(700)])
     assert Exposure.decode(many.encode()) == many  # runs longer than 255 split cleanly
+
+
+def test_arms_the_rules_cannot_assign_count_nothing_and_leave_no_state() -> None:
+    x = Exposure()
+    forged = [impression(T0 + i, block="reco:home", items=("m1",), rid=f"abcd.fake-{i}.b") for i in range(50)]
+    assert all(apply(x, e) == [] for e in forged)
+    assert apply(x, event("recommendation_click", T0 + 60, item_id="m1",
+                          properties={"recommendation_id": "abcd.e1.nope"})) == []
+    assert x.experiments == {} and x.clicks == {}
+    assert len(x.items) == 50  # what was shown still feeds anti-repetition
+    bought = event("purchase", T0 + 120, item_id="m1", price=3.0)
+    assert apply(x, bought) == []  # nothing to attribute to
+
+
+def test_a_visitors_experiment_state_is_bounded() -> None:
+    x = Exposure()
+    names = tuple(f"exp{i}.b" for i in range(MAX_EXPERIMENTS + 5))
+    for i, name in enumerate(names):
+        apply(x, impression(T0 + i, block="reco:home", rid=f"abcd.{name}"), known=names)
+    assert len(x.experiments) == MAX_EXPERIMENTS and "exp0" not in x.experiments
+    assert f"exp{MAX_EXPERIMENTS + 4}" in x.experiments

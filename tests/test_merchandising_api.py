@@ -462,3 +462,24 @@ def test_exposure_keys_only_for_visitors_who_saw_or_clicked_something(app_with_r
                          {"event_id": "p-5", "type": "block_impression", "visitor_id": "buyer",
                           "properties": {"block_id": "hello"}}])
     assert store.get("x:{buyer}") == b"{}\n"  # consent withdrawn: what was shown is forgotten too
+
+
+def test_forged_recommendation_ids_create_no_counters(app_with_rules: tuple[TestClient, Path],
+                                                      shop: dict[str, Any]) -> None:
+    client, path = app_with_rules
+    assert reload_rules(client, path, EXPERIMENT).status_code == 200
+    forged = [f"0123456789abcdef.forged-{i}.x" for i in range(300)] + ["0123456789abcdef.home-test.zz"]
+    post_events(client, [{"event_id": f"f-{i}", "type": "block_impression", "visitor_id": "forger",
+                          "properties": {"block_id": "reco:home", "recommendation_id": rid}}
+                         for i, rid in enumerate(forged)])
+    post_events(client, [{"event_id": "f-click", "type": "recommendation_click", "visitor_id": "forger",
+                          "item_id": "22086", "properties": {"recommendation_id": forged[0]}}])
+    store = redis.Redis.from_url(shop["redis_url"])
+    assert list(store.scan_iter("xp:*")) == []
+    assert (store.get("x:{forger}") or b"{}\n") == b"{}\n"  # no per-experiment state either
+    real = recs(client, visitor_id="forger", n=2)["recommendation_id"]
+    post_events(client, [{"event_id": "f-real", "type": "block_impression", "visitor_id": "forger",
+                          "items": [{"item_id": "22086"}],
+                          "properties": {"block_id": "reco:home", "recommendation_id": real}}])
+    assert [k.decode() for k in store.scan_iter("xp:*")] == [f"xp:{real.split('.')[1]}"]
+    store.close()

@@ -40,10 +40,10 @@ GOOD = TrainConfig(weights=WEIGHTS, als=ALSParams(factors=8, iterations=5), blen
 BAD = TrainConfig(weights=WEIGHTS, als=ALSParams(factors=8, iterations=5), blend={"popularity": 1.0})
 
 
-def gate(rows: list[Interaction], config: TrainConfig, models_dir: Path):  # noqa: ANN201
+def gate(rows: list[Interaction], config: TrainConfig, models_dir: Path, keep: int | None = None):  # noqa: ANN201
     serve = OfflineRanker(EMPTY, ProfileConfig(weights=WEIGHTS), exclude_seen=True, exclude_purchased=True)
     return train_and_gate(rows, config, models_dir, serve, protocol=Protocol(test_span_s=0, ks=(10, 20)),
-                          holdout=0.2, tolerance=0.02)
+                          holdout=0.2, tolerance=0.02, keep=keep)
 
 
 def test_a_worse_model_is_kept_out_and_both_scores_are_recorded(tmp_path: Path,
@@ -85,3 +85,19 @@ def test_too_little_data_to_compare_still_trains(tmp_path: Path) -> None:
     assert artifacts.current_version(tmp_path) == artifact.version
     with pytest.raises(ValueError, match="no interactions"):
         gate([Interaction(0.0, "v", None, "search", "a")], GOOD, tmp_path / "empty")
+
+
+def test_a_promotion_deletes_all_but_the_newest_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = iter(f"20260101T00000{n}Z-00000{n}" for n in range(10))  # one second apart: their order is known
+    monkeypatch.setattr(artifacts, "new_version", lambda: next(names))
+    rows = shop(days=6)
+    first, _ = gate(rows, GOOD, tmp_path, keep=1)
+    worse, decision = gate(rows, BAD, tmp_path, keep=1)
+    assert not decision.promoted
+    assert artifacts.versions(tmp_path) == [first.version, worse.version]  # no promotion, nothing deleted
+    third, decision = gate(rows, GOOD, tmp_path, keep=2)
+    assert decision.promoted
+    assert artifacts.versions(tmp_path) == [worse.version, third.version]
+    assert artifacts.current_version(tmp_path) == third.version
+    fourth, decision = gate(rows, GOOD, tmp_path, keep=1)
+    assert decision.promoted and artifacts.versions(tmp_path) == [fourth.version]

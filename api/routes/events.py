@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import is_admin, require_site, untrusted_customer
 from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
+from api.query import json_body
 from api.responses import ApiError, json_response
 from engine.events import Event, FieldError, Rejection, validate_event
 from engine.ingest import SinkUnavailable
@@ -19,13 +19,7 @@ router = APIRouter()
 
 def _parse(body: bytes, max_batch: int) -> tuple[list[Any], bool]:
     """The raw events and whether they came as a batch."""
-    if not body.strip():
-        raise ApiError(400, "empty body: send one event object or {\"events\": [...]}",
-                       [{"field": "body", "message": "is empty"}])
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", [{"field": "body", "message": "is not valid JSON"}]) from None
+    payload = json_body(body, "one event object or {\"events\": [...]}")
     if isinstance(payload, dict) and "events" in payload:
         extra = sorted(set(payload) - {"events"})
         if extra:

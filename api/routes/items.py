@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
 from api.auth import require_admin, require_site
+from api.query import json_body
 from api.responses import ApiError, json_response
 from engine.catalog import Item, delete_items, upsert_items
 from engine.events import ID_PATTERN
+from engine.field_path import field_errors
 
 router = APIRouter()
 MAX_ITEMS = 10_000
 
 
-def _json_body(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", [{"field": "body", "message": "is not valid JSON"}]) from None
-
-
-def _list_field(payload: Any, name: str) -> list[Any]:
+def _list_field(body: bytes, name: str) -> list[Any]:
+    payload = json_body(body, f"{{\"{name}\": [...]}}")
     if not isinstance(payload, dict) or not isinstance(payload.get(name), list):
         raise ApiError(422, f"send {{\"{name}\": [...]}}", [{"field": name, "message": "must be a list"}])
     values = payload[name]
@@ -34,20 +30,23 @@ def _list_field(payload: Any, name: str) -> list[Any]:
     return values
 
 
-@router.put("/v1/items", dependencies=[Depends(require_admin)])
-async def put_items(request: Request) -> Response:
-    """Upsert items. Atomic: one invalid item rejects the request (a half-applied catalogue
-    change is worse for a merchandiser than a clear error to fix)."""
-    raw_items = _list_field(_json_body(await request.body()), "items")
+def _validate(raw_items: list[Any]) -> tuple[list[Item], list[dict[str, str]]]:
     items: list[Item] = []
     errors: list[dict[str, str]] = []
     for index, raw in enumerate(raw_items):
         try:
             items.append(Item.model_validate(raw))
         except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                loc = "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in err["loc"])
-                errors.append({"field": f"items[{index}]{loc}", "message": err["msg"]})
+            errors += field_errors(exc, prefix=f"items[{index}]")
+    return items, errors
+
+
+@router.put("/v1/items", dependencies=[Depends(require_admin)])
+async def put_items(request: Request) -> Response:
+    """Upsert items. Atomic: one invalid item rejects the request (a half-applied catalogue
+    change is worse for a merchandiser than a clear error to fix)."""
+    raw_items = _list_field(await request.body(), "items")
+    items, errors = await asyncio.to_thread(_validate, raw_items)  # 10k items: ~50 ms, off the loop
     if errors:
         raise ApiError(422, f"{len(errors)} invalid field(s); nothing was stored", errors)
     engine = request.app.state.engine
@@ -58,7 +57,7 @@ async def put_items(request: Request) -> Response:
 
 @router.delete("/v1/items", dependencies=[Depends(require_admin)])
 async def remove_items(request: Request) -> Response:
-    ids = _list_field(_json_body(await request.body()), "item_ids")
+    ids = _list_field(await request.body(), "item_ids")
     bad = [i for i, v in enumerate(ids) if not isinstance(v, str) or not v]
     if bad:
         raise ApiError(422, "item_ids must be non-empty strings",

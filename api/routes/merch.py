@@ -15,6 +15,7 @@ from api.responses import ApiError, json_response
 from engine import experiments
 from engine.blocks import UnknownSlot
 from engine.events import ID_PATTERN
+from engine.field_path import field_errors
 from engine.exposure import experiment_key
 from engine.recommend import RecoRequest, UnknownPlacement
 from engine.catalog import CATEGORY_PATTERN
@@ -93,8 +94,7 @@ async def preview(request: Request) -> Response:
     try:
         body = PreviewRequest.model_validate_json(await request.body())
     except ValidationError as exc:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-                  for e in exc.errors(include_url=False)]
+        errors = field_errors(exc)
         raise ApiError(422, "invalid preview request: " + "; ".join(f"{e['field']}: {e['message']}"
                                                                     for e in errors), errors) from None
     engine = request.app.state.engine

@@ -129,3 +129,56 @@ def test_the_fetch_wait_setting_reaches_the_worker_consumer(tmp_path: Path, redi
         assert consumer._fetch_max_wait_ms == 7  # what AIOKafkaConsumer.start() gives its Fetcher
 
     asyncio.run(run())
+
+
+def test_a_redis_refusing_writes_is_waited_out_not_dead_lettered(tmp_path: Path, redis_url: str) -> None:
+    """OOM (like MISCONF, READONLY, BUSY) is a ResponseError about the server, not the event."""
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, redis_url), redis_url, serve_models=False)
+        admin = redis.asyncio.Redis.from_url(redis_url)
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", 1)
+        dead = Collected()
+        try:
+            processing = asyncio.create_task(BatchProcessor(engine.applier, dead, first_backoff_s=0.02).process(
+                [Record(view("e-1", "v-oom", "85123A"))]))
+            await asyncio.sleep(0.3)
+            assert not processing.done() and dead.dead == []
+            await admin.config_set("maxmemory", 0)
+            result = await asyncio.wait_for(processing, 30)
+            assert (result.applied, dead.dead) == (1, [])
+            assert (await stored_visitor(redis_url, "v-oom"))["si"] == ["85123A"]
+        finally:
+            await admin.config_set("maxmemory", 0)
+            await admin.aclose()
+            await engine.redis.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_worker_counts_experiments_of_its_rules_file_only(tmp_path: Path, redis_url: str) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("experiments:\n  home-test:\n    placement: home\n    variants:\n"
+                     "      - {name: a, weight: 1}\n      - {name: b, weight: 1}\n")
+
+    def shown(event_id: str, rid: str) -> bytes:
+        now = time.time()
+        return orjson.dumps({"event_id": event_id, "type": "block_impression", "visitor_id": "v-x", "ts": now,
+                             "rt": now, "properties": {"block_id": "reco:home", "recommendation_id": rid}})
+
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, redis_url, rules_file=rules), redis_url, serve_models=False)
+        await engine.start()
+        try:
+            dead = Collected()
+            result = await BatchProcessor(engine.applier, dead).process(
+                [Record(shown("x-1", "abc.home-test.a")), Record(shown("x-2", "abc.invented.a")),
+                 Record(shown("x-3", "abc.home-test.invented"))])
+            assert (result.applied, dead.dead) == (3, [])
+            counters = await engine.redis.zrange("xp:home-test", 0, -1, withscores=True)
+            assert counters == [(b"a:impressions", 1.0), (b"a:visitors", 1.0)]
+            assert await engine.redis.exists("xp:invented") == 0
+        finally:
+            await engine.stop()
+
+    asyncio.run(run())
