@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
@@ -31,9 +32,7 @@ def _make_sink(settings: Settings, engine: Engine) -> EventSink:
 
         return KafkaSink(settings)
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
-    sink = EmbeddedSink(event_log, engine.applier, timeout_s=settings.apply_timeout_s)
-    engine.extra_poll.append(sink.retry_backlog)
-    return sink
+    return EmbeddedSink(event_log, engine.applier, timeout_s=settings.apply_timeout_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,6 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   for err in exc.errors()]
         error = invalid_request(errors)
         return error_response(error.status_code, error.message, error.errors)
+
+    @app.exception_handler(RedisError)
+    async def _redis_error(request: Request, exc: RedisError) -> Response:
+        """Routes that need Redis (admin, catalogue) when it is down or hung: the request can be
+        retried, nothing is wrong with it. Site routes degrade instead and never get here."""
+        log.warning("%s %s: redis unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(503, f"Redis is unavailable, retry later ({type(exc).__name__})",
+                               [{"field": "redis", "message": "unavailable"}], headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -11,8 +11,9 @@
     vitrine bench [--seconds --connections --workers 1 2]
     vitrine check-rules rules.yaml    validate a merchandising rules file
 
-Without ``VITRINE_REDIS_URL`` each command starts (and stops) a local redis-server that keeps
-its data in ``$VITRINE_DATA_DIR/redis``: that is the embedded default.
+Without ``VITRINE_REDIS_URL`` the commands of one data dir share a local redis-server that keeps
+its data in ``$VITRINE_DATA_DIR/redis``, started by the first and stopped by the last: that is the
+embedded default.
 """
 
 from __future__ import annotations
@@ -32,23 +33,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from engine.settings import Settings  # noqa: E402
 
-log = logging.getLogger("vitrine")
 
 
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[str]:
-    """The configured Redis, or a local one started for the duration of the command."""
+    """The configured Redis, else the data dir's own redis-server: the one already running for
+    another command (e.g. `vitrine serve`), or one started now and stopped by its last user."""
     if settings.redis_url:
         yield settings.redis_url
         return
-    from engine.redis_server import start_redis  # noqa: PLC0415
+    from engine.redis_server import managed_redis  # noqa: PLC0415
 
-    server = start_redis(settings.redis_dir, persist=True)
-    log.info("started redis-server on 127.0.0.1:%d (data in %s)", server.port, settings.redis_dir)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with managed_redis(settings.redis_dir) as url:
+        yield url
 
 
 def ensure_admin_key(settings: Settings) -> str:

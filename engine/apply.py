@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 
 from engine import exposure, keys
 from engine.events import Event
-from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode, fold_event
+from engine.profiles import (CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode, fold_event,
+                             stale, withdrawn)
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
@@ -150,6 +151,8 @@ class EventApplier:
                         raw = customers[cid].old
                         loaded[cid] = CustomerProfile.decode(raw)
                     customer = loaded[cid]
+                if stale(visitor, customer):  # what this cookie was shown goes with its behaviour
+                    shown = exposure.Exposure()
                 applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
                 visitor = applied.visitor
                 if applied.customer is not None and applied.customer_id:
@@ -161,13 +164,14 @@ class EventApplier:
                         for item, weight in applied.trending:
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
-                if event.type in exposure.EVENTS and visitor.consent is not False:
+                forgotten = withdrawn(visitor, loaded.get(cid) if cid else None)
+                if event.type in exposure.EVENTS and not forgotten:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)
                     for key, member, incr in counters:  # same zset-increment path as trending
                         total = plan.trending.get((key, member), (0.0, 0))[0] + incr
                         plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
-                elif visitor.consent is False:
+                elif forgotten:  # what the person was shown and clicked goes with the rest
                     shown = exposure.Exposure()
                 plan.done.append(event)
                 plan.fps.append(fp)

@@ -20,7 +20,7 @@ from engine.affinity import affinity_below, affinity_owner, relative
 from engine.catalog import Catalogue
 from engine.experiments import in_control_group
 from engine.exposure import Exposure, minute
-from engine.profiles import CustomerProfile, VisitorProfile, visit_items
+from engine.profiles import CustomerProfile, VisitorProfile, visit_items, withdrawn
 from engine.recommend import Recommender, RecoRequest
 from engine.rules_live import RulesSnapshot
 from engine.rules_schema import Block, Cap, Condition
@@ -166,7 +166,9 @@ class BlockPicker:
         extra = (keys.exposure(visitor_id),) if visitor_id else ()
         visitor, customer, cid, _, raw, degraded = await self._reco.read(request, False, extra)
         exposure = Exposure.decode(raw[0] if raw else None)
-        if in_control_group(snap.rules.control_group, visitor_id or customer_id):
+        if withdrawn(visitor, customer):
+            visitor, customer, cid = VisitorProfile(consent=False), None, None  # nothing about them is used
+        elif in_control_group(snap.rules.control_group, visitor_id or customer_id):
             visitor, customer, cid = VisitorProfile(), None, None  # the non-personalised baseline
         person = Person(visitor, customer, cid, now, self._timeout)
         block, skipped = choose(snap, slot, person, exposure)

@@ -1,7 +1,15 @@
-"""The durable event history as training rows for models/."""
+"""The durable event history as training rows for models/.
+
+A person who withdrew consent is left out, as the profiles forget them (``engine.profiles``): their
+events up to their last withdrawal, and those after it until they grant consent again. "Them" is the
+cookie that withdrew and the customer it named or was linked to, with every cookie of that customer.
+A withdrawal also removes what came before it, so the rows are held until the history is read
+(training sorts them all anyway) and filtered then: one pass, for the log and the Kafka topic alike.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +20,54 @@ from models.interactions import Interaction
 TRAINABLE = frozenset({"product_view", "add_to_cart", "add_to_wishlist", "purchase", "recommendation_click"})
 
 
+class Consent:
+    """Who withdrew, seen in history order: for each person ("v:<visitor>", "c:<customer>") who ever
+    withdrew, the index of their first row kept (None while still withdrawn)."""
+
+    def __init__(self) -> None:
+        self.kept_from: dict[str, int | None] = {}
+        self.linked: dict[str, str] = {}  # visitor -> the customer it belongs to by now
+        self.customers: defaultdict[str, set[str]] = defaultdict(set)  # visitor -> every customer it was
+        self._seen: set[str] = set()  # consent event ids: a retried one must not count again
+
+    def see(self, event: dict[str, Any], rows: int) -> None:
+        """Note the event; ``rows``: how many rows the history gave before it."""
+        visitor, customer = event["visitor_id"], event.get("customer_id")
+        if customer:
+            self.linked[visitor] = customer
+            self.customers[visitor].add(customer)
+        if event.get("type") != "consent" or event["event_id"] in self._seen:
+            return
+        self._seen.add(event["event_id"])
+        people = [f"v:{visitor}"] + ([f"c:{c}"] if (c := customer or self.linked.get(visitor)) else [])
+        granted = (event.get("properties") or {}).get("granted") is True
+        for person in people:
+            if not granted:
+                self.kept_from[person] = None
+            elif person in self.kept_from and self.kept_from[person] is None:
+                self.kept_from[person] = rows
+
+    def keeps(self, index: int, row: Interaction) -> bool:
+        """Whether row number ``index`` may be trained on: after every concerned person's return."""
+        people = [f"v:{row.visitor_id}", *(f"c:{c}" for c in self.customers.get(row.visitor_id, ()))]
+        if row.customer_id:
+            people.append(f"c:{row.customer_id}")
+        for person in people:
+            if person in self.kept_from:
+                start = self.kept_from[person]
+                if start is None or index < start:
+                    return False
+        return True
+
+
 def interactions(events: Iterable[dict[str, Any]]) -> Iterator[Interaction]:
-    """Each logged event once (the log may hold a retried event twice), one row per item."""
+    """Each logged event once (the log may hold a retried event twice), one row per item, without
+    the people who withdrew consent."""
     seen: set[str] = set()
+    rows: list[Interaction] = []
+    consent = Consent()
     for e in events:
+        consent.see(e, len(rows))
         if e.get("type") not in TRAINABLE or e["event_id"] in seen:
             continue
         seen.add(e["event_id"])
@@ -23,8 +75,12 @@ def interactions(events: Iterable[dict[str, Any]]) -> Iterator[Interaction]:
         lines = e.get("items") or [{"item_id": e.get("item_id"), "quantity": e.get("quantity") or 1}]
         for line in lines:
             if line.get("item_id"):
-                yield Interaction(e["ts"], e["visitor_id"], e.get("customer_id"), e["type"],
-                                  line["item_id"], int(line.get("quantity") or 1), basket)
+                rows.append(Interaction(e["ts"], e["visitor_id"], e.get("customer_id"), e["type"],
+                                        line["item_id"], int(line.get("quantity") or 1), basket))
+    if not consent.kept_from:
+        yield from rows
+        return
+    yield from (row for index, row in enumerate(rows) if consent.keeps(index, row))
 
 
 def interactions_from_log(log_dir: Path) -> Iterator[Interaction]:

@@ -9,7 +9,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from engine import keys
-from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles import CustomerProfile, VisitorProfile, current
 
 
 class KeyReader(Protocol):
@@ -84,4 +84,4 @@ async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_
     customer = None
     if customer_id and raw_customer:
         customer = CustomerProfile.decode(raw_customer)
-    return visitor, customer, customer_id, replies
+    return current(visitor, customer), customer, customer_id, replies

@@ -77,5 +77,6 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "brand_affinity": _affinity(c.brand_affinity),
             "devices": c.visitors,
             "traits": c.traits,
+            "consent": c.consent,
         }
     return out

@@ -78,6 +78,7 @@ class VisitorProfile:
     revenue: float = 0.0
     customer_id: str | None = None
     consent: bool | None = None
+    withdrawals: int = 0  # the customer's withdrawals this cookie's behaviour is forgotten up to
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "visits": "n", "session_start": "s",
@@ -85,7 +86,7 @@ class VisitorProfile:
         "last_visit_items": "lv", "cart": "ct", "cart_updated": "cu",
         "category_affinity": "ca", "brand_affinity": "ba", "price_mean": "pm",
         "price_weight": "pw", "purchases": "p", "orders": "o", "revenue": "r",
-        "customer_id": "c", "consent": "k",
+        "customer_id": "c", "consent": "k", "withdrawals": "w",
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -117,11 +118,14 @@ class CustomerProfile:
     brand_affinity: dict[str, float] = field(default_factory=dict)
     visitors: list[str] = field(default_factory=list)
     traits: dict[str, str] = field(default_factory=dict)
+    consent: bool | None = None  # False: withdrawn on one of the person's devices
+    withdrawals: int = 0  # how many times consent was withdrawn: the cookies' behaviour until then is gone
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "orders": "o", "revenue": "r",
         "first_order": "fo", "last_order": "lo", "purchases": "p", "recent_items": "ri",
         "category_affinity": "ca", "brand_affinity": "ba", "visitors": "v", "traits": "t",
+        "consent": "k", "withdrawals": "w",
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -399,15 +403,24 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     elif c is None:
         c = CustomerProfile()
     ts = event.ts
+    v = current(v, c)
 
     if event.type == "consent":
-        granted = bool(event.properties.get("granted"))
-        if not granted:
-            # Withdrawn consent: keep only the fact, forget the behaviour.
-            v = VisitorProfile(first_seen=v.first_seen or ts, last_seen=max(v.last_seen, ts), consent=False)
-            return Applied(v, None, None, [])
+        if not event.properties.get("granted"):
+            # Withdrawn: the person's behaviour goes, from the cookie and from the customer it is
+            # linked to (which holds what all their devices did; the other cookies' own behaviour
+            # goes by ``current``). Only the fact stays, with the link, so that a later grant from
+            # this cookie lifts it for the customer too.
+            v = forget(v, ts, consent=False)
+            v.customer_id = customer_id
+            if c is not None:
+                v.withdrawals += 1
+                c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals)
+            return Applied(v, c, customer_id, [])
         v.consent = True
-    elif v.consent is False:
+        if c is not None:
+            c.consent = True
+    elif withdrawn(v, c):  # on this cookie, or on another device of the customer: nothing is profiled
         return Applied(v, None, None, [])
 
     _touch_visit(v, ts, cfg)
@@ -469,6 +482,35 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
             v.revenue = round(v.revenue + revenue, 2)
         v.cart_updated = ts
     return Applied(v, c, customer_id, [t for t in trending if t[1] > 0])
+
+
+def forget(v: VisitorProfile, ts: float, *, consent: bool | None) -> VisitorProfile:
+    """What a cookie keeps once its person withdrew consent: when it was seen, the choice and
+    the customer it belongs to; no behaviour."""
+    return VisitorProfile(first_seen=v.first_seen or ts, last_seen=max(v.last_seen, ts), consent=consent,
+                          customer_id=v.customer_id, withdrawals=v.withdrawals)
+
+
+def stale(v: VisitorProfile, c: CustomerProfile | None) -> bool:
+    """The customer withdrew consent (on any device) since this cookie's behaviour was recorded."""
+    return c is not None and v.withdrawals < c.withdrawals
+
+
+def current(v: VisitorProfile, c: CustomerProfile | None) -> VisitorProfile:
+    """The cookie as it may be used with customer ``c``: a withdrawal on another device forgets
+    this cookie's behaviour too, even if the cookie has not been seen since (and so was not
+    rewritten), and even once consent is granted again."""
+    if c is None or not stale(v, c):
+        return v
+    forgotten = forget(v, v.last_seen, consent=v.consent)
+    forgotten.withdrawals = c.withdrawals
+    return forgotten
+
+
+def withdrawn(v: VisitorProfile, c: CustomerProfile | None) -> bool:
+    """The person withdrew consent, on this cookie or (as a customer) on another device: no
+    personalisation from anything stored about them, nothing profiled until they grant it again."""
+    return v.consent is False or (c is not None and c.consent is False)
 
 
 def visit_items(v: VisitorProfile, now: float, timeout_s: float) -> tuple[list[str], list[str]]:

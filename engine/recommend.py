@@ -23,7 +23,7 @@ from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder
 from engine.profile_store import CoalescingReader, load_profiles_with
-from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles import CustomerProfile, VisitorProfile, withdrawn
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
 from engine.rules_stage import apply_rules, pool_size
@@ -101,11 +101,14 @@ class Recommender:
         repetition = eff.repetition if arm.personalised and req.visitor_id else None
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
         visitor, customer, customer_id, trend, raw, degraded = await self.read(req, "trending" in eff.chain, extra)
-        if not arm.personalised:  # the control group: what a first-time anonymous visitor gets
-            visitor, customer, customer_id = VisitorProfile(), None, None
+        # The control group, and whoever withdrew consent, get what a first-time anonymous visitor
+        # gets: no profile, and no model row (the last training may predate the withdrawal).
+        personal = arm.personalised and not withdrawn(visitor, customer)
+        if not personal:
+            visitor, customer, customer_id, repetition = VisitorProfile(), None, None, None
         pool = pool_size(eff, req.n)
         ctx = Context(
-            visitor_id=req.visitor_id if arm.personalised else None,
+            visitor_id=req.visitor_id if personal else None,
             customer_id=customer_id,
             visitor=visitor,
             customer=customer,

@@ -32,15 +32,19 @@ SENTINEL_SCHEME = "redis+sentinel://"
 def connect(url: str, *, timeout_s: float | None = None) -> Redis:
     """A URL redis-py reads (``redis://``, ``rediss://``, ``unix://``), or
     ``redis+sentinel://host:26379[,host:26379...]/<master name>[/<db>]`` for a primary managed by
-    Redis Sentinel: redis-py asks the sentinels where the primary is and follows a failover."""
-    options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s or 2.0,
+    Redis Sentinel: redis-py asks the sentinels where the primary is and follows a failover.
+
+    ``timeout_s`` bounds every command: without it a Redis that accepts the connection but never
+    answers would hold the caller (poll loop, admin route, worker) forever."""
+    connect_s = min(timeout_s or 2.0, 2.0)
+    options = {"socket_timeout": timeout_s, "socket_connect_timeout": connect_s,
                "health_check_interval": 30, "max_connections": 256}
     if url.startswith(SENTINEL_SCHEME):
         hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
         master, _, db = path.partition("/")
         sentinels = [(host, int(port or 26379)) for host, _, port in (h.partition(":") for h in hosts.split(","))]
-        return Sentinel(sentinels, socket_connect_timeout=2.0).master_for(master or "mymaster", db=int(db or 0),
-                                                                          **options)
+        sentinel = Sentinel(sentinels, socket_connect_timeout=connect_s, socket_timeout=timeout_s)
+        return sentinel.master_for(master or "mymaster", db=int(db or 0), **options)
     return Redis.from_url(url, **options)
 
 
@@ -56,7 +60,7 @@ class Engine:
         no model."""
         self.settings = settings
         self.serve_models = serve_models
-        self.redis = connect(redis_url)
+        self.redis = connect(redis_url, timeout_s=settings.redis_socket_timeout_s)
         self.catalogue = CatalogueCache(self.redis, prepare=lambda c: self._prepare(self.models.current, c))
         self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))
         self.trending_clock = TrendingClock(settings.trending_half_life_s)
@@ -78,7 +82,6 @@ class Engine:
                                        self.rules)
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s)
         self._poller: asyncio.Task[None] | None = None
-        self.extra_poll: list = []  # async callables run on each poll tick (e.g. backlog retry)
         self._frozen: tuple[object, ...] = ()
 
     async def start(self) -> None:
@@ -140,11 +143,6 @@ class Engine:
         while True:
             await asyncio.sleep(self.settings.model_poll_s)
             await self.refresh()
-            for hook in self.extra_poll:
-                try:
-                    await hook()
-                except Exception:  # noqa: BLE001
-                    log.exception("background hook failed")
 
     async def stop(self) -> None:
         if self._poller is not None:

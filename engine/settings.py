@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
                                    "marked degraded.")
+    redis_socket_timeout_s: float = Field(5.0, gt=0, description="Longest any Redis command may wait for "
+                                          "an answer (a hung Redis then fails the call instead of "
+                                          "stalling the poll loop, admin routes and workers).")
     apply_timeout_s: float = Field(0.5, gt=0, description="Budget for applying a request's events (embedded); "
                                    "past it they wait in the retry backlog (they are on disk already).")
 

@@ -38,6 +38,18 @@ def start(args: list[str], data_dir: Path) -> tuple[int, subprocess.Popen[str]]:
     return port, proc
 
 
+def wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.2)
+
+
 def test_import_reports_bad_rows_loads_good_ones_and_is_idempotent(tmp_path: Path, redis_url: str) -> None:
     items = tmp_path / "items.csv"
     items.write_text("item_id,title,category,brand,price,in_stock\n"
@@ -90,15 +102,7 @@ def test_import_and_train_say_what_is_wrong(tmp_path: Path, redis_url: str) -> N
 def test_serve_starts_its_own_redis_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port, proc = start(["serve"], tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
+        wait_healthy(port, proc)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("redis-server" in " ".join(c.cmdline()) for c in children)
         ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()

@@ -16,6 +16,7 @@ from engine.profiles import (
     ProfileConfig,
     VisitorProfile,
     apply_event,
+    current,
     encode,
     fold_event,
     history_items,
@@ -131,6 +132,27 @@ def test_withdrawn_consent_forgets_behaviour_and_stops_profiling() -> None:
     v, _ = fold([ev("consent", T0 + 4, properties={"granted": True}), ev("product_view", T0 + 5, item_id="lamp")],
                 visitor=v.to_json())
     assert v.consent is True and v.session_items == ["lamp"]
+
+
+def test_a_withdrawal_forgets_the_customer_and_its_other_cookies_even_after_a_new_grant() -> None:
+    laptop, alice = fold([ev("login", T0, "laptop", customer_id="alice", properties={"first_name": "Alice"}),
+                          ev("purchase", T0 + 1, "laptop", item_id="lamp")])
+    phone, alice = fold([ev("login", T0 + 2, "phone", customer_id="alice"),
+                         ev("product_view", T0 + 3, "phone", item_id="mug1")], customer=alice.to_json())
+    laptop, alice = fold([ev("consent", T0 + 4, "laptop", properties={"granted": False})],
+                         visitor=laptop.to_json(), customer=alice.to_json())
+    assert alice == CustomerProfile(last_seen=T0 + 4, consent=False, withdrawals=1)
+    assert laptop == VisitorProfile(first_seen=T0, last_seen=T0 + 4, customer_id="alice", consent=False,
+                                    withdrawals=1)
+    assert current(phone, alice).session_items == [] and current(phone, None) == phone  # not seen since
+    _, alice = fold([ev("consent", T0 + 5, "laptop", properties={"granted": True})],
+                    visitor=laptop.to_json(), customer=alice.to_json())
+    phone, alice = fold([ev("product_view", T0 + 6, "phone", item_id="mug2")],
+                        visitor=phone.to_json(), customer=alice.to_json())
+    assert phone.session_items == ["mug2"] and alice.recent_items == ["mug2"]  # mug1 stays forgotten
+    tablet, alice = fold([ev("product_view", T0 + 7, "tablet", item_id="lamp"),  # first linked after: clean
+                          ev("login", T0 + 8, "tablet", customer_id="alice")], customer=alice.to_json())
+    assert tablet.session_items == [] and alice.recent_items == ["mug2"] and tablet.withdrawals == 1
 
 
 def test_trending_weights_follow_event_types() -> None:

@@ -1,0 +1,74 @@
+"""Training rows leave out the people who withdrew consent, as their profiles do (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.history import interactions
+
+T0 = 1_700_000_000.0
+
+
+def ev(event_id: str, type_: str, visitor: str, customer: str | None = None, **fields: Any) -> dict[str, Any]:
+    event = {"event_id": event_id, "type": type_, "visitor_id": visitor, "ts": T0 + len(event_id), **fields}
+    if customer:
+        event["customer_id"] = customer
+    return event
+
+
+def view(event_id: str, visitor: str, item: str, customer: str | None = None) -> dict[str, Any]:
+    return ev(event_id, "product_view", visitor, customer, item_id=item)
+
+
+def consent(event_id: str, visitor: str, granted: bool, customer: str | None = None) -> dict[str, Any]:
+    return ev(event_id, "consent", visitor, customer, properties={"granted": granted})
+
+
+def trained(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(row.visitor_id, row.item_id) for row in interactions(events)]
+
+
+def test_events_before_the_last_withdrawal_are_dropped_and_after_a_grant_kept() -> None:
+    assert trained([
+        view("1", "v1", "a"), view("2", "other", "b"),
+        consent("3", "v1", False),
+        view("4", "v1", "c"),  # not profiled while withdrawn: not trained either
+        consent("5", "v1", True), view("6", "v1", "d"),
+        consent("7", "v1", False),  # withdrawn again: what came before goes, grant or not
+        view("8", "v1", "e"), consent("9", "v1", True), view("10", "v1", "f"),
+    ]) == [("other", "b"), ("v1", "f")]
+
+
+def test_a_person_still_withdrawn_is_left_out_entirely() -> None:
+    assert trained([view("1", "v1", "a"), consent("2", "v1", True), consent("3", "v1", False),
+                    view("4", "v1", "b")]) == []
+
+
+def test_a_withdrawal_covers_every_cookie_of_the_customer() -> None:
+    events = [
+        view("1", "laptop", "a"), ev("2", "login", "laptop", "alice"), view("3", "laptop", "b", "alice"),
+        view("4", "phone", "c"), ev("5", "login", "phone", "alice"),  # the phone's anonymous view too
+        view("6", "stranger", "d"),
+        consent("7", "laptop", False),  # linked by the login: alice goes, on both cookies
+        view("8", "phone", "e"),
+    ]
+    assert trained(events) == [("stranger", "d")]
+    # a grant on the phone lifts alice (the phone trains again); the laptop's own choice stays
+    assert trained([*events, consent("9", "phone", True), view("10", "phone", "f"), view("11", "laptop", "g")]) == [
+        ("stranger", "d"), ("phone", "f")]
+
+
+def test_a_withdrawal_naming_the_customer_covers_its_cookies() -> None:
+    assert trained([view("1", "phone", "a", "alice"), consent("2", "kiosk", False, customer="alice"),
+                    view("3", "tablet", "b")]) == [("tablet", "b")]
+
+
+def test_a_retried_withdrawal_does_not_undo_a_grant_and_rows_stay_deduplicated() -> None:
+    assert trained([view("1", "v1", "a"), consent("2", "v1", False), consent("3", "v1", True),
+                    view("4", "v1", "b"), consent("2", "v1", False), view("4", "v1", "b")]) == [("v1", "b")]
+
+
+def test_without_withdrawals_every_row_is_kept_in_order() -> None:
+    events = [view("1", "v1", "a"), consent("2", "v1", True),
+              ev("3", "purchase", "v2", items=[{"item_id": "x", "quantity": 2}, {"item_id": "y"}])]
+    assert trained(events) == [("v1", "a"), ("v2", "x"), ("v2", "y")]
