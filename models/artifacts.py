@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,11 @@ def promote(models_dir: Path, version: str) -> None:
     os.replace(tmp, models_dir / CURRENT)
 
 
-def prune(models_dir: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` versions, never the current one."""
-    current = current_version(models_dir)
-    old = [v for v in versions(models_dir)[:-keep] if v != current] if keep > 0 else []
+def prune(models_dir: Path, keep: int, protect: Collection[str] = ()) -> list[str]:
+    """Delete all but the newest ``keep`` versions, never the current one nor those in ``protect``
+    (the roll-back target: newer versions may all be models the gate rejected)."""
+    spared = {current_version(models_dir), *protect}
+    old = [v for v in versions(models_dir)[:-keep] if v not in spared] if keep > 0 else []
     for name in old:
         shutil.rmtree(models_dir / name, ignore_errors=True)
     return old

@@ -67,7 +67,7 @@ def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir:
                    serve: Callable[[Artifact], Ranker], *, protocol: Protocol, holdout: float,
                    tolerance: float, keep: int | None = None) -> tuple[Artifact, Decision]:
     """``keep``: after a promotion, delete all but the newest ``keep`` versions (never the served
-    one); None keeps them all."""
+    one, nor the one it replaced); None keeps them all."""
     rows = sorted(rows, key=lambda r: r.ts)
     if not any(config.weights.get(r.event_type, 0.0) > 0 for r in rows):
         raise ValueError("no interactions to train on: import or send some events first")
@@ -103,7 +103,7 @@ def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir:
     log.info("model %s %s: %s", artifact.version, "promoted" if decision.promoted else "NOT promoted",
              decision.reason)
     if decision.promoted and keep is not None:
-        removed = artifacts.prune(models_dir, keep)
+        removed = artifacts.prune(models_dir, keep, protect=[current] if current else [])
         if removed:
             log.info("deleted %d old model versions: %s", len(removed), ", ".join(removed))
     return artifact, decision

@@ -95,9 +95,10 @@ def test_a_promotion_deletes_all_but_the_newest_versions(tmp_path: Path, monkeyp
     worse, decision = gate(rows, BAD, tmp_path, keep=1)
     assert not decision.promoted
     assert artifacts.versions(tmp_path) == [first.version, worse.version]  # no promotion, nothing deleted
-    third, decision = gate(rows, GOOD, tmp_path, keep=2)
+    third, decision = gate(rows, GOOD, tmp_path, keep=1)
     assert decision.promoted
-    assert artifacts.versions(tmp_path) == [worse.version, third.version]
+    # the rejected one goes; the one third replaced stays as the roll-back target
+    assert artifacts.versions(tmp_path) == [first.version, third.version]
     assert artifacts.current_version(tmp_path) == third.version
     fourth, decision = gate(rows, GOOD, tmp_path, keep=1)
-    assert decision.promoted and artifacts.versions(tmp_path) == [fourth.version]
+    assert decision.promoted and artifacts.versions(tmp_path) == [third.version, fourth.version]
