@@ -1,4 +1,5 @@
-"""Reading (and erasing) stored profiles. Writes go through ``engine.apply`` only."""
+"""Reading stored profiles (a cookie forgotten by its customer's withdrawal reads as empty). Writes go
+through ``engine.apply`` only."""
 
 from __future__ import annotations
 
