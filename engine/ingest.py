@@ -17,6 +17,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from engine import tasks
 from engine.apply import ApplyContention, EventApplier
 from engine.eventlog import EventLog
 from engine.events import Event
@@ -192,9 +193,7 @@ class ApplyWriter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._idle.wait()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await tasks.stop(self._task)
         self._task = None
         if self._queued:
             log.error("shutting down with %d accepted events not applied to profiles (Redis did not answer "

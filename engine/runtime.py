@@ -7,7 +7,6 @@ the scale-out modes run exactly the same engine code.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -15,6 +14,7 @@ import time
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 
+from engine import tasks
 from engine.apply import EventApplier
 from engine.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
@@ -146,7 +146,5 @@ class Engine:
 
     async def stop(self) -> None:
         if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            await tasks.stop(self._poller)
         await self.redis.aclose()
