@@ -162,9 +162,9 @@ def train(settings: Settings) -> str:
         from engine.history import interactions  # noqa: PLC0415
         from streaming.topics import history  # noqa: PLC0415
 
-        rows = interactions(history(settings))
+        rows = interactions(history(settings), settings.consent_required)
     else:
-        rows = interactions_from_log(settings.log_dir)
+        rows = interactions_from_log(settings.log_dir, settings.consent_required)
     artifact, decision = gated_train(rows, settings)
     data = artifact.meta["data"]
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "

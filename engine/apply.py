@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 
 from engine import exposure, keys
 from engine.events import Event
-from engine.profiles import (CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode, fold_event,
-                             stale, withdrawn)
+from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode,
+                             fold_event, stale, withdrawn)
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
@@ -164,7 +164,7 @@ class EventApplier:
                         for item, weight in applied.trending:
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
-                forgotten = withdrawn(visitor, loaded.get(cid) if cid else None)
+                forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)
                 if event.type in exposure.EVENTS and not forgotten:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)
@@ -177,7 +177,9 @@ class EventApplier:
                 plan.fps.append(fp)
                 seen_in_batch.add(fp)
             if plan.done:
-                plan.cas[keys.visitor(vid)].new = encode(visitor)
+                new_visitor = encode(visitor)
+                if raw_visitor or new_visitor != EMPTY_PROFILE:  # no key for who is not profiled (opt-in)
+                    plan.cas[keys.visitor(vid)].new = new_visitor
                 for cid in changed:
                     plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
                                                         new=encode(loaded[cid]))

@@ -150,9 +150,10 @@ def choose(snap: RulesSnapshot, slot: str, person: Person, x: Exposure) -> tuple
 
 
 class BlockPicker:
-    def __init__(self, recommender: Recommender, session_timeout_s: float) -> None:
+    def __init__(self, recommender: Recommender, session_timeout_s: float, consent_required: bool = False) -> None:
         self._reco = recommender
         self._timeout = session_timeout_s
+        self._consent_required = consent_required
 
     async def pick(self, slot: str, visitor_id: str | None, customer_id: str | None = None,
                    item_id: str | None = None, snapshot: RulesSnapshot | None = None,
@@ -166,7 +167,7 @@ class BlockPicker:
         extra = (keys.exposure(visitor_id),) if visitor_id else ()
         visitor, customer, cid, _, raw, degraded = await self._reco.read(request, False, extra)
         exposure = Exposure.decode(raw[0] if raw else None)
-        if withdrawn(visitor, customer):
+        if withdrawn(visitor, customer, self._consent_required):
             visitor, customer, cid = VisitorProfile(consent=False), None, None  # nothing about them is used
         elif in_control_group(snap.rules.control_group, visitor_id or customer_id):
             visitor, customer, cid = VisitorProfile(), None, None  # the non-personalised baseline

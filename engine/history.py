@@ -5,6 +5,9 @@ events up to their last withdrawal, and those after it until they grant consent 
 cookie that withdrew and the customer it named or was linked to, with every cookie of that customer.
 A withdrawal also removes what came before it, so the rows are held until the history is read
 (training sorts them all anyway) and filtered then: one pass, for the log and the Kafka topic alike.
+Where consent is required
+(opt-in), a person's rows count only from a grant on: on the cookie or its customer, as the
+profiles fold them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ TRAINABLE = frozenset({"product_view", "add_to_cart", "add_to_wishlist", "purcha
 
 class Consent:
     """Who withdrew, seen in history order: for each person ("v:<visitor>", "c:<customer>") who ever
-    withdrew, the index of their first row kept (None while still withdrawn)."""
+    withdrew (or, when consent is ``required``, ever granted it), the index of their first row kept
+    (None while withdrawn)."""
 
-    def __init__(self) -> None:
+    def __init__(self, required: bool = False) -> None:
+        self.required = required
         self.kept_from: dict[str, int | None] = {}
         self.linked: dict[str, str] = {}  # visitor -> the customer it belongs to by now
         self.customers: defaultdict[str, set[str]] = defaultdict(set)  # visitor -> every customer it was
@@ -44,28 +49,31 @@ class Consent:
         for person in people:
             if not granted:
                 self.kept_from[person] = None
-            elif person in self.kept_from and self.kept_from[person] is None:
-                self.kept_from[person] = rows
+            elif self.kept_from.get(person, 0) is None or (self.required and person not in self.kept_from):
+                self.kept_from[person] = rows  # back from a withdrawal, or a first grant (opt-in)
 
     def keeps(self, index: int, row: Interaction) -> bool:
-        """Whether row number ``index`` may be trained on: after every concerned person's return."""
+        """Whether row number ``index`` may be trained on: after every concerned person's return
+        and, when consent is required, after a grant by one of them."""
         people = [f"v:{row.visitor_id}", *(f"c:{c}" for c in self.customers.get(row.visitor_id, ()))]
         if row.customer_id:
             people.append(f"c:{row.customer_id}")
+        granted = not self.required
         for person in people:
             if person in self.kept_from:
                 start = self.kept_from[person]
                 if start is None or index < start:
                     return False
-        return True
+                granted = True
+        return granted
 
 
-def interactions(events: Iterable[dict[str, Any]]) -> Iterator[Interaction]:
+def interactions(events: Iterable[dict[str, Any]], consent_required: bool = False) -> Iterator[Interaction]:
     """Each logged event once (the log may hold a retried event twice), one row per item, without
-    the people who withdrew consent."""
+    the people who withdrew consent (or, when it is required, had not granted it yet)."""
     seen: set[str] = set()
     rows: list[Interaction] = []
-    consent = Consent()
+    consent = Consent(consent_required)
     for e in events:
         consent.see(e, len(rows))
         if e.get("type") not in TRAINABLE or e["event_id"] in seen:
@@ -77,11 +85,11 @@ def interactions(events: Iterable[dict[str, Any]]) -> Iterator[Interaction]:
             if line.get("item_id"):
                 rows.append(Interaction(e["ts"], e["visitor_id"], e.get("customer_id"), e["type"],
                                         line["item_id"], int(line.get("quantity") or 1), basket))
-    if not consent.kept_from:
+    if not consent.kept_from and not consent_required:
         yield from rows
         return
     yield from (row for index, row in enumerate(rows) if consent.keeps(index, row))
 
 
-def interactions_from_log(log_dir: Path) -> Iterator[Interaction]:
-    return interactions(read_raw(log_dir))
+def interactions_from_log(log_dir: Path, consent_required: bool = False) -> Iterator[Interaction]:
+    return interactions(read_raw(log_dir), consent_required)

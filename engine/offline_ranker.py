@@ -11,6 +11,7 @@ the artifact. Only Redis is missing: profiles live in a dict for the duration of
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from engine.catalog import Catalogue
@@ -44,7 +45,11 @@ def events_from(rows: Sequence[Interaction]) -> Iterator[Event]:
 
 def fold_profiles(rows: Sequence[Interaction], lookup: ItemLookup, cfg: ProfileConfig
                   ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(visitor id -> stored profile, customer id -> stored profile) after these rows, in order."""
+    """(visitor id -> stored profile, customer id -> stored profile) after these rows, in order.
+
+    Rows are training rows, which leave out what consent did not allow (``engine.history``), and
+    carry no consent events: opt-in (``consent_required``) would fold nothing from them."""
+    cfg = replace(cfg, consent_required=False)
     visitors: dict[str, dict[str, Any]] = {}
     customers: dict[str, dict[str, Any]] = {}
     for event in events_from(rows):

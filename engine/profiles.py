@@ -53,6 +53,7 @@ class ProfileConfig:
     session_timeout_s: float = 1800
     affinity_half_life_s: float = 14 * 86400
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    consent_required: bool = False  # opt-in: nobody is profiled before granting consent
 
     def weight(self, event_type: str) -> float:
         return self.weights.get(event_type, 0.0)
@@ -204,6 +205,9 @@ def quantize(profile: "VisitorProfile | CustomerProfile") -> None:
 
 def encode(profile: "VisitorProfile | CustomerProfile") -> bytes:
     return msgpack.packb(profile.to_json())
+
+
+EMPTY_PROFILE = msgpack.packb({})
 
 
 class CorruptProfile(ValueError):
@@ -405,22 +409,22 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     ts = event.ts
     v = current(v, c)
 
+    if event.type == "consent" and not event.properties.get("granted"):
+        # Withdrawn: the person's behaviour goes, from the cookie and from the customer it is linked to (which
+        # holds what all their devices did; the other cookies' own behaviour goes by ``current``).
+        # Only the fact stays, with the link, so that a later grant from this cookie lifts it for
+        # the customer too.
+        v = forget(v, ts, consent=False)
+        v.customer_id = customer_id
+        if c is not None:
+            v.withdrawals += 1
+            c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals)
+        return Applied(v, c, customer_id, [])
     if event.type == "consent":
-        if not event.properties.get("granted"):
-            # Withdrawn: the person's behaviour goes, from the cookie and from the customer it is
-            # linked to (which holds what all their devices did; the other cookies' own behaviour
-            # goes by ``current``). Only the fact stays, with the link, so that a later grant from
-            # this cookie lifts it for the customer too.
-            v = forget(v, ts, consent=False)
-            v.customer_id = customer_id
-            if c is not None:
-                v.withdrawals += 1
-                c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals)
-            return Applied(v, c, customer_id, [])
         v.consent = True
         if c is not None:
             c.consent = True
-    elif withdrawn(v, c):  # on this cookie, or on another device of the customer: nothing is profiled
+    elif withdrawn(v, c, cfg.consent_required):  # withdrawn here or on another device, or not granted yet
         return Applied(v, None, None, [])
 
     _touch_visit(v, ts, cfg)
@@ -507,10 +511,13 @@ def current(v: VisitorProfile, c: CustomerProfile | None) -> VisitorProfile:
     return forgotten
 
 
-def withdrawn(v: VisitorProfile, c: CustomerProfile | None) -> bool:
-    """The person withdrew consent, on this cookie or (as a customer) on another device: no
-    personalisation from anything stored about them, nothing profiled until they grant it again."""
-    return v.consent is False or (c is not None and c.consent is False)
+def withdrawn(v: VisitorProfile, c: CustomerProfile | None, required: bool = False) -> bool:
+    """The person withdrew consent, on this cookie or (as a customer) on another device, or consent
+    is ``required`` (opt-in) and neither the cookie nor its customer granted it: no personalisation
+    from anything stored about them, nothing profiled until they grant it."""
+    if v.consent is False or (c is not None and c.consent is False):
+        return True
+    return required and v.consent is not True and (c is None or c.consent is not True)
 
 
 def visit_items(v: VisitorProfile, now: float, timeout_s: float) -> tuple[list[str], list[str]]:

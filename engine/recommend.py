@@ -101,9 +101,10 @@ class Recommender:
         repetition = eff.repetition if arm.personalised and req.visitor_id else None
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
         visitor, customer, customer_id, trend, raw, degraded = await self.read(req, "trending" in eff.chain, extra)
-        # The control group, and whoever withdrew consent, get what a first-time anonymous visitor
-        # gets: no profile, and no model row (the last training may predate the withdrawal).
-        personal = arm.personalised and not withdrawn(visitor, customer)
+        # The control group, and whoever withdrew consent (or has not granted it where it is
+        # required), get what a first-time anonymous visitor gets: no profile, and no model row
+        # (the last training may predate the withdrawal).
+        personal = arm.personalised and not withdrawn(visitor, customer, self._settings.consent_required)
         if not personal:
             visitor, customer, customer_id, repetition = VisitorProfile(), None, None, None
         pool = pool_size(eff, req.n)

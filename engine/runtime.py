@@ -51,7 +51,7 @@ def connect(url: str, *, timeout_s: float | None = None) -> Redis:
 def profile_config(settings: Settings) -> ProfileConfig:
     return ProfileConfig(session_timeout_s=settings.session_timeout_s,
                          affinity_half_life_s=settings.affinity_half_life_s,
-                         weights=dict(settings.event_weights))
+                         weights=dict(settings.event_weights), consent_required=settings.consent_required)
 
 
 class Engine:
@@ -80,7 +80,7 @@ class Engine:
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s)
         self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending,
                                        self.rules)
-        self.blocks = BlockPicker(self.recommender, settings.session_timeout_s)
+        self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         self._poller: asyncio.Task[None] | None = None
         self._frozen: tuple[object, ...] = ()
 

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(300, ge=0, description="How far ahead of the server clock an event may be.")
     log_fsync: bool = Field(True, description="fsync the event log before acknowledging (group commit).")
     log_segment_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    consent_required: bool = Field(False, description="Opt-in: a visitor is profiled only once they granted "
+                                   "consent (a consent event with granted true); false: until they withdraw it.")
 
     # --- transport ---
     kafka_brokers: str | None = Field(None, description="Set to run in scale-out mode through Kafka.")

@@ -72,3 +72,25 @@ def test_without_withdrawals_every_row_is_kept_in_order() -> None:
     events = [view("1", "v1", "a"), consent("2", "v1", True),
               ev("3", "purchase", "v2", items=[{"item_id": "x", "quantity": 2}, {"item_id": "y"}])]
     assert trained(events) == [("v1", "a"), ("v2", "x"), ("v2", "y")]
+
+
+def trained_opt_in(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(row.visitor_id, row.item_id) for row in interactions(events, consent_required=True)]
+
+
+def test_opt_in_keeps_a_persons_rows_only_from_their_grant() -> None:
+    assert trained_opt_in([
+        view("1", "v1", "a"), view("2", "never", "b"),
+        consent("3", "v1", True), view("4", "v1", "c"),
+        consent("5", "v1", False), view("6", "v1", "d"),  # a withdrawal still removes everything before it
+        consent("7", "v1", True), view("8", "v1", "e"),
+    ]) == [("v1", "e")]
+    assert trained_opt_in([view("1", "v1", "a")]) == []
+
+
+def test_opt_in_a_customers_grant_covers_their_cookies_from_then_on() -> None:
+    assert trained_opt_in([
+        view("1", "laptop", "a", "alice"), consent("2", "laptop", True, customer="alice"),
+        view("3", "laptop", "b"), view("4", "phone", "c", "alice"), view("5", "stranger", "d"),
+    ]) == [("laptop", "b"), ("phone", "c")]
+

@@ -182,3 +182,27 @@ def test_a_worker_counts_experiments_of_its_rules_file_only(tmp_path: Path, redi
             await engine.stop()
 
     asyncio.run(run())
+
+
+def test_a_worker_folds_consent_as_the_api_does(tmp_path: Path, redis_url: str) -> None:
+    """Opt-in reaches the worker through its settings."""
+    def event(event_id: str, visitor_id: str, **fields: object) -> Record:
+        now = time.time()
+        return Record(orjson.dumps({"event_id": event_id, "visitor_id": visitor_id, "ts": now, "rt": now,
+                                    "type": "product_view", **fields}))
+
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, redis_url, consent_required=True), redis_url, serve_models=False)
+        dead = Collected()
+        result = await BatchProcessor(engine.applier, dead).process([
+            event("o-1", "v-o", item_id="85123A"),
+            event("o-2", "v-o", type="consent", properties={"granted": True}),
+            event("o-3", "v-o", item_id="71053"),
+            event("n-1", "v-n", item_id="85123A"),
+        ])
+        assert (await engine.redis.exists(keys.visitor("v-n"))) == 0
+        await engine.redis.aclose()
+        assert (result.applied, dead.dead) == (4, [])
+        assert (await stored_visitor(redis_url, "v-o"))["si"] == ["71053"]
+
+    asyncio.run(run())
