@@ -54,6 +54,7 @@ class Event(BaseModel):
     ts: float
     rt: float
     properties: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    gpc: bool = False  # sent with Global Privacy Control (``Sec-GPC: 1``): the person opts out
 
     @field_validator("properties")
     @classmethod
@@ -138,11 +139,13 @@ def validate_event(
     visitor_id: str | None,
     now: float | None = None,
     max_future_skew_s: int = 300,
+    gpc: bool = False,
 ) -> Event | Rejection:
     """Turn one raw JSON value into an Event, or a Rejection that says which field is wrong.
 
     ``visitor_id`` is the id to use when the event carries none (the cookie, or a freshly issued
-    one); ``prefix`` is how the event is addressed in messages (``events[3]`` or empty).
+    one); ``prefix`` is how the event is addressed in messages (``events[3]`` or empty); ``gpc``:
+    the request came with Global Privacy Control, which no field of the event can undo.
     """
     now = time.time() if now is None else now
     if not isinstance(raw, dict):
@@ -163,6 +166,8 @@ def validate_event(
         errors.append(FieldError(field=field_path(("ts" if "ts" in raw else "rt",), prefix),
                                  message="is set by the server; send timestamp instead"))
     data["rt"] = now
+    if gpc:
+        data["gpc"] = True
     if data.get("visitor_id") is None and visitor_id is not None:
         data["visitor_id"] = visitor_id
     try:

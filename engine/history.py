@@ -5,7 +5,7 @@ events up to their last withdrawal, and those after it until they grant consent 
 cookie that withdrew and the customer it named or was linked to, with every cookie of that customer.
 A withdrawal also removes what came before it, so the rows are held until the history is read
 (training sorts them all anyway) and filtered then: one pass, for the log and the Kafka topic alike.
-Where consent is required
+An event sent with Global Privacy Control (``gpc``) is a withdrawal. Where consent is required
 (opt-in), a person's rows count only from a grant on: on the cookie or its customer, as the
 profiles fold them.
 """
@@ -41,11 +41,12 @@ class Consent:
         if customer:
             self.linked[visitor] = customer
             self.customers[visitor].add(customer)
-        if event.get("type") != "consent" or event["event_id"] in self._seen:
+        gpc = event.get("gpc") is True
+        if (event.get("type") != "consent" and not gpc) or event["event_id"] in self._seen:
             return
         self._seen.add(event["event_id"])
         people = [f"v:{visitor}"] + ([f"c:{c}"] if (c := customer or self.linked.get(visitor)) else [])
-        granted = (event.get("properties") or {}).get("granted") is True
+        granted = not gpc and (event.get("properties") or {}).get("granted") is True
         for person in people:
             if not granted:
                 self.kept_from[person] = None

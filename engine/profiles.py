@@ -409,8 +409,9 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     ts = event.ts
     v = current(v, c)
 
-    if event.type == "consent" and not event.properties.get("granted"):
-        # Withdrawn: the person's behaviour goes, from the cookie and from the customer it is linked to (which
+    if event.gpc or (event.type == "consent" and not event.properties.get("granted")):
+        # Withdrawn (or any event the browser sent with Global Privacy Control, whatever it says):
+        # the person's behaviour goes, from the cookie and from the customer it is linked to (which
         # holds what all their devices did; the other cookies' own behaviour goes by ``current``).
         # Only the fact stays, with the link, so that a later grant from this cookie lifts it for
         # the customer too.

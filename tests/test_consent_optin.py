@@ -1,5 +1,8 @@
-"""Opt-in consent (``VITRINE_CONSENT_REQUIRED``) through the HTTP API against a real Redis:
-nobody is profiled before a grant.
+"""Opt-in consent (``VITRINE_CONSENT_REQUIRED``) and Global Privacy Control, through the HTTP API
+against a real Redis.
+
+Opt-in: nobody is profiled before a grant. GPC: a request sent with ``Sec-GPC: 1`` withdraws
+consent for its visitor, whatever its events say.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tests.conftest import ADMIN
 from tests.test_consent_withdrawal import (RULES, assert_anonymous, consent, customer, greeting, personal,  # noqa: F401
                                            post, profile, reco)
 
+GPC = {"Sec-GPC": "1"}
 OPT_IN = pytest.mark.parametrize("settings_overrides", [True], indirect=True, ids=["opt-in"])
 
 
@@ -84,3 +88,37 @@ def test_opt_in_a_customers_grant_covers_their_devices_from_then_on(client: Test
     assert [i for i, _ in reco(client, "recent", visitor_id="phone")] == ["84991", "22423"]
     assert trained_on(client) == [("laptop", "22423"), ("phone", "84991")]
 
+
+def test_gpc_forgets_the_person_and_profiles_nothing(client: TestClient, customer: str, redis_url: str) -> None:
+    assert personal(reco(client, "home", visitor_id="laptop"))  # before: profiled (opt-out by default)
+    views(client, None, "other", ("o1", "22086"))
+
+    views(client, GPC, "laptop", ("l4", "22423"))
+
+    seen = profile(client, "laptop")
+    assert seen["visitor"]["consent"] is False and seen["visitor"]["session"]["items"] == []
+    assert seen["customer"]["consent"] is False and seen["customer"]["purchases"] == {}
+    assert_anonymous(client, "laptop")
+    assert_anonymous(client, "phone")  # the customer's other device too, as a withdrawal does
+    # the log records the choice, so replay, Kafka workers and training see the same thing
+    logged = {e["event_id"]: e.get("gpc", False) for e in read_raw(client.app.state.engine.settings.log_dir)}
+    assert logged["l4"] is True and logged["o1"] is False
+    assert trained_on(client) == [("other", "22086")]
+    assert profile(client, "other")["visitor"]["session"]["items"] == ["22086"]  # others are unaffected
+
+
+def test_a_gpc_request_never_grants_consent(client: TestClient) -> None:
+    views(client, None, "v1", ("a1", "22086"))
+    post(client, GPC, [{"event_id": "g1", "type": "consent", "visitor_id": "v1", "properties": {"granted": True},
+                        "gpc": False}])
+    views(client, {"Sec-GPC": "0"}, "v1", ("a2", "22423"))  # not an opt-out, but no grant either
+
+    seen = profile(client, "v1")["visitor"]
+    assert seen["consent"] is False and seen["session"]["items"] == []
+    assert_anonymous(client, "v1")
+    assert trained_on(client) == []
+
+    consent(client, "g2", "v1", True)  # without GPC, the person's own grant still counts
+    views(client, None, "v1", ("a3", "21232"))
+    assert [i for i, _ in reco(client, "recent", visitor_id="v1")] == ["21232"]
+    assert trained_on(client) == [("v1", "21232")]

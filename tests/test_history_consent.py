@@ -94,3 +94,11 @@ def test_opt_in_a_customers_grant_covers_their_cookies_from_then_on() -> None:
         view("3", "laptop", "b"), view("4", "phone", "c", "alice"), view("5", "stranger", "d"),
     ]) == [("laptop", "b"), ("phone", "c")]
 
+
+def test_an_event_sent_with_gpc_is_a_withdrawal_whatever_it_says() -> None:
+    events = [view("1", "v1", "a"), view("2", "other", "b"),
+              {**view("3", "v1", "c"), "gpc": True},
+              {**consent("4", "v1", True), "gpc": True},  # never a grant
+              view("5", "v1", "d")]
+    assert trained(events) == [("other", "b")]
+    assert trained([*events, consent("6", "v1", True), view("7", "v1", "e")]) == [("other", "b"), ("v1", "e")]

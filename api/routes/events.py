@@ -50,13 +50,14 @@ async def post_events(request: Request) -> Response:
         issued = new_visitor_id()
     now = time.time()
     admin = is_admin(request)
+    gpc = request.headers.get("sec-gpc", "").strip() == "1"  # Global Privacy Control: an opt-out
     accepted: list[tuple[int, Event]] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(raw_events):
         prefix = f"events[{index}]" if batch else ""
         token = raw.pop("customer_token", None) if isinstance(raw, dict) else None  # never validated nor logged
         result = validate_event(raw, index=index, prefix=prefix, visitor_id=cookie or issued, now=now,
-                                max_future_skew_s=settings.max_future_skew_s)
+                                max_future_skew_s=settings.max_future_skew_s, gpc=gpc)
         if isinstance(result, Event) and result.customer_id is not None and not admin:
             error = untrusted_customer(settings, result.customer_id, token)
             if error is not None:

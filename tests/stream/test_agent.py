@@ -185,7 +185,7 @@ def test_a_worker_counts_experiments_of_its_rules_file_only(tmp_path: Path, redi
 
 
 def test_a_worker_folds_consent_as_the_api_does(tmp_path: Path, redis_url: str) -> None:
-    """Opt-in reaches the worker through its settings."""
+    """Opt-in reaches the worker through its settings; GPC through the event itself."""
     def event(event_id: str, visitor_id: str, **fields: object) -> Record:
         now = time.time()
         return Record(orjson.dumps({"event_id": event_id, "visitor_id": visitor_id, "ts": now, "rt": now,
@@ -198,11 +198,15 @@ def test_a_worker_folds_consent_as_the_api_does(tmp_path: Path, redis_url: str) 
             event("o-1", "v-o", item_id="85123A"),
             event("o-2", "v-o", type="consent", properties={"granted": True}),
             event("o-3", "v-o", item_id="71053"),
+            event("g-1", "v-g", type="consent", properties={"granted": True}),
+            event("g-2", "v-g", item_id="85123A", gpc=True),
             event("n-1", "v-n", item_id="85123A"),
         ])
         assert (await engine.redis.exists(keys.visitor("v-n"))) == 0
         await engine.redis.aclose()
-        assert (result.applied, dead.dead) == (4, [])
+        assert (result.applied, dead.dead) == (6, [])
         assert (await stored_visitor(redis_url, "v-o"))["si"] == ["71053"]
+        opted_out = await stored_visitor(redis_url, "v-g")  # granted, then browsed with GPC on
+        assert opted_out["k"] is False and "si" not in opted_out and "n" not in opted_out
 
     asyncio.run(run())
