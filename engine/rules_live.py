@@ -17,6 +17,7 @@ import functools
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -208,7 +209,9 @@ class RulesHolder:
     """The live snapshot of this process, the last load error, and the file watch."""
 
     def __init__(self, path: Path | None, item_exists: Callable[[str], bool] | None = None,
-                 max_window_s: int | None = None) -> None:
+                 max_window_s: int | None = None, prepare: Callable[[RulesSnapshot], None] | None = None) -> None:
+        """``prepare`` runs on a new snapshot before it goes live (the engine compiles its
+        placements there, so the first requests after a change do not)."""
         self.path = path
         self.item_exists = item_exists
         self.max_window_s = max_window_s
@@ -216,9 +219,12 @@ class RulesHolder:
         self.errors: list[RulesError] = []
         self.error_at: float | None = None
         self._seen: str | None = None  # hash of the last bytes looked at, good or bad
+        self._prepare = prepare
+        self._lock = threading.Lock()  # the poll loop and the admin route may reload at once
 
     def reload(self, *, force: bool = False) -> bool:
-        """Load the file if it changed; True when a new version went live.
+        """Load the file if it changed; True when a new version went live. Blocking (file I/O,
+        parsing, ``prepare``): async callers run it in a thread.
 
         A file modified less than ``SETTLE_S`` ago is left for the next tick (unless ``force``):
         polling must not catch an editor or a deploy half-way through writing it, when a cut-off
@@ -226,15 +232,19 @@ class RulesHolder:
         """
         if self.path is None:
             return False
+        with self._lock:
+            return self._reload(self.path, force)
+
+    def _reload(self, path: Path, force: bool) -> bool:
         try:
-            before = self.path.stat()
+            before = path.stat()
             if not force and time.time() - before.st_mtime < SETTLE_S:
                 return False
-            text = self.path.read_bytes()
-            after = self.path.stat()
+            text = path.read_bytes()
+            after = path.stat()
         except OSError as exc:
             self._fail(version_of(str(exc).encode()),
-                       [RulesError(str(self.path), None, "", f"cannot read the rules file: {exc.strerror}")])
+                       [RulesError(str(path), None, "", f"cannot read the rules file: {exc.strerror}")])
             return False
         if (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size):
             return False  # written while we read: next tick
@@ -247,15 +257,20 @@ class RulesHolder:
             return False
         try:
             if not text.strip():
-                raise RulesInvalid([RulesError(str(self.path), None, "", "the rules file is empty (unset "
+                raise RulesInvalid([RulesError(str(path), None, "", "the rules file is empty (unset "
                                                "VITRINE_RULES_FILE to use the built-in rules)")])
-            snapshot = self.parse(text, str(self.path))
+            snapshot = self.parse(text, str(path))
         except RulesInvalid as exc:
             self._fail(seen, exc.errors)
             return False
+        if self._prepare is not None:
+            try:
+                self._prepare(snapshot)
+            except Exception:  # noqa: BLE001 - requests compile what they need themselves
+                log.exception("preparing rules %s failed", snapshot.version)
         self.current = snapshot  # the swap: one reference assignment
         self.errors, self.error_at = [], None
-        log.info("rules %s live from %s", snapshot.version, self.path)
+        log.info("rules %s live from %s", snapshot.version, path)
         return True
 
     def parse(self, text: bytes, source: str) -> RulesSnapshot:

@@ -21,7 +21,7 @@ from engine.catalog import Catalogue, CatalogueCache
 from engine.model import ModelHolder, ServedModel
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
-from engine.rules_live import RulesHolder
+from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.settings import Settings
 from engine.trending import TrendingClock, TrendingReader
 
@@ -77,7 +77,8 @@ class Engine:
             attribution_window_s=settings.attribution_window_s,
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
         )
-        self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s)
+        self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
+                                 prepare=self._prepare_rules)
         self.recommender = Recommender(self.redis, settings, self.models, self.catalogue, self.trending,
                                        self.rules)
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
@@ -96,7 +97,7 @@ class Engine:
             log.warning("catalogue refresh failed: %s", exc)
         # Workers too: experiment counters count only its arms. At start-up there is no
         # half-written file to wait out.
-        self.rules.reload(force=first)
+        await asyncio.to_thread(self.rules.reload, force=first)
         if not self.serve_models:
             return
         try:
@@ -133,6 +134,11 @@ class Engine:
         if model is not None:
             model.view(catalogue)
         self.rules.current.warm(model, catalogue, time.time())
+
+    def _prepare_rules(self, snapshot: RulesSnapshot) -> None:
+        """Run in a thread before new rules go live: compile them for the served model."""
+        if self.serve_models:
+            snapshot.warm(self.models.current, self.catalogue.current, time.time())
 
     def _item_exists(self, item_id: str) -> bool:
         """For rules validation: an item a pin names must be in the catalogue (if there is one)."""

@@ -199,3 +199,24 @@ def test_windows_cannot_outlast_the_impressions_kept() -> None:
     assert [(e.line, e.field, e.message) for e in info.value.errors] == [
         (1, "frequency.window", "6w is longer than impressions are kept (30d, VITRINE_EXPOSURE_RETENTION_S)")]
     assert load_rules(text.replace("6w", "4w"), "rules.yaml", None, max_window_s=30 * 86400).frequency
+
+
+def test_new_rules_are_prepared_before_they_go_live(tmp_path: Path) -> None:
+    """The engine compiles a new rules file's placements in ``prepare``, off the request path:
+    requests keep the old rules until the new ones are ready, and bad rules are never prepared."""
+    from engine.rules_live import RulesHolder, RulesSnapshot
+
+    path = tmp_path / "rules.yaml"
+    seen: list[tuple[str, str]] = []  # (snapshot being prepared, snapshot live meanwhile)
+    holder: RulesHolder
+
+    def prepare(snapshot: RulesSnapshot) -> None:
+        seen.append((snapshot.version, holder.current.version))
+
+    holder = RulesHolder(path, CATALOGUE.__contains__, prepare=prepare)
+    before = holder.current.version
+    path.write_text("placements:\n  home:\n    diversity: {max_per_category: 2}\n")
+    assert holder.reload(force=True)
+    path.write_text("placements:\n  home:\n    diversity: {max_per_categry: 2}\n")
+    assert not holder.reload(force=True) and holder.errors
+    assert seen == [(holder.current.version, before)]

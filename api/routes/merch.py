@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 import time
 from datetime import datetime, timezone
@@ -45,7 +47,7 @@ async def rules_reload(request: Request) -> Response:
     holder = request.app.state.engine.rules
     if holder.path is None:
         raise ApiError(409, "no rules file configured (set VITRINE_RULES_FILE)")
-    changed = holder.reload(force=True)
+    changed = await asyncio.to_thread(holder.reload, force=True)
     if holder.errors:
         raise _rules_error(f"rules file rejected, still serving {holder.current.version}", holder.errors)
     return json_response({**holder.status(), "changed": changed})
