@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
+                              ResponseError, TryAgainError)
 
 from engine import exposure, keys
 from engine.events import Event
@@ -39,6 +41,21 @@ def fingerprint(event_id: str) -> bytes:
 
 class ApplyContention(RuntimeError):
     """Other writers kept changing the same profiles; retrying later is the answer."""
+
+
+# Redis refusing or unable to serve for now, whatever the data: worth waiting out.
+_SERVER_STATE = (OutOfMemoryError, ReadOnlyError, NoScriptError, TryAgainError, ClusterDownError)
+_SERVER_STATE_CODES = ("BUSY", "MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether applying may succeed later: Redis is down, slow, busy or refusing writes, or other
+    writers kept changing the same profiles. An error about the stored data itself (``WRONGTYPE``
+    on a key that is not a profile, a ``CorruptProfile``) fails the same way every time, so
+    retrying it would hold every later event behind it for ever."""
+    if isinstance(exc, ResponseError):
+        return isinstance(exc, _SERVER_STATE) or str(exc).startswith(_SERVER_STATE_CODES)
+    return isinstance(exc, (RedisError, OSError, TimeoutError, ApplyContention))
 
 
 @dataclass

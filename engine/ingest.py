@@ -15,18 +15,15 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.exceptions import RedisError
 
 from engine import tasks
-from engine.apply import ApplyContention, EventApplier
+from engine.apply import EventApplier, transient
 from engine.eventlog import EventLog
 from engine.events import Event
 
 log = logging.getLogger(__name__)
 MAX_BACKLOG = 100_000  # events waiting in memory for Redis; past it they are left to `vitrine replay`
 MERGE_MAX = 5_000  # events per apply call: one call's Redis scripts stay short
-# Worth retrying: Redis is down, slow or busy, or other processes keep changing the same profiles.
-TRANSIENT = (RedisError, OSError, TimeoutError, ApplyContention)
 REPLAY_HINT = "they are in the event log: `vitrine replay --reset` rebuilds every profile from it"
 
 
@@ -120,13 +117,8 @@ class ApplyWriter:
             batch = self._head()
             events = [e for s in batch for e in s.events]
             try:
-                try:
-                    await self._applier.apply(events)
-                except TRANSIENT:
-                    raise
-                except Exception:  # noqa: BLE001 - not Redis: find and skip the events at fault
-                    await self._isolate(events)
-            except TRANSIENT as exc:
+                await self._apply_or_isolate(events)
+            except Exception as exc:  # noqa: BLE001 - transient only: the rest was isolated and skipped
                 if not self._failing:
                     log.warning("profiles not updated (%s: %s); %d events wait for Redis, retrying",
                                 type(exc).__name__, exc, self._queued)
@@ -159,6 +151,14 @@ class ApplyWriter:
                 submission.done.set_result(applied)
             submission.done = None
 
+    async def _apply_or_isolate(self, events: list[Event]) -> None:
+        try:
+            await self._applier.apply(events)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            await self._isolate(events)  # about the data: find and skip the events at fault
+
     async def _isolate(self, events: list[Event]) -> None:
         """Apply visitor by visitor (halving the set each time, so a few bad visitors among many
         cost a few calls); skip with an error the visitors whose events fail for a reason other
@@ -176,9 +176,9 @@ class ApplyWriter:
                 continue
             try:
                 await self._applier.apply([e for group in half for e in group])
-            except TRANSIENT:
-                raise
             except Exception as exc:  # noqa: BLE001
+                if transient(exc):
+                    raise
                 if len(half) > 1:
                     await self._split(half)
                     continue

@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
 
-from engine.apply import ApplyContention, ApplyStats, EventApplier
+from engine.apply import ApplyStats, EventApplier, transient
 from engine.events import Event
 
 log = logging.getLogger(__name__)
-TRANSIENT: tuple[type[BaseException], ...] = (RedisError, OSError, ApplyContention, KafkaError, asyncio.TimeoutError)
 MAX_BACKOFF_S = 5.0
 T = TypeVar("T")
 
@@ -117,7 +115,9 @@ class BatchProcessor:
         while True:
             try:
                 return await call(arg)
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not (transient(exc) or isinstance(exc, KafkaError)):
+                    raise
                 log.warning("%s; retrying %d records in %.2fs", describe(exc), len(arg), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)

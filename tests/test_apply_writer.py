@@ -125,6 +125,24 @@ def test_a_corrupt_profile_is_skipped_and_blocks_no_one(data_dir: Path, redis_ur
     assert "skipped 2 events of visitor 'v-corrupt'" in caplog.text and "vitrine replay" in caplog.text
 
 
+def test_a_key_of_the_wrong_type_is_skipped_not_retried_for_ever(data_dir: Path, redis_url: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """WRONGTYPE is about the stored data, not the server: waiting does not fix it, so the
+    visitor's events are skipped like a corrupt profile's and nobody queues behind them."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.rpush("v:{v-list}", "not a profile")
+    app = create_app(make_settings(data_dir, redis_url))
+    with LiveServer(app) as server, caplog.at_level(logging.ERROR, logger="engine.ingest"):
+        sink = app.state.sink
+        batch = {"events": [cart_event("w1", "v-list"), cart_event("w2", "v-fine")]}
+        r = httpx.post(f"{server.url}/v1/events", json=batch, timeout=10)
+        assert r.status_code == 200, r.text
+        wait_drained(sink)
+        assert sink.writer.skipped == 1 and sink.backlog == 0
+    assert stored(redis_url, "v-fine").cart == {ITEM: 1}
+    assert "skipped 1 events of visitor 'v-list'" in caplog.text and "WRONGTYPE" in caplog.text
+
+
 def test_contention_ends_in_the_backlog_not_in_a_500(data_dir: Path, redis_url: str) -> None:
     """Other writers keep winning the compare-and-set (simulated once): the request is a 200 and
     the events are applied on the retry."""

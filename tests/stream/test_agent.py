@@ -131,6 +131,21 @@ def test_the_fetch_wait_setting_reaches_the_worker_consumer(tmp_path: Path, redi
     asyncio.run(run())
 
 
+def test_a_key_of_the_wrong_type_is_dead_lettered_not_retried(tmp_path: Path, redis_url: str) -> None:
+    """WRONGTYPE is a ResponseError about the data: the partition must keep moving."""
+    async def run() -> None:
+        engine = Engine(make_settings(tmp_path, redis_url), redis_url, serve_models=False)
+        await engine.redis.rpush(keys.visitor("v-list"), "not a profile")
+        dead = Collected()
+        records = [Record(view("e-1", "v-list", "85123A"), offset=1), Record(view("e-2", "v-1", "71053"), offset=2)]
+        result = await asyncio.wait_for(BatchProcessor(engine.applier, dead, first_backoff_s=0.02).process(records), 30)
+        await engine.redis.aclose()
+        assert (result.applied, [d.record.offset for d in dead.dead]) == (1, [1])
+        assert "WRONGTYPE" in dead.dead[0].error
+
+    asyncio.run(run())
+
+
 def test_a_redis_refusing_writes_is_waited_out_not_dead_lettered(tmp_path: Path, redis_url: str) -> None:
     """OOM (like MISCONF, READONLY, BUSY) is a ResponseError about the server, not the event."""
     async def run() -> None:
