@@ -75,7 +75,9 @@ def interactions(events: Iterable[dict[str, Any]], consent_required: bool = Fals
     seen: set[str] = set()
     rows: list[Interaction] = []
     consent = Consent(consent_required)
-    for e in events:
+    # Who had withdrawn when depends on the order across cookies: the log comes merged by
+    # acceptance time already, the Kafka topic partition by partition (timsort is linear on the former).
+    for e in sorted(events, key=lambda e: e.get("rt") or e["ts"]):
         consent.see(e, len(rows))
         if e.get("type") not in TRAINABLE or e["event_id"] in seen:
             continue

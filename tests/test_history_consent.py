@@ -102,3 +102,15 @@ def test_an_event_sent_with_gpc_is_a_withdrawal_whatever_it_says() -> None:
               view("5", "v1", "d")]
     assert trained(events) == [("other", "b")]
     assert trained([*events, consent("6", "v1", True), view("7", "v1", "e")]) == [("other", "b"), ("v1", "e")]
+
+
+def test_the_kafka_topic_read_partition_by_partition_gives_the_same_rows() -> None:
+    """Cookie A's partition is read before cookie B's, whose view came before A's withdrawal:
+    the view is forgotten as it is in the profiles."""
+    def at(event: dict[str, Any], seconds: float) -> dict[str, Any]:
+        return {**event, "ts": T0 + seconds, "rt": T0 + seconds}
+
+    partition_a = [at(ev("1", "login", "A", "X"), 100), at(consent("2", "A", False), 200),
+                   at(consent("3", "A", True), 300)]
+    partition_b = [at(ev("4", "login", "B", "X"), 50), at(view("5", "B", "secret"), 60)]
+    assert trained(partition_a + partition_b) == trained(partition_b + partition_a) == []
