@@ -103,8 +103,10 @@ class Recommender:
         visitor, customer, customer_id, trend, raw, degraded = await self.read(req, "trending" in eff.chain, extra)
         # The control group, and whoever withdrew consent (or has not granted it where it is
         # required), get what a first-time anonymous visitor gets: no profile, and no model row
-        # (the last training may predate the withdrawal).
-        personal = arm.personalised and not withdrawn(visitor, customer, self._settings.consent_required)
+        # (the last training may predate the withdrawal). So does a request whose profile could
+        # not be read: without it, nobody can tell whether the person withdrew.
+        personal = (arm.personalised and not degraded
+                    and not withdrawn(visitor, customer, self._settings.consent_required))
         if not personal:
             visitor, customer, customer_id, repetition = VisitorProfile(), None, None, None
         pool = pool_size(eff, req.n)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from engine.redis_server import start_redis
+from models import artifacts
 from tests.conftest import ADMIN, make_settings
 
 
@@ -45,5 +46,13 @@ def test_a_stopped_redis_is_a_503_on_admin_routes(tmp_path: Path, trained_models
             assert r.status_code == 503 and "Redis is unavailable" in r.json()["error"]
             r = app.get("/v1/recommendations", params={"placement": "home", "visitor_id": "v"})
             assert r.status_code == 200 and r.json()["degraded"] is True
+            # A customer the model was trained on: without the profile nobody can tell whether
+            # they withdrew consent since, so their model row is not used either.
+            customer = next(u[2:] for u in artifacts.load(tmp_path / "models" / artifacts.current_version(
+                tmp_path / "models")).user_ids if u.startswith("c:"))
+            r = app.get("/v1/recommendations", headers=ADMIN,
+                        params={"placement": "home", "visitor_id": "v", "customer_id": customer})
+            assert r.status_code == 200 and r.json()["degraded"] is True
+            assert {i["reason"] for i in r.json()["items"]} <= {"trending", "popular"}, r.json()
     finally:
         server.stop()
