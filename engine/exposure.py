@@ -182,8 +182,8 @@ def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, 
     elif event.type == "purchase" and x.clicks:
         for li in event.line_items():
             click = x.clicks.get(li.item_id)
-            if click is None or now - click[2] > attribution_s // 60:
-                continue
+            if click is None or now - click[2] > attribution_s // 60 or not known(click[0], click[1]):
+                continue  # no click to attribute to, too old, or its experiment is gone from the rules
             experiment, arm_name = click[0], click[1]
             price = li.price if li.price is not None else (price_of(li.item_id) or 0.0)
             amount = round(price * li.quantity, 2)

@@ -111,6 +111,15 @@ def test_arms_the_rules_cannot_assign_count_nothing_and_leave_no_state() -> None
     assert apply(x, bought) == []  # nothing to attribute to
 
 
+def test_a_purchase_after_its_experiment_left_the_rules_counts_nothing() -> None:
+    x = Exposure()
+    rid = "abcd.e1.b"
+    apply(x, impression(T0, block="reco:home", items=("m1",), rid=rid))
+    apply(x, event("recommendation_click", T0 + 1, item_id="m1", properties={"recommendation_id": rid}))
+    bought = event("purchase", T0 + 2, item_id="m1", price=3.0)
+    assert apply(x, bought, known=()) == []  # e1 was removed from the rules file meanwhile
+
+
 def test_a_visitors_experiment_state_is_bounded() -> None:
     x = Exposure()
     names = tuple(f"exp{i}.b" for i in range(MAX_EXPERIMENTS + 5))
