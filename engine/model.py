@@ -60,6 +60,8 @@ class ServedModel:
         self._gram = (factors.T @ factors + regularization * np.eye(factors.shape[1])).astype(np.float32)
         norms = np.linalg.norm(artifact.item_factors, axis=1, keepdims=True)
         self.unit_factors = artifact.item_factors / np.maximum(norms, 1e-9)
+        # When its history was read: a person who withdrew consent later is still in it.
+        self.read_at = float(artifact.meta.get("data", {}).get("read_at", 0.0))
         self.blend = blend_weights(artifact.meta)
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)

@@ -80,6 +80,7 @@ class VisitorProfile:
     customer_id: str | None = None
     consent: bool | None = None
     withdrawals: int = 0  # the customer's withdrawals this cookie's behaviour is forgotten up to
+    withdrawn_at: float = 0.0  # acceptance time of the cookie's last withdrawal (0: never)
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "visits": "n", "session_start": "s",
@@ -87,7 +88,7 @@ class VisitorProfile:
         "last_visit_items": "lv", "cart": "ct", "cart_updated": "cu",
         "category_affinity": "ca", "brand_affinity": "ba", "price_mean": "pm",
         "price_weight": "pw", "purchases": "p", "orders": "o", "revenue": "r",
-        "customer_id": "c", "consent": "k", "withdrawals": "w",
+        "customer_id": "c", "consent": "k", "withdrawals": "w", "withdrawn_at": "wa",
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -121,12 +122,13 @@ class CustomerProfile:
     traits: dict[str, str] = field(default_factory=dict)
     consent: bool | None = None  # False: withdrawn on one of the person's devices
     withdrawals: int = 0  # how many times consent was withdrawn: the cookies' behaviour until then is gone
+    withdrawn_at: float = 0.0  # acceptance time of the last withdrawal (0: never)
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "orders": "o", "revenue": "r",
         "first_order": "fo", "last_order": "lo", "purchases": "p", "recent_items": "ri",
         "category_affinity": "ca", "brand_affinity": "ba", "visitors": "v", "traits": "t",
-        "consent": "k", "withdrawals": "w",
+        "consent": "k", "withdrawals": "w", "withdrawn_at": "wa",
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -143,7 +145,8 @@ class CustomerProfile:
 
 # How fields are stored: whole seconds, scores in thousandths, prices in cents (all integers,
 # which MessagePack packs in 1-5 bytes), and nothing for an empty or zero field.
-TIME_FIELDS = frozenset({"first_seen", "last_seen", "session_start", "cart_updated", "first_order", "last_order"})
+TIME_FIELDS = frozenset({"first_seen", "last_seen", "session_start", "cart_updated", "first_order", "last_order",
+                         "withdrawn_at"})
 SCORE_FIELDS = frozenset({"category_affinity", "brand_affinity"})
 
 
@@ -416,10 +419,10 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
         # Only the fact stays, with the link, so that a later grant from this cookie lifts it for
         # the customer too.
         v = forget(v, ts, consent=False)
-        v.customer_id = customer_id
+        v.customer_id, v.withdrawn_at = customer_id, event.rt
         if c is not None:
             v.withdrawals += 1
-            c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals)
+            c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals, withdrawn_at=event.rt)
         return Applied(v, c, customer_id, [])
     if event.type == "consent":
         v.consent = True
@@ -493,7 +496,13 @@ def forget(v: VisitorProfile, ts: float, *, consent: bool | None) -> VisitorProf
     """What a cookie keeps once its person withdrew consent: when it was seen, the choice and
     the customer it belongs to; no behaviour."""
     return VisitorProfile(first_seen=v.first_seen or ts, last_seen=max(v.last_seen, ts), consent=consent,
-                          customer_id=v.customer_id, withdrawals=v.withdrawals)
+                          customer_id=v.customer_id, withdrawals=v.withdrawals, withdrawn_at=v.withdrawn_at)
+
+
+def last_withdrawal(v: VisitorProfile, c: CustomerProfile | None) -> float:
+    """When the person last withdrew consent, on this cookie or as the customer (0: never). A model
+    trained before then still holds what they did before it, even once they grant consent again."""
+    return max(v.withdrawn_at, c.withdrawn_at if c is not None else 0.0)
 
 
 def stale(v: VisitorProfile, c: CustomerProfile | None) -> bool:

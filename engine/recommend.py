@@ -23,7 +23,7 @@ from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder
 from engine.profile_store import CoalescingReader, load_profiles_with
-from engine.profiles import CustomerProfile, VisitorProfile, withdrawn
+from engine.profiles import CustomerProfile, VisitorProfile, last_withdrawal, withdrawn
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
 from engine.rules_stage import apply_rules, pool_size
@@ -109,6 +109,10 @@ class Recommender:
                     and not withdrawn(visitor, customer, self._settings.consent_required))
         if not personal:
             visitor, customer, customer_id, repetition = VisitorProfile(), None, None, None
+        # After a new grant, a model whose history was read before the person's last withdrawal
+        # still holds what they did before it: its row for them waits for the next training.
+        withdrew = last_withdrawal(visitor, customer)
+        model_row = model is None or not withdrew or withdrew < model.read_at
         pool = pool_size(eff, req.n)
         ctx = Context(
             visitor_id=req.visitor_id if personal else None,
@@ -123,6 +127,7 @@ class Recommender:
             exclude_purchased=self._settings.exclude_purchased,
             exclude_seen=self._settings.exclude_seen,
             trending=trend,
+            model_row=model_row,
         )
         ctx.excluded = base_exclusions(ctx)
         picks: list[Pick] = []

@@ -41,6 +41,7 @@ class Context:
     exclude_seen: bool = True
     trending: list[tuple[str, float]] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
+    model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
 
     def history(self) -> list[tuple[str, float, str]]:
         """(item, weight, why), one entry per item with its strongest signal."""
@@ -106,6 +107,8 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     index = model.item_index
     history = [(j, w, why, i) for i, w, why in ctx.history() if (j := index.get(i)) is not None]
     user = f"c:{ctx.customer_id}" if ctx.customer_id else (f"v:{ctx.visitor_id}" if ctx.visitor_id else None)
+    if not ctx.model_row:
+        user = None
     idx = np.fromiter((h[0] for h in history), dtype=np.int32, count=len(history))
     weights = np.fromiter((h[1] for h in history), dtype=np.float32, count=len(history))
     vector = model.fold_in(user, idx, weights)

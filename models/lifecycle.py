@@ -12,6 +12,7 @@ below the current one. Both scores and the decision go to the log and to the art
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir:
                    tolerance: float, keep: int | None = None) -> tuple[Artifact, Decision]:
     """``keep``: after a promotion, delete all but the newest ``keep`` versions (never the served
     one, nor the one it replaced); None keeps them all."""
+    read_at = time.time()  # every event accepted before this is in what is read now
     rows = sorted(rows, key=lambda r: r.ts)
     if not any(config.weights.get(r.event_type, 0.0) > 0 for r in rows):
         raise ValueError("no interactions to train on: import or send some events first")
@@ -95,6 +97,7 @@ def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir:
             decision.reason = (f"{METRIC} {decision.new_score:.4f} vs current {decision.current_score:.4f} "
                                f"({decision.current_scored_as}); promoted when >= {floor:.4f}")
     artifact = fit(config.matrix(rows), config)
+    artifact.meta["data"]["read_at"] = read_at
     artifact.meta["metrics"] = {f"holdout_{k}": round(v, 6) for k, v in metrics.items()}
     artifact.meta["promotion"] = asdict(decision)
     path = artifacts.save(artifact, models_dir)

@@ -78,10 +78,12 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
 
 def train_from_rows(rows: Iterable[Interaction], config: TrainConfig, models_dir: Path,
                     *, promote: bool = True) -> Artifact:
+    read_at = time.time()  # every event accepted before this is in what is read now
     matrix = config.matrix(rows)
     if not matrix.item_ids or not matrix.user_ids:
         raise ValueError("no interactions to train on: import or send some events first")
     artifact = fit(matrix, config)
+    artifact.meta["data"]["read_at"] = read_at
     path = artifacts.save(artifact, models_dir)
     log.info("trained model %s: %s", artifact.version, artifact.meta["data"])
     if promote:

@@ -141,9 +141,9 @@ def test_a_withdrawal_forgets_the_customer_and_its_other_cookies_even_after_a_ne
                          ev("product_view", T0 + 3, "phone", item_id="mug1")], customer=alice.to_json())
     laptop, alice = fold([ev("consent", T0 + 4, "laptop", properties={"granted": False})],
                          visitor=laptop.to_json(), customer=alice.to_json())
-    assert alice == CustomerProfile(last_seen=T0 + 4, consent=False, withdrawals=1)
+    assert alice == CustomerProfile(last_seen=T0 + 4, consent=False, withdrawals=1, withdrawn_at=T0 + 4)
     assert laptop == VisitorProfile(first_seen=T0, last_seen=T0 + 4, customer_id="alice", consent=False,
-                                    withdrawals=1)
+                                    withdrawals=1, withdrawn_at=T0 + 4)
     assert current(phone, alice).session_items == [] and current(phone, None) == phone  # not seen since
     _, alice = fold([ev("consent", T0 + 5, "laptop", properties={"granted": True})],
                     visitor=laptop.to_json(), customer=alice.to_json())
