@@ -18,8 +18,8 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from scipy.linalg import lapack  # noqa: E402
 
+from engine import foldin  # noqa: E402
 from engine.affinity import lineage  # noqa: E402
 from engine.blend import blend_weights  # noqa: E402
 from engine.catalog import Catalogue  # noqa: E402
@@ -54,12 +54,14 @@ class ServedModel:
         self.user_index = {user: i for i, user in enumerate(artifact.user_ids)}
         params = artifact.meta.get("params", {}).get("als", {})
         self.alpha = float(params.get("alpha", 1.0))
-        factors = artifact.item_factors.astype(np.float32)
+        self.item_factors = np.ascontiguousarray(artifact.item_factors, dtype=np.float32)
+        factors = self.item_factors
         regularization = float(params.get("regularization", 0.05))
-        # YtY + λI is the same for every person: computed once per model, not per request.
+        # What every person's fold-in shares: computed once per model, not per request.
         self._gram = (factors.T @ factors + regularization * np.eye(factors.shape[1])).astype(np.float32)
-        norms = np.linalg.norm(artifact.item_factors, axis=1, keepdims=True)
-        self.unit_factors = artifact.item_factors / np.maximum(norms, 1e-9)
+        self._solved = foldin.solved_factors(factors, self._gram)
+        norms = np.linalg.norm(factors, axis=1, keepdims=True)
+        self.unit_factors = factors / np.maximum(norms, np.float32(1e-9))
         # When its history was read: a person who withdrew consent later is still in it.
         self.read_at = float(artifact.meta.get("data", {}).get("read_at", 0.0))
         self.blend = blend_weights(artifact.meta)
@@ -86,11 +88,8 @@ class ServedModel:
         return train.indices[start:end], train.data[start:end]
 
     def fold_in(self, user: str | None, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
-        """The person's factor vector from their training row plus what the profile adds now.
-
-        This is the exact ALS least-squares step for one user (Hu et al. eq. 4) with the item
-        factors held fixed, so a new session counts as much as if it had been in training.
-        """
+        """The person's factor vector from their training row plus what the profile adds now
+        (``engine.foldin``); None for someone with neither."""
         row_items, row_weights = self.training_row(user)
         if len(row_items):
             items = np.concatenate([row_items, items])
@@ -102,18 +101,11 @@ class ServedModel:
         elif len(items) == 0:
             return None
         # (The profile's items are distinct: only a training row can repeat them.)
-        confidence = self.alpha * weights.astype(np.float32, copy=False)
-        # x = (YtY + λI + Yuᵀ (Cu - I) Yu)⁻¹ Yuᵀ Cu p(u), as implicit's solver computes it, but with
-        # the per-item rank-1 updates done as one matrix product (BLAS) over the person's items.
-        yu = self.artifact.item_factors[items]
-        a = self._gram + (yu.T * (confidence - 1.0)) @ yu
-        b = yu.T @ confidence
-        _, x, info = lapack.sposv(a.T, b)  # Cholesky (a is symmetric positive definite; a.T is
-        # the same matrix in the column-major order LAPACK wants, so nothing is copied)
-        return x if info == 0 else np.linalg.lstsq(a, b, rcond=None)[0].astype(np.float32)
+        return foldin.fold_in(self.item_factors, self._gram, self._solved, items.astype(np.int32, copy=False),
+                              np.float32(self.alpha) * weights.astype(np.float32, copy=False))
 
     def scores(self, user_vector: np.ndarray) -> np.ndarray:
-        return self.artifact.item_factors @ user_vector
+        return self.item_factors @ user_vector
 
     # ---------------------------------------------------------------- catalogue alignment
 

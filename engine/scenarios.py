@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from engine.affinity import affinity_owner
-from engine.blend import blend_scores
+from engine.blend import blend_scores, closest_anchor, top_k
 from engine.catalog import Catalogue
 from engine.model import ServedModel
 from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
 
 
-@dataclass(frozen=True)
-class Pick:
+class Pick(NamedTuple):  # a tuple, not a dataclass: tens of them are made per request
     item_id: str
     score: float
     reason: str
@@ -77,24 +77,6 @@ def base_exclusions(ctx: Context) -> set[str]:
     return out
 
 
-def _top(model: ServedModel, catalogue: Catalogue, scores: np.ndarray, excluded: Iterable[str],
-         n: int, excluded_idx: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """The ``n`` best available items; ``excluded`` by id, ``excluded_idx`` by model index."""
-    scores = scores + model.view(catalogue).penalty
-    index = model.item_index
-    scores[[i for item in excluded if (i := index.get(item)) is not None]] = -np.inf
-    if excluded_idx is not None:
-        scores[excluded_idx] = -np.inf
-    k = min(n, len(scores))
-    if k == 0:
-        return []
-    part = np.argpartition(scores, len(scores) - k)[-k:]
-    part = part[np.argsort(-scores[part], kind="stable")]
-    values = scores[part]
-    keep = np.isfinite(values)
-    return list(zip(part[keep].tolist(), values[keep].tolist()))
-
-
 def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     """The person's blend (engine.blend): ALS with the profile folded in at request time (anonymous
     visitors too), their recent and past items, what is co-visited with them, and a popularity prior.
@@ -109,8 +91,8 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     user = f"c:{ctx.customer_id}" if ctx.customer_id else (f"v:{ctx.visitor_id}" if ctx.visitor_id else None)
     if not ctx.model_row:
         user = None
-    idx = np.fromiter((h[0] for h in history), dtype=np.int32, count=len(history))
-    weights = np.fromiter((h[1] for h in history), dtype=np.float32, count=len(history))
+    idx = np.array([h[0] for h in history], dtype=np.int32)
+    weights = np.array([h[1] for h in history], dtype=np.float32)
     vector = model.fold_in(user, idx, weights)
     if vector is None:
         return []
@@ -118,22 +100,23 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     scores = blend_scores(model.blend, als=model.scores(vector), recent=(idx, weights),
                           history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
                           neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior)
-    seen = np.concatenate([idx, row_items])
-    top = _top(model, catalogue, scores, ctx.excluded, ctx.n, seen if ctx.exclude_seen else None)
-    if not top:
+    seen = np.concatenate([idx, row_items]) if len(row_items) else idx
+    excluded = np.array([i for item in ctx.excluded if (i := index.get(item)) is not None], dtype=np.int32)
+    if ctx.exclude_seen:
+        excluded = np.concatenate([excluded, seen])
+    top, values = top_k(scores, model.view(catalogue).penalty, excluded, ctx.n)
+    if not len(top):
         return []
     if not history:
         anchors = [None] * len(top)
     else:
-        # Reason: the history item each pick is closest to, weighted by how strong that signal was.
-        rec = model.unit_factors[[i for i, _ in top]]
-        closeness = (rec @ model.unit_factors[idx].T) * weights[None, :]
-        anchors = closeness.argmax(axis=1).tolist()
+        anchors = closest_anchor(model.unit_factors, top, idx, weights).tolist()
     bought = ctx.purchased() if not ctx.exclude_seen else set()
-    seen_set = set(seen.tolist())
+    seen_set = set(seen.tolist()) if not ctx.exclude_seen else set()  # else no pick was seen
+    item_ids = model.item_ids
     picks = []
-    for (i, s), a in zip(top, anchors):
-        item = model.item_ids[i]
+    for i, s, a in zip(top.tolist(), values.tolist(), anchors):
+        item = item_ids[i]
         if i in seen_set:
             reason = "buy_again" if item in bought else "viewed_before"
         else:
