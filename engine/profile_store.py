@@ -3,11 +3,8 @@ through ``engine.apply`` only."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Protocol
-
-from redis.asyncio import Redis
 
 from engine import keys
 from engine.profiles import CustomerProfile, VisitorProfile, current
@@ -15,48 +12,6 @@ from engine.profiles import CustomerProfile, VisitorProfile, current
 
 class KeyReader(Protocol):
     async def mget(self, keys: list[str]) -> list[bytes | None]: ...
-
-
-class CoalescingReader:
-    """Reads of concurrent requests merged into one MGET per event-loop turn.
-
-    Under load a Redis command costs the client far more CPU (pool, retry, framing, parsing) than
-    the server; requests that arrive together share one. A lone request pays one loop turn.
-    """
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._pending: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def mget(self, keys: list[str]) -> list[bytes | None]:
-        future: asyncio.Future[list[bytes | None]] = asyncio.get_running_loop().create_future()
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append((keys, future))
-        return await future
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._read(batch))
-        self._tasks.add(task)  # keep a reference until done
-        task.add_done_callback(self._tasks.discard)
-
-    async def _read(self, batch: list[tuple[list[str], asyncio.Future[list[bytes | None]]]]) -> None:
-        try:
-            values = await self._redis.mget([key for keys, _ in batch for key in keys])
-        except BaseException as exc:  # every waiter gets the error (timeouts are theirs to set)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        start = 0
-        for keys, future in batch:
-            if not future.done():  # a waiter may have given up (its own timeout)
-                future.set_result(values[start:start + len(keys)])
-            start += len(keys)
 
 
 async def load_profiles(redis: KeyReader, visitor_id: str | None, customer_id: str | None

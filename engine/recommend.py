@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine import keys
@@ -22,7 +21,7 @@ from engine.affinity import affinity_owner, relative
 from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder
-from engine.profile_store import CoalescingReader, load_profiles_with
+from engine.profile_store import KeyReader, load_profiles_with
 from engine.profiles import CustomerProfile, VisitorProfile, last_withdrawal, withdrawn
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
@@ -49,9 +48,9 @@ class RecoRequest:
 
 
 class Recommender:
-    def __init__(self, redis: Redis, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
+    def __init__(self, reader: KeyReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
                  trending: TrendingReader, rules: RulesHolder | None = None) -> None:
-        self._reader = CoalescingReader(redis)
+        self._reader = reader
         self._settings = settings
         self.models = models
         self.catalogue = catalogue

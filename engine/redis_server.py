@@ -71,7 +71,8 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> N
 
 
 def start_redis(directory: Path, *, port: int | None = None, persist: bool = True,
-                timeout_s: float = 10.0, own_session: bool = False) -> RedisServer:
+                timeout_s: float = 10.0, own_session: bool = False, extra_args: tuple[str, ...] = ()
+                ) -> RedisServer:
     """Start redis-server bound to 127.0.0.1 and wait until it answers PING.
 
     ``persist`` keeps RDB snapshots in ``directory`` so an embedded shop keeps its profiles
@@ -90,6 +91,7 @@ def start_redis(directory: Path, *, port: int | None = None, persist: bool = Tru
         "--appendonly", "no",
         "--protected-mode", "yes",
         "--logfile", "redis.log",
+        *extra_args,
     ]
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=own_session)

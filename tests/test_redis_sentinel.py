@@ -1,5 +1,6 @@
 """Scale-out Redis through Sentinel: a ``redis+sentinel://`` URL reaches the primary a real
-sentinel process names, and the applier writes profiles through it."""
+sentinel process names, the applier writes profiles through it and the request path's reader
+reads them back from it."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def test_profiles_are_written_through_sentinel(tmp_path: Path) -> None:
             stats = await engine.applier.apply([Event(event_id="e-1", type="product_view", visitor_id="v-1",
                                                       item_id="85123A", ts=now, rt=now)])
             assert stats.applied == 1
+            stored, = await engine.reads.mget([keys.visitor("v-1")])
+            assert decode_dict(stored)["si"] == ["85123A"]
+            await engine.reads.aclose()
             await engine.redis.aclose()
 
         asyncio.run(run())
