@@ -24,7 +24,8 @@ from numba import njit
 def solved_factors(item_factors: np.ndarray, gram: np.ndarray) -> np.ndarray:
     """``Y G⁻¹`` (items x f, float32 like the factors), once per model: the part of every fold-in
     that does not depend on the person."""
-    return np.linalg.solve(gram.astype(np.float64), item_factors.T.astype(np.float64)).T.astype(np.float32)
+    solved = np.linalg.solve(gram.astype(np.float64), item_factors.T.astype(np.float64)).T
+    return np.ascontiguousarray(solved, dtype=np.float32)  # rows are gathered per request
 
 
 @njit(cache=True, nogil=True)

@@ -21,8 +21,9 @@ import numpy as np  # noqa: E402
 
 from engine import foldin  # noqa: E402
 from engine.affinity import lineage  # noqa: E402
-from engine.blend import blend_weights  # noqa: E402
+from engine.blend import blend_scores, blend_weights, closest_anchor, top_k  # noqa: E402
 from engine.catalog import Catalogue  # noqa: E402
+from engine.settings import DEFAULT_BLEND  # noqa: E402
 from models import artifacts  # noqa: E402
 from models.artifacts import Artifact  # noqa: E402
 
@@ -43,6 +44,22 @@ class CatalogueView:
     # popularity. Built with the view, so asking for a category that does not exist (a query
     # string, an event property) costs a dict miss and leaves nothing behind.
     category_items: dict[str, np.ndarray]
+
+
+def warm_kernels() -> None:
+    """Load the compiled scoring kernels (engine.foldin, engine.blend) with the types requests use.
+
+    numba compiles on a function's first call (~6 s per machine, then cached next to the source,
+    or under ``NUMBA_CACHE_DIR``) and loads the cache on the first call of each process (~0.2 s):
+    done here, while a model loads in a thread, no request pays for either."""
+    factors = np.eye(2, dtype=np.float32)
+    items, weights = np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32)
+    vector = foldin.fold_in(factors, factors, factors, items, weights)
+    scores = blend_scores(DEFAULT_BLEND, als=factors @ vector, recent=(items, weights), history=(items, weights),
+                          neighbour_index=np.full((2, 1), -1, dtype=np.int32),
+                          neighbour_score=np.zeros((2, 1), dtype=np.float32), popularity=weights[[0, 0]])
+    picks, _ = top_k(scores, np.zeros(2, dtype=np.float32), items, 1)
+    closest_anchor(factors, picks, items, weights)
 
 
 class ServedModel:
@@ -68,6 +85,7 @@ class ServedModel:
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
         self._views: dict[int, CatalogueView] = {}
+        warm_kernels()
 
     @property
     def n_items(self) -> int:

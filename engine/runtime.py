@@ -28,6 +28,7 @@ from engine.trending import TrendingClock, TrendingReader
 
 log = logging.getLogger(__name__)
 SENTINEL_SCHEME = "redis+sentinel://"
+YOUNG_GC_THRESHOLD = 50_000
 
 
 def connect(url: str, *, timeout_s: float | None = None) -> Redis:
@@ -122,6 +123,9 @@ class Engine:
         live = (self.models.current, self.catalogue.current, self.rules.current)
         if all(a is b for a, b in zip(live, self._frozen)) and self._frozen:
             return
+        # A request allocates hundreds of short-lived objects: at the default threshold (700) the
+        # youngest generation is collected every request or two, ~7% of a recommendation's CPU.
+        gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         gc.unfreeze()
         gc.collect()
         gc.freeze()
