@@ -10,12 +10,17 @@ COPY streaming ./streaming
 COPY models ./models
 COPY load_tests ./load_tests
 RUN /opt/vitrine/bin/pip install --no-cache-dir .
+# Compile the scoring kernels (numba) once, here, instead of in every container's first seconds
+# (from /tmp, so that the installed package is the one imported and cached).
+ENV NUMBA_CACHE_DIR=/opt/vitrine/numba-cache
+RUN cd /tmp && OPENBLAS_NUM_THREADS=1 /opt/vitrine/bin/python -c "from engine.model import warm_kernels; warm_kernels()"
 
 FROM python:3.11-slim-bookworm
 RUN useradd --create-home --uid 10001 vitrine && mkdir -p /data && chown vitrine /data
 COPY --from=build /opt/vitrine /opt/vitrine
 ENV PATH=/opt/vitrine/bin:$PATH \
     OPENBLAS_NUM_THREADS=1 \
+    NUMBA_CACHE_DIR=/opt/vitrine/numba-cache \
     PYTHONUNBUFFERED=1 \
     VITRINE_DATA_DIR=/data \
     VITRINE_HOST=0.0.0.0 \
