@@ -49,9 +49,9 @@ class CatalogueView:
 def warm_kernels() -> None:
     """Load the compiled scoring kernels (engine.foldin, engine.blend) with the types requests use.
 
-    numba compiles on a function's first call (~6 s per machine, then cached next to the source,
-    or under ``NUMBA_CACHE_DIR``) and loads the cache on the first call of each process (~0.2 s):
-    done here, while a model loads in a thread, no request pays for either."""
+    numba compiles on a function's first call (~10 s for all of them, once per machine: cached
+    next to the source, or under ``NUMBA_CACHE_DIR``) and loads the cache on the first call in each
+    process (~1 s): done here, while a model loads in a thread, no request pays for either."""
     factors = np.eye(2, dtype=np.float32)
     items, weights = np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32)
     vector = foldin.fold_in(factors, factors, factors, items, weights)

@@ -7,7 +7,7 @@ excluded item, each with the reason a merchandiser (or the visitor) can read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 

@@ -8,7 +8,6 @@ consent for its visitor, whatever its events say.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
