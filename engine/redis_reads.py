@@ -26,7 +26,8 @@ is asked again on each reconnect. So a URL means the same thing to both.
 Failures are ``RedisError``s, which ``Recommender.read`` turns into a degraded answer:
 - a caller's own timeout cancels only its wait: its reply is still read, then dropped, so later
   replies still meet their own futures;
-- a lost connection fails every waiting call with ``ConnectionError``; the next call reconnects;
+- a lost connection fails every waiting call with ``ConnectionError``; the next call reconnects,
+  and if that fails, calls fail at once for ``RECONNECT_AFTER_S`` before the next attempt;
 - a server that accepts but never answers: once the oldest unanswered command is older than the
   client's socket timeout, the connection is dropped (every waiting call fails with redis-py's
   ``TimeoutError``), so neither the queue nor a caller without a timeout waits forever.
@@ -46,6 +47,11 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError, InvalidResponse, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+# After a failed connect, reads fail at once for this long instead of each trying again: against a
+# host that drops packets, every request would otherwise spend its whole time budget connecting.
+RECONNECT_AFTER_S = 0.5
 
 
 class _Connection(asyncio.Protocol):
@@ -143,6 +149,7 @@ class PipelinedReader:
         self._connection: _Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
+        self._retry_at = 0.0  # loop time before which a failed connect is not tried again
 
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
@@ -160,11 +167,17 @@ class PipelinedReader:
     async def _connected(self) -> _Connection:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a connection and a lock belong to one loop
-            self._loop, self._connection, self._lock = loop, None, asyncio.Lock()
+            self._loop, self._connection, self._lock, self._retry_at = loop, None, asyncio.Lock(), 0.0
         async with self._lock:  # one connect at a time; the others then use it
             connection = self._connection
             if connection is None or not connection.usable:
-                connection = self._connection = await self._connect(loop)
+                if loop.time() < self._retry_at:
+                    raise ConnectionError("Redis was unreachable a moment ago; not retrying yet")
+                try:
+                    connection = self._connection = await self._connect(loop)
+                except BaseException:  # also the caller's budget running out mid-connect
+                    self._retry_at = loop.time() + RECONNECT_AFTER_S
+                    raise
             return connection
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:

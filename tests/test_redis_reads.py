@@ -19,7 +19,7 @@ import redis
 from redis.exceptions import ConnectionError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.redis_reads import PipelinedReader
+from engine.redis_reads import RECONNECT_AFTER_S, PipelinedReader
 from engine.redis_server import RedisServer, free_port, start_redis
 from engine.runtime import connect
 
@@ -175,9 +175,14 @@ def test_a_killed_server_fails_waiting_calls_and_a_restarted_one_is_used_again(t
             assert all(isinstance(r, ConnectionError) for r in results), results
             with pytest.raises(ConnectionError):  # nobody listens: refused
                 await reader.mget(["k"])
+            refused_at = time.monotonic()
             again = await asyncio.to_thread(start_redis, tmp_path / "two", port=port, persist=False)
             servers.append(again)
             await asyncio.to_thread(redis.Redis.from_url(again.url).set, "k", b"after")
+            if time.monotonic() - refused_at < RECONNECT_AFTER_S - 0.1:  # not tried again yet
+                with pytest.raises(ConnectionError, match="not retrying yet"):
+                    await reader.mget(["k"])
+            await asyncio.sleep(max(0.0, refused_at + RECONNECT_AFTER_S - time.monotonic()))
             assert await reader.mget(["k"]) == [b"after"]
 
         servers: list[RedisServer] = []
@@ -227,6 +232,36 @@ def test_a_server_that_never_answers_fails_the_calls_by_the_socket_timeout(tmp_p
         run(server.url, body, timeout_s=0.3)
     finally:
         server.stop()
+
+
+def test_after_a_connect_that_failed_calls_fail_at_once_until_the_next_attempt() -> None:
+    """A Redis that does not answer while connecting (here: AUTH to a silent listener) costs one
+    request its time budget, not every request: the next ones fail without trying."""
+    async def main() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+        listener = await asyncio.start_server(lambda _, w: accepted.append(w), "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        client = connect(f"redis://:secret@127.0.0.1:{port}/0", timeout_s=5)
+        reader = PipelinedReader(client)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):  # the request's budget runs out mid-connect
+                await reader.mget(["k"])
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="not retrying yet"):
+            await reader.mget(["k"])
+        assert time.monotonic() - started < 0.05 and len(accepted) == 1
+        await asyncio.sleep(RECONNECT_AFTER_S)
+        with pytest.raises(TimeoutError):  # then it tries again
+            async with asyncio.timeout(0.1):
+                await reader.mget(["k"])
+        assert len(accepted) == 2
+        await reader.aclose()
+        await client.aclose()
+        listener.close()
+        for writer in accepted:
+            writer.close()
+
+    asyncio.run(main())
 
 
 def test_closing_fails_waiting_calls_and_a_new_event_loop_gets_its_own_connection(redis_url: str) -> None:
