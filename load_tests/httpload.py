@@ -59,6 +59,9 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    # This process's CPU time over wall time during the load: near 1.0, the load generator (one
+    # core) and not the server set the pace, and a throughput read from it is the client's.
+    client_cpu: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -82,6 +85,7 @@ class LoadResult:
             "p99_ms": round(self.percentile(99), 3),
             "errors": self.errors,
             "non_200": sum(n for s, n in self.statuses.items() if s != 200),
+            "client_cpu": round(self.client_cpu, 2),
         }
 
 
@@ -128,9 +132,10 @@ async def run_load(name: str, host: str, port: int, next_path: Callable[[int], s
     """Drive ``connections`` keep-alive connections for ``warmup_s + seconds``; only requests
     started after the warm-up are recorded."""
     result = LoadResult(name=name, connections=connections, seconds=seconds)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     warmup_until = start + warmup_s
     deadline = warmup_until + seconds
     await asyncio.gather(*(_connection(host, port, next_path, deadline, warmup_until, result, i)
                            for i in range(connections)))
+    result.client_cpu = (time.process_time() - cpu_start) / max(time.perf_counter() - start, 1e-9)
     return result

@@ -72,3 +72,26 @@ def test_benchmarks_need_only_the_base_install() -> None:
             "import load_tests.bench, load_tests.bench_rules, load_tests.bench_stream")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_bench_report_flags_a_client_bound_load() -> None:
+    """A throughput set by the load generator (a full core of its own CPU) is named as such."""
+    from load_tests.bench import markdown
+
+    def result(name: str, client_cpu: float) -> dict[str, object]:
+        return {"name": name, "connections": 32, "requests": 1, "rps": 1.0, "p50_ms": 1, "p90_ms": 1,
+                "p99_ms": 1, "errors": 0, "non_200": 0, "client_cpu": client_cpu}
+
+    def report(noop_cpu: float) -> str:
+        run = {"workers": 2, "results": [result("noop", noop_cpu), result("recommendations:home", 0.4)],
+               "ratios": {}, "freshness_ms": dict.fromkeys(
+                   ("samples", "p50", "p90", "p99", "accept_p50", "accept_p99"), 1)}
+        return markdown({"started_at": "now", "machine": {"cpus": 2, "python": "3.11"},
+                         "model": {"items": 1, "users": 1}, "config": {"seconds": 1}, "runs": [run],
+                         "memory": dict.fromkeys(("redis_version", "profiles_sampled", "bytes_per_profile_mean",
+                                                  "bytes_per_profile_p50", "bytes_per_profile_p90",
+                                                  "bytes_per_profile_max", "json_bytes_mean",
+                                                  "dedup_bytes_per_visitor_mean"), 1)})
+
+    assert "client-bound" in report(0.97) and "noop at 32 connections" in report(0.97)
+    assert "client-bound" not in report(0.5)
