@@ -36,10 +36,6 @@ def blend_weights(meta: Mapping[str, object]) -> dict[str, float]:
     return {k: float(v) for k, v in blend.items() if k in BLEND_SIGNALS and float(v) != 0.0}
 
 
-_NO_ITEMS = np.zeros(0, dtype=np.int32)
-_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
-
-
 @njit(cache=True, nogil=True)
 def _unit(weights: np.ndarray, damp: bool) -> np.ndarray:
     """A sparse signal scaled to [0, 1] of its maximum (``damp``: log1p first, as counts grow)."""

@@ -102,8 +102,8 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
                           neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior)
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
     excluded = np.array([i for item in ctx.excluded if (i := index.get(item)) is not None], dtype=np.int32)
-    if ctx.exclude_seen:
-        excluded = np.concatenate([excluded, seen])
+    if ctx.exclude_seen:  # (int32 like every index the compiled top_k is warmed with)
+        excluded = np.concatenate([excluded, seen]).astype(np.int32, copy=False)
     top, values = top_k(scores, model.view(catalogue).penalty, excluded, ctx.n)
     if not len(top):
         return []
