@@ -71,6 +71,7 @@ def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, re
     # Co-visitation: every item the person touched votes for its neighbours, by its strength (an
     # item in both signals votes twice, once per strength: the same as voting their sum).
     covisit = np.zeros(n, dtype=np.float32)
+    is_voted = np.zeros(n, dtype=np.bool_)
     voted = np.empty((len(recent_items) + len(history_items)) * neighbour_index.shape[1], dtype=np.int64)
     n_voted = 0
     for signal in range(2):
@@ -81,7 +82,8 @@ def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, re
                 item = neighbour_index[row, q]
                 if item < 0:  # -1 pads the row's end
                     break
-                if covisit[item] == 0:
+                if not is_voted[item]:
+                    is_voted[item] = True
                     voted[n_voted] = item
                     n_voted += 1
                 covisit[item] += neighbour_score[row, q] * strength[j]

@@ -63,3 +63,17 @@ def test_closest_anchor_is_the_strongest_weighted_cosine() -> None:
     strength = np.array([3.0, 1.0, 0.5, 2.0], dtype=np.float32)
     expected = ((unit[picks] @ unit[anchors].T) * strength).argmax(axis=1)
     assert closest_anchor(unit, picks, anchors, strength).tolist() == expected.tolist()
+
+
+def test_blend_counts_each_covisited_item_once_whatever_its_votes_sum_to() -> None:
+    """A neighbour whose votes cancel out (or are zero) must not be added twice."""
+    from engine.blend import blend_scores
+
+    neighbour_index = np.array([[2, 3], [2, -1], [-1, -1], [-1, -1]], dtype=np.int32)
+    neighbour_score = np.array([[0.0, 1.0], [0.5, 0.0], [0, 0], [0, 0]], dtype=np.float32)
+    scores = blend_scores({"neighbours": 1.0}, als=np.zeros(4, dtype=np.float32),
+                          recent=(np.array([0, 1], dtype=np.int32), np.array([1.0, 1.0], dtype=np.float32)),
+                          history=(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)),
+                          neighbour_index=neighbour_index, neighbour_score=neighbour_score,
+                          popularity=np.zeros(4, dtype=np.float32))
+    assert scores.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0])
