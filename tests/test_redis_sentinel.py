@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from engine import keys
@@ -19,16 +20,23 @@ from engine.profiles import decode_dict
 from tests.conftest import make_settings
 
 
-def test_profiles_are_written_through_sentinel(tmp_path: Path) -> None:
+@pytest.mark.parametrize("secured", [False, True], ids=["open", "passwords"])
+def test_profiles_are_written_through_sentinel(tmp_path: Path, secured: bool) -> None:
+    """With ``secured``, the primary and the sentinel each require their own password: the URL
+    carries the primary's (URL-escaped) and ``sentinel_password``."""
     primary = start_redis(tmp_path / "primary", persist=False)
     port = free_port()
     conf = tmp_path / "sentinel.conf"  # sentinel rewrites its config file: it must be writable
     conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                    f"sentinel monitor shop 127.0.0.1 {primary.port} 1\n")
+                    f"sentinel monitor shop 127.0.0.1 {primary.port} 1\n"
+                    + ("sentinel auth-pass shop p@ss:1\nrequirepass s3ntinel\n" if secured else ""))
+    url = f"redis+sentinel://127.0.0.1:{port}/shop/0"
+    if secured:
+        redis.Redis.from_url(primary.url).config_set("requirepass", "p@ss:1")
+        url = f"redis+sentinel://:p%40ss%3A1@127.0.0.1:{port}/shop/0?sentinel_password=s3ntinel"
     sentinel = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     try:
-        url = f"redis+sentinel://127.0.0.1:{port}/shop/0"
 
         async def run() -> None:
             deadline = time.monotonic() + 10
@@ -51,7 +59,7 @@ def test_profiles_are_written_through_sentinel(tmp_path: Path) -> None:
             await engine.redis.aclose()
 
         asyncio.run(run())
-        stored = redis.Redis.from_url(primary.url).get(keys.visitor("v-1"))
+        stored = redis.Redis(port=primary.port, password="p@ss:1" if secured else None).get(keys.visitor("v-1"))
         assert decode_dict(stored)["si"] == ["85123A"]
     finally:
         sentinel.terminate()
