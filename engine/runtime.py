@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from engine import tasks
 from engine.apply import EventApplier
@@ -171,3 +171,7 @@ class Engine:
             await tasks.stop(self._poller)
         await self.reads.aclose()
         await self.redis.aclose()
+        pool = self.redis.connection_pool
+        if isinstance(pool, SentinelConnectionPool):  # the clients that ask the sentinels
+            for client in pool.sentinel_manager.sentinels:
+                await client.aclose()

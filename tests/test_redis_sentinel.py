@@ -55,8 +55,14 @@ def test_profiles_are_written_through_sentinel(tmp_path: Path, secured: bool) ->
             assert stats.applied == 1
             stored, = await engine.reads.mget([keys.visitor("v-1")])
             assert decode_dict(stored)["si"] == ["85123A"]
-            await engine.reads.aclose()
-            await engine.redis.aclose()
+            watcher = redis.Redis(port=port, password="s3ntinel" if secured else None)
+            assert len(watcher.client_list()) > 1  # the engine's client of the sentinel, and this one
+            await engine.stop()
+            deadline = time.monotonic() + 5
+            while len(watcher.client_list()) > 1:  # the engine left nothing connected
+                assert time.monotonic() < deadline, watcher.client_list()
+                await asyncio.sleep(0.05)
+            watcher.close()
 
         asyncio.run(run())
         stored = redis.Redis(port=primary.port, password="p@ss:1" if secured else None).get(keys.visitor("v-1"))
