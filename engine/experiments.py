@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import secrets
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,9 @@ class Arm:
     personalised: bool = True
 
     def recommendation_id(self) -> str:
-        token = secrets.token_hex(8)
+        # Attributes clicks, guards nothing: a PRNG (reseeded in each forked worker) instead of
+        # secrets, whose system call per id cost ~4 µs on every recommendation.
+        token = f"{random.getrandbits(64):016x}"
         return f"{token}.{self.experiment}.{self.name}" if self.experiment else token
 
 

@@ -100,7 +100,7 @@ class VisitorProfile:
 
     @classmethod
     def decode(cls, raw: bytes | None) -> "VisitorProfile":
-        return cls.from_json(decode_dict(raw))
+        return _expand(cls, cls._KEYS, decode_dict(raw), copy=False)
 
     def in_session(self, now: float, timeout_s: float) -> bool:
         return self.visits > 0 and now - self.last_seen <= timeout_s
@@ -140,7 +140,7 @@ class CustomerProfile:
 
     @classmethod
     def decode(cls, raw: bytes | None) -> "CustomerProfile":
-        return cls.from_json(decode_dict(raw))
+        return _expand(cls, cls._KEYS, decode_dict(raw), copy=False)
 
 
 # How fields are stored: whole seconds, scores in thousandths, prices in cents (all integers,
@@ -178,7 +178,9 @@ def _compact(obj: Any, keys: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _expand(cls: Any, keys: dict[str, str], data: dict[str, Any] | None) -> Any:
+def _expand(cls: Any, keys: dict[str, str], data: dict[str, Any] | None, copy: bool = True) -> Any:
+    """``copy=False`` for a dict nobody else holds (just decoded): saves a copy of each container
+    on every request."""
     if not data:
         return cls()
     values: dict[str, Any] = {}
@@ -190,7 +192,7 @@ def _expand(cls: Any, keys: dict[str, str], data: dict[str, Any] | None) -> Any:
             value = {k: v / 1000 for k, v in value.items()}
         elif name == "price_mean":
             value = value / 100
-        elif isinstance(value, (list, dict)):
+        elif copy and isinstance(value, (list, dict)):
             value = type(value)(value)  # a copy: folding events never changes the caller's data
         values[name] = value
     return cls(**values)
