@@ -13,8 +13,10 @@ pipeline with four commands per visitor, and short calls keep Redis responsive t
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, Profile
                              fold_event, stale, withdrawn)
 from engine.trending import TrendingClock
 
+log = logging.getLogger(__name__)
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
 _READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
 MAX_ROUNDS = 16
@@ -88,9 +91,12 @@ class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
-                 attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False) -> None:
+                 attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
+                 on_applied: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
-        counted (by default none: no rules, no experiments)."""
+        counted (by default none: no rules, no experiments). ``on_applied``: called with the
+        visitors whose events an ``apply`` call wrote (engine.precomputed); its failure is logged,
+        never raised: the events are applied by then."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -101,6 +107,7 @@ class EventApplier:
         self._exposure_retention = exposure_retention_s
         self._attribution_window = attribution_window_s
         self._known_arm = known_arm
+        self._on_applied = on_applied
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -110,6 +117,7 @@ class EventApplier:
         for event in events:
             pending[event.visitor_id].append(event)
         known_customers: set[str] = set()
+        written: dict[str, None] = {}
         while pending:
             stats.rounds += 1
             if stats.rounds > MAX_ROUNDS:
@@ -124,8 +132,15 @@ class EventApplier:
                     del queue[: len(plan.done) + plan.duplicates]
                     stats.applied += len(plan.done)
                     stats.duplicates += plan.duplicates
+                    if plan.done:
+                        written[plan.visitor_id] = None
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
+        if written and self._on_applied is not None:
+            try:
+                await self._on_applied(list(written))
+            except Exception:  # noqa: BLE001 - the requests that follow compute their lists themselves
+                log.exception("after applying events for %d visitors", len(written))
         return stats
 
     async def _plan(self, pending: dict[str, list[Event]], known_customers: set[str],

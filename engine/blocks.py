@@ -165,8 +165,9 @@ class BlockPicker:
         now = time.time() if now is None else now
         request = RecoRequest(placement="", visitor_id=visitor_id, customer_id=customer_id, item_id=item_id)
         extra = (keys.exposure(visitor_id),) if visitor_id else ()
-        visitor, customer, cid, _, raw, degraded = await self._reco.read(request, False, extra)
-        exposure = Exposure.decode(raw[0] if raw else None)
+        loaded, _, degraded = await self._reco.read(request, False, extra)
+        visitor, customer, cid = loaded.visitor, loaded.customer, loaded.customer_id
+        exposure = Exposure.decode(loaded.extra[0] if loaded.extra else None)
         if withdrawn(visitor, customer, self._consent_required):
             visitor, customer, cid = VisitorProfile(consent=False), None, None  # nothing about them is used
         elif in_control_group(snap.rules.control_group, visitor_id or customer_id):

@@ -27,6 +27,11 @@ def trending(epoch: int) -> str:
     return f"tr:{epoch}"
 
 
+def for_you(visitor_id: str) -> str:
+    """The for-you list computed when the visitor's events were applied (engine.precomputed)."""
+    return f"f:{{{visitor_id}}}"
+
+
 def exposure(visitor_id: str) -> str:
     """Impressions and clicks (engine.exposure): caps, anti-repetition, attribution."""
     return f"x:{{{visitor_id}}}"

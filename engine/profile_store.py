@@ -4,7 +4,7 @@ through ``engine.apply`` only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from engine import keys
 from engine.profiles import CustomerProfile, VisitorProfile, current
@@ -17,17 +17,25 @@ class KeyReader(Protocol):
 async def load_profiles(redis: KeyReader, visitor_id: str | None, customer_id: str | None
                         ) -> tuple[VisitorProfile, CustomerProfile | None, str | None]:
     """One round trip when the caller names the customer; two when only the cookie knows it."""
-    visitor, customer, customer_id, _ = await load_profiles_with(redis, visitor_id, customer_id, ())
-    return visitor, customer, customer_id
+    loaded = await load_profiles_with(redis, visitor_id, customer_id, ())
+    return loaded.visitor, loaded.customer, loaded.customer_id
+
+
+class Loaded(NamedTuple):
+    visitor: VisitorProfile
+    customer: CustomerProfile | None
+    customer_id: str | None
+    extra: list[bytes | None]  # the raw values of the extra keys asked for
+    raw_visitor: bytes  # the stored bytes the profiles were decoded from (b"" for none)
+    raw_customer: bytes
 
 
 async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_id: str | None,
-                             extra_keys: Sequence[str]
-                             ) -> tuple[VisitorProfile, CustomerProfile | None, str | None, list[bytes | None]]:
+                             extra_keys: Sequence[str]) -> Loaded:
     """``load_profiles`` plus the raw values of ``extra_keys``, all in one MGET (one command costs
     the client half of what a pipeline of the same reads costs)."""
     if not visitor_id and not customer_id and not extra_keys:
-        return VisitorProfile(), None, None, []
+        return Loaded(VisitorProfile(), None, None, [], b"", b"")
     wanted = [*([keys.visitor(visitor_id)] if visitor_id else []),
               *([keys.customer(customer_id)] if customer_id else []), *extra_keys]
     replies = await redis.mget(wanted)
@@ -40,4 +48,4 @@ async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_
     customer = None
     if customer_id and raw_customer:
         customer = CustomerProfile.decode(raw_customer)
-    return current(visitor, customer), customer, customer_id, replies
+    return Loaded(current(visitor, customer), customer, customer_id, replies, raw_visitor or b"", raw_customer or b"")

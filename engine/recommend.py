@@ -12,17 +12,17 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from engine import keys
+from engine import keys, precomputed
 from engine.affinity import affinity_owner, relative
 from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
-from engine.model import ModelHolder
-from engine.profile_store import KeyReader, load_profiles_with
-from engine.profiles import CustomerProfile, VisitorProfile, last_withdrawal, withdrawn
+from engine.model import ModelHolder, ServedModel
+from engine.profile_store import KeyReader, Loaded, load_profiles_with
+from engine.profiles import VisitorProfile, last_withdrawal, withdrawn
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
 from engine.rules_stage import apply_rules, pool_size
@@ -47,6 +47,12 @@ class RecoRequest:
     n: int = 10
 
 
+class Read(NamedTuple):
+    profiles: Loaded
+    trending: list[tuple[str, float]]
+    degraded: bool
+
+
 class Recommender:
     def __init__(self, reader: KeyReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
                  trending: TrendingReader, rules: RulesHolder | None = None) -> None:
@@ -58,6 +64,9 @@ class Recommender:
         self.rules = rules or RulesHolder(None)
         self._degraded = 0
         self._degraded_logged_at = float("-inf")
+        # What shapes a for-you list besides the person, model and catalogue (engine.precomputed).
+        self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
+                             f"{settings.session_timeout_s}")
 
     def check_placement(self, placement: str, snapshot: RulesSnapshot | None = None) -> tuple[str, ...]:
         placements = (snapshot or self.rules.current).placements
@@ -67,17 +76,14 @@ class Recommender:
                 f"unknown placement {placement!r}; known: {', '.join(sorted(placements))}")
         return chain
 
-    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()
-                   ) -> tuple[VisitorProfile, CustomerProfile | None, str | None, list[tuple[str, float]],
-                              list[bytes | None], bool]:
+    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read:
         """Profile, extra keys and trending within the time budget; on failure, empty ones and
         degraded=True."""
         try:
             async with asyncio.timeout(self._settings.redis_timeout_s):
-                visitor, customer, cid, extra = await load_profiles_with(
-                    self._reader, req.visitor_id, req.customer_id, extra_keys)
+                loaded = await load_profiles_with(self._reader, req.visitor_id, req.customer_id, extra_keys)
                 trend = await self._trending.top() if needs_trending else []
-            return visitor, customer, cid, trend, extra, False
+            return Read(loaded, trend, False)
         except (RedisError, OSError, TimeoutError) as exc:
             self._degraded += 1
             now = time.monotonic()
@@ -85,7 +91,55 @@ class Recommender:
                 log.warning("redis unavailable (%s): %d recommendations served from the model alone "
                             "since the last warning", type(exc).__name__, self._degraded)
                 self._degraded, self._degraded_logged_at = 0, now
-            return VisitorProfile(), None, req.customer_id, [], [None] * len(extra_keys), True
+            return Read(Loaded(VisitorProfile(), None, req.customer_id, [None] * len(extra_keys), b"", b""),
+                        [], True)
+
+    def _context(self, visitor_id: str | None, loaded: Loaded, personal: bool, model: ServedModel | None,
+                 now: float, n: int, trending: list[tuple[str, float]], item_id: str | None = None,
+                 category: str | None = None) -> Context:
+        """What the scenarios see of a person. The control group, and whoever withdrew consent (or
+        has not granted it where it is required), get what a first-time anonymous visitor gets: no
+        profile, and no model row (the last training may predate the withdrawal)."""
+        visitor, customer, customer_id = (loaded.visitor, loaded.customer, loaded.customer_id) if personal else (
+            VisitorProfile(), None, None)
+        # After a new grant, a model whose history was read before the person's last withdrawal
+        # still holds what they did before it: its row for them waits for the next training.
+        withdrew = last_withdrawal(visitor, customer)
+        ctx = Context(
+            visitor_id=visitor_id if personal else None,
+            customer_id=customer_id,
+            visitor=visitor,
+            customer=customer,
+            now=now,
+            n=n,
+            session_timeout_s=self._settings.session_timeout_s,
+            item_id=item_id,
+            category=category,
+            exclude_purchased=self._settings.exclude_purchased,
+            exclude_seen=self._settings.exclude_seen,
+            trending=trending,
+            model_row=model is None or not withdrew or withdrew < model.read_at,
+        )
+        ctx.excluded = base_exclusions(ctx)
+        return ctx
+
+    def _stamp(self, model: ServedModel, loaded: Loaded, ctx: Context) -> bytes:
+        return precomputed.digest(model, self.catalogue.current, self._list_config, ctx.customer_id,
+                                  loaded.raw_visitor, loaded.raw_customer,
+                                  ctx.visitor.in_session(ctx.now, ctx.session_timeout_s), ctx.model_row)
+
+    async def for_you_list(self, visitor_id: str, n: int) -> bytes | None:
+        """The visitor's for-you list as ``engine.precomputed`` stores it; None for whoever gets no
+        personal list (no model, consent withdrawn or not granted)."""
+        model = self.models.current
+        if model is None:
+            return None
+        loaded = await load_profiles_with(self._reader, visitor_id, None, ())
+        if withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required):
+            return None
+        ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
+        picks = SCENARIOS["for_you"](model, self.catalogue.current, ctx)
+        return precomputed.encode(self._stamp(model, loaded, ctx), picks, len(picks) < n, model)
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]:
@@ -99,36 +153,21 @@ class Recommender:
         eff = snap.effective(req.placement, arm, now, model, catalogue)
         repetition = eff.repetition if arm.personalised and req.visitor_id else None
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
-        visitor, customer, customer_id, trend, raw, degraded = await self.read(req, "trending" in eff.chain, extra)
-        # The control group, and whoever withdrew consent (or has not granted it where it is
-        # required), get what a first-time anonymous visitor gets: no profile, and no model row
-        # (the last training may predate the withdrawal). So does a request whose profile could
-        # not be read: without it, nobody can tell whether the person withdrew.
+        wants_list = model is not None and arm.personalised and req.visitor_id is not None and "for_you" in eff.chain
+        if wants_list:
+            extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
+        loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
+        # A request whose profile could not be read is not personal either: without it, nobody can
+        # tell whether the person withdrew.
         personal = (arm.personalised and not degraded
-                    and not withdrawn(visitor, customer, self._settings.consent_required))
+                    and not withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required))
         if not personal:
-            visitor, customer, customer_id, repetition = VisitorProfile(), None, None, None
-        # After a new grant, a model whose history was read before the person's last withdrawal
-        # still holds what they did before it: its row for them waits for the next training.
-        withdrew = last_withdrawal(visitor, customer)
-        model_row = model is None or not withdrew or withdrew < model.read_at
+            repetition = None
         pool = pool_size(eff, req.n)
-        ctx = Context(
-            visitor_id=req.visitor_id if personal else None,
-            customer_id=customer_id,
-            visitor=visitor,
-            customer=customer,
-            now=now,
-            n=pool,
-            session_timeout_s=self._settings.session_timeout_s,
-            item_id=req.item_id,
-            category=req.category,
-            exclude_purchased=self._settings.exclude_purchased,
-            exclude_seen=self._settings.exclude_seen,
-            trending=trend,
-            model_row=model_row,
-        )
-        ctx.excluded = base_exclusions(ctx)
+        ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
+        if wants_list and personal:
+            ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, loaded, ctx))
+        visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []
         seen: set[str] = set()
         for name in eff.chain:
@@ -158,8 +197,8 @@ class Recommender:
             "placement": req.placement,
             "model_version": model.version if model else None,
             "rules_version": snap.version,
-            "items": [{"item_id": p.item_id, "score": round(p.score, 6), "reason": p.reason}
-                      for p in picks[:req.n]],
+            "items": [{"item_id": item, "score": round(score, 6), "reason": reason}
+                      for item, score, reason in picks[:req.n]],
         }
         if arm.experiment:
             response["experiment"] = {"id": arm.experiment, "arm": arm.name}

@@ -21,6 +21,7 @@ from engine.apply import EventApplier
 from engine.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.model import ModelHolder, ServedModel
+from engine.precomputed import Precomputer
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
 from engine.redis_reads import PipelinedReader
@@ -88,12 +89,15 @@ class Engine:
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
+            on_applied=self._precompute if serve_models else None,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
         self.reads = PipelinedReader(self.redis)  # the request path's reads (redis-py costs 3-4x the CPU)
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules)
+        # Lists expire with the visit they were computed in: after it they can no longer match.
+        self.precomputer = Precomputer(self.recommender, self.redis, settings.session_timeout_s)
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         self._poller: asyncio.Task[None] | None = None
         self._frozen: tuple[object, ...] = ()
@@ -155,6 +159,10 @@ class Engine:
         """Run in a thread before new rules go live: compile them for the served model."""
         if self.serve_models:
             snapshot.warm(self.models.current, self.catalogue.current, time.time())
+
+    async def _precompute(self, visitor_ids: list[str]) -> None:
+        if self.models.current is not None:
+            await self.precomputer.refresh(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
         """For rules validation: an item a pin names must be in the catalogue (if there is one)."""

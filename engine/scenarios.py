@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from engine.blend import blend_scores, closest_anchor, top_k
 from engine.catalog import Catalogue
 from engine.model import ServedModel
 from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
+
+if TYPE_CHECKING:
+    from engine.precomputed import Stored
 
 
 class Pick(NamedTuple):  # a tuple, not a dataclass: tens of them are made per request
@@ -42,6 +45,7 @@ class Context:
     trending: list[tuple[str, float]] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
     model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
+    precomputed: "Stored | None" = None  # the person's for-you list as applying their events left it
 
     def history(self) -> list[tuple[str, float, str]]:
         """(item, weight, why), one entry per item with its strongest signal."""
@@ -86,6 +90,10 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     """
     if model is None:
         return []
+    if ctx.precomputed is not None:  # what applying the person's last events computed (engine.precomputed)
+        stored = ctx.precomputed.serve(model.item_ids, ctx.excluded, ctx.n)
+        if stored is not None:
+            return stored
     index = model.item_index
     history = [(j, w, why, i) for i, w, why in ctx.history() if (j := index.get(i)) is not None]
     user = f"c:{ctx.customer_id}" if ctx.customer_id else (f"v:{ctx.visitor_id}" if ctx.visitor_id else None)

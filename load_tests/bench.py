@@ -77,7 +77,7 @@ def _sessions_from_baskets(events_csv: Path, visitors: int, seed: int) -> list[l
 
 async def _populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]]) -> list[str]:
     engine = Engine(settings, redis_url)
-    await engine.catalogue.refresh()
+    await engine.refresh(first=True)  # the model too: applying events stores for-you lists as a server does
     now = time.time() - 600
     visitor_ids = []
     batch: list[Event] = []
@@ -91,7 +91,7 @@ async def _populate(settings: Settings, redis_url: str, sessions: list[list[tupl
             await engine.applier.apply(batch)
             batch = []
     await engine.applier.apply(batch)
-    await engine.redis.aclose()
+    await engine.stop()
     return visitor_ids
 
 
@@ -107,6 +107,7 @@ async def _memory(redis_url: str, visitor_ids: list[str]) -> dict[str, Any]:
     dedup_bytes = 0
     for key in dedup_keys[:500]:
         dedup_bytes += await redis.memory_usage(key, samples=0) or 0
+    list_bytes = [await redis.memory_usage(keys.for_you(vid), samples=0) or 0 for vid in sample]
     info = await redis.info("server")
     await redis.aclose()
     usage = np.array(replies[0::2], dtype=float)
@@ -120,6 +121,7 @@ async def _memory(redis_url: str, visitor_ids: list[str]) -> dict[str, Any]:
         "bytes_per_profile_max": float(usage.max()),
         "json_bytes_mean": round(float(json_len.mean()), 1),
         "dedup_bytes_per_visitor_mean": round(dedup_bytes / max(1, min(len(dedup_keys), 500)), 1),
+        "for_you_list_bytes_mean": round(float(np.mean(list_bytes)), 1),
     }
 
 
@@ -251,7 +253,9 @@ def markdown(report: dict[str, Any]) -> str:
               f"+ 1 cart add): MEMORY USAGE mean {m['bytes_per_profile_mean']} B, p50 {m['bytes_per_profile_p50']}, "
               f"p90 {m['bytes_per_profile_p90']}, max {m['bytes_per_profile_max']} (stored payload mean "
               f"{m['json_bytes_mean']} B). Event-id dedup buckets add {m['dedup_bytes_per_visitor_mean']} B per "
-              "active visitor for the dedup window.", ""]
+              "active visitor for the dedup window, and the for-you list stored when events are applied "
+              f"{m.get('for_you_list_bytes_mean', 0)} B per visitor with a visit under way (it expires with the "
+              "visit).", ""]
     return "\n".join(lines)
 
 

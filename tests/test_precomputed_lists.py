@@ -1,0 +1,168 @@
+"""For-you lists stored when events are applied (engine.precomputed): a request serves exactly what
+it would have computed, and only while everything the list was computed from still holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgpack
+import pytest
+import redis.asyncio
+
+from engine import keys, precomputed
+from engine.catalog import upsert_items
+from engine.events import Event
+from engine.importer import ImportReport, read_items
+from engine.recommend import RecoRequest
+from engine.runtime import Engine
+from load_tests.bench import _sessions_from_baskets
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def with_engine(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]
+                ) -> Callable[[Callable[[Engine], Awaitable[None]]], None]:
+    """Runs a test body with a started Engine (demo catalogue in Redis, the trained model)."""
+    def run(body: Callable[[Engine], Awaitable[None]]) -> None:
+        async def main() -> None:
+            client = redis.asyncio.Redis.from_url(redis_url)
+            await upsert_items(client, read_items(demo_files[0], ImportReport()))
+            await client.aclose()
+            eng = Engine(make_settings(data_dir, redis_url), redis_url)
+            await eng.start()
+            try:
+                assert eng.models.current is not None
+                await body(eng)
+            finally:
+                await eng.stop()
+        asyncio.run(main())
+    return run
+
+
+async def browse(eng: Engine, visitor_id: str, session: list[tuple[str, str]], start: float, tag: str = "") -> None:
+    await eng.applier.apply([Event(event_id=f"{visitor_id}-{tag}{k}", type=etype, visitor_id=visitor_id,  # type: ignore[arg-type]
+                                   item_id=item, ts=start + 20 * k, rt=start + 20 * k)
+                             for k, (etype, item) in enumerate(session)])
+
+
+async def lists(eng: Engine, visitor_id: str, now: float | None = None, **kw: object) -> list[tuple[str, float, str]]:
+    """The home placement's (items, scores, reasons)."""
+    body = await eng.recommender.recommend(RecoRequest(placement="home", visitor_id=visitor_id, **kw), now=now)  # type: ignore[arg-type]
+    return [(i["item_id"], i["score"], i["reason"]) for i in body["items"]]
+
+
+async def stored(eng: Engine, visitor_id: str) -> bytes | None:
+    return await eng.redis.get(keys.for_you(visitor_id))
+
+
+def test_stored_lists_are_exactly_the_live_ones(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
+    """40 real baskets browsed: every placement size gives the same items, scores and reasons from
+    the stored list as computed on the spot (sizes above the stored 20 are computed live)."""
+    with_engine(lambda engine: _exactly_live(engine, _sessions_from_baskets(demo_files[1], 40, seed=3)))
+
+
+async def _exactly_live(engine: Engine, sessions: list[list[tuple[str, str]]]) -> None:
+    start = time.time() - 300
+    for n, session in enumerate(sessions):
+        await browse(engine, f"pc{n}", session, start)
+    for n in range(len(sessions)):
+        vid = f"pc{n}"
+        raw = await stored(engine, vid)
+        assert raw is not None and 0 < await engine.redis.ttl(keys.for_you(vid)) <= engine.settings.session_timeout_s
+        served = {size: await lists(engine, vid, n=size) for size in (1, 5, 10, 20, 30)}
+        await engine.redis.delete(keys.for_you(vid))
+        for size, got in served.items():
+            assert got == await lists(engine, vid, n=size), (vid, size)
+        assert any(reason.startswith("because_you_") for _, _, reason in served[10])
+
+
+async def tamper(eng: Engine, visitor_id: str) -> list[tuple[str, float, str]]:
+    """Store the visitor's list reversed, under its own digest: what a request then serves shows
+    whether it used the stored list."""
+    stamp, complete, items, scores, reason_ids, reasons = msgpack.unpackb(await stored(eng, visitor_id))
+    size = len(reason_ids)
+    flip = lambda raw, width: b"".join(raw[i:i + width] for i in range(len(raw) - width, -1, -width))  # noqa: E731
+    await eng.redis.set(keys.for_you(visitor_id), msgpack.packb(
+        [stamp, complete, flip(items, 4), flip(scores, 4), reason_ids[::-1], reasons]))
+    assert size == precomputed.LIST_SIZE
+    return await lists(eng, visitor_id, n=5)
+
+
+def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_files: tuple[Path, Path],  # noqa: ANN001
+                                                          redis_url: str) -> None:
+    session = _sessions_from_baskets(demo_files[1], 1, seed=11)[0]
+
+    async def body(engine: Engine) -> None:
+        start = time.time() - 300
+        await browse(engine, "pv", session, start)
+        live = await lists(engine, "pv", n=5)
+        served = await tamper(engine, "pv")
+        assert served != live and served[0][1] <= served[-1][1]  # the tampered (ascending) list was served
+        # Another customer id than the cookie's: computed live.
+        assert await lists(engine, "pv", n=5, customer_id="someone") != served
+        # The visit timed out: the list was computed for a visit under way.
+        later = start + 20 * len(session) + engine.settings.session_timeout_s + 60
+        assert await lists(engine, "pv", n=5, now=later) != served
+        assert await lists(engine, "pv", n=5) == served
+        # A new catalogue version (even one that changes nothing this list shows).
+        await upsert_items(engine.redis, [engine.catalogue.current.items[session[0][1]]])
+        await engine.catalogue.refresh()
+        assert await lists(engine, "pv", n=5) == live
+        # A profile changed by a process that stores no lists (a worker without a model).
+        await browse(engine, "pv", [("product_view", session[1][1])], time.time(), tag="x")
+        served = await tamper(engine, "pv")
+        assert await lists(engine, "pv", n=5) == served
+        worker = Engine(engine.settings, redis_url, serve_models=False)
+        await worker.catalogue.refresh()
+        await browse(worker, "pv", [("product_view", session[2][1])], time.time(), tag="w")
+        await worker.stop()
+        assert await stored(engine, "pv") is not None  # still there, but no longer matching
+        assert await lists(engine, "pv", n=5) != served
+
+    with_engine(body)
+
+
+def test_withdrawing_consent_deletes_the_stored_list(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
+    async def body(engine: Engine) -> None:
+        await browse(engine, "pw", _sessions_from_baskets(demo_files[1], 1, seed=5)[0], time.time() - 60)
+        assert await stored(engine, "pw") is not None
+        await engine.applier.apply([Event(event_id="pw-off", type="consent", visitor_id="pw",  # type: ignore[arg-type]
+                                          properties={"granted": False}, ts=time.time(), rt=time.time())])
+        assert await stored(engine, "pw") is None
+
+    with_engine(body)
+
+
+def test_the_digest_covers_model_catalogue_settings_and_profile() -> None:
+    class Versioned:
+        def __init__(self, version: object) -> None:
+            self.version = version
+
+    base = dict(model=Versioned("m1"), catalogue=Versioned(3), config="1118000", customer_id=None,
+                raw_visitor=b"profile", raw_customer=b"", in_session=True, model_row=True)
+    stamp = precomputed.digest(**base)  # type: ignore[arg-type]
+    assert stamp == precomputed.digest(**base)  # type: ignore[arg-type]
+    for change in (dict(model=Versioned("m2")), dict(catalogue=Versioned(4)), dict(config="0118000"),
+                   dict(customer_id="c1"), dict(raw_visitor=b"profilf"), dict(raw_customer=b"c"),
+                   dict(in_session=False), dict(model_row=False),
+                   dict(raw_visitor=b"profile" + b"x", raw_customer=b""),
+                   dict(raw_visitor=b"profil", raw_customer=b"e")):
+        assert precomputed.digest(**{**base, **change}) != stamp, change  # type: ignore[arg-type]
+
+
+def test_a_failing_list_store_does_not_fail_the_events(with_engine, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+    async def broken(visitor_ids: list[str]) -> None:
+        raise ConnectionError("store down")
+
+    async def body(engine: Engine) -> None:
+        engine.applier._on_applied = broken  # noqa: SLF001 - the hook is what is under test
+        stats = await engine.applier.apply([Event(event_id="pf-1", type="product_view", visitor_id="pf",  # type: ignore[arg-type]
+                                                  item_id="85123A", ts=time.time(), rt=time.time())])
+        assert stats.applied == 1
+        assert await stored(engine, "pf") is None
+
+    with_engine(body)
+    assert "after applying events for 1 visitors" in caplog.text
