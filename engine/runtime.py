@@ -69,8 +69,8 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 class Engine:
     def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
-        """``serve_models=False`` (stream workers) keeps the catalogue and rules fresh but loads
-        no model."""
+        """``serve_models=False`` (``vitrine replay``) keeps the catalogue and rules fresh but loads
+        no model, so applying events stores no for-you lists."""
         self.settings = settings
         self.serve_models = serve_models
         self.redis = connect(redis_url, timeout_s=settings.redis_socket_timeout_s)

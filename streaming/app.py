@@ -66,7 +66,9 @@ class StreamApp(faust.App):
         if self.redis_url is None:  # pragma: no cover - a worker is always given one
             raise RuntimeError("no Redis URL for the worker")
         await ensure_topics(self.settings)
-        self.engine = Engine(self.settings, self.redis_url, serve_models=False)
+        # With the model loaded, applying events also stores the visitors' for-you lists
+        # (engine.precomputed), so the API replicas serve them without scoring.
+        self.engine = Engine(self.settings, self.redis_url)
         await self.engine.start()
         self.processor = BatchProcessor(self.engine.applier, self.send_dead_letters)
         log.info("worker ready: %d catalogue items, topic %s", len(self.engine.catalogue.current),

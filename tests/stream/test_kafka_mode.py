@@ -47,6 +47,13 @@ def test_events_through_the_api_reach_profiles_and_recommendations(kafka_setting
         assert visitor(r, "v-1")["si"] == ["84406B", "71053", "85123A"]
         recent = api.get("/v1/recommendations", params={"placement": "recent", "visitor_id": "v-1"}).json()
         assert [i["item_id"] for i in recent["items"]] == ["84406B", "71053", "85123A"]
+        # The worker serves the model too, so it stored the visitor's for-you list: the API
+        # serves it, and it is the list the API computes itself.
+        wait_until(lambda: r.exists(keys.for_you("v-1")), what="the worker to store the for-you list")
+        home = api.get("/v1/recommendations", params={"placement": "home", "visitor_id": "v-1"}).json()
+        r.delete(keys.for_you("v-1"))
+        live = api.get("/v1/recommendations", params={"placement": "home", "visitor_id": "v-1"}).json()
+        assert home["items"] == live["items"] and home["items"][0]["reason"].startswith("because_you_viewed:")
 
 
 def assigned_partitions(worker: VitrineProcess, topic: str) -> set[int]:
