@@ -13,10 +13,9 @@ pipeline with four commands per visitor, and short calls keep Redis responsive t
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, Profile
                              fold_event, stale, withdrawn)
 from engine.trending import TrendingClock
 
-log = logging.getLogger(__name__)
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
 _READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
 MAX_ROUNDS = 16
@@ -92,11 +90,10 @@ class EventApplier:
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
-                 on_applied: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+                 on_applied: Callable[[list[str]], None] | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
-        counted (by default none: no rules, no experiments). ``on_applied``: called with the
-        visitors whose events an ``apply`` call wrote (engine.precomputed); its failure is logged,
-        never raised: the events are applied by then."""
+        counted (by default none: no rules, no experiments). ``on_applied``: told which visitors'
+        events an ``apply`` call wrote (engine.precomputed queues their lists); it must not block."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -137,10 +134,7 @@ class EventApplier:
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
         if written and self._on_applied is not None:
-            try:
-                await self._on_applied(list(written))
-            except Exception:  # noqa: BLE001 - the requests that follow compute their lists themselves
-                log.exception("after applying events for %d visitors", len(written))
+            self._on_applied(list(written))
         return stats
 
     async def _plan(self, pending: dict[str, list[Event]], known_customers: set[str],

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import logging
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,13 +29,16 @@ import msgpack
 import numpy as np
 from redis.asyncio import Redis
 
-from engine import keys
+from engine import keys, tasks
 from engine.catalog import Catalogue
 from engine.model import ServedModel
 from engine.scenarios import Pick
 
+log = logging.getLogger(__name__)
+
 LIST_SIZE = 20  # picks stored: placements asking for more (or losing more to exclusions) compute live
 BATCH = 16  # lists computed between two turns of the event loop (~2.5 ms): requests wait no longer
+MAX_BACKLOG = 100_000  # visitors waiting for their list
 
 
 @dataclass(frozen=True)
@@ -98,26 +103,53 @@ class PersonalLists(Protocol):
 
 
 class Precomputer:
-    """Computes and stores the lists of visitors whose events were just applied (the applier's
-    ``on_applied``). Only processes that serve a model have one."""
+    """Computes and stores the lists of visitors whose events were just applied, in the background:
+    the events' writer (and so the event POST, or a worker's offset commit) never waits for them.
+    Visitors marked again before their turn get one list, from their latest profile. Only
+    processes that serve a model have one."""
 
     def __init__(self, lists: PersonalLists, redis: Redis, ttl_s: int) -> None:
         self._lists = lists
         self._redis = redis
         self._ttl_s = ttl_s
+        self._dirty: dict[str, None] = {}  # insertion-ordered set: first marked, first computed
+        self._task: asyncio.Task[None] | None = None
 
-    async def refresh(self, visitor_ids: Collection[str]) -> None:
-        """The reads of ``BATCH`` visitors pipelined together, one pipelined write for all."""
-        visitor_ids = list(visitor_ids)
-        computed: list[bytes | None] = []
-        for start in range(0, len(visitor_ids), BATCH):
-            computed += await asyncio.gather(*(self._lists.for_you_list(vid, LIST_SIZE)
-                                               for vid in visitor_ids[start:start + BATCH]))
+    def mark(self, visitor_ids: Collection[str]) -> None:
+        if len(self._dirty) < MAX_BACKLOG:  # beyond it, requests compute those lists themselves
+            self._dirty.update(dict.fromkeys(visitor_ids))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="vitrine-for-you-lists")
+
+    async def flush(self) -> None:
+        """Wait until every marked visitor's list is stored (or has failed)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
+
+    async def aclose(self, timeout_s: float = 2.0) -> None:
+        """Store what is marked (a withdrawal's deletion among it) for up to ``timeout_s``, then stop."""
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout_s)
+            await tasks.stop(self._task)
+
+    async def _drain(self) -> None:
+        while self._dirty:
+            batch = list(itertools.islice(self._dirty, BATCH))
+            for vid in batch:
+                del self._dirty[vid]
+            try:
+                await self.refresh(batch)
+            except Exception as exc:  # noqa: BLE001 - these visitors' requests compute their lists
+                log.warning("storing for-you lists of %d visitors failed (%s: %s)", len(batch),
+                            type(exc).__name__, exc)
+
+    async def refresh(self, visitor_ids: list[str]) -> None:
+        """One pipelined read per visitor, one pipelined write for all."""
+        computed = await asyncio.gather(*(self._lists.for_you_list(vid, LIST_SIZE) for vid in visitor_ids))
         async with self._redis.pipeline(transaction=False) as pipe:
             for vid, value in zip(visitor_ids, computed):
-                if value is None:  # not personalised (withdrawn, no model, Redis unreadable): keep nothing
+                if value is None:  # not personalised (withdrawn, no model): keep nothing
                     pipe.delete(keys.for_you(vid))
                 else:
                     pipe.set(keys.for_you(vid), value, ex=self._ttl_s)
             await pipe.execute()
-

@@ -160,9 +160,9 @@ class Engine:
         if self.serve_models:
             snapshot.warm(self.models.current, self.catalogue.current, time.time())
 
-    async def _precompute(self, visitor_ids: list[str]) -> None:
+    def _precompute(self, visitor_ids: list[str]) -> None:
         if self.models.current is not None:
-            await self.precomputer.refresh(visitor_ids)
+            self.precomputer.mark(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
         """For rules validation: an item a pin names must be in the catalogue (if there is one)."""
@@ -177,6 +177,7 @@ class Engine:
     async def stop(self) -> None:
         if self._poller is not None:
             await tasks.stop(self._poller)
+        await self.precomputer.aclose()
         await self.reads.aclose()
         await self.redis.aclose()
         pool = self.redis.connection_pool

@@ -91,6 +91,7 @@ async def _populate(settings: Settings, redis_url: str, sessions: list[list[tupl
             await engine.applier.apply(batch)
             batch = []
     await engine.applier.apply(batch)
+    await engine.precomputer.flush()
     await engine.stop()
     return visitor_ids
 

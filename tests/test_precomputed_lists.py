@@ -46,6 +46,7 @@ async def browse(eng: Engine, visitor_id: str, session: list[tuple[str, str]], s
     await eng.applier.apply([Event(event_id=f"{visitor_id}-{tag}{k}", type=etype, visitor_id=visitor_id,  # type: ignore[arg-type]
                                    item_id=item, ts=start + 20 * k, rt=start + 20 * k)
                              for k, (etype, item) in enumerate(session)])
+    await eng.precomputer.flush()  # lists are stored in the background
 
 
 async def lists(eng: Engine, visitor_id: str, now: float | None = None, **kw: object) -> list[tuple[str, float, str]]:
@@ -131,6 +132,7 @@ def test_withdrawing_consent_deletes_the_stored_list(with_engine, demo_files: tu
         assert await stored(engine, "pw") is not None
         await engine.applier.apply([Event(event_id="pw-off", type="consent", visitor_id="pw",  # type: ignore[arg-type]
                                           properties={"granted": False}, ts=time.time(), rt=time.time())])
+        await engine.precomputer.flush()
         assert await stored(engine, "pw") is None
 
     with_engine(body)
@@ -154,15 +156,35 @@ def test_the_digest_covers_model_catalogue_settings_and_profile() -> None:
 
 
 def test_a_failing_list_store_does_not_fail_the_events(with_engine, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
-    async def broken(visitor_ids: list[str]) -> None:
-        raise ConnectionError("store down")
-
     async def body(engine: Engine) -> None:
-        engine.applier._on_applied = broken  # noqa: SLF001 - the hook is what is under test
+        async def broken(visitor_ids: list[str]) -> None:
+            raise ConnectionError("store down")
+
+        engine.precomputer.refresh = broken  # type: ignore[method-assign]
         stats = await engine.applier.apply([Event(event_id="pf-1", type="product_view", visitor_id="pf",  # type: ignore[arg-type]
                                                   item_id="85123A", ts=time.time(), rt=time.time())])
         assert stats.applied == 1
+        await engine.precomputer.flush()
         assert await stored(engine, "pf") is None
+        assert (await lists(engine, "pf"))[0][2] == "because_you_viewed:85123A"  # computed live
 
     with_engine(body)
-    assert "after applying events for 1 visitors" in caplog.text
+    assert "storing for-you lists of 1 visitors failed (ConnectionError: store down)" in caplog.text
+
+
+def test_events_for_one_visitor_in_quick_succession_leave_the_list_of_the_last(with_engine,  # noqa: ANN001
+                                                                               demo_files: tuple[Path, Path]) -> None:
+    session = _sessions_from_baskets(demo_files[1], 1, seed=17)[0]
+
+    async def body(engine: Engine) -> None:
+        start = time.time() - 300
+        for k, (etype, item) in enumerate(session):  # no flush in between: the backlog merges them
+            await engine.applier.apply([Event(event_id=f"pq-{k}", type=etype, visitor_id="pq",  # type: ignore[arg-type]
+                                              item_id=item, ts=start + k, rt=start + k)])
+        await engine.precomputer.flush()
+        served = await tamper(engine, "pq")  # matches the profile as the last event left it
+        assert served[0][1] <= served[-1][1]
+        await engine.redis.delete(keys.for_you("pq"))
+        assert served != await lists(engine, "pq", n=5)
+
+    with_engine(body)
