@@ -3,21 +3,22 @@ through ``engine.apply`` only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 from engine import keys
 from engine.profiles import CustomerProfile, VisitorProfile, current
 
 
-class KeyReader(Protocol):
-    async def mget(self, keys: list[str]) -> list[bytes | None]: ...
+# Values of keys, in order: a redis-py client's or ``engine.redis_reads.PipelinedReader``'s ``mget``
+# (the request path's, bound to its time budget).
+KeyReader = Callable[[list[str]], Awaitable[list[bytes | None]]]
 
 
-async def load_profiles(redis: KeyReader, visitor_id: str | None, customer_id: str | None
+async def load_profiles(read: KeyReader, visitor_id: str | None, customer_id: str | None
                         ) -> tuple[VisitorProfile, CustomerProfile | None, str | None]:
     """One round trip when the caller names the customer; two when only the cookie knows it."""
-    loaded = await load_profiles_with(redis, visitor_id, customer_id, ())
+    loaded = await load_profiles_with(read, visitor_id, customer_id, ())
     return loaded.visitor, loaded.customer, loaded.customer_id
 
 
@@ -30,7 +31,7 @@ class Loaded(NamedTuple):
     raw_customer: bytes
 
 
-async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_id: str | None,
+async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_id: str | None,
                              extra_keys: Sequence[str]) -> Loaded:
     """``load_profiles`` plus the raw values of ``extra_keys``, all in one MGET (one command costs
     the client half of what a pipeline of the same reads costs)."""
@@ -38,13 +39,13 @@ async def load_profiles_with(redis: KeyReader, visitor_id: str | None, customer_
         return Loaded(VisitorProfile(), None, None, [], b"", b"")
     wanted = [*([keys.visitor(visitor_id)] if visitor_id else []),
               *([keys.customer(customer_id)] if customer_id else []), *extra_keys]
-    replies = await redis.mget(wanted)
+    replies = await read(wanted)
     raw_visitor = replies.pop(0) if visitor_id else None
     raw_customer = replies.pop(0) if customer_id else None
     visitor = VisitorProfile.decode(raw_visitor)
     if customer_id is None and visitor.customer_id:
         customer_id = visitor.customer_id
-        raw_customer = (await redis.mget([keys.customer(customer_id)]))[0]
+        raw_customer = (await read([keys.customer(customer_id)]))[0]
     customer = None
     if customer_id and raw_customer:
         customer = CustomerProfile.decode(raw_customer)

@@ -21,8 +21,9 @@ from engine.affinity import affinity_owner, relative
 from engine.catalog import CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder, ServedModel
-from engine.profile_store import KeyReader, Loaded, load_profiles_with
+from engine.profile_store import Loaded, load_profiles_with
 from engine.profiles import VisitorProfile, last_withdrawal, withdrawn
+from engine.redis_reads import PipelinedReader
 from engine.rules_live import RulesHolder, RulesSnapshot
 from engine.rules_stage import Visitor as RulesVisitor
 from engine.rules_stage import apply_rules, pool_size
@@ -54,7 +55,7 @@ class Read(NamedTuple):
 
 
 class Recommender:
-    def __init__(self, reader: KeyReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
+    def __init__(self, reader: PipelinedReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
                  trending: TrendingReader, rules: RulesHolder | None = None) -> None:
         self._reader = reader
         self._settings = settings
@@ -79,10 +80,14 @@ class Recommender:
     async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read:
         """Profile, extra keys and trending within the time budget; on failure, empty ones and
         degraded=True."""
+        deadline = asyncio.get_running_loop().time() + self._settings.redis_timeout_s
         try:
-            async with asyncio.timeout(self._settings.redis_timeout_s):
-                loaded = await load_profiles_with(self._reader, req.visitor_id, req.customer_id, extra_keys)
-                trend = await self._trending.top() if needs_trending else []
+            loaded = await load_profiles_with(lambda keys_: self._reader.mget(keys_, deadline), req.visitor_id,
+                                              req.customer_id, extra_keys)
+            trend = self._trending.cached(time.time()) if needs_trending else []
+            if trend is None:
+                async with asyncio.timeout_at(deadline):
+                    trend = await self._trending.top()
             return Read(loaded, trend, False)
         except (RedisError, OSError, TimeoutError) as exc:
             self._degraded += 1
@@ -134,7 +139,7 @@ class Recommender:
         model = self.models.current
         if model is None:
             return None
-        loaded = await load_profiles_with(self._reader, visitor_id, None, ())
+        loaded = await load_profiles_with(self._reader.mget, visitor_id, None, ())
         if withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required):
             return None
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])

@@ -24,8 +24,8 @@ credentials, db, timeouts); for ``redis+sentinel://`` it asks the sentinels for 
 is asked again on each reconnect. So a URL means the same thing to both.
 
 Failures are ``RedisError``s, which ``Recommender.read`` turns into a degraded answer:
-- a caller's own timeout cancels only its wait: its reply is still read, then dropped, so later
-  replies still meet their own futures;
+- a caller's own timeout (a ``deadline``, or a cancellation) ends only its wait: its reply is
+  still read, then dropped, so later replies still meet their own futures;
 - a lost connection fails every waiting call with ``ConnectionError``; the next call reconnects,
   and if that fails, calls fail at once for ``RECONNECT_AFTER_S`` before the next attempt;
 - a server that accepts but never answers: once the oldest unanswered command is older than the
@@ -138,6 +138,11 @@ class _Connection(asyncio.Protocol):
             self._watchdog = self.loop.call_at(due, self._check_overdue)
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(RedisTimeoutError("Redis did not answer within the caller's time budget"))
+
+
 class PipelinedReader:
     """``mget`` for the request path (an ``engine.profile_store.KeyReader``), through one lazily
     opened connection per event loop, to where ``redis`` (from ``engine.runtime.connect``) goes."""
@@ -151,13 +156,27 @@ class PipelinedReader:
         self._lock = asyncio.Lock()
         self._retry_at = 0.0  # loop time before which a failed connect is not tried again
 
-    async def mget(self, keys: list[str]) -> list[bytes | None]:
+    async def mget(self, keys: list[str], deadline: float | None = None) -> list[bytes | None]:
+        """``deadline`` (event loop time): past it the call fails with a ``TimeoutError`` and its
+        reply, when it comes, is dropped. One timer per call: ``asyncio.timeout`` cost ~8 µs on
+        every recommendation."""
         if not keys:
             return []
         connection = self._connection
         if connection is None or not connection.usable or connection.loop is not asyncio.get_running_loop():
-            connection = await self._connected()
-        return await connection.send("MGET", *keys)  # type: ignore[no-any-return]
+            if deadline is None:
+                connection = await self._connected()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connected()
+        future = connection.send("MGET", *keys)
+        if deadline is None:
+            return await future  # type: ignore[no-any-return]
+        timer = connection.loop.call_at(deadline, _expire, future)
+        try:
+            return await future  # type: ignore[no-any-return]
+        finally:
+            timer.cancel()
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None

@@ -67,6 +67,10 @@ class TrendingReader:
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
+    def cached(self, now: float) -> list[tuple[str, float]] | None:
+        """The list if it is fresh: most requests need no await at all."""
+        return self._cached if now - self._fetched_at < self._ttl_s else None
+
     async def top(self, now: float | None = None) -> list[tuple[str, float]]:
         now = time.time() if now is None else now
         if now - self._fetched_at < self._ttl_s:

@@ -22,7 +22,7 @@ async def get_profile(request: Request, visitor_id: str) -> Response:
     if not re.match(ID_PATTERN, visitor_id):
         raise ApiError(422, "invalid visitor id", [{"field": "visitor_id", "message": "invalid characters"}])
     engine = request.app.state.engine
-    visitor, customer, customer_id = await load_profiles(engine.redis, visitor_id, None)
+    visitor, customer, customer_id = await load_profiles(engine.redis.mget, visitor_id, None)
     if visitor.visits == 0 and visitor.consent is None and visitor.customer_id is None:
         raise ApiError(404, f"no profile for visitor {visitor_id!r}")
     return json_response(describe(visitor_id, visitor, customer_id, customer, time.time(),
