@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from engine import keys
 from engine.events import ID_PATTERN
@@ -62,6 +63,10 @@ class Catalogue:
 
     version: int
     items: dict[str, Item]
+    # Bumped by every change that makes an item recommendable (a new item, one back in stock),
+    # not by the rest (prices, titles, stock-outs, deletions): a for-you list ranked before such a
+    # change is still exact once the now unavailable items are dropped (engine.precomputed).
+    grown: int = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -84,18 +89,35 @@ EMPTY = Catalogue(version=0, items={})
 
 
 async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
-    """Store items (keeping the first ``added_at`` an item ever had) and bump the version."""
+    """Store items (keeping the first ``added_at`` an item ever had) and bump the version, and the
+    growth counter if an item becomes recommendable. The read of what is stored and the write are
+    one optimistic transaction: a concurrent change to the catalogue makes it start again, so no
+    growth goes uncounted."""
     items = list(items)
     if not items:
         return 0
     ids = [i.item_id for i in items]
-    existing = await redis.hmget(keys.CATALOGUE, ids)
-    mapping = await asyncio.to_thread(_stored, items, existing, time.time())
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.CATALOGUE, mapping=mapping)
-        pipe.incr(keys.CATALOGUE_VERSION)
-        await pipe.execute()
-    return len(mapping)
+        while True:
+            try:
+                await pipe.watch(keys.CATALOGUE)
+                existing = await pipe.hmget(keys.CATALOGUE, ids)
+                mapping = await asyncio.to_thread(_stored, items, existing, time.time())
+                pipe.multi()
+                pipe.hset(keys.CATALOGUE, mapping=mapping)
+                pipe.incr(keys.CATALOGUE_VERSION)
+                if _grows(items, existing):
+                    pipe.incr(keys.CATALOGUE_GROWN)
+                await pipe.execute()
+                return len(mapping)
+            except WatchError:
+                continue
+
+
+def _grows(items: list[Item], existing: list[bytes | None]) -> bool:
+    """Whether an item in stock was absent or out of stock before."""
+    return any(item.in_stock and (raw is None or not orjson.loads(raw).get("in_stock", True))
+               for item, raw in zip(items, existing))
 
 
 def _stored(items: list[Item], existing: list[bytes | None], now: float) -> dict[str, bytes]:
@@ -117,20 +139,25 @@ async def delete_items(redis: Redis, item_ids: Iterable[str]) -> int:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hdel(keys.CATALOGUE, *item_ids)
         pipe.incr(keys.CATALOGUE_VERSION)
-        deleted, _ = await pipe.execute()
+        pipe.hlen(keys.CATALOGUE)
+        deleted, _, left = await pipe.execute()
+    if not left:  # no catalogue at all: every item of the model is recommendable again
+        await redis.incr(keys.CATALOGUE_GROWN)
     return int(deleted)
 
 
 async def load_catalogue(redis: Redis) -> Catalogue:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.get(keys.CATALOGUE_VERSION)
+        pipe.get(keys.CATALOGUE_GROWN)
         pipe.hgetall(keys.CATALOGUE)
-        version, raw = await pipe.execute()
-    return await asyncio.to_thread(parse_catalogue, int(version or 0), raw)
+        version, grown, raw = await pipe.execute()
+    return await asyncio.to_thread(parse_catalogue, int(version or 0), raw, int(grown or 0))
 
 
-def parse_catalogue(version: int, raw: dict[bytes, bytes]) -> Catalogue:
-    return Catalogue(version=version, items={k.decode(): Item.model_validate_json(v) for k, v in raw.items()})
+def parse_catalogue(version: int, raw: dict[bytes, bytes], grown: int = 0) -> Catalogue:
+    return Catalogue(version=version, items={k.decode(): Item.model_validate_json(v) for k, v in raw.items()},
+                     grown=grown)
 
 
 class CatalogueCache:

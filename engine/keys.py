@@ -9,6 +9,7 @@ from __future__ import annotations
 
 CATALOGUE = "items"
 CATALOGUE_VERSION = "items:v"
+CATALOGUE_GROWN = "items:g"  # bumped when an item becomes recommendable (engine.catalog)
 
 
 def visitor(visitor_id: str) -> str:

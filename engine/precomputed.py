@@ -7,11 +7,13 @@ per event (placements, content blocks, reloads). So, as Gorse caches its workers
 computes it once per applied event and stores it (``keys.for_you``) for the requests that follow.
 
 Unlike a cache it is never stale in what it shows: each stored list carries a digest of everything
-it was computed from (the stored profile bytes, the model and catalogue versions, the settings that
-shape it, whether the visit is still under way). A request digests the same inputs as it read them
-and uses the list only on a match; otherwise (another write in between, a new model or catalogue,
-the session timed out, a customer id the cookie is not linked to) it computes the list itself, as
-before. A stored list expires with the session it was computed in: after that it cannot match.
+it was computed from (the stored profile bytes, the model version, the settings that
+shape it, whether the visit is still under way, and the catalogue's growth counter: items going out
+of stock are dropped when the list is served, items coming in invalidate it). A request digests
+the same inputs as it read them and uses the list only on a match; otherwise (another write in
+between, a new model, an item back in stock, the session timed out, a customer id the cookie is
+not linked to) it computes the list itself, as before. A stored list expires with the session it
+was computed in: after that it cannot match.
 """
 
 from __future__ import annotations
@@ -49,18 +51,20 @@ class Stored:
     reasons: list[str]
     complete: bool  # the catalogue had no more candidates than these
 
-    def serve(self, item_ids: list[str], excluded: set[str], n: int) -> list[Pick] | None:
+    def serve(self, item_ids: list[str], available: np.ndarray, excluded: set[str], n: int) -> list[Pick] | None:
         """``for_you``'s first ``n`` picks, or None if the list is too short to know them.
 
-        It was ranked with the profile's own exclusions; a request may exclude more (the picks of
-        a placement's earlier scenarios). Dropping those keeps the rest in the live order, so the
-        first ``n`` left are the live answer, if ``n`` are left or the catalogue had no more."""
+        It was ranked with the profile's own exclusions, among the items available then. A request
+        may exclude more (the picks of a placement's earlier scenarios), and items may have gone
+        out of stock since (none came in: ``Catalogue.grown`` is in the digest). Dropping those
+        keeps the rest in the live order, so the first ``n`` left are the live answer, if ``n``
+        are left or the catalogue had no more."""
         picks: list[Pick] = []
         for i, score, r in zip(self.items, self.scores, self.reason_ids):
             if len(picks) == n:
                 return picks
             item = item_ids[i]
-            if item not in excluded:
+            if item not in excluded and available[i]:
                 picks.append(Pick(item, score, self.reasons[r]))
         return picks if len(picks) == n or self.complete else None
 
@@ -68,7 +72,7 @@ class Stored:
 def digest(model: ServedModel, catalogue: Catalogue, config: str, customer_id: str | None,
            raw_visitor: bytes, raw_customer: bytes, in_session: bool, model_row: bool) -> bytes:
     """What a list was computed from; equal digests mean the live computation gives the same list."""
-    head = f"{model.version}|{catalogue.version}|{config}|{customer_id or ''}|{in_session:d}{model_row:d}|" \
+    head = f"{model.version}|{catalogue.grown}|{config}|{customer_id or ''}|{in_session:d}{model_row:d}|" \
            f"{len(raw_visitor)}|"
     return hashlib.blake2b(b"".join((head.encode(), raw_visitor, raw_customer)), digest_size=8).digest()
 

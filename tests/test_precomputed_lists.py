@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio
 
 from engine import keys, precomputed
-from engine.catalog import upsert_items
+from engine.catalog import Item, delete_items, load_catalogue, upsert_items
 from engine.events import Event
 from engine.importer import ImportReport, read_items
 from engine.recommend import RecoRequest
@@ -108,8 +108,17 @@ def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_file
         later = start + 20 * len(session) + engine.settings.session_timeout_s + 60
         assert await lists(engine, "pv", n=5, now=later) != served
         assert await lists(engine, "pv", n=5) == served
-        # A new catalogue version (even one that changes nothing this list shows).
-        await upsert_items(engine.redis, [engine.catalogue.current.items[session[0][1]]])
+        # Catalogue changes that make nothing recommendable (a price) keep the list in use; an item
+        # of it going out of stock is dropped from it; one coming back makes it unusable.
+        items = engine.catalogue.current.items
+        await upsert_items(engine.redis, [items[session[0][1]].model_copy(update={"price": 1.0})])
+        await engine.catalogue.refresh()
+        assert await lists(engine, "pv", n=5) == served
+        gone = items[served[1][0]]
+        await upsert_items(engine.redis, [gone.model_copy(update={"in_stock": False})])
+        await engine.catalogue.refresh()
+        assert await lists(engine, "pv", n=4) == [served[0], *served[2:]]
+        await upsert_items(engine.redis, [gone])
         await engine.catalogue.refresh()
         assert await lists(engine, "pv", n=5) == live
         # A profile changed by a process that stores no lists (a worker without a model).
@@ -143,11 +152,15 @@ def test_the_digest_covers_model_catalogue_settings_and_profile() -> None:
         def __init__(self, version: object) -> None:
             self.version = version
 
-    base = dict(model=Versioned("m1"), catalogue=Versioned(3), config="1118000", customer_id=None,
+    class Grown:
+        def __init__(self, grown: int) -> None:
+            self.grown = grown
+
+    base = dict(model=Versioned("m1"), catalogue=Grown(3), config="1118000", customer_id=None,
                 raw_visitor=b"profile", raw_customer=b"", in_session=True, model_row=True)
     stamp = precomputed.digest(**base)  # type: ignore[arg-type]
     assert stamp == precomputed.digest(**base)  # type: ignore[arg-type]
-    for change in (dict(model=Versioned("m2")), dict(catalogue=Versioned(4)), dict(config="0118000"),
+    for change in (dict(model=Versioned("m2")), dict(catalogue=Grown(4)), dict(config="0118000"),
                    dict(customer_id="c1"), dict(raw_visitor=b"profilf"), dict(raw_customer=b"c"),
                    dict(in_session=False), dict(model_row=False),
                    dict(raw_visitor=b"profile" + b"x", raw_customer=b""),
@@ -188,3 +201,30 @@ def test_events_for_one_visitor_in_quick_succession_leave_the_list_of_the_last(w
         assert served != await lists(engine, "pq", n=5)
 
     with_engine(body)
+
+
+def test_the_growth_counter_moves_only_when_an_item_becomes_recommendable(redis_url: str) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        items = [Item(item_id=f"grow-{time.time_ns()}-{n}", title="mug", price=4.0) for n in range(3)]
+        base = int(await client.get(keys.CATALOGUE_GROWN) or 0)
+
+        async def grown_by(change: Awaitable[object]) -> int:
+            before = int(await client.get(keys.CATALOGUE_GROWN) or 0)
+            await change
+            return int(await client.get(keys.CATALOGUE_GROWN) or 0) - before
+
+        assert await grown_by(upsert_items(client, items)) == 1  # new items
+        assert await grown_by(upsert_items(client, [items[0].model_copy(update={"price": 9.5})])) == 0
+        assert await grown_by(upsert_items(client, [items[1].model_copy(update={"in_stock": False})])) == 0
+        assert await grown_by(delete_items(client, [items[2].item_id])) == 0
+        assert await grown_by(upsert_items(client, [items[1]])) == 1  # back in stock
+        assert await grown_by(upsert_items(client, [items[2].model_copy(update={"in_stock": False})])) == 0
+        # Concurrent writers: each transaction that saw the catalogue change under it starts again.
+        more = [Item(item_id=f"{items[0].item_id}-c{n}", title="lamp") for n in range(10)]
+        assert await grown_by(asyncio.gather(*(upsert_items(client, [item]) for item in more))) == 10
+        catalogue = await load_catalogue(client)
+        assert catalogue.grown == base + 12 and all(item.item_id in catalogue.items for item in more)
+        await client.aclose()
+
+    asyncio.run(main())

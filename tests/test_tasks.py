@@ -74,7 +74,7 @@ def test_loops_over_a_real_redis_stop_whenever_they_are_cancelled(redis_url: str
                 task.cancel()
                 done, _ = await asyncio.wait({task}, timeout=0.05)
                 lost += not done
-                assert await tasks.stop(task, timeout_s=2)
+                assert await tasks.stop(task, timeout_s=10)  # a loaded machine (the whole suite) needs more than 2 s
         finally:
             await redis.aclose()
         print(f"plain cancel() lost in {lost} of 60 loops")
