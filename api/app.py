@@ -64,7 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # router is a branch resolved on every request, ~12 µs per request on every route here (~30 µs
     # on /v1/recommendations), a tenth of a no-op request. These routers have no prefix, tags or
     # lifespan to merge, and their routes carry their own dependencies (the admin key checks).
-    for module in (health, events, recommendations, items, admin, blocks, merch):
+    # Matching is linear (~0.7 µs a route), so the site's busiest routes go first, ahead of
+    # FastAPI's own documentation routes.
+    app.router.routes[:0] = [route for module in (recommendations, events, blocks, health)
+                             for route in module.router.routes]
+    for module in (items, admin, merch):
         app.router.routes.extend(module.router.routes)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
