@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = Engine(settings, settings.redis_url or "")
+        engine.recommender.observe_stored_list = app.state.metrics.observe_stored_list
         await engine.start()
         sink = _make_sink(settings, engine)
         if hasattr(sink, "start"):

@@ -32,6 +32,12 @@ class Metrics:
                                  ["route", "method", "status"], buckets=BUCKETS, **kw)
         self.events_accepted = Counter("vitrine_events_accepted_total", "Events accepted", **kw)
         self.events_rejected = Counter("vitrine_events_rejected_total", "Events rejected", **kw)
+        stored_lists = Counter("vitrine_stored_lists_total", "Personal requests that could use a stored for-you "
+                               "list, by whether one matched (else the list was scored)", ["matched"], **kw)
+        self._stored_list = {True: stored_lists.labels("true"), False: stored_lists.labels("false")}
+
+    def observe_stored_list(self, matched: bool) -> None:
+        self._stored_list[matched].inc()
 
     def render(self) -> Response:
         registry = self.registry

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -65,6 +66,9 @@ class Recommender:
         self.rules = rules or RulesHolder(None)
         self._degraded = 0
         self._degraded_logged_at = float("-inf")
+        # Told, for each personal request that could use a stored for-you list, whether one matched
+        # (the API counts them for /metrics).
+        self.observe_stored_list: Callable[[bool], None] = lambda matched: None
         # What shapes a for-you list besides the person, model and catalogue (engine.precomputed).
         self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
                              f"{settings.session_timeout_s}")
@@ -172,6 +176,7 @@ class Recommender:
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if wants_list and personal:
             ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, loaded, ctx))
+            self.observe_stored_list(ctx.precomputed is not None)
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []
         seen: set[str] = set()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from engine import keys
 from tests.conftest import ADMIN, make_settings
 
 
@@ -76,6 +79,21 @@ def test_metrics_count_requests_and_events(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'vitrine_http_request_duration_seconds_count{method="GET",route="/v1/recommendations",status="2xx"}' in text
     assert "vitrine_events_accepted_total 1.0" in text
+
+
+def test_metrics_count_stored_lists_matched_and_not(client: TestClient, redis_url: str) -> None:
+    client.post("/v1/events", json={"event_id": "ml", "type": "product_view", "visitor_id": "ml", "item_id": "85123A"})
+    r = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 5
+    while not r.exists(keys.for_you("ml")) and time.monotonic() < deadline:  # stored in the background
+        time.sleep(0.01)
+    client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "ml"})
+    r.delete(keys.for_you("ml"))
+    client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "ml"})
+    client.get("/v1/recommendations", params={"placement": "popular", "visitor_id": "ml"})  # no for-you in it
+    text = client.get("/metrics").text
+    assert 'vitrine_stored_lists_total{matched="true"} 1.0' in text
+    assert 'vitrine_stored_lists_total{matched="false"} 1.0' in text
 
 
 def test_cors_allowlist(tmp_path: Path, redis_url: str) -> None:
