@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from engine import keys, precomputed
 from engine.affinity import affinity_owner, relative
-from engine.catalog import CatalogueCache
+from engine.catalog import Catalogue, CatalogueCache
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder, ServedModel
 from engine.profile_store import Loaded, load_profiles_with
@@ -132,8 +132,8 @@ class Recommender:
         ctx.excluded = base_exclusions(ctx)
         return ctx
 
-    def _stamp(self, model: ServedModel, loaded: Loaded, ctx: Context) -> bytes:
-        return precomputed.digest(model, self.catalogue.current, self._list_config, ctx.customer_id,
+    def _stamp(self, model: ServedModel, catalogue: Catalogue, loaded: Loaded, ctx: Context) -> bytes:
+        return precomputed.digest(model, catalogue, self._list_config, ctx.customer_id,
                                   loaded.raw_visitor, loaded.raw_customer,
                                   ctx.visitor.in_session(ctx.now, ctx.session_timeout_s), ctx.model_row)
 
@@ -146,9 +146,10 @@ class Recommender:
         loaded = await load_profiles_with(self._reader.mget, visitor_id, None, ())
         if withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required):
             return None
+        catalogue = self.catalogue.current
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
-        picks = SCENARIOS["for_you"](model, self.catalogue.current, ctx)
-        return precomputed.encode(self._stamp(model, loaded, ctx), picks, len(picks) < n, model)
+        picks = SCENARIOS["for_you"](model, catalogue, ctx)
+        return precomputed.encode(self._stamp(model, catalogue, loaded, ctx), picks, len(picks) < n, model)
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]:
@@ -175,7 +176,7 @@ class Recommender:
         pool = pool_size(eff, req.n)
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if wants_list and personal:
-            ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, loaded, ctx))
+            ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded, ctx))
             self.observe_stored_list(ctx.precomputed is not None)
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []

@@ -255,7 +255,7 @@ def markdown(report: dict[str, Any]) -> str:
               f"p90 {m['bytes_per_profile_p90']}, max {m['bytes_per_profile_max']} (stored payload mean "
               f"{m['json_bytes_mean']} B). Event-id dedup buckets add {m['dedup_bytes_per_visitor_mean']} B per "
               "active visitor for the dedup window, and the for-you list stored when events are applied "
-              f"{m.get('for_you_list_bytes_mean', 0)} B per visitor with a visit under way (it expires with the "
+              f"{m['for_you_list_bytes_mean']} B per visitor with a visit under way (it expires with the "
               "visit).", ""]
     return "\n".join(lines)
 

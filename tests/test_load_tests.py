@@ -91,7 +91,7 @@ def test_bench_report_flags_a_client_bound_load() -> None:
                          "memory": dict.fromkeys(("redis_version", "profiles_sampled", "bytes_per_profile_mean",
                                                   "bytes_per_profile_p50", "bytes_per_profile_p90",
                                                   "bytes_per_profile_max", "json_bytes_mean",
-                                                  "dedup_bytes_per_visitor_mean"), 1)})
+                                                  "dedup_bytes_per_visitor_mean", "for_you_list_bytes_mean"), 1)})
 
     assert "client-bound" in report(0.97) and "noop at 32 connections" in report(0.97)
     assert "client-bound" not in report(0.5)
