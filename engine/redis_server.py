@@ -45,6 +45,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# A Unix socket's path must fit in sockaddr_un (108 bytes on Linux); deeper data dirs use TCP only.
+MAX_SOCKET_PATH = 100
+
+
+def socket_path(directory: Path) -> Path | None:
+    """Where the data dir's server also listens, if the path is short enough for a socket."""
+    path = directory.resolve() / "redis.sock"
+    return path if len(str(path)) <= MAX_SOCKET_PATH else None
+
+
+def local_url(directory: Path, port: int) -> str:
+    """What processes on this machine connect to: the Unix socket when the server has one (a
+    round trip costs ~10-15 µs less than over loopback TCP, on every recommendation), else TCP."""
+    path = socket_path(directory)
+    if path is not None and path.is_socket():
+        return f"unix://{path}?db=0"
+    return f"redis://127.0.0.1:{port}/0"
+
+
 @dataclass
 class RedisServer:
     process: subprocess.Popen[bytes]
@@ -54,6 +73,10 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def local_url(self) -> str:
+        return local_url(self.directory, self.port)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -81,6 +104,7 @@ def start_redis(directory: Path, *, port: int | None = None, persist: bool = Tru
     """
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    sock = socket_path(directory)
     args = [
         find_redis_server(),
         "--bind", "127.0.0.1",
@@ -91,6 +115,7 @@ def start_redis(directory: Path, *, port: int | None = None, persist: bool = Tru
         "--appendonly", "no",
         "--protected-mode", "yes",
         "--logfile", "redis.log",
+        *(("--unixsocket", str(sock), "--unixsocketperm", "700") if sock is not None else ()),
         *extra_args,
     ]
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -192,7 +217,7 @@ def managed_redis(directory: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
             users = stack.enter_context(_flock(directory / "redis.users", fcntl.LOCK_SH, timeout_s))
         port, pid = found
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            yield local_url(directory, port)
         finally:
             with _flock(directory / "redis.lock", fcntl.LOCK_EX, timeout_s):
                 try:

@@ -183,8 +183,10 @@ def run(config: BenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-") as tmp_name:
         tmp = Path(tmp_name)
         server = start_redis(tmp / "redis", persist=False)
+        url = server.local_url  # as `vitrine serve` connects to the Redis it manages
+        report["config"]["redis"] = "unix socket" if url.startswith("unix:") else "tcp 127.0.0.1"
         try:
-            settings = Settings(data_dir=tmp / "data", redis_url=server.url, admin_key="bench")
+            settings = Settings(data_dir=tmp / "data", redis_url=url, admin_key="bench")
             print("preparing: demo shop, model, profiles...", flush=True)
             items_csv, events_csv = write_online_retail(tmp / "demo")
             started = time.perf_counter()
@@ -193,11 +195,11 @@ def run(config: BenchConfig) -> dict[str, Any]:
             artifact = train_from_rows(rows, train_config(settings), settings.models_dir)
             report["model"] = {"version": artifact.version, **artifact.meta["data"],
                                "train_seconds": round(time.perf_counter() - started, 1)}
-            item_ids = asyncio.run(_load_items(server.url, items_csv))
-            visitor_ids = asyncio.run(_populate(settings, server.url,
+            item_ids = asyncio.run(_load_items(url, items_csv))
+            visitor_ids = asyncio.run(_populate(settings, url,
                                                 _sessions_from_baskets(events_csv, config.visitors, config.seed)))
-            report["memory"] = asyncio.run(_memory(server.url, visitor_ids))
-            env = {**os.environ, "VITRINE_REDIS_URL": server.url, "VITRINE_DATA_DIR": str(settings.data_dir),
+            report["memory"] = asyncio.run(_memory(url, visitor_ids))
+            env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
                    "VITRINE_ADMIN_KEY": "bench", "OPENBLAS_NUM_THREADS": "1"}
             for workers in config.workers:
                 port = free_port()
@@ -229,7 +231,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Vitrine serving benchmark ({report['started_at']})", "",
              f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}. "
              f"Model: {report['model']['items']} items, {report['model']['users']} people. "
-             f"Each load: {report['config']['seconds']} s after a 0.5 s warm-up.", ""]
+             f"Each load: {report['config']['seconds']} s after a 0.5 s warm-up. "
+             f"Redis over {report['config']['redis']}.", ""]
     for run_ in report["runs"]:
         lines += [f"## {run_['workers']} uvicorn worker(s)", "",
                   "| endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | errors | load generator CPU |",

@@ -87,7 +87,7 @@ def test_bench_report_flags_a_client_bound_load() -> None:
                "ratios": {}, "freshness_ms": dict.fromkeys(
                    ("samples", "p50", "p90", "p99", "accept_p50", "accept_p99"), 1)}
         return markdown({"started_at": "now", "machine": {"cpus": 2, "python": "3.11"},
-                         "model": {"items": 1, "users": 1}, "config": {"seconds": 1}, "runs": [run],
+                         "model": {"items": 1, "users": 1}, "config": {"seconds": 1, "redis": "unix socket"}, "runs": [run],
                          "memory": dict.fromkeys(("redis_version", "profiles_sampled", "bytes_per_profile_mean",
                                                   "bytes_per_profile_p50", "bytes_per_profile_p90",
                                                   "bytes_per_profile_max", "json_bytes_mean",

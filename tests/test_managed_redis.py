@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import httpx
 import psutil
 import redis
 
+from engine.redis_server import start_redis
 from tests.test_cli import ROOT, VITRINE, start, wait_healthy
 
 
@@ -98,3 +101,24 @@ def test_commands_of_one_data_dir_share_one_redis_server(tmp_path: Path) -> None
                 proc.wait(timeout=30)
         for leftover in servers_on(redis_dir):
             leftover.terminate()
+
+
+def test_processes_on_the_machine_reach_the_server_by_its_unix_socket(tmp_path: Path) -> None:
+    """Cheaper round trips than loopback TCP; a data dir too deep for a socket path gets TCP."""
+    short = Path(tempfile.mkdtemp(prefix="vr-"))
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    servers = [start_redis(short / "redis", persist=False), start_redis(deep / "redis", persist=False)]
+    try:
+        near, far = (server.local_url for server in servers)
+        assert near == f"unix://{short.resolve()}/redis/redis.sock?db=0" and far == servers[1].url
+        for url in (near, far, servers[0].url):
+            with redis.Redis.from_url(url) as client:
+                assert client.ping()
+        with redis.Redis.from_url(near) as client:  # the socket is the same server as the port
+            client.set("k", b"v")
+        with redis.Redis.from_url(servers[0].url) as client:
+            assert client.get("k") == b"v"
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(short, ignore_errors=True)
