@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -207,13 +208,23 @@ def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> Non
 
         retrainer = Retrainer(settings.retrain_interval_s, dict(os.environ))
         retrainer.start()
+    # uvicorn shuts down gracefully on SIGTERM (what process managers and `docker stop` send),
+    # then raises the signal again with the handler it found installed. Python's default would
+    # end the process there, skipping the cleanup below and the managed Redis's (its data unsaved,
+    # the server left running); this handler exits normally instead, as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _exit_after_shutdown)
     try:
         uvicorn.run("api.app:app_factory", factory=True, host=settings.host, port=settings.port,
                     workers=settings.workers, loop="uvloop", http="httptools", log_level="warning",
                     access_log=False, lifespan="on")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if retrainer is not None:
             retrainer.stop()
+
+
+def _exit_after_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

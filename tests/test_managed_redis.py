@@ -103,6 +103,25 @@ def test_commands_of_one_data_dir_share_one_redis_server(tmp_path: Path) -> None
             leftover.terminate()
 
 
+def test_serve_stopped_by_sigterm_stops_the_redis_it_started(tmp_path: Path) -> None:
+    """What a process manager or `docker stop` sends: serve shuts down, and so does its Redis
+    (saving the data), as on Ctrl-C."""
+    port, serve = start(["serve"], tmp_path)
+    try:
+        wait_healthy(port, serve)
+        [server] = servers_on(tmp_path / "redis")
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        server.wait(timeout=30)
+        assert servers_on(tmp_path / "redis") == [] and not (tmp_path / "redis" / "redis.json").exists()
+        assert (tmp_path / "redis" / "dump.rdb").exists()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        for leftover in servers_on(tmp_path / "redis"):
+            leftover.terminate()
+
+
 def test_processes_on_the_machine_reach_the_server_by_its_unix_socket(tmp_path: Path) -> None:
     """Cheaper round trips than loopback TCP; a data dir too deep for a socket path gets TCP."""
     short = Path(tempfile.mkdtemp(prefix="vr-"))
