@@ -82,26 +82,40 @@ def digest(model: ServedModel, catalogue: Catalogue, config: str, customer_id: s
 
 
 def encode(stamp: bytes, picks: list[Pick], complete: bool, model: ServedModel) -> bytes:
-    """Item indices and float32 scores as arrays, reasons as a table (a few anchors recur)."""
-    table: dict[str, int] = {}
-    reason_ids = bytes(table.setdefault(p.reason, len(table)) for p in picks)
-    items = np.array([model.item_index[p.item_id] for p in picks], dtype="<i4").tobytes()
+    """Compact, as it is kept per visitor on the site: item indices (16-bit while the model has
+    fewer than 65,536 items) and float32 scores as arrays; reasons as a table of (prefix, item)
+    pairs, since a few anchors recur: ``because_you_viewed:85123A`` is the prefix
+    ``because_you_viewed`` and the model index of ``85123A``."""
+    width = "<u2" if len(model.item_ids) < 2**16 else "<i4"
+    prefixes: dict[str, int] = {}
+    anchors: dict[tuple[int, int], int] = {}
+    reason_ids = bytearray()
+    for pick in picks:
+        prefix, _, item = pick.reason.partition(":")
+        index = model.item_index.get(item, -1) if item else -1
+        if index < 0:
+            prefix = pick.reason
+        anchor = (prefixes.setdefault(prefix, len(prefixes)), index)
+        reason_ids.append(anchors.setdefault(anchor, len(anchors)))
+    items = np.array([model.item_index[p.item_id] for p in picks], dtype=width).tobytes()
     scores = np.array([p.score for p in picks], dtype="<f4").tobytes()
-    return msgpack.packb([stamp, complete, items, scores, reason_ids, list(table)])
+    return msgpack.packb([stamp, complete, items, scores, bytes(reason_ids), list(prefixes),
+                          [i for anchor in anchors for i in anchor]])
 
 
-def decode(raw: bytes | None, stamp: bytes) -> Stored | None:
+def decode(raw: bytes | None, stamp: bytes, item_ids: list[str]) -> Stored | None:
     """The stored list if it was computed from what ``stamp`` digests, else None."""
     if not raw:
         return None
     try:
-        stored_stamp, complete, items, scores, reason_ids, reasons = msgpack.unpackb(raw)
+        stored_stamp, complete, items, scores, reason_ids, prefixes, anchors = msgpack.unpackb(raw)
         if stored_stamp != stamp:
             return None
         k = len(reason_ids)
-        return Stored(struct.unpack(f"<{k}i", items), struct.unpack(f"<{k}f", scores), reason_ids, reasons,
-                      bool(complete))
-    except (ValueError, TypeError, struct.error):  # not a list of ours: compute live
+        indices = struct.unpack(f"<{k}{'H' if len(items) == 2 * k else 'i'}", items)
+        reasons = [prefixes[p] if i < 0 else f"{prefixes[p]}:{item_ids[i]}" for p, i in zip(anchors[::2], anchors[1::2])]
+        return Stored(indices, struct.unpack(f"<{k}f", scores), reason_ids, reasons, bool(complete))
+    except (ValueError, TypeError, IndexError, struct.error):  # not a list of ours: compute live
         return None
 
 

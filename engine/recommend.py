@@ -176,7 +176,8 @@ class Recommender:
         pool = pool_size(eff, req.n)
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if wants_list and personal:
-            ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded, ctx))
+            ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded, ctx),
+                                                 model.item_ids)
             self.observe_stored_list(ctx.precomputed is not None)
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []

@@ -7,8 +7,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgpack
+import numpy as np
 import pytest
 import redis.asyncio
 
@@ -18,6 +20,7 @@ from engine.events import Event
 from engine.importer import ImportReport, read_items
 from engine.recommend import RecoRequest
 from engine.runtime import Engine
+from engine.scenarios import Pick
 from load_tests.bench import _sessions_from_baskets
 from tests.conftest import make_settings
 
@@ -83,11 +86,11 @@ async def _exactly_live(engine: Engine, sessions: list[list[tuple[str, str]]]) -
 async def tamper(eng: Engine, visitor_id: str) -> list[tuple[str, float, str]]:
     """Store the visitor's list reversed, under its own digest: what a request then serves shows
     whether it used the stored list."""
-    stamp, complete, items, scores, reason_ids, reasons = msgpack.unpackb(await stored(eng, visitor_id))
+    stamp, complete, items, scores, reason_ids, *reasons = msgpack.unpackb(await stored(eng, visitor_id))
     size = len(reason_ids)
     flip = lambda raw, width: b"".join(raw[i:i + width] for i in range(len(raw) - width, -1, -width))  # noqa: E731
     await eng.redis.set(keys.for_you(visitor_id), msgpack.packb(
-        [stamp, complete, flip(items, 4), flip(scores, 4), reason_ids[::-1], reasons]))
+        [stamp, complete, flip(items, len(items) // size), flip(scores, 4), reason_ids[::-1], *reasons]))
     assert size == precomputed.LIST_SIZE
     return await lists(eng, visitor_id, n=5)
 
@@ -228,3 +231,20 @@ def test_the_growth_counter_moves_only_when_an_item_becomes_recommendable(redis_
         await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("n_items", [300, 70_000])  # 16-bit indices, then 32-bit ones
+def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
+    item_ids = [f"i{n}" for n in range(n_items)]
+    model = SimpleNamespace(item_ids=item_ids, item_index={item: n for n, item in enumerate(item_ids)})
+    picks = [Pick(item_ids[-1], 0.75, f"because_you_viewed:{item_ids[3]}"),
+             Pick(item_ids[7], 0.5, f"because_you_carted:{item_ids[-2]}"),
+             Pick(item_ids[2], 0.25, "for_you"),
+             Pick(item_ids[9], 0.125, "because_you_viewed:not-in-the-model"),
+             Pick(item_ids[5], 0.0625, f"because_you_viewed:{item_ids[3]}")]
+    raw = precomputed.encode(b"stamp123", picks, True, model)  # type: ignore[arg-type]
+    assert precomputed.decode(raw, b"another!", item_ids) is None
+    stored_list = precomputed.decode(raw, b"stamp123", item_ids)
+    assert stored_list is not None and stored_list.complete
+    assert stored_list.serve(item_ids, np.ones(n_items, dtype=bool), set(), 10) == picks
+    assert precomputed.decode(b"\x93not ours", b"stamp123", item_ids) is None
