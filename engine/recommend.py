@@ -163,7 +163,9 @@ class Recommender:
         eff = snap.effective(req.placement, arm, now, model, catalogue)
         repetition = eff.repetition if arm.personalised and req.visitor_id else None
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
-        wants_list = model is not None and arm.personalised and req.visitor_id is not None and "for_you" in eff.chain
+        pool = pool_size(eff, req.n)
+        wants_list = (model is not None and arm.personalised and req.visitor_id is not None
+                      and "for_you" in eff.chain and pool <= precomputed.LIST_SIZE)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
@@ -173,7 +175,6 @@ class Recommender:
                     and not withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required))
         if not personal:
             repetition = None
-        pool = pool_size(eff, req.n)
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if wants_list and personal:
             ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded, ctx),

@@ -91,6 +91,7 @@ def test_metrics_count_stored_lists_matched_and_not(client: TestClient, redis_ur
     r.delete(keys.for_you("ml"))
     client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "ml"})
     client.get("/v1/recommendations", params={"placement": "popular", "visitor_id": "ml"})  # no for-you in it
+    client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "ml", "n": 30})  # more than stored
     text = client.get("/metrics").text
     assert 'vitrine_stored_lists_total{matched="true"} 1.0' in text
     assert 'vitrine_stored_lists_total{matched="false"} 1.0' in text
