@@ -165,7 +165,7 @@ class Recommender:
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
         pool = pool_size(eff, req.n)
         wants_list = (model is not None and arm.personalised and req.visitor_id is not None
-                      and "for_you" in eff.chain and pool <= precomputed.LIST_SIZE)
+                      and "for_you" in eff.chain and pool <= precomputed.LIST_SIZE and self._settings.store_lists)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)

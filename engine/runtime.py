@@ -89,7 +89,7 @@ class Engine:
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
-            on_applied=self._precompute if serve_models else None,
+            on_applied=self._precompute if serve_models and settings.store_lists else None,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)

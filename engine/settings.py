@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     popularity_half_life_s: float = Field(30 * 86400, gt=0)
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
     model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model/catalogue.")
+    store_lists: bool = Field(True, description="Applying events also stores the visitors' for-you lists "
+                                                "(engine.precomputed): cheaper recommendations, ~40% more "
+                                                "applier CPU; false scores every request instead.")
 
     # --- merchandising (engine.rules_live, engine.exposure) ---
     rules_file: Path | None = Field(None, description="The merchandiser's YAML rules; unset: built-in placements.")

@@ -75,25 +75,30 @@ def _sessions_from_baskets(events_csv: Path, visitors: int, seed: int) -> list[l
     return sessions
 
 
-async def _populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]]) -> list[str]:
+async def _populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]],
+                    prefix: str = "bench") -> tuple[list[str], float]:
+    """The visitors' events applied as a server applies them (with the model loaded, so lists are
+    stored unless ``settings.store_lists`` is off); their ids, and events applied per second."""
     engine = Engine(settings, redis_url)
-    await engine.refresh(first=True)  # the model too: applying events stores for-you lists as a server does
+    await engine.refresh(first=True)
     now = time.time() - 600
     visitor_ids = []
-    batch: list[Event] = []
+    batches: list[list[Event]] = [[]]
     for n, session in enumerate(sessions):
-        vid = f"bench-{n:06d}"
+        vid = f"{prefix}-{n:06d}"
         visitor_ids.append(vid)
         for k, (etype, item) in enumerate(session):
-            batch.append(Event(event_id=f"b{n}-{k}", type=etype, visitor_id=vid, item_id=item,  # type: ignore[arg-type]
-                               ts=now + k * 20, rt=now + k * 20))
-        if len(batch) > 2000:
-            await engine.applier.apply(batch)
-            batch = []
-    await engine.applier.apply(batch)
+            batches[-1].append(Event(event_id=f"{prefix}{n}-{k}", type=etype, visitor_id=vid, item_id=item,  # type: ignore[arg-type]
+                                     ts=now + k * 20, rt=now + k * 20))
+        if len(batches[-1]) > 2000:
+            batches.append([])
+    started = time.perf_counter()
+    for batch in batches:
+        await engine.applier.apply(batch)
     await engine.precomputer.flush()
+    rate = sum(map(len, batches)) / (time.perf_counter() - started)
     await engine.stop()
-    return visitor_ids
+    return visitor_ids, rate
 
 
 async def _memory(redis_url: str, visitor_ids: list[str]) -> dict[str, Any]:
@@ -196,8 +201,13 @@ def run(config: BenchConfig) -> dict[str, Any]:
             report["model"] = {"version": artifact.version, **artifact.meta["data"],
                                "train_seconds": round(time.perf_counter() - started, 1)}
             item_ids = asyncio.run(_load_items(url, items_csv))
-            visitor_ids = asyncio.run(_populate(settings, url,
-                                                _sessions_from_baskets(events_csv, config.visitors, config.seed)))
+            sessions = _sessions_from_baskets(events_csv, config.visitors, config.seed)
+            visitor_ids, with_lists = asyncio.run(_populate(settings, url, sessions))
+            # The same events for other visitors without storing lists: what the lists cost to apply.
+            _, without_lists = asyncio.run(_populate(settings.model_copy(update={"store_lists": False}), url,
+                                                     sessions, prefix="plain"))
+            report["apply"] = {"events": sum(map(len, sessions)), "events_per_s_storing_lists": round(with_lists),
+                               "events_per_s_without_lists": round(without_lists)}
             report["memory"] = asyncio.run(_memory(url, visitor_ids))
             env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
                    "VITRINE_ADMIN_KEY": "bench", "OPENBLAS_NUM_THREADS": "1"}
@@ -251,6 +261,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"Freshness (event accepted -> visible in the next recommendation response, {f['samples']} "
                   f"new visitors): p50 {f['p50']} ms, p90 {f['p90']} ms, p99 {f['p99']} ms; the event POST itself "
                   f"p50 {f['accept_p50']} ms, p99 {f['accept_p99']} ms.", ""]
+    a = report["apply"]
+    lines += ["## Applying events", "",
+              f"{a['events']} events of real baskets applied in process (batches of 2,000), as a server applies "
+              f"them: {a['events_per_s_storing_lists']} events/s storing the visitors' for-you lists, "
+              f"{a['events_per_s_without_lists']} without (`VITRINE_STORE_LISTS=false`).", ""]
     m = report["memory"]
     lines += ["## Redis memory per visitor profile", "",
               f"Redis {m['redis_version']}, {m['profiles_sampled']} profiles of real baskets (up to 12 views "

@@ -88,6 +88,7 @@ def test_bench_report_flags_a_client_bound_load() -> None:
                    ("samples", "p50", "p90", "p99", "accept_p50", "accept_p99"), 1)}
         return markdown({"started_at": "now", "machine": {"cpus": 2, "python": "3.11"},
                          "model": {"items": 1, "users": 1}, "config": {"seconds": 1, "redis": "unix socket"}, "runs": [run],
+                         "apply": dict.fromkeys(("events", "events_per_s_storing_lists", "events_per_s_without_lists"), 1),
                          "memory": dict.fromkeys(("redis_version", "profiles_sampled", "bytes_per_profile_mean",
                                                   "bytes_per_profile_p50", "bytes_per_profile_p90",
                                                   "bytes_per_profile_max", "json_bytes_mean",

@@ -138,6 +138,21 @@ def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_file
     with_engine(body)
 
 
+def test_lists_can_be_switched_off(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> None:
+    """VITRINE_STORE_LISTS=false: events are applied without storing lists, requests score."""
+    async def main() -> None:
+        eng = Engine(make_settings(data_dir, redis_url, store_lists=False), redis_url)
+        await eng.start()
+        try:
+            await browse(eng, "po", _sessions_from_baskets(demo_files[1], 1, seed=23)[0], time.time() - 60)
+            assert await stored(eng, "po") is None
+            assert (await lists(eng, "po"))[0][2].startswith("because_you_")
+        finally:
+            await eng.stop()
+
+    asyncio.run(main())
+
+
 def test_withdrawing_consent_deletes_the_stored_list(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
     async def body(engine: Engine) -> None:
         await browse(engine, "pw", _sessions_from_baskets(demo_files[1], 1, seed=5)[0], time.time() - 60)
