@@ -7,13 +7,14 @@ per event (placements, content blocks, reloads). So, as Gorse caches its workers
 computes it once per applied event and stores it (``keys.for_you``) for the requests that follow.
 
 Unlike a cache it is never stale in what it shows: each stored list carries a digest of everything
-it was computed from (the stored profile bytes, the model version, the settings that
-shape it, whether the visit is still under way, and the catalogue's growth counter: items going out
-of stock are dropped when the list is served, items coming in invalidate it). A request digests
-the same inputs as it read them and uses the list only on a match; otherwise (another write in
-between, a new model, an item back in stock, the session timed out, a customer id the cookie is
-not linked to) it computes the list itself, as before. A stored list expires with the session it
-was computed in: after that it cannot match.
+it was computed from (the stored profile bytes, the model version, the settings that shape it, and
+the catalogue's growth counter: items going out of stock are dropped when the list is served, items
+coming in invalidate it), and whether the visit was under way. A request digests the same inputs
+as it read them and uses the list only on a match; otherwise (another write in between, a new
+model, an item back in stock, the visit timed out, a customer id the cookie is not linked to) it
+computes the list itself, as before. Everything else a list depends on (consent, the model's row for
+the person) follows from those bytes, so a request served from a matching list never decodes the
+profiles. A stored list expires with the session it was computed in: after that it cannot match.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import itertools
 import logging
 import struct
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgpack
 import numpy as np
@@ -47,8 +47,17 @@ MAX_BACKLOG = 100_000  # visitors waiting for their list
 SETTLE_S = 0.005
 
 
-@dataclass(frozen=True)
-class Stored:
+class Visit(NamedTuple):
+    """Where the person's visit stood when their list was computed."""
+    under_way: bool
+    last_seen: int | None  # None: no visit yet
+
+    def holds(self, now: float, session_timeout_s: float) -> bool:
+        """Still so at ``now`` (the visit's items weigh differently once it is over)."""
+        return self.under_way == (self.last_seen is not None and now - self.last_seen <= session_timeout_s)
+
+
+class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per request
     items: tuple[int, ...]  # model indices, best first
     scores: tuple[float, ...]
     reason_ids: bytes  # per pick, a position in ``reasons``
@@ -74,14 +83,15 @@ class Stored:
 
 
 def digest(model: ServedModel, catalogue: Catalogue, config: str, customer_id: str | None,
-           raw_visitor: bytes, raw_customer: bytes, in_session: bool, model_row: bool) -> bytes:
-    """What a list was computed from; equal digests mean the live computation gives the same list."""
-    head = f"{model.version}|{catalogue.grown}|{config}|{customer_id or ''}|{in_session:d}{model_row:d}|" \
-           f"{len(raw_visitor)}|"
+           raw_visitor: bytes, raw_customer: bytes) -> bytes:
+    """What a list was computed from, but for the time (``Visit``); equal digests mean the live
+    computation gives the same list. ``config`` holds the settings that shape a list, consent's
+    among them: with those, the profile bytes decide whether the person may have one at all."""
+    head = f"{model.version}|{catalogue.grown}|{config}|{customer_id or ''}|{len(raw_visitor)}|"
     return hashlib.blake2b(b"".join((head.encode(), raw_visitor, raw_customer)), digest_size=8).digest()
 
 
-def encode(stamp: bytes, picks: list[Pick], complete: bool, model: ServedModel) -> bytes:
+def encode(stamp: bytes, visit: Visit, picks: list[Pick], complete: bool, model: ServedModel) -> bytes:
     """Compact, as it is kept per visitor on the site: item indices (16-bit while the model has
     fewer than 65,536 items) and float32 scores as arrays; reasons as a table of (prefix, item)
     pairs, since a few anchors recur: ``because_you_viewed:85123A`` is the prefix
@@ -100,16 +110,18 @@ def encode(stamp: bytes, picks: list[Pick], complete: bool, model: ServedModel) 
     items = np.array([model.item_index[p.item_id] for p in picks], dtype=width).tobytes()
     scores = np.array([p.score for p in picks], dtype="<f4").tobytes()
     return msgpack.packb([stamp, complete, items, scores, bytes(reason_ids), list(prefixes),
-                          [i for anchor in anchors for i in anchor]])
+                          [i for anchor in anchors for i in anchor], *visit])
 
 
-def decode(raw: bytes | None, stamp: bytes, item_ids: list[str]) -> Stored | None:
-    """The stored list if it was computed from what ``stamp`` digests, else None."""
+def decode(raw: bytes | None, stamp: bytes, item_ids: list[str], now: float, session_timeout_s: float
+           ) -> Stored | None:
+    """The stored list if it was computed from what ``stamp`` digests, in the same state of the
+    visit as at ``now``; else None."""
     if not raw:
         return None
     try:
-        stored_stamp, complete, items, scores, reason_ids, prefixes, anchors = msgpack.unpackb(raw)
-        if stored_stamp != stamp:
+        stored_stamp, complete, items, scores, reason_ids, prefixes, anchors, *visit = msgpack.unpackb(raw)
+        if stored_stamp != stamp or not Visit(*visit).holds(now, session_timeout_s):
             return None
         k = len(reason_ids)
         indices = struct.unpack(f"<{k}{'H' if len(items) == 2 * k else 'i'}", items)

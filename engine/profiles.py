@@ -100,7 +100,17 @@ class VisitorProfile:
 
     @classmethod
     def decode(cls, raw: bytes | None) -> "VisitorProfile":
-        return _expand(cls, cls._KEYS, decode_dict(raw), copy=False)
+        return cls.from_stored(decode_dict(raw))
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any] | None) -> "VisitorProfile":
+        """From ``decode_dict``'s result, which it keeps (nobody else holds it)."""
+        return _expand(cls, cls._KEYS, data, copy=False)
+
+    @classmethod
+    def customer_of(cls, data: dict[str, Any] | None) -> str | None:
+        """The customer a stored profile (``decode_dict``'s result) is linked to, without expanding it."""
+        return data.get(cls._KEYS["customer_id"]) if data else None
 
     def in_session(self, now: float, timeout_s: float) -> bool:
         return self.visits > 0 and now - self.last_seen <= timeout_s

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
@@ -20,6 +19,7 @@ from redis.exceptions import RedisError
 from engine import keys, precomputed
 from engine.affinity import affinity_owner, relative
 from engine.catalog import Catalogue, CatalogueCache
+from engine.experiments import Arm
 from engine.exposure import Exposure, item_hash, minute
 from engine.model import ModelHolder, ServedModel
 from engine.profile_store import Loaded, load_profiles_with
@@ -39,8 +39,7 @@ class UnknownPlacement(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class RecoRequest:
+class RecoRequest(NamedTuple):
     placement: str
     visitor_id: str | None = None
     customer_id: str | None = None
@@ -71,7 +70,7 @@ class Recommender:
         self.observe_stored_list: Callable[[bool], None] = lambda matched: None
         # What shapes a for-you list besides the person, model and catalogue (engine.precomputed).
         self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
-                             f"{settings.session_timeout_s}")
+                             f"{settings.consent_required:d}{settings.session_timeout_s}")
 
     def check_placement(self, placement: str, snapshot: RulesSnapshot | None = None) -> tuple[str, ...]:
         placements = (snapshot or self.rules.current).placements
@@ -100,8 +99,7 @@ class Recommender:
                 log.warning("redis unavailable (%s): %d recommendations served from the model alone "
                             "since the last warning", type(exc).__name__, self._degraded)
                 self._degraded, self._degraded_logged_at = 0, now
-            return Read(Loaded(VisitorProfile(), None, req.customer_id, [None] * len(extra_keys), b"", b""),
-                        [], True)
+            return Read(Loaded(req.customer_id, [None] * len(extra_keys)), [], True)
 
     def _context(self, visitor_id: str | None, loaded: Loaded, personal: bool, model: ServedModel | None,
                  now: float, n: int, trending: list[tuple[str, float]], item_id: str | None = None,
@@ -132,10 +130,9 @@ class Recommender:
         ctx.excluded = base_exclusions(ctx)
         return ctx
 
-    def _stamp(self, model: ServedModel, catalogue: Catalogue, loaded: Loaded, ctx: Context) -> bytes:
-        return precomputed.digest(model, catalogue, self._list_config, ctx.customer_id,
-                                  loaded.raw_visitor, loaded.raw_customer,
-                                  ctx.visitor.in_session(ctx.now, ctx.session_timeout_s), ctx.model_row)
+    def _stamp(self, model: ServedModel, catalogue: Catalogue, loaded: Loaded) -> bytes:
+        return precomputed.digest(model, catalogue, self._list_config, loaded.customer_id,
+                                  loaded.raw_visitor, loaded.raw_customer)
 
     async def for_you_list(self, visitor_id: str, n: int) -> bytes | None:
         """The visitor's for-you list as ``engine.precomputed`` stores it; None for whoever gets no
@@ -149,7 +146,10 @@ class Recommender:
         catalogue = self.catalogue.current
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
         picks = SCENARIOS["for_you"](model, catalogue, ctx)
-        return precomputed.encode(self._stamp(model, catalogue, loaded, ctx), picks, len(picks) < n, model)
+        visitor = ctx.visitor
+        visit = precomputed.Visit(visitor.in_session(ctx.now, ctx.session_timeout_s),
+                                  round(visitor.last_seen) if visitor.visits else None)
+        return precomputed.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model)
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]:
@@ -169,6 +169,17 @@ class Recommender:
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
+        stored = None
+        if wants_list and not degraded:
+            stored = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), model.item_ids,
+                                        now, self._settings.session_timeout_s)
+        if stored is not None and eff.chain[0] == "for_you" and not eff.has_rules:
+            # The list as applying the person's last events left it: it only exists for whoever may
+            # have one, so nothing else needs reading from their profile (engine.precomputed).
+            picks = stored.serve(model.item_ids, model.view(catalogue).available, set(), pool)
+            if picks is not None and len(picks) == pool:
+                self.observe_stored_list(True)
+                return self._response(req, snap, arm, model, picks, degraded)
         # A request whose profile could not be read is not personal either: without it, nobody can
         # tell whether the person withdrew.
         personal = (arm.personalised and not degraded
@@ -177,9 +188,8 @@ class Recommender:
             repetition = None
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if wants_list and personal:
-            ctx.precomputed = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded, ctx),
-                                                 model.item_ids)
-            self.observe_stored_list(ctx.precomputed is not None)
+            ctx.precomputed = stored
+            self.observe_stored_list(stored is not None)
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []
         seen: set[str] = set()
@@ -205,12 +215,18 @@ class Recommender:
                 recommendable=lambda item_id: item_id not in excluded and catalogue.is_available(item_id),
                 visitor=RulesVisitor(relative(affinity_of.category_affinity),
                                      relative(affinity_of.brand_affinity), shown))
+        return self._response(req, snap, arm, model, picks, degraded)
+
+    @staticmethod
+    def _response(req: RecoRequest, snap: RulesSnapshot, arm: Arm, model: ServedModel | None, picks: list[Pick],
+                  degraded: bool) -> dict[str, Any]:
         response: dict[str, Any] = {
             "recommendation_id": arm.recommendation_id(),
             "placement": req.placement,
             "model_version": model.version if model else None,
             "rules_version": snap.version,
-            "items": [{"item_id": item, "score": round(score, 6), "reason": reason}
+            # six decimals at half the cost of round(x, 6) (the two differ only on exact halves)
+            "items": [{"item_id": item, "score": round(score * 1e6) / 1e6, "reason": reason}
                       for item, score, reason in picks[:req.n]],
         }
         if arm.experiment:

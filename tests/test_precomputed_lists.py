@@ -175,12 +175,11 @@ def test_the_digest_covers_model_catalogue_settings_and_profile() -> None:
             self.grown = grown
 
     base = dict(model=Versioned("m1"), catalogue=Grown(3), config="1118000", customer_id=None,
-                raw_visitor=b"profile", raw_customer=b"", in_session=True, model_row=True)
+                raw_visitor=b"profile", raw_customer=b"")
     stamp = precomputed.digest(**base)  # type: ignore[arg-type]
     assert stamp == precomputed.digest(**base)  # type: ignore[arg-type]
     for change in (dict(model=Versioned("m2")), dict(catalogue=Grown(4)), dict(config="0118000"),
                    dict(customer_id="c1"), dict(raw_visitor=b"profilf"), dict(raw_customer=b"c"),
-                   dict(in_session=False), dict(model_row=False),
                    dict(raw_visitor=b"profile" + b"x", raw_customer=b""),
                    dict(raw_visitor=b"profil", raw_customer=b"e")):
         assert precomputed.digest(**{**base, **change}) != stamp, change  # type: ignore[arg-type]
@@ -257,9 +256,20 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
              Pick(item_ids[2], 0.25, "for_you"),
              Pick(item_ids[9], 0.125, "because_you_viewed:not-in-the-model"),
              Pick(item_ids[5], 0.0625, f"because_you_viewed:{item_ids[3]}")]
-    raw = precomputed.encode(b"stamp123", picks, True, model)  # type: ignore[arg-type]
-    assert precomputed.decode(raw, b"another!", item_ids) is None
-    stored_list = precomputed.decode(raw, b"stamp123", item_ids)
+    raw = precomputed.encode(b"stamp123", precomputed.Visit(True, 1000), picks, True, model)  # type: ignore[arg-type]
+    assert precomputed.decode(raw, b"another!", item_ids, 1000, 1800) is None
+    stored_list = precomputed.decode(raw, b"stamp123", item_ids, 1000, 1800)
     assert stored_list is not None and stored_list.complete
     assert stored_list.serve(item_ids, np.ones(n_items, dtype=bool), set(), 10) == picks
-    assert precomputed.decode(b"\x93not ours", b"stamp123", item_ids) is None
+    assert precomputed.decode(b"\x93not ours", b"stamp123", item_ids, 1000, 1800) is None
+
+
+def test_a_list_holds_while_its_visit_stands_as_it_was() -> None:
+    """A list computed during a visit serves until the visit times out; one computed after it (or
+    before any) serves for as long as its profile stays as it was."""
+    under_way, over, none = precomputed.Visit(True, 1000), precomputed.Visit(False, 1000), precomputed.Visit(False, None)
+    assert under_way.holds(1000 + 1800, 1800) and not under_way.holds(1000 + 1801, 1800)
+    assert under_way.holds(990, 1800)  # a clock behind the one that computed it
+    assert over.holds(1000 + 1801, 1800) and over.holds(10**10, 1800) and not over.holds(1000 + 1800, 1800)
+    assert none.holds(0, 1800) and none.holds(10**10, 1800)
+    assert not precomputed.Visit(True, None).holds(1000, 1800)
