@@ -63,6 +63,9 @@ class Arm:
         return f"{token}.{self.experiment}.{self.name}" if self.experiment else token
 
 
+NO_EXPERIMENT = Arm()  # most requests' arm: one instance (building a frozen dataclass costs ~1 µs)
+
+
 # ---------------------------------------------------------------- report
 
 

@@ -20,6 +20,7 @@ profiles. A stored list expires with the session it was computed in: after that 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import logging
@@ -47,6 +48,10 @@ MAX_BACKLOG = 100_000  # visitors waiting for their list
 SETTLE_S = 0.005
 
 
+# Pick(...) runs NamedTuple's Python-level __new__: three times what building the tuple costs.
+_pick = functools.partial(tuple.__new__, Pick)
+
+
 class Visit(NamedTuple):
     """Where the person's visit stood when their list was computed."""
     under_way: bool
@@ -60,8 +65,9 @@ class Visit(NamedTuple):
 class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per request
     items: tuple[int, ...]  # model indices, best first
     scores: tuple[float, ...]
-    reason_ids: bytes  # per pick, a position in ``reasons``
-    reasons: list[str]
+    reason_ids: bytes  # per pick, a position in the (prefix, item index) pairs of ``anchors``
+    prefixes: list[str]
+    anchors: list[int]  # flat pairs: a position in ``prefixes``, then a model index or -1
     complete: bool  # the catalogue had no more candidates than these
 
     def serve(self, item_ids: list[str], available: np.ndarray, excluded: set[str], n: int) -> list[Pick] | None:
@@ -73,12 +79,14 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
         keeps the rest in the live order, so the first ``n`` left are the live answer, if ``n``
         are left or the catalogue had no more."""
         picks: list[Pick] = []
+        prefixes, anchors = self.prefixes, self.anchors
         for i, score, r in zip(self.items, self.scores, self.reason_ids):
             if len(picks) == n:
                 return picks
             item = item_ids[i]
             if item not in excluded and available[i]:
-                picks.append(Pick(item, score, self.reasons[r]))
+                prefix, anchor = prefixes[anchors[2 * r]], anchors[2 * r + 1]
+                picks.append(_pick((item, score, prefix if anchor < 0 else f"{prefix}:{item_ids[anchor]}")))
         return picks if len(picks) == n or self.complete else None
 
 
@@ -87,8 +95,11 @@ def digest(model: ServedModel, catalogue: Catalogue, config: str, customer_id: s
     """What a list was computed from, but for the time (``Visit``); equal digests mean the live
     computation gives the same list. ``config`` holds the settings that shape a list, consent's
     among them: with those, the profile bytes decide whether the person may have one at all."""
-    head = f"{model.version}|{catalogue.grown}|{config}|{customer_id or ''}|{len(raw_visitor)}|"
-    return hashlib.blake2b(b"".join((head.encode(), raw_visitor, raw_customer)), digest_size=8).digest()
+    stamp = hashlib.blake2b(f"{model.version}|{catalogue.grown}|{config}|{customer_id or ''}|{len(raw_visitor)}|"
+                            .encode(), digest_size=8)
+    stamp.update(raw_visitor)
+    stamp.update(raw_customer)
+    return stamp.digest()
 
 
 def encode(stamp: bytes, visit: Visit, picks: list[Pick], complete: bool, model: ServedModel) -> bytes:
@@ -113,8 +124,7 @@ def encode(stamp: bytes, visit: Visit, picks: list[Pick], complete: bool, model:
                           [i for anchor in anchors for i in anchor], *visit])
 
 
-def decode(raw: bytes | None, stamp: bytes, item_ids: list[str], now: float, session_timeout_s: float
-           ) -> Stored | None:
+def decode(raw: bytes | None, stamp: bytes, now: float, session_timeout_s: float) -> Stored | None:
     """The stored list if it was computed from what ``stamp`` digests, in the same state of the
     visit as at ``now``; else None."""
     if not raw:
@@ -125,8 +135,7 @@ def decode(raw: bytes | None, stamp: bytes, item_ids: list[str], now: float, ses
             return None
         k = len(reason_ids)
         indices = struct.unpack(f"<{k}{'H' if len(items) == 2 * k else 'i'}", items)
-        reasons = [prefixes[p] if i < 0 else f"{prefixes[p]}:{item_ids[i]}" for p, i in zip(anchors[::2], anchors[1::2])]
-        return Stored(indices, struct.unpack(f"<{k}f", scores), reason_ids, reasons, bool(complete))
+        return Stored(indices, struct.unpack(f"<{k}f", scores), reason_ids, prefixes, anchors, bool(complete))
     except (ValueError, TypeError, IndexError, struct.error):  # not a list of ours: compute live
         return None
 

@@ -171,8 +171,8 @@ class Recommender:
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
         stored = None
         if wants_list and not degraded:
-            stored = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), model.item_ids,
-                                        now, self._settings.session_timeout_s)
+            stored = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
+                                        self._settings.session_timeout_s)
         if stored is not None and eff.chain[0] == "for_you" and not eff.has_rules:
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.precomputed).

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import Catalogue
-from engine.experiments import CONTROL, HOLDOUT, PERSONALISED, Arm, in_control_group, variant_of
+from engine.experiments import CONTROL, HOLDOUT, NO_EXPERIMENT, PERSONALISED, Arm, in_control_group, variant_of
 from engine.model import ServedModel
 from engine.rules_loader import RulesError, RulesInvalid, load_rules
 from engine.rules_schema import Block, PlacementRules, RulesFile, Selector, Variant
@@ -80,7 +80,7 @@ class RulesSnapshot:
             return Arm(experiment, variant_of(experiment, self.rules.experiments[experiment], visitor_id))
         if group is not None and group.share > 0 and visitor_id:
             return Arm(HOLDOUT, PERSONALISED)
-        return Arm()
+        return NO_EXPERIMENT
 
     def can_assign(self, experiment: str, arm: str) -> bool:
         """Whether these rules can give out this arm: impressions and clicks are counted only for
@@ -159,7 +159,7 @@ class RulesSnapshot:
     def warm(self, model: ServedModel | None, catalogue: Catalogue, now: float) -> None:
         """Compile what requests will ask for now, off the request path."""
         for placement in self.placements:
-            self.effective(placement, Arm(), now, model, catalogue)
+            self.effective(placement, NO_EXPERIMENT, now, model, catalogue)
         for name, exp in self.rules.experiments.items():
             for v in exp.variants:
                 self.effective(exp.placement, Arm(name, v.name), now, model, catalogue)

@@ -131,16 +131,22 @@ async def _memory(redis_url: str, visitor_ids: list[str]) -> dict[str, Any]:
     }
 
 
-def _start_server(port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _start_server(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Its log goes to a file: a pipe nobody reads would stop the server once it fills."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers",
+                                 str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=out)
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(f"server exited:\n{_log_tail(log)}")
         if Http(port).ready():
             return
         time.sleep(0.2)
@@ -212,12 +218,15 @@ def run(config: BenchConfig) -> dict[str, Any]:
             env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
                    "VITRINE_ADMIN_KEY": "bench", "OPENBLAS_NUM_THREADS": "1"}
             for workers in config.workers:
-                port = free_port()
-                proc = _start_server(port, workers, env)
+                port, log = free_port(), tmp / f"server-{workers}.log"
+                proc = _start_server(port, workers, env, log)
                 try:
-                    _wait_ready(port, proc)
+                    _wait_ready(port, proc, log)
                     print(f"measuring with {workers} worker(s)...", flush=True)
                     results = uvloop.run(_measure(port, visitor_ids, config))
+                    failed = [r.name for r in results if r.errors or set(r.statuses) - {200}]
+                    if failed:  # what failed fast measures nothing
+                        raise RuntimeError(f"requests failed ({', '.join(failed)}); server log:\n{_log_tail(log)}")
                     freshness = measure_freshness(Http(port), item_ids, config.freshness_samples)
                 finally:
                     proc.terminate()

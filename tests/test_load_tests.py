@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,21 @@ def test_bench_report_flags_a_client_bound_load() -> None:
 
     assert "client-bound" in report(0.97) and "noop at 32 connections" in report(0.97)
     assert "client-bound" not in report(0.5)
+
+
+def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
+    """The bench's server logs to a file, not to a pipe that nobody reads while it measures (a
+    server logging errors filled one and stopped), and a server that failed shows that log."""
+    from engine.redis_server import free_port
+    from load_tests.bench import _start_server, _wait_ready
+
+    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_SESSION_TIMEOUT_S": "half an hour"}
+    port, log = free_port(), tmp_path / "server.log"
+    proc = _start_server(port, 1, env, log)
+    try:
+        with pytest.raises(RuntimeError, match="(?s)server exited.*session_timeout_s"):
+            _wait_ready(port, proc, log)
+        assert "session_timeout_s" in log.read_text()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -257,11 +257,11 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
              Pick(item_ids[9], 0.125, "because_you_viewed:not-in-the-model"),
              Pick(item_ids[5], 0.0625, f"because_you_viewed:{item_ids[3]}")]
     raw = precomputed.encode(b"stamp123", precomputed.Visit(True, 1000), picks, True, model)  # type: ignore[arg-type]
-    assert precomputed.decode(raw, b"another!", item_ids, 1000, 1800) is None
-    stored_list = precomputed.decode(raw, b"stamp123", item_ids, 1000, 1800)
+    assert precomputed.decode(raw, b"another!", 1000, 1800) is None
+    stored_list = precomputed.decode(raw, b"stamp123", 1000, 1800)
     assert stored_list is not None and stored_list.complete
     assert stored_list.serve(item_ids, np.ones(n_items, dtype=bool), set(), 10) == picks
-    assert precomputed.decode(b"\x93not ours", b"stamp123", item_ids, 1000, 1800) is None
+    assert precomputed.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
 
 
 def test_a_list_holds_while_its_visit_stands_as_it_was() -> None:
