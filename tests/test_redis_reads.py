@@ -295,3 +295,26 @@ def test_closing_fails_waiting_calls_and_a_new_event_loop_gets_its_own_connectio
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def test_a_short_deadline_behind_a_long_one_expires_on_time(redis_url: str) -> None:
+    """Deadlines share one timer per connection: a read with a shorter budget than the reads
+    already waiting must still fail at its own deadline, and the others at theirs."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.set("k", b"v")
+
+    async def body(reader: PipelinedReader) -> None:
+        assert await reader.mget(["k"]) == [b"v"]  # connected
+        admin.execute_command("CLIENT", "PAUSE", 400, "ALL")
+        started = time.monotonic()
+        long = asyncio.create_task(read_within(reader, ["k"], 0.25, "deadline"))
+        await asyncio.sleep(0)
+        with pytest.raises(RedisTimeoutError):
+            await read_within(reader, ["k"], 0.05, "deadline")
+        assert time.monotonic() - started < 0.2
+        with pytest.raises(RedisTimeoutError):
+            await long
+        assert 0.2 < time.monotonic() - started < 0.4
+        assert await read_within(reader, ["k"], 2.0, "deadline") == [b"v"]
+
+    run(redis_url, body)
