@@ -68,6 +68,10 @@ class Recommender:
         # Told, for each personal request that could use a stored for-you list, whether one matched
         # (the API counts them for /metrics).
         self.observe_stored_list: Callable[[bool], None] = lambda matched: None
+        # Told whose stored list was missing or no longer matched (a new model, an item back in
+        # stock, the visit over): the engine has it stored again, so that only their next request
+        # scores, not every request until their next event.
+        self.list_missed: Callable[[str], None] = lambda visitor_id: None
         # What shapes a for-you list besides the person, model and catalogue (engine.precomputed).
         self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
                              f"{settings.consent_required:d}{settings.session_timeout_s}")
@@ -190,6 +194,10 @@ class Recommender:
         if wants_list and personal:
             ctx.precomputed = stored
             self.observe_stored_list(stored is not None)
+            # Only where a list made now would match: the cookie's own customer (a list is made for
+            # that one), and someone with a profile (none is kept for a first-time visitor).
+            if stored is None and req.customer_id is None and loaded.raw_visitor:
+                self.list_missed(req.visitor_id)  # type: ignore[arg-type]
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []
         seen: set[str] = set()

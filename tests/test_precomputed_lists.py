@@ -110,6 +110,8 @@ def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_file
         # The visit timed out: the list was computed for a visit under way.
         later = start + 20 * len(session) + engine.settings.session_timeout_s + 60
         assert await lists(engine, "pv", n=5, now=later) != served
+        await engine.precomputer.flush()  # that miss had the list made again, at the real time
+        served = await tamper(engine, "pv")
         assert await lists(engine, "pv", n=5) == served
         # Catalogue changes that make nothing recommendable (a price) keep the list in use; an item
         # of it going out of stock is dropped from it; one coming back makes it unusable.
@@ -134,6 +136,29 @@ def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_file
         await worker.stop()
         assert await stored(engine, "pv") is not None  # still there, but no longer matching
         assert await lists(engine, "pv", n=5) != served
+
+    with_engine(body)
+
+
+def test_a_request_that_found_no_list_has_it_made_again(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
+    """After a new model or an item back in stock no list matches: the first request scores and
+    has the list made again, so the next ones use it. Not for a customer the cookie is not linked
+    to, nor for a first-time visitor: the list made would not match them either."""
+    async def body(engine: Engine) -> None:
+        await browse(engine, "pr", _sessions_from_baskets(demo_files[1], 1, seed=13)[0], time.time() - 60)
+        made = await stored(engine, "pr")
+        await engine.redis.delete(keys.for_you("pr"))
+        await lists(engine, "pr", customer_id="c-pr")
+        await engine.precomputer.flush()
+        assert await stored(engine, "pr") is None
+        live = await lists(engine, "pr", n=5)
+        await engine.precomputer.flush()
+        assert await stored(engine, "pr") == made
+        served = await tamper(engine, "pr")
+        assert served != live and await lists(engine, "pr", n=5) == served
+        await lists(engine, "first-time")
+        await engine.precomputer.flush()
+        assert await stored(engine, "first-time") is None
 
     with_engine(body)
 
