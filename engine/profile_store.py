@@ -33,7 +33,7 @@ class Loaded:
         self.extra = extra  # the raw values of the extra keys asked for
         self.raw_visitor = raw_visitor  # the stored bytes (b"" for none)
         self.raw_customer = raw_customer
-        self._visitor_data = visitor_data  # raw_visitor unpacked (to find its customer)
+        self._visitor_data = visitor_data  # raw_visitor unpacked, if it was (to find its customer)
 
     @cached_property
     def customer(self) -> CustomerProfile | None:
@@ -41,7 +41,8 @@ class Loaded:
 
     @cached_property
     def visitor(self) -> VisitorProfile:
-        return current(VisitorProfile.from_stored(self._visitor_data), self.customer)
+        data = self._visitor_data if self._visitor_data is not None else decode_dict(self.raw_visitor)
+        return current(VisitorProfile.from_stored(data), self.customer)
 
 
 async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_id: str | None,
@@ -55,7 +56,9 @@ async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_i
     replies = await read(wanted)
     raw_visitor = replies.pop(0) if visitor_id else None
     raw_customer = replies.pop(0) if customer_id else None
-    visitor_data = decode_dict(raw_visitor)
-    if customer_id is None and (customer_id := VisitorProfile.customer_of(visitor_data)):
-        raw_customer = (await read([keys.customer(customer_id)]))[0]
+    visitor_data = None
+    if customer_id is None and VisitorProfile.maybe_linked(raw_visitor):
+        visitor_data = decode_dict(raw_visitor)
+        if customer_id := VisitorProfile.customer_of(visitor_data):
+            raw_customer = (await read([keys.customer(customer_id)]))[0]
     return Loaded(customer_id, replies, raw_visitor or b"", raw_customer or b"", visitor_data)

@@ -112,6 +112,14 @@ class VisitorProfile:
         """The customer a stored profile (``decode_dict``'s result) is linked to, without expanding it."""
         return data.get(cls._KEYS["customer_id"]) if data else None
 
+    @classmethod
+    def maybe_linked(cls, raw: bytes | None) -> bool:
+        """False only for a stored profile that is certainly linked to no customer, told without
+        unpacking it (~6 µs on every anonymous visitor's request): MessagePack writes the key
+        ``c`` as the two bytes ``\xa1c``, so a profile without them has no such key. Where they
+        are (a linked profile, or the bytes inside some other value), unpack it to know."""
+        return bool(raw) and (raw[:1] == b"{" or _CUSTOMER_KEY in raw)  # type: ignore[operator]
+
     def in_session(self, now: float, timeout_s: float) -> bool:
         return self.visits > 0 and now - self.last_seen <= timeout_s
 
@@ -223,6 +231,7 @@ def encode(profile: "VisitorProfile | CustomerProfile") -> bytes:
 
 
 EMPTY_PROFILE = msgpack.packb({})
+_CUSTOMER_KEY = msgpack.packb(VisitorProfile._KEYS["customer_id"])  # b"\xa1c"
 
 
 class CorruptProfile(ValueError):

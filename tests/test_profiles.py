@@ -207,3 +207,19 @@ def test_history_puts_the_current_visit_first() -> None:
     assert items[0][0] == "mug2" and items[0][2] == "viewed"
     assert ("mug2", 3.0, "carted") in items
     assert [i for i, _, _ in items].index("lamp") > [i for i, _, _ in items].index("mug1")
+
+
+def test_a_profile_said_not_linked_is_linked_to_no_customer() -> None:
+    """``maybe_linked`` spares anonymous visitors' requests an unpack: it may say True for a profile
+    without a customer (then the unpack decides), never False for one with a customer."""
+    anonymous, _ = fold([ev("product_view", T0, item_id="mug1"), ev("search", T0 + 1, properties={"query": "mugs"}),
+                         ev("add_to_cart", T0 + 2, item_id="lamp")])
+    linked, _ = fold([ev("login", T0 + 3, customer_id="c")], visitor=anonymous.to_json())
+    assert not VisitorProfile.maybe_linked(encode(anonymous))
+    assert VisitorProfile.maybe_linked(encode(linked))
+    assert VisitorProfile.maybe_linked(orjson.dumps(linked.to_json()))  # stored before MessagePack
+    assert not VisitorProfile.maybe_linked(None) and not VisitorProfile.maybe_linked(b"")
+    # A value holding the key's bytes (the search "c", or the end of "ác"): True, and the unpack
+    # then finds no customer.
+    lookalike = VisitorProfile(searches=["c"], session_items=["\u00e1c"])
+    assert VisitorProfile.maybe_linked(encode(lookalike)) and VisitorProfile.decode(encode(lookalike)).customer_id is None
