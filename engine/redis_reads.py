@@ -25,10 +25,11 @@ is asked again on each reconnect. So a URL means the same thing to both.
 
 Failures are ``RedisError``s, which ``Recommender.read`` turns into a degraded answer:
 - a caller's own timeout (a ``deadline``, or a cancellation) ends only its wait: its reply is
-  still read, then dropped, so later replies still meet their own futures. Deadlines are kept by
-  the connection's one watchdog timer (below), not a timer per call: arming and cancelling one
-  cost ~5 µs of CPU per read, and with every request's budget the same, a read's deadline is
-  never earlier than those already waiting, so the armed timer already covers it;
+  still read, then dropped, so later replies still meet their own futures. Deadlines are kept in
+  a heap that the connection's one watchdog timer works through, not by a timer per call: arming
+  and cancelling one cost ~5 µs of CPU per read. The watchdog wakes at most every
+  ``DEADLINE_GRANULARITY_S``, so a caller may hear of its deadline up to that much late, and a
+  Redis that stops answering costs a heap pop per waiting read, not a scan of all of them;
 - a lost connection fails every waiting call with ``ConnectionError``; the next call reconnects,
   and if that fails, calls fail at once for ``RECONNECT_AFTER_S`` before the next attempt;
 - a server that accepts but never answers: once the oldest unanswered command is older than the
@@ -41,6 +42,8 @@ Only the request path's reads go through here; writes and everything else stay o
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import deque
 from typing import Any
 
@@ -55,6 +58,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # After a failed connect, reads fail at once for this long instead of each trying again: against a
 # host that drops packets, every request would otherwise spend its whole time budget connecting.
 RECONNECT_AFTER_S = 0.5
+# How often, at most, the watchdog wakes to fail the reads past their callers' deadlines.
+DEADLINE_GRANULARITY_S = 0.002
 
 
 class _Connection(asyncio.Protocol):
@@ -64,8 +69,10 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._parser = hiredis.Reader(replyError=ResponseError, protocolError=InvalidResponse)
-        # (sent at, the caller's deadline or None, future), oldest first
-        self._waiting: deque[tuple[float, float | None, asyncio.Future[Any]]] = deque()
+        self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()  # (sent at, future)
+        # (deadline, sequence, future) of the calls with a deadline, answered or not (popped once due)
+        self._deadlines: list[tuple[float, int, asyncio.Future[Any]]] = []
+        self._sequence = itertools.count()
         self._reply_timeout_s = reply_timeout_s
         self._watchdog: asyncio.TimerHandle | None = None  # armed while anything waits
         self._failure: tuple[type[RedisError], str] | None = None  # why we dropped the connection
@@ -87,18 +94,21 @@ class _Connection(asyncio.Protocol):
             self._unsent.append(hiredis.pack_command(args))
         future = self.loop.create_future()
         sent_at = self.loop.time()
-        self._waiting.append((sent_at, deadline, future))
-        due = self._due(sent_at, deadline)
+        self._waiting.append((sent_at, future))
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, next(self._sequence), future))
+        due = self._next_due()
         if due is not None and (self._watchdog is None or due < self._watchdog.when()):
             self._arm(due)
         return future
 
-    def _due(self, sent_at: float, deadline: float | None) -> float | None:
-        """When a read sent at ``sent_at`` needs looking at: its caller's deadline or, for the
-        oldest read, the socket timeout."""
-        if self._reply_timeout_s is None:
+    def _next_due(self) -> float | None:
+        """When the watchdog is next needed: the earliest caller's deadline, or the oldest read's
+        socket timeout."""
+        deadline = self._deadlines[0][0] if self._deadlines else None
+        if self._reply_timeout_s is None or not self._waiting:
             return deadline
-        overdue = sent_at + self._reply_timeout_s
+        overdue = self._waiting[0][0] + self._reply_timeout_s
         return overdue if deadline is None else min(deadline, overdue)
 
     def _arm(self, due: float) -> None:
@@ -127,7 +137,7 @@ class _Connection(asyncio.Protocol):
             while (reply := self._parser.gets()) is not False:
                 if not self._waiting:
                     raise InvalidResponse(f"a reply nobody asked for: {reply!r:.100}")
-                future = self._waiting.popleft()[2]
+                future = self._waiting.popleft()[1]
                 if future.done():  # its caller gave up waiting
                     continue
                 if isinstance(reply, ResponseError):
@@ -141,8 +151,9 @@ class _Connection(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
         failure, message = self._failure or (ConnectionError, f"Redis closed the connection ({exc or 'EOF'})")
+        self._deadlines.clear()
         while self._waiting:
-            future = self._waiting.popleft()[2]
+            future = self._waiting.popleft()[1]
             if not future.done():
                 future.set_exception(failure(message))
 
@@ -150,22 +161,17 @@ class _Connection(asyncio.Protocol):
         """Fail the reads past their callers' deadlines, drop a connection whose oldest read is
         past the socket timeout, and look again when the next of them is due."""
         self._watchdog = None
-        if not self._waiting:
-            return
         now = self.loop.time()
-        if self._reply_timeout_s is not None and now >= self._waiting[0][0] + self._reply_timeout_s:
+        if self._reply_timeout_s is not None and self._waiting and now >= self._waiting[0][0] + self._reply_timeout_s:
             self.abort(RedisTimeoutError, f"Redis did not answer within {self._reply_timeout_s}s")
             return
-        next_due = self._due(self._waiting[0][0], None)
-        for _, deadline, future in self._waiting:
-            if deadline is None or future.done():
-                continue
-            if deadline <= now:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            future = heapq.heappop(self._deadlines)[2]
+            if not future.done():
                 future.set_exception(RedisTimeoutError("Redis did not answer within the caller's time budget"))
-            elif next_due is None or deadline < next_due:
-                next_due = deadline
-        if next_due is not None:
-            self._arm(next_due)
+        due = self._next_due()
+        if due is not None:
+            self._arm(max(due, now + DEADLINE_GRANULARITY_S))
 
 
 class PipelinedReader:

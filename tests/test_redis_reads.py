@@ -318,3 +318,22 @@ def test_a_short_deadline_behind_a_long_one_expires_on_time(redis_url: str) -> N
         assert await read_within(reader, ["k"], 2.0, "deadline") == [b"v"]
 
     run(redis_url, body)
+
+
+def test_many_reads_waiting_on_a_paused_server_each_fail_at_their_deadline(redis_url: str) -> None:
+    """An outage with many requests waiting: each fails within its budget (give or take the
+    watchdog's granularity), and the connection serves again once Redis answers."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.set("k", b"v")
+
+    async def body(reader: PipelinedReader) -> None:
+        assert await reader.mget(["k"]) == [b"v"]  # connected
+        admin.execute_command("CLIENT", "PAUSE", 500, "ALL")
+        started = time.monotonic()
+        results = await asyncio.gather(*(read_within(reader, ["k"], 0.05 + (i % 5) * 0.01, "deadline")
+                                         for i in range(1000)), return_exceptions=True)
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results[:3]
+        assert time.monotonic() - started < 0.3
+        assert await read_within(reader, ["k"], 2.0, "deadline") == [b"v"]
+
+    run(redis_url, body)
