@@ -74,7 +74,8 @@ class _Connection(asyncio.Protocol):
         self._deadlines: list[tuple[float, int, asyncio.Future[Any]]] = []
         self._sequence = itertools.count()
         self._reply_timeout_s = reply_timeout_s
-        self._watchdog: asyncio.TimerHandle | None = None  # armed while anything waits
+        self._watchdog: asyncio.Handle | None = None  # armed while anything waits
+        self._watchdog_due = 0.0  # when it is armed for (uvloop gives a due time in the past no TimerHandle)
         self._failure: tuple[type[RedisError], str] | None = None  # why we dropped the connection
         self._unsent: list[bytes] | None = None  # commands of this loop turn after its first
 
@@ -98,7 +99,7 @@ class _Connection(asyncio.Protocol):
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._sequence), future))
         due = self._next_due()
-        if due is not None and (self._watchdog is None or due < self._watchdog.when()):
+        if due is not None and (self._watchdog is None or due < self._watchdog_due):
             self._arm(due)
         return future
 
@@ -114,7 +115,7 @@ class _Connection(asyncio.Protocol):
     def _arm(self, due: float) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self._watchdog = self.loop.call_at(due, self._check_overdue)
+        self._watchdog, self._watchdog_due = self.loop.call_at(due, self._check_overdue), due
 
     def _flush(self) -> None:
         unsent, self._unsent = self._unsent, None
