@@ -98,19 +98,17 @@ class _Connection(asyncio.Protocol):
         self._waiting.append((sent_at, future))
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._sequence), future))
-        due = self._next_due()
+        # Only this read can need the watchdog sooner than it is armed for: with every request's
+        # budget the same, it almost never does, and the watchdog is not re-armed.
+        due = self._due(sent_at, deadline)
         if due is not None and (self._watchdog is None or due < self._watchdog_due):
             self._arm(due)
         return future
 
-    def _next_due(self) -> float | None:
-        """When the watchdog is next needed: the earliest caller's deadline, or the oldest read's
-        socket timeout."""
-        deadline = self._deadlines[0][0] if self._deadlines else None
-        if self._reply_timeout_s is None or not self._waiting:
-            return deadline
-        overdue = self._waiting[0][0] + self._reply_timeout_s
-        return overdue if deadline is None else min(deadline, overdue)
+    def _due(self, sent_at: float | None, deadline: float | None) -> float | None:
+        """The earlier of a caller's ``deadline`` and the socket timeout of a read sent at ``sent_at``."""
+        overdue = sent_at + self._reply_timeout_s if sent_at is not None and self._reply_timeout_s is not None else None
+        return min((d for d in (deadline, overdue) if d is not None), default=None)
 
     def _arm(self, due: float) -> None:
         if self._watchdog is not None:
@@ -170,7 +168,8 @@ class _Connection(asyncio.Protocol):
             future = heapq.heappop(self._deadlines)[2]
             if not future.done():
                 future.set_exception(RedisTimeoutError("Redis did not answer within the caller's time budget"))
-        due = self._next_due()
+        due = self._due(self._waiting[0][0] if self._waiting else None,
+                        self._deadlines[0][0] if self._deadlines else None)
         if due is not None:
             self._arm(max(due, now + DEADLINE_GRANULARITY_S))
 
