@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from engine import keys, tasks
 from engine.catalog import Catalogue
 from engine.model import ServedModel
+from engine.profiles import VisitorProfile
 from engine.scenarios import Pick
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,13 @@ class Visit(NamedTuple):
     under_way: bool
     last_seen: int | None  # None: no visit yet
 
+    @classmethod
+    def of(cls, visitor: VisitorProfile, now: float, session_timeout_s: float) -> Visit:
+        return cls(visitor.in_session(now, session_timeout_s), round(visitor.last_seen) if visitor.visits else None)
+
     def holds(self, now: float, session_timeout_s: float) -> bool:
-        """Still so at ``now`` (the visit's items weigh differently once it is over)."""
+        """Still so at ``now`` (the visit's items weigh differently once it is over): the test of
+        ``VisitorProfile.in_session``, on what the list kept of the profile."""
         return self.under_way == (self.last_seen is not None and now - self.last_seen <= session_timeout_s)
 
 

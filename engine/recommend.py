@@ -150,9 +150,7 @@ class Recommender:
         catalogue = self.catalogue.current
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
         picks = SCENARIOS["for_you"](model, catalogue, ctx)
-        visitor = ctx.visitor
-        visit = precomputed.Visit(visitor.in_session(ctx.now, ctx.session_timeout_s),
-                                  round(visitor.last_seen) if visitor.visits else None)
+        visit = precomputed.Visit.of(ctx.visitor, ctx.now, ctx.session_timeout_s)
         return precomputed.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model)
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
@@ -183,7 +181,7 @@ class Recommender:
             picks = stored.serve(model.item_ids, model.view(catalogue).available, set(), pool)
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)
-                return self._response(req, snap, arm, model, picks, degraded)
+                return self._response(req, snap, arm, model, picks, degraded=False)
         # A request whose profile could not be read is not personal either: without it, nobody can
         # tell whether the person withdrew.
         personal = (arm.personalised and not degraded

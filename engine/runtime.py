@@ -98,8 +98,7 @@ class Engine:
                                        self.rules)
         # Lists expire with the visit they were computed in: after it they can no longer match.
         self.precomputer = Precomputer(self.recommender, self.redis, settings.session_timeout_s)
-        if serve_models and settings.store_lists:
-            self.recommender.list_missed = lambda visitor_id: self._precompute([visitor_id])
+        self.recommender.list_missed = lambda visitor_id: self._precompute([visitor_id])
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         self._poller: asyncio.Task[None] | None = None
         self._frozen: tuple[object, ...] = ()

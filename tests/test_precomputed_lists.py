@@ -18,6 +18,7 @@ from engine import keys, precomputed
 from engine.catalog import Item, delete_items, load_catalogue, upsert_items
 from engine.events import Event
 from engine.importer import ImportReport, read_items
+from engine.profiles import VisitorProfile
 from engine.recommend import RecoRequest
 from engine.runtime import Engine
 from engine.scenarios import Pick
@@ -298,3 +299,6 @@ def test_a_list_holds_while_its_visit_stands_as_it_was() -> None:
     assert over.holds(1000 + 1801, 1800) and over.holds(10**10, 1800) and not over.holds(1000 + 1800, 1800)
     assert none.holds(0, 1800) and none.holds(10**10, 1800)
     assert not precomputed.Visit(True, None).holds(1000, 1800)
+    assert precomputed.Visit.of(VisitorProfile(visits=1, last_seen=1000.0), 1500, 1800) == under_way
+    assert precomputed.Visit.of(VisitorProfile(visits=1, last_seen=1000.0), 3000, 1800) == over
+    assert precomputed.Visit.of(VisitorProfile(), 3000, 1800) == none
