@@ -8,9 +8,24 @@ import orjson
 from fastapi import Response
 
 
+class JsonBytesResponse(Response):
+    """JSON already serialised, its two headers built directly: Starlette's general constructor
+    (render, media type and charset checks, a header scan) costs ~2 µs on every recommendation."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        if headers:
+            self.init_headers(headers)
+        else:
+            self.raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+
+
 def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json",
-                    headers=headers)
+    return JsonBytesResponse(orjson.dumps(payload), status_code, headers)
 
 
 def error_response(status_code: int, message: str, errors: list[dict[str, str]] | None = None,
