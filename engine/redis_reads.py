@@ -113,8 +113,10 @@ class _Connection(asyncio.Protocol):
 
     def _due(self, sent_at: float | None, deadline: float | None) -> float | None:
         """The earlier of a caller's ``deadline`` and the socket timeout of a read sent at ``sent_at``."""
-        overdue = sent_at + self._reply_timeout_s if sent_at is not None and self._reply_timeout_s is not None else None
-        return min((d for d in (deadline, overdue) if d is not None), default=None)
+        if sent_at is None or self._reply_timeout_s is None:
+            return deadline
+        overdue = sent_at + self._reply_timeout_s
+        return overdue if deadline is None or overdue < deadline else deadline
 
     def _arm(self, due: float) -> None:
         if self._watchdog is not None:
