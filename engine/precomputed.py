@@ -76,7 +76,7 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
     anchors: list[int]  # flat pairs: a position in ``prefixes``, then a model index or -1
     complete: bool  # the catalogue had no more candidates than these
 
-    def serve(self, item_ids: list[str], available: np.ndarray, excluded: set[str], n: int) -> list[Pick] | None:
+    def serve(self, item_ids: list[str], available: bytes, excluded: set[str], n: int) -> list[Pick] | None:
         """``for_you``'s first ``n`` picks, or None if the list is too short to know them.
 
         It was ranked with the profile's own exclusions, among the items available then. A request
@@ -86,13 +86,17 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
         are left or the catalogue had no more."""
         picks: list[Pick] = []
         prefixes, anchors = self.prefixes, self.anchors
+        reasons: list[str | None] = [None] * (len(anchors) // 2)  # a few anchors recur: each built once
         for i, score, r in zip(self.items, self.scores, self.reason_ids):
             if len(picks) == n:
                 return picks
             item = item_ids[i]
-            if item not in excluded and available[i]:
-                prefix, anchor = prefixes[anchors[2 * r]], anchors[2 * r + 1]
-                picks.append(_pick((item, score, prefix if anchor < 0 else f"{prefix}:{item_ids[anchor]}")))
+            if available[i] and item not in excluded:
+                reason = reasons[r]
+                if reason is None:
+                    prefix, anchor = prefixes[anchors[2 * r]], anchors[2 * r + 1]
+                    reason = reasons[r] = prefix if anchor < 0 else f"{prefix}:{item_ids[anchor]}"
+                picks.append(_pick((item, score, reason)))
         return picks if len(picks) == n or self.complete else None
 
 

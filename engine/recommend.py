@@ -178,7 +178,7 @@ class Recommender:
         if stored is not None and eff.chain[0] == "for_you" and not eff.has_rules:
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.precomputed).
-            picks = stored.serve(model.item_ids, model.view(catalogue).available, set(), pool)
+            picks = stored.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)
                 return self._response(req, snap, arm, model, picks, degraded=False)

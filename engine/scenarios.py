@@ -91,7 +91,7 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     if model is None:
         return []
     if ctx.precomputed is not None:  # what applying the person's last events computed (engine.precomputed)
-        stored = ctx.precomputed.serve(model.item_ids, model.view(catalogue).available, ctx.excluded, ctx.n)
+        stored = ctx.precomputed.serve(model.item_ids, model.view(catalogue).available_flags, ctx.excluded, ctx.n)
         if stored is not None:
             return stored
     index = model.item_index

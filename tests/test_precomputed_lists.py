@@ -10,7 +10,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import msgpack
-import numpy as np
 import pytest
 import redis.asyncio
 
@@ -286,7 +285,10 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
     assert precomputed.decode(raw, b"another!", 1000, 1800) is None
     stored_list = precomputed.decode(raw, b"stamp123", 1000, 1800)
     assert stored_list is not None and stored_list.complete
-    assert stored_list.serve(item_ids, np.ones(n_items, dtype=bool), set(), 10) == picks
+    assert stored_list.serve(item_ids, b"\x01" * n_items, set(), 10) == picks
+    in_stock = bytearray(b"\x01" * n_items)
+    in_stock[7] = 0  # out of stock since: the rest keep their order and reasons (a complete list)
+    assert stored_list.serve(item_ids, bytes(in_stock), {item_ids[2]}, 10) == [picks[0], picks[3], picks[4]]
     assert precomputed.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
 
 
