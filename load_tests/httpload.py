@@ -63,6 +63,19 @@ class LoadResult:
     # core) and not the server set the pace, and a throughput read from it is the client's.
     client_cpu: float = 0.0
 
+    @classmethod
+    def combined(cls, loads: list[LoadResult]) -> LoadResult:
+        """Loads of one endpoint at one concurrency, taken in rounds, as one."""
+        first, seconds = loads[0], sum(load.seconds for load in loads)
+        statuses: dict[int, int] = {}
+        for load in loads:
+            for status, count in load.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+        return cls(name=first.name, connections=first.connections, seconds=seconds,
+                   latencies_ms=[ms for load in loads for ms in load.latencies_ms],
+                   errors=sum(load.errors for load in loads), statuses=statuses,
+                   client_cpu=sum(load.client_cpu * load.seconds for load in loads) / seconds)
+
     @property
     def requests(self) -> int:
         return len(self.latencies_ms)

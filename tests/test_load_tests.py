@@ -99,6 +99,19 @@ def test_bench_report_flags_a_client_bound_load() -> None:
     assert "client-bound" not in report(0.5)
 
 
+def test_loads_taken_in_rounds_are_reported_as_one() -> None:
+    """The bench alternates the endpoints in rounds; each endpoint's rounds pool into one load."""
+    from load_tests.httpload import LoadResult
+
+    first = LoadResult("noop", 1, 2.0, [1.0, 2.0, 3.0], 0, {200: 3}, client_cpu=0.5)
+    second = LoadResult("noop", 1, 1.0, [4.0], 1, {200: 1, 503: 1}, client_cpu=0.8)
+    both = LoadResult.combined([first, second])
+    assert (both.name, both.connections, both.seconds, both.requests) == ("noop", 1, 3.0, 4)
+    assert both.rps == 4 / 3 and both.percentile(50) == 2.5
+    assert both.errors == 1 and both.statuses == {200: 4, 503: 1}
+    assert both.client_cpu == (0.5 * 2 + 0.8 * 1) / 3
+
+
 def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
     """The bench's server logs to a file, not to a pipe that nobody reads while it measures (a
     server logging errors filled one and stopped), and a server that failed shows that log."""
