@@ -192,9 +192,10 @@ class Recommender:
         if wants_list and personal:
             ctx.precomputed = stored
             self.observe_stored_list(stored is not None)
-            # Only where a list made now would match: the cookie's own customer (a list is made for
-            # that one), and someone with a profile (none is kept for a first-time visitor).
-            if stored is None and req.customer_id is None and loaded.raw_visitor:
+            # Only where a list made now would match: the cookie's own customer, named or not (a
+            # list is made for that one), and someone with a profile (none is kept for a first-time
+            # visitor).
+            if stored is None and loaded.raw_visitor and req.customer_id in (None, loaded.visitor.customer_id):
                 self.list_missed(req.visitor_id)  # type: ignore[arg-type]
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []

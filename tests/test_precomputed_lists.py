@@ -142,8 +142,9 @@ def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_file
 
 def test_a_request_that_found_no_list_has_it_made_again(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
     """After a new model or an item back in stock no list matches: the first request scores and
-    has the list made again, so the next ones use it. Not for a customer the cookie is not linked
-    to, nor for a first-time visitor: the list made would not match them either."""
+    has the list made again, so the next ones use it, also one naming the customer the cookie is
+    linked to. Not for a customer the cookie is not linked to, nor for a first-time visitor: the
+    list made would not match them either."""
     async def body(engine: Engine) -> None:
         await browse(engine, "pr", _sessions_from_baskets(demo_files[1], 1, seed=13)[0], time.time() - 60)
         made = await stored(engine, "pr")
@@ -159,6 +160,15 @@ def test_a_request_that_found_no_list_has_it_made_again(with_engine, demo_files:
         await lists(engine, "first-time")
         await engine.precomputer.flush()
         assert await stored(engine, "first-time") is None
+        await engine.applier.apply([Event(event_id="pr-login", type="login", visitor_id="pr",  # type: ignore[arg-type]
+                                          customer_id="c-pr", ts=time.time(), rt=time.time())])
+        await engine.precomputer.flush()
+        linked = await stored(engine, "pr")
+        assert linked is not None
+        await engine.redis.delete(keys.for_you("pr"))
+        await lists(engine, "pr", customer_id="c-pr")
+        await engine.precomputer.flush()
+        assert await stored(engine, "pr") == linked
 
     with_engine(body)
 
