@@ -40,7 +40,7 @@ def parse_query(model: type[M], request: Request, **extra: Any) -> M:
     A repeated name keeps its last value. FastAPI has parsed the query string before the route runs
     (``request.query_params``, cached on the request), so it is not parsed again here."""
     try:
-        return model.model_validate({**dict(request.query_params.items()), **extra})
+        return model.model_validate(dict(request.query_params.items(), **extra))
     except ValidationError as exc:
         raise invalid_request(field_errors(exc, whole="request")) from None
 
