@@ -92,18 +92,22 @@ def test_empty_file_is_the_built_in_rules() -> None:
     ("placements:\n  home:\n    repetition: {max: 9, window: 1d}\n",
      (3, "placements.home.repetition.max", "Input should be less than or equal to 5 (got 9)")),
     # YAML itself
-    ("placements:\n  home: {pins: [\n", (3, "", "invalid YAML: while parsing a flow node expected the node "
-                                          "content, but found '<stream end>'")),
+    ("placements:\n  home: {pins: [\n", (2, "", "invalid YAML: expected the node content, but found "
+                                          "'<stream end>' (while parsing a flow node, noticed on line 3)")),
     ("placements:\n  home: {}\n  home: {}\n", (3, "placements.home", "duplicate key")),
     ("base: &b {in_stock: true}\nplacements:\n  home: {filter: *b}\n",
-     (3, "placements.home.filter", "anchors and aliases (&name / *name) are not supported")),
+     (1, "base", "anchors and aliases (&name / *name) are not supported")),
+    ("placements:\n  home: {filter: *b}\n", (2, "", "invalid YAML: found undefined alias 'b'")),
     ("- just\n- a list\n", (1, "", "the rules file must be a mapping (placements:, campaigns:, blocks:, ...)")),
     ("placements: !!python/object:os.system {}\n",
      (1, "placements", "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'")),
     ("placements:\n  home:\n    candidates: !!python/object/apply:os.system [echo]\n",
      (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'")),
     ("placements:\n  home:\n    candidates: !!python/name:os.system ''\n",
-     (3, "", "invalid YAML: could not determine a constructor for the tag 'tag:yaml.org,2002:python/name:os.system'")),
+     (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system'")),
+    ("placements:\n  home:\n    candidates: !!int 40\n",
+     (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:int'")),
+    ("placements:\n  home: {<<: {candidates: 40}}\n", (2, "placements.home", "merge keys (<<) are not supported")),
 ])
 def test_bad_config_names_line_and_field(text: str, expected: tuple[int, str, str]) -> None:
     assert errors_of(text)[0] == expected
