@@ -204,8 +204,10 @@ def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> Non
         print(banner, flush=True)
     retrainer = None
     if settings.retrain_interval_s and settings.mode == "embedded":
+        from api.metrics import export_task_failures  # noqa: PLC0415
         from api.retrain import Retrainer  # noqa: PLC0415
 
+        export_task_failures()  # this process is not an app's when there are several workers
         retrainer = Retrainer(settings.retrain_interval_s, dict(os.environ))
         retrainer.start()
     # uvicorn shuts down gracefully on SIGTERM (what process managers and `docker stop` send),

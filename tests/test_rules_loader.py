@@ -224,3 +224,70 @@ def test_new_rules_are_prepared_before_they_go_live(tmp_path: Path) -> None:
     path.write_text("placements:\n  home:\n    diversity: {max_per_categry: 2}\n")
     assert not holder.reload(force=True) and holder.errors
     assert seen == [(holder.current.version, before)]
+
+
+TEN_LINES = """# rules.yaml
+placements:
+  home:
+    filter: {in_stock: true}
+    diversity: {max_per_category: 3}
+  product:
+    filter: {in_stock: true}
+blocks:
+  - id: b1
+    slot: home_top
+"""
+
+
+@pytest.mark.parametrize("line11, message", [
+    # scanner
+    ("    title Hello\n    link: /x\n", "invalid YAML: could not find expected ':' (while scanning a simple key, "
+                                       "noticed on line 12)"),
+    ('    title: "Hello\n', "invalid YAML: found unexpected end of stream (while scanning a quoted scalar, noticed "
+                            "on line 14)"),
+    ("    title: Hello: world\n", "invalid YAML: mapping values are not allowed here"),
+    ("\tlink: /x\n", "invalid YAML: found character '\\t' that cannot start any token (while scanning for the next "
+                     "token): indent with spaces, not tabs"),
+    ('    title: "a\\qb"\n', "invalid YAML: found unknown escape character 'q' (while scanning a double-quoted "
+                             "scalar)"),
+    # parser
+    ("    when: {cart: empty\n", "invalid YAML: expected ',' or '}', but got ':' (while parsing a flow mapping, "
+                                 "noticed on line 12)"),
+    ("   link: /x\n", "invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a "
+                      "block collection)"),
+    ("    when: [a, b]]\n", "invalid YAML: expected <block end>, but found ']' (while parsing a block mapping)"),
+    # composer
+    ("    title: *nope\n", "invalid YAML: found undefined alias 'nope'"),
+    ("    when: " + "[" * 40 + "]" * 40 + "\n", "invalid YAML: nested more than 32 levels deep"),
+    # reader
+    ("    title: Hello\x0c\n", "invalid YAML: character U+000C (a control character) at column 17 is not allowed "
+                               "in YAML text; remove it"),
+])
+def test_yaml_errors_are_reported_on_the_line_to_fix(line11: str, message: str) -> None:
+    """Each mistake is on line 11; PyYAML notices some of them on a later line."""
+    text = TEN_LINES + line11 + "  - id: b2\n    slot: s\n"
+    assert errors_of(text)[0] == (11, "", message)
+
+
+@pytest.mark.parametrize("line11, field, message", [
+    ("    slot: again\n", "blocks[0].slot", "duplicate key"),
+    ("    priority: high\n", "blocks[0].priority", "Input should be a valid integer (got 'high')"),
+    ("    titel: Hello\n", "blocks[0].titel", "unknown field"),
+    ("    campaign: summer\n", "blocks[0].campaign", "unknown campaign 'summer'; known: none defined"),
+    ("    title: !!str Hello\n", "blocks[0].title", "unsupported YAML tag 'tag:yaml.org,2002:str'"),
+])
+def test_schema_errors_are_reported_on_their_line(line11: str, field: str, message: str) -> None:
+    assert errors_of(TEN_LINES + line11)[0] == (11, field, message)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_lines_are_counted_whatever_the_line_breaks(newline: str) -> None:
+    text = (TEN_LINES + "    title Hello\n    link: /x\n").replace("\n", newline)
+    assert errors_of(text)[0][0] == 11
+    assert errors_of((TEN_LINES + "    priority: high\n").replace("\n", newline))[0][0] == 11
+
+
+def test_unicode_line_separators_inside_a_line_do_not_shift_lines() -> None:
+    """An editor shows U+2028 and U+0085 inside a line (PyYAML counts them as line breaks)."""
+    text = TEN_LINES.replace("# rules.yaml", 'category_names: {a: "x\u2028y\x85z"}') + "    priority: high\n"
+    assert errors_of(text)[0] == (11, "blocks[0].priority", "Input should be a valid integer (got 'high')")
