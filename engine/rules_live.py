@@ -210,6 +210,16 @@ def parse_snapshot(text: bytes, source: str, item_exists: Callable[[str], bool] 
     return RulesSnapshot(version=version_of(text), source=source, rules=rules, text=decoded)
 
 
+def parse_file(text: bytes, path: str, item_exists: Callable[[str], bool] | None,
+               max_window_s: int | None = None) -> RulesSnapshot:
+    """A rules file's validation, the service's and `vitrine check-rules`': a draft's, and the
+    file must not be empty (a file emptied by mistake must not remove every rule)."""
+    if not text.strip():
+        raise RulesInvalid([RulesError(path, None, "", "the rules file is empty (unset VITRINE_RULES_FILE to "
+                                                       "use the built-in rules)")])
+    return parse_snapshot(text, path, item_exists, max_window_s)
+
+
 DEFAULT_SNAPSHOT = RulesSnapshot(version=DEFAULT_VERSION, source="built-in", rules=RulesFile())
 
 
@@ -264,10 +274,7 @@ class RulesHolder:
             self.errors, self.error_at = [], None
             return False
         try:
-            if not text.strip():
-                raise RulesInvalid([RulesError(str(path), None, "", "the rules file is empty (unset "
-                                               "VITRINE_RULES_FILE to use the built-in rules)")])
-            snapshot = self.parse(text, str(path))
+            snapshot = parse_file(text, str(path), self.item_exists, self.max_window_s)
         except RulesInvalid as exc:
             self._fail(seen, exc.errors)
             return False

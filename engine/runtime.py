@@ -191,9 +191,7 @@ class Engine:
             self.precomputer.mark(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
-        """For rules validation: an item a pin names must be in the catalogue (if there is one)."""
-        items = self.catalogue.current.items
-        return not items or item_id in items
+        return self.catalogue.current.may_name(item_id)
 
     async def stop(self) -> None:
         for poller in self._pollers:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.redis_server import free_port
 from engine.rules_loader import RulesInvalid, load_rules
 
 README = Path(__file__).parent.parent / "README.md"
@@ -182,18 +183,98 @@ def test_experiment_variants_are_checked() -> None:
                                                      "name the variant otherwise")]
 
 
-def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     from api.cli import main
 
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(readme_example())
     bad.write_text("placements:\n  home:\n    diversity: {max_per_category: none}\n")
+    no_catalogue = (f"warning: pinned and promoted items not checked: no Redis to read the catalogue from "
+                    f"(VITRINE_REDIS_URL is not set and no redis-server is running for {tmp_path / 'redis'})\n")
     assert main(["check-rules", str(good)]) == 0
-    assert "valid, version" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "valid, version" in out.out and out.err == no_catalogue
     assert main(["check-rules", str(bad)]) == 1
     assert capsys.readouterr().err == (f"{bad}:3: placements.home.diversity.max_per_category: "
-                                       "Input should be a valid integer (got 'none')\n")
+                                       "Input should be a valid integer (got 'none')\n" + no_catalogue)
+    for text, error in [("placements:\n  home:\x0c\n", f"{bad}:2: invalid YAML: character U+000C (a control "
+                                                       f"character) at column 8 is not allowed in YAML text; remove it"),
+                        ("placements: " + "[" * 10_000 + "\n", f"{bad}:1: invalid YAML: nested more than 32 levels deep"),
+                        ("  \n", f"{bad}: the rules file is empty (unset VITRINE_RULES_FILE to use the built-in rules)"),
+                        ("frequency: {max: 3, window: 6w}\n", f"{bad}:1: frequency.window: 6w is longer than "
+                                                              f"impressions are kept (30d, VITRINE_EXPOSURE_RETENTION_S)")]:
+        bad.write_text(text)
+        assert main(["check-rules", str(bad)]) == 1
+        assert capsys.readouterr().err == error + "\n" + no_catalogue
     assert main(["check-rules", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["check-rules", str(tmp_path)]) == 2  # a directory
+
+
+PINS = "placements:\n  home:\n    pins:\n      - {item: '85123A', slot: 1}\n      - {item: 'NOPE-1', slot: 2}\n"
+
+
+def test_check_rules_checks_items_against_the_configured_redis(
+        tmp_path: Path, redis_url: str, demo_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the service rejects, the command rejects: a pin of an item not in the catalogue."""
+    import asyncio
+
+    import redis
+
+    from api.cli import main
+    from engine.catalog import upsert_items
+    from engine.importer import ImportReport, read_items
+
+    async def load() -> None:
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            await upsert_items(client, read_items(demo_files[0], ImportReport()))
+
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VITRINE_REDIS_URL", redis_url)
+    path = tmp_path / "rules.yaml"
+    path.write_text(PINS)
+    assert main(["check-rules", str(path)]) == 0  # an empty catalogue checks nothing, in the service too
+    assert capsys.readouterr().err == ("warning: pinned and promoted items not checked: the catalogue is empty (the "
+                                       "service checks nothing against an empty catalogue)\n")
+    asyncio.run(load())
+    assert main(["check-rules", str(path)]) == 1
+    assert capsys.readouterr().err == f"{path}:5: placements.home.pins[1].item: item 'NOPE-1' is not in the catalogue\n"
+    path.write_text(PINS.replace("NOPE-1", "22086"))
+    assert main(["check-rules", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"{path}: valid") and out.err == ""
+    monkeypatch.setenv("VITRINE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    path.write_text(PINS)
+    assert main(["check-rules", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: pinned and promoted items not checked: the catalogue is not reachable "
+                          "(ConnectionError: ")
+
+
+def test_check_rules_reads_the_catalogue_of_the_data_dirs_running_redis(
+        tmp_path: Path, demo_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without VITRINE_REDIS_URL, the data dir's redis-server when one is running (e.g. for
+    `vitrine serve`); none is started for the check."""
+    from api.cli import main
+    from engine.redis_server import managed_redis
+
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
+    path = tmp_path / "rules.yaml"
+    path.write_text(PINS)
+    with managed_redis(tmp_path / "redis"):
+        assert main(["import", "--items", str(demo_files[0])]) == 0
+        capsys.readouterr()
+        assert main(["check-rules", str(path)]) == 1
+        assert capsys.readouterr().err == (f"{path}:5: placements.home.pins[1].item: item 'NOPE-1' is not in the "
+                                           f"catalogue\n")
+    assert main(["check-rules", str(path)]) == 0  # stopped: not started again for the check
+    assert "no redis-server is running" in capsys.readouterr().err
+    assert not (tmp_path / "redis" / "redis.json").exists()
 
 
 def test_windows_cannot_outlast_the_impressions_kept() -> None:
