@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 from engine import tasks
@@ -73,7 +73,7 @@ class ApplyWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._failing = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self.skipped = 0  # events logged and skipped (not applicable)
         self.dropped = 0  # events not kept because the backlog was full
         self._dropped_logged_at = float("-inf")

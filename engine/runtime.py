@@ -106,7 +106,7 @@ class Engine:
         self._streaks = {name: tasks.FailureStreak(name, first_backoff_s=poll_s, max_backoff_s=max(poll_s, 30.0),
                                                    expected=transient)
                          for name in ("catalogue-poll", "rules-poll", "model-poll")}
-        self._pollers: list[asyncio.Task[None]] = []
+        self._pollers: list[asyncio.Task[Any]] = []
         self._frozen: tuple[object, ...] = ()
 
     async def start(self) -> None:

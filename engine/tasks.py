@@ -31,6 +31,7 @@ Step = Callable[[], Awaitable[float | None]]  # one round of a task; returns the
 
 _counters: list[FailureCounter] = []
 _failures: dict[str, int] = {}  # failures per task name in this process, since it started
+_lock = threading.Lock()
 
 
 def count_failures_with(counter: FailureCounter) -> None:
@@ -49,7 +50,8 @@ def failures(name: str) -> int:
 
 
 def _count(name: str, n: int) -> None:
-    _failures[name] = _failures.get(name, 0) + n
+    with _lock:  # the retrainer's thread counts too
+        _failures[name] = _failures.get(name, 0) + n
     for counter in _counters:
         counter(name, n)
 
@@ -84,7 +86,7 @@ class FailureStreak:
             else:
                 log.error("%s failed (%s: %s); retrying with backoff until it succeeds",
                           self.name, type(exc).__name__, exc, exc_info=exc)
-        return min(self.first_backoff_s * 2 ** (self.failures - 1), self.max_backoff_s)
+        return min(self.first_backoff_s * 2 ** min(self.failures - 1, 64), self.max_backoff_s)
 
     def succeeded(self) -> None:
         if self.failures:

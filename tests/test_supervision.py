@@ -34,6 +34,7 @@ def test_backoff_doubles_up_to_its_cap_and_starts_again_after_a_success() -> Non
     streak.succeeded()
     assert streak.failed(OSError()) == 0.5
     assert tasks.failures("test-backoff") == 6
+    assert {streak.failed(OSError()) for _ in range(5000)} == {1, 2, 3}  # a day-long outage: still 3
 
 
 def test_a_failing_step_is_logged_once_per_streak_counted_and_retried(caplog: pytest.LogCaptureFixture) -> None:
