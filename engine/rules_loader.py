@@ -119,7 +119,7 @@ def _mark_of(exc: yaml.MarkedYAMLError, open_flow: yaml.Mark | None) -> yaml.Mar
 
 
 def _reader_error(exc: yaml.reader.ReaderError, filename: str, lines: _Lines) -> RulesError:
-    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+    char = int(exc.character)  # for text, the code point the reader refused
     kind = {"Cc": "a control character", "Cs": "half of a surrogate pair"}.get(unicodedata.category(chr(char)),
                                                                             "not a character")
     return RulesError(filename, lines.of(exc.position), "",
@@ -131,7 +131,7 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
     """The document as plain data, and the 1-based line of every path in it."""
     where = _Lines(text)
     try:
-        loader = _Loader(text)
+        loader = _Loader(text)  # the reader checks every character first
     except yaml.reader.ReaderError as exc:
         raise RulesInvalid([_reader_error(exc, filename, where)]) from None
     lines: dict[Path_, int] = {}
@@ -176,8 +176,6 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
         if node is None:
             return {}, lines
         return build(node, ()), lines
-    except yaml.reader.ReaderError as exc:  # not raised for text, kept for completeness
-        raise RulesInvalid([_reader_error(exc, filename, where)]) from None
     except yaml.MarkedYAMLError as exc:
         flows = [m for m in loader.marks if text[m.index:m.index + 1] in ("[", "{")]  # collections open
         mark = _mark_of(exc, flows[-1] if flows else None)

@@ -92,6 +92,8 @@ NASTY = {
     "huge duration": "frequency: {max: 3, window: " + "9" * 5_000 + "d}\n",
     "last day of the calendar": "campaigns:\n  c: {start: 9999-12-30, end: 9999-12-31}\n",
     "first day of the calendar": "campaigns:\n  c: {start: 0001-01-01}\n",
+    "date-times past the ends of the calendar in UTC":
+        "campaigns:\n  c: {start: '0001-01-01T00:00:00+01:00', end: '9999-12-31T23:59:59-05:00'}\n",
     "pin until the end of time": "placements:\n  home:\n    pins: [{item: '22086', slot: 1, until: 9999-12-31}]\n",
     "tabs": "placements:\n\thome: {}\n",
     "BOM": "\ufeffplacements:\n  home: {}\n",
