@@ -71,13 +71,19 @@ class _Lines:
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader without the implicit timestamp type (dates reach the schema as text), that
-    refuses nesting beyond ``MAX_DEPTH`` while composing (PyYAML composes recursively) and notes
-    the nodes written with a tag or an anchor, refused where their path is known."""
+    refuses nesting beyond ``MAX_DEPTH`` (PyYAML composes recursively, and its scanner's work per
+    token grows with the ``[``/``{`` still open) and notes the nodes written with a tag or an
+    anchor, refused where their path is known."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.depth = 0
         self.refused: dict[int, str] = {}  # id(node) -> why it is refused
+
+    def fetch_flow_collection_start(self, TokenClass: type) -> None:  # noqa: N803 - PyYAML's name
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
         event = self.peek_event()
