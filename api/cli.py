@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from engine.catalog import Catalogue
 
 
-
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[str]:
     """The configured Redis, else the data dir's own redis-server: the one already running for
