@@ -29,11 +29,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from engine.settings import Settings  # noqa: E402
 
+if TYPE_CHECKING:
+    from engine.catalog import Catalogue
 
 
 @contextlib.contextmanager
@@ -204,8 +207,10 @@ def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> Non
         print(banner, flush=True)
     retrainer = None
     if settings.retrain_interval_s and settings.mode == "embedded":
+        from api.metrics import export_task_failures  # noqa: PLC0415
         from api.retrain import Retrainer  # noqa: PLC0415
 
+        export_task_failures()  # this process is not an app's when there are several workers
         retrainer = Retrainer(settings.retrain_interval_s, dict(os.environ))
         retrainer.start()
     # uvicorn shuts down gracefully on SIGTERM (what process managers and `docker stop` send),
@@ -353,24 +358,64 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 # ------------------------------------------------------------------------------- check-rules
 
 
+def _catalogue_for_rules(settings: Settings) -> tuple[Catalogue | None, str]:
+    """The catalogue the service would check pins against: in the configured Redis, else in the
+    data dir's redis-server if one is running (none is started for a check: a fresh one would
+    hold nothing, or load a whole shop's data to read one hash). Else None and why."""
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from engine.catalog import load_catalogue  # noqa: PLC0415
+    from engine.redis_server import running_url  # noqa: PLC0415
+    from engine.runtime import connect  # noqa: PLC0415
+
+    url = settings.redis_url or running_url(settings.redis_dir)
+    if url is None:
+        return None, (f"no Redis to read the catalogue from (VITRINE_REDIS_URL is not set and no redis-server "
+                      f"is running for {settings.redis_dir})")
+
+    async def load() -> Catalogue:
+        redis = connect(url, timeout_s=5.0)
+        try:
+            return await load_catalogue(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(load()), ""
+    except (RedisError, OSError, TimeoutError) as exc:
+        return None, f"the catalogue is not reachable ({type(exc).__name__}: {exc})"
+
+
 def cmd_check_rules(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate a rules file before deploying it (schema and references; the catalogue check of
-    pinned and promoted items happens when the service loads it)."""
-    from engine.rules_live import parse_snapshot  # noqa: PLC0415
+    """Validate a rules file before deploying it, as the service would: schema, references,
+    windows against VITRINE_EXPOSURE_RETENTION_S, and pinned and promoted items against the
+    catalogue when one is reachable (a warning says when it is not). Exit 0 valid, 1 invalid,
+    2 the file cannot be read."""
+    from engine.rules_live import parse_file  # noqa: PLC0415
     from engine.rules_loader import RulesInvalid  # noqa: PLC0415
 
     path: Path = args.path
     try:
-        snapshot = parse_snapshot(path.read_bytes(), str(path), None)
+        text = path.read_bytes()
     except OSError as exc:
         print(f"vitrine check-rules: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
+    catalogue, why = _catalogue_for_rules(settings)
+    if catalogue is not None and not len(catalogue):
+        why = "the catalogue is empty (the service checks nothing against an empty catalogue)"
+    item_exists = catalogue.may_name if catalogue is not None else None
+    try:
+        snapshot = parse_file(text, str(path), item_exists, settings.exposure_retention_s)
     except RulesInvalid as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
-        return 1
-    print(f"{path}: valid, version {snapshot.version}")
-    return 0
+        code = 1
+    else:
+        print(f"{path}: valid, version {snapshot.version}")
+        code = 0
+    if why:
+        print(f"warning: pinned and promoted items not checked: {why}", file=sys.stderr)
+    return code
 
 
 # ------------------------------------------------------------------------------- main

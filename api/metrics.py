@@ -20,8 +20,23 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api.limits import ASGIApp, Message, Receive, Scope, Send
+from engine import tasks
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# Process-wide, like the tasks it counts (the retrainer runs outside any app); each app's
+# registry exports it.
+TASK_FAILURES = Counter("vitrine_task_failures_total", "Failures of a background task, by task name; each "
+                        "is retried with backoff, only the first of a streak is logged", ["task"], registry=None)
+
+
+def _count_task_failures(task: str, failures: int) -> None:
+    TASK_FAILURES.labels(task).inc(failures)
+
+
+def export_task_failures() -> None:
+    """Count engine.tasks' failures in ``vitrine_task_failures_total`` (idempotent)."""
+    tasks.count_failures_with(_count_task_failures)
 
 
 class Metrics:
@@ -35,6 +50,8 @@ class Metrics:
         stored_lists = Counter("vitrine_stored_lists_total", "Personal requests that could use a stored for-you "
                                "list, by whether one matched (else the list was scored)", ["matched"], **kw)
         self._stored_list = {True: stored_lists.labels("true"), False: stored_lists.labels("false")}
+        self.registry.register(TASK_FAILURES)
+        export_task_failures()
 
     def observe_stored_list(self, matched: bool) -> None:
         self._stored_list[matched].inc()

@@ -15,7 +15,14 @@ import subprocess
 import sys
 import threading
 
+from engine import tasks
+
 log = logging.getLogger("vitrine.retrain")
+TASK_NAME = "retrain"
+
+
+class RetrainFailed(RuntimeError):
+    """`vitrine train` ended with an error (its output says why)."""
 
 
 class Retrainer:
@@ -39,10 +46,23 @@ class Retrainer:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.run_once()
+        if self._stop.wait(self.interval_s):
+            return
+        # A failed run is retried sooner than the next interval, but not in a tight loop: training
+        # takes the CPU serving needs.
+        tasks.supervise_thread(TASK_NAME, self._step, self._stop, first_backoff_s=min(self.interval_s, 60.0),
+                               max_backoff_s=self.interval_s, expected=lambda exc: isinstance(exc, RetrainFailed))
 
-    def run_once(self) -> int:
+    def _step(self) -> float | None:
+        if self._stop.is_set():
+            return None
+        code, summary = self.run_once()
+        if code != 0 and not self._stop.is_set():
+            raise RetrainFailed(f"exit {code}: {summary}")
+        return self.interval_s
+
+    def run_once(self) -> tuple[int, str]:
+        """One `vitrine train` in a child process: its exit code and last lines of output."""
         self._child = subprocess.Popen([sys.executable, "-m", "api.cli", "train"], env=self.env, text=True,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         with contextlib.suppress(OSError):  # lower priority (not preexec_fn: unsafe in a threaded server)
@@ -52,6 +72,4 @@ class Retrainer:
         lines = [line for line in output.splitlines() if line.strip()]
         if self._child.returncode == 0:
             log.info("retrain: %s", " | ".join(lines[-2:]))
-        else:
-            log.warning("retrain failed (exit %s): %s", self._child.returncode, " | ".join(lines[-3:]))
-        return self._child.returncode
+        return self._child.returncode, " | ".join(lines[-3:])

@@ -77,6 +77,11 @@ class Catalogue:
             return None
         return ItemInfo(item.category, item.brand, item.price)
 
+    def may_name(self, item_id: str) -> bool:
+        """Rules validation: an item a pin or a promotion names must be in the catalogue, if the
+        shop has sent one at all."""
+        return not self.items or item_id in self.items
+
     def is_available(self, item_id: str) -> bool:
         """Recommendable: in stock, and in the catalogue if the shop has sent one at all."""
         if not self.items:

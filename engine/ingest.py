@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 from engine import tasks
@@ -24,6 +24,7 @@ from engine.events import Event
 log = logging.getLogger(__name__)
 MAX_BACKLOG = 100_000  # events waiting in memory for Redis; past it they are left to `vitrine replay`
 MERGE_MAX = 5_000  # events per apply call: one call's Redis scripts stay short
+TASK_NAME = "apply-writer"
 REPLAY_HINT = "they are in the event log: `vitrine replay --reset` rebuilds every profile from it"
 
 
@@ -72,7 +73,7 @@ class ApplyWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._failing = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self.skipped = 0  # events logged and skipped (not applicable)
         self.dropped = 0  # events not kept because the backlog was full
         self._dropped_logged_at = float("-inf")
@@ -86,7 +87,8 @@ class ApplyWriter:
         """Queue the events; the future says whether they were applied (None: they wait behind a
         failure, or were dropped, so there is nothing to wait for)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="vitrine-apply-writer")
+            self._task = tasks.start(TASK_NAME, self._step, first_backoff_s=self._retry_s,
+                                     max_backoff_s=self._max_retry_s, expected=transient)
         if self._queued + len(events) > self._max_backlog:
             self._drop(len(events))
             return None
@@ -105,33 +107,27 @@ class ApplyWriter:
             log.error("apply backlog full (%d events waiting for Redis): %d events so far not applied to "
                       "profiles; %s", self._queued, self.dropped, REPLAY_HINT)
 
-    async def _run(self) -> None:
-        delay = self._retry_s
-        while True:
-            if not self._queue:
-                self._failing = False
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = self._head()
-            events = [e for s in batch for e in s.events]
-            try:
-                await self._apply_or_isolate(events)
-            except Exception as exc:  # noqa: BLE001 - transient only: the rest was isolated and skipped
-                if not self._failing:
-                    log.warning("profiles not updated (%s: %s); %d events wait for Redis, retrying",
-                                type(exc).__name__, exc, self._queued)
-                self._failing = True
-                self._resolve(batch, False)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_retry_s)
-                continue
-            delay = self._retry_s
-            for _ in batch:
-                self._queue.popleft()
-            self._queued -= len(events)
-            self._resolve(batch, True)
+    async def _step(self) -> None:
+        """Apply what is queued (or wait for something to be). A failure leaves the batch at the
+        head of the queue; the supervisor (engine.tasks) logs it once and retries with backoff."""
+        if not self._queue:
+            self._failing = False
+            self._idle.set()
+            self._wake.clear()
+            await self._wake.wait()
+            return
+        batch = self._head()
+        events = [e for s in batch for e in s.events]
+        try:
+            await self._apply_or_isolate(events)
+        except Exception:
+            self._failing = True  # later submissions queue behind these without waiting
+            self._resolve(batch, False)
+            raise
+        for _ in batch:
+            self._queue.popleft()
+        self._queued -= len(events)
+        self._resolve(batch, True)
 
     def _head(self) -> list[_Submission]:
         """The submissions applied together: all queued, up to ``MERGE_MAX`` events (at least one

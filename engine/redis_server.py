@@ -227,3 +227,10 @@ def managed_redis(directory: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
                 else:
                     _shutdown(port, pid, process)
                     state_file.unlink(missing_ok=True)
+
+
+def running_url(directory: Path) -> str | None:
+    """The URL of the data dir's redis-server if one runs now; nothing is started (for commands
+    that only read, such as `vitrine check-rules`, when they find it)."""
+    found = _running(directory)
+    return local_url(directory, found[0]) if found is not None else None

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION = "default"
 PROMOTED_FALLBACK = 50
 SETTLE_S = 0.1
+MAX_RULES_BYTES = 512 * 1024  # a file of thousands of rules; parsing takes ~20 ms per 1 KiB
 _VARIANT_ONLY = {"name", "weight"}
 
 
@@ -194,12 +196,28 @@ def _promoted_by_popularity(select: Selector, filters: list[Selector], model: Se
 def parse_snapshot(text: bytes, source: str, item_exists: Callable[[str], bool] | None,
                    max_window_s: int | None = None) -> RulesSnapshot:
     """Validate rules text into a snapshot; ``RulesInvalid`` names file, line and field."""
+    if len(text) > MAX_RULES_BYTES:
+        raise RulesInvalid([RulesError(source, None, "", f"the rules file is {len(text)} bytes, more than the "
+                                                         f"{MAX_RULES_BYTES} a rules file may have")])
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RulesInvalid([RulesError(source, None, "", f"not UTF-8 text: {exc}")]) from None
+        lines = re.split(rb"\r\n|\n|\r", text[:exc.start])
+        raise RulesInvalid([RulesError(source, len(lines), "", f"not UTF-8 text: byte {text[exc.start]:#04x} at byte "
+                                                               f"{len(lines[-1]) + 1} of the line ({exc.reason}); "
+                                                               f"save the file as UTF-8")]) from None
     rules = load_rules(decoded, source, item_exists, max_window_s)
     return RulesSnapshot(version=version_of(text), source=source, rules=rules, text=decoded)
+
+
+def parse_file(text: bytes, path: str, item_exists: Callable[[str], bool] | None,
+               max_window_s: int | None = None) -> RulesSnapshot:
+    """A rules file's validation, the service's and `vitrine check-rules`': a draft's, and the
+    file must not be empty (a file emptied by mistake must not remove every rule)."""
+    if not text.strip():
+        raise RulesInvalid([RulesError(path, None, "", "the rules file is empty (unset VITRINE_RULES_FILE to "
+                                                       "use the built-in rules)")])
+    return parse_snapshot(text, path, item_exists, max_window_s)
 
 
 DEFAULT_SNAPSHOT = RulesSnapshot(version=DEFAULT_VERSION, source="built-in", rules=RulesFile())
@@ -256,13 +274,16 @@ class RulesHolder:
             self.errors, self.error_at = [], None
             return False
         try:
-            if not text.strip():
-                raise RulesInvalid([RulesError(str(path), None, "", "the rules file is empty (unset "
-                                               "VITRINE_RULES_FILE to use the built-in rules)")])
-            snapshot = self.parse(text, str(path))
+            snapshot = parse_file(text, str(path), self.item_exists, self.max_window_s)
         except RulesInvalid as exc:
             self._fail(seen, exc.errors)
             return False
+        except Exception as exc:
+            # A bug, not the file's fault: shown as the file's status like any error (the poller
+            # logs the traceback once), and not retried until the file changes.
+            self._fail(seen, [RulesError(str(path), None, "", f"the rules could not be validated "
+                                                              f"({type(exc).__name__}: {exc}), please report it")])
+            raise
         if self._prepare is not None:
             try:
                 self._prepare(snapshot)

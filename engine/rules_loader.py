@@ -10,6 +10,9 @@ silently) and anchors/aliases are refused (a reference-expansion bomb in a draft
 
 from __future__ import annotations
 
+import bisect
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +22,7 @@ from pydantic import ValidationError
 
 from engine import templates
 from engine.field_path import field_path, location
-from engine.rules_schema import RulesFile, RuleSet, Window, Windowed
+from engine.rules_schema import RulesFile, RuleSet, Window, Windowed, shown
 from engine.scenarios import DEFAULT_PLACEMENTS, SCENARIOS
 
 Path_ = tuple[str | int, ...]
@@ -47,8 +50,59 @@ class RulesInvalid(ValueError):
         self.errors = errors
 
 
+MAX_DEPTH = 32  # nesting levels; the schema needs 10, a recursion bomb needs thousands
+_REFUSED_ANCHOR = "anchors and aliases (&name / *name) are not supported"
+
+
+class _Lines:
+    """Character offset -> 1-based line, counting line breaks as editors do (``\\n``, ``\\r\\n``,
+    ``\\r``). PyYAML's own line numbers also count U+0085, U+2028 and U+2029, which editors show
+    inside a line: its marks' offsets are mapped here instead."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\n|\r", text)]
+
+    def of(self, index: int) -> int:
+        return bisect.bisect_right(self._starts, index)
+
+    def column(self, index: int) -> int:
+        return index - self._starts[self.of(index) - 1] + 1
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without the implicit timestamp type: dates reach the schema as text."""
+    """SafeLoader without the implicit timestamp type (dates reach the schema as text), that
+    refuses nesting beyond ``MAX_DEPTH`` (PyYAML composes recursively, and its scanner's work per
+    token grows with the ``[``/``{`` still open) and notes the nodes written with a tag or an
+    anchor, refused where their path is known."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+        self.refused: dict[int, str] = {}  # id(node) -> why it is refused
+
+    def fetch_flow_collection_start(self, TokenClass: type) -> None:  # noqa: N803 - PyYAML's name
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                              event.start_mark)
+        why = None
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            why = _REFUSED_ANCHOR
+        elif getattr(event, "tag", None) is not None:
+            why = f"unsupported YAML tag {event.tag!r}"
+        self.depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        if why is not None:
+            self.refused.setdefault(id(node), why)
+        return node
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -57,51 +111,89 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+def _mark_of(exc: yaml.MarkedYAMLError, open_flow: yaml.Mark | None) -> yaml.Mark | None:
+    """Where the mistake most likely is. The problem mark is where PyYAML noticed it; for a
+    construct left open (a key without ``:``, a quote, a flow ``{`` or ``[``) that is the line
+    after, or the end of the file, and the line to fix is where the construct starts: the context
+    mark, or for a flow collection the innermost one still open. For a block collection the
+    context is its first line, far from the mistake."""
+    if (exc.context or "").startswith("while parsing a flow") and open_flow is not None:
+        return open_flow
+    if exc.context_mark is not None and (isinstance(exc, yaml.scanner.ScannerError) or exc.problem_mark is None):
+        return exc.context_mark
+    return exc.problem_mark
+
+
+def _reader_error(exc: yaml.reader.ReaderError, filename: str, lines: _Lines) -> RulesError:
+    char = int(exc.character)  # for text, the code point the reader refused
+    kind = {"Cc": "a control character", "Cs": "half of a surrogate pair"}.get(unicodedata.category(chr(char)),
+                                                                            "not a character")
+    return RulesError(filename, lines.of(exc.position), "",
+                      f"invalid YAML: character U+{char:04X} ({kind}) at column {lines.column(exc.position)} "
+                      f"is not allowed in YAML text; remove it")
 
 
 def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
     """The document as plain data, and the 1-based line of every path in it."""
-    loader = _Loader(text)
+    where = _Lines(text)
+    try:
+        loader = _Loader(text)  # the reader checks every character first
+    except yaml.reader.ReaderError as exc:
+        raise RulesInvalid([_reader_error(exc, filename, where)]) from None
     lines: dict[Path_, int] = {}
+
+    def fail(n: yaml.Node, path: Path_, message: str) -> RulesInvalid:
+        return RulesInvalid([RulesError(filename, where.of(n.start_mark.index), field_path(path), message)])
+
+    def scalar(n: yaml.Node, path: Path_) -> Any:
+        try:
+            return loader.construct_object(n, deep=True)
+        except (ValueError, OverflowError) as exc:  # an integer of thousands of digits
+            raise fail(n, path, f"invalid value: {str(exc).split(';')[0]}") from None
+
+    def build(n: yaml.Node, path: Path_) -> Any:
+        why = loader.refused.get(id(n))
+        if why is not None:
+            raise fail(n, path, why)
+        lines.setdefault(path, where.of(n.start_mark.index))
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                why = loader.refused.get(id(key_node))
+                if why is not None:
+                    raise fail(key_node, path, why)
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise fail(key_node, path, "merge keys (<<) are not supported")
+                key = scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
+                if not isinstance(key, (str, int, float, bool)):
+                    raise fail(key_node, path, "keys must be plain text")
+                key = str(key) if not isinstance(key, str) else key
+                if key in out:
+                    raise fail(key_node, (*path, key), "duplicate key")
+                lines[(*path, key)] = where.of(key_node.start_mark.index)
+                out[key] = build(value_node, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(item, (*path, i)) for i, item in enumerate(n.value)]
+        return scalar(n, path)
+
     try:
         node = loader.get_single_node()
         if node is None:
             return {}, lines
-        seen: set[int] = set()
-
-        def build(n: yaml.Node, path: Path_) -> Any:
-            if id(n) in seen:
-                raise RulesInvalid([RulesError(filename, lines.get(path, n.start_mark.line + 1), field_path(path),
-                                               "anchors and aliases (&name / *name) are not supported")])
-            if isinstance(n, yaml.CollectionNode) and n.tag not in _PLAIN_TAGS:
-                raise RulesInvalid([RulesError(filename, n.start_mark.line + 1, field_path(path),
-                                               f"unsupported YAML tag {n.tag!r}")])
-            seen.add(id(n))
-            lines.setdefault(path, n.start_mark.line + 1)
-            if isinstance(n, yaml.MappingNode):
-                out: dict[Any, Any] = {}
-                for key_node, value_node in n.value:
-                    key = loader.construct_object(key_node, deep=True)
-                    if not isinstance(key, (str, int, float, bool)):
-                        raise RulesInvalid([RulesError(filename, key_node.start_mark.line + 1,
-                                                       field_path(path), "keys must be plain text")])
-                    key = str(key) if not isinstance(key, str) else key
-                    if key in out:
-                        raise RulesInvalid([RulesError(filename, key_node.start_mark.line + 1,
-                                                       field_path((*path, key)), "duplicate key")])
-                    lines[(*path, key)] = key_node.start_mark.line + 1
-                    out[key] = build(value_node, (*path, key))
-                return out
-            if isinstance(n, yaml.SequenceNode):
-                return [build(item, (*path, i)) for i, item in enumerate(n.value)]
-            return loader.construct_object(n, deep=True)
-
         return build(node, ()), lines
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
+        flows = [m for m in loader.marks if text[m.index:m.index + 1] in ("[", "{")]  # collections open
+        mark = _mark_of(exc, flows[-1] if flows else None)
+        line = where.of(mark.index) if mark else None
+        message = str(exc.problem or exc.context or exc)
+        if exc.problem and exc.context and exc.context.startswith("while "):
+            noticed = where.of(exc.problem_mark.index) if exc.problem_mark else line
+            message += f" ({exc.context}" + (f", noticed on line {noticed}" if noticed != line else "") + ")"
+        elif exc.problem and exc.context:
+            message = f"{exc.context}, {exc.problem}"
+        if "'\\t'" in message:
+            message += ": indent with spaces, not tabs"
         raise RulesInvalid([RulesError(filename, line, "", f"invalid YAML: {message}")]) from None
     except yaml.YAMLError as exc:
         raise RulesInvalid([RulesError(filename, None, "", f"invalid YAML: {exc}")]) from None
@@ -124,7 +216,7 @@ def _schema_errors(exc: ValidationError, filename: str, lines: dict[Path_, int])
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] not in ("missing", "value_error") and isinstance(err.get("input"), (str, int, float, bool)):
-            message += f" (got {err['input']!r})"
+            message += f" (got {shown(err['input'])})"
         errors.append(RulesError(filename, _line(lines, path), field_path(path), message))
     # One message per field: unions report each member's complaint, the first says enough.
     unique: dict[str, RulesError] = {}

@@ -17,20 +17,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 MAX_CAP = 20  # impressions remembered per block: caps up to this are exact (engine.exposure)
 MAX_REPETITION = 5  # impressions remembered per item
-_DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*(m|h|d|w)\s*$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 Name = Annotated[str, Field(pattern=NAME)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value quoted in an error message, cut short: a typo is recognisable in 60 characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def parse_duration(value: Any) -> int:
     """``30m``, ``12h``, ``1d``, ``2w`` -> seconds (windows are read by people, not computers)."""
     if isinstance(value, str) and (m := _DURATION.match(value)) and int(m.group(1)) > 0:
         return int(m.group(1)) * _UNIT_S[m.group(2)]
-    raise ValueError(f"must be a duration such as 30m, 12h, 1d or 2w, not {value!r}")
+    raise ValueError(f"must be a duration such as 30m, 12h, 1d or 2w, not {shown(value)}")
 
 
 def parse_share(value: Any) -> float:
@@ -39,15 +45,15 @@ def parse_share(value: Any) -> float:
         try:
             share = float(value.strip()[:-1]) / 100
         except ValueError:
-            raise ValueError(f"not a percentage: {value!r}") from None
+            raise ValueError(f"not a percentage: {shown(value)}") from None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         share = float(value)
         if share > 1:
-            raise ValueError(f"{value} is over 100%: write a fraction (0.2) or a percentage ('20%')")
+            raise ValueError(f"{shown(value)} is over 100%: write a fraction (0.2) or a percentage ('20%')")
     else:
-        raise ValueError(f"must be a fraction (0.2) or a percentage ('20%'), not {value!r}")
+        raise ValueError(f"must be a fraction (0.2) or a percentage ('20%'), not {shown(value)}")
     if not 0 <= share <= 1:
-        raise ValueError(f"{value} is outside 0%..100%")
+        raise ValueError(f"{value if len(str(value)) <= 60 else shown(value)} is outside 0%..100%")
     return share
 
 
@@ -57,14 +63,15 @@ def parse_instant(value: Any, *, end: bool) -> datetime:
         try:
             if len(value) == 10:
                 day = date.fromisoformat(value)
-                moment = datetime.combine(day + timedelta(days=1) if end else day, time(), timezone.utc)
-                return moment
+                if end and day == date.max:  # "until 9999-12-31": for ever
+                    return datetime.max.replace(tzinfo=timezone.utc)
+                return datetime.combine(day + timedelta(days=1) if end else day, time(), timezone.utc)
             moment = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"not a date (2026-12-24) or date-time (2026-12-24T18:00:00+01:00): "
-                             f"{value!r}") from None
+                             f"{shown(value)}") from None
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    raise ValueError(f"must be a date such as 2026-12-24, not {value!r}")
+    raise ValueError(f"must be a date such as 2026-12-24, not {shown(value)}")
 
 
 class Window(Strict):

@@ -7,9 +7,11 @@ the scale-out modes run exactly the same engine code.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -17,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from engine import tasks
-from engine.apply import EventApplier
+from engine.apply import EventApplier, transient
 from engine.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.model import ModelHolder, ServedModel
@@ -100,35 +102,58 @@ class Engine:
         self.precomputer = Precomputer(self.recommender, self.redis, settings.session_timeout_s)
         self.recommender.list_missed = lambda visitor_id: self._precompute([visitor_id])
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
-        self._poller: asyncio.Task[None] | None = None
+        poll_s = settings.model_poll_s
+        self._streaks = {name: tasks.FailureStreak(name, first_backoff_s=poll_s, max_backoff_s=max(poll_s, 30.0),
+                                                   expected=transient)
+                         for name in ("catalogue-poll", "rules-poll", "model-poll")}
+        self._pollers: list[asyncio.Task[Any]] = []
         self._frozen: tuple[object, ...] = ()
 
     async def start(self) -> None:
-        """Load what exists now; a missing model or an unreachable Redis is not fatal."""
+        """Load what exists now, then poll each source in a supervised task of its own. A missing
+        model, an unreachable Redis or a broken rules file is not fatal: the process serves what
+        it has and keeps trying."""
         await self.refresh(first=True)
-        self._poller = asyncio.create_task(self._poll(), name="vitrine-refresh")
+        interval = self.settings.model_poll_s
+        self._pollers = [asyncio.create_task(tasks.supervise(tasks.every(interval, self._polled(action)), streak,
+                                                             first_pause_s=interval), name=f"vitrine-{streak.name}")
+                         for streak, action in self._sources(first=False)]
+
+    def _sources(self, first: bool) -> list[tuple[tasks.FailureStreak, Callable[[], Awaitable[object]]]]:
+        """What is polled, in the order a start loads it: the rules are checked against the
+        catalogue, and compiled for the model."""
+        sources = [(self._streaks["catalogue-poll"], self.catalogue.refresh),
+                   (self._streaks["rules-poll"], functools.partial(self._refresh_rules, force=first))]
+        if self.serve_models:
+            sources.append((self._streaks["model-poll"], self.models.reload))
+        return sources
 
     async def refresh(self, first: bool = False) -> None:
-        try:
-            await self.catalogue.refresh()
-        except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
-            log.warning("catalogue refresh failed: %s", exc)
+        """Every source once, each failure contained (counted and logged as the pollers' are)."""
+        for streak, action in self._sources(first):
+            try:
+                await action()
+            except Exception as exc:  # noqa: BLE001 - serve the last good version, the poller retries
+                streak.failed(exc)
+            else:
+                streak.succeeded()
+        if self.serve_models:
+            self._freeze_heap()
+
+    async def _refresh_rules(self, force: bool = False) -> None:
         # Workers too: experiment counters count only its arms. At start-up there is no
         # half-written file to wait out.
-        await asyncio.to_thread(self.rules.reload, force=first)
-        if not self.serve_models:
-            return
-        try:
-            await self.models.reload()
-        except Exception:  # noqa: BLE001 - a bad artifact must not take the service down
-            log.exception("model reload failed; still serving %s",
-                          self.models.current.version if self.models.current else "no model")
-        try:
+        await asyncio.to_thread(self.rules.reload, force=force)
+        if self.serve_models:  # campaigns that started since the last tick
             await asyncio.to_thread(self.rules.current.warm, self.models.current, self.catalogue.current,
                                     time.time())
-        except Exception:  # noqa: BLE001 - requests compile what they need themselves
-            log.exception("precomputing rules %s failed", self.rules.current.version)
-        self._freeze_heap()
+
+    def _polled(self, action: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        async def poll() -> None:
+            await action()
+            if self.serve_models:
+                self._freeze_heap()
+        return poll
 
     def _freeze_heap(self) -> None:
         """Move the long-lived objects (model, catalogue, rules: ~10^5 of them) out of the garbage
@@ -166,18 +191,11 @@ class Engine:
             self.precomputer.mark(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
-        """For rules validation: an item a pin names must be in the catalogue (if there is one)."""
-        items = self.catalogue.current.items
-        return not items or item_id in items
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.model_poll_s)
-            await self.refresh()
+        return self.catalogue.current.may_name(item_id)
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            await tasks.stop(self._poller)
+        for poller in self._pollers:
+            await tasks.stop(poller)
         await self.precomputer.aclose()
         await self.reads.aclose()
         await self.redis.aclose()

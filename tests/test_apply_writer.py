@@ -16,7 +16,8 @@ from api.app import create_app
 from engine.apply import ApplyContention, EventApplier
 from engine.eventlog import EventLog
 from engine.events import Event
-from engine.ingest import EmbeddedSink
+from engine import tasks
+from engine.ingest import TASK_NAME, EmbeddedSink
 from engine.profiles import ProfileConfig, VisitorProfile
 from engine.redis_server import free_port, start_redis
 from engine.runtime import connect
@@ -77,14 +78,18 @@ def test_concurrent_events_for_one_visitor_all_count_once(data_dir: Path, redis_
         assert stored(redis_url, "v-busy").cart == {ITEM: posts}
 
 
-def test_a_stalled_redis_then_recovery_drains_the_whole_backlog(data_dir: Path, redis_url: str) -> None:
+def test_a_stalled_redis_then_recovery_drains_the_whole_backlog(data_dir: Path, redis_url: str,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     """Redis stalls (CLIENT PAUSE) longer than the client's socket timeout while 6,000 events for
     300 visitors arrive: every request is a 200 within the apply budget; once Redis answers, the
-    whole backlog is applied (more than one apply call's worth), each count exact."""
+    whole backlog is applied (more than one apply call's worth), each count exact. The writer's
+    failed tries are counted, and logged once."""
     settings = make_settings(data_dir, redis_url, redis_socket_timeout_s=0.3)
     app = create_app(settings)
     visitors = [f"v-stall-{i}" for i in range(300)]
-    with LiveServer(app) as server, redis.Redis.from_url(redis_url) as admin:
+    failures = tasks.failures(TASK_NAME)
+    with LiveServer(app) as server, redis.Redis.from_url(redis_url) as admin, \
+            caplog.at_level(logging.WARNING, logger="engine.tasks"):
         sink = app.state.sink
         admin.execute_command("CLIENT", "PAUSE", 2500, "ALL")
         bodies = [{"events": [cart_event(f"s{b}-{i}", visitors[(b * 250 + i) % 300], quantity=1 + b % 3)
@@ -102,6 +107,9 @@ def test_a_stalled_redis_then_recovery_drains_the_whole_backlog(data_dir: Path, 
             expected[event["visitor_id"]] = expected.get(event["visitor_id"], 0) + event["quantity"]
     assert {v: stored(redis_url, v).cart.get(ITEM, 0) for v in visitors} == expected
     assert app.state.sink.writer.skipped == 0 and app.state.sink.writer.dropped == 0
+    assert tasks.failures(TASK_NAME) > failures
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith(TASK_NAME)] == [
+        f"{TASK_NAME} failed", f"{TASK_NAME} recovered after {tasks.failures(TASK_NAME) - failures} failed attempts"]
 
 
 def test_a_corrupt_profile_is_skipped_and_blocks_no_one(data_dir: Path, redis_url: str,

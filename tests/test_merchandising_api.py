@@ -141,6 +141,58 @@ def test_a_missing_file_keeps_the_last_good_rules(app_with_rules: tuple[TestClie
     assert recs(client, visitor_id="v1")["rules_version"] == version(KITCHEN)
 
 
+UNREADABLE = {  # each raised out of the reader, killing the poll loop, before it was a RulesError
+    "form feed": ("placements:\n  home:\x0c\n    candidates: 40\n", 2,
+                  "invalid YAML: character U+000C (a control character) at column 8 is not allowed in YAML text; "
+                  "remove it"),
+    "10,000 [": ("placements: " + "[" * 10_000 + "]" * 10_000 + "\n", 1, "invalid YAML: nested more than 32 levels deep"),
+    "not UTF-8": ("placements:\n  home: {candidates: \udce9}\n", 2,
+                  "not UTF-8 text: byte 0xe9 at byte 22 of the line (invalid continuation byte); save the file as UTF-8"),
+}
+
+
+def write_bytes(path: Path, text: str) -> None:
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+@pytest.mark.parametrize("text, line, message", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_an_unreadable_file_is_an_error_and_the_poll_goes_on(app_with_rules: tuple[TestClient, Path], text: str,
+                                                             line: int, message: str) -> None:
+    client, path = app_with_rules
+    error = {"field": "rules", "line": line, "file": str(path), "message": message}
+    write_bytes(path, text)
+    r = client.post("/v1/admin/rules/reload", headers=ADMIN)
+    assert r.status_code == 422 and r.json()["errors"] == [error]
+    status = client.get("/v1/admin/rules", headers=ADMIN).json()
+    assert status["status"] == "error" and status["version"] == version(KITCHEN)
+    assert [{**e, "field": e["field"] or "rules"} for e in status["errors"]] == [error]
+    assert recs(client, visitor_id="v1")["rules_version"] == version(KITCHEN)
+    if "\udce9" not in text:  # a draft is JSON text: it cannot hold bytes that are not UTF-8
+        r = client.post("/v1/admin/preview", headers=ADMIN, json={"rules": text, "visitor_id": "v1"})
+        assert r.status_code == 422 and r.json()["errors"] == [{**error, "file": "draft"}]
+    path.write_text(SEASONAL)  # the poll loop is alive: a good file goes live without a reload call
+    deadline = time.monotonic() + 10
+    while recs(client, visitor_id="v1")["rules_version"] != version(SEASONAL):
+        assert time.monotonic() < deadline, "the poll loop no longer picks files up"
+        time.sleep(0.05)
+    assert client.get("/v1/admin/rules", headers=ADMIN).json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("text, line, message", list(UNREADABLE.values())[:2], ids=list(UNREADABLE)[:2])
+def test_a_start_with_an_unreadable_file_serves_the_built_in_rules(shop: dict[str, Any], text: str, line: int,
+                                                                   message: str) -> None:
+    from api.app import create_app
+
+    write_bytes(shop["rules"], text)
+    settings = make_settings(shop["data_dir"], shop["redis_url"], rules_file=shop["rules"])
+    with TestClient(create_app(settings)) as client:
+        status = client.get("/v1/admin/rules", headers=ADMIN).json()
+        assert status["status"] == "error" and status["version"] == "default"
+        assert [(e["line"], e["message"]) for e in status["errors"]] == [(line, message)]
+        body = recs(client, visitor_id="v1")
+        assert body["rules_version"] == "default" and len(body["items"]) == 10
+
+
 def test_pins_to_items_missing_from_the_catalogue_are_rejected(app_with_rules: tuple[TestClient, Path]) -> None:
     client, path = app_with_rules
     r = reload_rules(client, path, "placements:\n  home:\n    pins:\n      - {item: '99999ZZ', slot: 1}\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.redis_server import free_port
 from engine.rules_loader import RulesInvalid, load_rules
 
 README = Path(__file__).parent.parent / "README.md"
@@ -92,18 +93,22 @@ def test_empty_file_is_the_built_in_rules() -> None:
     ("placements:\n  home:\n    repetition: {max: 9, window: 1d}\n",
      (3, "placements.home.repetition.max", "Input should be less than or equal to 5 (got 9)")),
     # YAML itself
-    ("placements:\n  home: {pins: [\n", (3, "", "invalid YAML: while parsing a flow node expected the node "
-                                          "content, but found '<stream end>'")),
+    ("placements:\n  home: {pins: [\n", (2, "", "invalid YAML: expected the node content, but found "
+                                          "'<stream end>' (while parsing a flow node, noticed on line 3)")),
     ("placements:\n  home: {}\n  home: {}\n", (3, "placements.home", "duplicate key")),
     ("base: &b {in_stock: true}\nplacements:\n  home: {filter: *b}\n",
-     (3, "placements.home.filter", "anchors and aliases (&name / *name) are not supported")),
+     (1, "base", "anchors and aliases (&name / *name) are not supported")),
+    ("placements:\n  home: {filter: *b}\n", (2, "", "invalid YAML: found undefined alias 'b'")),
     ("- just\n- a list\n", (1, "", "the rules file must be a mapping (placements:, campaigns:, blocks:, ...)")),
     ("placements: !!python/object:os.system {}\n",
      (1, "placements", "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'")),
     ("placements:\n  home:\n    candidates: !!python/object/apply:os.system [echo]\n",
      (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'")),
     ("placements:\n  home:\n    candidates: !!python/name:os.system ''\n",
-     (3, "", "invalid YAML: could not determine a constructor for the tag 'tag:yaml.org,2002:python/name:os.system'")),
+     (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system'")),
+    ("placements:\n  home:\n    candidates: !!int 40\n",
+     (3, "placements.home.candidates", "unsupported YAML tag 'tag:yaml.org,2002:int'")),
+    ("placements:\n  home: {<<: {candidates: 40}}\n", (2, "placements.home", "merge keys (<<) are not supported")),
 ])
 def test_bad_config_names_line_and_field(text: str, expected: tuple[int, str, str]) -> None:
     assert errors_of(text)[0] == expected
@@ -178,18 +183,98 @@ def test_experiment_variants_are_checked() -> None:
                                                      "name the variant otherwise")]
 
 
-def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     from api.cli import main
 
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(readme_example())
     bad.write_text("placements:\n  home:\n    diversity: {max_per_category: none}\n")
+    no_catalogue = (f"warning: pinned and promoted items not checked: no Redis to read the catalogue from "
+                    f"(VITRINE_REDIS_URL is not set and no redis-server is running for {tmp_path / 'redis'})\n")
     assert main(["check-rules", str(good)]) == 0
-    assert "valid, version" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "valid, version" in out.out and out.err == no_catalogue
     assert main(["check-rules", str(bad)]) == 1
     assert capsys.readouterr().err == (f"{bad}:3: placements.home.diversity.max_per_category: "
-                                       "Input should be a valid integer (got 'none')\n")
+                                       "Input should be a valid integer (got 'none')\n" + no_catalogue)
+    for text, error in [("placements:\n  home:\x0c\n", f"{bad}:2: invalid YAML: character U+000C (a control "
+                                                       f"character) at column 8 is not allowed in YAML text; remove it"),
+                        ("placements: " + "[" * 10_000 + "\n", f"{bad}:1: invalid YAML: nested more than 32 levels deep"),
+                        ("  \n", f"{bad}: the rules file is empty (unset VITRINE_RULES_FILE to use the built-in rules)"),
+                        ("frequency: {max: 3, window: 6w}\n", f"{bad}:1: frequency.window: 6w is longer than "
+                                                              f"impressions are kept (30d, VITRINE_EXPOSURE_RETENTION_S)")]:
+        bad.write_text(text)
+        assert main(["check-rules", str(bad)]) == 1
+        assert capsys.readouterr().err == error + "\n" + no_catalogue
     assert main(["check-rules", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["check-rules", str(tmp_path)]) == 2  # a directory
+
+
+PINS = "placements:\n  home:\n    pins:\n      - {item: '85123A', slot: 1}\n      - {item: 'NOPE-1', slot: 2}\n"
+
+
+def test_check_rules_checks_items_against_the_configured_redis(
+        tmp_path: Path, redis_url: str, demo_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the service rejects, the command rejects: a pin of an item not in the catalogue."""
+    import asyncio
+
+    import redis
+
+    from api.cli import main
+    from engine.catalog import upsert_items
+    from engine.importer import ImportReport, read_items
+
+    async def load() -> None:
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            await upsert_items(client, read_items(demo_files[0], ImportReport()))
+
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VITRINE_REDIS_URL", redis_url)
+    path = tmp_path / "rules.yaml"
+    path.write_text(PINS)
+    assert main(["check-rules", str(path)]) == 0  # an empty catalogue checks nothing, in the service too
+    assert capsys.readouterr().err == ("warning: pinned and promoted items not checked: the catalogue is empty (the "
+                                       "service checks nothing against an empty catalogue)\n")
+    asyncio.run(load())
+    assert main(["check-rules", str(path)]) == 1
+    assert capsys.readouterr().err == f"{path}:5: placements.home.pins[1].item: item 'NOPE-1' is not in the catalogue\n"
+    path.write_text(PINS.replace("NOPE-1", "22086"))
+    assert main(["check-rules", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"{path}: valid") and out.err == ""
+    monkeypatch.setenv("VITRINE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    path.write_text(PINS)
+    assert main(["check-rules", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: pinned and promoted items not checked: the catalogue is not reachable "
+                          "(ConnectionError: ")
+
+
+def test_check_rules_reads_the_catalogue_of_the_data_dirs_running_redis(
+        tmp_path: Path, demo_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without VITRINE_REDIS_URL, the data dir's redis-server when one is running (e.g. for
+    `vitrine serve`); none is started for the check."""
+    from api.cli import main
+    from engine.redis_server import managed_redis
+
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
+    path = tmp_path / "rules.yaml"
+    path.write_text(PINS)
+    with managed_redis(tmp_path / "redis"):
+        assert main(["import", "--items", str(demo_files[0])]) == 0
+        capsys.readouterr()
+        assert main(["check-rules", str(path)]) == 1
+        assert capsys.readouterr().err == (f"{path}:5: placements.home.pins[1].item: item 'NOPE-1' is not in the "
+                                           f"catalogue\n")
+    assert main(["check-rules", str(path)]) == 0  # stopped: not started again for the check
+    assert "no redis-server is running" in capsys.readouterr().err
+    assert not (tmp_path / "redis" / "redis.json").exists()
 
 
 def test_windows_cannot_outlast_the_impressions_kept() -> None:
@@ -220,3 +305,70 @@ def test_new_rules_are_prepared_before_they_go_live(tmp_path: Path) -> None:
     path.write_text("placements:\n  home:\n    diversity: {max_per_categry: 2}\n")
     assert not holder.reload(force=True) and holder.errors
     assert seen == [(holder.current.version, before)]
+
+
+TEN_LINES = """# rules.yaml
+placements:
+  home:
+    filter: {in_stock: true}
+    diversity: {max_per_category: 3}
+  product:
+    filter: {in_stock: true}
+blocks:
+  - id: b1
+    slot: home_top
+"""
+
+
+@pytest.mark.parametrize("line11, message", [
+    # scanner
+    ("    title Hello\n    link: /x\n", "invalid YAML: could not find expected ':' (while scanning a simple key, "
+                                       "noticed on line 12)"),
+    ('    title: "Hello\n', "invalid YAML: found unexpected end of stream (while scanning a quoted scalar, noticed "
+                            "on line 14)"),
+    ("    title: Hello: world\n", "invalid YAML: mapping values are not allowed here"),
+    ("\tlink: /x\n", "invalid YAML: found character '\\t' that cannot start any token (while scanning for the next "
+                     "token): indent with spaces, not tabs"),
+    ('    title: "a\\qb"\n', "invalid YAML: found unknown escape character 'q' (while scanning a double-quoted "
+                             "scalar)"),
+    # parser
+    ("    when: {cart: empty\n", "invalid YAML: expected ',' or '}', but got ':' (while parsing a flow mapping, "
+                                 "noticed on line 12)"),
+    ("   link: /x\n", "invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a "
+                      "block collection)"),
+    ("    when: [a, b]]\n", "invalid YAML: expected <block end>, but found ']' (while parsing a block mapping)"),
+    # composer
+    ("    title: *nope\n", "invalid YAML: found undefined alias 'nope'"),
+    ("    when: " + "[" * 40 + "]" * 40 + "\n", "invalid YAML: nested more than 32 levels deep"),
+    # reader
+    ("    title: Hello\x0c\n", "invalid YAML: character U+000C (a control character) at column 17 is not allowed "
+                               "in YAML text; remove it"),
+])
+def test_yaml_errors_are_reported_on_the_line_to_fix(line11: str, message: str) -> None:
+    """Each mistake is on line 11; PyYAML notices some of them on a later line."""
+    text = TEN_LINES + line11 + "  - id: b2\n    slot: s\n"
+    assert errors_of(text)[0] == (11, "", message)
+
+
+@pytest.mark.parametrize("line11, field, message", [
+    ("    slot: again\n", "blocks[0].slot", "duplicate key"),
+    ("    priority: high\n", "blocks[0].priority", "Input should be a valid integer (got 'high')"),
+    ("    titel: Hello\n", "blocks[0].titel", "unknown field"),
+    ("    campaign: summer\n", "blocks[0].campaign", "unknown campaign 'summer'; known: none defined"),
+    ("    title: !!str Hello\n", "blocks[0].title", "unsupported YAML tag 'tag:yaml.org,2002:str'"),
+])
+def test_schema_errors_are_reported_on_their_line(line11: str, field: str, message: str) -> None:
+    assert errors_of(TEN_LINES + line11)[0] == (11, field, message)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_lines_are_counted_whatever_the_line_breaks(newline: str) -> None:
+    text = (TEN_LINES + "    title Hello\n    link: /x\n").replace("\n", newline)
+    assert errors_of(text)[0][0] == 11
+    assert errors_of((TEN_LINES + "    priority: high\n").replace("\n", newline))[0][0] == 11
+
+
+def test_unicode_line_separators_inside_a_line_do_not_shift_lines() -> None:
+    """An editor shows U+2028 and U+0085 inside a line (PyYAML counts them as line breaks)."""
+    text = TEN_LINES.replace("# rules.yaml", 'category_names: {a: "x\u2028y\x85z"}') + "    priority: high\n"
+    assert errors_of(text)[0] == (11, "blocks[0].priority", "Input should be a valid integer (got 'high')")

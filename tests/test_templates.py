@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import html
+from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
+from engine.blocks import Person, choose, template_values
+from engine.blocks import render as render_block
+from engine.catalog import Catalogue, Item
+from engine.exposure import Exposure
+from engine.profiles import CustomerProfile, VisitorProfile
+from engine.rules_live import parse_snapshot
 from engine.templates import TemplateError, parse
+from tests.test_rules_loader import readme_example
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -65,3 +74,77 @@ def test_hostile_values_are_escaped_in_html_blocks(value: str) -> None:
     inner = out.removeprefix("<b>Hi ").removesuffix("</b>")
     assert "<" not in inner and ">" not in inner and '"' not in inner
     assert html.unescape(inner) == value
+
+
+@pytest.mark.parametrize("text, values, expected", [
+    ("Welcome back{first_name| to the shop}", {"first_name": "Anne"}, "Welcome back Anne"),
+    ("Welcome back{first_name| to the shop}", {}, "Welcome back to the shop"),
+    ("Hello{ first_name}!", {"first_name": "Paul"}, "Hello Paul!"),
+    ("Hello{ first_name}!", {}, "Hello!"),
+    ("Hello { first_name }!", {"first_name": "Paul"}, "Hello Paul!"),  # never doubled
+    ("{ first_name }, hello", {"first_name": "Paul"}, "Paul, hello"),  # nothing before: no space
+    ("Bonjour {first_name | cher client }.", {}, "Bonjour cher client."),  # spaces before | and } lay out
+    ("{first_name|}{ visits} visits", {"visits": "3"}, "3 visits"),
+])
+def test_spaces_inside_the_braces_belong_to_the_substitution(text: str, values: dict[str, str], expected: str) -> None:
+    assert render(text, values) == expected
+
+
+# ------------------------------------------------------------------ the README's complete example
+
+NOW = datetime(2026, 12, 10, 12, 0, tzinfo=timezone.utc).timestamp()  # the Christmas campaign runs
+DAY = 86400.0
+CATALOGUE = Catalogue(version=1, items={"85123A": Item(item_id="85123A", title="White hanging heart T-light holder",
+                                                       category="lighting.candles", price=2.55)})
+
+
+def visitor(**fields: Any) -> VisitorProfile:
+    return VisitorProfile(**{"first_seen": NOW - 30 * DAY, "last_seen": NOW - 60, "visits": 1,
+                             "session_start": NOW - 600, **fields})
+
+
+def customer(**traits: str) -> CustomerProfile:
+    return CustomerProfile(first_seen=NOW - 300 * DAY, last_seen=NOW - 60, traits=traits)
+
+
+RETURNING = {"visits": 3, "last_seen": NOW - 2 * DAY, "session_start": NOW - 2 * DAY - 600,
+             "session_items": ["85123A"]}  # the last visit, two days ago, ended with a view
+PEOPLE = [  # (who, visitor profile, customer profile, block, rendered title, body, cta)
+    ("gold customer who likes candles", visitor(category_affinity={"lighting.candles": 4.0, "kitchen": 1.0}),
+     customer(first_name="Anne", tier="gold"), "xmas-vip",
+     "<b>Bonjour Anne</b>, the Christmas collection is open",
+     "Early access to candles and T-light holders before anyone else.", "See the collection"),
+    ("platinum customer, no name, no history", visitor(), customer(tier="platinum"), "xmas-vip",
+     "<b>Bonjour cher client</b>, the Christmas collection is open",
+     "Early access to our gift ideas before anyone else.", "See the collection"),
+    ("gold customer whose name is markup", visitor(), customer(first_name="<Zoé & Co>", tier="gold"), "xmas-vip",
+     "<b>Bonjour &lt;Zoé &amp; Co&gt;</b>, the Christmas collection is open",
+     "Early access to our gift ideas before anyone else.", "See the collection"),
+    ("visitor with one item in the cart", visitor(cart={"85123A": 1}, cart_updated=NOW - 60), None,
+     "cart-reminder", "Items waiting in your basket: 1", "", ""),
+    ("returning silver customer", visitor(**RETURNING), customer(first_name="Anne", tier="silver"),
+     "welcome-back", "Welcome back Anne", "Still thinking about the White hanging heart T-light holder?", ""),
+    ("returning visitor", visitor(**RETURNING), None, "welcome-back", "Welcome back to the shop",
+     "Still thinking about the White hanging heart T-light holder?", ""),
+    ("new visitor who likes baking", visitor(category_affinity={"kitchen.baking": 2.0, "lighting": 1.5}), None,
+     "kitchen-lovers", "New in the kitchen", "", ""),
+    ("new visitor", visitor(), None, "hello", "Hello and welcome! Take a look at our gift ideas", "", ""),
+    ("customer who likes Christmas decorations",
+     visitor(category_affinity={"seasonal.christmas": 3.0, "kitchen.baking": 0.5}), customer(first_name="Paul"),
+     "hello", "Hello Paul! Take a look at Christmas decorations", "", ""),
+]
+
+
+@pytest.mark.parametrize("who, visitor_profile, customer_profile, block_id, title, body, cta", PEOPLE,
+                         ids=[p[0] for p in PEOPLE])
+def test_the_readme_example_blocks_read_as_written(who: str, visitor_profile: VisitorProfile,
+                                                   customer_profile: CustomerProfile | None, block_id: str,
+                                                   title: str, body: str, cta: str) -> None:
+    """The README's complete rules example, as written, for crafted visitors: which block of
+    `home_top` each gets, and its exact text."""
+    snap = parse_snapshot(readme_example().encode(), "README.md", None)
+    person = Person(visitor_profile, customer_profile, "c-1" if customer_profile else None, NOW, 1800)
+    block, _ = choose(snap, "home_top", person, Exposure())
+    assert block is not None and block.id == block_id
+    rendered = render_block(block, template_values(person, CATALOGUE, snap), snap)
+    assert (rendered["title"], rendered["body"], rendered["cta"]) == (title, body, cta)

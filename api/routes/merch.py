@@ -21,12 +21,11 @@ from engine.field_path import field_errors
 from engine.exposure import experiment_key
 from engine.recommend import RecoRequest, UnknownPlacement
 from engine.catalog import CATEGORY_PATTERN
-from engine.rules_live import RulesSnapshot
+from engine.rules_live import MAX_RULES_BYTES, RulesSnapshot
 from engine.rules_loader import RulesError, RulesInvalid
 from engine.rules_schema import NAME
 
 router = APIRouter(dependencies=[Depends(require_admin)])
-MAX_RULES_BYTES = 512 * 1024
 
 
 def _rules_error(message: str, errors: list[RulesError]) -> ApiError:
@@ -101,7 +100,7 @@ async def preview(request: Request) -> Response:
                                                                     for e in errors), errors) from None
     engine = request.app.state.engine
     try:
-        draft = engine.rules.parse(body.rules.encode(), "draft")
+        draft = await asyncio.to_thread(engine.rules.parse, body.rules.encode(), "draft")  # ~20 ms per KiB
     except RulesInvalid as exc:
         raise _rules_error("the draft is invalid", exc.errors) from None
     live = engine.rules.current
