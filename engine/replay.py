@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from engine import checkpoint
 from engine.apply import EventApplier
 from engine.events import Event
 
@@ -40,8 +41,9 @@ async def has_profiles(redis: Redis) -> bool:
 
 
 async def delete_profiles(redis: Redis) -> int:
-    """Everything derived from events (``PROFILE_KEY_PATTERNS``); the catalogue stays."""
-    deleted = 0
+    """Everything derived from events (``PROFILE_KEY_PATTERNS``) and the log's checkpoint
+    (nothing is applied any more); the catalogue stays."""
+    deleted = await redis.unlink(checkpoint.KEY)
     for pattern in PROFILE_KEY_PATTERNS:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
