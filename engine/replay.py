@@ -1,6 +1,7 @@
-"""Rebuild the profiles from the durable history (``vitrine replay``).
+"""Rebuild the profiles from the durable history (``vitrine replay --reset``).
 
-The history is the embedded log or the Kafka topic; either way the events go through the same
+The history is the Kafka topic (``replay``) or the embedded log (``engine.catchup`` from an
+emptied checkpoint); either way the events go through the same
 ``EventApplier.apply`` as live processing, in the same per-visitor order, and profiles are folded
 in event time, so the result is what live processing built. Trending, exposure state and
 experiment counters are rebuilt too (events older than two trending epochs no longer count, as live). The catalogue is not part of
@@ -10,7 +11,7 @@ the history: load it first, since category and brand affinities come from it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -54,17 +55,6 @@ async def delete_profiles(redis: Redis) -> int:
         if batch:
             deleted += await redis.unlink(*batch)
     return deleted
-
-
-async def in_batches(events: Iterable[Event], size: int = 1000) -> AsyncIterator[list[Event]]:
-    batch: list[Event] = []
-    for event in events:
-        batch.append(event)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 async def replay(applier: EventApplier, batches: AsyncIterable[list[Event]]) -> ReplayStats:

@@ -163,7 +163,8 @@ async def enforce(redis: Redis, settings: Settings, now: float | None = None) ->
 async def run(redis: Redis, settings: Settings, every_s: float = EVERY_S, first_after_s: float = FIRST_AFTER_S) -> None:
     """Apply retention every ``every_s``; a failing pass is logged with its cause and retried
     sooner, backing off, so the loop never dies."""
-    delay, failure_delay = first_after_s, 10.0
+    first_retry_s = min(10.0, every_s)
+    delay, failure_delay = first_after_s, first_retry_s
     while True:
         await asyncio.sleep(delay)
         try:
@@ -173,4 +174,4 @@ async def run(redis: Redis, settings: Settings, every_s: float = EVERY_S, first_
                         failure_delay)
             delay, failure_delay = failure_delay, min(failure_delay * 2, every_s)
             continue
-        delay, failure_delay = every_s, 10.0
+        delay, failure_delay = every_s, first_retry_s

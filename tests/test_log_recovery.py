@@ -9,7 +9,6 @@ import asyncio
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
