@@ -41,9 +41,11 @@ def _make_sink(settings: Settings, engine: Engine) -> EventSink:
 async def _start_embedded(settings: Settings, engine: Engine) -> list[asyncio.Task[None]]:
     """Before serving: apply what the log holds past the checkpoint (a crash, a full backlog);
     then keep the log within its retention. Returns the background tasks to stop at shutdown."""
-    background = [task for task in [await catchup.at_start(engine.applier, engine.redis, settings.log_dir,
-                                                            dedup_window_s=settings.dedup_window_s)] if task]
-    background.append(asyncio.create_task(retention.run(engine.redis, settings), name="vitrine-log-retention"))
+    background = [asyncio.create_task(retention.run(engine.redis, settings), name="vitrine-log-retention")]
+    catching_up = await catchup.at_start(engine.applier, engine.redis, settings.log_dir,
+                                         dedup_window_s=settings.dedup_window_s)
+    if catching_up is not None:  # Redis did not answer: it goes on in the background
+        background.append(catching_up)
     return background
 
 

@@ -351,16 +351,18 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
             stats = await replay.replay(engine.applier, topic_events(settings))
         else:
             source = f"log {settings.log_dir}" + ("" if reset else " past the checkpoint")
-            stats = await catchup.catch_up(engine.applier, engine.redis, settings.log_dir,
-                                           dedup_window_s=settings.dedup_window_s)
+            caught_up = await catchup.catch_up(engine.applier, engine.redis, settings.log_dir,
+                                               dedup_window_s=settings.dedup_window_s)
+            if caught_up.skipped:
+                print(f"warning: {caught_up.skipped} events could not be applied (see the errors above)",
+                      file=sys.stderr)
+            if caught_up.assumed_applied:
+                print(f"note: no checkpoint yet and Redis holds profiles: events accepted more than "
+                      f"{settings.dedup_window_s}s ago were taken as applied; --reset rebuilds everything",
+                      file=sys.stderr)
+            stats = caught_up
         print(f"replayed {stats.events} events from {source} in {stats.seconds:.1f}s: "
               f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
-        if getattr(stats, "skipped", 0):
-            print(f"warning: {stats.skipped} events could not be applied (see the errors above)", file=sys.stderr)
-        if getattr(stats, "assumed_applied", 0):
-            print(f"note: no checkpoint yet and Redis holds profiles: events accepted more than "
-                  f"{settings.dedup_window_s}s ago were taken as applied; --reset rebuilds everything",
-                  file=sys.stderr)
         return 0
     finally:
         await engine.redis.aclose()

@@ -38,9 +38,9 @@ from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
-from engine.apply import EventApplier
+from engine.apply import ApplyStats, EventApplier
 from engine.checkpoint import Checkpoint, Positions
-from engine.eventlog import read_lines, segments
+from engine.eventlog import read_lines, segments, to_event
 from engine.events import Event
 from engine.ingest import apply_isolated
 from engine.replay import has_profiles
@@ -111,8 +111,9 @@ def _take(lines: Iterator[_Line], count: int) -> tuple[list[Event], dict[str, in
     """The next ``count`` events and, per segment, the offset after the last of them."""
     events, ends = [], {}
     for line in itertools.islice(lines, count):
-        events.append(Event.model_validate(line.data))
         ends[line.segment] = line.end
+        if (event := to_event(line.data, line.segment)) is not None:
+            events.append(event)
     return events, ends
 
 
@@ -151,9 +152,9 @@ async def catch_up(applier: EventApplier, redis: Redis, directory: Path, *, dedu
     merged = heapq.merge(*streams, key=lambda line: line.rt)
     while True:
         events, ends = await asyncio.to_thread(_take, merged, batch)
-        if not events:
+        if not ends:
             break
-        applied, skipped = await apply_isolated(applier, events)
+        applied, skipped = await apply_isolated(applier, events) if events else (ApplyStats(), 0)
         stats.events += len(events)
         stats.applied += applied.applied
         stats.duplicates += applied.duplicates

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from engine.events import Event
 
@@ -226,10 +227,20 @@ def read_span(directory: Path, span: Span, max_events: int) -> tuple[list[Event]
     events: list[Event] = []
     offset = span.start
     for offset, data in read_lines(directory / span.segment, span.start, span.end):
-        events.append(Event.model_validate(data))
+        if (event := to_event(data, span.segment)) is not None:
+            events.append(event)
         if len(events) >= max_events:
             break
     return events, offset if events else span.end
+
+
+def to_event(data: dict[str, Any], where: str) -> Event | None:
+    """A logged line as an Event; None (and a warning) for one this version cannot read."""
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        log.warning("%s: skipping an event that is not valid (%s)", where, str(exc).splitlines()[0])
+        return None
 
 
 def read_raw(directory: Path) -> Iterator[dict[str, Any]]:

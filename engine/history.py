@@ -81,7 +81,9 @@ def interactions(events: Iterable[dict[str, Any]], consent_required: bool = Fals
     # acceptance time already, the Kafka topic partition by partition (timsort is linear on the former).
     for e in sorted(events, key=lambda e: e.get("rt") or e["ts"]):
         consent.see(e, len(rows))
-        if e.get("type") not in TRAINABLE or e["event_id"] in seen or (since is not None and (e.get("rt") or e["ts"]) < since):
+        if e.get("type") not in TRAINABLE or e["event_id"] in seen:
+            continue
+        if since is not None and (e.get("rt") or e["ts"]) < since:
             continue
         seen.add(e["event_id"])
         basket = e["event_id"] if e["type"] == "purchase" else None

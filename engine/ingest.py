@@ -75,7 +75,7 @@ async def _split(applier: EventApplier, groups: list[list[Event]], total: ApplyS
                 skipped += await _split(applier, half, total)
                 continue
             skipped += len(half[0])
-            log.error("skipped %d events of visitor %r that cannot be applied (%s: %s); `vitrine replay` "
+            log.error("skipped %d events of visitor %r that cannot be applied (%s: %s); `vitrine replay --reset` "
                       "applies them once the cause is fixed", len(half[0]), half[0][0].visitor_id,
                       type(exc).__name__, exc)
             continue

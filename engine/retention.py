@@ -70,6 +70,8 @@ def choose(infos: list[SegmentInfo], *, now: float, train_window_s: float, reten
 
 def kept(line: bytes) -> bool:
     """Whether a line outlives its segment: a consent record."""
+    if b'"consent"' not in line and b'"gpc"' not in line:  # most lines: no need to parse them
+        return False
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:

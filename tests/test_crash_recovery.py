@@ -65,7 +65,8 @@ def test_events_acknowledged_while_redis_was_paused_survive_a_kill_9(tmp_path: P
         with redis.Redis.from_url(server.url) as client:
             carts = {v: VisitorProfile.decode(client.get(keys.visitor(v))).cart.get("A", 0) for v in visitors}
         assert carts == {v: 2 if v == "crash-v0" else 1 for v in visitors}
-        assert (tmp_path / "serve.log").read_text().count("caught up the event log: 30 events read past the checkpoint") == 1
+        caught_up = "caught up the event log: 30 events read past the checkpoint"
+        assert (tmp_path / "serve.log").read_text().count(caught_up) == 1
     finally:
         stop(api, signal.SIGINT)
         server.process.send_signal(signal.SIGCONT)

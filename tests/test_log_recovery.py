@@ -20,7 +20,7 @@ from engine import keys
 from engine.apply import ApplyStats, EventApplier
 from engine.catchup import SegmentInfo, catch_up, plan
 from engine.checkpoint import CREATED, KEY, Checkpoint, Positions
-from engine.eventlog import EventLog, read_lines, segments
+from engine.eventlog import EventLog, encode, read_lines, segments
 from engine.events import Event
 from engine.ingest import EmbeddedSink
 from engine.profiles import ProfileConfig, VisitorProfile
@@ -225,13 +225,15 @@ def test_a_redis_that_lost_everything_gets_the_whole_log_back(tmp_path: Path, re
     now = time.time()
     write_log(tmp_path, [cart(f"o{i}", "v-1", now - 30 * DAY + i) for i in range(4)])
     write_log(tmp_path, [cart(f"n{i}", "v-2", now - 10 + i) for i in range(3)])
+    with segments(tmp_path)[-1].open("ab") as fh:  # a line this version cannot read, then a good one
+        fh.write(b'{"event_id":"x","type":"teleport","visitor_id":"v-2","rt":%f}\n' % now + encode(cart("n3", "v-2")))
 
     async def run() -> int:
         applier = make_applier(redis_url)
         return (await catch_up(applier, applier._redis, tmp_path, dedup_window_s=DAY)).applied  # noqa: SLF001
 
-    assert asyncio.run(run()) == 7
-    assert carts(redis_url, ["v-1", "v-2"]) == {"v-1": 4, "v-2": 3}
+    assert asyncio.run(run()) == 8
+    assert carts(redis_url, ["v-1", "v-2"]) == {"v-1": 4, "v-2": 4}
 
 
 def vitrine(args: list[str], data_dir: Path, redis_url: str) -> subprocess.CompletedProcess[str]:

@@ -96,11 +96,13 @@ def test_retention_keeps_what_training_reads_and_every_consent_record(tmp_path: 
 
 def test_training_reads_its_window_but_consent_from_the_whole_history() -> None:
     now = time.time()
-    events = [{"event_id": "old", "type": "purchase", "visitor_id": "a", "item_id": "X", "ts": now - 50, "rt": now - 50},
-              {"event_id": "off", "type": "consent", "visitor_id": "b", "properties": {"granted": False},
-               "ts": now - 40, "rt": now - 40},
-              {"event_id": "b1", "type": "product_view", "visitor_id": "b", "item_id": "Y", "ts": now - 5, "rt": now - 5},
-              {"event_id": "a1", "type": "product_view", "visitor_id": "a", "item_id": "Y", "ts": now - 5, "rt": now - 5}]
+    def at(age: float, **fields: object) -> dict:
+        return {**fields, "ts": now - age, "rt": now - age}
+
+    events = [at(50, event_id="old", type="purchase", visitor_id="a", item_id="X"),
+              at(40, event_id="off", type="consent", visitor_id="b", properties={"granted": False}),
+              at(5, event_id="b1", type="product_view", visitor_id="b", item_id="Y"),
+              at(5, event_id="a1", type="product_view", visitor_id="a", item_id="Y")]
     assert [r.visitor_id for r in interactions(events)] == ["a", "a"]
     assert [(r.visitor_id, r.item_id) for r in interactions(events, since=now - 10)] == [("a", "Y")]
 
@@ -117,8 +119,8 @@ def test_the_retention_loop_outlives_its_failures(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(retention, "enforce", flaky)
 
     async def run() -> bool:
-        task = asyncio.create_task(retention.run(None, make_settings(tmp_path, "redis://unused"),  # type: ignore[arg-type]
-                                                 every_s=0.01, first_after_s=0))
+        settings = make_settings(tmp_path, "redis://unused")
+        task = asyncio.create_task(retention.run(None, settings, every_s=0.01, first_after_s=0))  # type: ignore[arg-type]
         while len(calls) < 4:
             await asyncio.sleep(0.01)
         alive = not task.done()
