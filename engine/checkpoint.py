@@ -3,8 +3,9 @@
 One hash, ``log:applied``: for each segment file name, a byte offset below which every line has
 been applied (or skipped as unapplicable), and the field ``created`` once a catch-up has given
 every segment then on disk a field: from then on, a segment without one is newer than the
-checkpoint and is read from its start. The key has no TTL, so the volatile eviction policies the
-managed Redis uses never pick it. It is updated with the applies (``engine.ingest``) and by the
+checkpoint and is read from its start. The key has no TTL, so a ``volatile-*`` eviction policy never
+picks it (an ``allkeys-*`` one could; losing it costs a catch-up limited to the dedup window, see
+``engine.catchup``). It is updated with the applies (``engine.ingest``) and by the
 catch-up of each start (``engine.catchup``); an offset lagging behind only means lines applied a
 second time, which the dedup memory turns into no-ops.
 """
