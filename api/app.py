@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +19,8 @@ from api.metrics import LatencyMiddleware, Metrics, metrics_endpoint
 from api.query import invalid_request
 from api.responses import ApiError, error_response
 from api.routes import admin, blocks, events, health, items, merch, recommendations
+from engine import catchup, retention, tasks
+from engine.checkpoint import Checkpoint
 from engine.eventlog import EventLog
 from engine.field_path import field_path
 from engine.ingest import EmbeddedSink, EventSink
@@ -32,7 +36,18 @@ def _make_sink(settings: Settings, engine: Engine) -> EventSink:
 
         return KafkaSink(settings)
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
-    return EmbeddedSink(event_log, engine.applier, timeout_s=settings.apply_timeout_s)
+    return EmbeddedSink(event_log, engine.applier, Checkpoint(engine.redis), timeout_s=settings.apply_timeout_s)
+
+
+async def _start_embedded(settings: Settings, engine: Engine) -> list[asyncio.Task[None]]:
+    """Before serving: apply what the log holds past the checkpoint (a crash, a full backlog);
+    then keep the log within its retention. Returns the background tasks to stop at shutdown."""
+    background: list[asyncio.Task[Any]] = [retention.start(engine.redis, settings)]
+    catching_up = await catchup.at_start(engine.applier, engine.redis, settings.log_dir,
+                                         dedup_window_s=settings.dedup_window_s)
+    if catching_up is not None:  # Redis did not answer: it goes on in the background
+        background.append(catching_up)
+    return background
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = Engine(settings, settings.redis_url or "")
         engine.recommender.observe_stored_list = app.state.metrics.observe_stored_list
         await engine.start()
+        background = await _start_embedded(settings, engine) if settings.mode == "embedded" else []
         sink = _make_sink(settings, engine)
         if hasattr(sink, "start"):
             await sink.start()
@@ -54,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await sink.close()
+            for task in background:
+                await tasks.stop(task)
             await engine.stop()
 
     app = FastAPI(title="Vitrine", version="0.1.0", lifespan=lifespan,

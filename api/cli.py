@@ -6,7 +6,7 @@
     vitrine train                     train, compare with the served model on held-out data, promote if not worse
     vitrine evaluate (--events events.csv [--items items.csv] | --dataset taobao|online-retail)
     vitrine worker                    (Kafka mode) apply the events topic to the profiles
-    vitrine replay [--reset]          rebuild the profiles from the event log or topic
+    vitrine replay [--reset]          apply the event log past its checkpoint; --reset: rebuild everything
     vitrine bench-stream              freshness and events/s, embedded and Kafka
     vitrine bench [--seconds --connections --workers 1 2]
     vitrine check-rules rules.yaml    validate a merchandising rules file
@@ -36,6 +36,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from engine.settings import Settings  # noqa: E402
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from engine.apply import EventApplier
     from engine.catalog import Catalogue
 
 
@@ -71,8 +74,7 @@ def ensure_admin_key(settings: Settings) -> str:
 
 async def _import(settings: Settings, redis_url: str, items: Path | None, events: Path | None) -> None:
     from engine.catalog import upsert_items  # noqa: PLC0415
-    from engine.eventlog import EventLog  # noqa: PLC0415
-    from engine.importer import ImportReport, read_events, read_items  # noqa: PLC0415
+    from engine.importer import ImportReport, read_items  # noqa: PLC0415
     from engine.runtime import Engine  # noqa: PLC0415
 
     engine = Engine(settings, redis_url)
@@ -92,23 +94,55 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
         if events is not None and settings.mode == "kafka":
             await _import_to_topic(settings, events)
         elif events is not None:
-            report = ImportReport()
-            event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=False)
-            started, applied, batch = time.perf_counter(), 0, []
-            for event in read_events(events, report, accepted_at=time.time()):
-                batch.append(event)
-                if len(batch) == 1000:
-                    event_log.write(batch)
-                    applied += (await engine.applier.apply(batch)).applied
-                    batch = []
-            event_log.append_sync(batch)
-            applied += (await engine.applier.apply(batch)).applied if batch else 0
-            event_log.close()
-            _print_report("event lines", events, report)
-            print(f"  {applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
-                  f"(already-seen events are skipped)")
+            await _import_to_log(settings, engine.applier, engine.redis, events)
     finally:
         await engine.redis.aclose()
+
+
+async def _import_to_log(settings: Settings, applier: EventApplier, redis: Redis, events: Path) -> None:
+    """Embedded mode: imported events go to the log like accepted ones (what train and replay
+    read), each batch applied and the checkpoint moved past it, so a start never applies them
+    again and an import cut short is finished by the next start."""
+    from engine.checkpoint import Checkpoint  # noqa: PLC0415
+    from engine.eventlog import EventLog  # noqa: PLC0415
+    from engine.importer import ImportReport, read_events  # noqa: PLC0415
+
+    report, checkpoint = ImportReport(), Checkpoint(redis)
+    event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
+    started, applied, batch = time.perf_counter(), 0, []
+
+    def unwritable(exc: OSError) -> SystemExit:
+        return SystemExit(f"vitrine import: cannot write the event log in {settings.log_dir} "
+                          f"({exc.strerror or exc}); the events before are imported, run the import again "
+                          f"once fixed (already-seen events are skipped)")
+
+    async def flush() -> int:
+        try:
+            span = event_log.write(batch)
+        except OSError as exc:
+            raise unwritable(exc) from None
+        if span is None:
+            return 0
+        stats = await applier.apply(batch)
+        await checkpoint.save({span.segment: span.end})
+        return stats.applied
+
+    try:
+        for event in read_events(events, report, accepted_at=time.time()):
+            batch.append(event)
+            if len(batch) == 1000:
+                applied += await flush()
+                batch = []
+        applied += await flush()
+        try:
+            event_log.flush()
+        except OSError as exc:
+            raise unwritable(exc) from None
+    finally:
+        event_log.close()
+    _print_report("event lines", events, report)
+    print(f"  {applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
+          f"(already-seen events are skipped)")
 
 
 async def _import_to_topic(settings: Settings, events: Path) -> None:
@@ -162,13 +196,14 @@ def train(settings: Settings) -> str:
     from engine.history import interactions_from_log  # noqa: PLC0415
 
     started = time.perf_counter()
+    since = time.time() - settings.train_window_s
     if settings.mode == "kafka":
         from engine.history import interactions  # noqa: PLC0415
         from streaming.topics import history  # noqa: PLC0415
 
-        rows = interactions(history(settings), settings.consent_required)
+        rows = interactions(history(settings), settings.consent_required, since)
     else:
-        rows = interactions_from_log(settings.log_dir, settings.consent_required)
+        rows = interactions_from_log(settings.log_dir, settings.consent_required, since)
     artifact, decision = gated_train(rows, settings)
     data = artifact.meta["data"]
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
@@ -295,17 +330,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
-    from engine import replay  # noqa: PLC0415
-    from engine.eventlog import read_events  # noqa: PLC0415
+    from engine import catchup, replay  # noqa: PLC0415
     from engine.runtime import Engine  # noqa: PLC0415
 
     engine = Engine(settings, redis_url, serve_models=False)
     try:
-        if await replay.has_profiles(engine.redis):
-            if not reset:
-                print("vitrine replay: Redis already holds profiles; --reset deletes them (and the dedup "
-                      "memory, trending, exposure and experiment counters) first", file=sys.stderr)
-                return 1
+        if settings.mode == "kafka" and not reset and await replay.has_profiles(engine.redis):
+            print("vitrine replay: Redis already holds profiles; --reset deletes them (and the dedup "
+                  "memory, trending, exposure and experiment counters) first", file=sys.stderr)
+            return 1
+        if reset:
             print(f"deleted {await replay.delete_profiles(engine.redis)} profile keys")
         await engine.catalogue.refresh()
         if not len(engine.catalogue.current):
@@ -316,10 +350,20 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
         if settings.mode == "kafka":
             from streaming.topics import topic_events  # noqa: PLC0415
 
-            source, batches = f"topic {settings.kafka_events_topic}", topic_events(settings)
+            source = f"topic {settings.kafka_events_topic}"
+            stats = await replay.replay(engine.applier, topic_events(settings))
         else:
-            source, batches = f"log {settings.log_dir}", replay.in_batches(read_events(settings.log_dir))
-        stats = await replay.replay(engine.applier, batches)
+            source = f"log {settings.log_dir}" + ("" if reset else " past the checkpoint")
+            caught_up = await catchup.catch_up(engine.applier, engine.redis, settings.log_dir,
+                                               dedup_window_s=settings.dedup_window_s)
+            if caught_up.skipped:
+                print(f"warning: {caught_up.skipped} events could not be applied (see the errors above)",
+                      file=sys.stderr)
+            if caught_up.assumed_applied:
+                print(f"note: no checkpoint yet and Redis holds profiles: events accepted more than "
+                      f"{settings.dedup_window_s}s ago were taken as applied; --reset rebuilds everything",
+                      file=sys.stderr)
+            stats = caught_up
         print(f"replayed {stats.events} events from {source} in {stats.seconds:.1f}s: "
               f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
         return 0
@@ -450,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="(Kafka mode) apply the events topic to the profiles; run one or more")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("replay", help="rebuild every profile from the event log (embedded) or topic (Kafka)")
+    p = sub.add_parser("replay", help="apply what the event log holds past its checkpoint (embedded); with "
+                                      "--reset, rebuild every profile from the log or topic (Kafka)")
     p.add_argument("--reset", action="store_true", help="delete existing profiles, dedup memory, trending, exposure and experiment counters first")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("bench-stream", help="measure freshness (embedded and Kafka) and events/s per worker")

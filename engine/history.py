@@ -69,9 +69,11 @@ class Consent:
         return granted
 
 
-def interactions(events: Iterable[dict[str, Any]], consent_required: bool = False) -> Iterator[Interaction]:
+def interactions(events: Iterable[dict[str, Any]], consent_required: bool = False,
+                 since: float | None = None) -> Iterator[Interaction]:
     """Each logged event once (the log may hold a retried event twice), one row per item, without
-    the people who withdrew consent (or, when it is required, had not granted it yet)."""
+    the people who withdrew consent (or, when it is required, had not granted it yet). ``since``:
+    only events accepted from then on (the training window) give rows; consent is read from all."""
     seen: set[str] = set()
     rows: list[Interaction] = []
     consent = Consent(consent_required)
@@ -80,6 +82,8 @@ def interactions(events: Iterable[dict[str, Any]], consent_required: bool = Fals
     for e in sorted(events, key=lambda e: e.get("rt") or e["ts"]):
         consent.see(e, len(rows))
         if e.get("type") not in TRAINABLE or e["event_id"] in seen:
+            continue
+        if since is not None and (e.get("rt") or e["ts"]) < since:
             continue
         seen.add(e["event_id"])
         basket = e["event_id"] if e["type"] == "purchase" else None
@@ -94,5 +98,6 @@ def interactions(events: Iterable[dict[str, Any]], consent_required: bool = Fals
     yield from (row for index, row in enumerate(rows) if consent.keeps(index, row))
 
 
-def interactions_from_log(log_dir: Path, consent_required: bool = False) -> Iterator[Interaction]:
-    return interactions(read_raw(log_dir), consent_required)
+def interactions_from_log(log_dir: Path, consent_required: bool = False,
+                          since: float | None = None) -> Iterator[Interaction]:
+    return interactions(read_raw(log_dir), consent_required, since)

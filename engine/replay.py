@@ -1,6 +1,7 @@
-"""Rebuild the profiles from the durable history (``vitrine replay``).
+"""Rebuild the profiles from the durable history (``vitrine replay --reset``).
 
-The history is the embedded log or the Kafka topic; either way the events go through the same
+The history is the Kafka topic (``replay``) or the embedded log (``engine.catchup`` from an
+emptied checkpoint); either way the events go through the same
 ``EventApplier.apply`` as live processing, in the same per-visitor order, and profiles are folded
 in event time, so the result is what live processing built. Trending, exposure state and
 experiment counters are rebuilt too (events older than two trending epochs no longer count, as live). The catalogue is not part of
@@ -10,11 +11,12 @@ the history: load it first, since category and brand affinities come from it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from engine import checkpoint
 from engine.apply import EventApplier
 from engine.events import Event
 
@@ -40,8 +42,9 @@ async def has_profiles(redis: Redis) -> bool:
 
 
 async def delete_profiles(redis: Redis) -> int:
-    """Everything derived from events (``PROFILE_KEY_PATTERNS``); the catalogue stays."""
-    deleted = 0
+    """Everything derived from events (``PROFILE_KEY_PATTERNS``) and the log's checkpoint
+    (nothing is applied any more); the catalogue stays."""
+    deleted = await redis.unlink(checkpoint.KEY)
     for pattern in PROFILE_KEY_PATTERNS:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
@@ -52,17 +55,6 @@ async def delete_profiles(redis: Redis) -> int:
         if batch:
             deleted += await redis.unlink(*batch)
     return deleted
-
-
-async def in_batches(events: Iterable[Event], size: int = 1000) -> AsyncIterator[list[Event]]:
-    batch: list[Event] = []
-    for event in events:
-        batch.append(event)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 async def replay(applier: EventApplier, batches: AsyncIterable[list[Event]]) -> ReplayStats:

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EventType = Literal[
@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(300, ge=0, description="How far ahead of the server clock an event may be.")
     log_fsync: bool = Field(True, description="fsync the event log before acknowledging (group commit).")
     log_segment_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    log_retention_s: int = Field(365 * 86400, ge=0, description="Event-log segments last written longer ago "
+                                 "than this are deleted (consent records kept); at least the training "
+                                 "window. 0: kept for ever.")
+    log_retention_bytes: int = Field(10 * 1024**3, ge=0, description="Past this total, the oldest event-log "
+                                     "segments outside the training window are deleted too (never one "
+                                     "inside it). 0: no size limit.")
     consent_required: bool = Field(False, description="Opt-in: a visitor is profiled only once they granted "
                                    "consent (a consent event with granted true); false: until they withdraw it.")
 
@@ -143,6 +149,9 @@ class Settings(BaseSettings):
                                     description="Weights of the for-you signals (engine.blend).")
     history_half_life_s: float = Field(30 * 86400, gt=0, description="Age at which a past event counts half in "
                                                                     "the blend's history signal.")
+    train_window_s: int = Field(365 * 86400, gt=0, description="How far back `vitrine train` reads the history, "
+                                "by acceptance time (imported events count from their import); log retention "
+                                "never deletes what is inside it.")
     promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the data window `vitrine train` holds "
                                                                "out to compare a new model with the served one.")
     promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "
@@ -164,6 +173,13 @@ class Settings(BaseSettings):
         if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
             raise ValueError("blend weights must be >= 0 and at least one > 0")
         return _known_keys(weights, BLEND_SIGNALS, "blend signals")
+
+    @model_validator(mode="after")
+    def _retention_keeps_the_training_window(self) -> "Settings":
+        if self.log_retention_s and self.log_retention_s < self.train_window_s:
+            raise ValueError(f"log_retention_s ({self.log_retention_s}) is shorter than train_window_s "
+                             f"({self.train_window_s}): training would lose data it reads")
+        return self
 
     @property
     def mode(self) -> Literal["embedded", "kafka"]:

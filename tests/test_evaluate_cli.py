@@ -110,7 +110,7 @@ def test_embedded_mode_retrains_in_the_background(tmp_path: Path, demo_files: tu
 
     log = EventLog(tmp_path / "log", fsync=False)
     events = list(read_events(demo_files[1], ImportReport(), accepted_at=time.time()))
-    log.append_sync(events[:3000])
+    log.write(events[:3000])
     log.close()
     env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "OPENBLAS_NUM_THREADS": "1",
            "VITRINE_ALS_FACTORS": "8", "VITRINE_ALS_ITERATIONS": "3"}

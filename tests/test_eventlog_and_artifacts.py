@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from engine.eventlog import EventLog, read_events, segments
+from engine.eventlog import EventLog, dump, read_events, read_raw, segments
 from engine.events import Event
 from models import artifacts
 from models.artifacts import Artifact
@@ -61,6 +61,21 @@ def test_fsync_is_group_committed(tmp_path: Path) -> None:
     asyncio.run(burst())
     assert log._synced == log._written == 50  # noqa: SLF001 - the group commit bookkeeping is the point
     log.close()
+
+
+def test_a_line_leaves_out_the_event_time_when_it_is_the_acceptance_time(tmp_path: Path) -> None:
+    """Events sent without a timestamp get the server's time as ``ts``: the line does not repeat
+    it, readers put it back; the Kafka message value keeps every field."""
+    log = EventLog(tmp_path, fsync=False)
+    same = Event(event_id="now", type="page_view", visitor_id="v", ts=1800000000.25, rt=1800000000.25)
+    sent = Event(event_id="sent", type="page_view", visitor_id="v", ts=1799999000.0, rt=1800000001.5)
+    log.write([same, sent])
+    log.close()
+    first, second = segments(tmp_path)[0].read_bytes().splitlines()
+    assert b'"ts"' not in first and b'"ts":1799999000.0' in second
+    assert list(read_events(tmp_path)) == [same, sent]
+    assert [d["ts"] for d in read_raw(tmp_path)] == [1800000000.25, 1799999000.0]
+    assert b'"ts":1800000000.25' in dump(same)
 
 
 def tiny_artifact() -> Artifact:
