@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
                                    "marked degraded.")
+    redis_breaker_open_s: float = Field(1.0, gt=0, description="After a recommendation's or block's Redis read "
+                                        "failed, how long the next ones skip Redis and answer degraded at once; "
+                                        "then one request tries again.")
     redis_socket_timeout_s: float = Field(5.0, gt=0, description="Longest any Redis command may wait for "
                                           "an answer (a hung Redis then fails the call instead of "
                                           "stalling the poll loop, admin routes and workers).")
