@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.field_path import field_path, location
+from engine.field_path import FieldRequired, error_location, field_path
 from engine.settings import EventType
 
 
@@ -74,17 +74,17 @@ class Event(BaseModel):
     def _fields_the_type_needs(self) -> "Event":
         t = self.type
         if t in ITEM_EVENTS and not self.item_id:
-            raise ValueError(f"item_id is required for {t}")
+            raise FieldRequired(("item_id",), f"is required for {t}")
         if t == "purchase" and not (self.items or self.item_id):
-            raise ValueError("purchase needs items (or item_id)")
+            raise FieldRequired(("items",), "is required for purchase (a list of lines, or item_id for one)")
         if t == "login" and not self.customer_id:
-            raise ValueError("customer_id is required for login")
+            raise FieldRequired(("customer_id",), "is required for login")
         if t == "search" and not isinstance(self.properties.get("query"), str):
-            raise ValueError("search needs properties.query (a string)")
+            raise FieldRequired(("properties", "query"), "is required for search (a string)")
         if t == "consent" and not isinstance(self.properties.get("granted"), bool):
-            raise ValueError("consent needs properties.granted (true or false)")
+            raise FieldRequired(("properties", "granted"), "is required for consent (true or false)")
         if t in ("block_impression", "block_click") and not isinstance(self.properties.get("block_id"), str):
-            raise ValueError(f"{t} needs properties.block_id (a string)")
+            raise FieldRequired(("properties", "block_id"), f"is required for {t} (a string)")
         return self
 
     def line_items(self) -> tuple[LineItem, ...]:
@@ -174,7 +174,7 @@ def validate_event(
         event = Event.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = location(err["loc"])
+            loc = error_location(err)
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing" and loc == ("visitor_id",):
                 message = "is required (or send the vt_vid cookie)"

@@ -55,7 +55,7 @@ def test_batch_keeps_good_events_when_one_is_bad(client: TestClient) -> None:
 def test_all_rejected_is_422_with_every_field(client: TestClient) -> None:
     r = client.post("/v1/events", json={"event_id": "x", "type": "product_view", "visitor_id": "v3"})
     assert r.status_code == 422
-    assert r.json()["errors"] == [{"field": "event", "message": "item_id is required for product_view"}]
+    assert r.json()["errors"] == [{"field": "item_id", "message": "is required for product_view"}]
     assert r.json()["rejected"][0]["event_id"] == "x"
 
 
