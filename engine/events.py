@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.field_path import FieldRequired, error_location, field_path
@@ -131,6 +132,21 @@ def _parse_timestamp(value: Any, now: float, max_future_skew_s: int) -> float:
     return ts
 
 
+def _too_large(raw: dict[str, Any], max_bytes: int, prefix: str) -> FieldError | None:
+    """An error on the field that weighs most when the event is over ``max_bytes`` of JSON."""
+    try:
+        size = len(orjson.dumps(raw))
+        if size <= max_bytes:
+            return None
+        sizes = {name: len(orjson.dumps(value)) for name, value in raw.items()}
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: validation rejects it anyway
+        return None
+    heaviest = max(sizes, key=sizes.__getitem__)
+    return FieldError(field=field_path((heaviest,), prefix),
+                      message=f"too large: the event is {size} bytes of JSON, at most {max_bytes} are accepted "
+                              f"per event (this field is {sizes[heaviest]})")
+
+
 def validate_event(
     raw: Any,
     *,
@@ -140,12 +156,14 @@ def validate_event(
     now: float | None = None,
     max_future_skew_s: int = 300,
     gpc: bool = False,
+    max_bytes: int | None = None,
 ) -> Event | Rejection:
     """Turn one raw JSON value into an Event, or a Rejection that says which field is wrong.
 
     ``visitor_id`` is the id to use when the event carries none (the cookie, or a freshly issued
     one); ``prefix`` is how the event is addressed in messages (``events[3]`` or empty); ``gpc``:
-    the request came with Global Privacy Control, which no field of the event can undo.
+    the request came with Global Privacy Control, which no field of the event can undo;
+    ``max_bytes``: the most JSON one event may weigh (the log keeps every accepted byte).
     """
     now = time.time() if now is None else now
     if not isinstance(raw, dict):
@@ -155,6 +173,8 @@ def validate_event(
             errors=[FieldError(field=prefix or "body", message="must be a JSON object")],
         )
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    if max_bytes is not None and (too_large := _too_large(raw, max_bytes, prefix)) is not None:
+        return Rejection(index=index, event_id=event_id, errors=[too_large])
     data = dict(raw)
     errors: list[FieldError] = []
     try:

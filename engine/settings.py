@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_batch_events: int = Field(500, gt=0)
+    max_event_bytes: int = Field(8192, gt=0, description="Most JSON one event may weigh; a larger one is "
+                                 "rejected (its heaviest field named), the rest of its batch accepted.")
 
     # --- events and profiles ---
     session_timeout_s: int = Field(1800, gt=0)

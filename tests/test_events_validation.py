@@ -119,3 +119,13 @@ def test_every_report_of_a_model_error_names_the_field() -> None:
     with pytest.raises(ValidationError) as raised:
         Event.model_validate({"event_id": "e", "type": "search", "visitor_id": "v", "ts": NOW, "rt": NOW})
     assert [e["field"] for e in field_errors(raised.value, whole="row")] == ["properties.query"]
+
+
+def test_an_event_over_max_bytes_names_its_heaviest_field() -> None:
+    purchase = {"event_id": "e", "type": "purchase",
+                "items": [{"item_id": f"I{n}", "quantity": 1, "price": 1.5} for n in range(200)]}
+    assert isinstance(validate_event(purchase, index=0, prefix="", visitor_id="v", now=NOW, max_bytes=100_000), Event)
+    result = validate_event(purchase, index=2, prefix="events[2]", visitor_id="v", now=NOW, max_bytes=8192)
+    assert isinstance(result, Rejection) and result.index == 2 and result.event_id == "e"
+    assert [e.field for e in result.errors] == ["events[2].items"]
+    assert "at most 8192" in result.errors[0].message
