@@ -90,10 +90,14 @@ class EventApplier:
                  visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
+                 known_item: Callable[[str], bool] = lambda item_id: True,
                  on_applied: Callable[[list[str]], None] | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
-        counted (by default none: no rules, no experiments). ``on_applied``: told which visitors'
-        events an ``apply`` call wrote (engine.precomputed queues their lists); it must not block."""
+        counted (by default none: no rules, no experiments). ``known_item``: whether an item may
+        enter the trending counters (the engine's: it is in the catalogue, if there is one), so
+        made-up ids cannot push real items out of trending; events about other items still reach
+        the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
+        (engine.precomputed queues their lists); it must not block."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -104,6 +108,7 @@ class EventApplier:
         self._exposure_retention = exposure_retention_s
         self._attribution_window = attribution_window_s
         self._known_arm = known_arm
+        self._known_item = known_item
         self._on_applied = on_applied
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
@@ -188,6 +193,8 @@ class EventApplier:
                     key, growth, expire_at = self._clock.increment(1.0, event.ts)
                     if expire_at > now:  # an old event's epoch is gone already
                         for item, weight in applied.trending:
+                            if not self._known_item(item):
+                                continue
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
                 forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)

@@ -166,6 +166,11 @@ async def load_catalogue(redis: Redis) -> Catalogue:
     return await asyncio.to_thread(parse_catalogue, int(version or 0), raw, int(grown or 0))
 
 
+async def item_ids(redis: Redis) -> set[str]:
+    """The ids of the catalogue's items (empty: the shop has sent no catalogue)."""
+    return {item_id.decode() for item_id in await redis.hkeys(keys.CATALOGUE)}
+
+
 def parse_catalogue(version: int, raw: dict[bytes, bytes], grown: int = 0) -> Catalogue:
     return Catalogue(version=version, items={k.decode(): Item.model_validate_json(v) for k, v in raw.items()},
                      grown=grown)

@@ -89,6 +89,7 @@ class Engine:
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
+            known_item=self._item_exists,
             on_applied=self._precompute if serve_models and settings.store_lists else None,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
@@ -166,7 +167,8 @@ class Engine:
             self.precomputer.mark(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
-        """For rules validation: an item a pin names must be in the catalogue (if there is one)."""
+        """An item a pin names must be in the catalogue (if there is one), and so must an item that
+        enters the trending counters."""
         items = self.catalogue.current.items
         return not items or item_id in items
 
