@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import orjson
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.identity import new_visitor_id
+from engine.events import ID_PATTERN
 from engine.redis_server import start_redis
 from tests.conftest import ADMIN, make_settings
 
@@ -98,6 +101,14 @@ def test_visitor_cookie_is_issued_and_then_used(client: TestClient) -> None:
     r2 = client.post("/v1/events", json={"event_id": "c2", "type": "product_view", "item_id": "21232"})
     assert r2.status_code == 200 and "set-cookie" not in r2.headers
     assert profile(client, issued)["visitor"]["session"]["items"] == ["21232", "85123A"]
+
+
+def test_every_issued_visitor_id_is_a_valid_id() -> None:
+    """One in 32 used to start with - or _, which ID_PATTERN refuses: that visitor's events were
+    rejected and its cookie ignored (a new id on every request)."""
+    ids = [new_visitor_id() for _ in range(3000)]
+    assert all(re.match(ID_PATTERN, i) for i in ids)
+    assert len(set(ids)) == len(ids) and {len(i) for i in ids} == {16}
 
 
 def test_login_stitches_through_the_api(client: TestClient) -> None:
