@@ -25,8 +25,8 @@ from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError,
 
 from engine import exposure, keys
 from engine.events import Event
-from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode,
-                             fold_event, stale, withdrawn)
+from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, bounced,
+                             encode, fold_event, stale, withdrawn)
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
@@ -87,7 +87,7 @@ class _Plan:
 
 class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
-                 visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
+                 visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int, bounce_ttl_s: int | None = None,
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
                  known_item: Callable[[str], bool] = lambda item_id: True,
@@ -102,6 +102,8 @@ class EventApplier:
         self._lookup = lookup
         self._cfg = profile_config
         self._visitor_ttl = visitor_ttl_s
+        # A bounced visitor's profile (``profiles.bounced``) until they come back for more.
+        self._bounce_ttl = min(bounce_ttl_s or visitor_ttl_s, visitor_ttl_s)
         self._customer_ttl = customer_ttl_s
         self._window = dedup_window_s
         self._clock = trending_clock
@@ -213,6 +215,8 @@ class EventApplier:
                 new_visitor = encode(visitor)
                 if raw_visitor or new_visitor != EMPTY_PROFILE:  # no key for who is not profiled (opt-in)
                     plan.cas[keys.visitor(vid)].new = new_visitor
+                    if bounced(visitor):
+                        plan.cas[keys.visitor(vid)].ttl = self._bounce_ttl
                 for cid in changed:
                     plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
                                                         new=encode(loaded[cid]))

@@ -83,6 +83,7 @@ class Engine:
             self.catalogue.info,
             profile_config(settings),
             visitor_ttl_s=settings.visitor_ttl_s,
+            bounce_ttl_s=settings.visitor_bounce_ttl_s,
             customer_ttl_s=settings.customer_ttl_s,
             dedup_window_s=settings.dedup_window_s,
             trending_clock=self.trending_clock,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # --- events and profiles ---
     session_timeout_s: int = Field(1800, gt=0)
     visitor_ttl_s: int = Field(180 * 86400, gt=0)
+    visitor_bounce_ttl_s: int = Field(30 * 86400, gt=0, description="TTL of the profile of a visitor who, in "
+                                      "one visit, viewed no item (pages and searches only) and decided nothing "
+                                      "(no cart, order, login or consent choice); the full visitor TTL once "
+                                      "they do more or come back.")
     customer_ttl_s: int = Field(3 * 365 * 86400, gt=0)
     dedup_window_s: int = Field(86400, gt=0, description="An event id replayed within this window is ignored.")
     affinity_half_life_s: float = Field(14 * 86400, gt=0)
