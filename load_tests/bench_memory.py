@@ -5,12 +5,12 @@ is kept.
 
 Starts a redis-server on 127.0.0.1 in a temporary directory, loads the demo catalogue and a model
 trained on part of the demo shop (with a model, applying events also stores each visitor's for-you
-list, as in production), then posts events through the app (in process) for two kinds of new
-visitors: a bounce (one page view of a category page) and a typical one (a real basket's items
-viewed one by one, up to 12, the last one added to the cart). Per kind and key family it reports
-MEMORY USAGE, the real cost (``used_memory`` freed by deleting the family: MEMORY USAGE leaves out
-the expiry entry) and the TTL, and the byte-days a visitor holds: what each new visitor per day
-keeps in Redis at steady state.
+list, as in production), then applies events as a server applies them (``Engine.applier``) for two
+kinds of new visitors: a bounce (one page view of a category page) and a typical one (a real
+basket's items viewed one by one, up to 12, the last one added to the cart). Per kind and key
+family it reports MEMORY USAGE, the real cost (``used_memory`` freed by deleting the family: MEMORY
+USAGE leaves out the expiry entry) and the TTL, and the byte-days a visitor holds: what each new
+visitor per day keeps in Redis at steady state.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-from fastapi.testclient import TestClient
+from redis.asyncio import Redis
 
-from api.app import create_app
 from api.identity import new_visitor_id
 from api.quality_cli import train_config
 from engine.catalog import upsert_items
+from engine.events import Event
 from engine.history import interactions
 from engine.importer import ImportReport, read_events, read_items
 from engine.redis_server import start_redis
+from engine.runtime import Engine
 from engine.settings import Settings
 from load_tests.bench import _sessions_from_baskets
 from models.datasets import write_online_retail
@@ -45,42 +45,39 @@ DAY = 86400.0
 BATCH = 500
 
 
-def _events(kind: str, visitors: list[str], sessions: list[list[tuple[str, str]]]) -> list[dict[str, Any]]:
+def _events(kind: str, visitors: list[str], sessions: list[list[tuple[str, str]]]) -> list[Event]:
+    now = time.time() - 600
     if kind == "bounce":
-        return [{"event_id": f"{v}-0", "type": "page_view", "visitor_id": v,
-                 "properties": {"category": "home.kitchen"}} for v in visitors]
-    return [{"event_id": f"{v}-{k}", "type": etype, "visitor_id": v, "item_id": item}
+        return [Event(event_id=f"{v}-0", type="page_view", visitor_id=v, properties={"category": "home.kitchen"},
+                      ts=now, rt=now) for v in visitors]
+    return [Event(event_id=f"{v}-{k}", type=etype, visitor_id=v, item_id=item, ts=now + 20 * k,  # type: ignore[arg-type]
+                  rt=now + 20 * k)
             for v, session in zip(visitors, sessions) for k, (etype, item) in enumerate(session)]
 
 
-def _measure(app: TestClient, r: redis.Redis, kind: str, count: int,
-             sessions: list[list[tuple[str, str]]]) -> dict[str, Any]:
-    """Post the visitors' events; per key family: keys, MEMORY USAGE, used_memory freed (the keys are
+async def _measure(engine: Engine, r: Redis, kind: str, count: int,
+                   sessions: list[list[tuple[str, str]]]) -> dict[str, Any]:
+    """Apply the visitors' events; per key family: keys, MEMORY USAGE, used_memory freed (the keys are
     deleted, so the next kind starts from the same Redis), TTL."""
-    engine = app.app.state.engine  # type: ignore[attr-defined]
-    before = r.info("memory")["used_memory"]
+    before = (await r.info("memory"))["used_memory"]
     visitors = [new_visitor_id() for _ in range(count)]
     events = _events(kind, visitors, sessions)
     for start in range(0, len(events), BATCH):
-        response = app.post("/v1/events", json={"events": events[start:start + BATCH]})
-        assert response.status_code == 200, response.text[:500]
-    sink = app.app.state.sink  # type: ignore[attr-defined]
-    while sink.backlog:  # accepted, not applied yet (a busy machine)
-        time.sleep(0.05)
-    app.portal.call(engine.precomputer.flush)  # type: ignore[union-attr]
-    total = r.info("memory")["used_memory"] - before
+        await engine.applier.apply(events[start:start + BATCH])
+    await engine.precomputer.flush()
+    total = (await r.info("memory"))["used_memory"] - before
     families: dict[str, Any] = {}
     for prefix, name in FAMILIES.items():
-        found = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+        found = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
         if not found:
             continue
         sample = found[:500]
-        usage = sum(r.memory_usage(k, samples=0) or 0 for k in sample) / len(sample)
-        ttl = sum(r.ttl(k) for k in sample) / len(sample)
-        held = r.info("memory")["used_memory"]
+        usage = sum([await r.memory_usage(k, samples=0) or 0 for k in sample]) / len(sample)
+        ttl = sum([await r.ttl(k) for k in sample]) / len(sample)
+        held = (await r.info("memory"))["used_memory"]
         for start in range(0, len(found), 1000):
-            r.unlink(*found[start:start + 1000])
-        freed = (held - r.info("memory")["used_memory"]) / count
+            await r.unlink(*found[start:start + 1000])
+        freed = (held - (await r.info("memory"))["used_memory"]) / count
         families[prefix] = {"what": name, "keys_per_visitor": round(len(found) / count, 2),
                             "memory_usage": round(usage, 1), "used_memory_freed": round(freed, 1),
                             "ttl_days": round(ttl / DAY, 2), "byte_days": round(freed * ttl / DAY, 1)}
@@ -89,10 +86,20 @@ def _measure(app: TestClient, r: redis.Redis, kind: str, count: int,
             "byte_days_per_visitor": round(sum(f["byte_days"] for f in families.values()), 1)}
 
 
-async def _load_items(url: str, items_csv: Path) -> None:
-    client = redis.asyncio.Redis.from_url(url)
-    await upsert_items(client, read_items(items_csv, ImportReport()))
-    await client.aclose()
+async def _run(settings: Settings, url: str, items_csv: Path, visitors: int,
+               sessions: list[list[tuple[str, str]]], report: dict[str, Any]) -> None:
+    engine = Engine(settings, url)
+    r = Redis.from_url(url)
+    try:
+        await upsert_items(r, read_items(items_csv, ImportReport()))
+        await engine.refresh(first=True)
+        report["redis_version"] = (await r.info("server"))["redis_version"]
+        for kind in ("bounce", "typical"):
+            print(f"{visitors} {kind} visitors...", flush=True)
+            report[kind] = await _measure(engine, r, kind, visitors, sessions)
+    finally:
+        await engine.stop()
+        await r.aclose()
 
 
 def run(visitors: int) -> dict[str, Any]:
@@ -115,13 +122,8 @@ def run(visitors: int) -> dict[str, Any]:
                     dst.write(line)
             rows = interactions(e.model_dump() for e in read_events(subset, ImportReport(), accepted_at=time.time()))
             train_from_rows(rows, train_config(settings), settings.models_dir)
-            asyncio.run(_load_items(server.url, items_csv))
             sessions = _sessions_from_baskets(events_csv, visitors, 7)
-            with TestClient(create_app(settings)) as app, redis.Redis.from_url(server.url) as r:
-                report["redis_version"] = r.info("server")["redis_version"]
-                for kind in ("bounce", "typical"):
-                    print(f"{visitors} {kind} visitors...", flush=True)
-                    report[kind] = _measure(app, r, kind, visitors, sessions)
+            asyncio.run(_run(settings, server.url, items_csv, visitors, sessions, report))
         finally:
             server.stop()
     return report
