@@ -197,13 +197,14 @@ def train(settings: Settings) -> str:
 
     started = time.perf_counter()
     since = time.time() - settings.train_window_s
+    catalogue = _catalogue_ids(settings)
     if settings.mode == "kafka":
         from engine.history import interactions  # noqa: PLC0415
         from streaming.topics import history  # noqa: PLC0415
 
-        rows = interactions(history(settings), settings.consent_required, since)
+        rows = interactions(history(settings), settings.consent_required, since, catalogue)
     else:
-        rows = interactions_from_log(settings.log_dir, settings.consent_required, since)
+        rows = interactions_from_log(settings.log_dir, settings.consent_required, since, catalogue)
     artifact, decision = gated_train(rows, settings)
     data = artifact.meta["data"]
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
@@ -212,6 +213,30 @@ def train(settings: Settings) -> str:
     verdict = "promoted" if decision.promoted else f"NOT promoted (still serving {decision.current_version})"
     print(f"{verdict}: {decision.reason}")
     return artifact.version
+
+
+def _catalogue_ids(settings: Settings) -> set[str] | None:
+    """The catalogue's item ids, which training keeps to; None when there is no catalogue, or
+    when Redis cannot be read (then training uses every item the events name, and says so)."""
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from engine.catalog import item_ids  # noqa: PLC0415
+    from engine.runtime import connect  # noqa: PLC0415
+
+    async def read(url: str) -> set[str]:
+        redis = connect(url, timeout_s=settings.redis_socket_timeout_s)
+        try:
+            return await item_ids(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        with redis_for(settings) as url:
+            return asyncio.run(read(url)) or None
+    except (RedisError, OSError, RuntimeError) as exc:
+        print(f"vitrine train: the catalogue could not be read ({exc}); training on every item the events "
+              "name", file=sys.stderr)
+        return None
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,8 +25,8 @@ from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError,
 
 from engine import exposure, keys
 from engine.events import Event
-from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, encode,
-                             fold_event, stale, withdrawn)
+from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, bounced,
+                             encode, fold_event, stale, withdrawn)
 from engine.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
@@ -87,23 +87,30 @@ class _Plan:
 
 class EventApplier:
     def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
-                 visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int,
+                 visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int, bounce_ttl_s: int | None = None,
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
+                 known_item: Callable[[str], bool] = lambda item_id: True,
                  on_applied: Callable[[list[str]], None] | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
-        counted (by default none: no rules, no experiments). ``on_applied``: told which visitors'
-        events an ``apply`` call wrote (engine.precomputed queues their lists); it must not block."""
+        counted (by default none: no rules, no experiments). ``known_item``: whether an item may
+        enter the trending counters (the engine's: it is in the catalogue, if there is one), so
+        made-up ids cannot push real items out of trending; events about other items still reach
+        the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
+        (engine.precomputed queues their lists); it must not block."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
         self._visitor_ttl = visitor_ttl_s
+        # A bounced visitor's profile (``profiles.bounced``) until they come back for more.
+        self._bounce_ttl = min(bounce_ttl_s or visitor_ttl_s, visitor_ttl_s)
         self._customer_ttl = customer_ttl_s
         self._window = dedup_window_s
         self._clock = trending_clock
         self._exposure_retention = exposure_retention_s
         self._attribution_window = attribution_window_s
         self._known_arm = known_arm
+        self._known_item = known_item
         self._on_applied = on_applied
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
@@ -188,6 +195,8 @@ class EventApplier:
                     key, growth, expire_at = self._clock.increment(1.0, event.ts)
                     if expire_at > now:  # an old event's epoch is gone already
                         for item, weight in applied.trending:
+                            if not self._known_item(item):
+                                continue
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
                 forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)
@@ -206,6 +215,8 @@ class EventApplier:
                 new_visitor = encode(visitor)
                 if raw_visitor or new_visitor != EMPTY_PROFILE:  # no key for who is not profiled (opt-in)
                     plan.cas[keys.visitor(vid)].new = new_visitor
+                    if bounced(visitor):
+                        plan.cas[keys.visitor(vid)].ttl = self._bounce_ttl
                 for cid in changed:
                     plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
                                                         new=encode(loaded[cid]))

@@ -94,10 +94,12 @@ EMPTY = Catalogue(version=0, items={})
 
 
 async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
-    """Store items (keeping the first ``added_at`` an item ever had) and bump the version, and the
-    growth counter if an item becomes recommendable. The read of what is stored and the write are
-    one optimistic transaction: a concurrent change to the catalogue makes it start again, so no
-    growth goes uncounted."""
+    """Store items and bump the version, and the growth counter if an item becomes recommendable.
+
+    An item stored already changes only in the fields it was given (``merged``), so a partial
+    update (``{"item_id": "A", "in_stock": false}``) never wipes the others. The read of what is
+    stored and the write are one optimistic transaction: a concurrent change to the catalogue makes
+    it start again, so no change is lost and no growth goes uncounted."""
     items = list(items)
     if not items:
         return 0
@@ -107,11 +109,11 @@ async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
             try:
                 await pipe.watch(keys.CATALOGUE)
                 existing = await pipe.hmget(keys.CATALOGUE, ids)
-                mapping = await asyncio.to_thread(_stored, items, existing, time.time())
+                mapping, grows = await asyncio.to_thread(_stored, items, existing, time.time())
                 pipe.multi()
                 pipe.hset(keys.CATALOGUE, mapping=mapping)
                 pipe.incr(keys.CATALOGUE_VERSION)
-                if _grows(items, existing):
+                if grows:
                     pipe.incr(keys.CATALOGUE_GROWN)
                 await pipe.execute()
                 return len(mapping)
@@ -119,22 +121,31 @@ async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
                 continue
 
 
-def _grows(items: list[Item], existing: list[bytes | None]) -> bool:
-    """Whether an item in stock was absent or out of stock before."""
-    return any(item.in_stock and (raw is None or not orjson.loads(raw).get("in_stock", True))
-               for item, raw in zip(items, existing))
+def merged(item: Item, stored: dict[str, Any] | None) -> Item:
+    """``item`` over the ``stored`` one: the fields it was given (``model_fields_set``, also when
+    given as null) replace the stored values, the others keep them. A stored item keeps its first
+    ``added_at`` unless one is given."""
+    if stored is None:
+        return item
+    given = item.model_dump(include=item.model_fields_set)
+    if given.get("added_at") is None:
+        given.pop("added_at", None)
+    return Item.model_validate({**stored, **given})
 
 
-def _stored(items: list[Item], existing: list[bytes | None], now: float) -> dict[str, bytes]:
+def _stored(items: list[Item], existing: list[bytes | None], now: float) -> tuple[dict[str, bytes], bool]:
+    """What to store per item id, and whether an item in stock was absent or out of stock before."""
     mapping: dict[str, bytes] = {}
+    grows = False
     for item, raw in zip(items, existing):
-        added_at = item.added_at
-        if added_at is None:
-            added_at = orjson.loads(raw).get("added_at") if raw else None
-        data = item.model_dump(exclude_none=True)
-        data["added_at"] = added_at or now
+        stored = orjson.loads(raw) if raw else None
+        # An item named twice in one upsert: the second applies over the first.
+        after = merged(item, orjson.loads(mapping[item.item_id]) if item.item_id in mapping else stored)
+        grows = grows or (after.in_stock and (stored is None or not stored.get("in_stock", True)))
+        data = after.model_dump(exclude_none=True)
+        data["added_at"] = after.added_at or now
         mapping[item.item_id] = orjson.dumps(data)
-    return mapping
+    return mapping, grows
 
 
 async def delete_items(redis: Redis, item_ids: Iterable[str]) -> int:
@@ -158,6 +169,11 @@ async def load_catalogue(redis: Redis) -> Catalogue:
         pipe.hgetall(keys.CATALOGUE)
         version, grown, raw = await pipe.execute()
     return await asyncio.to_thread(parse_catalogue, int(version or 0), raw, int(grown or 0))
+
+
+async def item_ids(redis: Redis) -> set[str]:
+    """The ids of the catalogue's items (empty: the shop has sent no catalogue)."""
+    return {item_id.decode() for item_id in await redis.hkeys(keys.CATALOGUE)}
 
 
 def parse_catalogue(version: int, raw: dict[bytes, bytes], grown: int = 0) -> Catalogue:

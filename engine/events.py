@@ -11,9 +11,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.field_path import field_path, location
+from engine.field_path import FieldRequired, error_location, field_path
 from engine.settings import EventType
 
 
@@ -74,17 +75,17 @@ class Event(BaseModel):
     def _fields_the_type_needs(self) -> "Event":
         t = self.type
         if t in ITEM_EVENTS and not self.item_id:
-            raise ValueError(f"item_id is required for {t}")
+            raise FieldRequired(("item_id",), f"is required for {t}")
         if t == "purchase" and not (self.items or self.item_id):
-            raise ValueError("purchase needs items (or item_id)")
+            raise FieldRequired(("items",), "is required for purchase (a list of lines, or item_id for one)")
         if t == "login" and not self.customer_id:
-            raise ValueError("customer_id is required for login")
+            raise FieldRequired(("customer_id",), "is required for login")
         if t == "search" and not isinstance(self.properties.get("query"), str):
-            raise ValueError("search needs properties.query (a string)")
+            raise FieldRequired(("properties", "query"), "is required for search (a string)")
         if t == "consent" and not isinstance(self.properties.get("granted"), bool):
-            raise ValueError("consent needs properties.granted (true or false)")
+            raise FieldRequired(("properties", "granted"), "is required for consent (true or false)")
         if t in ("block_impression", "block_click") and not isinstance(self.properties.get("block_id"), str):
-            raise ValueError(f"{t} needs properties.block_id (a string)")
+            raise FieldRequired(("properties", "block_id"), f"is required for {t} (a string)")
         return self
 
     def line_items(self) -> tuple[LineItem, ...]:
@@ -131,6 +132,21 @@ def _parse_timestamp(value: Any, now: float, max_future_skew_s: int) -> float:
     return ts
 
 
+def _too_large(raw: dict[str, Any], max_bytes: int, prefix: str) -> FieldError | None:
+    """An error on the field that weighs most when the event is over ``max_bytes`` of JSON."""
+    try:
+        size = len(orjson.dumps(raw))
+        if size <= max_bytes:
+            return None
+        sizes = {name: len(orjson.dumps(value)) for name, value in raw.items()}
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: validation rejects it anyway
+        return None
+    heaviest = max(sizes, key=sizes.__getitem__)
+    return FieldError(field=field_path((heaviest,), prefix),
+                      message=f"too large: the event is {size} bytes of JSON, at most {max_bytes} are accepted "
+                              f"per event (this field is {sizes[heaviest]})")
+
+
 def validate_event(
     raw: Any,
     *,
@@ -140,12 +156,14 @@ def validate_event(
     now: float | None = None,
     max_future_skew_s: int = 300,
     gpc: bool = False,
+    max_bytes: int | None = None,
 ) -> Event | Rejection:
     """Turn one raw JSON value into an Event, or a Rejection that says which field is wrong.
 
     ``visitor_id`` is the id to use when the event carries none (the cookie, or a freshly issued
     one); ``prefix`` is how the event is addressed in messages (``events[3]`` or empty); ``gpc``:
-    the request came with Global Privacy Control, which no field of the event can undo.
+    the request came with Global Privacy Control, which no field of the event can undo;
+    ``max_bytes``: the most JSON one event may weigh (the log keeps every accepted byte).
     """
     now = time.time() if now is None else now
     if not isinstance(raw, dict):
@@ -155,6 +173,8 @@ def validate_event(
             errors=[FieldError(field=prefix or "body", message="must be a JSON object")],
         )
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    if max_bytes is not None and (too_large := _too_large(raw, max_bytes, prefix)) is not None:
+        return Rejection(index=index, event_id=event_id, errors=[too_large])
     data = dict(raw)
     errors: list[FieldError] = []
     try:
@@ -174,7 +194,7 @@ def validate_event(
         event = Event.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = location(err["loc"])
+            loc = error_location(err)
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing" and loc == ("visitor_id",):
                 message = "is required (or send the vt_vid cookie)"

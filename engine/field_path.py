@@ -8,13 +8,31 @@ the rules file all report errors through this, so one field never has two spelli
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
 # pydantic's own steps in an error location (``function-after[...]``, ``list[str]``, union
 # members such as ``literal['a','b']``): not part of the path the sender wrote.
 _PYDANTIC_STEP = re.compile(r"^[\w-]+\[.*\]$")
+
+
+class FieldRequired(ValueError):
+    """Raised by a check across fields (a model validator) about one of them: pydantic gives such
+    an error the model's location, so it carries the field's own, which ``error_location`` adds
+    (``events[0].properties.query``, not ``events[0]``)."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def error_location(error: Mapping[str, Any]) -> tuple[str | int, ...]:
+    """Where one of pydantic's errors (``ValidationError.errors()``) is, ``FieldRequired``'s field included."""
+    loc = location(error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    return loc + cause.loc if isinstance(cause, FieldRequired) else loc
 
 
 def location(loc: Iterable[str | int]) -> tuple[str | int, ...]:
@@ -31,5 +49,5 @@ def field_path(loc: Iterable[str | int], prefix: str = "") -> str:
 
 def field_errors(exc: ValidationError, prefix: str = "", whole: str = "body") -> list[dict[str, str]]:
     """``[{"field", "message"}]`` for each error; ``whole`` names an error about the whole value."""
-    return [{"field": field_path(e["loc"], prefix) or whole, "message": e["msg"]}
+    return [{"field": field_path(error_location(e), prefix) or whole, "message": e["msg"]}
             for e in exc.errors(include_url=False)]

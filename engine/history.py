@@ -13,7 +13,7 @@ profiles fold them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,13 @@ class Consent:
 
 
 def interactions(events: Iterable[dict[str, Any]], consent_required: bool = False,
-                 since: float | None = None) -> Iterator[Interaction]:
+                 since: float | None = None, catalogue: Container[str] | None = None) -> Iterator[Interaction]:
     """Each logged event once (the log may hold a retried event twice), one row per item, without
     the people who withdrew consent (or, when it is required, had not granted it yet). ``since``:
-    only events accepted from then on (the training window) give rows; consent is read from all."""
+    only events accepted from then on (the training window) give rows; consent is read from all.
+    Given the ``catalogue``'s item ids, without the items it does not have: made-up ids in events
+    must not enter what the models learn from (co-occurrence neighbours, bought-together,
+    popularity)."""
     seen: set[str] = set()
     rows: list[Interaction] = []
     consent = Consent(consent_required)
@@ -89,7 +92,7 @@ def interactions(events: Iterable[dict[str, Any]], consent_required: bool = Fals
         basket = e["event_id"] if e["type"] == "purchase" else None
         lines = e.get("items") or [{"item_id": e.get("item_id"), "quantity": e.get("quantity") or 1}]
         for line in lines:
-            if line.get("item_id"):
+            if line.get("item_id") and (catalogue is None or line["item_id"] in catalogue):
                 rows.append(Interaction(e["ts"], e["visitor_id"], e.get("customer_id"), e["type"],
                                         line["item_id"], int(line.get("quantity") or 1), basket))
     if not consent.kept_from and not consent_required:
@@ -99,5 +102,6 @@ def interactions(events: Iterable[dict[str, Any]], consent_required: bool = Fals
 
 
 def interactions_from_log(log_dir: Path, consent_required: bool = False,
-                          since: float | None = None) -> Iterator[Interaction]:
-    return interactions(read_raw(log_dir), consent_required, since)
+                          since: float | None = None,
+                          catalogue: Container[str] | None = None) -> Iterator[Interaction]:
+    return interactions(read_raw(log_dir), consent_required, since, catalogue)

@@ -513,6 +513,15 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     return Applied(v, c, customer_id, [t for t in trending if t[1] > 0])
 
 
+def bounced(v: VisitorProfile) -> bool:
+    """One visit that showed interest in no item and decided nothing: pages seen, searches at most.
+    Should the person come back, all there is to know is that they were here once, so such a
+    profile can be kept for less time than the others (``VITRINE_VISITOR_BOUNCE_TTL_S``)."""
+    return (v.visits <= 1 and not v.session_items and not v.last_visit_items and not v.cart
+            and not v.purchases and not v.orders and v.customer_id is None and v.consent is None
+            and not v.withdrawals)
+
+
 def forget(v: VisitorProfile, ts: float, *, consent: bool | None) -> VisitorProfile:
     """What a cookie keeps once its person withdrew consent: when it was seen, the choice and
     the customer it belongs to; no behaviour."""

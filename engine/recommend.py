@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from engine import keys, precomputed
 from engine.affinity import affinity_owner, relative
+from engine.breaker import Breaker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.experiments import Arm
 from engine.exposure import Exposure, item_hash, minute
@@ -65,6 +66,9 @@ class Recommender:
         self.rules = rules or RulesHolder(None)
         self._degraded = 0
         self._degraded_logged_at = float("-inf")
+        # Shared by every request-path read (recommendations, blocks, previews): one timeout makes
+        # the next requests answer degraded at once instead of each waiting out its budget.
+        self.breaker = Breaker(settings.redis_breaker_open_s, settings.redis_timeout_s)
         # Told, for each personal request that could use a stored for-you list, whether one matched
         # (the API counts them for /metrics).
         self.observe_stored_list: Callable[[bool], None] = lambda matched: None
@@ -85,25 +89,34 @@ class Recommender:
         return chain
 
     async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read:
-        """Profile, extra keys and trending within the time budget; on failure, empty ones and
-        degraded=True."""
-        deadline = asyncio.get_running_loop().time() + self._settings.redis_timeout_s
-        try:
-            loaded = await load_profiles_with(lambda keys_: self._reader.mget(keys_, deadline), req.visitor_id,
-                                              req.customer_id, extra_keys)
-            trend = self._trending.cached(time.time()) if needs_trending else []
-            if trend is None:
-                async with asyncio.timeout_at(deadline):
-                    trend = await self._trending.top()
-            return Read(loaded, trend, False)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._degraded += 1
-            now = time.monotonic()
-            if now - self._degraded_logged_at > 10:  # an outage must not flood the log
-                log.warning("redis unavailable (%s): %d recommendations served from the model alone "
-                            "since the last warning", type(exc).__name__, self._degraded)
-                self._degraded, self._degraded_logged_at = 0, now
-            return Read(Loaded(req.customer_id, [None] * len(extra_keys)), [], True)
+        """Profile, extra keys and trending within the time budget; on failure, or while the
+        breaker is open after one (``engine.breaker``), empty ones and degraded=True."""
+        now = asyncio.get_running_loop().time()
+        if self.breaker.allow(now):
+            deadline = now + self._settings.redis_timeout_s
+            try:
+                loaded = await load_profiles_with(lambda keys_: self._reader.mget(keys_, deadline), req.visitor_id,
+                                                  req.customer_id, extra_keys)
+                trend = self._trending.cached(time.time()) if needs_trending else []
+                if trend is None:
+                    async with asyncio.timeout_at(deadline):
+                        trend = await self._trending.top()
+                self.breaker.succeeded()
+                return Read(loaded, trend, False)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.breaker.failed(asyncio.get_running_loop().time())
+                self._log_degraded(type(exc).__name__)
+        else:
+            self._log_degraded("skipped while the breaker is open")
+        return Read(Loaded(req.customer_id, [None] * len(extra_keys)), [], True)
+
+    def _log_degraded(self, why: str) -> None:
+        self._degraded += 1
+        now = time.monotonic()
+        if now - self._degraded_logged_at > 10:  # an outage must not flood the log
+            log.warning("redis unavailable (%s): %d recommendations served from the model alone "
+                        "since the last warning", why, self._degraded)
+            self._degraded, self._degraded_logged_at = 0, now
 
     def _context(self, visitor_id: str | None, loaded: Loaded, personal: bool, model: ServedModel | None,
                  now: float, n: int, trending: list[tuple[str, float]], item_id: str | None = None,

@@ -85,12 +85,14 @@ class Engine:
             self.catalogue.info,
             profile_config(settings),
             visitor_ttl_s=settings.visitor_ttl_s,
+            bounce_ttl_s=settings.visitor_bounce_ttl_s,
             customer_ttl_s=settings.customer_ttl_s,
             dedup_window_s=settings.dedup_window_s,
             trending_clock=self.trending_clock,
             exposure_retention_s=settings.exposure_retention_s,
             attribution_window_s=settings.attribution_window_s,
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
+            known_item=self._item_exists,
             on_applied=self._precompute if serve_models and settings.store_lists else None,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
@@ -191,6 +193,8 @@ class Engine:
             self.precomputer.mark(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
+        """An item a pin names must be in the catalogue (if there is one), and so must an item that
+        enters the trending counters."""
         return self.catalogue.current.may_name(item_id)
 
     async def stop(self) -> None:

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
                                    "marked degraded.")
+    redis_breaker_open_s: float = Field(1.0, gt=0, description="After a recommendation's or block's Redis read "
+                                        "failed, how long the next ones skip Redis and answer degraded at once; "
+                                        "then one request tries again.")
     redis_socket_timeout_s: float = Field(5.0, gt=0, description="Longest any Redis command may wait for "
                                           "an answer (a hung Redis then fails the call instead of "
                                           "stalling the poll loop, admin routes and workers).")
@@ -86,10 +89,16 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_batch_events: int = Field(500, gt=0)
+    max_event_bytes: int = Field(8192, gt=0, description="Most JSON one event may weigh; a larger one is "
+                                 "rejected (its heaviest field named), the rest of its batch accepted.")
 
     # --- events and profiles ---
     session_timeout_s: int = Field(1800, gt=0)
     visitor_ttl_s: int = Field(180 * 86400, gt=0)
+    visitor_bounce_ttl_s: int = Field(30 * 86400, gt=0, description="TTL of the profile of a visitor who, in "
+                                      "one visit, viewed no item (pages and searches only) and decided nothing "
+                                      "(no cart, order, login or consent choice); the full visitor TTL once "
+                                      "they do more or come back.")
     customer_ttl_s: int = Field(3 * 365 * 86400, gt=0)
     dedup_window_s: int = Field(86400, gt=0, description="An event id replayed within this window is ignored.")
     affinity_half_life_s: float = Field(14 * 86400, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import orjson
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.identity import new_visitor_id
+from engine.events import ID_PATTERN
 from engine.redis_server import start_redis
 from tests.conftest import ADMIN, make_settings
 
@@ -52,10 +55,30 @@ def test_batch_keeps_good_events_when_one_is_bad(client: TestClient) -> None:
     assert p["visitor"]["session"]["items"] == ["21232", "85123A"]
 
 
+def test_an_event_over_the_size_limit_is_rejected_and_the_rest_of_its_batch_logged(client: TestClient) -> None:
+    """VITRINE_MAX_EVENT_BYTES (8 KiB of JSON by default): the heaviest field is named."""
+    big = {f"p{n}": "x" * 500 for n in range(20)}  # ~10 KB, within every per-property limit
+    events = [{"event_id": f"s{n}", "type": "page_view", "visitor_id": "v5"} for n in range(5)]
+    events[3]["properties"] = big
+    r = client.post("/v1/events", json={"events": events})
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert [a["event_id"] for a in body["accepted"]] == ["s0", "s1", "s2", "s4"]
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 3 and rejected["event_id"] == "s3"
+    [error] = rejected["errors"]
+    assert error["field"] == "events[3].properties" and error["message"].startswith("too large"), error
+    logged = [orjson.loads(line) for p in sorted(client.app.state.settings.log_dir.glob("*.jsonl"))
+              for line in p.read_bytes().splitlines()]
+    assert [e["event_id"] for e in logged] == ["s0", "s1", "s2", "s4"]
+    r = client.post("/v1/events", json=events[3])  # alone: the field without a prefix
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "properties"
+
+
 def test_all_rejected_is_422_with_every_field(client: TestClient) -> None:
     r = client.post("/v1/events", json={"event_id": "x", "type": "product_view", "visitor_id": "v3"})
     assert r.status_code == 422
-    assert r.json()["errors"] == [{"field": "event", "message": "item_id is required for product_view"}]
+    assert r.json()["errors"] == [{"field": "item_id", "message": "is required for product_view"}]
     assert r.json()["rejected"][0]["event_id"] == "x"
 
 
@@ -78,6 +101,14 @@ def test_visitor_cookie_is_issued_and_then_used(client: TestClient) -> None:
     r2 = client.post("/v1/events", json={"event_id": "c2", "type": "product_view", "item_id": "21232"})
     assert r2.status_code == 200 and "set-cookie" not in r2.headers
     assert profile(client, issued)["visitor"]["session"]["items"] == ["21232", "85123A"]
+
+
+def test_every_issued_visitor_id_is_a_valid_id() -> None:
+    """One in 32 used to start with - or _, which ID_PATTERN refuses: that visitor's events were
+    rejected and its cookie ignored (a new id on every request)."""
+    ids = [new_visitor_id() for _ in range(3000)]
+    assert all(re.match(ID_PATTERN, i) for i in ids)
+    assert len(set(ids)) == len(ids) and {len(i) for i in ids} == {16}
 
 
 def test_login_stitches_through_the_api(client: TestClient) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from pydantic import ValidationError
 
 from engine.events import Event, Rejection, validate_event
+from engine.field_path import field_errors
 
 NOW = time.time()
 
@@ -37,12 +39,6 @@ def test_explicit_visitor_wins_over_cookie() -> None:
     [
         ({"type": "page_view"}, "events[0].event_id", "required"),
         ({"event_id": "e", "type": "teleport"}, "events[0].type", "page_view"),
-        ({"event_id": "e", "type": "product_view"}, "events[0]", "item_id is required"),
-        ({"event_id": "e", "type": "purchase"}, "events[0]", "purchase needs items"),
-        ({"event_id": "e", "type": "login"}, "events[0]", "customer_id is required"),
-        ({"event_id": "e", "type": "search"}, "events[0]", "properties.query"),
-        ({"event_id": "e", "type": "consent", "properties": {"granted": "yes"}}, "events[0]", "granted"),
-        ({"event_id": "e", "type": "block_click"}, "events[0]", "block_id"),
         ({"event_id": "e", "type": "add_to_cart", "item_id": "A", "quantity": "two"}, "events[0].quantity", "integer"),
         ({"event_id": "e", "type": "add_to_cart", "item_id": "A", "quantity": 0}, "events[0].quantity", "greater"),
         ({"event_id": "e", "type": "page_view", "price": -1}, "events[0].price", "greater"),
@@ -64,6 +60,33 @@ def test_each_bad_field_is_named(raw: dict, field: str, fragment: str) -> None:
     matching = [msg for name, msg in errors.items() if name.startswith(field)]
     assert matching, f"expected an error on {field}, got {errors}"
     assert any(fragment in msg for msg in matching), errors
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        ({"type": "product_view"}, "item_id", "required for product_view"),
+        ({"type": "add_to_cart"}, "item_id", "required for add_to_cart"),
+        ({"type": "remove_from_cart"}, "item_id", "required for remove_from_cart"),
+        ({"type": "add_to_wishlist"}, "item_id", "required for add_to_wishlist"),
+        ({"type": "recommendation_click"}, "item_id", "required for recommendation_click"),
+        ({"type": "purchase"}, "items", "required for purchase"),
+        ({"type": "login"}, "customer_id", "required for login"),
+        ({"type": "search"}, "properties.query", "required for search"),
+        ({"type": "search", "properties": {"query": 3}}, "properties.query", "a string"),
+        ({"type": "consent"}, "properties.granted", "true or false"),
+        ({"type": "consent", "properties": {"granted": "yes"}}, "properties.granted", "true or false"),
+        ({"type": "block_impression"}, "properties.block_id", "required for block_impression"),
+        ({"type": "block_click", "properties": {"block_id": 7}}, "properties.block_id", "required for block_click"),
+    ],
+)
+@pytest.mark.parametrize("prefix", ["events[0]", ""])
+def test_a_field_the_type_needs_is_named_exactly(raw: dict, field: str, fragment: str, prefix: str) -> None:
+    """The event alone or in a batch: the error is on the field itself, never the whole event."""
+    result = validate_event({"event_id": "e", **raw}, index=0, prefix=prefix, visitor_id="v", now=NOW)
+    errors = fields(result)
+    assert list(errors) == [f"{prefix}.{field}" if prefix else field], errors
+    assert fragment in errors[list(errors)[0]]
 
 
 def test_missing_visitor_without_cookie_is_explained() -> None:
@@ -89,3 +112,20 @@ def test_purchase_revenue_defaults_to_lines() -> None:
     assert event.order_revenue() == 8.0
     single = check({"event_id": "e", "type": "purchase", "item_id": "A", "quantity": 3, "price": 2})
     assert isinstance(single, Event) and single.order_revenue() == 6.0 and single.line_items()[0].quantity == 3
+
+
+def test_every_report_of_a_model_error_names_the_field() -> None:
+    """The importer and the stream report pydantic errors through ``field_errors``: the same path."""
+    with pytest.raises(ValidationError) as raised:
+        Event.model_validate({"event_id": "e", "type": "search", "visitor_id": "v", "ts": NOW, "rt": NOW})
+    assert [e["field"] for e in field_errors(raised.value, whole="row")] == ["properties.query"]
+
+
+def test_an_event_over_max_bytes_names_its_heaviest_field() -> None:
+    purchase = {"event_id": "e", "type": "purchase",
+                "items": [{"item_id": f"I{n}", "quantity": 1, "price": 1.5} for n in range(200)]}
+    assert isinstance(validate_event(purchase, index=0, prefix="", visitor_id="v", now=NOW, max_bytes=100_000), Event)
+    result = validate_event(purchase, index=2, prefix="events[2]", visitor_id="v", now=NOW, max_bytes=8192)
+    assert isinstance(result, Rejection) and result.index == 2 and result.event_id == "e"
+    assert [e.field for e in result.errors] == ["events[2].items"]
+    assert "at most 8192" in result.errors[0].message

@@ -57,7 +57,8 @@ async def post_events(request: Request) -> Response:
         prefix = f"events[{index}]" if batch else ""
         token = raw.pop("customer_token", None) if isinstance(raw, dict) else None  # never validated nor logged
         result = validate_event(raw, index=index, prefix=prefix, visitor_id=cookie or issued, now=now,
-                                max_future_skew_s=settings.max_future_skew_s, gpc=gpc)
+                                max_future_skew_s=settings.max_future_skew_s, gpc=gpc,
+                                max_bytes=settings.max_event_bytes)
         if isinstance(result, Event) and result.customer_id is not None and not admin:
             error = untrusted_customer(settings, result.customer_id, token)
             if error is not None:

@@ -43,8 +43,9 @@ def _validate(raw_items: list[Any]) -> tuple[list[Item], list[dict[str, str]]]:
 
 @router.put("/v1/items", dependencies=[Depends(require_admin)])
 async def put_items(request: Request) -> Response:
-    """Upsert items. Atomic: one invalid item rejects the request (a half-applied catalogue
-    change is worse for a merchandiser than a clear error to fix)."""
+    """Upsert items: a stored item changes only in the fields sent (``engine.catalog.merged``).
+    Atomic: one invalid item rejects the request (a half-applied catalogue change is worse for a
+    merchandiser than a clear error to fix)."""
     raw_items = _list_field(await request.body(), "items")
     items, errors = await asyncio.to_thread(_validate, raw_items)  # 10k items: ~50 ms, off the loop
     if errors:
