@@ -38,8 +38,8 @@ def _matches(key: str, allowed: list[str]) -> bool:
 
 
 async def require_admin(request: Request) -> None:
-    state = request.app.state
-    admin, limits = state.settings.admin_key, state.rate_limits
+    limits = request.app.state.rate_limits
+    admin = limits.settings.admin_key
     key = _presented_key(request)
     if key is not None and admin and _matches(key, [admin]):
         limits.admit_trusted(request.scope)
@@ -56,8 +56,8 @@ async def require_site(request: Request) -> None:
     """Open to all when no site keys are set; else a site key (or the admin key) is required. A
     key that matches none counts as a wrong key even where none is required (it may be a guess
     at the admin key)."""
-    state = request.app.state
-    settings, limits = state.settings, state.rate_limits
+    limits = request.app.state.rate_limits
+    settings = limits.settings
     key = _presented_key(request)
     if key is None:
         limits.admit_anonymous(request.scope)

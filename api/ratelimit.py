@@ -3,9 +3,9 @@ events per visitor (settings ``rate_limit_*``).
 
 Rates are written in the notation of the `limits` package ("100/second;3000/minute") and parsed
 by it, but counted here, in fixed windows aligned on the clock: each window is one dict, emptied
-when the window ends. `limits`' own in-memory storage costs several times more per hit and scans
-every key it holds from a timer thread every 10 ms (``python -m load_tests.bench_limits``), on the
-hot path of every request. Counts are per process: with N uvicorn workers a client spread over
+when the window ends. `limits`' own in-memory storage costs over ten times more per hit, and a
+timer thread rescans every key it holds every 10 ms (``python -m load_tests.bench_limits``): too
+much on the hot path of every request. Counts are per process: with N uvicorn workers a client spread over
 them gets up to N times the limit.
 """
 
@@ -136,14 +136,17 @@ class RateLimits:
         self.trusted = rate(settings.rate_limit_trusted)
         self.failures = rate(settings.rate_limit_admin_failures)
         self.visitor_events = rate(settings.rate_limit_visitor_events)
+        self.settings = settings  # the auth checks read both with one lookup of the app's state
         self._observe = observe
 
     def admit_anonymous(self, scope: MutableMapping[str, Any]) -> None:
         """A caller without the admin key: its address's limit."""
-        if self.address is not None:
-            address = client_address(scope)
-            if not self.address.hit(address):
-                raise self._limited(self.address, address, "client_address", "requests from this client address")
+        rate = self.address
+        if rate is not None:
+            client = scope.get("client")
+            address = client[0] if client and ":" not in client[0] else client_address(scope)
+            if not rate.hit(address):
+                raise self._limited(rate, address, "client_address", "requests from this client address")
 
     def admit_site_key(self, key: str) -> None:
         if self.site_key is not None and not self.site_key.hit(key):

@@ -54,11 +54,10 @@ def counters(n: int) -> None:
         items = parse_many(HIGH)
         limiter = FixedWindowRateLimiter(MemoryStorage())
 
-        def library_hit(i: int) -> None:
+        def library_hit(i: int) -> None:  # its cheapest use: hit each window (no test first)
             ident = ids[i % count]
-            if all(limiter.test(item, ident) for item in items):
-                for item in items:
-                    limiter.hit(item, ident)
+            for item in items:
+                limiter.hit(item, ident)
 
         library = _per_call_us(library_hit, max(n // 10, 1000))
         print(f"| api.ratelimit.Rate | {count} | {own[0]:.2f} | {own[1]:.2f} |")
