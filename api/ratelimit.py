@@ -5,8 +5,8 @@ Rates are written in the notation of the `limits` package ("100/second;3000/minu
 by it, but counted here, in fixed windows aligned on the clock: each window is one dict, emptied
 when the window ends. `limits`' own in-memory storage costs over ten times more per hit, and a
 timer thread rescans every key it holds every 10 ms (``python -m load_tests.bench_limits``): too
-much on the hot path of every request. Counts are per process: with N uvicorn workers a client spread over
-them gets up to N times the limit.
+much on the hot path of every request. Counts are per process: with N uvicorn workers a client
+spread over them gets up to N times the limit.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 from limits import parse_many
 
-from api.responses import ApiError, RATE_LIMITED
+from api.responses import RATE_LIMITED, ApiError
+from engine.settings import Settings
 
 # Identifiers one window tracks at most; past it new ones pass uncounted until the window ends
 # (an attacker inventing visitor ids must not grow the process without bound).
@@ -127,7 +128,7 @@ def client_address(scope: MutableMapping[str, Any]) -> str:
 class RateLimits:
     """The limits of one app, from its settings; each is None when turned off."""
 
-    def __init__(self, settings: Any, observe: Callable[[str, int], None] = lambda limit, count: None) -> None:
+    def __init__(self, settings: Settings, observe: Callable[[str, int], None] = lambda limit, count: None) -> None:
         def rate(spec: str | None) -> Rate | None:
             return Rate(spec) if settings.rate_limits and spec else None
 

@@ -116,7 +116,8 @@ class Settings(BaseSettings):
                                     "its first byte (or of the connection's opening); else 408 and close.")
     body_timeout_s: float = Field(30.0, gt=0, description="A request's body must arrive within this time of its "
                                   "head; else 408 and close.")
-    keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after "
+                                        "this.")
     max_batch_events: int = Field(500, gt=0)
 
     # --- rate limits (api.ratelimit): per process, in the notation of the `limits` package ---

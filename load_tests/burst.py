@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=0.0,
                         help="seconds between bursts (61: each starts with the server's minute windows empty)")
     args = parser.parse_args(argv)
-    print(f"| burst ({args.requests} requests, {args.connections} connections, one client) | statuses | 429 share | seconds |")
+    print(f"| burst ({args.requests} requests, {args.connections} connections, one client) "
+          "| statuses | 429 share | seconds |")
     print("|---|---|---|---|")
     for n, (name, make) in enumerate((("events (one visitor)", _event), ("recommendations", _recommendation),
                                       ("wrong admin keys", _wrong_key))):
