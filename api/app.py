@@ -13,10 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
+from api import __version__
 from api.limits import BodySizeLimit
 from api.metrics import LatencyMiddleware, Metrics, metrics_endpoint
 from api.query import invalid_request
+from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
 from api.routes import admin, blocks, events, health, items, merch, recommendations
 from engine import catchup, retention, tasks
@@ -74,10 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await tasks.stop(task)
             await engine.stop()
 
-    app = FastAPI(title="Vitrine", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Vitrine", version=__version__, lifespan=lifespan,
                   description="Real-time recommendations and personalisation for e-commerce.")
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.rate_limits = RateLimits(settings, observe=app.state.metrics.observe_rate_limited)
 
     # Straight into the app's route list, not through include_router: since FastAPI 0.165 an included
     # router is a branch resolved on every request, ~12 µs per request on every route here (~30 µs
@@ -93,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status_code, exc.message, exc.errors)
+        return error_response(exc.status_code, exc.message, exc.errors, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -109,6 +113,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("%s %s: redis unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, exc)
         return error_response(503, f"Redis is unavailable, retry later ({type(exc).__name__})",
                                [{"field": "redis", "message": "unavailable"}], headers={"Retry-After": "1"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client went away before its body was in (or its body timed out, api.server): nothing
+        to answer, nothing wrong here. 499, nginx's "client closed request", is for the metrics."""
+        log.debug("%s %s: client disconnected before the body was received", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -15,12 +15,16 @@ from engine.settings import Settings
 
 
 def _presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
+    """X-API-Key, else an ``Authorization: Bearer`` token. One pass over the raw headers (ASGI
+    names are lower case): every site request asks, and Starlette's lookups scan them twice."""
+    authorization = None
+    for name, value in request.scope["headers"]:
+        if name == b"x-api-key" and value:
+            return value.decode("latin-1")
+        if name == b"authorization" and authorization is None:
+            authorization = value
+    if authorization is not None and authorization[:7].lower() == b"bearer ":
+        return authorization[7:].strip().decode("latin-1")
     return None
 
 
@@ -29,26 +33,47 @@ def _matches(key: str, allowed: list[str]) -> bool:
 
 
 # Both checks are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a thread
-# pool, a thread hop on every request of the hot path for a dictionary lookup.
+# pool, a thread hop on every request of the hot path for a dictionary lookup. Both apply the rate
+# limits too (api.ratelimit): every site and admin route calls one of them first.
 
 
 async def require_admin(request: Request) -> None:
-    admin = request.app.state.settings.admin_key
+    limits = request.app.state.rate_limits
+    admin = limits.settings.admin_key
     key = _presented_key(request)
+    if key is not None and admin and _matches(key, [admin]):
+        limits.admit_trusted(request.scope)
+        return
+    if key is not None:
+        limits.count_wrong_key(request.scope)
+    limits.admit_anonymous(request.scope)
     if key is None:
         raise ApiError(401, "admin API key required (X-API-Key header)")
-    if not admin or not _matches(key, [admin]):
-        raise ApiError(403, "invalid admin API key")
+    raise ApiError(403, "invalid admin API key")
 
 
 async def require_site(request: Request) -> None:
-    settings = request.app.state.settings
-    if not settings.site_keys:
-        return
+    """Open to all when no site keys are set; else a site key (or the admin key) is required. A
+    key that matches none counts as a wrong key even where none is required (it may be a guess
+    at the admin key)."""
+    limits = request.app.state.rate_limits
+    settings = limits.settings
     key = _presented_key(request)
     if key is None:
-        raise ApiError(401, "site API key required (X-API-Key header)")
-    if not _matches(key, [*settings.site_keys, *([settings.admin_key] if settings.admin_key else [])]):
+        limits.admit_anonymous(request.scope)
+        if settings.site_keys:
+            raise ApiError(401, "site API key required (X-API-Key header)")
+        return
+    if settings.admin_key and _matches(key, [settings.admin_key]):
+        limits.admit_trusted(request.scope)
+        return
+    if _matches(key, settings.site_keys):
+        limits.admit_anonymous(request.scope)
+        limits.admit_site_key(key)
+        return
+    limits.count_wrong_key(request.scope)
+    limits.admit_anonymous(request.scope)
+    if settings.site_keys:
         raise ApiError(403, "invalid site API key")
 
 

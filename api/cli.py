@@ -254,6 +254,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> None:
     import uvicorn  # noqa: PLC0415
 
+    from api.server import raise_open_files_limit, uvicorn_options  # noqa: PLC0415
+
+    raise_open_files_limit()  # before the workers start: they inherit it
     os.environ["VITRINE_REDIS_URL"] = redis_url
     os.environ["VITRINE_ADMIN_KEY"] = ensure_admin_key(settings)
     os.environ["VITRINE_DATA_DIR"] = str(settings.data_dir.resolve())
@@ -280,8 +283,8 @@ def _serve(settings: Settings, redis_url: str, banner: str | None = None) -> Non
     previous = signal.signal(signal.SIGTERM, _exit_after_shutdown)
     try:
         uvicorn.run("api.app:app_factory", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, loop="uvloop", http="httptools", log_level="warning",
-                    access_log=False, lifespan="on")
+                    workers=settings.workers, loop="uvloop", log_level="warning", access_log=False,
+                    lifespan="on", **uvicorn_options(settings))
     finally:
         signal.signal(signal.SIGTERM, previous)
         if retrainer is not None:
@@ -491,7 +494,10 @@ def cmd_check_rules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from api import __version__  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="vitrine", description="Real-time recommendations for e-commerce.")
+    parser.add_argument("--version", action="version", version=f"vitrine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def http_args(p: argparse.ArgumentParser) -> None:

@@ -28,16 +28,21 @@ def new_visitor_id() -> str:
 
 
 def with_visitor_cookie(request: Request, response: Response, issued: str | None) -> Response:
-    """``response``, carrying the cookie when a visitor id was just issued."""
+    """``response``, carrying the cookie when a visitor id was just issued. Secure when the setting
+    says so or the request came over HTTPS (the scheme uvicorn sets, from X-Forwarded-Proto when
+    the proxy is trusted: VITRINE_FORWARDED_ALLOW_IPS)."""
     if issued:
         settings = request.app.state.settings
-        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=settings.cookie_secure)
+        secure = settings.cookie_secure or request.scope.get("scheme") == "https"
+        set_visitor_cookie(response, issued, max_age_s=settings.visitor_ttl_s, secure=secure)
     return response
 
 
 def set_visitor_cookie(response: Response, visitor_id: str, *, max_age_s: int, secure: bool) -> None:
+    """HttpOnly: the page never needs to read it (the API answers with the visitor id), so a
+    script injected into the shop cannot take it. SameSite=Lax: not sent on other sites' requests."""
     response.set_cookie(COOKIE, visitor_id, max_age=max_age_s, path="/", samesite="lax",
-                        secure=secure, httponly=False)
+                        secure=secure, httponly=True)
 
 
 def request_visitor(request: Request, visitor_id: str | None) -> tuple[str, str | None]:

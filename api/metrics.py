@@ -52,9 +52,14 @@ class Metrics:
         self._stored_list = {True: stored_lists.labels("true"), False: stored_lists.labels("false")}
         self.registry.register(TASK_FAILURES)
         export_task_failures()
+        self.rate_limited = Counter("vitrine_rate_limited_total", "Requests (or events, for visitor_events) "
+                                    "refused by a rate limit, by limit", ["limit"], **kw)
 
     def observe_stored_list(self, matched: bool) -> None:
         self._stored_list[matched].inc()
+
+    def observe_rate_limited(self, limit: str, count: int) -> None:
+        self.rate_limited.labels(limit).inc(count)
 
     def render(self) -> Response:
         registry = self.registry

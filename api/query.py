@@ -14,10 +14,23 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from api.responses import ApiError
+from api.responses import UNSUPPORTED_MEDIA_TYPE, ApiError
 from engine.field_path import field_errors
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def require_json(request: Request, *, beacon: bool = False) -> None:
+    """A 415 naming ``content-type`` unless the body is sent as JSON. ``beacon``: text/plain too,
+    which is what navigator.sendBeacon sends for a string (any other type would need a CORS
+    preflight, which beacons cannot make); the body must still be JSON."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (beacon and media == "text/plain"):
+        return
+    expected = "application/json or text/plain" if beacon else "application/json"
+    got = f"not {media}" if media else "no Content-Type was sent"
+    raise ApiError(UNSUPPORTED_MEDIA_TYPE, f"send the body as {expected} ({got})",
+                   [{"field": "content-type", "message": f"must be {expected}"}])
 
 
 def json_body(body: bytes, expected: str) -> Any:

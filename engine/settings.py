@@ -12,9 +12,10 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from limits import parse_many
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EventType = Literal[
@@ -48,6 +49,22 @@ DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "n
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def _rate_spec(value: object) -> object:
+    """A rate limit in the `limits` notation ("100/second;3000/minute"), checked at start;
+    "", "off" or "none" turn that limit off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none")):
+        return None
+    if isinstance(value, str):
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (write e.g. \"100/second;3000/minute\", or \"off\")") from None
+    return value
+
+
+RateSpec = Annotated[str | None, BeforeValidator(_rate_spec)]
+
+
 def _known_keys(values: dict[str, float], known: tuple[str, ...], what: str) -> dict[str, float]:
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -56,7 +73,8 @@ def _known_keys(values: dict[str, float], known: tuple[str, ...], what: str) -> 
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore")
+    # Errors never echo the values: some are secrets (keys, a Redis URL with its password).
+    model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore", hide_input_in_errors=True)
 
     # --- where things live ---
     data_dir: Path = Field(Path("var"), description="Event log, model artifacts, managed Redis files.")
@@ -79,18 +97,48 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    admin_key: str | None = Field(None, description="Admin API key. Unset: one is generated into the data dir.")
+    # At least 16 characters: a short key falls to guessing even at a few tries a minute.
+    admin_key: str | None = Field(None, min_length=16, description="Admin API key (at least 16 characters). "
+                                  "Unset: one is generated into the data dir.")
     site_keys: list[str] = Field(default_factory=list, description="Public site keys; empty: none required.")
     # At least 16 characters: every customer sees their own token, so a short secret can be guessed offline.
     identity_secret: str | None = Field(None, min_length=16, description="Shared with the site's backend, which "
                                         "signs customer ids with it (engine.identity); unset: only admin-key "
                                         "callers may name a customer_id.")
-    cors_origins: list[str] = Field(default_factory=list)
-    cookie_secure: bool = False
+    cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed to call the API "
+                                    "with credentials (the visitor cookie); `*` is refused.")
+    cookie_secure: bool = Field(False, description="Always mark the visitor cookie Secure; false: only when the "
+                                "request came over HTTPS (directly, or X-Forwarded-Proto from a trusted proxy).")
+    forwarded_allow_ips: str = Field("127.0.0.1", description="Proxies whose X-Forwarded-For/-Proto are trusted "
+                                     "(uvicorn's list: comma-separated addresses or networks, `*` for any): "
+                                     "rate limits count the client address these headers give.")
     max_body_bytes: int = Field(1_000_000, gt=0)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (request line and "
+                                  "headers); past it: 431 and the connection is closed.")
+    header_timeout_s: float = Field(10.0, gt=0, description="A request's head must arrive within this time of "
+                                    "its first byte (or of the connection's opening); else 408 and close.")
+    body_timeout_s: float = Field(30.0, gt=0, description="A request's body must arrive within this time of its "
+                                  "head; else 408 and close.")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after "
+                                        "this.")
     max_batch_events: int = Field(500, gt=0)
     max_event_bytes: int = Field(8192, gt=0, description="Most JSON one event may weigh; a larger one is "
                                  "rejected (its heaviest field named), the rest of its batch accepted.")
+
+    # --- rate limits (api.ratelimit): per process, in the notation of the `limits` package ---
+    rate_limits: bool = Field(True, description="false turns every rate limit below off (e.g. behind a gateway "
+                              "that limits already, or to load-test from one address).")
+    rate_limit_address: RateSpec = Field("100/second;3000/minute", description="Requests per client address "
+                                         "on the site and admin routes (callers without the admin key).")
+    rate_limit_site_key: RateSpec = Field("5000/second", description="Requests per site key, all addresses "
+                                          "together.")
+    rate_limit_trusted: RateSpec = Field("5000/second", description="Requests per client address carrying the "
+                                         "admin key (server to server).")
+    rate_limit_admin_failures: RateSpec = Field("5/minute", description="Wrong API keys per client address; past "
+                                                "it every key from that address is refused (429) until the "
+                                                "window ends, the right one too.")
+    rate_limit_visitor_events: RateSpec = Field("300/minute", description="Events per visitor id from callers "
+                                                "without the admin key; the events past it are rejected.")
 
     # --- events and profiles ---
     session_timeout_s: int = Field(1800, gt=0)
@@ -170,6 +218,14 @@ class Settings(BaseSettings):
     retrain_interval_s: float | None = Field(None, gt=0, description="Embedded mode: `vitrine serve` retrains "
                                                                     "(and gates) this often; unset: never.")
     shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where named datasets (Taobao) are read from.")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, origins: list[str]) -> list[str]:
+        if "*" in origins:
+            raise ValueError("`*` is refused: the API answers with credentials (the visitor cookie), so any site "
+                             "could read a visitor's personal lists; list the shop's origins instead")
+        return origins
 
     @field_validator("event_weights")
     @classmethod

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from engine.redis_server import RedisServer, free_port, start_redis  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-0123456789"
 ADMIN = {"X-API-Key": ADMIN_KEY}
 
 
@@ -76,7 +76,10 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory, demo_files: tuple[P
 
 
 def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settings:
-    values = {"data_dir": data_dir, "redis_url": redis_url, "admin_key": ADMIN_KEY, "model_poll_s": 0.2}
+    """Rate limits are off: every test client calls from one address, faster than any visitor
+    (tests/test_http_limits.py turns them on)."""
+    values = {"data_dir": data_dir, "redis_url": redis_url, "admin_key": ADMIN_KEY, "model_poll_s": 0.2,
+              "rate_limits": False}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -120,9 +123,12 @@ class LiveServer:
     def __init__(self, app: object) -> None:
         import uvicorn
 
+        from api.server import uvicorn_options
+
         self.port = free_port()
+        options = uvicorn_options(app.state.settings)  # type: ignore[attr-defined]
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    loop="asyncio", lifespan="on"))
+                                                    loop="asyncio", lifespan="on", **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

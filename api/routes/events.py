@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import is_admin, require_site, untrusted_customer
 from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
-from api.query import json_body
-from api.responses import ApiError, json_response
+from api.query import json_body, require_json
+from api.responses import RATE_LIMITED, ApiError, json_response
 from engine.events import Event, FieldError, Rejection, validate_event
 from engine.ingest import SinkUnavailable
 
@@ -43,6 +43,7 @@ def _parse(body: bytes, max_batch: int) -> tuple[list[Any], bool]:
 @router.post("/v1/events", dependencies=[Depends(require_site)])
 async def post_events(request: Request) -> Response:
     settings = request.app.state.settings
+    require_json(request, beacon=True)
     raw_events, batch = _parse(await request.body(), settings.max_batch_events)
     cookie = cookie_visitor(request)
     issued = None
@@ -69,6 +70,10 @@ async def post_events(request: Request) -> Response:
             accepted.append((index, result))
         else:
             rejected.append(result)
+    limited, wait = 0, 0
+    if accepted and not admin:
+        kept, wait = _within_visitor_limits(request, accepted, rejected, batch)
+        limited, accepted = len(accepted) - len(kept), kept
     applied = False
     if accepted:
         try:
@@ -88,9 +93,32 @@ async def post_events(request: Request) -> Response:
     if visitor:
         body["visitor_id"] = visitor
     if not accepted:
-        status = 422
+        status = RATE_LIMITED if limited and limited == len(rejected) else 422
         message = "no event accepted" if batch else "event rejected"
         body = {"error": message, "errors": [e.model_dump() for r in rejected for e in r.errors], **body}
     else:
         status = 207 if rejected else 200
-    return with_visitor_cookie(request, json_response(body, status), issued)
+    headers = {"Retry-After": str(wait)} if wait else None
+    return with_visitor_cookie(request, json_response(body, status, headers), issued)
+
+
+def _within_visitor_limits(request: Request, accepted: list[tuple[int, Event]], rejected: list[Rejection],
+                           batch: bool) -> tuple[list[tuple[int, Event]], int]:
+    """The events within their visitor's limit (VITRINE_RATE_LIMIT_VISITOR_EVENTS), and the
+    seconds to wait if some were not. Those are added to ``rejected``, each naming its
+    ``visitor_id``: the others of the batch are kept, as for any rejection."""
+    limits = request.app.state.rate_limits
+    over, wait = limits.events_over(event.visitor_id for _, event in accepted)
+    if not over:
+        return accepted, 0
+    message = f"rate limited: at most {limits.visitor_events.text} events per visitor; retry in {wait} s"
+    kept = []
+    for position, (index, event) in enumerate(accepted):
+        if position in over:
+            field = f"events[{index}].visitor_id" if batch else "visitor_id"
+            rejected.append(Rejection(index=index, event_id=event.event_id,
+                                      errors=[FieldError(field=field, message=message)]))
+        else:
+            kept.append((index, event))
+    rejected.sort(key=lambda r: r.index)
+    return kept, wait

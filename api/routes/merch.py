@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin
+from api.query import require_json
 from api.responses import ApiError, json_response
 from engine import experiments
 from engine.blocks import UnknownSlot
@@ -92,6 +93,7 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
 async def preview(request: Request) -> Response:
     """What one visitor gets under a draft and under the live rules, side by side. Nothing is
     written: the draft is never made live and no impression is recorded."""
+    require_json(request)
     try:
         body = PreviewRequest.model_validate_json(await request.body())
     except ValidationError as exc:
