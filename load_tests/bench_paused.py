@@ -86,7 +86,7 @@ def run(seconds: float, connections: list[int]) -> dict[str, Any]:
         redis_server = start_redis(tmp / "redis", persist=False)
         url = redis_server.local_url  # as `vitrine serve` connects to the Redis it manages
         try:
-            settings = Settings(data_dir=tmp / "data", redis_url=url, admin_key="bench")
+            settings = Settings(data_dir=tmp / "data", redis_url=url, admin_key="bench-admin-key-not-a-secret")
             report["settings"] = {name: getattr(settings, name) for name in type(settings).model_fields
                                   if name.startswith("redis_") and name != "redis_url"}
             print("preparing: demo shop, model, profiles...", flush=True)
@@ -97,7 +97,8 @@ def run(seconds: float, connections: list[int]) -> dict[str, Any]:
             asyncio.run(_load_items(url, items_csv))
             visitor_ids, _ = asyncio.run(_populate(settings, url, _sessions_from_baskets(events, VISITORS, 7)))
             env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
-                   "VITRINE_ADMIN_KEY": "bench", "OPENBLAS_NUM_THREADS": "1"}
+                   "VITRINE_ADMIN_KEY": "bench-admin-key-not-a-secret", "VITRINE_RATE_LIMITS": "false",
+                   "OPENBLAS_NUM_THREADS": "1"}
             port, log = free_port(), tmp / "server.log"
             server = _start_server(port, 1, env, log)
             try:
