@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from engine.redis_server import free_port
+from tests.conftest import without_settings
 from models import artifacts
 
 VITRINE = [sys.executable, "-m", "api.cli"]
@@ -31,7 +32,7 @@ def start(args: list[str], data_dir: Path) -> tuple[int, subprocess.Popen[str]]:
     """A long-running vitrine command as a newcomer starts it: no VITRINE_ settings but the data
     dir and a free port (so it starts its own Redis)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")}
+    env = without_settings()
     env.update({"VITRINE_DATA_DIR": str(data_dir), "VITRINE_PORT": str(port)})
     proc = subprocess.Popen(VITRINE + args, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

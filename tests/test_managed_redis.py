@@ -4,7 +4,6 @@ the server the first one started, and the last one to finish stops it."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import psutil
 import redis
 
 from engine.redis_server import start_redis
+from tests.conftest import without_settings
 from tests.test_cli import ROOT, VITRINE, start, wait_healthy
 
 
@@ -34,7 +34,7 @@ def servers_on(directory: Path) -> list[psutil.Process]:
 
 
 def run_import(items: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")}
+    env = without_settings()
     env["VITRINE_DATA_DIR"] = str(data_dir)
     return subprocess.run([*VITRINE, "import", "--items", str(items)], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
