@@ -213,7 +213,7 @@ class EventApplier:
                                              attribution_s=self._attribution_window, known=self._known_arm)
                     for key, member, incr in counters:  # same zset-increment path as trending
                         total = plan.trending.get((key, member), (0.0, 0))[0] + incr
-                        plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
+                        plan.trending[(key, member)] = (total, 0)  # 0: no TTL, never evicted
                 elif forgotten:  # what the person was shown and clicked goes with the rest
                     shown = exposure.Exposure()
                 plan.done.append(event)
