@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.test_cli import start, wait_healthy
-from tests.test_managed_redis import servers_on
+from tests.test_managed_redis import servers_on, wait_written
 
 RULES = ("experiments:\n  home-test:\n    placement: home\n    variants:\n"
          "      - {name: a, weight: 1}\n      - {name: b, weight: 1}\n")
@@ -64,7 +64,7 @@ def post(port: int, admin_key: str, body: object) -> dict[str, Any]:
 
 def stop(how: str, proc: subprocess.Popen[str], data_dir: Path) -> None:
     if how == "kill-redis":  # a crash of Redis, then the API is stopped
-        time.sleep(1.5)  # the AOF is fsynced every second
+        wait_written(json.loads((data_dir / "redis" / "redis.json").read_text())["port"])
         [server] = servers_on(data_dir / "redis")
         server.kill()
         while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:  # its parent reaps it later
