@@ -51,7 +51,8 @@ def redis_for(settings: Settings) -> Iterator[str]:
         return
     from engine.redis_server import managed_redis  # noqa: PLC0415
 
-    with managed_redis(settings.redis_dir) as url:
+    with managed_redis(settings.redis_dir, maxmemory=int(settings.redis_maxmemory),
+                       maxmemory_policy=settings.redis_maxmemory_policy) as url:
         yield url
 
 

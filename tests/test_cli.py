@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from engine.redis_server import free_port
+from tests.conftest import without_settings
 from models import artifacts
 
 VITRINE = [sys.executable, "-m", "api.cli"]
@@ -27,26 +28,32 @@ def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subproces
     return subprocess.run(VITRINE + args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def start(args: list[str], data_dir: Path) -> tuple[int, subprocess.Popen[str]]:
+def start(args: list[str], data_dir: Path, **settings: str) -> tuple[int, subprocess.Popen[str]]:
     """A long-running vitrine command as a newcomer starts it: no VITRINE_ settings but the data
-    dir and a free port (so it starts its own Redis)."""
+    dir, a free port (so it starts its own Redis) and ``settings`` (``rules_file="..."``)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")}
+    env = without_settings()
     env.update({"VITRINE_DATA_DIR": str(data_dir), "VITRINE_PORT": str(port)})
+    env.update({f"VITRINE_{name.upper()}": value for name, value in settings.items()})
     proc = subprocess.Popen(VITRINE + args, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     return port, proc
 
 
-def wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
+def wait_healthy(port: int, proc: subprocess.Popen[str], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()  # else reading its output below would wait for ever
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"vitrine exited ({proc.returncode}) or was not healthy within {timeout_s}s: "
+                                 f"{output[-3000:]}")
         time.sleep(0.2)
 
 
@@ -149,7 +156,20 @@ def test_demo_command_imports_trains_serves_and_its_curl_lines_work(tmp_path: Pa
         assert all(i["reason"].startswith("similar_to:") for i in product["items"])
         assert all(i["reason"].startswith(("because_you_bought:", "for_you")) for i in customer["items"])
         assert profile["visitor"]["session"]["items"] == ["85123A"]
+        items = httpx.get(f"http://127.0.0.1:{port}/ready").json()["checks"]["catalogue_items"]
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     assert proc.returncode in (0, 130, -2)
+
+    # What the first run imported, and the visitor's click, are still there after the Ctrl-C.
+    port, proc = start(["serve"], tmp_path)
+    try:
+        wait_healthy(port, proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/ready").json()["checks"]["catalogue_items"] == items != "0"
+        key = (tmp_path / "admin_key").read_text().strip()
+        profile = httpx.get(f"http://127.0.0.1:{port}/v1/profiles/demo-visitor-1", headers={"X-API-Key": key}).json()
+        assert profile["visitor"]["session"]["items"] == ["85123A"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

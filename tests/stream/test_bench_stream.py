@@ -4,18 +4,18 @@ themselves are read from real runs, never asserted."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from streaming.devstack import ROOT
+from tests.conftest import without_settings
 
 
 def test_bench_stream_writes_a_report(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "api.cli", "bench-stream", "--samples", "5", "--events", "300",
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")})
+                          env=without_settings())
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(next(tmp_path.glob("stream-bench-*.json")).read_text())
     for mode in ("freshness_embedded_ms", "freshness_kafka_ms"):
