@@ -39,11 +39,13 @@ class Checkpoint:
         return Positions(fields, complete)
 
     async def save(self, offsets: dict[str, int], *, complete: bool = False) -> None:
-        mapping: dict[str, int] = dict(offsets)
-        if complete:
-            mapping[CREATED] = int(time.time())
-        if mapping:
-            await self._redis.hset(KEY, mapping=mapping)  # type: ignore[arg-type]
+        """Move the offsets; ``complete`` marks the checkpoint complete (kept from the first time)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if offsets:
+                pipe.hset(KEY, mapping=offsets)  # type: ignore[arg-type]
+            if complete:
+                pipe.hsetnx(KEY, CREATED, int(time.time()))
+            await pipe.execute()
 
     async def forget(self, segments: Iterable[str]) -> None:
         names = list(segments)

@@ -16,6 +16,7 @@ import psutil
 import pytest
 import redis
 
+from engine.checkpoint import KEY as CHECKPOINT
 from tests.test_cli import start, wait_healthy
 from tests.test_managed_redis import servers_on, wait_written
 
@@ -42,18 +43,25 @@ def events() -> list[dict[str, Any]]:
 
 def redis_state(data_dir: Path) -> dict[bytes, Any]:
     """Every key of the data dir's running redis-server with its value and whether it has a TTL,
-    but the for-you lists: a cache, written after the events are applied and computed again."""
+    but the for-you lists (a cache, written after the events are applied and computed again) and
+    the log checkpoint (it gains a field for each new log segment; ``checkpoint`` reads it)."""
     port = json.loads((data_dir / "redis" / "redis.json").read_text())["port"]
     read = {b"string": "get", b"hash": "hgetall", b"zset": lambda c, k: c.zrange(k, 0, -1, withscores=True)}
     with redis.Redis(host="127.0.0.1", port=port) as client:
         state = {}
         for key in client.scan_iter(count=1000):
-            if key.startswith(b"f:"):
+            if key.startswith(b"f:") or key == CHECKPOINT.encode():
                 continue
             how = read[client.type(key)]
             value = how(client, key) if callable(how) else getattr(client, how)(key)
             state[key] = (value, client.ttl(key) > 0)
     return state
+
+
+def checkpoint(data_dir: Path) -> dict[bytes, bytes]:
+    port = json.loads((data_dir / "redis" / "redis.json").read_text())["port"]
+    with redis.Redis(host="127.0.0.1", port=port) as client:
+        return client.hgetall(CHECKPOINT)
 
 
 def post(port: int, admin_key: str, body: object) -> dict[str, Any]:
@@ -91,7 +99,7 @@ def test_every_restart_finds_everything_there_was(command: str, stops: list[str]
         r = httpx.put(f"http://127.0.0.1:{port}/v1/items", json={"items": ITEMS}, headers={"X-API-Key": admin_key})
         assert r.status_code == 200, r.text
         assert post(port, admin_key, {"events": events()})["profiles_updated"] is True
-        before = redis_state(data_dir)
+        before, applied = redis_state(data_dir), checkpoint(data_dir)
         families = {key.split(b":")[0] for key in before}
         assert {b"items", b"v", b"c", b"d", b"x", b"xp"} <= families, families
 
@@ -101,6 +109,7 @@ def test_every_restart_finds_everything_there_was(command: str, stops: list[str]
             procs.append(proc)
             wait_healthy(port, proc)
             assert redis_state(data_dir) == before, how
+            assert checkpoint(data_dir).items() >= applied.items(), how
             ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
             assert ready["checks"]["catalogue_items"] == str(len(ITEMS)), (how, ready)
             # The dedup memory came back too: replayed event ids count nothing again.
