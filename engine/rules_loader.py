@@ -62,7 +62,11 @@ _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Path_, int]]:
     """The document as plain data, and the 1-based line of every path in it."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: refused before any parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise RulesInvalid([RulesError(filename, line, "", f"invalid YAML: {exc.reason}")]) from None
     lines: dict[Path_, int] = {}
     try:
         node = loader.get_single_node()
