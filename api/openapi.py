@@ -104,7 +104,7 @@ def error(description: str, model: type[BaseModel] = ErrorBody, retry_after: boo
     return response
 
 
-def json_body(schema: type[BaseModel] | dict[str, Any], examples: Mapping[str, Any] | None = None,
+def request_body(schema: type[BaseModel] | dict[str, Any], examples: Mapping[str, Any] | None = None,
               description: str | None = None) -> dict[str, Any]:
     """A required JSON request body: a model, or a schema built from ``ref``s."""
     content: dict[str, Any] = {"schema": ref(schema) if isinstance(schema, type) else schema}

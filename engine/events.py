@@ -25,30 +25,6 @@ MAX_PROPERTIES = 32
 Scalar = str | int | float | bool | None
 
 
-
-
-def _when(types: list[str], then: dict[str, Any]) -> dict[str, Any]:
-    return {"if": {"properties": {"type": {"enum": types}}, "required": ["type"]}, "then": then}
-
-
-def _property(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": ["properties"], "properties": {"properties": {"required": [name],
-                                                                      "properties": {name: schema}}}}
-
-
-# What ``Event._fields_the_type_needs`` checks, as JSON Schema (``allOf`` of if/then) for the
-# OpenAPI description: keep the two side by side.
-TYPE_REQUIREMENTS: list[dict[str, Any]] = [
-    _when(sorted(ITEM_EVENTS), {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}),
-    _when(["purchase"], {"anyOf": [{"required": ["items"], "properties": {"items": {"type": "array"}}},
-                                   {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}]}),
-    _when(["login"], {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}}),
-    _when(["search"], _property("query", {"type": "string"})),
-    _when(["consent"], _property("granted", {"type": "boolean"})),
-    _when(["block_impression", "block_click"], _property("block_id", {"type": "string"})),
-]
-
-
 class LineItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,6 +103,28 @@ class Event(BaseModel):
         return sum((li.price or 0.0) * li.quantity for li in self.line_items())
 
 
+def _when(types: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"properties": {"type": {"enum": types}}, "required": ["type"]}, "then": then}
+
+
+def _property(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": ["properties"], "properties": {"properties": {"required": [name],
+                                                                      "properties": {name: schema}}}}
+
+
+# What ``Event._fields_the_type_needs`` checks, as JSON Schema (``allOf`` of if/then) for the
+# OpenAPI description; tests/test_openapi.py checks that the two agree.
+TYPE_REQUIREMENTS: list[dict[str, Any]] = [
+    _when(sorted(ITEM_EVENTS), {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}),
+    _when(["purchase"], {"anyOf": [{"required": ["items"], "properties": {"items": {"type": "array"}}},
+                                   {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}]}),
+    _when(["login"], {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}}),
+    _when(["search"], _property("query", {"type": "string"})),
+    _when(["consent"], _property("granted", {"type": "boolean"})),
+    _when(["block_impression", "block_click"], _property("block_id", {"type": "string"})),
+]
+
+
 class FieldError(BaseModel):
     field: str
     message: str
@@ -165,7 +163,7 @@ def validate_event(
     visitor_id: str | None,
     now: float | None = None,
     max_future_skew_s: int = 300,
-    gpc: StrictBool = False,
+    gpc: bool = False,
 ) -> Event | Rejection:
     """Turn one raw JSON value into an Event, or a Rejection that says which field is wrong.
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema_rs  # schemathesis's validator (test extra)
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.settings import Settings
+from engine.events import Event, Rejection, validate_event
+from engine.settings import EVENT_TYPES, Settings
 from tests.conftest import ADMIN
 
 AUDIENCES = {"site", "admin", "ops"}
@@ -92,6 +94,31 @@ def test_the_event_schema_is_the_wire_format(spec: dict[str, Any]) -> None:
     assert not {"ts", "rt"} & set(event["properties"]) and "visitor_id" not in event["required"]
     assert event["additionalProperties"] is False
     assert {rule["if"]["properties"]["type"]["enum"][0] for rule in event["allOf"]} >= {"login", "search"}
+
+
+# What each event type needs beyond event_id, type and visitor_id.
+NEEDS: dict[str, dict[str, Any]] = {
+    "page_view": {}, "product_view": {"item_id": "A"}, "add_to_cart": {"item_id": "A"},
+    "remove_from_cart": {"item_id": "A"}, "add_to_wishlist": {"item_id": "A"},
+    "recommendation_click": {"item_id": "A"}, "purchase": {"items": [{"item_id": "A", "quantity": 2}]},
+    "login": {"customer_id": "c1"}, "search": {"properties": {"query": "mugs"}},
+    "consent": {"properties": {"granted": False}}, "block_impression": {"properties": {"block_id": "b1"}},
+    "block_click": {"properties": {"block_id": "b1"}},
+}
+
+
+def test_the_event_schema_needs_per_type_what_the_validator_needs(spec: dict[str, Any]) -> None:
+    """The if/then rules of the document (engine.events.TYPE_REQUIREMENTS) against the validator."""
+    schema = jsonschema_rs.validator_for({"$ref": "#/components/schemas/EventIn", "components": spec["components"]})
+    assert set(NEEDS) == set(EVENT_TYPES)
+    for event_type, needs in NEEDS.items():
+        minimal = {"event_id": "e1", "type": event_type, "visitor_id": "v1"}
+        complete = {**minimal, **needs}
+        assert isinstance(validate_event(complete, index=0, prefix="", visitor_id=None), Event), event_type
+        assert schema.is_valid(complete), event_type
+        if needs:
+            assert isinstance(validate_event(minimal, index=0, prefix="", visitor_id=None), Rejection), event_type
+            assert not schema.is_valid(minimal), event_type
 
 
 def test_every_request_example_is_accepted(client: TestClient, spec: dict[str, Any]) -> None:

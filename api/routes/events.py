@@ -12,7 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from api.auth import is_admin, require_site, untrusted_customer
 from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
-from api.openapi import ErrorBody, doc, error, json_body as body_doc, ok, ref
+from api.openapi import ErrorBody, doc, error, request_body, ok, ref
 from api.query import json_body
 from api.responses import ApiError, json_response
 from engine.events import ID_PATTERN, TYPE_REQUIREMENTS, Event, FieldError, Rejection, validate_event
@@ -108,7 +108,7 @@ _RESULT = {"accepted": [{"index": 0, "event_id": "e-123"}], "rejected": [], "pro
              "`VITRINE_MAX_BATCH_EVENTS` events.",
         422: error("No event accepted: `errors` names each wrong field (`events[3].item_id`).", EventsRejected),
         503: "The events could not be stored (log or Kafka unavailable): send them again, same event ids.",
-    }, body=body_doc({"oneOf": [ref(EventIn), ref(EventBatch)]},
+    }, body=request_body({"oneOf": [ref(EventIn), ref(EventBatch)]},
                      {"product_view": _VIEW, "batch": {"events": [_VIEW, _PURCHASE]}},
                      "One event, or a batch `{\"events\": [...]}`.")))
 async def post_events(request: Request) -> Response:
@@ -129,15 +129,15 @@ async def post_events(request: Request) -> Response:
         result = validate_event(raw, index=index, prefix=prefix, visitor_id=cookie or issued, now=now,
                                 max_future_skew_s=settings.max_future_skew_s, gpc=gpc)
         if token is not None and not isinstance(token, str):
-            error: FieldError | None = FieldError(field="customer_token", message="must be a string")
+            problem: FieldError | None = FieldError(field="customer_token", message="must be a string")
         elif isinstance(result, Event) and result.customer_id is not None and not admin:
-            error = untrusted_customer(settings, result.customer_id, token)
+            problem = untrusted_customer(settings, result.customer_id, token)
         else:
-            error = None
-        if error is not None:
-            field = f"{prefix}.{error.field}" if prefix else error.field
+            problem = None
+        if problem is not None:
+            field = f"{prefix}.{problem.field}" if prefix else problem.field
             result = Rejection(index=index, event_id=result.event_id,
-                               errors=[FieldError(field=field, message=error.message),
+                               errors=[FieldError(field=field, message=problem.message),
                                        *(result.errors if isinstance(result, Rejection) else [])])
         if isinstance(result, Event):
             accepted.append((index, result))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin, require_site
-from api.openapi import doc, json_body as body_doc, ok, path_parameter
+from api.openapi import doc, request_body, ok, path_parameter
 from api.query import json_body
 from api.responses import ApiError, json_response
 from engine.catalog import Item, delete_items, upsert_items
@@ -70,7 +70,7 @@ class Deleted(BaseModel):
 
 _ITEM = {"item_id": "SKU-1001", "title": "Enamel mug", "category": "home.kitchen.mugs", "brand": "Vitrine",
          "price": 8.5, "in_stock": True, "attributes": {"colour": "white"}}
-_BODY_ERRORS = {413: f"The body is larger than `VITRINE_MAX_BODY_BYTES`, or lists more than {MAX_ITEMS}.",
+_WRITE_ERRORS = {413: f"The body is larger than `VITRINE_MAX_BODY_BYTES`, or lists more than {MAX_ITEMS}.",
                 503: "Redis is unavailable: nothing was changed, retry."}
 
 
@@ -78,8 +78,8 @@ _BODY_ERRORS = {413: f"The body is larger than `VITRINE_MAX_BODY_BYTES`, or list
     "admin", "Add or replace catalogue items", {
         200: ok(Upserted, "All items stored; API processes pick the new catalogue version up at once."),
         422: "An item is invalid (`errors` names each field, `items[3].price`): nothing was stored.",
-        **_BODY_ERRORS,
-    }, body=body_doc(ItemsUpsert, {"one item": {"items": [_ITEM]}})))
+        **_WRITE_ERRORS,
+    }, body=request_body(ItemsUpsert, {"one item": {"items": [_ITEM]}})))
 async def put_items(request: Request) -> Response:
     """Upsert items. Atomic: one invalid item rejects the request (a half-applied catalogue
     change is worse for a merchandiser than a clear error to fix)."""
@@ -97,8 +97,8 @@ async def put_items(request: Request) -> Response:
     "admin", "Delete catalogue items", {
         200: ok(Deleted, "The ids are no longer in the catalogue."),
         422: "`item_ids` is not a list of non-empty strings.",
-        **_BODY_ERRORS,
-    }, body=body_doc(ItemsDelete, {"one item": {"item_ids": ["SKU-1001"]}})))
+        **_WRITE_ERRORS,
+    }, body=request_body(ItemsDelete, {"one item": {"item_ids": ["SKU-1001"]}})))
 async def remove_items(request: Request) -> Response:
     ids = _list_field(await request.body(), "item_ids")
     bad = [i for i, v in enumerate(ids) if not isinstance(v, str) or not v]

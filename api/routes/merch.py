@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin
-from api.openapi import doc, json_body as body_doc, ok, path_parameter
+from api.openapi import doc, request_body, ok, path_parameter
 from api.query import json_body
 from api.responses import ApiError, json_response
 from api.routes.blocks import SlotBlock
@@ -169,7 +169,7 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
     "admin", "A visitor's lists and blocks under a draft rules file and under the live one", {
         200: ok(Preview, "Both sides; nothing is written."),
         422: "A field is invalid, or the draft is (`errors` give line and field).",
-    }, body=body_doc(PreviewRequest, {"pin on home": {"rules": _DRAFT, "visitor_id": "v-42",
+    }, body=request_body(PreviewRequest, {"pin on home": {"rules": _DRAFT, "visitor_id": "v-42",
                                                         "placements": ["home"], "n": 5}})))
 async def preview(request: Request) -> Response:
     """What one visitor gets under a draft and under the live rules, side by side. Nothing is
