@@ -12,7 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from api.auth import is_admin, require_site, untrusted_customer
 from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
-from api.openapi import ErrorBody, doc, error, request_body, ok, ref
+from api.openapi import ErrorBody, doc, error, ok, ref, request_body
 from api.query import json_body
 from api.responses import ApiError, json_response
 from engine.events import ID_PATTERN, TYPE_REQUIREMENTS, Event, FieldError, Rejection, validate_event

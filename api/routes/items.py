@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin, require_site
-from api.openapi import doc, request_body, ok, path_parameter
+from api.openapi import doc, ok, path_parameter, request_body
 from api.query import json_body
 from api.responses import ApiError, json_response
 from engine.catalog import Item, delete_items, upsert_items

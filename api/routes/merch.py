@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin
-from api.openapi import doc, request_body, ok, path_parameter
+from api.openapi import doc, ok, path_parameter, request_body
 from api.query import json_body
 from api.responses import ApiError, json_response
 from api.routes.blocks import SlotBlock
