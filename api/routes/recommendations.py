@@ -46,7 +46,7 @@ class Recommendations(BaseModel):
     recommendation_id: str = Field(description="Send it back as `properties.recommendation_id` of the "
                                                "`recommendation_click` event.")
     placement: str
-    model_version: str | None = Field(description="null: no model trained yet (popularity only).")
+    model_version: str | None = Field(description="null: no model loaded yet.")
     rules_version: str
     items: list[RecommendedItem]
     experiment: ExperimentArm | None = Field(None, description="Present when an experiment built this list.")
@@ -54,14 +54,14 @@ class Recommendations(BaseModel):
                                               "from the model alone.")
 
 
-EXAMPLE = {"recommendation_id": "9f2c41d07a6b4e2c", "placement": "home", "model_version": "20261123T212413Z-fdba61",
-           "rules_version": "default",
-           "items": [{"item_id": "21733", "score": 0.158, "reason": "because_you_viewed:85123A"}]}
+_EXAMPLE = {"recommendation_id": "9f2c41d07a6b4e2c", "placement": "home", "model_version": "20261123T212413Z-fdba61",
+            "rules_version": "default",
+            "items": [{"item_id": "21733", "score": 0.158, "reason": "because_you_viewed:85123A"}]}
 
 
 @router.get("/v1/recommendations", **doc(
     "site", "A placement's list for a visitor", {
-        200: ok(Recommendations, "The list, best first; a new visitor gets the `vt_vid` cookie.", EXAMPLE),
+        200: ok(Recommendations, "The list, best first; a new visitor gets the `vt_vid` cookie.", _EXAMPLE),
         403: "Site key not valid, or `customer_id` without a valid `customer_token` (and no admin key).",
         422: "A query parameter is invalid, or the placement is unknown: `errors` names it.",
     }, parameters=openapi_parameters(RecommendationsQuery)))
