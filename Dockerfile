@@ -13,7 +13,8 @@ RUN /opt/vitrine/bin/pip install --no-cache-dir .
 # Compile the scoring kernels (numba) once, here, instead of in every container's first seconds
 # (from /tmp, so that the installed package is the one imported and cached).
 ENV NUMBA_CACHE_DIR=/opt/vitrine/numba-cache
-RUN cd /tmp && OPENBLAS_NUM_THREADS=1 /opt/vitrine/bin/python -c "from engine.model import warm_kernels; warm_kernels()"
+WORKDIR /tmp
+RUN OPENBLAS_NUM_THREADS=1 /opt/vitrine/bin/python -c "from engine.model import warm_kernels; warm_kernels()"
 
 FROM python:3.11-slim-bookworm
 RUN useradd --create-home --uid 10001 vitrine && mkdir -p /data && chown vitrine /data
@@ -25,10 +26,10 @@ ENV PATH=/opt/vitrine/bin:$PATH \
     VITRINE_DATA_DIR=/data \
     VITRINE_HOST=0.0.0.0 \
     VITRINE_PORT=8000
-USER vitrine
+USER 10001
 WORKDIR /data
 VOLUME /data
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=2s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"
+# GET /health on VITRINE_HOST/VITRINE_PORT as the container runs them (api/healthcheck.py, stdlib only).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["python", "-m", "api.healthcheck"]
 CMD ["vitrine", "serve"]

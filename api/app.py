@@ -14,10 +14,12 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from api import __version__
 from api.limits import BodySizeLimit
-from api.metrics import LatencyMiddleware, Metrics, metrics_endpoint
+from api.metrics import LatencyMiddleware, Metrics
+from api.openapi import TAGS, install as install_openapi
 from api.query import invalid_request
 from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
@@ -77,8 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await tasks.stop(task)
             await engine.stop()
 
-    app = FastAPI(title="Vitrine", version=__version__, lifespan=lifespan,
-                  description="Real-time recommendations and personalisation for e-commerce.")
+    app = FastAPI(title="Vitrine", version=__version__, lifespan=lifespan, openapi_tags=TAGS,
+                  description="Real-time recommendations and personalisation for e-commerce. Every error "
+                              "answers `{\"error\": ..., \"errors\": [{\"field\", \"message\"}]}`.")
+    install_openapi(app)
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.rate_limits = RateLimits(settings, observe=app.state.metrics.observe_rate_limited)
@@ -93,7 +97,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              for route in module.router.routes]
     for module in (items, admin, merch):
         app.router.routes.extend(module.router.routes)
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -123,7 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
@@ -131,6 +137,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_methods=["GET", "POST"], allow_headers=["content-type", "x-api-key"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method served at the request's path. Starlette's 405 names only those of the first
+    route with that path (``PUT /v1/items``, not ``DELETE``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def app_factory() -> FastAPI:

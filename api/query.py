@@ -58,11 +58,21 @@ def parse_query(model: type[M], request: Request, **extra: Any) -> M:
         raise invalid_request(field_errors(exc, whole="request")) from None
 
 
-def openapi_parameters(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``openapi_extra`` documenting ``model``'s fields as query parameters."""
+def openapi_parameters(model: type[BaseModel], path: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """OpenAPI parameters documenting ``model``'s fields: in the query, or in the path for ``path``."""
     schema = model.model_json_schema()
-    required = set(schema.get("required", []))
-    params = [{"name": name, "in": "query", "required": name in required, "schema": prop,
-               **({"description": prop["description"]} if "description" in prop else {})}
-              for name, prop in schema["properties"].items() if name not in exclude]
-    return {"parameters": params}
+    required = set(schema.get("required", [])) | set(path)
+    return [{"name": name, "in": "path" if name in path else "query", "required": name in required,
+             "schema": _without_null(prop), **({"description": prop["description"]} if "description" in prop else {})}
+            for name, prop in schema["properties"].items()]
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema without its ``null`` alternative: a parameter is absent, never null."""
+    prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
+    options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+    if len(options) == 1:
+        prop.update(options[0])
+    elif options:
+        prop["anyOf"] = options
+    return prop

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class Item(BaseModel):
-    """One product. ``category`` is a dotted path, most general first: ``home.kitchen.mugs``."""
+    """One product. ``category`` is a dotted path, most general first: ``home.kitchen.mugs``.
+    Numbers and booleans must be sent as such (Strict*), as the schema says."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,10 +40,10 @@ class Item(BaseModel):
     title: str = Field("", max_length=300)
     category: str | None = Field(None, max_length=200, pattern=CATEGORY_PATTERN)
     brand: str | None = Field(None, max_length=100)
-    price: float | None = Field(None, ge=0, le=1e9)
-    in_stock: bool = True
+    price: StrictFloat | None = Field(None, ge=0, le=1e9)
+    in_stock: StrictBool = True
     attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    added_at: float | None = Field(None, description="When the item entered the catalogue (unix s).")
+    added_at: StrictFloat | None = Field(None, description="When the item entered the catalogue (unix s).")
 
     @field_validator("category")
     @classmethod

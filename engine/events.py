@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError,
+                      field_validator, model_validator)
 
 from engine.field_path import FieldRequired, error_location, field_path
 from engine.settings import EventType
@@ -29,8 +30,8 @@ class LineItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     item_id: str = Field(pattern=ID_PATTERN)
-    quantity: int = Field(1, ge=1, le=100_000)
-    price: float | None = Field(None, ge=0, le=1e9)
+    quantity: StrictInt = Field(1, ge=1, le=100_000)
+    price: StrictFloat | None = Field(None, ge=0, le=1e9)
 
 
 class Event(BaseModel):
@@ -41,6 +42,7 @@ class Event(BaseModel):
     rebuilds exactly what live processing built.
     """
 
+    # Numbers and booleans must be sent as such (Strict*): "2" is not a quantity, 1 is not true.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: str = Field(pattern=ID_PATTERN)
@@ -49,13 +51,13 @@ class Event(BaseModel):
     customer_id: str | None = Field(None, pattern=ID_PATTERN)
     item_id: str | None = Field(None, pattern=ID_PATTERN)
     items: tuple[LineItem, ...] | None = Field(None, min_length=1, max_length=1000)
-    quantity: int | None = Field(None, ge=1, le=100_000)
-    price: float | None = Field(None, ge=0, le=1e9)
-    revenue: float | None = Field(None, ge=0, le=1e12)
+    quantity: StrictInt | None = Field(None, ge=1, le=100_000)
+    price: StrictFloat | None = Field(None, ge=0, le=1e9)
+    revenue: StrictFloat | None = Field(None, ge=0, le=1e12)
     ts: float
     rt: float
     properties: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    gpc: bool = False  # sent with Global Privacy Control (``Sec-GPC: 1``): the person opts out
+    gpc: StrictBool = False  # sent with Global Privacy Control (``Sec-GPC: 1``): the person opts out
 
     @field_validator("properties")
     @classmethod
@@ -100,6 +102,28 @@ class Event(BaseModel):
         if self.revenue is not None:
             return self.revenue
         return sum((li.price or 0.0) * li.quantity for li in self.line_items())
+
+
+def _when(types: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"properties": {"type": {"enum": types}}, "required": ["type"]}, "then": then}
+
+
+def _property(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": ["properties"], "properties": {"properties": {"required": [name],
+                                                                      "properties": {name: schema}}}}
+
+
+# What ``Event._fields_the_type_needs`` checks, as JSON Schema (``allOf`` of if/then) for the
+# OpenAPI description; tests/test_openapi.py checks that the two agree.
+TYPE_REQUIREMENTS: list[dict[str, Any]] = [
+    _when(sorted(ITEM_EVENTS), {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}),
+    _when(["purchase"], {"anyOf": [{"required": ["items"], "properties": {"items": {"type": "array"}}},
+                                   {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}]}),
+    _when(["login"], {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}}),
+    _when(["search"], _property("query", {"type": "string"})),
+    _when(["consent"], _property("granted", {"type": "boolean"})),
+    _when(["block_impression", "block_click"], _property("block_id", {"type": "string"})),
+]
 
 
 class FieldError(BaseModel):

@@ -52,6 +52,28 @@ def test_item_upsert_validates_every_item_and_stores_none_on_error(client: TestC
     assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["item_ids[1]", "item_ids[2]"]
 
 
+def test_item_bodies_take_json_types_and_no_unknown_field(client: TestClient) -> None:
+    r = client.put("/v1/items", headers=ADMIN, json={"items": [{"item_id": "n1", "in_stock": 1, "price": "3",
+                                                                 "added_at": "1700000000"}]})
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} == {"items[0].in_stock", "items[0].price", "items[0].added_at"}
+    r = client.put("/v1/items", headers=ADMIN, json={"items": [{"item_id": "n1", "price": 3}], "replace": True})
+    assert r.status_code == 422 and r.json()["errors"] == [{"field": "replace", "message": "unknown field"}]
+    r = client.request("DELETE", "/v1/items", headers=ADMIN, json={"item_ids": ["n1"], "all": True})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "all"
+    assert client.get("/v1/items/n1").status_code == 404
+
+
+def test_a_path_id_with_a_trailing_newline_is_invalid(client: TestClient) -> None:
+    assert client.get("/v1/items/85123A%0A").status_code == 422
+    assert client.get("/v1/profiles/v1%0A", headers=ADMIN).status_code == 422
+
+
+def test_a_405_names_every_method_of_the_path(client: TestClient) -> None:
+    r = client.post("/v1/items", headers=ADMIN, json={"items": []})
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, PUT" and r.json()["error"]
+
+
 def test_profile_endpoint(client: TestClient) -> None:
     assert client.get("/v1/profiles/nobody", headers=ADMIN).status_code == 404
     client.post("/v1/events", json={"event_id": "q", "type": "search", "visitor_id": "s",

@@ -131,7 +131,7 @@ def test_a_forged_login_does_not_stitch_the_attackers_cookie(client: TestClient)
         ("f1", {}, "customer_token", "is required with customer_id"),
         ("f2", {"customer_token": customer_token("not-the-shop-secret-42", "alice")}, "customer_token",
          "does not match customer_id"),
-        ("f3", {"customer_token": 12345}, "customer_token", "does not match customer_id"),
+        ("f3", {"customer_token": 12345}, "customer_token", "must be a string"),
     ):
         r = client.post("/v1/events", json={"event_id": event_id, "type": "login", "visitor_id": "attacker",
                                             "customer_id": "alice", **extra})

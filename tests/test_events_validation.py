@@ -41,6 +41,11 @@ def test_explicit_visitor_wins_over_cookie() -> None:
         ({"event_id": "e", "type": "teleport"}, "events[0].type", "page_view"),
         ({"event_id": "e", "type": "add_to_cart", "item_id": "A", "quantity": "two"}, "events[0].quantity", "integer"),
         ({"event_id": "e", "type": "add_to_cart", "item_id": "A", "quantity": 0}, "events[0].quantity", "greater"),
+        # JSON types as the schema states them, no coercion (the OpenAPI fuzzing found these accepted)
+        ({"event_id": "e", "type": "add_to_cart", "item_id": "A", "quantity": "2"}, "events[0].quantity", "integer"),
+        ({"event_id": "e", "type": "add_to_cart", "item_id": "A", "quantity": 2.0}, "events[0].quantity", "integer"),
+        ({"event_id": "e", "type": "page_view", "price": "2.5"}, "events[0].price", "number"),
+        ({"event_id": "e", "type": "page_view", "gpc": 1}, "events[0].gpc", "boolean"),
         ({"event_id": "e", "type": "page_view", "price": -1}, "events[0].price", "greater"),
         ({"event_id": "e", "type": "page_view", "colour": "red"}, "events[0].colour", "not permitted"),
         ({"event_id": "e", "type": "page_view", "timestamp": "yesterday"}, "events[0].timestamp", "ISO 8601"),

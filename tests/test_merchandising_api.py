@@ -291,6 +291,21 @@ def test_an_invalid_draft_is_a_422_naming_the_line(app_with_rules: tuple[TestCli
     assert client.post("/v1/admin/preview", json={"rules": "", "visitor_id": "v1"}).status_code == 401
 
 
+def test_preview_refuses_what_is_not_json_or_not_its_types(app_with_rules: tuple[TestClient, Path]) -> None:
+    client, _ = app_with_rules
+    r = client.post("/v1/admin/preview", headers={**ADMIN, "content-type": "application/json"}, content=b"{")
+    assert r.status_code == 400 and r.json()["errors"] == [{"field": "body", "message": "is not valid JSON"}]
+    r = client.post("/v1/admin/preview", headers=ADMIN, json={"rules": "", "visitor_id": "v1", "at": 0, "n": "5"})
+    assert r.status_code == 422 and {e["field"] for e in r.json()["errors"]} == {"at", "n"}
+
+
+def test_a_draft_with_a_control_character_is_a_422_naming_its_line(app_with_rules: tuple[TestClient, Path]) -> None:
+    client, _ = app_with_rules
+    r = client.post("/v1/admin/preview", headers=ADMIN, json={"rules": "placements:\n  home: \x0e\n",
+                                                              "visitor_id": "v1"})
+    assert r.status_code == 422 and r.json()["errors"][0]["line"] == 2
+
+
 # ------------------------------------------------------------------ anti-repetition
 
 

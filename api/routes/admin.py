@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
 
 from api.auth import require_admin
+from api.openapi import doc, ok, path_parameter
 from api.responses import ApiError, json_response
 from engine.events import ID_PATTERN
 from engine.profile_store import load_profiles
@@ -17,9 +20,37 @@ from models import artifacts
 router = APIRouter(dependencies=[Depends(require_admin)])
 
 
-@router.get("/v1/profiles/{visitor_id}")
-async def get_profile(request: Request, visitor_id: str) -> Response:
-    if not re.match(ID_PATTERN, visitor_id):
+class Profile(BaseModel):
+    visitor_id: str
+    segments: list[str] = Field(description="`new`/`returning`, `loyal`, `big_spender`, ... (README, Profiles).")
+    visitor: dict[str, Any] = Field(description="Visits, session, cart, affinities, consent.")
+    customer_id: str | None = Field(description="The customer this visitor is linked to, if any.")
+    customer: dict[str, Any] | None = Field(None, description="Present when linked: orders, RFM, purchases, "
+                                                              "affinities, traits, consent.")
+
+
+class ModelVersions(BaseModel):
+    serving: str | None = Field(description="The version this process serves; null: none trained yet.")
+    promoted: str | None = Field(description="The version marked current on disk.")
+    versions: list[str] = Field(description="Versions kept on disk, oldest first.")
+    meta: dict[str, Any] | None = Field(description="The served model's training metadata.")
+
+
+class Reloaded(BaseModel):
+    serving: str
+    changed: bool = Field(description="Whether this call swapped the served model.")
+
+
+@router.get("/v1/profiles/{visitor_id}", **doc(
+    "admin", "A visitor's profile (and its linked customer's)", {
+        200: ok(Profile, "The profile, scores decayed to now."),
+        404: "No profile for this visitor.",
+        422: "`visitor_id` has characters an id cannot have.",
+        503: "Redis is unavailable: retry.",
+    }, parameters=[path_parameter("visitor_id", ID_PATTERN, "The visitor's id (the `vt_vid` cookie).", "v-42")]))
+async def get_profile(request: Request) -> Response:
+    visitor_id = request.path_params["visitor_id"]
+    if not re.fullmatch(ID_PATTERN, visitor_id):
         raise ApiError(422, "invalid visitor id", [{"field": "visitor_id", "message": "invalid characters"}])
     engine = request.app.state.engine
     visitor, customer, customer_id = await load_profiles(engine.redis.mget, visitor_id, None)
@@ -29,7 +60,9 @@ async def get_profile(request: Request, visitor_id: str) -> Response:
                                   engine.settings.session_timeout_s, engine.catalogue.info))
 
 
-@router.get("/v1/admin/models")
+@router.get("/v1/admin/models", **doc("admin", "Model versions: served, promoted, on disk", {
+    200: ok(ModelVersions, "The versions."),
+}))
 async def list_models(request: Request) -> Response:
     engine = request.app.state.engine
     models_dir = engine.settings.models_dir
@@ -42,7 +75,12 @@ async def list_models(request: Request) -> Response:
     })
 
 
-@router.post("/v1/admin/models/reload")
+@router.post("/v1/admin/models/reload", **doc("admin", "Serve the promoted model now, or promote a version", {
+    200: ok(Reloaded, "The version now served here; other processes follow within `VITRINE_MODEL_POLL_S`."),
+    404: "No model version of this name on disk.",
+    409: "No model trained yet: run `vitrine train`.",
+    422: "A query parameter is invalid.",
+}))
 async def reload_model(request: Request, version: str | None = None) -> Response:
     """Serve the promoted model now (or promote ``version``, e.g. to roll back). Other replicas
     follow within ``VITRINE_MODEL_POLL_S``."""

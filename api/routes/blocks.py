@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_customer, require_site
 from api.identity import request_visitor, with_visitor_cookie
+from api.openapi import doc, ok
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.blocks import UnknownSlot
@@ -19,18 +22,33 @@ router = APIRouter()
 class BlockQuery(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    slot: str = Field(pattern=NAME)
+    slot: str = Field(pattern=NAME, description="A slot of the rules' blocks", examples=["home_top"])
     visitor_id: str | None = Field(None, pattern=ID_PATTERN, description="default: the vt_vid cookie")
     customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
     customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (README)")
     item_id: str | None = Field(None, pattern=ID_PATTERN)
 
 
-@router.get("/v1/blocks/{slot}", openapi_extra=openapi_parameters(BlockQuery, exclude=("slot",)))
-async def get_block(request: Request, slot: str) -> Response:
+class SlotBlock(BaseModel):
+    slot: str
+    rules_version: str
+    block: dict[str, Any] | None = Field(description="The rendered block (id, kind, format, campaign, title, body, "
+                                                     "cta, link, image, recommendations), or null when none is "
+                                                     "eligible.")
+    degraded: bool = Field(False, description="Present (true) when Redis was slow or down.")
+
+
+@router.get("/v1/blocks/{slot}", **doc(
+    "site", "The content block a visitor gets in a page slot", {
+        200: ok(SlotBlock, "The slot's block for this visitor (or `block: null`)."),
+        403: "Site key not valid, or `customer_id` without a valid `customer_token` (and no admin key).",
+        404: "The rules define no block for this slot.",
+        422: "The slot or a query parameter is invalid: `errors` names it.",
+    }, parameters=openapi_parameters(BlockQuery, path=("slot",))))
+async def get_block(request: Request) -> Response:
     """A hot path like recommendations: plain calls instead of FastAPI dependencies (api.query)."""
     await require_site(request)
-    query = parse_query(BlockQuery, request, slot=slot)
+    query = parse_query(BlockQuery, request, **request.path_params)
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     try:

@@ -13,8 +13,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin
-from api.query import require_json
+from api.openapi import doc, ok, path_parameter, request_body
+from api.query import json_body, require_json
 from api.responses import ApiError, json_response
+from api.routes.blocks import SlotBlock
+from api.routes.recommendations import Recommendations
 from engine import experiments
 from engine.blocks import UnknownSlot
 from engine.events import ID_PATTERN
@@ -35,12 +38,42 @@ def _rules_error(message: str, errors: list[RulesError]) -> ApiError:
     return ApiError(422, f"{message}: " + "; ".join(str(e) for e in errors), detail)  # type: ignore[arg-type]
 
 
-@router.get("/v1/admin/rules")
+class RulesProblem(BaseModel):
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+
+class RulesStatus(BaseModel):
+    version: str = Field(description="The rules served: their version, or `default` (built-in placements).")
+    source: str | None = None
+    file: str | None = Field(description="`VITRINE_RULES_FILE`, if set.")
+    loaded_at: float | None = None
+    status: str = Field(description="`ok`, or `error` while the file on disk is invalid (the last good rules "
+                                    "are still served).")
+    errors: list[RulesProblem]
+    error_since: float | None = None
+    placements: dict[str, list[str]]
+    slots: list[str]
+
+
+class RulesReloaded(RulesStatus):
+    changed: bool
+
+
+@router.get("/v1/admin/rules", **doc("admin", "The live rules: version, placements, slots, last load error", {
+    200: ok(RulesStatus, "The rules status."),
+}))
 async def rules_status(request: Request) -> Response:
     return json_response(request.app.state.engine.rules.status())
 
 
-@router.post("/v1/admin/rules/reload")
+@router.post("/v1/admin/rules/reload", **doc("admin", "Read the rules file now", {
+    200: ok(RulesReloaded, "The file was read and is valid (`changed`: it differed from the live rules)."),
+    409: "No rules file configured (`VITRINE_RULES_FILE`).",
+    422: "The file is invalid: `errors` give file, line and field; the last good rules are still served.",
+}))
 async def rules_reload(request: Request) -> Response:
     """Read the rules file now instead of at the next poll; 422 (still serving the last good
     rules) when it is invalid."""
@@ -54,7 +87,7 @@ async def rules_reload(request: Request) -> Response:
 
 
 class PreviewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # the JSON types its schema states, no coercion
 
     rules: str = Field(max_length=MAX_RULES_BYTES, description="The draft rules file (YAML text).")
     visitor_id: str = Field(pattern=ID_PATTERN)
@@ -65,6 +98,48 @@ class PreviewRequest(BaseModel):
     slots: list[str] | None = Field(None, max_length=50)
     n: int = Field(10, ge=1, le=100)
     at: datetime | None = Field(None, description="Preview as of this time (e.g. a campaign's first day).")
+
+
+class PreviewMiss(BaseModel):
+    error: str = Field(description="Why this placement or slot has nothing under these rules (e.g. unknown).")
+
+
+class PreviewSide(BaseModel):
+    rules_version: str
+    recommendations: dict[str, Recommendations | PreviewMiss] = Field(description="Per placement.")
+    blocks: dict[str, SlotBlock | PreviewMiss] = Field(description="Per slot.")
+
+
+class Preview(BaseModel):
+    visitor_id: str
+    at: float = Field(description="The time previewed (unix seconds).")
+    live: PreviewSide
+    draft: PreviewSide
+
+
+class ArmReport(BaseModel):
+    visitors: int
+    impressions: int
+    clicks: int
+    conversions: int
+    revenue: float
+    ctr: float | None
+    conversion: float | None
+    revenue_per_visitor: float | None
+    lift_vs_control: dict[str, Any] | None = Field(None, description="Per metric: lift and its 95% interval.")
+
+
+class ExperimentReport(BaseModel):
+    experiment: str
+    control: str
+    arms: dict[str, ArmReport]
+    placement: str | None = None
+    running: bool | None = None
+    weights: dict[str, float] | None = None
+    control_group_share: float | None = None
+
+
+_DRAFT = "placements:\n  home:\n    pins:\n      - {item: \"85123A\", slot: 1}\n"
 
 
 async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, placements: list[str],
@@ -89,13 +164,20 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
     return {"rules_version": snap.version, "recommendations": recos, "blocks": blocks}
 
 
-@router.post("/v1/admin/preview")
+@router.post("/v1/admin/preview", **doc(
+    "admin", "A visitor's lists and blocks under a draft rules file and under the live one", {
+        200: ok(Preview, "Both sides; nothing is written."),
+        422: "A field is invalid, or the draft is (`errors` give line and field).",
+    }, body=request_body(PreviewRequest, {"pin on home": {"rules": _DRAFT, "visitor_id": "v-42",
+                                                        "placements": ["home"], "n": 5}})))
 async def preview(request: Request) -> Response:
     """What one visitor gets under a draft and under the live rules, side by side. Nothing is
     written: the draft is never made live and no impression is recorded."""
     require_json(request)
+    raw = await request.body()
+    json_body(raw, "{\"rules\": ..., \"visitor_id\": ...}")  # not JSON: a 400, as on the other routes
     try:
-        body = PreviewRequest.model_validate_json(await request.body())
+        body = PreviewRequest.model_validate_json(raw)
     except ValidationError as exc:
         errors = field_errors(exc)
         raise ApiError(422, "invalid preview request: " + "; ".join(f"{e['field']}: {e['message']}"
@@ -118,9 +200,17 @@ async def preview(request: Request) -> Response:
     })
 
 
-@router.get("/v1/admin/experiments/{experiment_id}")
-async def experiment_report(request: Request, experiment_id: str) -> Response:
-    if not re.match(NAME, experiment_id):
+@router.get("/v1/admin/experiments/{experiment_id}", **doc(
+    "admin", "An experiment's per-arm results and lift against control", {
+        200: ok(ExperimentReport, "Visitors, impressions, CTR, conversion, revenue per visitor, lift with 95% CI."),
+        404: "No such experiment in the rules, and no data recorded for it.",
+        422: "`experiment_id` is not a valid name.",
+        503: "Redis is unavailable: retry.",
+    }, parameters=[path_parameter("experiment_id", NAME, "The experiment's id in the rules, or `holdout`.",
+                                  "holdout")]))
+async def experiment_report(request: Request) -> Response:
+    experiment_id = request.path_params["experiment_id"]
+    if not re.fullmatch(NAME, experiment_id):
         raise ApiError(422, "invalid experiment id", [{"field": "experiment_id", "message": "invalid characters"}])
     engine = request.app.state.engine
     raw = await engine.redis.zrange(experiment_key(experiment_id), 0, -1, withscores=True)
