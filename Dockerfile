@@ -14,7 +14,7 @@ RUN /opt/vitrine/bin/pip install --no-cache-dir .
 # (from /tmp, so that the installed package is the one imported and cached).
 ENV NUMBA_CACHE_DIR=/opt/vitrine/numba-cache
 WORKDIR /tmp
-RUN OPENBLAS_NUM_THREADS=1 /opt/vitrine/bin/python -c "from engine.model import warm_kernels; warm_kernels()"
+RUN OPENBLAS_NUM_THREADS=1 /opt/vitrine/bin/python -c "from engine.ranking.model import warm_kernels; warm_kernels()"
 
 FROM python:3.11-slim-bookworm
 RUN useradd --create-home --uid 10001 vitrine && mkdir -p /data && chown vitrine /data

@@ -24,11 +24,13 @@ from api.query import invalid_request
 from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
 from api.routes import admin, blocks, events, health, items, merch, recommendations
-from engine import catchup, retention, tasks
-from engine.checkpoint import Checkpoint
-from engine.eventlog import EventLog
-from engine.field_path import field_path
-from engine.ingest import EmbeddedSink, EventSink
+from engine import tasks
+from engine.ingest import catchup
+from engine.ingest import retention
+from engine.ingest.checkpoint import Checkpoint
+from engine.events.log import EventLog
+from engine.events.fields import field_path
+from engine.ingest.writer import EmbeddedSink, EventSink
 from engine.runtime import Engine
 from engine.settings import Settings
 

@@ -1,6 +1,6 @@
 """API keys: an admin key for catalogue, profiles and models; optional public site keys for the
 endpoints a storefront calls from the browser. And who may name a customer: the admin key, or a
-customer token signed by the site's backend (engine.identity)."""
+customer token signed by the site's backend (engine.profiles.tokens)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import hmac
 from fastapi import Request
 
 from api.responses import ApiError
-from engine.events import FieldError
-from engine.identity import verify_customer_token
+from engine.events.schema import FieldError
+from engine.profiles.tokens import verify_customer_token
 from engine.settings import Settings
 
 

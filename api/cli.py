@@ -38,7 +38,7 @@ from engine.settings import Settings  # noqa: E402
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from engine.apply import EventApplier
+    from engine.ingest.apply import EventApplier
     from engine.catalog import Catalogue
 
 
@@ -49,7 +49,7 @@ def redis_for(settings: Settings) -> Iterator[str]:
     if settings.redis_url:
         yield settings.redis_url
         return
-    from engine.redis_server import managed_redis  # noqa: PLC0415
+    from engine.store.server import managed_redis  # noqa: PLC0415
 
     with managed_redis(settings.redis_dir, maxmemory=int(settings.redis_maxmemory),
                        maxmemory_policy=settings.redis_maxmemory_policy) as url:
@@ -75,7 +75,7 @@ def ensure_admin_key(settings: Settings) -> str:
 
 async def _import(settings: Settings, redis_url: str, items: Path | None, events: Path | None) -> None:
     from engine.catalog import upsert_items  # noqa: PLC0415
-    from engine.importer import ImportReport, read_items  # noqa: PLC0415
+    from engine.ingest.importer import ImportReport, read_items  # noqa: PLC0415
     from engine.runtime import Engine  # noqa: PLC0415
 
     engine = Engine(settings, redis_url)
@@ -104,9 +104,9 @@ async def _import_to_log(settings: Settings, applier: EventApplier, redis: Redis
     """Embedded mode: imported events go to the log like accepted ones (what train and replay
     read), each batch applied and the checkpoint moved past it, so a start never applies them
     again and an import cut short is finished by the next start."""
-    from engine.checkpoint import Checkpoint  # noqa: PLC0415
-    from engine.eventlog import EventLog  # noqa: PLC0415
-    from engine.importer import ImportReport, read_events  # noqa: PLC0415
+    from engine.ingest.checkpoint import Checkpoint  # noqa: PLC0415
+    from engine.events.log import EventLog  # noqa: PLC0415
+    from engine.ingest.importer import ImportReport, read_events  # noqa: PLC0415
 
     report, checkpoint = ImportReport(), Checkpoint(redis)
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
@@ -149,7 +149,7 @@ async def _import_to_log(settings: Settings, applier: EventApplier, redis: Redis
 async def _import_to_topic(settings: Settings, events: Path) -> None:
     """Kafka mode: the topic is the history (what train and replay read), so imported events go
     there like any other and the workers apply them."""
-    from engine.importer import ImportReport, read_events  # noqa: PLC0415
+    from engine.ingest.importer import ImportReport, read_events  # noqa: PLC0415
     from streaming.producer import KafkaSink  # noqa: PLC0415
 
     sink, report, sent, batch = KafkaSink(settings), ImportReport(), 0, []
@@ -194,13 +194,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def train(settings: Settings) -> str:
     from api.quality_cli import gated_train  # noqa: PLC0415
-    from engine.history import interactions_from_log  # noqa: PLC0415
+    from engine.events.history import interactions_from_log  # noqa: PLC0415
 
     started = time.perf_counter()
     since = time.time() - settings.train_window_s
     catalogue = _catalogue_ids(settings)
     if settings.mode == "kafka":
-        from engine.history import interactions  # noqa: PLC0415
+        from engine.events.history import interactions  # noqa: PLC0415
         from streaming.topics import history  # noqa: PLC0415
 
         rows = interactions(history(settings), settings.consent_required, since, catalogue)
@@ -359,7 +359,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
-    from engine import catchup, replay  # noqa: PLC0415
+    from engine.ingest import catchup  # noqa: PLC0415
+    from engine.ingest import replay  # noqa: PLC0415
     from engine.runtime import Engine  # noqa: PLC0415
 
     engine = Engine(settings, redis_url, serve_models=False)
@@ -438,7 +439,7 @@ def _catalogue_for_rules(settings: Settings) -> tuple[Catalogue | None, str]:
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from engine.catalog import load_catalogue  # noqa: PLC0415
-    from engine.redis_server import running_url  # noqa: PLC0415
+    from engine.store.server import running_url  # noqa: PLC0415
     from engine.runtime import connect  # noqa: PLC0415
 
     url = settings.redis_url or running_url(settings.redis_dir)
@@ -464,8 +465,8 @@ def cmd_check_rules(args: argparse.Namespace, settings: Settings) -> int:
     windows against VITRINE_EXPOSURE_RETENTION_S, and pinned and promoted items against the
     catalogue when one is reachable (a warning says when it is not). Exit 0 valid, 1 invalid,
     2 the file cannot be read."""
-    from engine.rules_live import parse_file  # noqa: PLC0415
-    from engine.rules_loader import RulesInvalid  # noqa: PLC0415
+    from engine.merch.live import parse_file  # noqa: PLC0415
+    from engine.merch.loader import RulesInvalid  # noqa: PLC0415
 
     path: Path = args.path
     try:
@@ -512,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API")
     http_args(p)
     p.set_defaults(func=cmd_serve)
-    from engine.importer import EVENT_COLUMNS, ITEM_COLUMNS  # noqa: PLC0415
+    from engine.ingest.importer import EVENT_COLUMNS, ITEM_COLUMNS  # noqa: PLC0415
 
     p = sub.add_parser("import", help="load items and/or historical events from CSV")
     p.add_argument("--items", type=Path, help="items.csv: " + ",".join(ITEM_COLUMNS))

@@ -7,7 +7,7 @@ import secrets
 
 from fastapi import Request, Response
 
-from engine.events import ID_PATTERN
+from engine.events.schema import ID_PATTERN
 
 COOKIE = "vt_vid"
 _VALID = re.compile(ID_PATTERN)

@@ -1,5 +1,5 @@
 """`vitrine evaluate` and the gate of `vitrine train`: the engine's served recommender
-(engine.offline_ranker) wired into the offline protocol of models/, which cannot import it."""
+(engine.ranking.offline) wired into the offline protocol of models/, which cannot import it."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def gated_train(rows: Iterable[Interaction], settings: Settings) -> tuple[Artifa
     The gate has no catalogue (training does not need Redis): every trained item counts as
     available, for both models alike."""
     from engine.catalog import EMPTY  # noqa: PLC0415
-    from engine.offline_ranker import OfflineRanker  # noqa: PLC0415
+    from engine.ranking.offline import OfflineRanker  # noqa: PLC0415
     from engine.runtime import profile_config  # noqa: PLC0415
     from models.evaluate import Protocol  # noqa: PLC0415
     from models.lifecycle import train_and_gate  # noqa: PLC0415
@@ -85,8 +85,8 @@ def load_history(events: Path, items: Path | None) -> tuple[list[Interaction], C
     """The generic CSV formats of `vitrine import`, read by its own reader (bad rows reported)."""
     from api.cli import _print_report  # noqa: PLC0415
     from engine.catalog import EMPTY, Catalogue  # noqa: PLC0415
-    from engine.history import interactions  # noqa: PLC0415
-    from engine.importer import ImportReport, read_events, read_items  # noqa: PLC0415
+    from engine.events.history import interactions  # noqa: PLC0415
+    from engine.ingest.importer import ImportReport, read_events, read_items  # noqa: PLC0415
 
     catalogue = EMPTY
     if items is not None:
@@ -131,7 +131,7 @@ def settings_env(params: dict[str, Any], protocol: Protocol) -> dict[str, str]:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.offline_ranker import OfflineRanker  # noqa: PLC0415
+    from engine.ranking.offline import OfflineRanker  # noqa: PLC0415
     from engine.runtime import profile_config  # noqa: PLC0415
     from models import quality, report  # noqa: PLC0415
     from models.evaluate import Protocol  # noqa: PLC0415

@@ -15,7 +15,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from api.responses import UNSUPPORTED_MEDIA_TYPE, ApiError
-from engine.field_path import field_errors
+from engine.events.fields import field_errors
 
 M = TypeVar("M", bound=BaseModel)
 

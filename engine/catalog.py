@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, fiel
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from engine import keys
-from engine.events import ID_PATTERN
+from engine.store import keys
+from engine.events.schema import ID_PATTERN
 from engine.profiles import ItemInfo
 
 CATEGORY_PATTERN = r"^[^.\s][^.]*(\.[^.]+)*$"
@@ -66,7 +66,7 @@ class Catalogue:
     items: dict[str, Item]
     # Bumped by every change that makes an item recommendable (a new item, one back in stock),
     # not by the rest (prices, titles, stock-outs, deletions): a for-you list ranked before such a
-    # change is still exact once the now unavailable items are dropped (engine.precomputed).
+    # change is still exact once the now unavailable items are dropped (engine.ranking.stored).
     grown: int = 0
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 
 One Redis read (two when only the cookie knows the customer), then pure scenario functions in the
 placement's fallback order until the candidate pool is full, then the merchandiser's rules
-(``engine.rules_stage``) cut it to ``n``. If Redis is slow or down, the list is built
+(``engine.merch.stage``) cut it to ``n``. If Redis is slow or down, the list is built
 from the model alone and marked ``degraded``: a shop page must never wait on us.
 """
 
@@ -16,22 +16,24 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from engine import keys, precomputed
-from engine.affinity import affinity_owner, relative
-from engine.breaker import Breaker
+from engine.store import keys
+
+from engine.ranking import stored
+from engine.profiles.affinity import affinity_owner, relative
+from engine.store.breaker import Breaker
 from engine.catalog import Catalogue, CatalogueCache
-from engine.experiments import Arm
-from engine.exposure import Exposure, item_hash, minute
-from engine.model import ModelHolder, ServedModel
-from engine.profile_store import Loaded, load_profiles_with
+from engine.merch.experiments import Arm
+from engine.merch.exposure import Exposure, item_hash, minute
+from engine.ranking.model import ModelHolder, ServedModel
+from engine.profiles.store import Loaded, load_profiles_with
 from engine.profiles import VisitorProfile, last_withdrawal, withdrawn
-from engine.redis_reads import PipelinedReader
-from engine.rules_live import RulesHolder, RulesSnapshot
-from engine.rules_stage import Visitor as RulesVisitor
-from engine.rules_stage import apply_rules, pool_size
-from engine.scenarios import SCENARIOS, Context, Pick, base_exclusions
+from engine.store.reads import PipelinedReader
+from engine.merch.live import RulesHolder, RulesSnapshot
+from engine.merch.stage import Visitor as RulesVisitor
+from engine.merch.stage import apply_rules, pool_size
+from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
-from engine.trending import TrendingReader
+from engine.ranking.trending import TrendingReader
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class Recommender:
         # stock, the visit over): the engine has it stored again, so that only their next request
         # scores, not every request until their next event.
         self.list_missed: Callable[[str], None] = lambda visitor_id: None
-        # What shapes a for-you list besides the person, model and catalogue (engine.precomputed).
+        # What shapes a for-you list besides the person, model and catalogue (engine.ranking.stored).
         self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
                              f"{settings.consent_required:d}{settings.session_timeout_s}")
 
@@ -90,7 +92,7 @@ class Recommender:
 
     async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read:
         """Profile, extra keys and trending within the time budget; on failure, or while the
-        breaker is open after one (``engine.breaker``), empty ones and degraded=True."""
+        breaker is open after one (``engine.store.breaker``), empty ones and degraded=True."""
         now = asyncio.get_running_loop().time()
         if self.breaker.allow(now):
             deadline = now + self._settings.redis_timeout_s
@@ -148,11 +150,11 @@ class Recommender:
         return ctx
 
     def _stamp(self, model: ServedModel, catalogue: Catalogue, loaded: Loaded) -> bytes:
-        return precomputed.digest(model, catalogue, self._list_config, loaded.customer_id,
+        return stored.digest(model, catalogue, self._list_config, loaded.customer_id,
                                   loaded.raw_visitor, loaded.raw_customer)
 
     async def for_you_list(self, visitor_id: str, n: int) -> bytes | None:
-        """The visitor's for-you list as ``engine.precomputed`` stores it; None for whoever gets no
+        """The visitor's for-you list as ``engine.ranking.stored`` stores it; None for whoever gets no
         personal list (no model, consent withdrawn or not granted)."""
         model = self.models.current
         if model is None:
@@ -163,8 +165,8 @@ class Recommender:
         catalogue = self.catalogue.current
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
         picks = SCENARIOS["for_you"](model, catalogue, ctx)
-        visit = precomputed.Visit.of(ctx.visitor, ctx.now, ctx.session_timeout_s)
-        return precomputed.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model)
+        visit = stored.Visit.of(ctx.visitor, ctx.now, ctx.session_timeout_s)
+        return stored.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model)
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]:
@@ -180,18 +182,18 @@ class Recommender:
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
         pool = pool_size(eff, req.n)
         wants_list = (model is not None and arm.personalised and req.visitor_id is not None
-                      and "for_you" in eff.chain and pool <= precomputed.LIST_SIZE and self._settings.store_lists)
+                      and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
-        stored = None
+        kept = None
         if wants_list and not degraded:
-            stored = precomputed.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
+            kept = stored.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
                                         self._settings.session_timeout_s)
-        if stored is not None and eff.chain[0] == "for_you" and not eff.has_rules:
+        if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules:
             # The list as applying the person's last events left it: it only exists for whoever may
-            # have one, so nothing else needs reading from their profile (engine.precomputed).
-            picks = stored.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
+            # have one, so nothing else needs reading from their profile (engine.ranking.stored).
+            picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)
                 return self._response(req, snap, arm, model, picks, degraded=False)
@@ -203,12 +205,12 @@ class Recommender:
             repetition = None
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if wants_list and personal:
-            ctx.precomputed = stored
-            self.observe_stored_list(stored is not None)
+            ctx.precomputed = kept
+            self.observe_stored_list(kept is not None)
             # Only where a list made now would match: the cookie's own customer, named or not (a
             # list is made for that one), and someone with a profile (none is kept for a first-time
             # visitor).
-            if stored is None and loaded.raw_visitor and req.customer_id in (None, loaded.visitor.customer_id):
+            if kept is None and loaded.raw_visitor and req.customer_id in (None, loaded.visitor.customer_id):
                 self.list_missed(req.visitor_id)  # type: ignore[arg-type]
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []

@@ -19,17 +19,17 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from engine import tasks
-from engine.apply import EventApplier, transient
-from engine.blocks import BlockPicker
+from engine.ingest.apply import EventApplier, transient
+from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
-from engine.model import ModelHolder, ServedModel
-from engine.precomputed import Precomputer
+from engine.ranking.model import ModelHolder, ServedModel
+from engine.ranking.stored import Precomputer
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
-from engine.redis_reads import PipelinedReader
-from engine.rules_live import RulesHolder, RulesSnapshot
+from engine.store.reads import PipelinedReader
+from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.settings import Settings
-from engine.trending import TrendingClock, TrendingReader
+from engine.ranking.trending import TrendingClock, TrendingReader
 
 log = logging.getLogger(__name__)
 SENTINEL_SCHEME = "redis+sentinel://"

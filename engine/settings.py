@@ -33,7 +33,7 @@ EventType = Literal[
     "consent",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
-# Policies that evict only keys with a TTL, idle ones first (engine.keys says why): allkeys-* would
+# Policies that evict only keys with a TTL, idle ones first (engine.store.keys says why): allkeys-* would
 # evict the catalogue, volatile-ttl and volatile-random the dedup memory of an active visitor.
 RedisEvictionPolicy = Literal["volatile-lru", "volatile-lfu", "noeviction"]
 
@@ -45,7 +45,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "purchase": 8.0,
 }
 
-# The signals of the for-you blend (engine.blend) and their default weights; `vitrine evaluate`
+# The signals of the for-you blend (engine.ranking.blend) and their default weights; `vitrine evaluate`
 # tunes them per shop on a validation split and prints the values to set.
 BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity")
 DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "neighbours": 0.25, "popularity": 0.5}
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     site_keys: list[str] = Field(default_factory=list, description="Public site keys; empty: none required.")
     # At least 16 characters: every customer sees their own token, so a short secret can be guessed offline.
     identity_secret: str | None = Field(None, min_length=16, description="Shared with the site's backend, which "
-                                        "signs customer ids with it (engine.identity); unset: only admin-key "
+                                        "signs customer ids with it (engine.profiles.tokens); unset: only admin-key "
                                         "callers may name a customer_id.")
     cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed to call the API "
                                     "with credentials (the visitor cookie); `*` is refused.")
@@ -201,21 +201,21 @@ class Settings(BaseSettings):
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
     model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model/catalogue.")
     store_lists: bool = Field(True, description="Applying events also stores the visitors' for-you lists "
-                                                "(engine.precomputed): cheaper recommendations, ~40% more "
+                                                "(engine.ranking.stored): cheaper recommendations, ~40% more "
                                                 "applier CPU; false scores every request instead.")
 
-    # --- merchandising (engine.rules_live, engine.exposure) ---
+    # --- merchandising (engine.merch.live, engine.merch.exposure) ---
     rules_file: Path | None = Field(None, description="The merchandiser's YAML rules; unset: built-in placements.")
     exposure_retention_s: int = Field(30 * 86400, gt=0, description="How long impressions are remembered "
                                                                     "(caps and repetition windows up to this).")
     attribution_window_s: int = Field(86400, gt=0, description="A purchase within this time of a recommendation "
                                                                "click on the item is attributed to it.")
 
-    # --- recommendation quality and model lifecycle (engine.blend, models.evaluate, models.train) ---
+    # --- recommendation quality and model lifecycle (engine.ranking.blend, models.evaluate, models.train) ---
     exclude_seen: bool = Field(True, description="for-you leaves out items the person already viewed, carted or "
                                                  "bought; false lets them come back, ranked by the blend")
     blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND),
-                                    description="Weights of the for-you signals (engine.blend).")
+                                    description="Weights of the for-you signals (engine.ranking.blend).")
     history_half_life_s: float = Field(30 * 86400, gt=0, description="Age at which a past event counts half in "
                                                                     "the blend's history signal.")
     train_window_s: int = Field(365 * 86400, gt=0, description="How far back `vitrine train` reads the history, "

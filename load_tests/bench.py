@@ -31,12 +31,12 @@ import uvloop
 from redis.asyncio import Redis
 
 from api.quality_cli import train_config
-from engine import keys
-from engine.events import Event
-from engine.history import interactions
+from engine.store import keys
+from engine.events.schema import Event
+from engine.events.history import interactions
 from engine.catalog import upsert_items
-from engine.importer import ImportReport, read_events, read_items
-from engine.redis_server import free_port, start_redis
+from engine.ingest.importer import ImportReport, read_events, read_items
+from engine.store.server import free_port, start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
 from load_tests.bench_stream import measure_freshness

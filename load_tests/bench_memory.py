@@ -29,10 +29,10 @@ from redis.asyncio import Redis
 from api.identity import new_visitor_id
 from api.quality_cli import train_config
 from engine.catalog import upsert_items
-from engine.events import Event
-from engine.history import interactions
-from engine.importer import ImportReport, read_events, read_items
-from engine.redis_server import start_redis
+from engine.events.schema import Event
+from engine.events.history import interactions
+from engine.ingest.importer import ImportReport, read_events, read_items
+from engine.store.server import start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
 from load_tests.bench import _sessions_from_baskets

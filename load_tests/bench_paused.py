@@ -27,9 +27,9 @@ from typing import Any
 import uvloop
 
 from api.quality_cli import train_config
-from engine.history import interactions
-from engine.importer import ImportReport, read_events
-from engine.redis_server import free_port, start_redis
+from engine.events.history import interactions
+from engine.ingest.importer import ImportReport, read_events
+from engine.store.server import free_port, start_redis
 from engine.settings import Settings
 from load_tests.bench import _load_items, _populate, _sessions_from_baskets, _start_server, _wait_ready
 from load_tests.httpload import Http, LoadResult, run_load

@@ -1,5 +1,5 @@
 """What a request-path Redis read costs the API process: redis-py's ``Redis.mget`` (configured as
-``engine.runtime.connect`` configures it) next to ``engine.redis_reads.PipelinedReader``.
+``engine.runtime.connect`` configures it) next to ``engine.store.reads.PipelinedReader``.
 
     python -m load_tests.bench_reads [--reads 5000] [--out var/bench_reads.json]
 
@@ -22,9 +22,9 @@ from pathlib import Path
 import redis
 import uvloop
 
-from engine import keys
-from engine.redis_reads import PipelinedReader
-from engine.redis_server import start_redis
+from engine.store import keys
+from engine.store.reads import PipelinedReader
+from engine.store.server import start_redis
 from engine.runtime import connect
 
 VISITORS = [keys.visitor(f"bench-{n:06d}") for n in range(500)]

@@ -31,7 +31,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
-from engine.redis_server import free_port, start_redis  # noqa: E402
+from engine.store.server import free_port, start_redis  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from load_tests.httpload import Http  # noqa: E402
 

@@ -38,13 +38,13 @@ import orjson
 import redis
 from aiokafka import AIOKafkaProducer
 
-from engine import keys
+from engine.store import keys
 from engine.catalog import Item, upsert_items
-from engine.eventlog import dump
-from engine.events import Event
-from engine.importer import ImportReport, read_events, read_items
-from engine.redis_server import free_port, start_redis
-from engine.replay import delete_profiles
+from engine.events.log import dump
+from engine.events.schema import Event
+from engine.ingest.importer import ImportReport, read_events, read_items
+from engine.store.server import free_port, start_redis
+from engine.ingest.replay import delete_profiles
 from engine.runtime import Engine
 from engine.settings import Settings
 from load_tests.httpload import Http

@@ -38,7 +38,7 @@ class Artifact:
     complement_score: np.ndarray
     popularity: np.ndarray  # float32 (items,)
     meta: dict[str, Any] = field(default_factory=dict)
-    user_recent: csr_matrix | None = None  # user_items decayed by age (engine.blend's history signal)
+    user_recent: csr_matrix | None = None  # user_items decayed by age (engine.ranking.blend's history signal)
 
     @property
     def version(self) -> str:

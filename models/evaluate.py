@@ -107,7 +107,7 @@ def _iso(ts: float) -> str:
 
 
 def exclusions(history: Sequence[Interaction], protocol: Protocol) -> set[str]:
-    """What production never shows this person at the end of ``history`` (see engine.scenarios
+    """What production never shows this person at the end of ``history`` (see engine.ranking.scenarios
     ``base_exclusions`` and ``for_you``): the cart, and by setting what they bought or touched."""
     cart: set[str] = set()
     bought: set[str] = set()

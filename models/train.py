@@ -26,7 +26,7 @@ class TrainConfig:
     neighbours: int = 50
     popularity_half_life_s: float = 30 * 86400
     history_half_life_s: float = 30 * 86400
-    blend: Mapping[str, float] = field(default_factory=lambda: {"als": 1.0})  # see engine.blend
+    blend: Mapping[str, float] = field(default_factory=lambda: {"als": 1.0})  # see engine.ranking.blend
 
     def matrix(self, rows: Iterable[Interaction]) -> InteractionMatrix:
         return build_matrix(rows, self.weights, popularity_half_life_s=self.popularity_half_life_s,

@@ -67,7 +67,7 @@ class StreamApp(faust.App):
             raise RuntimeError("no Redis URL for the worker")
         await ensure_topics(self.settings)
         # With the model loaded, applying events also stores the visitors' for-you lists
-        # (engine.precomputed), so the API replicas serve them without scoring.
+        # (engine.ranking.stored), so the API replicas serve them without scoring.
         self.engine = Engine(self.settings, self.redis_url)
         await self.engine.start()
         self.processor = BatchProcessor(self.engine.applier, self.send_dead_letters)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.redis_server import free_port, stop_process
+from engine.store.server import free_port, stop_process
 from engine.settings import Settings, as_environment
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from engine.apply import ApplyStats, EventApplier, transient
-from engine.events import Event
+from engine.ingest.apply import ApplyStats, EventApplier, transient
+from engine.events.schema import Event
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0

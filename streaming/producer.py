@@ -13,9 +13,9 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from engine.eventlog import dump
-from engine.events import Event
-from engine.ingest import SinkUnavailable
+from engine.events.log import dump
+from engine.events.schema import Event
+from engine.ingest.writer import SinkUnavailable
 from engine.settings import Settings
 from streaming.topics import ensure_topics
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from engine.events import Event
+from engine.events.schema import Event
 from engine.settings import Settings
 from streaming.processor import Record, decode
 
@@ -105,7 +105,7 @@ async def topic_events(settings: Settings) -> AsyncIterator[list[Event]]:
 
 
 def history(settings: Settings) -> Iterator[dict[str, Any]]:
-    """The topic's events as the dicts ``engine.history.interactions`` takes, for ``vitrine train``
+    """The topic's events as the dicts ``engine.events.history.interactions`` takes, for ``vitrine train``
     (synchronous, like the embedded log reader)."""
     loop = asyncio.new_event_loop()
     batches = topic_events(settings)

@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 import redis  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from engine.redis_server import RedisServer, free_port, start_redis  # noqa: E402
+from engine.store.server import RedisServer, free_port, start_redis  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -61,8 +61,8 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory, demo_files: tuple[Path, Path]) -> Path:
     """A models dir holding one promoted artifact trained on the demo subset."""
-    from engine.history import interactions
-    from engine.importer import ImportReport, read_events
+    from engine.events.history import interactions
+    from engine.ingest.importer import ImportReport, read_events
     from models.als import ALSParams
     from models.train import TrainConfig, train_from_rows
 
@@ -110,7 +110,7 @@ def client(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path],
     """The app in process (lifespan included) with the demo catalogue loaded."""
     from api.app import create_app
     from engine.catalog import upsert_items
-    from engine.importer import ImportReport, read_items
+    from engine.ingest.importer import ImportReport, read_items
 
     items, _ = demo_files
 

@@ -9,7 +9,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine import keys
+from engine.store import keys
 from tests.conftest import ADMIN, make_settings
 
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.identity import new_visitor_id
-from engine.events import ID_PATTERN
-from engine.redis_server import start_redis
+from engine.events.schema import ID_PATTERN
+from engine.store.server import start_redis
 from tests.conftest import ADMIN, make_settings
 
 

@@ -24,7 +24,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from engine.redis_server import RedisServer
+from engine.store.server import RedisServer
 from engine.settings import Settings
 from tests.conftest import ADMIN, LiveServer, make_settings
 from tests.test_rules_loader import readme_example
@@ -61,7 +61,7 @@ def fuzz_server(redis_server: RedisServer, demo_files: tuple[Path, Path], traine
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     from api.app import create_app
     from engine.catalog import upsert_items
-    from engine.importer import ImportReport, read_items
+    from engine.ingest.importer import ImportReport, read_items
 
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()

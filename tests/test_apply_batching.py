@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis.asyncio
 
-from engine.events import Event
+from engine.events.schema import Event
 from engine.runtime import Engine
 from engine.profiles import decode_dict
 from tests.conftest import make_settings

@@ -8,11 +8,11 @@ import time
 
 from redis.asyncio import Redis
 
-from engine import keys
-from engine.apply import EventApplier
-from engine.events import Event
+from engine.store import keys
+from engine.ingest.apply import EventApplier
+from engine.events.schema import Event
 from engine.profiles import CustomerProfile, ItemInfo, ProfileConfig, VisitorProfile
-from engine.trending import TrendingClock, TrendingReader
+from engine.ranking.trending import TrendingClock, TrendingReader
 
 _ids = itertools.count()
 INFO = {"a": ItemInfo("c.x", None, 1.0), "b": ItemInfo("c.y", None, 2.0)}

@@ -9,7 +9,7 @@ import redis.asyncio
 from scipy.sparse import csr_matrix
 
 from engine.catalog import Catalogue, CatalogueCache, Item, upsert_items
-from engine.model import ServedModel
+from engine.ranking.model import ServedModel
 from models.artifacts import Artifact
 
 IDS = ["mug", "plate", "shovel", "cup", "gone"]

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from engine.redis_server import free_port
+from engine.store.server import free_port
 from tests.conftest import without_settings
 from models import artifacts
 

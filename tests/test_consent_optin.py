@@ -13,9 +13,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from engine import keys
-from engine.eventlog import read_raw
-from engine.history import interactions_from_log
+from engine.store import keys
+from engine.events.log import read_raw
+from engine.events.history import interactions_from_log
 from tests.conftest import ADMIN
 from tests.test_consent_withdrawal import (RULES, assert_anonymous, consent, customer, greeting, personal,  # noqa: F401
                                            post, profile, reco)

@@ -14,7 +14,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from engine.history import interactions_from_log
+from engine.events.history import interactions_from_log
 from tests.conftest import ADMIN
 
 RULES = """blocks:

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from engine import keys
+from engine.store import keys
 from engine.profiles import VisitorProfile
-from engine.redis_server import free_port, start_redis
+from engine.store.server import free_port, start_redis
 from tests.test_cli import ROOT, VITRINE
 
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from engine.identity import customer_token, verify_customer_token
+from engine.profiles.tokens import customer_token, verify_customer_token
 from engine.settings import Settings
 from tests.conftest import ADMIN
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from api.healthcheck import DEFAULT_PORT, health_url
-from engine.redis_server import free_port
+from engine.store.server import free_port
 from engine.settings import Settings
 from tests.conftest import LiveServer, make_settings
 

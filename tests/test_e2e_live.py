@@ -15,7 +15,7 @@ import redis
 
 from api.app import create_app
 from engine.catalog import upsert_items
-from engine.importer import ImportReport, read_items
+from engine.ingest.importer import ImportReport, read_items
 from models import artifacts
 from models.als import ALSParams
 from models.train import TrainConfig, fit

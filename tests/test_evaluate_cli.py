@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.eventlog import EventLog
-from engine.importer import ImportReport, read_events
+from engine.events.log import EventLog
+from engine.ingest.importer import ImportReport, read_events
 from models import artifacts
 from models.datasets import TAOBAO_HEAD, TAOBAO_WINDOW, write_taobao
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.blend import blend_scores, blend_weights
+from engine.ranking.blend import blend_scores, blend_weights
 from models.evaluate import Protocol, exclusions, split_at_tail, time_split
 from models.interactions import Interaction
 from models.metrics import ranking_metrics
@@ -89,8 +89,8 @@ def test_the_session_so_far_is_given_and_what_came_next_is_the_target() -> None:
 def test_baselines_build_the_same_row_from_history_as_training_did(demo_files: tuple[Path, Path]) -> None:
     from dataclasses import replace
 
-    from engine.history import interactions
-    from engine.importer import ImportReport, read_events
+    from engine.events.history import interactions
+    from engine.ingest.importer import ImportReport, read_events
     from models.baselines import als, item_knn
     from models.train import TrainConfig
 

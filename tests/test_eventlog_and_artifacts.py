@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from engine.eventlog import EventLog, dump, read_events, read_raw, segments
-from engine.events import Event
+from engine.events.log import EventLog, dump, read_events, read_raw, segments
+from engine.events.schema import Event
 from models import artifacts
 from models.artifacts import Artifact
 

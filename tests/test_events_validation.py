@@ -7,8 +7,8 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from engine.events import Event, Rejection, validate_event
-from engine.field_path import field_errors
+from engine.events.schema import Event, Rejection, validate_event
+from engine.events.fields import field_errors
 
 NOW = time.time()
 

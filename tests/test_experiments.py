@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.experiments import bucket, in_control_group, report, variant_of
-from engine.rules_schema import ControlGroup, Experiment
+from engine.merch.experiments import bucket, in_control_group, report, variant_of
+from engine.merch.schema import ControlGroup, Experiment
 
 EXP = Experiment.model_validate({"placement": "home", "salt": "s1", "variants": [
     {"name": "a", "weight": 50}, {"name": "b", "weight": 30}, {"name": "c", "weight": 20}]})
@@ -18,7 +18,7 @@ VISITORS = [f"visitor-{i}" for i in range(20_000)]
 
 def test_assignment_is_stable_across_processes() -> None:
     here = [variant_of("e1", EXP, v) for v in VISITORS[:200]]
-    code = ("import sys; from engine.experiments import variant_of; from tests.test_experiments import EXP, VISITORS;"
+    code = ("import sys; from engine.merch.experiments import variant_of; from tests.test_experiments import EXP, VISITORS;"
             "print(','.join(variant_of('e1', EXP, v) for v in VISITORS[:200]))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=Path(__file__).parent.parent)

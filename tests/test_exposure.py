@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.events import Event
-from engine.exposure import MAX_BLOCKS, MAX_EXPERIMENTS, Exposure, fold, item_hash, minute, parse_recommendation_id
+from engine.events.schema import Event
+from engine.merch.exposure import MAX_BLOCKS, MAX_EXPERIMENTS, Exposure, fold, item_hash, minute, parse_recommendation_id
 
 T0 = datetime(2026, 12, 10, 12, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0

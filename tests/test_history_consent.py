@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.history import interactions
+from engine.events.history import interactions
 
 T0 = 1_700_000_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.importer import ImportReport, read_events
+from engine.ingest.importer import ImportReport, read_events
 
 HEADER = "timestamp,visitor_id,customer_id,event_type,item_id,quantity,price\n"
 ROWS = ["2024-01-01T10:00:00Z,v1,,product_view,A,,\n",

@@ -9,7 +9,7 @@ import httpx
 import redis
 from fastapi.testclient import TestClient
 
-from engine import keys
+from engine.store import keys
 from tests.conftest import ADMIN
 from tests.test_e2e_live import live  # noqa: F401 - the live-server fixture
 

@@ -116,7 +116,7 @@ def test_loads_taken_in_rounds_are_reported_as_one() -> None:
 def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
     """The bench's server logs to a file, not to a pipe that nobody reads while it measures (a
     server logging errors filled one and stopped), and a server that failed shows that log."""
-    from engine.redis_server import free_port
+    from engine.store.server import free_port
     from load_tests.bench import _start_server, _wait_ready
 
     env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_SESSION_TIMEOUT_S": "half an hour"}

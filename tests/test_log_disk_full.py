@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.eventlog import segments
-from engine.redis_server import free_port
+from engine.events.log import segments
+from engine.store.server import free_port
 from tests.conftest import make_settings
 from tests.test_cli import ROOT, VITRINE, wait_healthy
 

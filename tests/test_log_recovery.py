@@ -1,6 +1,6 @@
 """Crash recovery in the embedded mode: the checkpoint of how far the event log is applied, the
-writer that moves it, and the catch-up that applies the rest (engine.checkpoint, engine.ingest,
-engine.catchup). Real Redis and real log files; the writer's bookkeeping is also checked against a
+writer that moves it, and the catch-up that applies the rest (engine.ingest.checkpoint, engine.ingest.writer,
+engine.ingest.catchup). Real Redis and real log files; the writer's bookkeeping is also checked against a
 stub applier (pure logic: which offsets may be saved when)."""
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from engine import keys
-from engine.apply import ApplyStats, EventApplier
-from engine.catchup import SegmentInfo, catch_up, plan
-from engine.checkpoint import CREATED, KEY, Checkpoint, Positions
-from engine.eventlog import EventLog, encode, read_lines, segments
-from engine.events import Event
-from engine.ingest import EmbeddedSink
+from engine.store import keys
+from engine.ingest.apply import ApplyStats, EventApplier
+from engine.ingest.catchup import SegmentInfo, catch_up, plan
+from engine.ingest.checkpoint import CREATED, KEY, Checkpoint, Positions
+from engine.events.log import EventLog, encode, read_lines, segments
+from engine.events.schema import Event
+from engine.ingest.writer import EmbeddedSink
 from engine.profiles import ProfileConfig, VisitorProfile
 from engine.runtime import connect
-from engine.trending import TrendingClock
+from engine.ranking.trending import TrendingClock
 from tests.test_cli import ROOT, VITRINE
 
 DAY = 86400
@@ -142,8 +142,8 @@ def test_a_failed_fsync_refuses_the_events_and_moves_to_a_new_segment(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Pure unit test (a real failing fsync cannot be staged here): an EIO from fsync fails every
     request it covered, with nothing acknowledged, and the next write starts a new segment."""
-    from engine import eventlog
-    from engine.ingest import SinkUnavailable
+    from engine.events import log as eventlog
+    from engine.ingest.writer import SinkUnavailable
 
     applier = StubApplier(transient_failures=0, bad_visitor="-")
     sink = EmbeddedSink(EventLog(tmp_path, fsync=True), applier, timeout_s=1.0)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Event-log retention (engine.retention) and the training window (engine.history): segments go
+"""Event-log retention (engine.ingest.retention) and the training window (engine.events.history): segments go
 only when fully applied and older than the training window; consent records outlive them; what
 `vitrine train` reads is the same before and after. Real files and a real Redis."""
 
@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import retention, tasks
-from engine.checkpoint import KEY, Checkpoint
-from engine.eventlog import EventLog, read_lines, segments
-from engine.events import Event
-from engine.history import interactions, interactions_from_log
-from engine.retention import SegmentInfo, choose
+from engine import tasks
+
+from engine.ingest import retention
+from engine.ingest.checkpoint import KEY, Checkpoint
+from engine.events.log import EventLog, read_lines, segments
+from engine.events.schema import Event
+from engine.events.history import interactions, interactions_from_log
+from engine.ingest.retention import SegmentInfo, choose
 from tests.conftest import make_settings
 
 DAY = 86400

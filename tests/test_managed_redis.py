@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from engine.redis_server import find_redis_server, has_aof, server_version, start_redis
+from engine.store.server import find_redis_server, has_aof, server_version, start_redis
 from tests.conftest import without_settings
 from tests.test_cli import ROOT, VITRINE, start, wait_healthy
 
@@ -102,7 +102,7 @@ def test_commands_of_one_data_dir_share_one_redis_server(tmp_path: Path) -> None
         assert servers_on(redis_dir) == [] and not (redis_dir / "redis.json").exists()
 
         # Everything reached the one server and was saved: a new server loads it all.
-        from engine.redis_server import managed_redis
+        from engine.store.server import managed_redis
 
         with managed_redis(redis_dir) as url, redis.Redis.from_url(url) as client:
             assert set(client.hkeys("items")) == {b"A", b"B"}

@@ -17,8 +17,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from engine.experiments import in_control_group
-from engine.rules_schema import ControlGroup
+from engine.merch.experiments import in_control_group
+from engine.merch.schema import ControlGroup
 from tests.conftest import ADMIN, LiveServer, make_settings
 
 KITCHEN = """placements:
@@ -39,7 +39,7 @@ def version(text: str) -> str:
 def shop(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> dict[str, Any]:
     """The demo catalogue in Redis, and where the rules file goes."""
     from engine.catalog import upsert_items
-    from engine.importer import ImportReport, read_items
+    from engine.ingest.importer import ImportReport, read_items
 
     items_csv, _ = demo_files
     items = list(read_items(items_csv, ImportReport()))
@@ -117,7 +117,7 @@ def test_an_invalid_file_is_rejected_and_the_last_good_rules_keep_serving(
         app_with_rules: tuple[TestClient, Path], caplog: pytest.LogCaptureFixture) -> None:
     client, path = app_with_rules
     bad = "placements:\n  home:\n    filter:\n      category_in: [kitchen]\n      in_stok: true\n"
-    with caplog.at_level(logging.ERROR, logger="engine.rules_live"):
+    with caplog.at_level(logging.ERROR, logger="engine.merch.live"):
         r = reload_rules(client, path, bad)
     assert r.status_code == 422
     assert r.json()["errors"] == [{"field": "placements.home.filter.in_stok", "message": "unknown field",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import EMPTY
-from engine.offline_ranker import OfflineRanker
+from engine.ranking.offline import OfflineRanker
 from engine.profiles import ProfileConfig
 from models import artifacts
 from models.als import ALSParams

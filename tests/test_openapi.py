@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.events import Event, Rejection, validate_event
+from engine.events.schema import Event, Rejection, validate_event
 from engine.settings import EVENT_TYPES, Settings
 from tests.conftest import ADMIN
 
@@ -108,7 +108,7 @@ NEEDS: dict[str, dict[str, Any]] = {
 
 
 def test_the_event_schema_needs_per_type_what_the_validator_needs(spec: dict[str, Any]) -> None:
-    """The if/then rules of the document (engine.events.TYPE_REQUIREMENTS) against the validator."""
+    """The if/then rules of the document (engine.events.schema.TYPE_REQUIREMENTS) against the validator."""
     schema = jsonschema_rs.validator_for({"$ref": "#/components/schemas/EventIn", "components": spec["components"]})
     assert set(NEEDS) == set(EVENT_TYPES)
     for event_type, needs in NEEDS.items():

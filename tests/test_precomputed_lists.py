@@ -1,4 +1,4 @@
-"""For-you lists stored when events are applied (engine.precomputed): a request serves exactly what
+"""For-you lists stored when events are applied (engine.ranking.stored): a request serves exactly what
 it would have computed, and only while everything the list was computed from still holds."""
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import msgpack
 import pytest
 import redis.asyncio
 
-from engine import keys, precomputed
+from engine.store import keys
+
+from engine.ranking import stored
 from engine.catalog import Item, delete_items, load_catalogue, upsert_items
-from engine.events import Event
-from engine.importer import ImportReport, read_items
+from engine.events.schema import Event
+from engine.ingest.importer import ImportReport, read_items
 from engine.profiles import VisitorProfile
 from engine.recommend import RecoRequest
 from engine.runtime import Engine
-from engine.scenarios import Pick
+from engine.ranking.scenarios import Pick
 from load_tests.bench import _sessions_from_baskets
 from tests.conftest import make_settings
 
@@ -58,7 +60,7 @@ async def lists(eng: Engine, visitor_id: str, now: float | None = None, **kw: ob
     return [(i["item_id"], i["score"], i["reason"]) for i in body["items"]]
 
 
-async def stored(eng: Engine, visitor_id: str) -> bytes | None:
+async def stored_list(eng: Engine, visitor_id: str) -> bytes | None:
     return await eng.redis.get(keys.for_you(visitor_id))
 
 
@@ -74,7 +76,7 @@ async def _exactly_live(engine: Engine, sessions: list[list[tuple[str, str]]]) -
         await browse(engine, f"pc{n}", session, start)
     for n in range(len(sessions)):
         vid = f"pc{n}"
-        raw = await stored(engine, vid)
+        raw = await stored_list(engine, vid)
         assert raw is not None and 0 < await engine.redis.ttl(keys.for_you(vid)) <= engine.settings.session_timeout_s
         served = {size: await lists(engine, vid, n=size) for size in (1, 5, 10, 20, 30)}
         await engine.redis.delete(keys.for_you(vid))
@@ -86,12 +88,12 @@ async def _exactly_live(engine: Engine, sessions: list[list[tuple[str, str]]]) -
 async def tamper(eng: Engine, visitor_id: str) -> list[tuple[str, float, str]]:
     """Store the visitor's list reversed, under its own digest: what a request then serves shows
     whether it used the stored list."""
-    stamp, complete, items, scores, reason_ids, *reasons = msgpack.unpackb(await stored(eng, visitor_id))
+    stamp, complete, items, scores, reason_ids, *reasons = msgpack.unpackb(await stored_list(eng, visitor_id))
     size = len(reason_ids)
     flip = lambda raw, width: b"".join(raw[i:i + width] for i in range(len(raw) - width, -1, -width))  # noqa: E731
     await eng.redis.set(keys.for_you(visitor_id), msgpack.packb(
         [stamp, complete, flip(items, len(items) // size), flip(scores, 4), reason_ids[::-1], *reasons]))
-    assert size == precomputed.LIST_SIZE
+    assert size == stored.LIST_SIZE
     return await lists(eng, visitor_id, n=5)
 
 
@@ -134,7 +136,7 @@ def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_file
         await worker.catalogue.refresh()
         await browse(worker, "pv", [("product_view", session[2][1])], time.time(), tag="w")
         await worker.stop()
-        assert await stored(engine, "pv") is not None  # still there, but no longer matching
+        assert await stored_list(engine, "pv") is not None  # still there, but no longer matching
         assert await lists(engine, "pv", n=5) != served
 
     with_engine(body)
@@ -147,28 +149,28 @@ def test_a_request_that_found_no_list_has_it_made_again(with_engine, demo_files:
     list made would not match them either."""
     async def body(engine: Engine) -> None:
         await browse(engine, "pr", _sessions_from_baskets(demo_files[1], 1, seed=13)[0], time.time() - 60)
-        made = await stored(engine, "pr")
+        made = await stored_list(engine, "pr")
         await engine.redis.delete(keys.for_you("pr"))
         await lists(engine, "pr", customer_id="c-pr")
         await engine.precomputer.flush()
-        assert await stored(engine, "pr") is None
+        assert await stored_list(engine, "pr") is None
         live = await lists(engine, "pr", n=5)
         await engine.precomputer.flush()
-        assert await stored(engine, "pr") == made
+        assert await stored_list(engine, "pr") == made
         served = await tamper(engine, "pr")
         assert served != live and await lists(engine, "pr", n=5) == served
         await lists(engine, "first-time")
         await engine.precomputer.flush()
-        assert await stored(engine, "first-time") is None
+        assert await stored_list(engine, "first-time") is None
         await engine.applier.apply([Event(event_id="pr-login", type="login", visitor_id="pr",  # type: ignore[arg-type]
                                           customer_id="c-pr", ts=time.time(), rt=time.time())])
         await engine.precomputer.flush()
-        linked = await stored(engine, "pr")
+        linked = await stored_list(engine, "pr")
         assert linked is not None
         await engine.redis.delete(keys.for_you("pr"))
         await lists(engine, "pr", customer_id="c-pr")
         await engine.precomputer.flush()
-        assert await stored(engine, "pr") == linked
+        assert await stored_list(engine, "pr") == linked
 
     with_engine(body)
 
@@ -180,7 +182,7 @@ def test_lists_can_be_switched_off(data_dir: Path, redis_url: str, demo_files: t
         await eng.start()
         try:
             await browse(eng, "po", _sessions_from_baskets(demo_files[1], 1, seed=23)[0], time.time() - 60)
-            assert await stored(eng, "po") is None
+            assert await stored_list(eng, "po") is None
             assert (await lists(eng, "po"))[0][2].startswith("because_you_")
         finally:
             await eng.stop()
@@ -191,11 +193,11 @@ def test_lists_can_be_switched_off(data_dir: Path, redis_url: str, demo_files: t
 def test_withdrawing_consent_deletes_the_stored_list(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
     async def body(engine: Engine) -> None:
         await browse(engine, "pw", _sessions_from_baskets(demo_files[1], 1, seed=5)[0], time.time() - 60)
-        assert await stored(engine, "pw") is not None
+        assert await stored_list(engine, "pw") is not None
         await engine.applier.apply([Event(event_id="pw-off", type="consent", visitor_id="pw",  # type: ignore[arg-type]
                                           properties={"granted": False}, ts=time.time(), rt=time.time())])
         await engine.precomputer.flush()
-        assert await stored(engine, "pw") is None
+        assert await stored_list(engine, "pw") is None
 
     with_engine(body)
 
@@ -211,13 +213,13 @@ def test_the_digest_covers_model_catalogue_settings_and_profile() -> None:
 
     base = dict(model=Versioned("m1"), catalogue=Grown(3), config="1118000", customer_id=None,
                 raw_visitor=b"profile", raw_customer=b"")
-    stamp = precomputed.digest(**base)  # type: ignore[arg-type]
-    assert stamp == precomputed.digest(**base)  # type: ignore[arg-type]
+    stamp = stored.digest(**base)  # type: ignore[arg-type]
+    assert stamp == stored.digest(**base)  # type: ignore[arg-type]
     for change in (dict(model=Versioned("m2")), dict(catalogue=Grown(4)), dict(config="0118000"),
                    dict(customer_id="c1"), dict(raw_visitor=b"profilf"), dict(raw_customer=b"c"),
                    dict(raw_visitor=b"profile" + b"x", raw_customer=b""),
                    dict(raw_visitor=b"profil", raw_customer=b"e")):
-        assert precomputed.digest(**{**base, **change}) != stamp, change  # type: ignore[arg-type]
+        assert stored.digest(**{**base, **change}) != stamp, change  # type: ignore[arg-type]
 
 
 def test_a_failing_list_store_does_not_fail_the_events(with_engine, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
@@ -230,7 +232,7 @@ def test_a_failing_list_store_does_not_fail_the_events(with_engine, caplog: pyte
                                                   item_id="85123A", ts=time.time(), rt=time.time())])
         assert stats.applied == 1
         await engine.precomputer.flush()
-        assert await stored(engine, "pf") is None
+        assert await stored_list(engine, "pf") is None
         assert (await lists(engine, "pf"))[0][2] == "because_you_viewed:85123A"  # computed live
 
     with_engine(body)
@@ -292,26 +294,26 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
              Pick(item_ids[2], 0.25, "for_you"),
              Pick(item_ids[9], 0.125, "because_you_viewed:not-in-the-model"),
              Pick(item_ids[5], 0.0625, f"because_you_viewed:{item_ids[3]}")]
-    raw = precomputed.encode(b"stamp123", precomputed.Visit(True, 1000), picks, True, model)  # type: ignore[arg-type]
-    assert precomputed.decode(raw, b"another!", 1000, 1800) is None
-    stored_list = precomputed.decode(raw, b"stamp123", 1000, 1800)
+    raw = stored.encode(b"stamp123", stored.Visit(True, 1000), picks, True, model)  # type: ignore[arg-type]
+    assert stored.decode(raw, b"another!", 1000, 1800) is None
+    stored_list = stored.decode(raw, b"stamp123", 1000, 1800)
     assert stored_list is not None and stored_list.complete
     assert stored_list.serve(item_ids, b"\x01" * n_items, set(), 10) == picks
     in_stock = bytearray(b"\x01" * n_items)
     in_stock[7] = 0  # out of stock since: the rest keep their order and reasons (a complete list)
     assert stored_list.serve(item_ids, bytes(in_stock), {item_ids[2]}, 10) == [picks[0], picks[3], picks[4]]
-    assert precomputed.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
+    assert stored.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
 
 
 def test_a_list_holds_while_its_visit_stands_as_it_was() -> None:
     """A list computed during a visit serves until the visit times out; one computed after it (or
     before any) serves for as long as its profile stays as it was."""
-    under_way, over, none = precomputed.Visit(True, 1000), precomputed.Visit(False, 1000), precomputed.Visit(False, None)
+    under_way, over, none = stored.Visit(True, 1000), stored.Visit(False, 1000), stored.Visit(False, None)
     assert under_way.holds(1000 + 1800, 1800) and not under_way.holds(1000 + 1801, 1800)
     assert under_way.holds(990, 1800)  # a clock behind the one that computed it
     assert over.holds(1000 + 1801, 1800) and over.holds(10**10, 1800) and not over.holds(1000 + 1800, 1800)
     assert none.holds(0, 1800) and none.holds(10**10, 1800)
-    assert not precomputed.Visit(True, None).holds(1000, 1800)
-    assert precomputed.Visit.of(VisitorProfile(visits=1, last_seen=1000.0), 1500, 1800) == under_way
-    assert precomputed.Visit.of(VisitorProfile(visits=1, last_seen=1000.0), 3000, 1800) == over
-    assert precomputed.Visit.of(VisitorProfile(), 3000, 1800) == none
+    assert not stored.Visit(True, None).holds(1000, 1800)
+    assert stored.Visit.of(VisitorProfile(visits=1, last_seen=1000.0), 1500, 1800) == under_way
+    assert stored.Visit.of(VisitorProfile(visits=1, last_seen=1000.0), 3000, 1800) == over
+    assert stored.Visit.of(VisitorProfile(), 3000, 1800) == none

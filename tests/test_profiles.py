@@ -8,7 +8,7 @@ import orjson
 
 import pytest
 
-from engine.events import Event
+from engine.events.schema import Event
 from engine.profiles import (
     CorruptProfile,
     CustomerProfile,

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.breaker import Breaker
-from engine.redis_server import RedisServer, start_redis
+from engine.store.breaker import Breaker
+from engine.store.server import RedisServer, start_redis
 from tests.conftest import make_settings
 
 RULES = """blocks:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.exceptions import OutOfMemoryError, ResponseError
 
-from engine.apply import error_code, transient
+from engine.ingest.apply import error_code, transient
 
 SHA = "46d1beb59dce1449692f3b2568cf05064254496c"
 PIPELINE = f"Command # 1 (EVALSHA {SHA} 4 v:{{v-oom}} d:{{v-oom}}:20791 d:{{v-oom}}:20790...) of pipeline caused error: "

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import redis.asyncio
 
-from engine import keys
+from engine.store import keys
 from engine.catalog import Item, upsert_items
-from engine.events import Event
-from engine.exposure import experiment_key
-from engine.redis_server import start_redis
+from engine.events.schema import Event
+from engine.merch.exposure import experiment_key
+from engine.store.server import start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
 from tests.conftest import make_settings

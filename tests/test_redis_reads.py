@@ -21,8 +21,8 @@ import uvloop
 from redis.exceptions import ConnectionError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.redis_reads import RECONNECT_AFTER_S, PipelinedReader
-from engine.redis_server import RedisServer, free_port, start_redis
+from engine.store.reads import RECONNECT_AFTER_S, PipelinedReader
+from engine.store.server import RedisServer, free_port, start_redis
 from engine.runtime import connect
 
 T = TypeVar("T")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import keys
-from engine.events import Event
-from engine.redis_server import find_redis_server, free_port, start_redis
+from engine.store import keys
+from engine.events.schema import Event
+from engine.store.server import find_redis_server, free_port, start_redis
 from engine.runtime import Engine
 from engine.profiles import decode_dict
 from tests.conftest import make_settings

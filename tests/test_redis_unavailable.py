@@ -10,7 +10,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.redis_server import start_redis
+from engine.store.server import start_redis
 from models import artifacts
 from tests.conftest import ADMIN, make_settings
 

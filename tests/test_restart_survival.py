@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from engine.checkpoint import KEY as CHECKPOINT
+from engine.ingest.checkpoint import KEY as CHECKPOINT
 from tests.test_cli import start, wait_healthy
 from tests.test_managed_redis import servers_on, wait_written
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.rules_live import parse_snapshot
-from engine.rules_loader import RulesInvalid, load_rules
-from engine.rules_schema import RulesFile
+from engine.merch.live import parse_snapshot
+from engine.merch.loader import RulesInvalid, load_rules
+from engine.merch.schema import RulesFile
 from tests.test_rules_loader import CATALOGUE, readme_example
 
 EXAMPLE = readme_example()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.redis_server import free_port
-from engine.rules_loader import RulesInvalid, load_rules
+from engine.store.server import free_port
+from engine.merch.loader import RulesInvalid, load_rules
 
 README = Path(__file__).parent.parent / "README.md"
 CATALOGUE = {"85123A", "22086", "21212", "84991", "20725"}
@@ -226,7 +226,7 @@ def test_check_rules_checks_items_against_the_configured_redis(
 
     from api.cli import main
     from engine.catalog import upsert_items
-    from engine.importer import ImportReport, read_items
+    from engine.ingest.importer import ImportReport, read_items
 
     async def load() -> None:
         async with redis.asyncio.Redis.from_url(redis_url) as client:
@@ -260,7 +260,7 @@ def test_check_rules_reads_the_catalogue_of_the_data_dirs_running_redis(
     """Without VITRINE_REDIS_URL, the data dir's redis-server when one is running (e.g. for
     `vitrine serve`); none is started for the check."""
     from api.cli import main
-    from engine.redis_server import managed_redis
+    from engine.store.server import managed_redis
 
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
@@ -289,7 +289,7 @@ def test_windows_cannot_outlast_the_impressions_kept() -> None:
 def test_new_rules_are_prepared_before_they_go_live(tmp_path: Path) -> None:
     """The engine compiles a new rules file's placements in ``prepare``, off the request path:
     requests keep the old rules until the new ones are ready, and bad rules are never prepared."""
-    from engine.rules_live import RulesHolder, RulesSnapshot
+    from engine.merch.live import RulesHolder, RulesSnapshot
 
     path = tmp_path / "rules.yaml"
     seen: list[tuple[str, str]] = []  # (snapshot being prepared, snapshot live meanwhile)

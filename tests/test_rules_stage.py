@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pytest
 
 from engine.catalog import Item
-from engine.rules_schema import PlacementRules
-from engine.rules_stage import Effective, Visitor, apply_rules, pool_size
-from engine.scenarios import Pick
+from engine.merch.schema import PlacementRules
+from engine.merch.stage import Effective, Visitor, apply_rules, pool_size
+from engine.ranking.scenarios import Pick
 
 NOW = datetime(2026, 12, 10, 12, tzinfo=timezone.utc).timestamp()
 DAY = 86400.0
@@ -203,8 +203,8 @@ class _Model:
 
 def test_precomputed_rules_give_the_same_lists_as_item_by_item_evaluation() -> None:
     from engine.catalog import Catalogue
-    from engine.experiments import Arm
-    from engine.rules_live import parse_snapshot
+    from engine.merch.experiments import Arm
+    from engine.merch.live import parse_snapshot
 
     text = b"""placements:
   home:

@@ -1,4 +1,4 @@
-"""The compiled kernels of the for-you path (engine.foldin, engine.blend) against the plain numpy
+"""The compiled kernels of the for-you path (engine.ranking.foldin, engine.ranking.blend) against the plain numpy
 formulas they replace."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.blend import closest_anchor, top_k
-from engine.foldin import fold_in, solved_factors
+from engine.ranking.blend import closest_anchor, top_k
+from engine.ranking.foldin import fold_in, solved_factors
 
 
 def _model(n: int = 500, f: int = 16, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,7 +67,7 @@ def test_closest_anchor_is_the_strongest_weighted_cosine() -> None:
 
 def test_blend_counts_each_covisited_item_once_whatever_its_votes_sum_to() -> None:
     """A neighbour whose votes cancel out (or are zero) must not be added twice."""
-    from engine.blend import blend_scores
+    from engine.ranking.blend import blend_scores
 
     neighbour_index = np.array([[2, 3], [2, -1], [-1, -1], [-1, -1]], dtype=np.int32)
     neighbour_score = np.array([[0.0, 1.0], [0.5, 0.0], [0, 0], [0, 0]], dtype=np.float32)

@@ -15,8 +15,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine.history import interactions
-from engine.offline_ranker import OfflineRanker
+from engine.events.history import interactions
+from engine.ranking.offline import OfflineRanker
 from engine.runtime import profile_config
 from engine.settings import DEFAULT_BLEND
 from models import artifacts
@@ -28,7 +28,7 @@ from tests.conftest import make_settings
 def blend_app(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> Iterator[object]:
     """A factory of apps serving the demo model with the default blend, settings overridden."""
     from engine.catalog import upsert_items
-    from engine.importer import ImportReport, read_items
+    from engine.ingest.importer import ImportReport, read_items
 
     models_dir = data_dir / "models"
     meta_path = models_dir / artifacts.current_version(models_dir) / "meta.json"

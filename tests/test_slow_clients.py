@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from api.app import create_app
-from engine.redis_server import free_port
+from engine.store.server import free_port
 from tests.conftest import LiveServer, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]

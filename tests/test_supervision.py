@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.metrics import Metrics
 from engine import tasks
-from engine.redis_server import start_redis
+from engine.store.server import start_redis
 from tests.conftest import ADMIN, make_settings
 
 

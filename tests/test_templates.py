@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from engine.blocks import Person, choose, template_values
-from engine.blocks import render as render_block
+from engine.merch.blocks import Person, choose, template_values
+from engine.merch.blocks import render as render_block
 from engine.catalog import Catalogue, Item
-from engine.exposure import Exposure
+from engine.merch.exposure import Exposure
 from engine.profiles import CustomerProfile, VisitorProfile
-from engine.rules_live import parse_snapshot
-from engine.templates import TemplateError, parse
+from engine.merch.live import parse_snapshot
+from engine.merch.templates import TemplateError, parse
 from tests.test_rules_loader import readme_example
 
 HOSTILE = [

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.cli import train
-from engine.history import interactions
+from engine.events.history import interactions
 from models import artifacts
 from tests.conftest import ADMIN, make_settings
 
 REAL = "85123A"  # in the demo catalogue
-FAKE = [f"NOPE{n:03d}" for n in range(250)]  # more than the trending read keeps (engine.trending.TOP)
+FAKE = [f"NOPE{n:03d}" for n in range(250)]  # more than the trending read keeps (engine.ranking.trending.TOP)
 
 
 def post(client: TestClient, events: list[dict]) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import redis
 from fastapi.testclient import TestClient
 
-from engine import keys
+from engine.store import keys
 from tests.conftest import ADMIN
 
 

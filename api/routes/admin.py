@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from api.auth import require_admin
 from api.openapi import doc, ok, path_parameter
 from api.responses import ApiError, json_response
-from engine.events import ID_PATTERN
-from engine.profile_store import load_profiles
-from engine.profile_view import describe
+from engine.events.schema import ID_PATTERN
+from engine.profiles.store import load_profiles
+from engine.profiles.view import describe
 from models import artifacts
 
 router = APIRouter(dependencies=[Depends(require_admin)])

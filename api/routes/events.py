@@ -15,8 +15,8 @@ from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
 from api.openapi import ErrorBody, doc, error, ok, ref, request_body
 from api.query import json_body, require_json
 from api.responses import RATE_LIMITED, ApiError, json_response
-from engine.events import ID_PATTERN, TYPE_REQUIREMENTS, Event, FieldError, Rejection, validate_event
-from engine.ingest import SinkUnavailable
+from engine.events.schema import ID_PATTERN, TYPE_REQUIREMENTS, Event, FieldError, Rejection, validate_event
+from engine.ingest.writer import SinkUnavailable
 
 router = APIRouter()
 

@@ -14,8 +14,8 @@ from api.openapi import doc, ok, path_parameter, request_body
 from api.query import json_body, require_json
 from api.responses import ApiError, json_response
 from engine.catalog import Item, delete_items, upsert_items
-from engine.events import ID_PATTERN
-from engine.field_path import field_errors
+from engine.events.schema import ID_PATTERN
+from engine.events.fields import field_errors
 
 router = APIRouter()
 MAX_ITEMS = 10_000

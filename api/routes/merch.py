@@ -18,16 +18,16 @@ from api.query import json_body, require_json
 from api.responses import ApiError, json_response
 from api.routes.blocks import SlotBlock
 from api.routes.recommendations import Recommendations
-from engine import experiments
-from engine.blocks import UnknownSlot
-from engine.events import ID_PATTERN
-from engine.field_path import field_errors
-from engine.exposure import experiment_key
+from engine.merch import experiments
+from engine.merch.blocks import UnknownSlot
+from engine.events.schema import ID_PATTERN
+from engine.events.fields import field_errors
+from engine.merch.exposure import experiment_key
 from engine.recommend import RecoRequest, UnknownPlacement
 from engine.catalog import CATEGORY_PATTERN
-from engine.rules_live import MAX_RULES_BYTES, RulesSnapshot
-from engine.rules_loader import RulesError, RulesInvalid
-from engine.rules_schema import NAME
+from engine.merch.live import MAX_RULES_BYTES, RulesSnapshot
+from engine.merch.loader import RulesError, RulesInvalid
+from engine.merch.schema import NAME
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 
@@ -157,7 +157,7 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
     blocks: dict[str, Any] = {}
     for slot in slots:
         try:
-            blocks[slot] = await engine.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
+            blocks[slot] = await engine.merch.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
                                                     snap, now, explain=True)
         except UnknownSlot as exc:
             blocks[slot] = {"error": str(exc)}

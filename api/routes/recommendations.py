@@ -11,7 +11,7 @@ from api.openapi import doc, ok
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.catalog import CATEGORY_PATTERN
-from engine.events import ID_PATTERN
+from engine.events.schema import ID_PATTERN
 from engine.recommend import RecoRequest, UnknownPlacement
 
 router = APIRouter()

@@ -55,7 +55,7 @@ def start_worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[Callable[
 @pytest.fixture
 def catalogue(redis_url: str, demo_files: tuple[Path, Path]) -> None:
     from engine.catalog import upsert_items
-    from engine.importer import ImportReport, read_items
+    from engine.ingest.importer import ImportReport, read_items
 
     async def load() -> None:
         client = redis.asyncio.Redis.from_url(redis_url)

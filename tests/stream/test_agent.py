@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import redis.asyncio
 
-from engine import keys
-from engine.redis_server import free_port, start_redis
+from engine.store import keys
+from engine.store.server import free_port, start_redis
 from engine.runtime import Engine
 from engine.profiles import decode_dict
 from streaming.app import StreamApp

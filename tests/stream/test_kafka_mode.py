@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.cli import train
-from engine import keys
-from engine.eventlog import read_raw
-from engine.history import interactions
-from engine.redis_server import free_port
+from engine.store import keys
+from engine.events.log import read_raw
+from engine.events.history import interactions
+from engine.store.server import free_port
 from engine.settings import Settings, as_environment
 from engine.profiles import decode_dict
 from streaming.devstack import ROOT, VitrineProcess

@@ -12,8 +12,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from engine import keys
-from engine.identity import customer_token
+from engine.store import keys
+from engine.profiles.tokens import customer_token
 from engine.settings import Settings, as_environment
 from engine.profiles import decode_dict
 from tests.stream.conftest import wait_until

@@ -1,0 +1,309 @@
+"""Apply accepted events to the profiles in Redis, exactly once.
+
+The API (embedded mode), the faust workers (Kafka mode) and ``vitrine replay`` all call
+``EventApplier.apply``. Per round: one round trip reads the visitors' profiles and dedup buckets
+(``lua/read.lua``), ``profiles.fold_event`` folds the events in Python (no I/O), then one round trip
+writes, each visitor's changes going through a Lua compare-and-set (``lua/apply.lua``). A visitor
+whose profile changed in between (another process, a redelivery) is simply re-read and recomputed
+in the next round, so duplicates never count twice and concurrent writers never lose updates.
+Visitors are sent 64 to a script call: per-command client overhead was most of the cost of a
+pipeline with four commands per visitor, and short calls keep Redis responsive to readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
+                              ResponseError, TryAgainError)
+
+from engine.merch import exposure
+
+from engine.store import keys
+from engine.events.schema import Event
+from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, bounced,
+                             encode, fold_event, stale, withdrawn)
+from engine.ranking.trending import TrendingClock
+
+_SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
+_READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
+MAX_ROUNDS = 16
+CHUNK = 64  # visitors per script call
+
+
+def fingerprint(event_id: str) -> bytes:
+    """8 bytes per remembered event instead of the whole id: dedup memory is per event."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+class ApplyContention(RuntimeError):
+    """Other writers kept changing the same profiles; retrying later is the answer."""
+
+
+# Redis refusing or unable to serve for now, whatever the data: worth waiting out.
+_SERVER_STATE = (OutOfMemoryError, ReadOnlyError, NoScriptError, TryAgainError, ClusterDownError)
+_SERVER_STATE_CODES = frozenset({"OOM", "READONLY", "NOSCRIPT", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MISCONF",
+                                 "NOREPLICAS", "LOADING", "MASTERDOWN"})
+_PIPELINE_PREFIX = "of pipeline caused error: "  # redis-py's annotation of a failed pipeline command
+_LUA_62_INNER = re.compile(r"@user_script: ?\d+: -?([A-Z]+)\b")
+
+
+def error_code(message: str) -> str:
+    """The code (first word) of a Redis error reply, as the server meant it. redis-py prefixes a
+    failed pipeline command's error with the command, and Redis 6.2 wraps an error raised by a
+    command inside a Lua script (``Error running script (call to f_...): @user_script:46:
+    @user_script: 46: -OOM command not allowed ...``) where Redis 7 answers ``OOM ...``."""
+    message = message.rpartition(_PIPELINE_PREFIX)[2]
+    if message.startswith(("Error running script", "ERR Error running script")):
+        inner = _LUA_62_INNER.findall(message)
+        if inner:
+            return inner[-1]
+    return message.split(" ", 1)[0]
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether applying may succeed later: Redis is down, slow, busy or refusing writes, or other
+    writers kept changing the same profiles. An error about the stored data itself (``WRONGTYPE``
+    on a key that is not a profile, a ``CorruptProfile``) fails the same way every time, so
+    retrying it would hold every later event behind it for ever."""
+    if isinstance(exc, ResponseError):
+        return isinstance(exc, _SERVER_STATE) or error_code(str(exc)) in _SERVER_STATE_CODES
+    return isinstance(exc, (RedisError, OSError, TimeoutError, ApplyContention))
+
+
+@dataclass
+class ApplyStats:
+    applied: int = 0
+    duplicates: int = 0
+    rounds: int = 0
+
+
+@dataclass
+class _Cas:
+    """One profile key: the value read (for the compare) and the value computed."""
+
+    old: bytes
+    new: bytes | None = None
+    ttl: int = 0
+
+
+@dataclass
+class _Plan:
+    visitor_id: str
+    done: list[Event] = field(default_factory=list)
+    cas: dict[str, _Cas] = field(default_factory=dict)
+    fps: list[bytes] = field(default_factory=list)
+    trending: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+class EventApplier:
+    def __init__(self, redis: Redis, lookup: ItemLookup, profile_config: ProfileConfig, *,
+                 visitor_ttl_s: int, customer_ttl_s: int, dedup_window_s: int, bounce_ttl_s: int | None = None,
+                 trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
+                 attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
+                 known_item: Callable[[str], bool] = lambda item_id: True,
+                 on_applied: Callable[[list[str]], None] | None = None) -> None:
+        """``known_arm``: whether the live rules can assign an experiment arm; only those are
+        counted (by default none: no rules, no experiments). ``known_item``: whether an item may
+        enter the trending counters (the engine's: it is in the catalogue, if there is one), so
+        made-up ids cannot push real items out of trending; events about other items still reach
+        the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
+        (engine.ranking.stored queues their lists); it must not block."""
+        self._redis = redis
+        self._lookup = lookup
+        self._cfg = profile_config
+        self._visitor_ttl = visitor_ttl_s
+        # A bounced visitor's profile (``profiles.bounced``) until they come back for more.
+        self._bounce_ttl = min(bounce_ttl_s or visitor_ttl_s, visitor_ttl_s)
+        self._customer_ttl = customer_ttl_s
+        self._window = dedup_window_s
+        self._clock = trending_clock
+        self._exposure_retention = exposure_retention_s
+        self._attribution_window = attribution_window_s
+        self._known_arm = known_arm
+        self._known_item = known_item
+        self._on_applied = on_applied
+        self._script = redis.register_script(_SCRIPT)
+        self._read_script = redis.register_script(_READ_SCRIPT)
+
+    async def apply(self, events: list[Event]) -> ApplyStats:
+        stats = ApplyStats()
+        pending: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            pending[event.visitor_id].append(event)
+        known_customers: set[str] = set()
+        written: dict[str, None] = {}
+        while pending:
+            stats.rounds += 1
+            if stats.rounds > MAX_ROUNDS:
+                raise ApplyContention(f"gave up applying events for {len(pending)} visitors after {MAX_ROUNDS} rounds")
+            bucket = int(time.time() // self._window)
+            plans, needed = await self._plan(pending, known_customers, bucket)
+            known_customers |= needed
+            results = await self._write(plans, bucket) if plans else []
+            for plan, ok in zip(plans, results):
+                queue = pending[plan.visitor_id]
+                if ok:
+                    del queue[: len(plan.done) + plan.duplicates]
+                    stats.applied += len(plan.done)
+                    stats.duplicates += plan.duplicates
+                    if plan.done:
+                        written[plan.visitor_id] = None
+            for visitor_id in [v for v, q in pending.items() if not q]:
+                del pending[visitor_id]
+        if written and self._on_applied is not None:
+            self._on_applied(list(written))
+        return stats
+
+    async def _plan(self, pending: dict[str, list[Event]], known_customers: set[str],
+                    bucket: int) -> tuple[list[_Plan], set[str]]:
+        """Read what the pending events touch and fold them; stop a visitor's fold at the first
+        event that concerns a customer profile not read yet (it is read in the next round)."""
+        visitor_ids = list(pending)
+        customer_ids = sorted({e.customer_id for q in pending.values() for e in q if e.customer_id}
+                              | known_customers)
+        fingerprints = {vid: [fingerprint(e.event_id) for e in pending[vid]] for vid in visitor_ids}
+        visitor_replies, customer_replies = await self._read(visitor_ids, fingerprints, customer_ids, bucket)
+        customers: dict[str, _Cas] = {
+            cid: _Cas(old=raw or b"") for cid, raw in zip(customer_ids, customer_replies)
+        }
+        loaded: dict[str, CustomerProfile] = {}  # folded in place, plan after plan
+        plans: list[_Plan] = []
+        needed: set[str] = set()
+        now = time.time()
+        for i, vid in enumerate(visitor_ids):
+            raw_visitor, seen, raw_exposure = visitor_replies[3 * i: 3 * i + 3]
+            plan = _Plan(visitor_id=vid)
+            plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
+            shown = exposure.Exposure.decode(raw_exposure)
+            visitor = VisitorProfile.decode(raw_visitor)
+            changed: set[str] = set()
+            seen_in_batch: set[bytes] = set()
+            for event, fp, recorded in zip(pending[vid], fingerprints[vid], seen):
+                if recorded == 49 or fp in seen_in_batch:  # b"1"
+                    if plan.done:  # keep the queue a prefix: stop before a duplicate mid-fold
+                        break
+                    plan.duplicates += 1
+                    continue
+                cid = event.customer_id or visitor.customer_id
+                if cid and cid not in customers:
+                    needed.add(cid)
+                    break
+                customer = None
+                if cid:
+                    if cid not in loaded:
+                        raw = customers[cid].old
+                        loaded[cid] = CustomerProfile.decode(raw)
+                    customer = loaded[cid]
+                if stale(visitor, customer):  # what this cookie was shown goes with its behaviour
+                    shown = exposure.Exposure()
+                applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
+                visitor = applied.visitor
+                if applied.customer is not None and applied.customer_id:
+                    loaded[applied.customer_id] = applied.customer
+                    changed.add(applied.customer_id)
+                if applied.trending:
+                    key, growth, expire_at = self._clock.increment(1.0, event.ts)
+                    if expire_at > now:  # an old event's epoch is gone already
+                        for item, weight in applied.trending:
+                            if not self._known_item(item):
+                                continue
+                            total = plan.trending.get((key, item), (0.0, 0))[0]
+                            plan.trending[(key, item)] = (total + weight * growth, expire_at)
+                forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)
+                if event.type in exposure.EVENTS and not forgotten:
+                    counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
+                                             attribution_s=self._attribution_window, known=self._known_arm)
+                    for key, member, incr in counters:  # same zset-increment path as trending
+                        total = plan.trending.get((key, member), (0.0, 0))[0] + incr
+                        plan.trending[(key, member)] = (total, 0)  # 0: no TTL, never evicted
+                elif forgotten:  # what the person was shown and clicked goes with the rest
+                    shown = exposure.Exposure()
+                plan.done.append(event)
+                plan.fps.append(fp)
+                seen_in_batch.add(fp)
+            if plan.done:
+                new_visitor = encode(visitor)
+                if raw_visitor or new_visitor != EMPTY_PROFILE:  # no key for who is not profiled (opt-in)
+                    plan.cas[keys.visitor(vid)].new = new_visitor
+                    if bounced(visitor):
+                        plan.cas[keys.visitor(vid)].ttl = self._bounce_ttl
+                for cid in changed:
+                    plan.cas[keys.customer(cid)] = _Cas(old=customers[cid].old, ttl=self._customer_ttl,
+                                                        new=encode(loaded[cid]))
+                new_exposure = shown.encode()
+                if new_exposure != (raw_exposure or exposure.EMPTY):  # no key for who saw nothing
+                    plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,
+                                                        ttl=self._exposure_retention)
+                plans.append(plan)
+            elif plan.duplicates:
+                plans.append(plan)  # nothing to write, but the queue must advance
+        # Customers changed by one visitor's plan are the "old" value of the next plan touching
+        # them: the scripts run in order, so the chain holds or fails as a whole.
+        chained: dict[str, bytes] = {}
+        for plan in plans:
+            for key, cas in plan.cas.items():
+                if key.startswith("c:"):
+                    if key in chained:
+                        cas.old = chained[key]
+                    if cas.new is not None:
+                        chained[key] = cas.new
+        return plans, needed
+
+    def _price_of(self, item_id: str) -> float | None:
+        info = self._lookup(item_id)
+        return info.price if info is not None else None
+
+    async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
+                    customer_ids: list[str], bucket: int) -> tuple[list, list]:
+        """(profile, b"0"/b"1" seen flags, exposure) per visitor, then the customers' profiles: one
+        script call per ``CHUNK`` visitors, all in one pipeline (one round trip)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in range(0, max(len(visitor_ids), 1), CHUNK):
+                chunk = visitor_ids[start:start + CHUNK]
+                keys_: list[str] = []
+                args: list[object] = [len(chunk)]
+                for vid in chunk:
+                    keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1),
+                              keys.exposure(vid)]
+                    args.append(b"".join(fingerprints[vid]))
+                if start + CHUNK >= len(visitor_ids):
+                    keys_ += [keys.customer(cid) for cid in customer_ids]
+                await self._read_script(keys=keys_, args=args, client=pipe)
+            replies = [value for chunk in await pipe.execute() for value in chunk]
+        split = 3 * len(visitor_ids)
+        return replies[:split], replies[split:]
+
+    async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
+        """One script call per ``CHUNK`` plans, all in one pipeline. Chunks keep each call short:
+        Redis serves nobody else while a script runs."""
+        expire_at = int((bucket + 2) * self._window)
+        writing = [plan for plan in plans if plan.done]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(writing), CHUNK):
+                chunk = writing[start:start + CHUNK]
+                keys_: list[str] = []
+                args: list[object] = [expire_at, len(chunk)]
+                for plan in chunk:
+                    cas_keys = list(plan.cas)
+                    keys_ += cas_keys
+                    keys_ += [keys.dedup(plan.visitor_id, bucket), keys.dedup(plan.visitor_id, bucket - 1)]
+                    args.append(len(cas_keys))
+                    for key in cas_keys:
+                        cas = plan.cas[key]
+                        args += [cas.old, cas.new or b"", cas.ttl]
+                    args += [b"".join(plan.fps), len(plan.trending)]
+                    for (key, item), (incr, trend_expire) in plan.trending.items():
+                        keys_.append(key)
+                        args += [item, incr, trend_expire]
+                await self._script(keys=keys_, args=args, client=pipe)
+            written = iter([bool(ok) for chunk in await pipe.execute() for ok in chunk])
+        return [next(written) if plan.done else True for plan in plans]

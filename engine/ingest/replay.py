@@ -1,0 +1,69 @@
+"""Rebuild the profiles from the durable history (``vitrine replay --reset``).
+
+The history is the Kafka topic (``replay``) or the embedded log (``engine.ingest.catchup`` from an
+emptied checkpoint); either way the events go through the same
+``EventApplier.apply`` as live processing, in the same per-visitor order, and profiles are folded
+in event time, so the result is what live processing built. Trending, exposure state and
+experiment counters are rebuilt too (events older than two trending epochs no longer count, as live). The catalogue is not part of
+the history: load it first, since category and brand affinities come from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from engine.ingest import checkpoint
+from engine.ingest.apply import EventApplier
+from engine.events.schema import Event
+
+# Everything the apply path derives from events (engine.store.keys, engine.merch.exposure): profiles, dedup
+# memory, trending, exposure state and experiment counters. Rebuilding one without the others would
+# count events twice (counters) or skip them (dedup).
+PROFILE_KEY_PATTERNS = ("v:*", "c:*", "d:*", "tr:*", "x:*", "xp:*")
+
+
+@dataclass
+class ReplayStats:
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+
+
+async def has_profiles(redis: Redis) -> bool:
+    for pattern in PROFILE_KEY_PATTERNS:
+        async for _ in redis.scan_iter(match=pattern, count=1000):
+            return True
+    return False
+
+
+async def delete_profiles(redis: Redis) -> int:
+    """Everything derived from events (``PROFILE_KEY_PATTERNS``) and the log's checkpoint
+    (nothing is applied any more); the catalogue stays."""
+    deleted = await redis.unlink(checkpoint.KEY)
+    for pattern in PROFILE_KEY_PATTERNS:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += await redis.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += await redis.unlink(*batch)
+    return deleted
+
+
+async def replay(applier: EventApplier, batches: AsyncIterable[list[Event]]) -> ReplayStats:
+    stats = ReplayStats()
+    started = time.perf_counter()
+    async for batch in batches:
+        applied = await applier.apply(batch)
+        stats.events += len(batch)
+        stats.applied += applied.applied
+        stats.duplicates += applied.duplicates
+    stats.seconds = time.perf_counter() - started
+    return stats

@@ -1,0 +1,350 @@
+"""The merchandiser's rules file, as a typed schema.
+
+Everything a merchandiser can write is declared here with ``extra="forbid"`` and strict types, so a
+typo (``pin:`` for ``pins:``, ``slot: "three"``) is an error that names the field instead of a rule
+that silently does nothing. Rules are data: nothing in the file is ever evaluated as code.
+Cross-references (placements, scenarios, items, campaigns) are checked in ``engine.merch.loader``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+MAX_CAP = 20  # impressions remembered per block: caps up to this are exact (engine.merch.exposure)
+MAX_REPETITION = 5  # impressions remembered per item
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*(m|h|d|w)\s*$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+Name = Annotated[str, Field(pattern=NAME)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value quoted in an error message, cut short: a typo is recognisable in 60 characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def parse_duration(value: Any) -> int:
+    """``30m``, ``12h``, ``1d``, ``2w`` -> seconds (windows are read by people, not computers)."""
+    if isinstance(value, str) and (m := _DURATION.match(value)) and int(m.group(1)) > 0:
+        return int(m.group(1)) * _UNIT_S[m.group(2)]
+    raise ValueError(f"must be a duration such as 30m, 12h, 1d or 2w, not {shown(value)}")
+
+
+def parse_share(value: Any) -> float:
+    """A fraction 0..1 or a percentage string ``"20%"``."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"not a percentage: {shown(value)}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        share = float(value)
+        if share > 1:
+            raise ValueError(f"{shown(value)} is over 100%: write a fraction (0.2) or a percentage ('20%')")
+    else:
+        raise ValueError(f"must be a fraction (0.2) or a percentage ('20%'), not {shown(value)}")
+    if not 0 <= share <= 1:
+        raise ValueError(f"{value if len(str(value)) <= 60 else shown(value)} is outside 0%..100%")
+    return share
+
+
+def parse_instant(value: Any, *, end: bool) -> datetime:
+    """A date or ISO date-time, as UTC. A bare date as an end means the whole day is included."""
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                day = date.fromisoformat(value)
+                if end and day == date.max:  # "until 9999-12-31": for ever
+                    return datetime.max.replace(tzinfo=timezone.utc)
+                return datetime.combine(day + timedelta(days=1) if end else day, time(), timezone.utc)
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not a date (2026-12-24) or date-time (2026-12-24T18:00:00+01:00): "
+                             f"{shown(value)}") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    raise ValueError(f"must be a date such as 2026-12-24, not {shown(value)}")
+
+
+class Window(Strict):
+    """Start and end dates; either may be left out (open-ended)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, v: Any) -> Any:
+        return None if v is None else parse_instant(v, end=False)
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _end(cls, v: Any) -> Any:
+        return None if v is None else parse_instant(v, end=True)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Window":
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError(f"end ({self.end.isoformat()}) must be after start ({self.start.isoformat()})")
+        return self
+
+    def active(self, now: float) -> bool:
+        return ((self.start is None or self.start.timestamp() <= now)
+                and (self.end is None or now < self.end.timestamp()))
+
+
+class PriceRange(Strict):
+    min: float | None = Field(None, ge=0)
+    max: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PriceRange":
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+AttributeValue = str | int | float | bool
+
+
+class Selector(Strict):
+    """A set of items: every condition given must hold. Categories match by prefix (``kitchen``
+    matches ``kitchen.mugs``)."""
+
+    category_in: list[str] | None = Field(None, min_length=1)
+    category_not_in: list[str] | None = Field(None, min_length=1)
+    brand_in: list[str] | None = Field(None, min_length=1)
+    brand_not_in: list[str] | None = Field(None, min_length=1)
+    price: PriceRange | None = None
+    in_stock: bool | None = None
+    attributes: dict[str, AttributeValue | list[AttributeValue]] | None = None
+    new_arrivals: str | None = Field(None, description="Added to the catalogue within this duration, e.g. 30d.")
+    items: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("category_in", "category_not_in")
+    @classmethod
+    def _categories(cls, values: list[str] | None) -> list[str] | None:
+        return [v.strip().lower() for v in values] if values else values
+
+    @field_validator("new_arrivals")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def new_arrivals_s(self) -> int | None:
+        return parse_duration(self.new_arrivals) if self.new_arrivals else None
+
+
+class Boost(Strict):
+    """Multiply the score of items that match ``when`` by ``factor``; or, with ``affinity``, by
+    ``1 + (factor - 1) * a`` where ``a`` in 0..1 is the visitor's affinity to the item's category
+    or brand (relative to their strongest one)."""
+
+    when: Selector | None = None
+    affinity: Literal["category", "brand"] | None = None
+    factor: float = Field(gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Boost":
+        if (self.when is None) == (self.affinity is None):
+            raise ValueError("give exactly one of `when` (item conditions) or `affinity` (category or brand)")
+        return self
+
+
+class BoostUp(Boost):
+    factor: float = Field(gt=1, le=100, description="Above 1; use buries to push items down.")
+
+
+class Bury(Boost):
+    factor: float = Field(gt=0, lt=1, description="Below 1; use boosts to push items up.")
+
+
+class Pin(Window):
+    item: str
+    slot: int = Field(ge=1, le=100, description="1 = first position.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        # `from`/`until` read better for pins than start/end; both spellings work.
+        if isinstance(data, dict):
+            data = dict(data)
+            for alias, name in (("from", "start"), ("until", "end")):
+                if alias in data:
+                    if name in data:
+                        raise ValueError(f"give `{alias}` or `{name}`, not both")
+                    data[name] = data.pop(alias)
+        return data
+
+
+class Promoted(Strict):
+    share: float
+    select: Selector
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _share(cls, v: Any) -> float:
+        return parse_share(v)
+
+
+class Diversity(Strict):
+    max_per_category: int = Field(ge=1, le=100)
+    depth: int | None = Field(None, ge=1, le=10, description="Category level compared; default the full path.")
+
+
+class Windowed(Strict):
+    """At most ``max`` per sliding ``window`` (a duration such as ``1d``)."""
+
+    window: str
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def window_s(self) -> int:
+        return parse_duration(self.window)
+
+
+class Repetition(Windowed):
+    max: int = Field(ge=1, le=MAX_REPETITION)
+
+
+class RuleSet(Strict):
+    """Rules a campaign can add to a placement; a placement has these and more."""
+
+    filter: Selector | None = None
+    boosts: list[BoostUp] = Field(default_factory=list)
+    buries: list[Bury] = Field(default_factory=list)
+    pins: list[Pin] = Field(default_factory=list)
+    promoted: Promoted | None = None
+
+
+class PlacementRules(RuleSet):
+    """How one placement is built. Every field is optional: a built-in placement given without
+    ``scenarios`` keeps its built-in chain."""
+
+    scenarios: list[str] | None = Field(None, min_length=1)
+    candidates: int | None = Field(None, ge=1, le=1000, description="Pool size before rules; default sized "
+                                                                               "by the filters' selectivity.")
+    diversity: Diversity | None = None
+    repetition: Repetition | None = None
+
+
+class Cap(Windowed):
+    max: int = Field(ge=1, le=MAX_CAP)
+
+
+class Campaign(Window):
+    cap: Cap | None = None
+    placements: dict[str, RuleSet] = Field(default_factory=dict)
+
+
+class Condition(Strict):
+    """Who a block is for: every condition given must hold."""
+
+    visitor: Literal["new", "returning"] | None = None
+    segments_any: list[str] | None = Field(None, min_length=1)
+    segments_none: list[str] | None = Field(None, min_length=1)
+    has_last_visit_items: bool | None = None
+    cart: Literal["empty", "not_empty"] | None = None
+    category_affinity: dict[str, float] | None = Field(
+        None, description="category -> minimum affinity (0..1, relative to the visitor's strongest).")
+    customer_tier: list[str] | None = Field(None, min_length=1)
+    logged_in: bool | None = None
+    consent: bool | None = None
+
+    @field_validator("category_affinity")
+    @classmethod
+    def _thresholds(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        if values:
+            for cat, threshold in values.items():
+                if not 0 <= threshold <= 1:
+                    raise ValueError(f"threshold for {cat!r} must be between 0 and 1")
+            return {k.strip().lower(): v for k, v in values.items()}
+        return values
+
+
+class Strip(Strict):
+    placement: str
+    n: int = Field(4, ge=1, le=50)
+
+
+class Block(Window):
+    id: Name
+    slot: Name
+    kind: Literal["banner", "headline", "promo"] = "banner"
+    format: Literal["text", "html"] = "text"
+    priority: int = Field(0, ge=-1000, le=1000)
+    campaign: str | None = None
+    when: Condition | None = None
+    title: str = Field("", max_length=500)
+    body: str = Field("", max_length=5000)
+    cta: str = Field("", max_length=200)
+    link: str | None = Field(None, max_length=2000, pattern=r"^(https?://|/)")
+    image: str | None = Field(None, max_length=2000, pattern=r"^(https?://|/)")
+    recommendations: Strip | None = None
+    cap: Cap | None = None
+
+
+class FrequencyCap(Cap):
+    """Global pressure: impressions of campaign blocks per visitor, across campaigns."""
+
+
+class ControlGroup(Strict):
+    share: float
+    salt: str = Field("control", min_length=1, max_length=64)
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _share(cls, v: Any) -> float:
+        return parse_share(v)
+
+
+class Variant(PlacementRules):
+    name: Name
+    weight: float = Field(gt=0)
+
+
+class Experiment(Window):
+    placement: str
+    salt: str | None = Field(None, min_length=1, max_length=64)
+    control: str | None = Field(None, description="Variant lift is measured against; default the control group.")
+    variants: list[Variant] = Field(min_length=1, max_length=10)
+
+    @model_validator(mode="after")
+    def _variants(self) -> "Experiment":
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variant names must be unique: {dup}")
+        if "control" in names:
+            raise ValueError("`control` is reserved for the global control group; name the variant otherwise")
+        if self.control is not None and self.control not in names:
+            raise ValueError(f"control {self.control!r} is not one of the variants {names}")
+        return self
+
+
+class RulesFile(Strict):
+    placements: dict[str, PlacementRules] = Field(default_factory=dict)
+    campaigns: dict[Name, Campaign] = Field(default_factory=dict)
+    blocks: list[Block] = Field(default_factory=list)
+    frequency: FrequencyCap | None = None
+    control_group: ControlGroup | None = None
+    experiments: dict[Name, Experiment] = Field(default_factory=dict)
+    category_names: dict[str, str] = Field(default_factory=dict, description="Labels for templates.")
+    template_defaults: dict[str, str] = Field(default_factory=dict,
+                                              description="Text used when a template field is missing.")

@@ -1,0 +1,49 @@
+"""Redis key names in one place.
+
+Visitor-scoped keys share the hash tag ``{visitor_id}`` so that a visitor's profile and its
+dedup bucket land in the same slot. Names are short on purpose: key bytes count against the
+per-visitor memory bar.
+
+Which keys carry a TTL decides what a full Redis may evict: the managed one evicts only keys with
+a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
+- No TTL, never evicted: the catalogue (``items``, ``items:v``, ``items:g``), experiment counters
+  (``xp:{experiment}``, engine.merch.exposure). A new key that must survive memory pressure (a
+  checkpoint, a counter) gets no TTL.
+- A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``), customers (``c:``) and trending
+  epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
+  apply of a visitor reads and writes their profile, dedup buckets and exposure together, so these
+  age together; and the events a retry, a redelivery or a catch-up replays are recent ones, whose
+  dedup buckets are among the most recently used keys, which go last.
+"""
+
+from __future__ import annotations
+
+CATALOGUE = "items"
+CATALOGUE_VERSION = "items:v"
+CATALOGUE_GROWN = "items:g"  # bumped when an item becomes recommendable (engine.catalog)
+
+
+def visitor(visitor_id: str) -> str:
+    return f"v:{{{visitor_id}}}"
+
+
+def customer(customer_id: str) -> str:
+    return f"c:{{{customer_id}}}"
+
+
+def dedup(visitor_id: str, bucket: int) -> str:
+    return f"d:{{{visitor_id}}}:{bucket}"
+
+
+def trending(epoch: int) -> str:
+    return f"tr:{epoch}"
+
+
+def for_you(visitor_id: str) -> str:
+    """The for-you list computed when the visitor's events were applied (engine.ranking.stored)."""
+    return f"f:{{{visitor_id}}}"
+
+
+def exposure(visitor_id: str) -> str:
+    """Impressions and clicks (engine.merch.exposure): caps, anti-repetition, attribution."""
+    return f"x:{{{visitor_id}}}"
