@@ -64,8 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(settings, settings.redis_url or "")
-        engine.recommender.observe_stored_list = app.state.metrics.observe_stored_list
+        engine = Engine(settings, settings.redis_url or "", observe_stored_list=app.state.metrics.observe_stored_list)
         await engine.start()
         background = await _start_embedded(settings, engine) if settings.mode == "embedded" else []
         sink = _make_sink(settings, engine)

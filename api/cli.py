@@ -222,7 +222,7 @@ def _catalogue_ids(settings: Settings) -> set[str] | None:
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from engine.catalog import item_ids  # noqa: PLC0415
-    from engine.runtime import connect  # noqa: PLC0415
+    from engine.store.connect import connect  # noqa: PLC0415
 
     async def read(url: str) -> set[str]:
         redis = connect(url, timeout_s=settings.redis_socket_timeout_s)
@@ -440,7 +440,7 @@ def _catalogue_for_rules(settings: Settings) -> tuple[Catalogue | None, str]:
 
     from engine.catalog import load_catalogue  # noqa: PLC0415
     from engine.store.server import running_url  # noqa: PLC0415
-    from engine.runtime import connect  # noqa: PLC0415
+    from engine.store.connect import connect  # noqa: PLC0415
 
     url = settings.redis_url or running_url(settings.redis_dir)
     if url is None:

@@ -12,13 +12,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.store import keys
 
 from engine.ranking import stored
+from engine.ranking.stored import Precomputer
 from engine.profiles.affinity import affinity_owner, relative
 from engine.store.breaker import Breaker
 from engine.catalog import Catalogue, CatalogueCache
@@ -31,6 +33,7 @@ from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.stage import Visitor as RulesVisitor
 from engine.merch.stage import apply_rules, pool_size
+from engine.ranking.request import Read, RecoRequest
 from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
@@ -42,24 +45,14 @@ class UnknownPlacement(ValueError):
     pass
 
 
-class RecoRequest(NamedTuple):
-    placement: str
-    visitor_id: str | None = None
-    customer_id: str | None = None
-    item_id: str | None = None
-    category: str | None = None
-    n: int = 10
-
-
-class Read(NamedTuple):
-    profiles: Loaded
-    trending: list[tuple[str, float]]
-    degraded: bool
-
 
 class Recommender:
     def __init__(self, reader: PipelinedReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
-                 trending: TrendingReader, rules: RulesHolder | None = None) -> None:
+                 trending: TrendingReader, rules: RulesHolder | None = None, *, lists_redis: Redis | None = None,
+                 observe_stored_list: Callable[[bool], None] | None = None) -> None:
+        """``lists_redis`` (a client that may write) stores for-you lists in the background when
+        ``settings.store_lists``; ``observe_stored_list`` is told, for each personal request that
+        could use a stored list, whether one matched (the API counts them for /metrics)."""
         self._reader = reader
         self._settings = settings
         self.models = models
@@ -71,16 +64,21 @@ class Recommender:
         # Shared by every request-path read (recommendations, blocks, previews): one timeout makes
         # the next requests answer degraded at once instead of each waiting out its budget.
         self.breaker = Breaker(settings.redis_breaker_open_s, settings.redis_timeout_s)
-        # Told, for each personal request that could use a stored for-you list, whether one matched
-        # (the API counts them for /metrics).
-        self.observe_stored_list: Callable[[bool], None] = lambda matched: None
-        # Told whose stored list was missing or no longer matched (a new model, an item back in
-        # stock, the visit over): the engine has it stored again, so that only their next request
-        # scores, not every request until their next event.
-        self.list_missed: Callable[[str], None] = lambda visitor_id: None
+        self.observe_stored_list = observe_stored_list or (lambda matched: None)
+        # Lists expire with the visit they were computed in: after it they can no longer match.
+        self.precomputer = (Precomputer(self, lists_redis, settings.session_timeout_s)
+                            if lists_redis is not None else None)
         # What shapes a for-you list besides the person, model and catalogue (engine.ranking.stored).
         self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
                              f"{settings.consent_required:d}{settings.session_timeout_s}")
+
+    def lists_changed(self, visitor_ids: list[str]) -> None:
+        """Whose for-you list no longer matches (their events were just applied; a request found it
+        missing or stale after a new model, an item back in stock, the visit over): store it again
+        in the background, so that only their next request scores, not every one until their next
+        event."""
+        if self.precomputer is not None and self.models.current is not None:
+            self.precomputer.mark(visitor_ids)
 
     def check_placement(self, placement: str, snapshot: RulesSnapshot | None = None) -> tuple[str, ...]:
         placements = (snapshot or self.rules.current).placements
@@ -193,7 +191,7 @@ class Recommender:
         if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules:
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.ranking.stored).
-            picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
+            picks = kept.serve(model, catalogue, set(), pool)
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)
                 return self._response(req, snap, arm, model, picks, degraded=False)
@@ -211,7 +209,7 @@ class Recommender:
             # list is made for that one), and someone with a profile (none is kept for a first-time
             # visitor).
             if kept is None and loaded.raw_visitor and req.customer_id in (None, loaded.visitor.customer_id):
-                self.list_missed(req.visitor_id)  # type: ignore[arg-type]
+                self.lists_changed([req.visitor_id])  # type: ignore[list-item]
         visitor, customer, raw = ctx.visitor, ctx.customer, loaded.extra
         picks: list[Pick] = []
         seen: set[str] = set()

@@ -13,54 +13,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from engine import tasks
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.ranking.model import ModelHolder, ServedModel
-from engine.ranking.stored import Precomputer
 from engine.profiles import ProfileConfig
 from engine.recommend import Recommender
+from engine.store.connect import connect
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.settings import Settings
 from engine.ranking.trending import TrendingClock, TrendingReader
 
 log = logging.getLogger(__name__)
-SENTINEL_SCHEME = "redis+sentinel://"
 YOUNG_GC_THRESHOLD = 50_000
-
-
-def connect(url: str, *, timeout_s: float | None = None) -> Redis:
-    """A URL redis-py reads (``redis://``, ``rediss://``, ``unix://``), or
-    ``redis+sentinel://[[user]:password@]host:26379[,host:26379...]/<master name>[/<db>]
-    [?sentinel_password=...]`` for a primary managed by Redis Sentinel: redis-py asks the sentinels
-    where the primary is and follows a failover. The URL's credentials are the primary's; sentinels
-    that require a password of their own get ``sentinel_password``.
-
-    ``timeout_s`` bounds every command: without it a Redis that accepts the connection but never
-    answers would hold the caller (poll loop, admin route, worker) forever."""
-    connect_s = min(timeout_s or 2.0, 2.0)
-    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": connect_s,
-                               "health_check_interval": 30, "max_connections": 256}
-    if url.startswith(SENTINEL_SCHEME):
-        parts = urlsplit(url)
-        credentials, _, hosts = parts.netloc.rpartition("@")
-        user, _, password = credentials.partition(":")
-        master, _, db = parts.path.strip("/").partition("/")
-        sentinels = [(host, int(port or 26379)) for host, _, port in (h.partition(":") for h in hosts.split(","))]
-        sentinel_password = parse_qs(parts.query).get("sentinel_password", [None])[0]
-        sentinel = Sentinel(sentinels, socket_connect_timeout=connect_s, socket_timeout=timeout_s,
-                            sentinel_kwargs={"password": sentinel_password, "socket_connect_timeout": connect_s,
-                                             "socket_timeout": timeout_s})
-        return sentinel.master_for(master or "mymaster", db=int(db or 0), username=unquote(user) or None,
-                                   password=unquote(password) or None, **options)
-    return Redis.from_url(url, **options)
 
 
 def profile_config(settings: Settings) -> ProfileConfig:
@@ -70,7 +40,8 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 
 class Engine:
-    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True,
+                 observe_stored_list: Callable[[bool], None] | None = None) -> None:
         """``serve_models=False`` (``vitrine replay``) keeps the catalogue and rules fresh but loads
         no model, so applying events stores no for-you lists."""
         self.settings = settings
@@ -93,16 +64,14 @@ class Engine:
             attribution_window_s=settings.attribution_window_s,
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
             known_item=self._item_exists,
-            on_applied=self._precompute if serve_models and settings.store_lists else None,
+            on_applied=self._lists_changed if serve_models and settings.store_lists else None,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
         self.reads = PipelinedReader(self.redis)  # the request path's reads (redis-py costs 3-4x the CPU)
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
-                                       self.rules)
-        # Lists expire with the visit they were computed in: after it they can no longer match.
-        self.precomputer = Precomputer(self.recommender, self.redis, settings.session_timeout_s)
-        self.recommender.list_missed = lambda visitor_id: self._precompute([visitor_id])
+                                       self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
+        self.precomputer = self.recommender.precomputer
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         poll_s = settings.model_poll_s
         self._streaks = {name: tasks.FailureStreak(name, first_backoff_s=poll_s, max_backoff_s=max(poll_s, 30.0),
@@ -188,9 +157,8 @@ class Engine:
         if self.serve_models:
             snapshot.warm(self.models.current, self.catalogue.current, time.time())
 
-    def _precompute(self, visitor_ids: list[str]) -> None:
-        if self.models.current is not None:
-            self.precomputer.mark(visitor_ids)
+    def _lists_changed(self, visitor_ids: list[str]) -> None:
+        self.recommender.lists_changed(visitor_ids)
 
     def _item_exists(self, item_id: str) -> bool:
         """An item a pin names must be in the catalogue (if there is one), and so must an item that
@@ -200,7 +168,8 @@ class Engine:
     async def stop(self) -> None:
         for poller in self._pollers:
             await tasks.stop(poller)
-        await self.precomputer.aclose()
+        if self.precomputer is not None:
+            await self.precomputer.aclose()
         await self.reads.aclose()
         await self.redis.aclose()
         pool = self.redis.connection_pool

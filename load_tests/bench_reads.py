@@ -1,5 +1,5 @@
 """What a request-path Redis read costs the API process: redis-py's ``Redis.mget`` (configured as
-``engine.runtime.connect`` configures it) next to ``engine.store.reads.PipelinedReader``.
+``engine.store.connect.connect`` configures it) next to ``engine.store.reads.PipelinedReader``.
 
     python -m load_tests.bench_reads [--reads 5000] [--out var/bench_reads.json]
 
@@ -25,7 +25,7 @@ import uvloop
 from engine.store import keys
 from engine.store.reads import PipelinedReader
 from engine.store.server import start_redis
-from engine.runtime import connect
+from engine.store.connect import connect
 
 VISITORS = [keys.visitor(f"bench-{n:06d}") for n in range(500)]
 CONCURRENCY = 32

@@ -20,7 +20,7 @@ from engine import tasks
 from engine.ingest.writer import TASK_NAME, EmbeddedSink
 from engine.profiles import ProfileConfig, VisitorProfile
 from engine.store.server import free_port, start_redis
-from engine.runtime import connect
+from engine.store.connect import connect
 from engine.ranking.trending import TrendingClock
 from tests.conftest import LiveServer, make_settings
 

@@ -24,7 +24,7 @@ from engine.events.log import EventLog, encode, read_lines, segments
 from engine.events.schema import Event
 from engine.ingest.writer import EmbeddedSink
 from engine.profiles import ProfileConfig, VisitorProfile
-from engine.runtime import connect
+from engine.store.connect import connect
 from engine.ranking.trending import TrendingClock
 from tests.test_cli import ROOT, VITRINE
 

@@ -20,9 +20,9 @@ from engine.catalog import Item, delete_items, load_catalogue, upsert_items
 from engine.events.schema import Event
 from engine.ingest.importer import ImportReport, read_items
 from engine.profiles import VisitorProfile
-from engine.recommend import RecoRequest
+from engine.ranking.request import RecoRequest
 from engine.runtime import Engine
-from engine.ranking.scenarios import Pick
+from engine.ranking.picks import Pick
 from load_tests.bench import _sessions_from_baskets
 from tests.conftest import make_settings
 
@@ -298,10 +298,14 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
     assert stored.decode(raw, b"another!", 1000, 1800) is None
     stored_list = stored.decode(raw, b"stamp123", 1000, 1800)
     assert stored_list is not None and stored_list.complete
-    assert stored_list.serve(item_ids, b"\x01" * n_items, set(), 10) == picks
+    def served(available: bytes, excluded: set[str]) -> list[Pick] | None:
+        model.view = lambda catalogue: SimpleNamespace(available_flags=available)
+        return stored_list.serve(model, None, excluded, 10)  # type: ignore[arg-type]
+
+    assert served(b"\x01" * n_items, set()) == picks
     in_stock = bytearray(b"\x01" * n_items)
     in_stock[7] = 0  # out of stock since: the rest keep their order and reasons (a complete list)
-    assert stored_list.serve(item_ids, bytes(in_stock), {item_ids[2]}, 10) == [picks[0], picks[3], picks[4]]
+    assert served(bytes(in_stock), {item_ids[2]}) == [picks[0], picks[3], picks[4]]
     assert stored.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
 
 

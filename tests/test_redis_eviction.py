@@ -12,7 +12,7 @@ import redis.asyncio
 from engine.store import keys
 from engine.catalog import Item, upsert_items
 from engine.events.schema import Event
-from engine.merch.exposure import experiment_key
+from engine.store import keys
 from engine.store.server import start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
@@ -45,7 +45,7 @@ def test_memory_pressure_evicts_idle_visitors_never_the_catalogue_or_counters(tm
                            properties={"block_id": "reco:home", "recommendation_id": f"r{n}.home-test.a"})
                      for n in range(20)]
             await engine.applier.apply(shown)
-            xp = experiment_key("home-test")
+            xp = keys.experiment("home-test")
             counters = await admin.zrange(xp, 0, -1, withscores=True)
             catalogue = await admin.hgetall(keys.CATALOGUE)
             assert dict(counters) == {"a:impressions": 20.0, "a:visitors": 20.0} and await admin.ttl(xp) == -1

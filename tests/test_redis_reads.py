@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.store.reads import RECONNECT_AFTER_S, PipelinedReader
 from engine.store.server import RedisServer, free_port, start_redis
-from engine.runtime import connect
+from engine.store.connect import connect
 
 T = TypeVar("T")
 

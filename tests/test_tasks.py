@@ -6,7 +6,7 @@ import asyncio
 import random
 
 from engine import tasks
-from engine.runtime import connect
+from engine.store.connect import connect
 
 
 def test_stop_ends_a_task_that_swallows_a_cancellation() -> None:

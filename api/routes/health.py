@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
 from api.metrics import metrics_endpoint
 from api.openapi import doc, ok
 from api.responses import json_response
+from engine.store.connect import answers
 
 router = APIRouter()
 _OK = b'{"status":"ok"}'
@@ -38,13 +36,7 @@ async def health() -> Response:
 }))
 async def ready(request: Request) -> Response:
     engine = request.app.state.engine
-    checks: dict[str, str] = {}
-    try:
-        async with asyncio.timeout(0.5):
-            await engine.redis.ping()
-        checks["redis"] = "ok"
-    except (RedisError, OSError, TimeoutError) as exc:
-        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    checks = {"redis": await answers(engine.redis)}
     model = engine.models.current
     checks["model"] = model.version if model else "none: run `vitrine train`"
     checks["catalogue_items"] = str(len(engine.catalogue.current))

@@ -22,8 +22,9 @@ from engine.merch import experiments
 from engine.merch.blocks import UnknownSlot
 from engine.events.schema import ID_PATTERN
 from engine.events.fields import field_errors
-from engine.merch.exposure import experiment_key
-from engine.recommend import RecoRequest, UnknownPlacement
+from engine.merch.exposure import experiment_counters
+from engine.ranking.request import RecoRequest
+from engine.recommend import UnknownPlacement
 from engine.catalog import CATEGORY_PATTERN
 from engine.merch.live import MAX_RULES_BYTES, RulesSnapshot
 from engine.merch.loader import RulesError, RulesInvalid
@@ -157,7 +158,7 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
     blocks: dict[str, Any] = {}
     for slot in slots:
         try:
-            blocks[slot] = await engine.merch.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
+            blocks[slot] = await engine.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
                                                     snap, now, explain=True)
         except UnknownSlot as exc:
             blocks[slot] = {"error": str(exc)}
@@ -213,25 +214,8 @@ async def experiment_report(request: Request) -> Response:
     if not re.fullmatch(NAME, experiment_id):
         raise ApiError(422, "invalid experiment id", [{"field": "experiment_id", "message": "invalid characters"}])
     engine = request.app.state.engine
-    raw = await engine.redis.zrange(experiment_key(experiment_id), 0, -1, withscores=True)
-    counters = {member.decode(): score for member, score in raw}
-    rules = engine.rules.current.rules
-    config = rules.experiments.get(experiment_id)
-    if experiment_id == experiments.HOLDOUT:
-        arms, control = [experiments.PERSONALISED], experiments.CONTROL
-    elif config is not None:
-        arms, control = [v.name for v in config.variants], config.control or experiments.CONTROL
-    elif counters:
-        arms, control = [], experiments.CONTROL
-    else:
+    counters = await experiment_counters(engine.redis, experiment_id)
+    report = experiments.report_for(experiment_id, engine.rules.current.rules, counters, time.time())
+    if report is None:
         raise ApiError(404, f"no experiment {experiment_id!r} in the rules and no data recorded for it")
-    seen = {member.rsplit(":", 1)[0] for member in counters}
-    arms = list(dict.fromkeys([*arms, *sorted(seen), experiments.CONTROL]))
-    report = experiments.report(experiment_id, arms, control, counters)
-    if config is not None:
-        report["placement"] = config.placement
-        report["running"] = config.active(time.time())
-        report["weights"] = {v.name: v.weight for v in config.variants}
-    if rules.control_group is not None:
-        report["control_group_share"] = rules.control_group.share
     return json_response(report)

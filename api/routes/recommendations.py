@@ -12,7 +12,8 @@ from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.catalog import CATEGORY_PATTERN
 from engine.events.schema import ID_PATTERN
-from engine.recommend import RecoRequest, UnknownPlacement
+from engine.ranking.request import RecoRequest
+from engine.recommend import UnknownPlacement
 
 router = APIRouter()
 

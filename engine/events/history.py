@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.events.log import read_raw
-from models.interactions import Interaction
+from models.interactions import Interaction, user_key
 
 TRAINABLE = frozenset({"product_view", "add_to_cart", "add_to_wishlist", "purchase", "recommendation_click"})
 
@@ -45,7 +45,7 @@ class Consent:
         if (event.get("type") != "consent" and not gpc) or event["event_id"] in self._seen:
             return
         self._seen.add(event["event_id"])
-        people = [f"v:{visitor}"] + ([f"c:{c}"] if (c := customer or self.linked.get(visitor)) else [])
+        people = [user_key(visitor, None)] + ([user_key(visitor, c)] if (c := customer or self.linked.get(visitor)) else [])
         granted = not gpc and (event.get("properties") or {}).get("granted") is True
         for person in people:
             if not granted:
@@ -56,9 +56,9 @@ class Consent:
     def keeps(self, index: int, row: Interaction) -> bool:
         """Whether row number ``index`` may be trained on: after every concerned person's return
         and, when consent is required, after a grant by one of them."""
-        people = [f"v:{row.visitor_id}", *(f"c:{c}" for c in self.customers.get(row.visitor_id, ()))]
+        people = [user_key(row.visitor_id, None), *(user_key(row.visitor_id, c) for c in self.customers.get(row.visitor_id, ()))]
         if row.customer_id:
-            people.append(f"c:{row.customer_id}")
+            people.append(user_key(row.visitor_id, row.customer_id))
         granted = not self.required
         for person in people:
             if person in self.kept_from:

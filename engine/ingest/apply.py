@@ -251,7 +251,7 @@ class EventApplier:
         chained: dict[str, bytes] = {}
         for plan in plans:
             for key, cas in plan.cas.items():
-                if key.startswith("c:"):
+                if keys.is_customer(key):
                     if key in chained:
                         cas.old = chained[key]
                     if cas.new is not None:

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from engine.store import keys
 
-KEY = "log:applied"
+KEY = keys.LOG_APPLIED
 CREATED = "created"
 
 

@@ -19,11 +19,8 @@ from redis.asyncio import Redis
 from engine.ingest import checkpoint
 from engine.ingest.apply import EventApplier
 from engine.events.schema import Event
+from engine.store import keys
 
-# Everything the apply path derives from events (engine.store.keys, engine.merch.exposure): profiles, dedup
-# memory, trending, exposure state and experiment counters. Rebuilding one without the others would
-# count events twice (counters) or skip them (dedup).
-PROFILE_KEY_PATTERNS = ("v:*", "c:*", "d:*", "tr:*", "x:*", "xp:*")
 
 
 @dataclass
@@ -35,17 +32,17 @@ class ReplayStats:
 
 
 async def has_profiles(redis: Redis) -> bool:
-    for pattern in PROFILE_KEY_PATTERNS:
+    for pattern in keys.DERIVED_FROM_EVENTS:
         async for _ in redis.scan_iter(match=pattern, count=1000):
             return True
     return False
 
 
 async def delete_profiles(redis: Redis) -> int:
-    """Everything derived from events (``PROFILE_KEY_PATTERNS``) and the log's checkpoint
+    """Everything derived from events (``keys.DERIVED_FROM_EVENTS``) and the log's checkpoint
     (nothing is applied any more); the catalogue stays."""
     deleted = await redis.unlink(checkpoint.KEY)
-    for pattern in PROFILE_KEY_PATTERNS:
+    for pattern in keys.DERIVED_FROM_EVENTS:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
             batch.append(key)

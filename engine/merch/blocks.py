@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from engine.store import keys
 
 from engine.merch import templates
 from engine.profiles.affinity import affinity_below, affinity_owner, relative
-from engine.catalog import Catalogue
+from engine.catalog import Catalogue, CatalogueCache
 from engine.merch.experiments import in_control_group
 from engine.merch.exposure import Exposure, minute
 from engine.profiles import CustomerProfile, VisitorProfile, visit_items, withdrawn
-from engine.recommend import Recommender, RecoRequest
-from engine.merch.live import RulesSnapshot
+from engine.ranking.request import Read, RecoRequest
+from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.schema import Block, Cap, Condition
 from engine.profiles.segments import segments
 
@@ -151,8 +151,21 @@ def choose(snap: RulesSnapshot, slot: str, person: Person, x: Exposure) -> tuple
     return None, skipped
 
 
+class Recommendations(Protocol):
+    """What blocks need of the read path: the live rules and catalogue, one profile read, and the
+    strip a block may carry (``engine.recommend.Recommender``)."""
+
+    rules: RulesHolder
+    catalogue: CatalogueCache
+
+    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read: ...
+
+    async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
+                        now: float | None = None) -> dict[str, Any]: ...
+
+
 class BlockPicker:
-    def __init__(self, recommender: Recommender, session_timeout_s: float, consent_required: bool = False) -> None:
+    def __init__(self, recommender: Recommendations, session_timeout_s: float, consent_required: bool = False) -> None:
         self._reco = recommender
         self._timeout = session_timeout_s
         self._consent_required = consent_required

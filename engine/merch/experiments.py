@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from engine.merch.schema import ControlGroup, Experiment
+from engine.merch.schema import ControlGroup, Experiment, RulesFile
 
 CONTROL = "control"
 HOLDOUT = "holdout"  # the control group's own report: control vs everyone personalised
@@ -127,3 +127,28 @@ def report(experiment_id: str, arms: list[str], control: str, counters: dict[str
                                          ctl["visitors"], ctl["revenue"], ctl["revenue_sq"]),
         }
     return _rounded({"experiment": experiment_id, "control": control, "arms": rows})
+
+
+def report_for(experiment_id: str, rules: RulesFile, counters: dict[str, float], now: float) -> dict[str, Any] | None:
+    """The report an admin asks for: the arms the rules name (or the control group's two sides),
+    plus any arm that still has counters from earlier rules. None when neither rules nor counters
+    know the experiment."""
+    config = rules.experiments.get(experiment_id)
+    if experiment_id == HOLDOUT:
+        arms, control = [PERSONALISED], CONTROL
+    elif config is not None:
+        arms, control = [v.name for v in config.variants], config.control or CONTROL
+    elif counters:
+        arms, control = [], CONTROL
+    else:
+        return None
+    seen = {member.rsplit(":", 1)[0] for member in counters}
+    arms = list(dict.fromkeys([*arms, *sorted(seen), CONTROL]))
+    result = report(experiment_id, arms, control, counters)
+    if config is not None:
+        result["placement"] = config.placement
+        result["running"] = config.active(now)
+        result["weights"] = {v.name: v.weight for v in config.variants}
+    if rules.control_group is not None:
+        result["control_group_share"] = rules.control_group.share
+    return result

@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from redis.asyncio import Redis
 
 from engine.events.schema import Event
 from engine.merch.schema import MAX_CAP
+from engine.store import keys
 
 MAX_BLOCKS = 16
 MAX_ITEM_IMPRESSIONS = 200
@@ -52,10 +54,6 @@ KnownArm = Callable[[str, str], bool]  # (experiment, arm) -> the live rules can
 
 def item_hash(item_id: str) -> int:
     return zlib.crc32(item_id.encode()) & 0xFFFFFF
-
-
-def experiment_key(experiment: str) -> str:
-    return f"xp:{experiment}"
 
 
 def parse_recommendation_id(value: object) -> tuple[str, str] | None:
@@ -149,7 +147,7 @@ def _experiment_state(x: Exposure, experiment: str, arm: str) -> list[Any]:
 def _exposed(x: Exposure, experiment: str, arm: str, out: list[Increment]) -> None:
     if experiment not in x.experiments:
         _experiment_state(x, experiment, arm)
-        out.append((experiment_key(experiment), f"{arm}:visitors", 1.0))
+        out.append((keys.experiment(experiment), f"{arm}:visitors", 1.0))
 
 
 def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, retention_s: int,
@@ -170,10 +168,10 @@ def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, 
         x.items.extend((item_hash(li.item_id), now) for li in event.line_items())
         if arm is not None:
             _exposed(x, *arm, out)
-            out.append((experiment_key(arm[0]), f"{arm[1]}:impressions", 1.0))
+            out.append((keys.experiment(arm[0]), f"{arm[1]}:impressions", 1.0))
     elif event.type == "recommendation_click" and arm is not None and event.item_id:
         _exposed(x, *arm, out)
-        out.append((experiment_key(arm[0]), f"{arm[1]}:clicks", 1.0))
+        out.append((keys.experiment(arm[0]), f"{arm[1]}:clicks", 1.0))
         x.clicks.pop(event.item_id, None)
         x.clicks[event.item_id] = [arm[0], arm[1], now]
         while len(x.clicks) > MAX_CLICKS:
@@ -187,7 +185,7 @@ def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, 
             price = li.price if li.price is not None else (price_of(li.item_id) or 0.0)
             amount = round(price * li.quantity, 2)
             state = _experiment_state(x, experiment, arm_name)
-            key = experiment_key(experiment)
+            key = keys.experiment(experiment)
             before = state[1]
             state[1] = round(before + amount, 2)
             out.append((key, f"{arm_name}:revenue", amount))
@@ -197,3 +195,9 @@ def fold(x: Exposure, event: Event, price_of: Callable[[str], float | None], *, 
                 out.append((key, f"{arm_name}:conversions", 1.0))
     _prune(x, now, retention_s // 60, attribution_s // 60)
     return out
+
+
+async def experiment_counters(redis: Redis, experiment_id: str) -> dict[str, float]:
+    """``<arm>:visitors|impressions|clicks|...`` -> count, as the apply path recorded them."""
+    raw = await redis.zrange(keys.experiment(experiment_id), 0, -1, withscores=True)
+    return {member.decode(): score for member, score in raw}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+
 
 import numpy as np
 
@@ -17,16 +17,10 @@ from engine.profiles.affinity import affinity_owner
 from engine.ranking.blend import blend_scores, closest_anchor, top_k
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
+from engine.ranking.picks import Pick
+from engine.ranking.stored import Stored
 from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
-
-if TYPE_CHECKING:
-    from engine.ranking.stored import Stored
-
-
-class Pick(NamedTuple):  # a tuple, not a dataclass: tens of them are made per request
-    item_id: str
-    score: float
-    reason: str
+from models.interactions import user_key
 
 
 @dataclass
@@ -45,7 +39,7 @@ class Context:
     trending: list[tuple[str, float]] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
     model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
-    precomputed: "Stored | None" = None  # the person's for-you list as applying their events left it
+    precomputed: Stored | None = None  # the person's for-you list as applying their events left it
 
     def history(self) -> list[tuple[str, float, str]]:
         """(item, weight, why), one entry per item with its strongest signal."""
@@ -91,12 +85,12 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     if model is None:
         return []
     if ctx.precomputed is not None:  # what applying the person's last events computed (engine.ranking.stored)
-        stored = ctx.precomputed.serve(model.item_ids, model.view(catalogue).available_flags, ctx.excluded, ctx.n)
+        stored = ctx.precomputed.serve(model, catalogue, ctx.excluded, ctx.n)
         if stored is not None:
             return stored
     index = model.item_index
     history = [(j, w, why, i) for i, w, why in ctx.history() if (j := index.get(i)) is not None]
-    user = f"c:{ctx.customer_id}" if ctx.customer_id else (f"v:{ctx.visitor_id}" if ctx.visitor_id else None)
+    user = user_key(ctx.visitor_id, ctx.customer_id) if ctx.customer_id or ctx.visitor_id else None
     if not ctx.model_row:
         user = None
     idx = np.array([h[0] for h in history], dtype=np.int32)

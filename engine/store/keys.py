@@ -21,6 +21,12 @@ from __future__ import annotations
 CATALOGUE = "items"
 CATALOGUE_VERSION = "items:v"
 CATALOGUE_GROWN = "items:g"  # bumped when an item becomes recommendable (engine.catalog)
+LOG_APPLIED = "log:applied"  # how far the durable log is applied (engine.ingest.checkpoint)
+
+# Everything the apply path derives from events: profiles, customers, dedup memory, trending,
+# exposure state and experiment counters. Rebuilding one without the others would count events
+# twice (counters) or skip them (dedup), so replay resets them together.
+DERIVED_FROM_EVENTS = ("v:*", "c:*", "d:*", "tr:*", "x:*", "xp:*")
 
 
 def visitor(visitor_id: str) -> str:
@@ -29,6 +35,10 @@ def visitor(visitor_id: str) -> str:
 
 def customer(customer_id: str) -> str:
     return f"c:{{{customer_id}}}"
+
+
+def is_customer(key: str) -> bool:
+    return key.startswith("c:")
 
 
 def dedup(visitor_id: str, bucket: int) -> str:
@@ -47,3 +57,8 @@ def for_you(visitor_id: str) -> str:
 def exposure(visitor_id: str) -> str:
     """Impressions and clicks (engine.merch.exposure): caps, anti-repetition, attribution."""
     return f"x:{{{visitor_id}}}"
+
+
+def experiment(experiment_id: str) -> str:
+    """Per-arm visitor, impression and click counters of one experiment (engine.merch.exposure)."""
+    return f"xp:{experiment_id}"

@@ -18,7 +18,7 @@ write at the start of the next turn. Under load that keeps what the merging read
 syscall for many reads (~6 µs of CPU per read with 32 concurrent callers; redis-py ~80), without
 its extra turn and task.
 
-Where to connect: whatever the redis-py client ``engine.runtime.connect`` built for the same URL
+Where to connect: whatever the redis-py client ``engine.store.connect.connect`` built for the same URL
 would use. Its pool parsed the URL (``redis://``, ``rediss://``, ``unix://``: address, TLS,
 credentials, db, timeouts); for ``redis+sentinel://`` it asks the sentinels for the primary, and
 is asked again on each reconnect. So a URL means the same thing to both.
@@ -191,7 +191,7 @@ class _Connection(asyncio.Protocol):
 
 class PipelinedReader:
     """``mget`` for the request path (an ``engine.profiles.store.KeyReader``), through one lazily
-    opened connection per event loop, to where ``redis`` (from ``engine.runtime.connect``) goes."""
+    opened connection per event loop, to where ``redis`` (from ``engine.store.connect.connect``) goes."""
 
     def __init__(self, redis: Redis) -> None:
         self._pool = redis.connection_pool
