@@ -12,16 +12,13 @@ Redis bytes per visitor profile (MEMORY USAGE). Writes JSON + markdown reports.
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,6 @@ import numpy as np
 import uvloop
 from redis.asyncio import Redis
 
-from api.quality_cli import train_config
 from engine.store import keys
 from engine.events.schema import Event
 from engine.events.history import interactions
@@ -39,8 +35,10 @@ from engine.ingest.importer import ImportReport, read_events, read_items
 from engine.store.server import free_port, start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
+from engine.training import train_config
 from load_tests.bench_stream import measure_freshness
 from load_tests.httpload import Http, LoadResult, run_load
+from load_tests.sessions import sessions_from_baskets
 from models.datasets import write_online_retail
 from models.train import train_from_rows
 
@@ -63,22 +61,6 @@ class BenchConfig:
     freshness_samples: int = 300
     out_dir: Path = Path("reports")
     seed: int = 7
-
-
-def _sessions_from_baskets(events_csv: Path, visitors: int, seed: int) -> list[list[tuple[str, str]]]:
-    """Browsing sessions made of real baskets: each real order's items viewed one by one, the
-    last one added to the cart. Online Retail has purchases only, so orders stand in for visits."""
-    baskets: dict[tuple[str, str], list[str]] = defaultdict(list)
-    with events_csv.open() as fh:
-        for row in csv.DictReader(fh):
-            baskets[(row["visitor_id"], row["timestamp"])].append(row["item_id"])
-    rng = random.Random(seed)
-    chosen = rng.sample([b for b in baskets.values() if 3 <= len(b) <= 40], visitors)
-    sessions = []
-    for items in chosen:
-        viewed = list(dict.fromkeys(items))[:12]
-        sessions.append([("product_view", i) for i in viewed] + [("add_to_cart", viewed[-1])])
-    return sessions
 
 
 async def _populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]],
@@ -194,7 +176,6 @@ def _ratios(results: list[LoadResult]) -> dict[str, float]:
 
 
 def run(config: BenchConfig) -> dict[str, Any]:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     report: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -218,7 +199,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             report["model"] = {"version": artifact.version, **artifact.meta["data"],
                                "train_seconds": round(time.perf_counter() - started, 1)}
             item_ids = asyncio.run(_load_items(url, items_csv))
-            sessions = _sessions_from_baskets(events_csv, config.visitors, config.seed)
+            sessions = sessions_from_baskets(events_csv, config.visitors, config.seed)
             visitor_ids, with_lists = asyncio.run(_populate(settings, url, sessions))
             # The same events for other visitors without storing lists: what the lists cost to apply.
             _, without_lists = asyncio.run(_populate(settings.model_copy(update={"store_lists": False}), url,
@@ -227,7 +208,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                                "events_per_s_without_lists": round(without_lists)}
             report["memory"] = asyncio.run(_memory(url, visitor_ids))
             env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
-                   "VITRINE_ADMIN_KEY": ADMIN_KEY, "OPENBLAS_NUM_THREADS": "1", **UNREACHED_LIMITS}
+                   "VITRINE_ADMIN_KEY": ADMIN_KEY, **UNREACHED_LIMITS}
             for workers in config.workers:
                 port, log = free_port(), tmp / f"server-{workers}.log"
                 proc = _start_server(port, workers, env, log)

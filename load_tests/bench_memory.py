@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +26,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from api.identity import new_visitor_id
-from api.quality_cli import train_config
 from engine.catalog import upsert_items
 from engine.events.schema import Event
 from engine.events.history import interactions
@@ -35,7 +33,9 @@ from engine.ingest.importer import ImportReport, read_events, read_items
 from engine.store.server import start_redis
 from engine.runtime import Engine
 from engine.settings import Settings
-from load_tests.bench import _sessions_from_baskets
+from engine.threads import limit_blas_threads
+from engine.training import train_config
+from load_tests.sessions import sessions_from_baskets
 from models.datasets import write_online_retail
 from models.train import train_from_rows
 
@@ -60,7 +60,7 @@ async def _measure(engine: Engine, r: Redis, kind: str, count: int,
     """Apply the visitors' events; per key family: keys, MEMORY USAGE, used_memory freed (the keys are
     deleted, so the next kind starts from the same Redis), TTL."""
     before = (await r.info("memory"))["used_memory"]
-    visitors = [new_visitor_id() for _ in range(count)]
+    visitors = [secrets.token_hex(8) for _ in range(count)]  # as long as the visitor cookie's ids
     events = _events(kind, visitors, sessions)
     for start in range(0, len(events), BATCH):
         await engine.applier.apply(events[start:start + BATCH])
@@ -103,7 +103,6 @@ async def _run(settings: Settings, url: str, items_csv: Path, visitors: int,
 
 
 def run(visitors: int) -> dict[str, Any]:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     report: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-memory-") as tmp_name:
         tmp = Path(tmp_name)
@@ -122,7 +121,7 @@ def run(visitors: int) -> dict[str, Any]:
                     dst.write(line)
             rows = interactions(e.model_dump() for e in read_events(subset, ImportReport(), accepted_at=time.time()))
             train_from_rows(rows, train_config(settings), settings.models_dir)
-            sessions = _sessions_from_baskets(events_csv, visitors, 7)
+            sessions = sessions_from_baskets(events_csv, visitors, 7)
             asyncio.run(_run(settings, server.url, items_csv, visitors, sessions, report))
         finally:
             server.stop()
@@ -153,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visitors", type=int, default=3000, help="new visitors of each kind (default 3000)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
     args = parser.parse_args(argv)
+    limit_blas_threads()
     report = run(args.visitors)
     text = markdown(report)
     print(text)

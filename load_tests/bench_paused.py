@@ -26,13 +26,15 @@ from typing import Any
 
 import uvloop
 
-from api.quality_cli import train_config
 from engine.events.history import interactions
 from engine.ingest.importer import ImportReport, read_events
 from engine.store.server import free_port, start_redis
 from engine.settings import Settings
-from load_tests.bench import _load_items, _populate, _sessions_from_baskets, _start_server, _wait_ready
+from engine.threads import limit_blas_threads
+from engine.training import train_config
+from load_tests.bench import _load_items, _populate, _start_server, _wait_ready
 from load_tests.httpload import Http, LoadResult, run_load
+from load_tests.sessions import sessions_from_baskets
 from models.datasets import write_online_retail
 from models.train import train_from_rows
 
@@ -75,7 +77,6 @@ def _until_personal(port: int, visitor_id: str, timeout_s: float = 30.0) -> floa
 
 
 def run(seconds: float, connections: list[int]) -> dict[str, Any]:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     report: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -95,10 +96,9 @@ def run(seconds: float, connections: list[int]) -> dict[str, Any]:
             rows = interactions(e.model_dump() for e in read_events(events, ImportReport(), accepted_at=time.time()))
             train_from_rows(rows, train_config(settings), settings.models_dir)
             asyncio.run(_load_items(url, items_csv))
-            visitor_ids, _ = asyncio.run(_populate(settings, url, _sessions_from_baskets(events, VISITORS, 7)))
+            visitor_ids, _ = asyncio.run(_populate(settings, url, sessions_from_baskets(events, VISITORS, 7)))
             env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
-                   "VITRINE_ADMIN_KEY": "bench-admin-key-not-a-secret", "VITRINE_RATE_LIMITS": "false",
-                   "OPENBLAS_NUM_THREADS": "1"}
+                   "VITRINE_ADMIN_KEY": "bench-admin-key-not-a-secret", "VITRINE_RATE_LIMITS": "false"}
             port, log = free_port(), tmp / "server.log"
             server = _start_server(port, 1, env, log)
             try:
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4], help="connection counts to try")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
     args = parser.parse_args(argv)
+    limit_blas_threads()
     report = run(args.seconds, args.connections)
     text = markdown(report)
     print(text)

@@ -26,14 +26,20 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import orjson
+import redis
 
-import orjson  # noqa: E402
-import redis  # noqa: E402
-
-from engine.store.server import free_port, start_redis  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from load_tests.httpload import Http  # noqa: E402
+from engine.events.history import interactions_from_log
+from engine.events.log import EventLog
+from engine.ingest.checkpoint import Checkpoint
+from engine.ingest.importer import import_events_to_log, import_items
+from engine.runtime import Engine
+from engine.settings import Settings
+from engine.store.server import free_port, start_redis
+from engine.threads import limit_blas_threads
+from engine.training import gated_train
+from load_tests.httpload import Http
+from models.datasets import write_online_retail
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "bench-admin-key-not-a-secret"
@@ -48,20 +54,31 @@ def readme_rules() -> str:
 
 def prepare(data_dir: Path, redis_url: str, event_lines: int) -> list[str]:
     """Demo items and the first ``event_lines`` purchase lines, imported and trained on."""
-    from api.cli import _import, train
-    from models.datasets import write_online_retail
-
     items, events = write_online_retail(data_dir / "demo")
     subset = data_dir / "demo" / "events_subset.csv"
     with events.open() as src, subset.open("w") as dst:
         dst.writelines(itertools.islice(src, event_lines + 1))
     settings = Settings(data_dir=data_dir, redis_url=redis_url)
     asyncio.run(_import(settings, redis_url, items, subset))
-    train(settings)
+    since = time.time() - settings.train_window_s
+    gated_train(interactions_from_log(settings.log_dir, settings.consent_required, since), settings)
     client = redis.Redis.from_url(redis_url)
     visitors = sorted(k.decode()[3:-1] for k in client.scan_iter("v:{*}", count=1000))
     client.close()
     return visitors
+
+
+async def _import(settings: Settings, redis_url: str, items: Path, events: Path) -> None:
+    """As `vitrine import` does in embedded mode: items, then events through the log."""
+    engine = Engine(settings, redis_url)
+    event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
+    try:
+        await import_items(engine.redis, items)
+        await engine.catalogue.refresh()
+        await import_events_to_log(events, event_log, engine.applier, Checkpoint(engine.redis), accepted_at=time.time())
+    finally:
+        event_log.close()
+        await engine.redis.aclose()
 
 
 def timed(http: Http, series: dict[str, list[str]]) -> dict[str, dict[str, float]]:
@@ -118,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=30_000, help="purchase lines imported")
     parser.add_argument("--out", type=Path, default=Path("var/bench_rules.json"))
     args = parser.parse_args(argv)
+    limit_blas_threads()
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-") as tmp:
         data_dir = Path(tmp)
         server = start_redis(data_dir / "redis", persist=False)

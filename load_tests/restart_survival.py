@@ -37,7 +37,7 @@ STARTED: list[subprocess.Popen[str]] = []  # stopped on the way out, whatever ha
 def environment(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_") or k == "VITRINE_REDIS_SERVER"}
     env.update({"VITRINE_DATA_DIR": str(data_dir), "VITRINE_PORT": str(port),
-                "VITRINE_RULES_FILE": str(data_dir / "rules.yaml"), "OPENBLAS_NUM_THREADS": "1"})
+                "VITRINE_RULES_FILE": str(data_dir / "rules.yaml")})
     return env
 
 

@@ -81,6 +81,23 @@ def load_journeys(dataset: str = "auto") -> tuple[str, list[Journey]]:
     return "demo", demo_journeys()
 
 
+def sessions_from_baskets(events_csv: Path, visitors: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Browsing sessions made of real baskets of an events.csv in the `vitrine import` format: each
+    real order's items viewed one by one, the last one added to the cart, as (event type, item id).
+    Online Retail has purchases only, so orders stand in for visits."""
+    baskets: dict[tuple[str, str], list[str]] = defaultdict(list)
+    with events_csv.open() as fh:
+        for row in csv.DictReader(fh):
+            baskets[(row["visitor_id"], row["timestamp"])].append(row["item_id"])
+    rng = random.Random(seed)
+    chosen = rng.sample([b for b in baskets.values() if 3 <= len(b) <= 40], visitors)
+    sessions = []
+    for items in chosen:
+        viewed = list(dict.fromkeys(items))[:12]
+        sessions.append([("product_view", i) for i in viewed] + [("add_to_cart", viewed[-1])])
+    return sessions
+
+
 def cycle(journeys: list[Journey], seed: int = 3) -> Iterator[Journey]:
     order = list(journeys)
     random.Random(seed).shuffle(order)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from implicit.cpu.als import AlternatingLeastSquares  # noqa: E402
-from scipy.sparse import csr_matrix  # noqa: E402
+from implicit.cpu.als import AlternatingLeastSquares
+from scipy.sparse import csr_matrix
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,19 @@ All rank the full catalogue minus the query's exclusions, like the served one.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
+from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+from scipy.sparse import csr_matrix
 
-import numpy as np  # noqa: E402
-from implicit.nearest_neighbours import BM25Recommender, CosineRecommender  # noqa: E402
-from scipy.sparse import csr_matrix  # noqa: E402
-
-from models.als import train_als  # noqa: E402
-from models.evaluate import Method, Query, Ranker, Split  # noqa: E402
-from models.interactions import InteractionMatrix  # noqa: E402
-from models.train import TrainConfig  # noqa: E402
+from models.als import train_als
+from models.evaluate import Method, Query, Ranker, Split
+from models.interactions import InteractionMatrix
+from models.train import TrainConfig
 
 
 def _ordered(item_ids: list[str], scores: np.ndarray) -> Ranker:

@@ -15,6 +15,7 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -135,3 +136,24 @@ def write_taobao(out_dir: Path, source: Path) -> tuple[Path, Path]:
         for item, category in sorted(categories.items()):
             writer.writerow([item, "", f"c{category}", "", "", "true"])
     return items_path, events_path
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named real dataset for ``vitrine evaluate --dataset``, and the settings that fit the shop it
+    comes from."""
+
+    test_days: float
+    exclude_seen: bool
+    exclude_purchased: bool
+    why: str
+
+
+DATASETS: dict[str, Dataset] = {
+    "taobao": Dataset(1, exclude_seen=False, exclude_purchased=True, why=(
+        "Taobao UserBehavior head (../shared/data): views, carts, favourites, purchases over 9 days; "
+        "people come back to items they viewed, rarely rebuy the same one within days")),
+    "online-retail": Dataset(30, exclude_seen=False, exclude_purchased=False, why=(
+        "UCI Online Retail II 2009-2010 (models/data): a wholesale gift shop's orders; customers "
+        "restock the same items, so already-bought items stay in the lists")),
+}

@@ -14,17 +14,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import pytest
+import redis
+from fastapi.testclient import TestClient
 
-import pytest  # noqa: E402
-import redis  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-
-from engine.store.server import RedisServer, free_port, start_redis  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.store.server import RedisServer, free_port, start_redis
+from engine.settings import Settings
+from engine.threads import limit_blas_threads
 
 ADMIN_KEY = "test-admin-key-0123456789"
 ADMIN = {"X-API-Key": ADMIN_KEY}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test session is a process entry, as `vitrine` is: before a test module loads numpy."""
+    limit_blas_threads()
 
 
 @pytest.fixture(scope="session")

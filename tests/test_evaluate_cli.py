@@ -106,7 +106,7 @@ def test_taobao_becomes_the_generic_import_format(tmp_path: Path) -> None:
 
 
 def test_embedded_mode_retrains_in_the_background(tmp_path: Path, demo_files: tuple[Path, Path]) -> None:
-    from api.retrain import Retrainer
+    from api.cli.retrain import Retrainer
 
     log = EventLog(tmp_path / "log", fsync=False)
     events = list(read_events(demo_files[1], ImportReport(), accepted_at=time.time()))

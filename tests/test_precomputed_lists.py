@@ -23,7 +23,7 @@ from engine.profiles import VisitorProfile
 from engine.ranking.request import RecoRequest
 from engine.runtime import Engine
 from engine.ranking.picks import Pick
-from load_tests.bench import _sessions_from_baskets
+from load_tests.sessions import sessions_from_baskets
 from tests.conftest import make_settings
 
 
@@ -67,7 +67,7 @@ async def stored_list(eng: Engine, visitor_id: str) -> bytes | None:
 def test_stored_lists_are_exactly_the_live_ones(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
     """40 real baskets browsed: every placement size gives the same items, scores and reasons from
     the stored list as computed on the spot (sizes above the stored 20 are computed live)."""
-    with_engine(lambda engine: _exactly_live(engine, _sessions_from_baskets(demo_files[1], 40, seed=3)))
+    with_engine(lambda engine: _exactly_live(engine, sessions_from_baskets(demo_files[1], 40, seed=3)))
 
 
 async def _exactly_live(engine: Engine, sessions: list[list[tuple[str, str]]]) -> None:
@@ -99,7 +99,7 @@ async def tamper(eng: Engine, visitor_id: str) -> list[tuple[str, float, str]]:
 
 def test_a_stored_list_is_used_only_while_its_inputs_hold(with_engine, demo_files: tuple[Path, Path],  # noqa: ANN001
                                                           redis_url: str) -> None:
-    session = _sessions_from_baskets(demo_files[1], 1, seed=11)[0]
+    session = sessions_from_baskets(demo_files[1], 1, seed=11)[0]
 
     async def body(engine: Engine) -> None:
         start = time.time() - 300
@@ -148,7 +148,7 @@ def test_a_request_that_found_no_list_has_it_made_again(with_engine, demo_files:
     linked to. Not for a customer the cookie is not linked to, nor for a first-time visitor: the
     list made would not match them either."""
     async def body(engine: Engine) -> None:
-        await browse(engine, "pr", _sessions_from_baskets(demo_files[1], 1, seed=13)[0], time.time() - 60)
+        await browse(engine, "pr", sessions_from_baskets(demo_files[1], 1, seed=13)[0], time.time() - 60)
         made = await stored_list(engine, "pr")
         await engine.redis.delete(keys.for_you("pr"))
         await lists(engine, "pr", customer_id="c-pr")
@@ -181,7 +181,7 @@ def test_lists_can_be_switched_off(data_dir: Path, redis_url: str, demo_files: t
         eng = Engine(make_settings(data_dir, redis_url, store_lists=False), redis_url)
         await eng.start()
         try:
-            await browse(eng, "po", _sessions_from_baskets(demo_files[1], 1, seed=23)[0], time.time() - 60)
+            await browse(eng, "po", sessions_from_baskets(demo_files[1], 1, seed=23)[0], time.time() - 60)
             assert await stored_list(eng, "po") is None
             assert (await lists(eng, "po"))[0][2].startswith("because_you_")
         finally:
@@ -192,7 +192,7 @@ def test_lists_can_be_switched_off(data_dir: Path, redis_url: str, demo_files: t
 
 def test_withdrawing_consent_deletes_the_stored_list(with_engine, demo_files: tuple[Path, Path]) -> None:  # noqa: ANN001
     async def body(engine: Engine) -> None:
-        await browse(engine, "pw", _sessions_from_baskets(demo_files[1], 1, seed=5)[0], time.time() - 60)
+        await browse(engine, "pw", sessions_from_baskets(demo_files[1], 1, seed=5)[0], time.time() - 60)
         assert await stored_list(engine, "pw") is not None
         await engine.applier.apply([Event(event_id="pw-off", type="consent", visitor_id="pw",  # type: ignore[arg-type]
                                           properties={"granted": False}, ts=time.time(), rt=time.time())])
@@ -241,7 +241,7 @@ def test_a_failing_list_store_does_not_fail_the_events(with_engine, caplog: pyte
 
 def test_events_for_one_visitor_in_quick_succession_leave_the_list_of_the_last(with_engine,  # noqa: ANN001
                                                                                demo_files: tuple[Path, Path]) -> None:
-    session = _sessions_from_baskets(demo_files[1], 1, seed=17)[0]
+    session = sessions_from_baskets(demo_files[1], 1, seed=17)[0]
 
     async def body(engine: Engine) -> None:
         start = time.time() - 300

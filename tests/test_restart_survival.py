@@ -82,7 +82,7 @@ def stop(how: str, proc: subprocess.Popen[str], data_dir: Path) -> None:
     proc.wait(timeout=60)
 
 
-# Both commands keep their Redis the same way (api.cli.redis_for): serve is stopped every way in
+# Both commands keep their Redis the same way (api.cli.common.redis_for): serve is stopped every way in
 # turn; a later run of the demo with the newcomer's Ctrl-C and with the crash only the AOF survives.
 @pytest.mark.parametrize(("command", "stops"), [("serve", ["sigint", "sigterm", "kill-api", "kill-redis"]),
                                                 ("demo", ["sigint", "kill-redis"])], ids=["serve", "demo"])

@@ -185,7 +185,7 @@ def test_experiment_variants_are_checked() -> None:
 
 def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.cli import main
+    from api.cli.main import main
 
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
@@ -224,7 +224,7 @@ def test_check_rules_checks_items_against_the_configured_redis(
 
     import redis
 
-    from api.cli import main
+    from api.cli.main import main
     from engine.catalog import upsert_items
     from engine.ingest.importer import ImportReport, read_items
 
@@ -259,7 +259,7 @@ def test_check_rules_reads_the_catalogue_of_the_data_dirs_running_redis(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Without VITRINE_REDIS_URL, the data dir's redis-server when one is running (e.g. for
     `vitrine serve`); none is started for the check."""
-    from api.cli import main
+    from api.cli.main import main
     from engine.store.server import managed_redis
 
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))

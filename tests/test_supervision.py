@@ -117,7 +117,7 @@ def test_a_failing_retrain_is_retried_logged_once_and_counted(tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     """`vitrine train` with no events fails; the retraining thread keeps trying (sooner than the
     interval at first) and says so once."""
-    from api.retrain import TASK_NAME, Retrainer
+    from api.cli.retrain import TASK_NAME, Retrainer
 
     env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "OPENBLAS_NUM_THREADS": "1"}
     env.pop("VITRINE_REDIS_URL", None)

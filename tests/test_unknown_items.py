@@ -10,7 +10,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli import train
+from api.cli.quality import train
 from engine.events.history import interactions
 from models import artifacts
 from tests.conftest import ADMIN, make_settings

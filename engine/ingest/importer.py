@@ -18,20 +18,26 @@ import csv
 import gzip
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from engine.catalog import Item
+from engine.catalog import Item, upsert_items
 from engine.events.schema import Event, LineItem
 from engine.events.fields import field_errors
+from engine.ingest.columns import EVENT_COLUMNS
 
-ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "in_stock")
-EVENT_COLUMNS = ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from engine.events.log import EventLog
+    from engine.ingest.apply import EventApplier
+    from engine.ingest.checkpoint import Checkpoint
+
 IMPORTABLE_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist", "purchase",
                               "recommendation_click"})
 _TRUE = {"", "1", "true", "yes", "y", "t"}
@@ -188,3 +194,71 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
             report.loaded += 1
             yield event
         yield from flush()
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+ITEM_BATCH = 5000
+EVENT_BATCH = 1000
+
+
+class LogUnwritable(Exception):
+    """The event log could not be written: the events before are imported, the rest are not."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause.strerror or str(cause))
+        self.cause = cause
+
+
+async def import_items(redis: Redis, path: Path) -> ImportReport:
+    """The file's good rows upserted into the catalogue in batches; the bad ones reported."""
+    report, batch = ImportReport(), []
+    for item in read_items(path, report):
+        batch.append(item)
+        if len(batch) == ITEM_BATCH:
+            await upsert_items(redis, batch)
+            batch = []
+    await upsert_items(redis, batch)
+    return report
+
+
+async def import_events(path: Path, consume: Callable[[list[Event]], Awaitable[int]], *,
+                        accepted_at: float) -> tuple[ImportReport, int]:
+    """The file's good events handed to ``consume`` in batches; the report and the sum of what
+    ``consume`` counted (applied, or sent)."""
+    report, counted, batch = ImportReport(), 0, []
+    for event in read_events(path, report, accepted_at=accepted_at):
+        batch.append(event)
+        if len(batch) == EVENT_BATCH:
+            counted += await consume(batch)
+            batch = []
+    if batch:
+        counted += await consume(batch)
+    return report, counted
+
+
+async def import_events_to_log(path: Path, event_log: EventLog, applier: EventApplier, checkpoint: Checkpoint, *,
+                               accepted_at: float) -> tuple[ImportReport, int]:
+    """Embedded mode: imported events go to the log like accepted ones (what train and replay
+    read), each batch applied and the checkpoint moved past it, so a start never applies them
+    again and an import cut short is finished by the next start. The report and the events
+    applied; :class:`LogUnwritable` when the log cannot be written."""
+
+    async def log_then_apply(batch: list[Event]) -> int:
+        try:
+            span = event_log.write(batch)
+        except OSError as exc:
+            raise LogUnwritable(exc) from None
+        if span is None:
+            return 0
+        stats = await applier.apply(batch)
+        await checkpoint.save({span.segment: span.end})
+        return stats.applied
+
+    report, applied = await import_events(path, log_then_apply, accepted_at=accepted_at)
+    try:
+        event_log.flush()
+    except OSError as exc:
+        raise LogUnwritable(exc) from None
+    return report, applied

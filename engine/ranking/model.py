@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from engine.ranking import foldin  # noqa: E402
-from engine.profiles.affinity import lineage  # noqa: E402
-from engine.ranking.blend import blend_scores, blend_weights, closest_anchor, top_k  # noqa: E402
-from engine.catalog import Catalogue  # noqa: E402
-from engine.settings import DEFAULT_BLEND  # noqa: E402
-from models import artifacts  # noqa: E402
-from models.artifacts import Artifact  # noqa: E402
+from engine.ranking import foldin
+from engine.profiles.affinity import lineage
+from engine.ranking.blend import blend_scores, blend_weights, closest_anchor, top_k
+from engine.catalog import Catalogue
+from engine.settings import DEFAULT_BLEND
+from models import artifacts
+from models.artifacts import Artifact
 
 log = logging.getLogger(__name__)
 VIEWS_KEPT = 2  # the live catalogue's and the one being prepared

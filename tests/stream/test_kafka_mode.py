@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli import train
+from api.cli.quality import train
 from engine.store import keys
 from engine.events.log import read_raw
 from engine.events.history import interactions

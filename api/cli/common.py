@@ -1,0 +1,45 @@
+"""What several commands share: the Redis a command works on, the admin key, import reports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from engine.ingest.importer import ImportReport
+from engine.settings import Settings
+from engine.store.server import managed_redis
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[str]:
+    """The configured Redis, else the data dir's own redis-server: the one already running for
+    another command (e.g. `vitrine serve`), or one started now and stopped by its last user."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    with managed_redis(settings.redis_dir, maxmemory=int(settings.redis_maxmemory),
+                       maxmemory_policy=settings.redis_maxmemory_policy) as url:
+        yield url
+
+
+def ensure_admin_key(settings: Settings) -> str:
+    """An explicit VITRINE_ADMIN_KEY, else one generated once into the data dir (mode 0600)."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = settings.data_dir / "admin_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, secrets.token_urlsafe(24).encode())
+            os.close(fd)
+    return path.read_text().strip()
+
+
+def print_report(what: str, path: Path, report: ImportReport) -> None:
+    print(f"{path}: {report.loaded}/{report.rows} {what} loaded, {report.error_count} rejected")
+    for line in report.errors:
+        print(f"  {line}")
