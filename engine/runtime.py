@@ -24,7 +24,7 @@ from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.ranking.stored import Precomputer
-from engine.profiles import ProfileConfig
+from engine.profiles.shapes import ProfileConfig
 from engine.recommend import Recommender
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot

@@ -26,7 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from api.identity import new_visitor_id
+from api.visitor_cookie import new_visitor_id
 from api.quality_cli import train_config
 from engine.catalog import upsert_items
 from engine.events.schema import Event

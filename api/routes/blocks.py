@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_customer, require_site
-from api.identity import request_visitor, with_visitor_cookie
+from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
@@ -52,7 +52,7 @@ async def get_block(request: Request) -> Response:
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     try:
-        body = await request.app.state.engine.merch.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
+        body = await request.app.state.engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
     except UnknownSlot as exc:
         raise ApiError(404, str(exc), [{"field": "slot", "message": str(exc)}]) from None
     return with_visitor_cookie(request, json_response(body), issued)

@@ -17,7 +17,8 @@ from engine.profiles.affinity import affinity_owner
 from engine.ranking.blend import blend_scores, closest_anchor, top_k
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
-from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.profiles.visits import history_items, visit_items
 
 if TYPE_CHECKING:
     from engine.ranking.stored import Stored
