@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
@@ -24,10 +24,20 @@ from redis.exceptions import WatchError
 
 from engine.store import keys
 from engine.events.schema import ID_PATTERN
-from engine.profiles import ItemInfo
 
 CATEGORY_PATTERN = r"^[^.\s][^.]*(\.[^.]+)*$"
 log = logging.getLogger(__name__)
+
+
+class ItemInfo(NamedTuple):
+    """What the profiles need to know of an item: where interest in it goes."""
+
+    category: str | None
+    brand: str | None
+    price: float | None
+
+
+ItemLookup = Callable[[str], ItemInfo | None]
 
 
 class Item(BaseModel):

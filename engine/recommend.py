@@ -28,7 +28,8 @@ from engine.merch.experiments import Arm
 from engine.merch.exposure import Exposure, item_hash, minute
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.store import Loaded, load_profiles_with
-from engine.profiles import VisitorProfile, last_withdrawal, withdrawn
+from engine.profiles.consent import last_withdrawal, withdrawn
+from engine.profiles.shapes import VisitorProfile
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.stage import Visitor as RulesVisitor

@@ -21,7 +21,7 @@ from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.ranking.model import ModelHolder, ServedModel
-from engine.profiles import ProfileConfig
+from engine.profiles.shapes import ProfileConfig
 from engine.recommend import Recommender
 from engine.store.connect import connect
 from engine.store.reads import PipelinedReader

@@ -11,7 +11,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.identity import new_visitor_id
+from api.visitor_cookie import new_visitor_id
 from engine.events.schema import ID_PATTERN
 from engine.store.server import start_redis
 from tests.conftest import ADMIN, make_settings

@@ -12,7 +12,7 @@ import redis.asyncio
 
 from engine.events.schema import Event
 from engine.runtime import Engine
-from engine.profiles import decode_dict
+from engine.profiles.codec import decode_dict
 from tests.conftest import make_settings
 
 ITEMS = [f"i{n}" for n in range(30)]

@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 from engine.store import keys
 from engine.ingest.apply import EventApplier
 from engine.events.schema import Event
-from engine.profiles import CustomerProfile, ItemInfo, ProfileConfig, VisitorProfile
+from engine.catalog import ItemInfo
+from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
 from engine.ranking.trending import TrendingClock, TrendingReader
 
 _ids = itertools.count()

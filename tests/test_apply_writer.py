@@ -18,7 +18,7 @@ from engine.events.log import EventLog
 from engine.events.schema import Event
 from engine import tasks
 from engine.ingest.writer import TASK_NAME, EmbeddedSink
-from engine.profiles import ProfileConfig, VisitorProfile
+from engine.profiles.shapes import ProfileConfig, VisitorProfile
 from engine.store.server import free_port, start_redis
 from engine.store.connect import connect
 from engine.ranking.trending import TrendingClock

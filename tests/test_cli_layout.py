@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HTTP = ("api.app", "api.server", "api.metrics", "api.routes", "api.auth", "api.limits", "api.ratelimit",
-        "api.identity", "api.query", "api.responses", "fastapi", "starlette", "uvicorn")
+        "api.visitor_cookie", "api.query", "api.responses", "fastapi", "starlette", "uvicorn")
 SERVING = {"serve.py"}  # `vitrine serve`: the only command module that runs the HTTP app
 # bench_limits times api.ratelimit's counter and the site routes' check in-process: the code it
 # measures is the HTTP layer's own.

@@ -14,7 +14,7 @@ import httpx
 import redis
 
 from engine.store import keys
-from engine.profiles import VisitorProfile
+from engine.profiles.shapes import VisitorProfile
 from engine.store.server import free_port, start_redis
 from tests.test_cli import ROOT, VITRINE
 

@@ -23,7 +23,7 @@ from engine.ingest.checkpoint import CREATED, KEY, Checkpoint, Positions
 from engine.events.log import EventLog, encode, read_lines, segments
 from engine.events.schema import Event
 from engine.ingest.writer import EmbeddedSink
-from engine.profiles import ProfileConfig, VisitorProfile
+from engine.profiles.shapes import ProfileConfig, VisitorProfile
 from engine.store.connect import connect
 from engine.ranking.trending import TrendingClock
 from tests.test_cli import ROOT, VITRINE

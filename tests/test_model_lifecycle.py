@@ -11,7 +11,7 @@ import pytest
 
 from engine.catalog import EMPTY
 from engine.ranking.offline import OfflineRanker
-from engine.profiles import ProfileConfig
+from engine.profiles.shapes import ProfileConfig
 from models import artifacts
 from models.als import ALSParams
 from models.evaluate import Protocol

@@ -19,7 +19,7 @@ from engine.ranking import stored
 from engine.catalog import Item, delete_items, load_catalogue, upsert_items
 from engine.events.schema import Event
 from engine.ingest.importer import ImportReport, read_items
-from engine.profiles import VisitorProfile
+from engine.profiles.shapes import VisitorProfile
 from engine.ranking.request import RecoRequest
 from engine.runtime import Engine
 from engine.ranking.picks import Pick

@@ -9,19 +9,12 @@ import orjson
 import pytest
 
 from engine.events.schema import Event
-from engine.profiles import (
-    CorruptProfile,
-    CustomerProfile,
-    ItemInfo,
-    ProfileConfig,
-    VisitorProfile,
-    apply_event,
-    current,
-    encode,
-    fold_event,
-    history_items,
-    visit_items,
-)
+from engine.catalog import ItemInfo
+from engine.profiles.codec import CorruptProfile, encode
+from engine.profiles.consent import current
+from engine.profiles.fold import apply_event, fold_event
+from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
+from engine.profiles.visits import history_items, visit_items
 
 T0 = 1_700_000_000.0
 CATALOGUE = {

@@ -16,7 +16,7 @@ from engine.store import keys
 from engine.events.schema import Event
 from engine.store.server import find_redis_server, free_port, start_redis
 from engine.runtime import Engine
-from engine.profiles import decode_dict
+from engine.profiles.codec import decode_dict
 from tests.conftest import make_settings
 
 

@@ -12,7 +12,7 @@ from engine.merch.blocks import Person, choose, template_values
 from engine.merch.blocks import render as render_block
 from engine.catalog import Catalogue, Item
 from engine.merch.exposure import Exposure
-from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.merch.live import parse_snapshot
 from engine.merch.templates import TemplateError, parse
 from tests.test_rules_loader import readme_example

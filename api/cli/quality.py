@@ -18,7 +18,8 @@ from engine.catalog import EMPTY, Catalogue, item_ids
 from engine.events.history import interactions, interactions_from_log
 from engine.ingest.importer import ImportReport, read_events, read_items
 from engine.ranking.offline import OfflineRanker
-from engine.runtime import connect, profile_config
+from engine.runtime import profile_config
+from engine.store.connect import connect
 from engine.settings import BLEND_SIGNALS, Settings
 from engine.training import gated_train, train_config
 from models import datasets, quality, report

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from engine.catalog import Catalogue, load_catalogue
 from engine.merch.live import parse_file
 from engine.merch.loader import RulesInvalid
-from engine.runtime import connect
+from engine.store.connect import connect
 from engine.settings import Settings
 from engine.store.server import running_url
 

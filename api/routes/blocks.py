@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_customer, require_site
-from api.identity import request_visitor, with_visitor_cookie
+from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response

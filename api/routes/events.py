@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from api.auth import is_admin, require_site, untrusted_customer
-from api.identity import cookie_visitor, new_visitor_id, with_visitor_cookie
+from api.visitor_cookie import cookie_visitor, new_visitor_id, with_visitor_cookie
 from api.openapi import ErrorBody, doc, error, ok, ref, request_body
 from api.query import json_body, require_json
 from api.responses import RATE_LIMITED, ApiError, json_response

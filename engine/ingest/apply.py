@@ -28,8 +28,11 @@ from engine.merch import exposure
 
 from engine.store import keys
 from engine.events.schema import Event
-from engine.profiles import (EMPTY_PROFILE, CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, bounced,
-                             encode, fold_event, stale, withdrawn)
+from engine.catalog import ItemLookup
+from engine.profiles.codec import EMPTY_PROFILE, encode
+from engine.profiles.consent import stale, withdrawn
+from engine.profiles.fold import bounced, fold_event
+from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
 from engine.ranking.trending import TrendingClock
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()

@@ -22,7 +22,9 @@ from engine.profiles.affinity import affinity_below, affinity_owner, relative
 from engine.catalog import Catalogue, CatalogueCache
 from engine.merch.experiments import in_control_group
 from engine.merch.exposure import Exposure, minute
-from engine.profiles import CustomerProfile, VisitorProfile, visit_items, withdrawn
+from engine.profiles.consent import granted, withdrawn
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.profiles.visits import visit_items
 from engine.ranking.request import Read, RecoRequest
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.schema import Block, Cap, Condition
@@ -61,7 +63,7 @@ def eligible(when: Condition | None, person: Person) -> bool:
         when.cart is None or (when.cart == "not_empty") == bool(v.cart),
         when.customer_tier is None or (c is not None and c.traits.get("tier") in when.customer_tier),
         when.logged_in is None or (person.customer_id is not None) == when.logged_in,
-        when.consent is None or (v.consent is True) == when.consent,
+        when.consent is None or granted(v, c) == when.consent,
     ]
     if not all(checks):
         return False

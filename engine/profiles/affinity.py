@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
 
 
 def lineage(category: str) -> tuple[str, ...]:

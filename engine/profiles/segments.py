@@ -5,7 +5,7 @@ Thresholds are deliberately simple and documented so a CRM team can predict memb
 
 from __future__ import annotations
 
-from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
 
 DAY = 86400.0
 LOYAL_ORDERS = 3

@@ -8,7 +8,9 @@ from functools import cached_property
 from typing import Any
 
 from engine.store import keys
-from engine.profiles import CustomerProfile, VisitorProfile, current, decode_dict
+from engine.profiles.codec import decode_dict
+from engine.profiles.consent import current
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
 
 
 # Values of keys, in order: a redis-py client's or ``engine.store.reads.PipelinedReader``'s ``mget``

@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine.profiles.affinity import relative
-from engine.profiles import CustomerProfile, ItemLookup, VisitorProfile, visit_items
+from engine.catalog import ItemLookup
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.profiles.visits import visit_items
 from engine.profiles.segments import DAY, segments
 
 

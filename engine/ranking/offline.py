@@ -17,7 +17,9 @@ from typing import Any
 from engine.catalog import Catalogue
 from engine.events.schema import Event, LineItem
 from engine.ranking.model import ServedModel
-from engine.profiles import CustomerProfile, ItemLookup, ProfileConfig, VisitorProfile, apply_event
+from engine.catalog import ItemLookup
+from engine.profiles.fold import apply_event
+from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
 from engine.ranking.scenarios import Context, base_exclusions, for_you
 from models.artifacts import Artifact
 from models.evaluate import Query, Ranker

@@ -19,7 +19,8 @@ from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
 from engine.ranking.picks import Pick
 from engine.ranking.stored import Stored
-from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.profiles.visits import history_items, visit_items
 from models.interactions import user_key
 
 

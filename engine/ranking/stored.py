@@ -37,7 +37,7 @@ from engine import tasks
 from engine.store import keys
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
-from engine.profiles import VisitorProfile
+from engine.profiles.shapes import VisitorProfile
 from engine.ranking.picks import Pick
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import redis.asyncio
 from engine.store import keys
 from engine.store.server import free_port, start_redis
 from engine.runtime import Engine
-from engine.profiles import decode_dict
+from engine.profiles.codec import decode_dict
 from streaming.app import StreamApp
 from streaming.processor import BatchProcessor, DeadLetter, Record
 from streaming.transport import ConsumerThread, fetch_max_wait_ms

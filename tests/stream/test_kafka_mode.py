@@ -21,7 +21,7 @@ from engine.events.log import read_raw
 from engine.events.history import interactions
 from engine.store.server import free_port
 from engine.settings import Settings, as_environment
-from engine.profiles import decode_dict
+from engine.profiles.codec import decode_dict
 from streaming.devstack import ROOT, VitrineProcess
 from streaming.topics import history
 from tests.conftest import ADMIN, make_settings

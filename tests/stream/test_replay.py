@@ -15,7 +15,7 @@ from api.app import create_app
 from engine.store import keys
 from engine.profiles.tokens import customer_token
 from engine.settings import Settings, as_environment
-from engine.profiles import decode_dict
+from engine.profiles.codec import decode_dict
 from tests.stream.conftest import wait_until
 
 ROOT = Path(__file__).parents[2]
