@@ -468,7 +468,8 @@ def test_opt_in_granted_by_the_customer_covers_the_cookie() -> None:
 
 def test_the_control_group_gets_the_non_personalised_baseline() -> None:
     everyone = PICK.replace("share: 0%", "share: 100%")
-    carted = seen(consent=True, customer_id="c1", cart={"mug": 1})
-    body = pick(ReadPath(everyone, store(carted, GOLD)))
-    assert body["block"]["id"] == "ask" and body["block"]["title"] == "May we remember you?"
+    carted = seen(customer_id="c1", cart={"mug": 1})
+    body = pick(ReadPath(everyone, store(carted, GOLD)), explain=True)
+    assert body["block"]["title"] == "May we remember you?"  # no tier, no cart, no first name
+    assert [s["id"] for s in body["skipped"]] == ["vip", "cart"]
     assert pick(ReadPath(PICK, store(carted, GOLD)))["block"]["id"] == "vip"
