@@ -31,7 +31,8 @@ from engine.merch.blocks import (
 from engine.merch.exposure import Exposure, minute
 from engine.merch.live import RulesSnapshot, parse_snapshot
 from engine.merch.schema import Block, Condition
-from engine.profiles import CustomerProfile, VisitorProfile, encode
+from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles.codec import encode
 from engine.profiles.store import load_profiles_with
 from engine.ranking.request import Read, RecoRequest
 from engine.store import keys
@@ -126,8 +127,6 @@ def test_consent_condition_is_a_granted_consent(consent: bool | None, matches_tr
     assert eligible(when(consent=False), p) is not matches_true
 
 
-@pytest.mark.xfail(strict=True, reason="eligible() reads only the cookie's consent: a cookie covered by its "
-                                       "customer's grant (engine.profiles.withdrawn says so) fails `consent: true`")
 def test_a_customers_grant_covers_the_cookie_for_the_consent_condition() -> None:
     p = person(seen(), CustomerProfile(consent=True), "c1")
     assert eligible(when(consent=True), p)

@@ -12,7 +12,8 @@ import orjson
 import pytest
 import redis.asyncio
 
-from engine.profiles import CorruptProfile, CustomerProfile, VisitorProfile, encode
+from engine.profiles import CustomerProfile, VisitorProfile
+from engine.profiles.codec import CorruptProfile, encode
 from engine.profiles.store import KeyReader, Loaded, load_profiles, load_profiles_with
 from engine.store import keys
 

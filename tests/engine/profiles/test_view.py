@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from engine.profiles import CustomerProfile, ItemInfo, VisitorProfile
+from engine.catalog import ItemInfo
+from engine.profiles import CustomerProfile, VisitorProfile
 from engine.profiles.segments import DAY
 from engine.profiles.view import describe, iso
 
