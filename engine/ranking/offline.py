@@ -56,7 +56,7 @@ def fold_profiles(rows: Sequence[Interaction], lookup: ItemLookup, cfg: ProfileC
     customers: dict[str, dict[str, Any]] = {}
     for event in events_from(rows):
         visitor_json = visitors.get(event.visitor_id)
-        cid = event.customer_id or (visitor_json or {}).get("c")  # as engine.ingest.apply picks it
+        cid = event.customer_id or VisitorProfile.customer_of(visitor_json)  # as engine.ingest.apply picks it
         applied = apply_event(visitor_json, customers.get(cid) if cid else None, event, lookup, cfg)
         visitors[event.visitor_id] = applied.visitor.to_json()
         if applied.customer is not None and applied.customer_id:
