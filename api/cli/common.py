@@ -7,10 +7,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.ingest.importer import ImportReport
 from engine.settings import Settings
 from engine.store.server import managed_redis
+
+if TYPE_CHECKING:
+    from engine.ingest.importer import ImportReport
 
 
 @contextlib.contextmanager
