@@ -101,73 +101,42 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
 
 
 async def _import_to_log(settings: Settings, applier: EventApplier, redis: Redis, events: Path) -> None:
-    """Embedded mode: imported events go to the log like accepted ones (what train and replay
-    read), each batch applied and the checkpoint moved past it, so a start never applies them
-    again and an import cut short is finished by the next start."""
-    from engine.ingest.checkpoint import Checkpoint  # noqa: PLC0415
+    """Embedded mode: imported events go through the API's sink (the log, then the profiles)."""
     from engine.events.log import EventLog  # noqa: PLC0415
-    from engine.ingest.importer import ImportReport, read_events  # noqa: PLC0415
+    from engine.ingest.checkpoint import Checkpoint  # noqa: PLC0415
+    from engine.ingest.importer import import_events  # noqa: PLC0415
+    from engine.ingest.writer import EmbeddedSink, SinkUnavailable  # noqa: PLC0415
 
-    report, checkpoint = ImportReport(), Checkpoint(redis)
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
-    started, applied, batch = time.perf_counter(), 0, []
-
-    def unwritable(exc: OSError) -> SystemExit:
-        return SystemExit(f"vitrine import: cannot write the event log in {settings.log_dir} "
-                          f"({exc.strerror or exc}); the events before are imported, run the import again "
-                          f"once fixed (already-seen events are skipped)")
-
-    async def flush() -> int:
-        try:
-            span = event_log.write(batch)
-        except OSError as exc:
-            raise unwritable(exc) from None
-        if span is None:
-            return 0
-        stats = await applier.apply(batch)
-        await checkpoint.save({span.segment: span.end})
-        return stats.applied
-
+    sink = EmbeddedSink(event_log, applier, Checkpoint(redis), timeout_s=None)
+    started = time.perf_counter()
     try:
-        for event in read_events(events, report, accepted_at=time.time()):
-            batch.append(event)
-            if len(batch) == 1000:
-                applied += await flush()
-                batch = []
-        applied += await flush()
-        try:
-            event_log.flush()
-        except OSError as exc:
-            raise unwritable(exc) from None
+        report = await import_events(events, sink)
+    except SinkUnavailable as exc:
+        raise SystemExit(f"vitrine import: {exc} in {settings.log_dir}; the events before are imported, run the "
+                         f"import again once fixed (already-seen events are skipped)") from None
     finally:
-        event_log.close()
+        await sink.close()
     _print_report("event lines", events, report)
-    print(f"  {applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
+    print(f"  {sink.writer.applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
           f"(already-seen events are skipped)")
 
 
 async def _import_to_topic(settings: Settings, events: Path) -> None:
     """Kafka mode: the topic is the history (what train and replay read), so imported events go
     there like any other and the workers apply them."""
-    from engine.ingest.importer import ImportReport, read_events  # noqa: PLC0415
+    from engine.ingest.importer import import_events  # noqa: PLC0415
     from streaming.producer import KafkaSink  # noqa: PLC0415
 
-    sink, report, sent, batch = KafkaSink(settings), ImportReport(), 0, []
+    sink = KafkaSink(settings)
     started = time.perf_counter()
     try:
-        for event in read_events(events, report, accepted_at=time.time()):
-            batch.append(event)
-            if len(batch) == 1000:
-                await sink.submit(batch)
-                sent, batch = sent + len(batch), []
-        if batch:
-            await sink.submit(batch)
-            sent += len(batch)
+        report = await import_events(events, sink)
     finally:
         await sink.close()
     _print_report("event lines", events, report)
-    print(f"  {sent} events sent to topic {settings.kafka_events_topic} in {time.perf_counter() - started:.1f}s; "
-          f"the workers apply them")
+    print(f"  {report.submitted} events sent to topic {settings.kafka_events_topic} in "
+          f"{time.perf_counter() - started:.1f}s; the workers apply them")
 
 
 def _print_report(what: str, path: Path, report: object) -> None:
@@ -386,14 +355,13 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
             source = f"log {settings.log_dir}" + ("" if reset else " past the checkpoint")
             caught_up = await catchup.catch_up(engine.applier, engine.redis, settings.log_dir,
                                                dedup_window_s=settings.dedup_window_s)
-            if caught_up.skipped:
-                print(f"warning: {caught_up.skipped} events could not be applied (see the errors above)",
-                      file=sys.stderr)
             if caught_up.assumed_applied:
                 print(f"note: no checkpoint yet and Redis holds profiles: events accepted more than "
                       f"{settings.dedup_window_s}s ago were taken as applied; --reset rebuilds everything",
                       file=sys.stderr)
             stats = caught_up
+        if stats.skipped:
+            print(f"warning: {stats.skipped} events could not be applied (see the errors above)", file=sys.stderr)
         print(f"replayed {stats.events} events from {source} in {stats.seconds:.1f}s: "
               f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
         return 0

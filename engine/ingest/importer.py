@@ -10,6 +10,9 @@ is a hash of its row's content (every column; all the rows of an order) and of h
 rows came before it in the file, so the same export imported again, under another name or with
 rows added, gives the same ids: training never counts an event twice, and neither do profiles
 within ``VITRINE_DEDUP_WINDOW_S`` (the apply path's memory of event ids).
+
+Imported events take the path of accepted ones (``import_events``): an ``EventSink``, i.e. the
+event log then the profiles in embedded mode, the topic in Kafka mode.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import csv
 import gzip
 import hashlib
 import io
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,11 +33,13 @@ from pydantic import ValidationError
 from engine.catalog import Item
 from engine.events.schema import Event, LineItem
 from engine.events.fields import field_errors
+from engine.ingest.writer import EventSink
 
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "in_stock")
 EVENT_COLUMNS = ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")
 IMPORTABLE_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist", "purchase",
                               "recommendation_click"})
+BATCH = 1000  # events per submit
 _TRUE = {"", "1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 
@@ -42,6 +48,7 @@ _FALSE = {"0", "false", "no", "n", "f"}
 class ImportReport:
     rows: int = 0
     loaded: int = 0
+    submitted: int = 0  # events handed to the sink (an order's lines are one event)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
 
@@ -188,3 +195,22 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
             report.loaded += 1
             yield event
         yield from flush()
+
+
+async def import_events(path: Path, sink: EventSink, *, batch: int = BATCH) -> ImportReport:
+    """Read ``path`` (``read_events``) and submit its events to ``sink`` in batches, in file
+    order, as the API submits accepted ones: the embedded sink writes the log, applies the events
+    and moves the checkpoint past them, so no start applies them again and an import cut short
+    is finished by the next start. Raises what ``sink.submit`` raises (``SinkUnavailable``: the
+    batches before are imported). The caller closes the sink."""
+    report = ImportReport()
+    pending: list[Event] = []
+    for event in read_events(path, report, accepted_at=time.time()):
+        pending.append(event)
+        if len(pending) == batch:
+            await sink.submit(pending)
+            report.submitted, pending = report.submitted + len(pending), []
+    if pending:
+        await sink.submit(pending)
+        report.submitted += len(pending)
+    return report
