@@ -101,42 +101,47 @@ async def _import(settings: Settings, redis_url: str, items: Path | None, events
 
 
 async def _import_to_log(settings: Settings, applier: EventApplier, redis: Redis, events: Path) -> None:
-    """Embedded mode: imported events go through the API's sink (the log, then the profiles)."""
     from engine.events.log import EventLog  # noqa: PLC0415
     from engine.ingest.checkpoint import Checkpoint  # noqa: PLC0415
-    from engine.ingest.importer import import_events  # noqa: PLC0415
-    from engine.ingest.writer import EmbeddedSink, SinkUnavailable  # noqa: PLC0415
+    from engine.ingest.importer import LogUnwritable, import_events_to_log  # noqa: PLC0415
 
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
-    sink = EmbeddedSink(event_log, applier, Checkpoint(redis), timeout_s=None)
     started = time.perf_counter()
     try:
-        report = await import_events(events, sink)
-    except SinkUnavailable as exc:
-        raise SystemExit(f"vitrine import: {exc} in {settings.log_dir}; the events before are imported, run the "
-                         f"import again once fixed (already-seen events are skipped)") from None
+        report, applied = await import_events_to_log(events, event_log, applier, Checkpoint(redis),
+                                                     accepted_at=time.time())
+    except LogUnwritable as exc:
+        raise SystemExit(f"vitrine import: cannot write the event log in {settings.log_dir} ({exc}); the events "
+                         f"before are imported, run the import again once fixed (already-seen events are "
+                         f"skipped)") from None
     finally:
-        await sink.close()
+        event_log.close()
     _print_report("event lines", events, report)
-    print(f"  {sink.writer.applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
+    print(f"  {applied} events applied to profiles in {time.perf_counter() - started:.1f}s "
           f"(already-seen events are skipped)")
 
 
 async def _import_to_topic(settings: Settings, events: Path) -> None:
     """Kafka mode: the topic is the history (what train and replay read), so imported events go
     there like any other and the workers apply them."""
+    from engine.events.schema import Event  # noqa: PLC0415
     from engine.ingest.importer import import_events  # noqa: PLC0415
     from streaming.producer import KafkaSink  # noqa: PLC0415
 
     sink = KafkaSink(settings)
     started = time.perf_counter()
+
+    async def send(batch: list[Event]) -> int:
+        await sink.submit(batch)
+        return len(batch)
+
     try:
-        report = await import_events(events, sink)
+        report, sent = await import_events(events, send, accepted_at=time.time())
     finally:
         await sink.close()
     _print_report("event lines", events, report)
-    print(f"  {report.submitted} events sent to topic {settings.kafka_events_topic} in "
-          f"{time.perf_counter() - started:.1f}s; the workers apply them")
+    print(f"  {sent} events sent to topic {settings.kafka_events_topic} in {time.perf_counter() - started:.1f}s; "
+          f"the workers apply them")
 
 
 def _print_report(what: str, path: Path, report: object) -> None:

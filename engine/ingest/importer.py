@@ -11,8 +11,8 @@ rows came before it in the file, so the same export imported again, under anothe
 rows added, gives the same ids: training never counts an event twice, and neither do profiles
 within ``VITRINE_DEDUP_WINDOW_S`` (the apply path's memory of event ids).
 
-Imported events take the path of accepted ones (``import_events``): an ``EventSink``, i.e. the
-event log then the profiles in embedded mode, the topic in Kafka mode.
+Imported events take the path of accepted ones: in embedded mode the API's sink (the event log,
+then the apply writer: ``import_events_to_log``), in Kafka mode the topic.
 """
 
 from __future__ import annotations
@@ -21,25 +21,28 @@ import csv
 import gzip
 import hashlib
 import io
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from engine.catalog import Item
 from engine.events.schema import Event, LineItem
 from engine.events.fields import field_errors
-from engine.ingest.writer import EventSink
+from engine.ingest.writer import DRAIN_TIMEOUT_S, EmbeddedSink, SinkUnavailable
+
+if TYPE_CHECKING:
+    from engine.events.log import EventLog
+    from engine.ingest.apply import EventApplier
+    from engine.ingest.checkpoint import Checkpoint
 
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "in_stock")
 EVENT_COLUMNS = ("timestamp", "visitor_id", "customer_id", "event_type", "item_id", "quantity", "price")
 IMPORTABLE_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist", "purchase",
                               "recommendation_click"})
-BATCH = 1000  # events per submit
 _TRUE = {"", "1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 
@@ -48,7 +51,6 @@ _FALSE = {"0", "false", "no", "n", "f"}
 class ImportReport:
     rows: int = 0
     loaded: int = 0
-    submitted: int = 0  # events handed to the sink (an order's lines are one event)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
 
@@ -197,20 +199,56 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
         yield from flush()
 
 
-async def import_events(path: Path, sink: EventSink, *, batch: int = BATCH) -> ImportReport:
-    """Read ``path`` (``read_events``) and submit its events to ``sink`` in batches, in file
-    order, as the API submits accepted ones: the embedded sink writes the log, applies the events
-    and moves the checkpoint past them, so no start applies them again and an import cut short
-    is finished by the next start. Raises what ``sink.submit`` raises (``SinkUnavailable``: the
-    batches before are imported). The caller closes the sink."""
-    report = ImportReport()
-    pending: list[Event] = []
-    for event in read_events(path, report, accepted_at=time.time()):
-        pending.append(event)
-        if len(pending) == batch:
-            await sink.submit(pending)
-            report.submitted, pending = report.submitted + len(pending), []
-    if pending:
-        await sink.submit(pending)
-        report.submitted += len(pending)
-    return report
+
+# ------------------------------------------------------------------------------- loading
+
+
+EVENT_BATCH = 1000
+
+
+class LogUnwritable(Exception):
+    """The event log could not be written: the events before are imported, the rest are not."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause.strerror or str(cause))
+        self.cause = cause
+
+
+async def import_events(path: Path, consume: Callable[[list[Event]], Awaitable[int]], *,
+                        accepted_at: float) -> tuple[ImportReport, int]:
+    """The file's good events handed to ``consume`` in batches; the report and the sum of what
+    ``consume`` counted (applied, or sent)."""
+    report, counted, batch = ImportReport(), 0, []
+    for event in read_events(path, report, accepted_at=accepted_at):
+        batch.append(event)
+        if len(batch) == EVENT_BATCH:
+            counted += await consume(batch)
+            batch = []
+    if batch:
+        counted += await consume(batch)
+    return report, counted
+
+
+async def import_events_to_log(path: Path, event_log: EventLog, applier: EventApplier, checkpoint: Checkpoint, *,
+                               accepted_at: float) -> tuple[ImportReport, int]:
+    """Embedded mode: imported events take the API's path (``EmbeddedSink``): the log, then the
+    apply writer, which isolates events that cannot be applied and moves the checkpoint past what
+    it applied, so no start applies them again and an import cut short is finished by the next
+    start. Each batch waits for its apply, so the import goes at the pace of Redis; if Redis stops
+    answering, the rest still goes to the log (for the next start). The report and the events
+    applied; :class:`LogUnwritable` when the log cannot be written. The caller closes the log."""
+    sink = EmbeddedSink(event_log, applier, checkpoint, timeout_s=None)
+
+    async def log_then_apply(batch: list[Event]) -> int:
+        try:
+            await sink.submit(batch)
+        except SinkUnavailable as exc:
+            assert isinstance(exc.__cause__, OSError)  # the sink raises it from the disk's error
+            raise LogUnwritable(exc.__cause__) from None
+        return 0
+
+    try:
+        report, _ = await import_events(path, log_then_apply, accepted_at=accepted_at)
+    finally:
+        await sink.writer.close(DRAIN_TIMEOUT_S)
+    return report, sink.writer.applied

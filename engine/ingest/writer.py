@@ -25,6 +25,7 @@ from engine.ingest.isolate import apply_isolating, log_skipped
 log = logging.getLogger(__name__)
 MAX_BACKLOG = 100_000  # events waiting in memory for Redis; past it they are read back from the log
 MERGE_MAX = 5_000  # events per apply call: one call's Redis scripts stay short
+DRAIN_TIMEOUT_S = 10.0  # how long a closing writer waits for Redis to take its queue
 TASK_NAME = "apply-writer"
 REPLAY_HINT = "they are in the event log, and the next start applies them (or `vitrine replay`, now)"
 
@@ -251,7 +252,7 @@ class EmbeddedSink:
     unless the writer is failing; what an import wants, so that it goes at the pace of Redis)."""
 
     def __init__(self, event_log: EventLog, applier: EventApplier, checkpoint: Checkpoint | None = None, *,
-                 timeout_s: float | None = 0.5, drain_timeout_s: float = 10.0, max_backlog: int = MAX_BACKLOG) -> None:
+                 timeout_s: float | None = 0.5, drain_timeout_s: float = DRAIN_TIMEOUT_S, max_backlog: int = MAX_BACKLOG) -> None:
         self._log = event_log
         self._writer = ApplyWriter(applier, event_log, checkpoint, max_backlog=max_backlog)
         self._timeout_s = timeout_s
