@@ -6,7 +6,8 @@ ever: one bad tick (a Redis that stops answering, a bug hit by one input) must n
 silently while the process keeps serving stale data. Each failure is counted per task name
 (``count_failures_with``: api.metrics exports them as ``vitrine_task_failures_total``), but only
 the first of a streak is logged, with its cause, so an outage of hours is one log line (and one
-more when the task recovers).
+more when the task recovers). A job that ends (a catch-up at start, a stream worker's batch)
+is retried the same way by ``retry``, until it succeeds.
 
 **Stopping.** On Python 3.11, ``asyncio.wait_for`` returns the inner result and drops a
 cancellation that arrives just as the inner operation completes (CPython gh-86296, fixed in 3.12
@@ -22,12 +23,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 log = logging.getLogger(__name__)
 
 FailureCounter = Callable[[str, int], None]  # (task name, failures to add; 0 announces the task)
 Step = Callable[[], Awaitable[float | None]]  # one round of a task; returns the pause before the next
+T = TypeVar("T")
 
 _counters: list[FailureCounter] = []
 _failures: dict[str, int] = {}  # failures per task name in this process, since it started
@@ -108,6 +110,22 @@ async def supervise(step: Step, streak: FailureStreak, *, first_pause_s: float =
         streak.succeeded()
         if pause:
             await asyncio.sleep(pause)
+
+
+async def retry(call: Callable[[], Awaitable[T]], streak: FailureStreak, *,
+                retry_if: Callable[[BaseException], bool] = lambda exc: True) -> T:
+    """``supervise`` for a job that ends: ``call`` until it succeeds, backing off after each
+    failure ``retry_if`` accepts; any other failure propagates."""
+    while True:
+        try:
+            result = await call()
+        except Exception as exc:  # noqa: BLE001 - as in supervise
+            if not retry_if(exc):
+                raise
+            await asyncio.sleep(streak.failed(exc))
+            continue
+        streak.succeeded()
+        return result
 
 
 def start(name: str, step: Step, *, first_pause_s: float = 0.0, first_backoff_s: float = 0.1,

@@ -1,35 +1,34 @@
 """What a worker does with a batch of Kafka records, without faust: decode, apply, set poison aside.
 
-The profile update itself is ``EventApplier.apply``, the very code the embedded mode runs; it is
-exactly-once by event id, so re-applying after a crash or a rebalance changes nothing. Here we only
-decide what to do when applying fails:
+Applying is ``engine.ingest.isolate.apply_isolating`` over ``EventApplier.apply``, the very code
+the embedded mode runs; it is exactly-once by event id, so re-applying after a crash or a
+rebalance changes nothing. Here we only decide where failures go:
 
 - the infrastructure failed (Redis unreachable, or refusing writes: out of memory, a failing
   snapshot, a read-only replica, a busy script; contention; the dead-letter topic not acking):
-  wait and retry the same records, forever. The offsets are not committed meanwhile, so a worker
-  killed in that state loses nothing. Any Redis error counts: they all say something about the
-  server, none about the event.
-- the record itself is bad (not a valid event, or its processing raises, e.g. ``CorruptProfile``
-  for an unreadable stored profile): it goes to the dead-letter topic with the error, and the
-  rest of the batch (and partition) moves on.
+  wait and retry the same records, forever, with the backoff of every background task
+  (``engine.tasks.retry``). The offsets are not committed meanwhile, so a worker killed in that
+  state loses nothing.
+- the record itself is bad (not a valid event, or one that ``apply_isolating`` sets aside, e.g.
+  ``CorruptProfile`` for an unreadable stored profile): it goes to the dead-letter topic with the
+  error, and the rest of the batch (and partition) moves on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from engine.ingest.apply import ApplyStats, EventApplier, transient
+from engine import tasks
 from engine.events.schema import Event
+from engine.ingest.apply import EventApplier, transient
+from engine.ingest.isolate import apply_isolating
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,56 +67,46 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+def _infrastructure(exc: BaseException) -> bool:
+    return transient(exc) or isinstance(exc, KafkaError)
+
+
 class BatchProcessor:
     def __init__(self, applier: EventApplier, dead_letters: DeadLetterSink, *,
                  first_backoff_s: float = 0.05) -> None:
         self._applier = applier
         self._dead_letters = dead_letters
-        self._first_backoff_s = first_backoff_s
+        self._applying = tasks.FailureStreak("stream-apply", first_backoff_s=first_backoff_s,
+                                             max_backoff_s=MAX_BACKOFF_S, expected=transient)
+        self._dead_lettering = tasks.FailureStreak("stream-dead-letters", first_backoff_s=first_backoff_s,
+                                                   max_backoff_s=MAX_BACKOFF_S, expected=_infrastructure)
 
     async def process(self, records: list[Record]) -> BatchResult:
         """Apply the batch; returns once every record is either applied or dead-lettered."""
         result = BatchResult()
-        good: list[tuple[Record, Event]] = []
+        good: dict[int, Record] = {}  # id of the decoded event -> its record
+        events: list[Event] = []
         for record in records:
             try:
-                good.append((record, decode(record.value)))
+                event = decode(record.value)
             except ValueError as exc:
                 result.dead.append(DeadLetter(record, f"not a valid event: {describe(exc)}"))
-        if good:
-            try:
-                self._add(result, await self._retrying(self._applier.apply, [e for _, e in good]))
-            except Exception:  # noqa: BLE001 - something in the batch is poison: find it, keep the rest
-                await self._one_by_one(good, result)
+                continue
+            good[id(event)] = record
+            events.append(event)
+        if events:
+            outcome = await tasks.retry(lambda: apply_isolating(self._applier.apply, events), self._applying,
+                                        retry_if=transient)
+            result.applied += outcome.stats.applied
+            result.duplicates += outcome.stats.duplicates
+            result.dead += [DeadLetter(good[id(r.event)], f"processing failed: {describe(r.error)}")
+                            for r in outcome.rejected]
         if result.dead:
+            position = {id(record): i for i, record in enumerate(records)}
+            result.dead.sort(key=lambda dead: position[id(dead.record)])  # in the partition's order
             for dead in result.dead:
                 log.error("dead-lettering %s[%d]@%d: %s", dead.record.topic, dead.record.partition,
                           dead.record.offset, dead.error)
-            await self._retrying(self._dead_letters, result.dead)
+            await tasks.retry(lambda: self._dead_letters(result.dead), self._dead_lettering,
+                              retry_if=_infrastructure)
         return result
-
-    async def _one_by_one(self, good: list[tuple[Record, Event]], result: BatchResult) -> None:
-        """In order, so each visitor's events still apply in sequence around the bad one."""
-        for record, event in good:
-            try:
-                self._add(result, await self._retrying(self._applier.apply, [event]))
-            except Exception as exc:  # noqa: BLE001
-                result.dead.append(DeadLetter(record, f"processing failed: {describe(exc)}"))
-
-    @staticmethod
-    def _add(result: BatchResult, stats: ApplyStats) -> None:
-        result.applied += stats.applied
-        result.duplicates += stats.duplicates
-
-    async def _retrying(self, call: Callable[[list[Any]], Awaitable[T]], arg: list[Any]) -> T:
-        """Infrastructure errors never reach the caller: it waits here until they pass."""
-        backoff = self._first_backoff_s
-        while True:
-            try:
-                return await call(arg)
-            except Exception as exc:
-                if not (transient(exc) or isinstance(exc, KafkaError)):
-                    raise
-                log.warning("%s; retrying %d records in %.2fs", describe(exc), len(arg), backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)

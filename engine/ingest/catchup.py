@@ -39,11 +39,11 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from engine import tasks
-from engine.ingest.apply import ApplyStats, EventApplier
+from engine.ingest.apply import EventApplier
 from engine.ingest.checkpoint import Checkpoint, Positions
 from engine.events.log import read_lines, segments, to_event
 from engine.events.schema import Event
-from engine.ingest.writer import apply_isolated
+from engine.ingest.isolate import apply_isolating, log_skipped
 from engine.ingest.replay import has_profiles
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class CatchUpStats:
     events: int = 0
     applied: int = 0
     duplicates: int = 0
-    skipped: int = 0  # not applicable (engine.ingest.writer.apply_isolated)
+    skipped: int = 0  # not applicable (engine.ingest.isolate)
     assumed_applied: int = 0  # segments whose older part was taken as applied (no checkpoint)
     seconds: float = 0.0
 
@@ -156,11 +156,12 @@ async def catch_up(applier: EventApplier, redis: Redis, directory: Path, *, dedu
         events, ends = await asyncio.to_thread(_take, merged, batch)
         if not ends:
             break
-        applied, skipped = await apply_isolated(applier, events) if events else (ApplyStats(), 0)
+        outcome = await apply_isolating(applier.apply, events)
+        log_skipped(outcome.rejected)
         stats.events += len(events)
-        stats.applied += applied.applied
-        stats.duplicates += applied.duplicates
-        stats.skipped += skipped
+        stats.applied += outcome.stats.applied
+        stats.duplicates += outcome.stats.duplicates
+        stats.skipped += len(outcome.rejected)
         await checkpoint.save(ends)
     stats.seconds = time.perf_counter() - started
     if stats.events:  # a warning when something had been lost: a crash, or a start after Redis lost data
@@ -201,16 +202,7 @@ async def at_start(applier: EventApplier, redis: Redis, directory: Path, *,
                     type(exc).__name__, exc)
 
     async def retry() -> None:
-        """Supervised like every background task (engine.tasks), but done once it succeeds."""
-        streak = tasks.FailureStreak(TASK_NAME, first_backoff_s=1.0, max_backoff_s=MAX_RETRY_S)
-        while True:
-            try:
-                await attempt()
-            except Exception as exc:  # noqa: BLE001 - log once, back off, try again
-                await asyncio.sleep(streak.failed(exc))
-                continue
-            streak.succeeded()
-            log.info("caught up the event log after a retry")
-            return
+        await tasks.retry(attempt, tasks.FailureStreak(TASK_NAME, first_backoff_s=1.0, max_backoff_s=MAX_RETRY_S))
+        log.info("caught up the event log after a retry")
 
     return asyncio.create_task(retry(), name=f"vitrine-{TASK_NAME}")

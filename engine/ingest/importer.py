@@ -10,6 +10,9 @@ is a hash of its row's content (every column; all the rows of an order) and of h
 rows came before it in the file, so the same export imported again, under another name or with
 rows added, gives the same ids: training never counts an event twice, and neither do profiles
 within ``VITRINE_DEDUP_WINDOW_S`` (the apply path's memory of event ids).
+
+Imported events take the path of accepted ones: in embedded mode the API's sink (the event log,
+then the apply writer: ``import_events_to_log``), in Kafka mode the topic.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from engine.catalog import Item, upsert_items
 from engine.events.schema import Event, LineItem
 from engine.events.fields import field_errors
 from engine.ingest.columns import EVENT_COLUMNS
+from engine.ingest.writer import DRAIN_TIMEOUT_S, EmbeddedSink, SinkUnavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -240,25 +244,24 @@ async def import_events(path: Path, consume: Callable[[list[Event]], Awaitable[i
 
 async def import_events_to_log(path: Path, event_log: EventLog, applier: EventApplier, checkpoint: Checkpoint, *,
                                accepted_at: float) -> tuple[ImportReport, int]:
-    """Embedded mode: imported events go to the log like accepted ones (what train and replay
-    read), each batch applied and the checkpoint moved past it, so a start never applies them
-    again and an import cut short is finished by the next start. The report and the events
-    applied; :class:`LogUnwritable` when the log cannot be written."""
+    """Embedded mode: imported events take the API's path (``EmbeddedSink``): the log, then the
+    apply writer, which isolates events that cannot be applied and moves the checkpoint past what
+    it applied, so no start applies them again and an import cut short is finished by the next
+    start. Each batch waits for its apply, so the import goes at the pace of Redis; if Redis stops
+    answering, the rest still goes to the log (for the next start). The report and the events
+    applied; :class:`LogUnwritable` when the log cannot be written. The caller closes the log."""
+    sink = EmbeddedSink(event_log, applier, checkpoint, timeout_s=None)
 
     async def log_then_apply(batch: list[Event]) -> int:
         try:
-            span = event_log.write(batch)
-        except OSError as exc:
-            raise LogUnwritable(exc) from None
-        if span is None:
-            return 0
-        stats = await applier.apply(batch)
-        await checkpoint.save({span.segment: span.end})
-        return stats.applied
+            await sink.submit(batch)
+        except SinkUnavailable as exc:
+            assert isinstance(exc.__cause__, OSError)  # the sink raises it from the disk's error
+            raise LogUnwritable(exc.__cause__) from None
+        return 0
 
-    report, applied = await import_events(path, log_then_apply, accepted_at=accepted_at)
     try:
-        event_log.flush()
-    except OSError as exc:
-        raise LogUnwritable(exc) from None
-    return report, applied
+        report, _ = await import_events(path, log_then_apply, accepted_at=accepted_at)
+    finally:
+        await sink.writer.close(DRAIN_TIMEOUT_S)
+    return report, sink.writer.applied

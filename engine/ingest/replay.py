@@ -2,7 +2,8 @@
 
 The history is the Kafka topic (``replay``) or the embedded log (``engine.ingest.catchup`` from an
 emptied checkpoint); either way the events go through the same
-``EventApplier.apply`` as live processing, in the same per-visitor order, and profiles are folded
+``EventApplier.apply`` as live processing, in the same per-visitor order, events that cannot be
+applied are set aside as live (``engine.ingest.isolate``), and profiles are folded
 in event time, so the result is what live processing built. Trending, exposure state and
 experiment counters are rebuilt too (events older than two trending epochs no longer count, as live). The catalogue is not part of
 the history: load it first, since category and brand affinities come from it.
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 
 from engine.ingest import checkpoint
 from engine.ingest.apply import EventApplier
+from engine.ingest.isolate import apply_isolating, log_skipped
 from engine.events.schema import Event
 from engine.store import keys
 
@@ -28,6 +30,7 @@ class ReplayStats:
     events: int = 0
     applied: int = 0
     duplicates: int = 0
+    skipped: int = 0  # not applicable, logged
     seconds: float = 0.0
 
 
@@ -58,9 +61,11 @@ async def replay(applier: EventApplier, batches: AsyncIterable[list[Event]]) -> 
     stats = ReplayStats()
     started = time.perf_counter()
     async for batch in batches:
-        applied = await applier.apply(batch)
+        outcome = await apply_isolating(applier.apply, batch)
+        log_skipped(outcome.rejected)
         stats.events += len(batch)
-        stats.applied += applied.applied
-        stats.duplicates += applied.duplicates
+        stats.applied += outcome.stats.applied
+        stats.duplicates += outcome.stats.duplicates
+        stats.skipped += len(outcome.rejected)
     stats.seconds = time.perf_counter() - started
     return stats

@@ -11,19 +11,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine import tasks
-from engine.ingest.apply import ApplyStats, EventApplier, transient
+from engine.ingest.apply import EventApplier, transient
 from engine.ingest.checkpoint import Checkpoint
 from engine.events.log import EventLog, Span, read_span
 from engine.events.schema import Event
+from engine.ingest.isolate import apply_isolating, log_skipped
 
 log = logging.getLogger(__name__)
 MAX_BACKLOG = 100_000  # events waiting in memory for Redis; past it they are read back from the log
 MERGE_MAX = 5_000  # events per apply call: one call's Redis scripts stay short
+DRAIN_TIMEOUT_S = 10.0  # how long a closing writer waits for Redis to take its queue
 TASK_NAME = "apply-writer"
 REPLAY_HINT = "they are in the event log, and the next start applies them (or `vitrine replay`, now)"
 
@@ -40,50 +42,6 @@ class EventSink(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-async def apply_isolated(applier: EventApplier, events: list[Event]) -> tuple[ApplyStats, int]:
-    """Apply the events; those that fail for a reason other than Redis (a stored profile that is
-    not a profile, a key of another type) are found visitor by visitor (halving the set each time,
-    so a few bad visitors among many cost a few calls), logged and skipped, so they never block
-    the rest. Returns the stats and how many were skipped. A Redis failure propagates: retrying the
-    whole batch is harmless (the apply skips events it has already applied)."""
-    try:
-        return await applier.apply(events), 0
-    except Exception as exc:
-        if transient(exc):
-            raise
-    groups: dict[str, list[Event]] = defaultdict(list)
-    for event in events:
-        groups[event.visitor_id].append(event)
-    total = ApplyStats()
-    skipped = await _split(applier, list(groups.values()), total)
-    return total, skipped
-
-
-async def _split(applier: EventApplier, groups: list[list[Event]], total: ApplyStats) -> int:
-    skipped = 0
-    mid = len(groups) // 2
-    for half in (groups[:mid], groups[mid:]):
-        if not half:
-            continue
-        try:
-            stats = await applier.apply([e for group in half for e in group])
-        except Exception as exc:  # noqa: BLE001
-            if transient(exc):
-                raise
-            if len(half) > 1:
-                skipped += await _split(applier, half, total)
-                continue
-            skipped += len(half[0])
-            log.error("skipped %d events of visitor %r that cannot be applied (%s: %s); `vitrine replay --reset` "
-                      "applies them once the cause is fixed", len(half[0]), half[0][0].visitor_id,
-                      type(exc).__name__, exc)
-            continue
-        total.applied += stats.applied
-        total.duplicates += stats.duplicates
-        total.rounds += stats.rounds
-    return skipped
 
 
 @dataclass
@@ -108,7 +66,8 @@ class ApplyWriter:
     until the queue is empty; later events queue behind them (per-visitor order holds). Past
     ``max_backlog`` events in memory, later events are queued by their place in the log only and
     read back from it when their turn comes, so memory stays bounded and order holds. Events that
-    cannot be applied for any other reason are isolated, logged and skipped (``apply_isolated``).
+    cannot be applied for any other reason are isolated, logged and skipped
+    (``engine.ingest.isolate``).
 
     Because the queue is in log order, everything before the head of the queue is applied (or
     skipped): after each apply the writer moves its segments' offsets in the checkpoint there.
@@ -131,6 +90,7 @@ class ApplyWriter:
         self._failing = False
         self._task: asyncio.Task[Any] | None = None
         self._unsaved: dict[str, int] = {}  # checkpoint offsets not stored yet (Redis failed)
+        self.applied = 0  # events applied to the profiles (not counting duplicates)
         self.skipped = 0  # events logged and skipped (not applicable)
         self.spilled = 0  # events left in the log because the backlog was full, read back later
         self._spilled_logged_at = float("-inf")
@@ -220,8 +180,7 @@ class ApplyWriter:
 
     async def _apply(self, batch: list[_Submission]) -> dict[str, int]:
         events = [e for s in batch for e in s.events or ()]
-        _, skipped = await apply_isolated(self._applier, events)
-        self.skipped += skipped
+        await self._apply_events(events)
         for _ in batch:
             self._queue.popleft()
         self._queued -= len(events)
@@ -237,15 +196,19 @@ class ApplyWriter:
             log.error("cannot read back %d spilled events from %s (%s); the next start applies what it can read",
                       head.count, head.span.segment, exc)
             events, end = [], head.span.end
-        if events:
-            _, skipped = await apply_isolated(self._applier, events)
-            self.skipped += skipped
+        await self._apply_events(events)
         done = min(len(events), head.count) if end < head.span.end else head.count
         head.span, head.count = Span(head.span.segment, end, head.span.end), head.count - done
         self._queued -= done
         if end >= head.span.end:
             self._queue.popleft()
         return {head.span.segment: end}
+
+    async def _apply_events(self, events: list[Event]) -> None:
+        outcome = await apply_isolating(self._applier.apply, events)
+        self.applied += outcome.stats.applied
+        self.skipped += len(outcome.rejected)
+        log_skipped(outcome.rejected)
 
     async def _save(self, offsets: dict[str, int]) -> None:
         """Move the checkpoint; if Redis fails now, the next save carries these offsets too."""
@@ -284,10 +247,12 @@ class ApplyWriter:
 class EmbeddedSink:
     """Log to disk, then hand the events to the process's ``ApplyWriter``. If Redis is down the
     events are safe on disk and wait in the writer's queue until it answers again. If the disk
-    refuses them, nothing is acknowledged (``SinkUnavailable``) and the log stays readable."""
+    refuses them, nothing is acknowledged (``SinkUnavailable``) and the log stays readable.
+    ``timeout_s``: how long ``submit`` waits for the events to be applied (None: until they are,
+    unless the writer is failing; what an import wants, so that it goes at the pace of Redis)."""
 
     def __init__(self, event_log: EventLog, applier: EventApplier, checkpoint: Checkpoint | None = None, *,
-                 timeout_s: float = 0.5, drain_timeout_s: float = 10.0, max_backlog: int = MAX_BACKLOG) -> None:
+                 timeout_s: float | None = 0.5, drain_timeout_s: float = DRAIN_TIMEOUT_S, max_backlog: int = MAX_BACKLOG) -> None:
         self._log = event_log
         self._writer = ApplyWriter(applier, event_log, checkpoint, max_backlog=max_backlog)
         self._timeout_s = timeout_s
