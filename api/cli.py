@@ -5,6 +5,7 @@
     vitrine import [--items items.csv] [--events events.csv]
     vitrine train                     train, compare with the served model on held-out data, promote if not worse
     vitrine evaluate (--events events.csv [--items items.csv] | --dataset taobao|online-retail)
+    vitrine evaluate-customers (--events events.csv | --dataset online-retail) --cut YYYY-MM-DD [--horizon-days 90]
     vitrine worker                    (Kafka mode) apply the events topic to the profiles
     vitrine replay [--reset]          apply the event log past its checkpoint; --reset: rebuild everything
     vitrine bench-stream              freshness and events/s, embedded and Kafka
@@ -213,7 +214,23 @@ def train(settings: Settings) -> str:
           f"{data['baskets']} orders -> {settings.models_dir / artifact.version}")
     verdict = "promoted" if decision.promoted else f"NOT promoted (still serving {decision.current_version})"
     print(f"{verdict}: {decision.reason}")
+    if settings.mode != "kafka":
+        _train_customers(settings)
     return artifact.version
+
+
+def _train_customers(settings: Settings) -> None:
+    """The value and churn scores' shop model (engine.customers.training), from the embedded log."""
+    from engine.customers.training import train as train_customers  # noqa: PLC0415
+    from models.customer_value import NotEnoughHistory  # noqa: PLC0415
+
+    try:
+        model = train_customers(settings.log_dir, settings.models_dir, consent_required=settings.consent_required,
+                                horizon_days=settings.customer_horizon_days)
+    except NotEnoughHistory as exc:
+        print(f"customer scores: not trained ({exc}); the customer view shows none")
+        return
+    print(f"customer scores: trained ({model.horizon_days:g}-day horizon, typical gap {model.typical_gap_days:.0f} d)")
 
 
 def _catalogue_ids(settings: Settings) -> set[str] | None:
@@ -524,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     from api.quality_cli import add_parser as add_evaluate  # noqa: PLC0415
 
     add_evaluate(sub)
+    from api.customers_cli import add_parser as add_evaluate_customers  # noqa: PLC0415
+
+    add_evaluate_customers(sub)
     p = sub.add_parser("worker", help="(Kafka mode) apply the events topic to the profiles; run one or more")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=cmd_worker)
