@@ -141,3 +141,30 @@ def test_usual_gap_is_shrunk_towards_the_shop(orders: int) -> None:
     h = History(first_order=T0, last_order=T0 + 10 * DAY * (orders - 1), orders=orders, revenue=100.0)
     x = features(h, h.last_order + 100 * DAY, 38.0)
     assert x[0] > 0  # 100 days is overdue for both
+
+
+def test_train_fits_the_shop_model_from_the_log_and_leaves_out_withdrawn_people(tmp_path: Path) -> None:
+    from engine.customers.training import orders as logged_orders
+    from engine.customers.training import train
+    from models.customer_value import load
+
+    rows = simulated_orders(300)
+    events = [{"event_id": f"e{i}", "type": "purchase", "visitor_id": f"v{c}", "customer_id": c, "ts": ts, "rt": ts,
+               "items": [{"item_id": "A", "quantity": 2, "price": round(rev / 2, 2)}]}
+              for i, (c, ts, rev) in enumerate(sorted(rows, key=lambda r: r[1]))]
+    last = events[-1]["ts"]
+    events.append({"event_id": "w", "type": "consent", "visitor_id": "vc0", "properties": {"granted": False},
+                   "ts": last, "rt": last})
+    kept = logged_orders(events, consent_required=False)
+    assert len(kept) == len(rows) - sum(1 for r in rows if r[0] == "c0") and all(c != "c0" for c, _, _ in kept)
+    assert abs(kept[0][2] - 2 * round(sorted(rows, key=lambda r: r[1])[0][2] / 2, 2)) < 1e-9
+
+    from engine.events.log import EventLog
+    from engine.events.schema import Event
+
+    log = EventLog(tmp_path / "log", fsync=False)
+    log.write(Event.model_validate(e) for e in events)
+    log.close()
+    assert load(tmp_path / "models") is None
+    model = train(tmp_path / "log", tmp_path / "models", consent_required=False, horizon_days=90, now=last + DAY)
+    assert load(tmp_path / "models") == model and model.horizon_days == 90
