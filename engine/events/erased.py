@@ -5,7 +5,7 @@ hashed ids (SHA-256, so the tombstone does not keep the ids themselves) and the 
 the erase. Every reader of the log (catch-up and ``vitrine replay``, training, export) goes through
 ``engine.events.log.read_lines``, which skips an event of an erased visitor or customer accepted
 up to that time: replay does not bring them back and the next model has no row for them, at once.
-The bytes themselves go when their segment is rewritten (``engine.customers.erase``).
+The bytes themselves go when their segment is rewritten (``engine.ingest.erasure``).
 """
 
 from __future__ import annotations

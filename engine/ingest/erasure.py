@@ -19,6 +19,8 @@ import orjson
 from engine.events import erased
 from engine.events.log import segments
 
+DONE = ".erased-done"  # the tombstone file's size when a pass last left nothing pending
+
 
 def _open_segments(log_dir: Path) -> set[str]:
     """Segments a running process may still append to: each live process's newest one (names
@@ -42,6 +44,10 @@ def compact(log_dir: Path, offsets: dict[str, int]) -> tuple[list[str], list[str
     gone = erased.load(log_dir)
     if not gone:
         return [], [], {}
+    marker = log_dir / DONE
+    stamp = str((log_dir / erased.FILE).stat().st_size)
+    if marker.exists() and marker.read_text() == stamp:
+        return [], [], {}  # nothing erased since a pass that left nothing pending: no need to read the log
     open_now = _open_segments(log_dir)
     rewritten, pending, new_offsets = [], [], {}
     for path in segments(log_dir):
@@ -66,6 +72,8 @@ def compact(log_dir: Path, offsets: dict[str, int]) -> tuple[list[str], list[str
         tmp.replace(path)
         rewritten.append(path.name)
         new_offsets[path.name] = len(data)
+    if not pending:
+        marker.write_text(stamp)
     return rewritten, pending, new_offsets
 
 

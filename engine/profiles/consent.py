@@ -27,13 +27,6 @@ def channel_choice(event: Event) -> tuple[str, bool] | None:
     return str(purpose), event.properties.get("granted") is True
 
 
-def may_contact(v: VisitorProfile, c: CustomerProfile | None, channel: str) -> bool:
-    """Contact only on an explicit grant, never after a refusal on any of the person's records:
-    the most restrictive choice wins."""
-    choices = [p.channels[channel] for p in (v, c) if p is not None and channel in p.channels]
-    return bool(choices) and all(choices)
-
-
 def state(v: VisitorProfile, c: CustomerProfile | None, required: bool) -> dict[str, str]:
     """Consent per purpose as people read it: granted, withdrawn, or not_given (profiling then
     runs unless consent is ``required``; nobody is contacted)."""
@@ -45,6 +38,7 @@ def state(v: VisitorProfile, c: CustomerProfile | None, required: bool) -> dict[
         profiling = "not_given" if required else "not_given (profiled until withdrawn)"
     out = {"profiling": profiling}
     for channel in ("email", "push"):
+        # Contact only on an explicit grant, never after a refusal on any of the person's records.
         choices = [p.channels[channel] for p in (v, c) if p is not None and channel in p.channels]
         out[channel] = "not_given" if not choices else "granted" if all(choices) else "withdrawn"
     return out
