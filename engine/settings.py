@@ -173,6 +173,9 @@ class Settings(BaseSettings):
                                      "inside it). 0: no size limit.")
     consent_required: bool = Field(False, description="Opt-in: a visitor is profiled only once they granted "
                                    "consent (a consent event with granted true); false: until they withdraw it.")
+    customer_horizon_days: float = Field(90.0, ge=7, le=730, description="Horizon of the customer value and churn "
+                                         "scores: P(buys again within it), expected orders and revenue over it. "
+                                         "Takes effect at the next `vitrine train`.")
 
     # --- transport ---
     kafka_brokers: str | None = Field(None, description="Set to run in scale-out mode through Kafka.")

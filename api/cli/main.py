@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
 
+    p = command("evaluate-customers", "customers:cmd_evaluate_customers",
+                help="measure the value and churn scores against recency, RFM and BG/NBD on a time split")
+    p.add_argument("--events", type=Path, help="events.csv in the `vitrine import` format")
+    p.add_argument("--dataset", choices=["online-retail"], help="a named real dataset instead of a CSV file")
+    p.add_argument("--cut", type=_day, action="append", required=True,
+                   help="calibrate before this day (YYYY-MM-DD, UTC), hold out the horizon after it; repeatable")
+    p.add_argument("--horizon-days", type=_days, default=90.0, help="holdout length (default 90)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")
+
     p = command("check-rules", "rules:cmd_check_rules",
                 help="validate a merchandising rules file (exit 1 when invalid)")
     p.add_argument("path", type=Path)
     return parser
+
+
+def _day(text: str) -> float:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 3650:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 3650, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,23 @@ def train(settings: Settings) -> str:
           f"{data['baskets']} orders -> {settings.models_dir / artifact.version}")
     verdict = "promoted" if decision.promoted else f"NOT promoted (still serving {decision.current_version})"
     print(f"{verdict}: {decision.reason}")
+    if settings.mode != "kafka":
+        _train_customers(settings)
     return artifact.version
+
+
+def _train_customers(settings: Settings) -> None:
+    """The value and churn scores' shop model (engine.customers.training), from the embedded log."""
+    from engine.customers.training import train as train_customers  # noqa: PLC0415
+    from models.customer_value import NotEnoughHistory  # noqa: PLC0415
+
+    try:
+        model = train_customers(settings.log_dir, settings.models_dir, consent_required=settings.consent_required,
+                                horizon_days=settings.customer_horizon_days)
+    except NotEnoughHistory as exc:
+        print(f"customer scores: not trained ({exc}); the customer view shows none")
+        return
+    print(f"customer scores: trained ({model.horizon_days:g}-day horizon, typical gap {model.typical_gap_days:.0f} d)")
 
 
 def _catalogue_ids(settings: Settings) -> set[str] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.events.log import read_raw
+from engine.events.schema import profiling_choice
 from models.interactions import Interaction, user_key
 
 TRAINABLE = frozenset({"product_view", "add_to_cart", "add_to_wishlist", "purchase", "recommendation_click"})
@@ -41,12 +42,11 @@ class Consent:
         if customer:
             self.linked[visitor] = customer
             self.customers[visitor].add(customer)
-        gpc = event.get("gpc") is True
-        if (event.get("type") != "consent" and not gpc) or event["event_id"] in self._seen:
+        granted = profiling_choice(event.get("type"), event.get("properties"), event.get("gpc") is True)
+        if granted is None or event["event_id"] in self._seen:
             return
         self._seen.add(event["event_id"])
         people = [user_key(visitor, None)] + ([user_key(visitor, c)] if (c := customer or self.linked.get(visitor)) else [])
-        granted = not gpc and (event.get("properties") or {}).get("granted") is True
         for person in people:
             if not granted:
                 self.kept_from[person] = None

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from engine.events import erased
 from engine.events.schema import Event
 
 log = logging.getLogger(__name__)
@@ -202,9 +203,10 @@ def segments(directory: Path) -> list[Path]:
 def read_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(offset after the line, event dict)`` for each complete line from byte ``start`` (a line
     boundary) up to ``end``. A torn last line (a crash mid-write) ends the segment; a corrupt
-    line is skipped."""
+    line, and an event of an erased person (``engine.events.erased``), are skipped."""
     if end is not None and start >= end:
         return
+    gone = erased.load(path.parent)
     with path.open("rb") as fh:
         fh.seek(start)
         offset = start
@@ -214,9 +216,12 @@ def read_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[t
                 return
             offset += len(line)
             try:
-                yield offset, parse(line)
+                data = parse(line)
             except orjson.JSONDecodeError:
                 log.warning("%s: skipping a corrupt line ending at byte %d", path, offset)
+            else:
+                if not (gone and gone.covers(data)):
+                    yield offset, data
             if end is not None and offset >= end:
                 return
 

@@ -23,6 +23,9 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 ITEM_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist",
                          "recommendation_click"})
 MAX_PROPERTIES = 32
+# What a consent event is about (``properties.purpose``, default profiling): profiling and
+# personalisation, or being contacted by email or push (engine.profiles.consent).
+PURPOSES = ("profiling", "email", "push")
 Scalar = str | int | float | bool | None
 
 
@@ -86,9 +89,17 @@ class Event(BaseModel):
             raise FieldRequired(("properties", "query"), "is required for search (a string)")
         if t == "consent" and not isinstance(self.properties.get("granted"), bool):
             raise FieldRequired(("properties", "granted"), "is required for consent (true or false)")
+        if t == "consent" and self.properties.get("purpose", "profiling") not in PURPOSES:
+            raise FieldRequired(("properties", "purpose"), f"must be one of {', '.join(PURPOSES)}")
         if t in ("block_impression", "block_click") and not isinstance(self.properties.get("block_id"), str):
             raise FieldRequired(("properties", "block_id"), f"is required for {t} (a string)")
         return self
+
+    def profiling_choice(self) -> bool | None:
+        """What the event says about consent to profiling: False for a withdrawal (a profiling
+        consent event that does not grant it, or any event sent with Global Privacy Control,
+        whatever it says), True for a grant, None for nothing."""
+        return profiling_choice(self.type, self.properties, self.gpc)
 
     def line_items(self) -> tuple[LineItem, ...]:
         """The items a cart or purchase event is about, whichever way the site sent them."""
@@ -102,6 +113,16 @@ class Event(BaseModel):
         if self.revenue is not None:
             return self.revenue
         return sum((li.price or 0.0) * li.quantity for li in self.line_items())
+
+
+def profiling_choice(event_type: str | None, properties: dict[str, Any] | None, gpc: bool) -> bool | None:
+    """``Event.profiling_choice`` for an event as stored (a log line's dict): the readers of the log
+    and of the profiles decide alike."""
+    if gpc:
+        return False
+    if event_type != "consent" or (properties or {}).get("purpose", "profiling") != "profiling":
+        return None
+    return (properties or {}).get("granted") is True
 
 
 def _when(types: list[str], then: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +143,7 @@ TYPE_REQUIREMENTS: list[dict[str, Any]] = [
     _when(["login"], {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}}),
     _when(["search"], _property("query", {"type": "string"})),
     _when(["consent"], _property("granted", {"type": "boolean"})),
+    _when(["consent"], {"properties": {"properties": {"properties": {"purpose": {"enum": list(PURPOSES)}}}}}),
     _when(["block_impression", "block_click"], _property("block_id", {"type": "string"})),
 ]
 

@@ -29,6 +29,7 @@ import orjson
 from redis.asyncio import Redis
 
 from engine import tasks
+from engine.ingest import erasure
 from engine.ingest.checkpoint import Checkpoint
 from engine.events.log import segments
 from engine.settings import Settings
@@ -155,6 +156,9 @@ async def enforce(redis: Redis, settings: Settings, now: float | None = None) ->
         offsets = (await checkpoint.load()).offsets  # before listing: a field whose file is gone was deleted
         stats = await asyncio.to_thread(_apply, directory, offsets, settings, time.time() if now is None else now)
         await checkpoint.forget(stats.deleted)
+        # Erased people's lines (engine.events.erased) in segments closed and applied since the erase.
+        _, _, rewritten = await asyncio.to_thread(erasure.compact, directory, (await checkpoint.load()).offsets)
+        await checkpoint.save(rewritten)
     finally:
         os.close(fd)
     if stats.bytes_freed:

@@ -10,9 +10,38 @@ from engine.profiles.shapes import CustomerProfile, VisitorProfile
 
 
 def withdraws(event: Event) -> bool:
-    """A withdrawal: a consent event that does not grant it, or any event the browser sent with
-    Global Privacy Control, whatever it says."""
-    return event.gpc or (event.type == "consent" and not event.properties.get("granted"))
+    """A withdrawal of consent to profiling: a profiling consent event that does not grant it, or
+    any event the browser sent with Global Privacy Control, whatever it says."""
+    return event.profiling_choice() is False
+
+
+def grants(event: Event) -> bool:
+    return event.profiling_choice() is True
+
+
+def channel_choice(event: Event) -> tuple[str, bool] | None:
+    """(channel, granted) for a consent event about being contacted (email, push)."""
+    purpose = event.properties.get("purpose", "profiling")
+    if event.type != "consent" or purpose == "profiling":
+        return None
+    return str(purpose), event.properties.get("granted") is True
+
+
+def state(v: VisitorProfile, c: CustomerProfile | None, required: bool) -> dict[str, str]:
+    """Consent per purpose as people read it: granted, withdrawn, or not_given (profiling then
+    runs unless consent is ``required``; nobody is contacted)."""
+    if withdrawn(v, c):
+        profiling = "withdrawn"
+    elif granted(v, c):
+        profiling = "granted"
+    else:
+        profiling = "not_given" if required else "not_given (profiled until withdrawn)"
+    out = {"profiling": profiling}
+    for channel in ("email", "push"):
+        # Contact only on an explicit grant, never after a refusal on any of the person's records.
+        choices = [p.channels[channel] for p in (v, c) if p is not None and channel in p.channels]
+        out[channel] = "not_given" if not choices else "granted" if all(choices) else "withdrawn"
+    return out
 
 
 def granted(v: VisitorProfile, c: CustomerProfile | None) -> bool:
@@ -26,7 +55,8 @@ def forget(v: VisitorProfile, ts: float, *, consent: bool | None) -> VisitorProf
     """What a cookie keeps once its person withdrew consent: when it was seen, the choice and
     the customer it belongs to; no behaviour."""
     return VisitorProfile(first_seen=v.first_seen or ts, last_seen=max(v.last_seen, ts), consent=consent,
-                          customer_id=v.customer_id, withdrawals=v.withdrawals, withdrawn_at=v.withdrawn_at)
+                          customer_id=v.customer_id, withdrawals=v.withdrawals, withdrawn_at=v.withdrawn_at,
+                          channels=dict(v.channels))
 
 
 def last_withdrawal(v: VisitorProfile, c: CustomerProfile | None) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 from engine.catalog import ItemInfo, ItemLookup
 from engine.events.schema import Event
 from engine.profiles.codec import _cents, quantize
-from engine.profiles.consent import current, forget, withdrawn, withdraws
+from engine.profiles.consent import channel_choice, current, forget, grants, withdrawn, withdraws
 from engine.profiles.shapes import (AFFINITIES, BRANDS, CUSTOMER_PURCHASES, CUSTOMER_RECENT, CUSTOMER_VISITORS,
                                     LAST_VISIT_ITEMS, PAGE_CATEGORY_WEIGHT, SEARCHES, SESSION_ITEMS, CART_ITEMS,
                                     TRAITS, VISITOR_PURCHASES, CustomerProfile, ProfileConfig, VisitorProfile)
@@ -206,9 +206,18 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
         v.customer_id, v.withdrawn_at = customer_id, event.rt
         if c is not None:
             v.withdrawals += 1
-            c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals, withdrawn_at=event.rt)
+            c = CustomerProfile(last_seen=ts, consent=False, withdrawals=v.withdrawals, withdrawn_at=event.rt,
+                                channels=c.channels)
         return Applied(v, c, customer_id, [])
-    if event.type == "consent":
+    if (choice := channel_choice(event)) is not None:
+        # A choice about being contacted is a record to keep, whatever the profiling state: only
+        # the choice is stored, nothing is profiled from it.
+        channel, granted = choice
+        for profile in (v, c):
+            if profile is not None:
+                profile.channels[channel] = granted
+        return Applied(v, c, customer_id, [])
+    if grants(event):
         v.consent = True
         if c is not None:
             c.consent = True
@@ -282,4 +291,4 @@ def bounced(v: VisitorProfile) -> bool:
     profile can be kept for less time than the others (``VITRINE_VISITOR_BOUNCE_TTL_S``)."""
     return (v.visits <= 1 and not v.session_items and not v.last_visit_items and not v.cart
             and not v.purchases and not v.orders and v.customer_id is None and v.consent is None
-            and not v.withdrawals)
+            and not v.withdrawals and not v.channels)

@@ -63,6 +63,7 @@ class VisitorProfile:
     consent: bool | None = None
     withdrawals: int = 0  # the customer's withdrawals this cookie's behaviour is forgotten up to
     withdrawn_at: float = 0.0  # acceptance time of the cookie's last withdrawal (0: never)
+    channels: dict[str, bool] = field(default_factory=dict)  # consent to be contacted ("email", "push"), as chosen
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "visits": "n", "session_start": "s",
@@ -70,7 +71,7 @@ class VisitorProfile:
         "last_visit_items": "lv", "cart": "ct", "cart_updated": "cu",
         "category_affinity": "ca", "brand_affinity": "ba", "price_mean": "pm",
         "price_weight": "pw", "purchases": "p", "orders": "o", "revenue": "r",
-        "customer_id": "c", "consent": "k", "withdrawals": "w", "withdrawn_at": "wa"
+        "customer_id": "c", "consent": "k", "withdrawals": "w", "withdrawn_at": "wa", "channels": "kc",
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -123,12 +124,13 @@ class CustomerProfile:
     consent: bool | None = None  # False: withdrawn on one of the person's devices
     withdrawals: int = 0  # how many times consent was withdrawn: the cookies' behaviour until then is gone
     withdrawn_at: float = 0.0  # acceptance time of the last withdrawal (0: never)
+    channels: dict[str, bool] = field(default_factory=dict)  # consent to be contacted ("email", "push"), as chosen
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "orders": "o", "revenue": "r",
         "first_order": "fo", "last_order": "lo", "purchases": "p", "recent_items": "ri",
         "category_affinity": "ca", "brand_affinity": "ba", "visitors": "v", "traits": "t",
-        "consent": "k", "withdrawals": "w", "withdrawn_at": "wa"
+        "consent": "k", "withdrawals": "w", "withdrawn_at": "wa", "channels": "kc",
     }
 
     def to_json(self) -> dict[str, Any]:

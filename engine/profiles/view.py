@@ -57,6 +57,7 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "orders_before_login": v.orders,
             "revenue_before_login": v.revenue,
             "consent": v.consent,
+            "contact_consent": v.channels,
         },
         "customer_id": customer_id,
     }
@@ -80,5 +81,6 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "devices": c.visitors,
             "traits": c.traits,
             "consent": c.consent,
+            "contact_consent": c.channels,
         }
     return out

@@ -1,0 +1,134 @@
+"""The customer-relationship endpoints (admin): the single customer view, and the data subject
+rights: export everything held on a person, or erase it."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from api.auth import require_admin
+from api.openapi import doc, ok, path_parameter
+from api.responses import ApiError, json_response
+from engine.customers import audit, people
+from engine.customers.view import customer_view
+from engine.events.schema import ID_PATTERN
+from models import customer_value
+
+router = APIRouter(dependencies=[Depends(require_admin)])
+REQUESTED_BY = re.compile(r"^[\w .:@#/-]{1,100}$")
+
+
+class CustomerView(BaseModel):
+    customer_id: str
+    identity: dict[str, Any] = Field(description="Linked cookies (devices), first and last seen, first and last order.")
+    consent: dict[str, str] = Field(description="Per purpose (profiling, email, push): granted, withdrawn or not_given.")
+    rfm: dict[str, Any] = Field(description="Recency (days), frequency, monetary, average basket, inter-purchase days.")
+    category_affinity: dict[str, float]
+    brand_affinity: dict[str, float]
+    traits: dict[str, str]
+    segments: list[str]
+    scores: dict[str, Any] | None = Field(description="P(buys within the horizon), expected orders and revenue, churn "
+                                                      "risk band and reasons; null before `vitrine train` or a first order.")
+    pressure: dict[str, Any] = Field(description="Block impressions and items shown over the last 1, 7 and 30 days.")
+    recent_items: list[str]
+    purchases: dict[str, int]
+
+
+class Export(BaseModel):
+    exported_at: float
+    ids: dict[str, list[str]]
+    profiles: list[dict[str, Any]]
+    customer: dict[str, Any] | None
+    exposure: dict[str, Any]
+    events: list[dict[str, Any]] = Field(description="Their events from the log, consent events included.")
+
+
+class Erased(BaseModel):
+    ids: dict[str, list[str]]
+    keys_deleted: int
+    log_segments_rewritten: int
+    log_segments_pending: int = Field(description="Segments still open or not yet applied: their lines are skipped "
+                                                  "by every reader now and rewritten by the hourly retention pass.")
+
+
+def _id(request: Request, name: str) -> str:
+    value = request.path_params[name]
+    if not re.fullmatch(ID_PATTERN, value):
+        raise ApiError(422, f"invalid {name.replace('_', ' ')}", [{"field": name, "message": "invalid characters"}])
+    return value
+
+
+def _requested_by(request: Request) -> str:
+    """Who asked, for the audit log: an operator or ticket reference, never personal data."""
+    value = request.headers.get("x-requested-by", "admin")
+    if not REQUESTED_BY.fullmatch(value):
+        raise ApiError(400, "invalid X-Requested-By header",
+                       [{"field": "X-Requested-By", "message": "1-100 letters, digits, spaces or .:@#/-"}])
+    return value
+
+
+@router.get("/v1/customers/{customer_id}", **doc(
+    "admin", "The single customer view", {
+        200: ok(CustomerView, "Identity, consent, RFM, affinities, segments, scores and pressure."),
+        404: "No profile for this customer.",
+        422: "`customer_id` has characters an id cannot have.",
+        503: "Redis is unavailable: retry.",
+    }, parameters=[path_parameter("customer_id", ID_PATTERN, "The shop's customer id.", "c-42")]))
+async def get_customer(request: Request) -> Response:
+    customer_id = _id(request, "customer_id")
+    engine = request.app.state.engine
+    view = await customer_view(engine.redis, customer_id, customer_value.load(engine.settings.models_dir), time.time(),
+                               consent_required=engine.settings.consent_required)
+    if view is None:
+        raise ApiError(404, f"no profile for customer {customer_id!r}")
+    return json_response(view)
+
+
+@router.get("/v1/people/{person_id}/export", **doc(
+    "admin", "Everything held on a person, as one document", {
+        200: ok(Export, "Profiles, linked ids, exposure and experiment state, and their logged events."),
+        404: "Nothing is held under this id.",
+        422: "`person_id` has characters an id cannot have.",
+        503: "Redis is unavailable: retry.",
+    }, parameters=[path_parameter("person_id", ID_PATTERN, "A visitor id or a customer id.", "c-42")]))
+async def export_person(request: Request) -> Response:
+    person_id = _id(request, "person_id")
+    by = _requested_by(request)
+    engine = request.app.state.engine
+    settings = engine.settings
+    # Not in Redis (expired, or never profiled): their logged events may still be there.
+    person = await people.find(engine.redis, person_id) or people.Person([person_id], [person_id])
+    now = time.time()
+    document = await people.export(engine.redis, person, log_dir=settings.log_dir,
+                                   session_timeout_s=settings.session_timeout_s, lookup=engine.catalogue.info, now=now)
+    if not document["profiles"] and document["customer"] is None and not document["events"]:
+        raise ApiError(404, f"nothing is held under {person_id!r}")
+    audit.record(settings.data_dir, "export", by, person.visitor_ids, person.customer_ids, now)
+    return json_response(document)
+
+
+@router.delete("/v1/people/{person_id}", **doc(
+    "admin", "Erase a person: their keys, their logged events, their row in the next model", {
+        200: ok(Erased, "Erased (also when nothing was held: erasing is idempotent); only an audit record remains."),
+        422: "`person_id` has characters an id cannot have.",
+        503: "Redis is unavailable: retry.",
+    }, parameters=[path_parameter("person_id", ID_PATTERN, "A visitor id or a customer id.", "c-42")]))
+async def erase_person(request: Request) -> Response:
+    person_id = _id(request, "person_id")
+    by = _requested_by(request)
+    engine = request.app.state.engine
+    settings = engine.settings
+    # Not in Redis: the id is tombstoned as a visitor and as a customer, for what the log holds.
+    person = await people.find(engine.redis, person_id) or people.Person([person_id], [person_id])
+    now = time.time()
+    done = await people.erase(engine.redis, person, log_dir=settings.log_dir, dedup_window_s=settings.dedup_window_s,
+                              now=now)
+    audit.record(settings.data_dir, "erase", by, person.visitor_ids, person.customer_ids, now,
+                 keys_deleted=done.keys_deleted)
+    return json_response({"ids": {"visitor_ids": person.visitor_ids, "customer_ids": person.customer_ids},
+                          "keys_deleted": done.keys_deleted, "log_segments_rewritten": len(done.segments_rewritten),
+                          "log_segments_pending": len(done.segments_pending)})

@@ -1,0 +1,125 @@
+"""Data subject rights: everything Vitrine holds on a person, exported as one document, or erased.
+
+A person is found from a visitor id or a customer id: the customer it names (or the cookie is
+linked to) and every cookie linked to that customer. Their Redis keys are the profiles, the stored
+for-you lists, the exposure state and the dedup buckets (``engine.store.keys``); experiment and
+trending counters are totals over everyone and hold nothing of theirs. Their logged events are
+found by reading the log, which costs a pass over it (an admin action, not a request path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from engine.catalog import ItemLookup
+from engine.events import erased
+from engine.events.log import read_raw
+from engine.ingest.checkpoint import Checkpoint
+from engine.ingest.erasure import compact
+from engine.merch.exposure import Exposure
+from engine.profiles.codec import decode_dict
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.profiles.view import describe
+from engine.store import keys
+
+
+@dataclass
+class Person:
+    visitor_ids: list[str] = field(default_factory=list)
+    customer_ids: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.visitor_ids or self.customer_ids)
+
+    def owns(self, event: dict[str, Any]) -> bool:
+        return event.get("visitor_id") in self.visitor_ids or event.get("customer_id") in self.customer_ids
+
+
+async def find(redis: Redis, person_id: str) -> Person:
+    """The person ``person_id`` names, as a customer id or a visitor id (or both); empty when
+    Redis holds nothing under either."""
+    raw_customer, raw_visitor = await redis.mget([keys.customer(person_id), keys.visitor(person_id)])
+    person = Person()
+    customer_id = person_id if raw_customer else None
+    if raw_visitor:
+        person.visitor_ids.append(person_id)
+        customer_id = customer_id or VisitorProfile.customer_of(decode_dict(raw_visitor))
+        if customer_id and customer_id != person_id:
+            raw_customer = await redis.get(keys.customer(customer_id))
+    if customer_id:
+        person.customer_ids.append(customer_id)
+        if raw_customer:
+            for visitor in CustomerProfile.decode(raw_customer).visitors:
+                if visitor not in person.visitor_ids:
+                    person.visitor_ids.append(visitor)
+    return person
+
+
+def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
+    """Every key of the person's: the dedup buckets are the current one and its neighbours (the
+    applier writes the current bucket and reads the one before; older ones have expired)."""
+    bucket = int(now // dedup_window_s)
+    out = [keys.customer(c) for c in person.customer_ids]
+    for v in person.visitor_ids:
+        out += [keys.visitor(v), keys.for_you(v), keys.exposure(v),
+                *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
+    return out
+
+
+def _exposure(raw: bytes | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    shown = Exposure.decode(raw)
+    return {"block_impressions": {b: len(m) for b, m in shown.blocks.items()}, "items_shown": len(shown.items),
+            "experiments": shown.experiments, "clicks": shown.clicks}
+
+
+def logged_events(log_dir: Path, person: Person) -> list[dict[str, Any]]:
+    return [e for e in read_raw(log_dir) if person.owns(e)]
+
+
+async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout_s: float, lookup: ItemLookup,
+                 now: float) -> dict[str, Any]:
+    """One JSON document: profiles, linked ids, exposure and experiment state, and the logged
+    events (which hold the consent history)."""
+    visitors = person.visitor_ids
+    raws = await redis.mget([*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors),
+                             *(keys.customer(c) for c in person.customer_ids)]) if person else []
+    customer_id = person.customer_ids[0] if person.customer_ids else None
+    raw_customer = raws[2 * len(visitors)] if customer_id else None
+    customer = CustomerProfile.decode(raw_customer) if raw_customer else None
+    profiles = [describe(v, VisitorProfile.decode(raws[i]), customer_id, customer, now, session_timeout_s, lookup)
+                for i, v in enumerate(visitors) if raws[i]]
+    events = await asyncio.to_thread(logged_events, log_dir, person)
+    return {
+        "exported_at": now,
+        "ids": {"visitor_ids": visitors, "customer_ids": person.customer_ids},
+        "profiles": profiles,
+        "customer": profiles[0].get("customer") if profiles else None,
+        "exposure": {v: _exposure(raws[len(visitors) + i]) for i, v in enumerate(visitors)},
+        "events": events,
+    }
+
+
+@dataclass
+class Erasure:
+    keys_deleted: int
+    segments_rewritten: list[str]
+    segments_pending: list[str]  # still open for writing or not yet applied: rewritten later
+
+
+async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: float, now: float) -> Erasure:
+    """Tombstone first (from then on no reader uses their events), then the Redis keys, then the
+    log segments that are closed and applied are rewritten without their lines."""
+    await asyncio.to_thread(erased.record, log_dir, person.visitor_ids, person.customer_ids, now)
+    deleted = await redis.delete(*redis_keys(person, dedup_window_s, now)) if person else 0
+    offsets = (await Checkpoint(redis).load()).offsets
+    rewritten, pending, new_offsets = await asyncio.to_thread(compact, log_dir, offsets)
+    if new_offsets:
+        await Checkpoint(redis).save(new_offsets)
+    return Erasure(deleted, rewritten, pending)
