@@ -31,6 +31,7 @@ from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.stage import Visitor as RulesVisitor
 from engine.merch.stage import apply_rules, pool_size
+from engine.ranking.filters import ItemFilter, allowed
 from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
@@ -49,6 +50,8 @@ class RecoRequest(NamedTuple):
     item_id: str | None = None
     category: str | None = None
     n: int = 10
+    filter: ItemFilter | None = None  # only items matching it (engine.ranking.filters)
+    exclude: frozenset[str] = frozenset()  # items shown on the list's earlier pages (engine.paging)
 
 
 class Read(NamedTuple):
@@ -182,7 +185,8 @@ class Recommender:
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
         pool = pool_size(eff, req.n)
         wants_list = (model is not None and arm.personalised and req.visitor_id is not None
-                      and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists)
+                      and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists
+                      and req.filter is None and not req.exclude)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
@@ -204,6 +208,9 @@ class Recommender:
         if not personal:
             repetition = None
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
+        if req.filter is not None:
+            ctx.allowed = allowed(model, catalogue, req.filter)
+        ctx.excluded |= req.exclude
         if wants_list and personal:
             ctx.precomputed = kept
             self.observe_stored_list(kept is not None)
@@ -226,7 +233,7 @@ class Recommender:
                     if len(picks) >= pool:
                         break
         if eff.has_rules:
-            excluded = base_exclusions(ctx)
+            excluded = base_exclusions(ctx) | req.exclude
             shown = None
             if repetition is not None:
                 counts = Exposure.decode(raw[0]).items_shown(minute(now - repetition.window_s))
@@ -234,7 +241,7 @@ class Recommender:
             affinity_of = affinity_owner(visitor, customer)
             picks = apply_rules(
                 picks, eff, n=req.n, now=now, items=catalogue.items,
-                recommendable=lambda item_id: item_id not in excluded and catalogue.is_available(item_id),
+                recommendable=lambda item_id: item_id not in excluded and ctx.may_show(catalogue, item_id),
                 visitor=RulesVisitor(relative(affinity_of.category_affinity),
                                      relative(affinity_of.brand_affinity), shown))
         return self._response(req, snap, arm, model, picks, degraded)
