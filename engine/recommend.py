@@ -22,7 +22,7 @@ from engine.ranking import stored
 from engine.profiles.affinity import affinity_owner, relative
 from engine.store.breaker import Breaker
 from engine.catalog import Catalogue, CatalogueCache
-from engine.merch.experiments import Arm
+from engine.merch.experiments import NO_EXPERIMENT, Arm
 from engine.merch.exposure import Exposure, item_hash, minute
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.store import Loaded, load_profiles_with
@@ -32,6 +32,7 @@ from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.stage import Visitor as RulesVisitor
 from engine.merch.stage import apply_rules, pool_size
 from engine.ranking.filters import ItemFilter, allowed
+from engine.ranking.rerank import rerank
 from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
@@ -245,6 +246,26 @@ class Recommender:
                 visitor=RulesVisitor(relative(affinity_of.category_affinity),
                                      relative(affinity_of.brand_affinity), shown))
         return self._response(req, snap, arm, model, picks, degraded)
+
+    async def rerank(self, visitor_id: str | None, customer_id: str | None, items: list[str],
+                     now: float | None = None) -> dict[str, Any]:
+        """``items`` in the person's order (engine.ranking.rerank), each with its reason; a
+        person who withdrew consent, or whose profile could not be read, gets best sellers first."""
+        now = time.time() if now is None else now
+        model = self.models.current
+        loaded, _, degraded = await self.read(RecoRequest("rerank", visitor_id, customer_id), False)
+        personal = not degraded and not withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required)
+        ctx = self._context(visitor_id, loaded, personal, model, now, len(items), [])
+        picks = rerank(model, ctx, items)
+        response: dict[str, Any] = {
+            "recommendation_id": NO_EXPERIMENT.recommendation_id(),
+            "model_version": model.version if model else None,
+            "items": [{"item_id": item, "score": round(score * 1e6) / 1e6, "reason": reason}
+                      for item, score, reason in picks],
+        }
+        if degraded:
+            response["degraded"] = True
+        return response
 
     @staticmethod
     def _response(req: RecoRequest, snap: RulesSnapshot, arm: Arm, model: ServedModel | None, picks: list[Pick],

@@ -25,6 +25,7 @@ from engine.catalog import Catalogue, CatalogueCache
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.ranking.stored import Precomputer
 from engine.profiles import ProfileConfig
+from engine.paging import Pager
 from engine.recommend import Recommender
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
@@ -102,6 +103,8 @@ class Engine:
                                        self.rules)
         # Lists expire with the visit they were computed in: after it they can no longer match.
         self.precomputer = Precomputer(self.recommender, self.redis, settings.session_timeout_s)
+        self.pager = Pager(self.recommender, self.reads, self.redis, settings.session_timeout_s,
+                           settings.redis_timeout_s)
         self.recommender.list_missed = lambda visitor_id: self._precompute([visitor_id])
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         poll_s = settings.model_poll_s

@@ -47,3 +47,8 @@ def for_you(visitor_id: str) -> str:
 def exposure(visitor_id: str) -> str:
     """Impressions and clicks (engine.merch.exposure): caps, anti-repetition, attribution."""
     return f"x:{{{visitor_id}}}"
+
+
+def page(visitor_id: str, recommendation_id: str) -> str:
+    """The items served so far under one recommendation id, page by page (engine.paging)."""
+    return f"pg:{{{visitor_id}}}:{recommendation_id}"
