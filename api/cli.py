@@ -75,15 +75,18 @@ def ensure_admin_key(settings: Settings) -> str:
 
 async def _import(settings: Settings, redis_url: str, items: Path | None, events: Path | None) -> None:
     from engine.catalog import upsert_items  # noqa: PLC0415
-    from engine.ingest.importer import ImportReport, read_items  # noqa: PLC0415
+    from engine.ingest.importer import ImportReport, first_event_times, read_items  # noqa: PLC0415
     from engine.runtime import Engine  # noqa: PLC0415
 
     engine = Engine(settings, redis_url)
     try:
         if items is not None:
+            # An item's added_at: its column, else its first event in the history imported with it
+            # (not the import's time: an export's items are not all new arrivals).
+            first_seen = first_event_times(events) if events is not None else None
             report = ImportReport()
             batch = []
-            for item in read_items(items, report):
+            for item in read_items(items, report, first_seen):
                 batch.append(item)
                 if len(batch) == 5000:
                     await upsert_items(engine.redis, batch)
