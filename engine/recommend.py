@@ -147,6 +147,7 @@ class Recommender:
             category=category,
             exclude_purchased=self._settings.exclude_purchased,
             exclude_seen=self._settings.exclude_seen,
+            new_item_share=self._settings.new_item_share,
             trending=trending,
             model_row=model is None or not withdrew or withdrew < model.read_at,
         )

@@ -22,6 +22,7 @@ from engine import tasks
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
+from engine.ranking import content
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.ranking.stored import Precomputer
 from engine.profiles import ProfileConfig
@@ -184,6 +185,8 @@ class Engine:
             return
         if model is not None:
             model.view(catalogue)
+        if catalogue.items:
+            content.for_catalogue(catalogue)
         self.rules.current.warm(model, catalogue, time.time())
 
     def _prepare_rules(self, snapshot: RulesSnapshot) -> None:

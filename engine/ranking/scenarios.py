@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.profiles.affinity import affinity_owner
 from engine.ranking.blend import blend_scores, closest_anchor, top_k
+from engine.ranking.content import for_catalogue
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
 from engine.ranking.reasons import Signals, dominant, strongest_voters
@@ -49,6 +50,7 @@ class Context:
     model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
     precomputed: "Stored | None" = None  # the person's for-you list as applying their events left it
     allowed: "Allowed | None" = None  # the request's filters (engine.ranking.filters); None: no filter
+    new_item_share: float = 0.0  # of a similar list, for new items alike its item (engine.ranking.content)
 
     def may_show(self, catalogue: Catalogue, item_id: str) -> bool:
         """Available, and matching the request's filters if it has any."""
@@ -210,12 +212,55 @@ def _neighbour_picks(model: ServedModel, catalogue: Catalogue, ctx: Context, anc
 
 
 def similar(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
-    """Items people who viewed this one also viewed (product page)."""
+    """Items people who viewed this one also viewed (product page), the last ``ctx.new_item_share``
+    of them new items alike it, which nobody can have viewed yet (``_new_alike``)."""
     anchor = ctx.anchor()
     if model is None or anchor is None:
         return []
     a = model.artifact
-    return _neighbour_picks(model, catalogue, ctx, [anchor], a.similar_index, a.similar_score, "similar_to")
+    picks = _neighbour_picks(model, catalogue, ctx, [anchor], a.similar_index, a.similar_score, "similar_to")
+    slots = int(ctx.new_item_share * ctx.n)
+    if not picks or not slots:
+        return picks
+    new = _new_alike(model, catalogue, ctx, anchor, slots, {p.item_id for p in picks})
+    kept = picks[:ctx.n - len(new)]
+    return kept + [Pick(item, kept[-1].score if kept else 0.0, reason) for item, reason in new]
+
+
+def _new_alike(model: ServedModel, catalogue: Catalogue, ctx: Context, anchor: str, k: int,
+               taken: set[str]) -> list[tuple[str, str]]:
+    """Up to ``k`` items added since the model's data was read (so it cannot know them), most alike
+    ``anchor``."""
+    if not catalogue.items:
+        return []
+    content = for_catalogue(catalogue)
+    new = content.newer_than(model.read_at)
+    if not len(new):
+        return []
+    out = []
+    for item, _ in content.similar(anchor, new, k + len(ctx.excluded) + len(taken)):
+        if item not in ctx.excluded and item not in taken and item not in model.item_index \
+                and ctx.may_show(catalogue, item):
+            out.append((item, f"similar_content:{anchor}"))
+            if len(out) == k:
+                break
+    return out
+
+
+def similar_content(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
+    """For an item the model does not know yet (a new arrival): the catalogue's items most alike
+    it in title, category, brand and price (engine.ranking.content)."""
+    anchor = ctx.anchor()
+    if anchor is None or not catalogue.items or (model is not None and anchor in model.item_index):
+        return []
+    excluded = ctx.excluded | {anchor}
+    picks = []
+    for item, score in for_catalogue(catalogue).similar(anchor, k=2 * ctx.n + len(excluded)):
+        if item not in excluded and ctx.may_show(catalogue, item):
+            picks.append(Pick(item, score, f"similar_content:{anchor}"))
+            if len(picks) == ctx.n:
+                break
+    return picks
 
 
 def _cart_neighbours(model: ServedModel | None, catalogue: Catalogue, ctx: Context, bought: bool) -> list[Pick]:
@@ -315,6 +360,7 @@ def recently_viewed(model: ServedModel | None, catalogue: Catalogue, ctx: Contex
 SCENARIOS: dict[str, Scenario] = {
     "for_you": for_you,
     "similar": similar,
+    "similar_content": similar_content,
     "same_category": same_category,
     "complements": complements,
     "similar_to_cart": similar_to_cart,
@@ -327,7 +373,7 @@ SCENARIOS: dict[str, Scenario] = {
 # Placement -> scenarios tried in order until the list is full (the fallback chain).
 DEFAULT_PLACEMENTS: dict[str, tuple[str, ...]] = {
     "home": ("for_you", "trending", "popular"),
-    "product": ("similar", "same_category", "trending", "popular"),
+    "product": ("similar", "similar_content", "same_category", "trending", "popular"),
     "cart": ("complements", "similar_to_cart", "trending", "popular"),
     "category": ("category_bestsellers", "popular"),
     "trending": ("trending", "popular"),
