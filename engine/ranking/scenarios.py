@@ -310,7 +310,7 @@ def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context)
 def _category_items(model: ServedModel, catalogue: Catalogue, ctx: Context, category: str) -> np.ndarray:
     if ctx.allowed is None:
         return model.category_items(catalogue, category)
-    return ctx.allowed.category_items.get(category, np.zeros(0, dtype=np.int32))
+    return ctx.allowed.category_items(category)
 
 
 def _ranked(model: ServedModel, order: np.ndarray, ctx: Context, reason: str,
