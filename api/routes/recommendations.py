@@ -57,12 +57,10 @@ class RecommendationsQuery(BaseModel):
         if not (self.category or self.brand or self.attr or self.price_min is not None
                 or self.price_max is not None or not self.in_stock):
             return None
-        found = ItemFilter(
-            categories=tuple(dict.fromkeys(c.strip().lower() for c in self.category or ())),
-            brands=tuple(dict.fromkeys(b.strip().lower() for b in self.brand or ())),
-            price_min=self.price_min, price_max=self.price_max, in_stock=self.in_stock,
-            attributes=tuple(sorted((self.attr or {}).items())))
-        return found
+        return ItemFilter(categories=tuple(dict.fromkeys(c.strip().lower() for c in self.category or ())),
+                          brands=tuple(dict.fromkeys(b.strip().lower() for b in self.brand or ())),
+                          price_min=self.price_min, price_max=self.price_max, in_stock=self.in_stock,
+                          attributes=tuple(sorted((self.attr or {}).items())))
 
 
 class RecommendedItem(BaseModel):

@@ -36,11 +36,6 @@ class ItemFilter:
     attributes: tuple[tuple[str, str], ...] = ()  # (name, value) pairs, all must be equal
 
     @property
-    def unconstrained(self) -> bool:
-        """Nothing beyond what every list already asks (in stock)."""
-        return self == NO_FILTER
-
-    @property
     def names_fields(self) -> bool:
         """Constrains item fields, which only a catalogue can tell (not only stock)."""
         return bool(self.categories or self.brands or self.attributes
@@ -62,8 +57,6 @@ class ItemFilter:
         return all(name in item.attributes and attribute_equals(item.attributes[name], value)
                    for name, value in self.attributes)
 
-
-NO_FILTER = ItemFilter()
 
 
 def attribute_equals(stored: str | int | float | bool | None, wanted: str) -> bool:
