@@ -23,7 +23,7 @@ from api.openapi import TAGS, install as install_openapi
 from api.query import invalid_request
 from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
-from api.routes import admin, blocks, events, health, items, merch, people, recommendations
+from api.routes import admin, blocks, events, health, items, merch, people, recommendations, rerank
 from engine import tasks
 from engine.ingest import catchup
 from engine.ingest import retention
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # FastAPI's own documentation routes.
     app.router.routes[:0] = [route for module in (recommendations, events, blocks, health)
                              for route in module.router.routes]
-    for module in (items, admin, merch, people):
+    for module in (rerank, items, admin, merch, people):
         app.router.routes.extend(module.router.routes)
 
     @app.exception_handler(ApiError)

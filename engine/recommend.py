@@ -24,7 +24,7 @@ from engine.ranking.stored import Precomputer
 from engine.profiles.affinity import affinity_owner, relative
 from engine.store.breaker import Breaker
 from engine.catalog import Catalogue, CatalogueCache
-from engine.merch.experiments import Arm
+from engine.merch.experiments import NO_EXPERIMENT, Arm
 from engine.merch.exposure import Exposure, item_hash, minute
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.store import Loaded, load_profiles_with
@@ -34,7 +34,9 @@ from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.stage import Visitor as RulesVisitor
 from engine.merch.stage import apply_rules, pool_size
+from engine.ranking.filters import ItemFilter, allowed
 from engine.ranking.request import Read, RecoRequest
+from engine.ranking.rerank import rerank
 from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
@@ -142,6 +144,7 @@ class Recommender:
             category=category,
             exclude_purchased=self._settings.exclude_purchased,
             exclude_seen=self._settings.exclude_seen,
+            new_item_share=self._settings.new_item_share,
             trending=trending,
             model_row=model is None or not withdrew or withdrew < model.read_at,
         )
@@ -181,7 +184,8 @@ class Recommender:
         extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
         pool = pool_size(eff, req.n)
         wants_list = (model is not None and arm.personalised and req.visitor_id is not None
-                      and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists)
+                      and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists
+                      and req.filter is None and not req.exclude)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
         loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
@@ -192,7 +196,7 @@ class Recommender:
         if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules:
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.ranking.stored).
-            picks = kept.serve(model, catalogue, set(), pool)
+            picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)
                 return self._response(req, snap, arm, model, picks, degraded=False)
@@ -203,6 +207,9 @@ class Recommender:
         if not personal:
             repetition = None
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
+        if req.filter is not None:
+            ctx.allowed = allowed(model, catalogue, req.filter)
+        ctx.excluded |= req.exclude
         if wants_list and personal:
             ctx.precomputed = kept
             self.observe_stored_list(kept is not None)
@@ -225,7 +232,7 @@ class Recommender:
                     if len(picks) >= pool:
                         break
         if eff.has_rules:
-            excluded = base_exclusions(ctx)
+            excluded = base_exclusions(ctx) | req.exclude
             shown = None
             if repetition is not None:
                 counts = Exposure.decode(raw[0]).items_shown(minute(now - repetition.window_s))
@@ -233,10 +240,30 @@ class Recommender:
             affinity_of = affinity_owner(visitor, customer)
             picks = apply_rules(
                 picks, eff, n=req.n, now=now, items=catalogue.items,
-                recommendable=lambda item_id: item_id not in excluded and catalogue.is_available(item_id),
+                recommendable=lambda item_id: item_id not in excluded and ctx.may_show(catalogue, item_id),
                 visitor=RulesVisitor(relative(affinity_of.category_affinity),
                                      relative(affinity_of.brand_affinity), shown))
         return self._response(req, snap, arm, model, picks, degraded)
+
+    async def rerank(self, visitor_id: str | None, customer_id: str | None, items: list[str],
+                     now: float | None = None) -> dict[str, Any]:
+        """``items`` in the person's order (engine.ranking.rerank), each with its reason; a
+        person who withdrew consent, or whose profile could not be read, gets best sellers first."""
+        now = time.time() if now is None else now
+        model = self.models.current
+        loaded, _, degraded = await self.read(RecoRequest("rerank", visitor_id, customer_id), False)
+        personal = not degraded and not withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required)
+        ctx = self._context(visitor_id, loaded, personal, model, now, len(items), [])
+        picks = rerank(model, ctx, items)
+        response: dict[str, Any] = {
+            "recommendation_id": NO_EXPERIMENT.recommendation_id(),
+            "model_version": model.version if model else None,
+            "items": [{"item_id": item, "score": round(score * 1e6) / 1e6, "reason": reason}
+                      for item, score, reason in picks],
+        }
+        if degraded:
+            response["degraded"] = True
+        return response
 
     @staticmethod
     def _response(req: RecoRequest, snap: RulesSnapshot, arm: Arm, model: ServedModel | None, picks: list[Pick],

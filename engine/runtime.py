@@ -20,8 +20,10 @@ from engine import tasks
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
+from engine.ranking import content
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.shapes import ProfileConfig
+from engine.paging import Pager
 from engine.recommend import Recommender
 from engine.store.connect import connect
 from engine.store.reads import PipelinedReader
@@ -72,6 +74,8 @@ class Engine:
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
         self.precomputer = self.recommender.precomputer
+        self.pager = Pager(self.recommender, self.reads, self.redis, settings.session_timeout_s,
+                           settings.redis_timeout_s)
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         poll_s = settings.model_poll_s
         self._streaks = {name: tasks.FailureStreak(name, first_backoff_s=poll_s, max_backoff_s=max(poll_s, 30.0),
@@ -150,6 +154,8 @@ class Engine:
             return
         if model is not None:
             model.view(catalogue)
+        if catalogue.items:
+            content.for_catalogue(catalogue)
         self.rules.current.warm(model, catalogue, time.time())
 
     def _prepare_rules(self, snapshot: RulesSnapshot) -> None:

@@ -79,7 +79,7 @@ def test_every_error_answer_has_the_error_shape(spec: dict[str, Any]) -> None:
 def test_every_body_route_documents_its_json_body_with_examples(spec: dict[str, Any]) -> None:
     with_body = {(m, p) for m, p, op in operations(spec) if "requestBody" in op}
     assert with_body == {("POST", "/v1/events"), ("PUT", "/v1/items"), ("DELETE", "/v1/items"),
-                         ("POST", "/v1/admin/preview")}
+                         ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank")}
     for method, path, op in operations(spec):
         if (method, path) in with_body:
             body = op["requestBody"]
@@ -136,6 +136,7 @@ def test_hot_routes_leave_parsing_to_the_route(spec: dict[str, Any]) -> None:
     """Documentation must not make FastAPI parse anything on the busiest routes (api.query)."""
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0", admin_key=ADMIN["X-API-Key"]))
     routes = {r.path: r for r in app.routes if isinstance(r, APIRoute)}
-    for path in ("/v1/recommendations", "/v1/events", "/v1/blocks/{slot}", "/v1/items/{item_id}", "/health"):
+    for path in ("/v1/recommendations", "/v1/events", "/v1/blocks/{slot}", "/v1/items/{item_id}", "/v1/rerank",
+                 "/health"):
         dependant = routes[path].dependant
         assert routes[path].body_field is None and not dependant.query_params and not dependant.path_params

@@ -298,14 +298,10 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
     assert stored.decode(raw, b"another!", 1000, 1800) is None
     stored_list = stored.decode(raw, b"stamp123", 1000, 1800)
     assert stored_list is not None and stored_list.complete
-    def served(available: bytes, excluded: set[str]) -> list[Pick] | None:
-        model.view = lambda catalogue: SimpleNamespace(available_flags=available)
-        return stored_list.serve(model, None, excluded, 10)  # type: ignore[arg-type]
-
-    assert served(b"\x01" * n_items, set()) == picks
+    assert stored_list.serve(item_ids, b"\x01" * n_items, set(), 10) == picks
     in_stock = bytearray(b"\x01" * n_items)
     in_stock[7] = 0  # out of stock since: the rest keep their order and reasons (a complete list)
-    assert served(bytes(in_stock), {item_ids[2]}) == [picks[0], picks[3], picks[4]]
+    assert stored_list.serve(item_ids, bytes(in_stock), {item_ids[2]}, 10) == [picks[0], picks[3], picks[4]]
     assert stored.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
 
 

@@ -77,7 +77,7 @@ def test_empty_file_is_the_built_in_rules() -> None:
      (3, "experiments.e1.placement", "unknown placement 'nowhere'; known: cart, category, home, popular, "
                                      "product, recent, trending")),
     ("placements:\n  gifts:\n    scenarios: [popular, bestsellers]\n",
-     (3, "placements.gifts.scenarios[1]", "unknown scenario 'bestsellers'; known: for_you, similar, "
+     (3, "placements.gifts.scenarios[1]", "unknown scenario 'bestsellers'; known: for_you, similar, similar_content, "
                                           "same_category, complements, similar_to_cart, category_bestsellers, "
                                           "trending, popular, recently_viewed")),
     # shares over 100%

@@ -24,7 +24,7 @@ async def import_files(settings: Settings, redis_url: str, items: Path | None, e
     engine = Engine(settings, redis_url)
     try:
         if items is not None:
-            print_report("items", items, await import_items(engine.redis, items))
+            print_report("items", items, await import_items(engine.redis, items, events))
         await engine.catalogue.refresh()
         engine.rules.reload(force=True)  # experiment counters count the arms of the rules file only
         if events is not None and settings.mode == "kafka":

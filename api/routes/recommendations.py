@@ -1,6 +1,9 @@
-"""GET /v1/recommendations: a placement's list for a visitor (and customer, page item)."""
+"""GET /v1/recommendations: a placement's list for a visitor (and customer, page item), filtered
+and paged as the page asks."""
 
 from __future__ import annotations
+
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -8,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import require_customer, require_site
 from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok
-from api.query import openapi_parameters, parse_query
+from api.query import invalid_request, openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.catalog import CATEGORY_PATTERN
 from engine.events.schema import ID_PATTERN
+from engine.paging import MAX_ITEMS
+from engine.ranking.filters import ItemFilter
 from engine.ranking.request import RecoRequest
 from engine.recommend import UnknownPlacement
 
@@ -27,8 +32,36 @@ class RecommendationsQuery(BaseModel):
     customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
     customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (README)")
     item_id: str | None = Field(None, pattern=ID_PATTERN, description="the page's item (product, cart)")
-    category: str | None = Field(None, max_length=200, pattern=CATEGORY_PATTERN)
+    category: list[Annotated[str, Field(max_length=200, pattern=CATEGORY_PATTERN)]] | None = Field(
+        None, min_length=1, max_length=20,
+        description="Only items in these categories (each with its subcategories); repeat it for several "
+                    "(`category=kitchen&category=garden`). The first is the page's category (`category` placement).")
+    brand: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, min_length=1, max_length=20, description="Only items of these brands (case-insensitive); repeatable.")
+    price_min: float | None = Field(None, ge=0, le=1e9, description="Only items with a price, at least this.")
+    price_max: float | None = Field(None, ge=0, le=1e9, description="Only items with a price, at most this.")
+    in_stock: bool = Field(True, description="false: out-of-stock items may be recommended too.")
+    attr: dict[Annotated[str, Field(min_length=1, max_length=100)],
+               Annotated[str, Field(max_length=100)]] | None = Field(
+        None, max_length=10, description="Attribute equality, `attr[color]=red`: only items whose attribute has "
+                                         "this value (numbers by value, booleans as true/false).")
     n: int = Field(10, ge=1, le=100)
+    offset: int | None = Field(None, ge=0, lt=MAX_ITEMS,
+                               description="A page of a list: items from this position. Send the first page's "
+                                           "`recommendation_id` with the next ones: no item repeats across the "
+                                           f"pages of one id (up to {MAX_ITEMS} items in all).")
+    recommendation_id: str | None = Field(None, max_length=200, pattern=r"^[0-9a-f]{16}(\.[^.]+\.[^.]+)?$",
+                                          description="With `offset`: the list whose next page to give.")
+
+    def item_filter(self) -> ItemFilter | None:
+        """The filters asked for, or None when there are none."""
+        if not (self.category or self.brand or self.attr or self.price_min is not None
+                or self.price_max is not None or not self.in_stock):
+            return None
+        return ItemFilter(categories=tuple(dict.fromkeys(c.strip().lower() for c in self.category or ())),
+                          brands=tuple(dict.fromkeys(b.strip().lower() for b in self.brand or ())),
+                          price_min=self.price_min, price_max=self.price_max, in_stock=self.in_stock,
+                          attributes=tuple(sorted((self.attr or {}).items())))
 
 
 class RecommendedItem(BaseModel):
@@ -65,18 +98,50 @@ _EXAMPLE = {"recommendation_id": "9f2c41d07a6b4e2c", "placement": "home", "model
         200: ok(Recommendations, "The list, best first; a new visitor gets the `vt_vid` cookie.", _EXAMPLE),
         403: "Site key not valid, or `customer_id` without a valid `customer_token` (and no admin key).",
         422: "A query parameter is invalid, or the placement is unknown: `errors` names it.",
-    }, parameters=openapi_parameters(RecommendationsQuery)))
+    }, parameters=[{**p, "style": "deepObject", "explode": True} if p["name"] == "attr" else p
+                   for p in openapi_parameters(RecommendationsQuery)]))
 async def get_recommendations(request: Request) -> Response:
     """The hot path: checks and parsing are plain calls, not FastAPI dependencies (see api.query)."""
     await require_site(request)
-    query = parse_query(RecommendationsQuery, request)
+    query = parse_query(RecommendationsQuery, request, **_repeated(request))
+    _check(query)
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     reco_request = RecoRequest(placement=query.placement, visitor_id=visitor_id, customer_id=query.customer_id,
-                               item_id=query.item_id, category=query.category.lower() if query.category else None,
-                               n=query.n)
+                               item_id=query.item_id, category=query.category[0].strip().lower() if query.category
+                               else None, n=query.n, filter=query.item_filter())
+    engine = request.app.state.engine
     try:
-        body = await request.app.state.engine.recommender.recommend(reco_request)
+        if query.offset is None:
+            body = await engine.recommender.recommend(reco_request)
+        else:
+            body = await engine.pager.page(reco_request, query.offset, query.recommendation_id)
     except UnknownPlacement as exc:
         raise ApiError(422, str(exc), [{"field": "placement", "message": str(exc)}]) from None
     return with_visitor_cookie(request, json_response(body), issued)
+
+
+def _repeated(request: Request) -> dict[str, Any]:
+    """The query's repeatable parameters as lists, and ``attr[NAME]`` ones as a dict (a plain
+    query keeps its last value per name, api.query)."""
+    params, out = request.query_params, {}
+    for name in ("category", "brand"):
+        if name in params:
+            out[name] = params.getlist(name)
+    if b"attr" in request.scope["query_string"]:
+        attrs = {k[5:-1]: v for k, v in params.multi_items() if k.startswith("attr[") and k.endswith("]")}
+        if attrs:
+            out["attr"] = attrs
+    return out
+
+
+def _check(query: RecommendationsQuery) -> None:
+    errors = []
+    if query.price_min is not None and query.price_max is not None and query.price_min > query.price_max:
+        errors.append({"field": "price_max", "message": "must be at least price_min"})
+    if query.offset is not None and query.offset + query.n > MAX_ITEMS:
+        errors.append({"field": "offset", "message": f"offset + n must be at most {MAX_ITEMS}"})
+    if query.recommendation_id is not None and query.offset is None:
+        errors.append({"field": "recommendation_id", "message": "is only used with offset (the next page)"})
+    if errors:
+        raise invalid_request(errors)

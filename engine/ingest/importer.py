@@ -1,6 +1,7 @@
 """Load a shop's export: items and historical events from CSV in documented generic formats.
 
-items.csv:  item_id,title,category,brand,price,in_stock      (category: dotted path, a.b.c)
+items.csv:  item_id,title,category,brand,price,in_stock[,added_at]  (category: dotted path, a.b.c;
+            added_at, optional: when the item entered the shop, ISO 8601 or unix seconds)
 events.csv: timestamp,visitor_id,customer_id,event_type,item_id,quantity,price
             (timestamp ISO 8601; consecutive purchase lines with the same timestamp, visitor and
             customer form one order, which is what "bought together" learns from)
@@ -79,7 +80,9 @@ def _messages(exc: ValidationError) -> str:
     return "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc, whole="row"))
 
 
-def read_items(path: Path, report: ImportReport) -> Iterator[Item]:
+def read_items(path: Path, report: ImportReport, first_seen: dict[str, float] | None = None) -> Iterator[Item]:
+    """Items in file order. ``added_at``: the row's, else the item's first event in ``first_seen``
+    (``first_event_times``), else none, which the catalogue reads as "first seen now"."""
     with _open(path) as fh:
         for line, row in enumerate(_reader(fh, ("item_id",), path), start=2):
             report.rows += 1
@@ -88,13 +91,15 @@ def read_items(path: Path, report: ImportReport) -> Iterator[Item]:
                 report.error(line, f"in_stock: expected true/false, got {stock!r}")
                 continue
             try:
+                item_id = (row.get("item_id") or "").strip()
                 item = Item(
-                    item_id=(row.get("item_id") or "").strip(),
+                    item_id=item_id,
                     title=(row.get("title") or "").strip(),
                     category=(row.get("category") or "").strip() or None,
                     brand=(row.get("brand") or "").strip() or None,
                     price=_number(row, "price", float),
                     in_stock=stock in _TRUE,
+                    added_at=_added_at(row) or (first_seen or {}).get(item_id),
                 )
             except ValueError as exc:
                 report.error(line, _messages(exc) if isinstance(exc, ValidationError) else str(exc))
@@ -111,6 +116,37 @@ def _number(row: dict[str, str], name: str, cast: type[int] | type[float]) -> fl
         return cast(value)
     except ValueError:
         raise ValueError(f"{name}: not {'an integer' if cast is int else 'a number'}: {value!r}") from None
+
+
+def _added_at(row: dict[str, str]) -> float | None:
+    value = (row.get("added_at") or "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return _timestamp(value)
+    except ValueError:
+        raise ValueError(f"added_at: neither ISO 8601 nor unix seconds: {value!r}") from None
+
+
+def first_event_times(path: Path) -> dict[str, float]:
+    """Each item's first event in an events file: when the shop's own history first shows it,
+    which is when it entered the catalogue as far as the export can tell (rows that do not
+    parse are left to ``read_events`` to report)."""
+    first: dict[str, float] = {}
+    with _open(path) as fh:
+        for row in _reader(fh, EVENT_COLUMNS, path):
+            item = (row.get("item_id") or "").strip()
+            try:
+                ts = _timestamp(row.get("timestamp") or "")
+            except ValueError:
+                continue
+            if item and ts < first.get(item, float("inf")):
+                first[item] = ts
+    return first
 
 
 def _timestamp(value: str) -> float:
@@ -215,10 +251,13 @@ class LogUnwritable(Exception):
         self.cause = cause
 
 
-async def import_items(redis: Redis, path: Path) -> ImportReport:
-    """The file's good rows upserted into the catalogue in batches; the bad ones reported."""
+async def import_items(redis: Redis, path: Path, events: Path | None = None) -> ImportReport:
+    """The file's good rows upserted into the catalogue in batches; the bad ones reported. An item's
+    ``added_at``: its column, else its first event in the ``events`` imported with it (not the
+    import's time: an export's items are not all new arrivals)."""
     report, batch = ImportReport(), []
-    for item in read_items(path, report):
+    first_seen = first_event_times(events) if events is not None else None
+    for item in read_items(path, report, first_seen):
         batch.append(item)
         if len(batch) == ITEM_BATCH:
             await upsert_items(redis, batch)

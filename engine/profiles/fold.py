@@ -75,7 +75,17 @@ class Applied:
     trending: list[tuple[str, float]]  # (item_id, weight) at event time
 
 
-def _touch_visit(v: VisitorProfile, ts: float, cfg: ProfileConfig) -> None:
+def _touch_visit(v: VisitorProfile, ts: float, cfg: ProfileConfig) -> bool:
+    """Count the event's visit; True for a late event, one of a visit before the one under way
+    (by its timestamp: it ended more than the timeout before this visit began)."""
+    if v.visits and ts < v.first_seen:  # seen earlier than thought: a visit before all known ones?
+        if v.first_seen - ts > cfg.session_timeout_s:
+            v.visits += 1
+        v.first_seen = ts
+    if v.visits and ts < v.session_start - cfg.session_timeout_s:
+        return True
+    if v.visits and ts < v.session_start:  # the visit under way began earlier
+        v.session_start = ts
     if v.visits == 0:
         v.first_seen = ts
     if v.visits == 0 or ts - v.last_seen > cfg.session_timeout_s:
@@ -88,10 +98,11 @@ def _touch_visit(v: VisitorProfile, ts: float, cfg: ProfileConfig) -> None:
         decay(v.category_affinity, ts - v.last_seen, cfg.affinity_half_life_s)
         decay(v.brand_affinity, ts - v.last_seen, cfg.affinity_half_life_s)
         v.last_seen = ts
+    return False
 
 
 def _touch_customer(c: CustomerProfile, ts: float, cfg: ProfileConfig) -> None:
-    if not c.first_seen:
+    if not c.first_seen or ts < c.first_seen:
         c.first_seen = ts
     if ts > c.last_seen:
         if c.last_seen:
@@ -136,11 +147,17 @@ def stitch(visitor_id: str, v: VisitorProfile, c: CustomerProfile, customer_id: 
 
 
 def _interest(v: VisitorProfile, c: CustomerProfile | None, item: str, info: ItemInfo | None,
-              weight: float, price_seen: float | None) -> None:
-    """Record interest in an item on the visitor (and on the customer it belongs to)."""
-    push_recent(v.session_items, item, SESSION_ITEMS)
-    if c is not None:
-        push_recent(c.recent_items, item, CUSTOMER_RECENT)
+              weight: float, price_seen: float | None, late: bool = False) -> None:
+    """Record interest in an item on the visitor (and on the customer it belongs to); a ``late``
+    event's item goes with the earlier visits', after them (older), not into the visit under way."""
+    if late:
+        for items, cap in ((v.last_visit_items, LAST_VISIT_ITEMS), (c.recent_items if c else None, CUSTOMER_RECENT)):
+            if items is not None and item not in items and item not in v.session_items and len(items) < cap:
+                items.append(item)
+    else:
+        push_recent(v.session_items, item, SESSION_ITEMS)
+        if c is not None:
+            push_recent(c.recent_items, item, CUSTOMER_RECENT)
     if info is None:
         return
     for profile in (v, c):
@@ -224,7 +241,7 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     elif withdrawn(v, c, cfg.consent_required):  # withdrawn here or on another device, or not granted yet
         return Applied(v, None, None, [])
 
-    _touch_visit(v, ts, cfg)
+    late = _touch_visit(v, ts, cfg)
     if c is not None and customer_id:
         stitch(event.visitor_id, v, c, customer_id, ts, cfg)
         _touch_customer(c, ts, cfg)
@@ -236,10 +253,12 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
 
     trending: list[tuple[str, float]] = []
     weight = cfg.weight(event.type)
+    if late:  # affinities are as of last_seen: an older event adds what is left of it by then
+        weight *= 0.5 ** ((v.last_seen - ts) / cfg.affinity_half_life_s)
     etype = event.type
     if etype in ("product_view", "add_to_wishlist"):  # a wish is a stronger view, not a cart line
         item = event.item_id or ""
-        _interest(v, c, item, lookup(item), weight, event.price)
+        _interest(v, c, item, lookup(item), weight, event.price, late)
         trending.append((item, weight))
     elif etype == "page_view":
         category = event.properties.get("category")
@@ -255,7 +274,7 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
     elif etype == "add_to_cart":
         for li in event.line_items():
             bump_count(v.cart, li.item_id, li.quantity, CART_ITEMS)
-            _interest(v, c, li.item_id, lookup(li.item_id), weight, li.price)
+            _interest(v, c, li.item_id, lookup(li.item_id), weight, li.price, late)
             trending.append((li.item_id, weight))
         v.cart_updated = ts
     elif etype == "remove_from_cart":
@@ -267,7 +286,7 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
         revenue = event.order_revenue()
         for li in event.line_items():
             v.cart.pop(li.item_id, None)
-            _interest(v, c, li.item_id, lookup(li.item_id), weight, li.price)
+            _interest(v, c, li.item_id, lookup(li.item_id), weight, li.price, late)
             trending.append((li.item_id, weight))
             if c is not None:
                 bump_count(c.purchases, li.item_id, li.quantity, CUSTOMER_PURCHASES)

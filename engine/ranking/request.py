@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from engine.profiles.store import Loaded
+from engine.ranking.filters import ItemFilter
 
 
 class RecoRequest(NamedTuple):
@@ -14,6 +15,8 @@ class RecoRequest(NamedTuple):
     item_id: str | None = None
     category: str | None = None
     n: int = 10
+    filter: ItemFilter | None = None  # only items matching it (engine.ranking.filters)
+    exclude: frozenset[str] = frozenset()  # items shown on the list's earlier pages (engine.paging)
 
 
 class Read(NamedTuple):

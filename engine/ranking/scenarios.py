@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 
 import numpy as np
 
 from engine.profiles.affinity import affinity_owner
 from engine.ranking.blend import blend_scores, closest_anchor, top_k
+from engine.ranking.content import for_catalogue
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
 from engine.ranking.picks import Pick
+from engine.ranking.reasons import Signals, dominant, strongest_voters
 from engine.ranking.stored import Stored
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.visits import history_items, visit_items
 from models.interactions import user_key
+
+if TYPE_CHECKING:
+    from engine.ranking.filters import Allowed
 
 
 @dataclass
@@ -41,6 +47,12 @@ class Context:
     excluded: set[str] = field(default_factory=set)
     model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
     precomputed: Stored | None = None  # the person's for-you list as applying their events left it
+    allowed: "Allowed | None" = None  # the request's filters (engine.ranking.filters); None: no filter
+    new_item_share: float = 0.0  # of a similar list, for new items alike its item (engine.ranking.content)
+
+    def may_show(self, catalogue: Catalogue, item_id: str) -> bool:
+        """Available, and matching the request's filters if it has any."""
+        return catalogue.is_available(item_id) if self.allowed is None else self.allowed.test(item_id)
 
     def history(self) -> list[tuple[str, float, str]]:
         """(item, weight, why), one entry per item with its strongest signal."""
@@ -76,19 +88,19 @@ def base_exclusions(ctx: Context) -> set[str]:
     return out
 
 
-def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
+class Scored(NamedTuple):
+    """A person's blend over the whole catalogue, and what it was computed from."""
+
+    scores: np.ndarray
+    signals: Signals
+    history: list[tuple[int, float, str, str]]  # (model index, weight, why, item) of the profile's items
+    seen: np.ndarray  # model indices the person touched (profile and training row)
+
+
+def person_scores(model: ServedModel, ctx: Context) -> Scored | None:
     """The person's blend (engine.ranking.blend): ALS with the profile folded in at request time (anonymous
     visitors too), their recent and past items, what is co-visited with them, and a popularity prior.
-
-    Items the person already touched are left out unless ``ctx.exclude_seen`` is off (then they
-    compete with the rest, as ``buy_again`` or ``viewed_before``).
-    """
-    if model is None:
-        return []
-    if ctx.precomputed is not None:  # what applying the person's last events computed (engine.ranking.stored)
-        stored = ctx.precomputed.serve(model, catalogue, ctx.excluded, ctx.n)
-        if stored is not None:
-            return stored
+    None for someone the model can say nothing about (no history, no training row)."""
     index = model.item_index
     history = [(j, w, why, i) for i, w, why in ctx.history() if (j := index.get(i)) is not None]
     user = user_key(ctx.visitor_id, ctx.customer_id) if ctx.customer_id or ctx.visitor_id else None
@@ -98,34 +110,77 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     weights = np.array([h[1] for h in history], dtype=np.float32)
     vector = model.fold_in(user, idx, weights)
     if vector is None:
-        return []
+        return None
     row_items, row_weights = model.training_row(user, by_recency=True)
-    scores = blend_scores(model.blend, als=model.scores(vector), recent=(idx, weights),
-                          history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
-                          neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior)
+    signals = Signals(model.blend, model.scores(vector), model.popularity_prior, (idx, weights),
+                      (row_items, row_weights), model.artifact.similar_index, model.artifact.similar_score)
+    scores = blend_scores(model.blend, als=signals.als, recent=signals.recent, history=signals.history,
+                          neighbour_index=signals.neighbour_index, neighbour_score=signals.neighbour_score,
+                          popularity=signals.popularity)
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
-    excluded = np.array([i for item in ctx.excluded if (i := index.get(item)) is not None], dtype=np.int32)
-    if ctx.exclude_seen:  # (int32 like every index the compiled top_k is warmed with)
-        excluded = np.concatenate([excluded, seen]).astype(np.int32, copy=False)
-    top, values = top_k(scores, model.view(catalogue).penalty, excluded, ctx.n)
+    return Scored(scores, signals, history, seen)
+
+
+def explain(model: ServedModel, ctx: Context, scored: Scored, top: np.ndarray, values: np.ndarray) -> list[Pick]:
+    """Picks with the reason the signal that added most to each one's score gives
+    (engine.ranking.reasons): an item the person touched is ``buy_again`` or ``viewed_before``;
+    else ``popular``, ``similar_to:X`` (co-visited with X, the item of theirs that voted most for
+    it) or ``because_you_VERB:X`` (ALS: X the item of theirs its factors are closest to)."""
     if not len(top):
         return []
-    if not history:
-        anchors = [None] * len(top)
-    else:
-        anchors = closest_anchor(model.unit_factors, top, idx, weights).tolist()
-    bought = ctx.purchased() if not ctx.exclude_seen else set()
-    seen_set = set(seen.tolist()) if not ctx.exclude_seen else set()  # else no pick was seen
+    history = scored.history
+    signals = dominant(scored.signals, top)
+    picks_list = top.tolist()
+    for_als = [p for p, signal in enumerate(signals) if signal == "als"]
+    anchors: dict[int, int] = {}
+    if for_als and history:
+        idx, weights = scored.signals.recent
+        closest = closest_anchor(model.unit_factors, top[for_als], idx, weights).tolist()
+        anchors = dict(zip(for_als, closest))
+    voters = strongest_voters(scored.signals, [picks_list[p] for p, s in enumerate(signals) if s == "neighbours"])
+    seen_set = set(scored.seen.tolist()) if not ctx.exclude_seen else set()  # else no pick was seen
+    bought = ctx.purchased() if seen_set else set()
     item_ids = model.item_ids
     picks = []
-    for i, s, a in zip(top.tolist(), values.tolist(), anchors):
+    for p, (i, s, signal) in enumerate(zip(picks_list, values.tolist(), signals)):
         item = item_ids[i]
         if i in seen_set:
             reason = "buy_again" if item in bought else "viewed_before"
+        elif signal == "popularity":
+            reason = "popular"
+        elif signal == "neighbours" and i in voters:
+            reason = f"similar_to:{item_ids[voters[i]]}"
+        elif p in anchors:
+            reason = f"because_you_{history[anchors[p]][2]}:{history[anchors[p]][3]}"
         else:
-            reason = "for_you" if a is None else f"because_you_{history[a][2]}:{history[a][3]}"
+            reason = "for_you"
         picks.append(Pick(item, s, reason))
     return picks
+
+
+def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
+    """The person's blend (``person_scores``), best first, each pick with its reason (``explain``).
+
+    Items the person already touched are left out unless ``ctx.exclude_seen`` is off (then they
+    compete with the rest, as ``buy_again`` or ``viewed_before``).
+    """
+    if model is None:
+        return []
+    if ctx.precomputed is not None:  # what applying the person's last events computed (engine.ranking.stored)
+        flags = ctx.allowed.flags if ctx.allowed is not None else model.view(catalogue).available_flags
+        stored = ctx.precomputed.serve(model.item_ids, flags, ctx.excluded, ctx.n)
+        if stored is not None:
+            return stored
+    scored = person_scores(model, ctx)
+    if scored is None:
+        return []
+    index = model.item_index
+    excluded = np.array([i for item in ctx.excluded if (i := index.get(item)) is not None], dtype=np.int32)
+    if ctx.exclude_seen:  # (int32 like every index the compiled top_k is warmed with)
+        excluded = np.concatenate([excluded, scored.seen]).astype(np.int32, copy=False)
+    penalty = ctx.allowed.penalty if ctx.allowed is not None else model.view(catalogue).penalty
+    top, values = top_k(scored.scores, penalty, excluded, ctx.n)
+    return explain(model, ctx, scored, top, values)
 
 
 def _neighbour_picks(model: ServedModel, catalogue: Catalogue, ctx: Context, anchors: list[str],
@@ -142,7 +197,7 @@ def _neighbour_picks(model: ServedModel, catalogue: Catalogue, ctx: Context, anc
             totals[int(j)] = totals.get(int(j), 0.0) + float(s)
             if int(j) not in best or s > best[int(j)][0]:
                 best[int(j)] = (float(s), anchor)
-    available = model.view(catalogue).available
+    available = ctx.allowed.mask if ctx.allowed is not None else model.view(catalogue).available
     excluded = ctx.excluded | set(anchors)
     picks = []
     for j, total in sorted(totals.items(), key=lambda kv: -kv[1]):
@@ -155,12 +210,55 @@ def _neighbour_picks(model: ServedModel, catalogue: Catalogue, ctx: Context, anc
 
 
 def similar(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
-    """Items people who viewed this one also viewed (product page)."""
+    """Items people who viewed this one also viewed (product page), the last ``ctx.new_item_share``
+    of them new items alike it, which nobody can have viewed yet (``_new_alike``)."""
     anchor = ctx.anchor()
     if model is None or anchor is None:
         return []
     a = model.artifact
-    return _neighbour_picks(model, catalogue, ctx, [anchor], a.similar_index, a.similar_score, "similar_to")
+    picks = _neighbour_picks(model, catalogue, ctx, [anchor], a.similar_index, a.similar_score, "similar_to")
+    slots = int(ctx.new_item_share * ctx.n)
+    if not picks or not slots:
+        return picks
+    new = _new_alike(model, catalogue, ctx, anchor, slots, {p.item_id for p in picks})
+    kept = picks[:ctx.n - len(new)]
+    return kept + [Pick(item, kept[-1].score if kept else 0.0, reason) for item, reason in new]
+
+
+def _new_alike(model: ServedModel, catalogue: Catalogue, ctx: Context, anchor: str, k: int,
+               taken: set[str]) -> list[tuple[str, str]]:
+    """Up to ``k`` items added since the model's data was read (so it cannot know them), most alike
+    ``anchor``."""
+    if not catalogue.items:
+        return []
+    content = for_catalogue(catalogue)
+    new = content.newer_than(model.read_at)
+    if not len(new):
+        return []
+    out = []
+    for item, _ in content.similar(anchor, new, k + len(ctx.excluded) + len(taken)):
+        if item not in ctx.excluded and item not in taken and item not in model.item_index \
+                and ctx.may_show(catalogue, item):
+            out.append((item, f"similar_content:{anchor}"))
+            if len(out) == k:
+                break
+    return out
+
+
+def similar_content(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
+    """For an item the model does not know yet (a new arrival): the catalogue's items most alike
+    it in title, category, brand and price (engine.ranking.content)."""
+    anchor = ctx.anchor()
+    if anchor is None or not catalogue.items or (model is not None and anchor in model.item_index):
+        return []
+    excluded = ctx.excluded | {anchor}
+    picks = []
+    for item, score in for_catalogue(catalogue).similar(anchor, k=2 * ctx.n + len(excluded)):
+        if item not in excluded and ctx.may_show(catalogue, item):
+            picks.append(Pick(item, score, f"similar_content:{anchor}"))
+            if len(picks) == ctx.n:
+                break
+    return picks
 
 
 def _cart_neighbours(model: ServedModel | None, catalogue: Catalogue, ctx: Context, bought: bool) -> list[Pick]:
@@ -193,7 +291,7 @@ def category_bestsellers(model: ServedModel | None, catalogue: Catalogue, ctx: C
         category = max(affinity, key=affinity.__getitem__) if affinity else None
     if model is None or category is None:
         return []
-    return _ranked(model, model.category_items(catalogue, category), ctx, f"bestseller_in:{category}")
+    return _ranked(model, _category_items(model, catalogue, ctx, category), ctx, f"bestseller_in:{category}")
 
 
 def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
@@ -203,8 +301,14 @@ def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context)
     if model is None or info is None or not info.category:
         return []
     excluded = ctx.excluded | {anchor}
-    return _ranked(model, model.category_items(catalogue, info.category), ctx,
+    return _ranked(model, _category_items(model, catalogue, ctx, info.category), ctx,
                    f"popular_in:{info.category}", excluded)
+
+
+def _category_items(model: ServedModel, catalogue: Catalogue, ctx: Context, category: str) -> np.ndarray:
+    if ctx.allowed is None:
+        return model.category_items(catalogue, category)
+    return ctx.allowed.category_items(category)
 
 
 def _ranked(model: ServedModel, order: np.ndarray, ctx: Context, reason: str,
@@ -224,14 +328,15 @@ def _ranked(model: ServedModel, order: np.ndarray, ctx: Context, reason: str,
 def popular(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     if model is None:
         return []
-    return _ranked(model, model.view(catalogue).popular_order, ctx, "popular")
+    order = ctx.allowed.popular_order if ctx.allowed is not None else model.view(catalogue).popular_order
+    return _ranked(model, order, ctx, "popular")
 
 
 def trending(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     """What is being viewed and bought right now (decayed counters, see engine.ranking.trending)."""
     picks = []
     for item, score in ctx.trending:
-        if item not in ctx.excluded and catalogue.is_available(item):
+        if item not in ctx.excluded and ctx.may_show(catalogue, item):
             picks.append(Pick(item, round(score, 4), "trending"))
             if len(picks) == ctx.n:
                 break
@@ -243,7 +348,7 @@ def recently_viewed(model: ServedModel | None, catalogue: Catalogue, ctx: Contex
     items = list(dict.fromkeys([*current, *earlier, *(ctx.customer.recent_items if ctx.customer else [])]))
     picks = []
     for pos, item in enumerate(items):
-        if catalogue.is_available(item):
+        if ctx.may_show(catalogue, item):
             picks.append(Pick(item, round(0.9 ** pos, 4), "recently_viewed"))
             if len(picks) == ctx.n:
                 break
@@ -253,6 +358,7 @@ def recently_viewed(model: ServedModel | None, catalogue: Catalogue, ctx: Contex
 SCENARIOS: dict[str, Scenario] = {
     "for_you": for_you,
     "similar": similar,
+    "similar_content": similar_content,
     "same_category": same_category,
     "complements": complements,
     "similar_to_cart": similar_to_cart,
@@ -265,7 +371,7 @@ SCENARIOS: dict[str, Scenario] = {
 # Placement -> scenarios tried in order until the list is full (the fallback chain).
 DEFAULT_PLACEMENTS: dict[str, tuple[str, ...]] = {
     "home": ("for_you", "trending", "popular"),
-    "product": ("similar", "same_category", "trending", "popular"),
+    "product": ("similar", "similar_content", "same_category", "trending", "popular"),
     "cart": ("complements", "similar_to_cart", "trending", "popular"),
     "category": ("category_bestsellers", "popular"),
     "trending": ("trending", "popular"),

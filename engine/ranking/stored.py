@@ -78,7 +78,7 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
     anchors: list[int]  # flat pairs: a position in ``prefixes``, then a model index or -1
     complete: bool  # the catalogue had no more candidates than these
 
-    def serve(self, model: ServedModel, catalogue: Catalogue, excluded: set[str], n: int) -> list[Pick] | None:
+    def serve(self, item_ids: list[str], available: bytes, excluded: set[str], n: int) -> list[Pick] | None:
         """``for_you``'s first ``n`` picks, or None if the list is too short to know them.
 
         It was ranked with the profile's own exclusions, among the items available then. A request
@@ -87,7 +87,6 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
         keeps the rest in the live order, so the first ``n`` left are the live answer, if ``n``
         are left or the catalogue had no more."""
         picks: list[Pick] = []
-        item_ids, available = model.item_ids, model.view(catalogue).available_flags
         prefixes, anchors = self.prefixes, self.anchors
         reasons: list[str | None] = [None] * (len(anchors) // 2)  # a few anchors recur: each built once
         for i, score, r in zip(self.items, self.scores, self.reason_ids):

@@ -62,3 +62,8 @@ def exposure(visitor_id: str) -> str:
 def experiment(experiment_id: str) -> str:
     """Per-arm visitor, impression and click counters of one experiment (engine.merch.exposure)."""
     return f"xp:{experiment_id}"
+
+
+def page(visitor_id: str, recommendation_id: str) -> str:
+    """The items served so far under one recommendation id, page by page (engine.paging)."""
+    return f"pg:{{{visitor_id}}}:{recommendation_id}"
