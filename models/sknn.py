@@ -1,0 +1,154 @@
+"""Session-based nearest neighbours: V-SKNN (Ludewig & Jannach 2018) over a bounded index of
+recent sessions per item, as VMIS-kNN (Kersbergen et al. 2022, bol.com's Serenade) serves it.
+
+The index, built at training time, keeps for every item the ``per_item`` most recent sessions that
+contain it. For the session under way (its distinct items, most recent first):
+
+1. every indexed session sharing an item is a candidate; the ``sample`` most recent are kept;
+2. a candidate's similarity is the sum of the position weights of the items it shares, the latest
+   item weighing 1 and the first 1/L (V-SKNN's "div" weighting, a dot product with the session
+   as a decaying vector), divided by L; optionally decayed by the candidate's age (STAN);
+3. the ``k`` most similar candidates vote for each of their items with their similarity, divided
+   by the recency rank of the latest item they share with the session (V-SKNN's "div" score),
+   optionally raised by the item's IDF.
+
+All of it is compiled (numba) and reads flat arrays only: a request costs time in proportion to
+the postings of the session's items (at most L x ``per_item``), not to the number of sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from models.sessions import SessionLog
+
+
+@dataclass(frozen=True)
+class SknnParams:
+    k: int = 100  # neighbours that vote
+    sample: int = 500  # most recent candidate sessions considered
+    per_item: int = 500  # sessions indexed per item (memory bound)
+    last_n: int = 10  # distinct session items used, most recent first
+    half_life_s: float = 0.0  # age at which a neighbour's vote halves; 0: no decay
+    idf_weight: float = 0.0  # vote * (1 + idf_weight * idf(item)); 0: off
+
+
+@dataclass
+class SessionIndex:
+    """The sessions (distinct items each) and, per item, its most recent sessions."""
+
+    session_indptr: np.ndarray  # int64 (sessions + 1,)
+    session_items: np.ndarray  # int32
+    session_ts: np.ndarray  # float64 (sessions,): end time, ascending
+    item_indptr: np.ndarray  # int64 (items + 1,)
+    item_sessions: np.ndarray  # int32: per item, session numbers, most recent first
+    idf: np.ndarray  # float32 (items,): log(sessions / sessions with the item), 0 if none
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in (self.session_indptr, self.session_items, self.session_ts,
+                                          self.item_indptr, self.item_sessions, self.idf)))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "SessionIndex":
+        return cls(**{name: arrays[name] for name in cls.__dataclass_fields__})
+
+
+def build_index(log: SessionLog, n_items: int, per_item: int) -> SessionIndex:
+    """The index of ``log`` (sessions numbered by end time, as ``models.sessions`` makes them)."""
+    lengths = np.diff(log.indptr)
+    owner = np.repeat(np.arange(len(log), dtype=np.int64), lengths)
+    # Distinct (session, item) pairs, by item and then most recent session first.
+    pairs = np.unique(owner * max(n_items, 1) + log.items.astype(np.int64))
+    session_of, item_of = pairs // max(n_items, 1), (pairs % max(n_items, 1)).astype(np.int32)
+    counts = np.bincount(session_of, minlength=len(log))
+    session_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    order = np.lexsort((-session_of, item_of))
+    by_item, sessions = item_of[order], session_of[order].astype(np.int32)
+    per = np.bincount(by_item, minlength=n_items)
+    starts = np.concatenate([[0], np.cumsum(per)])
+    rank = np.arange(len(by_item)) - starts[by_item]
+    keep = rank < per_item
+    item_counts = np.bincount(by_item[keep], minlength=n_items)
+    idf = np.where(per > 0, np.log(max(len(log), 1) / np.maximum(per, 1)), 0.0).astype(np.float32)
+    return SessionIndex(session_indptr, item_of, log.last_ts.astype(np.float64),
+                        np.concatenate([[0], np.cumsum(item_counts)]).astype(np.int64), sessions[keep], idf)
+
+
+@njit(cache=True, nogil=True)
+def _scores(item_indptr: np.ndarray, item_sessions: np.ndarray, session_indptr: np.ndarray,
+            session_items: np.ndarray, session_ts: np.ndarray, idf: np.ndarray, query: np.ndarray,
+            n_items: int, k: int, sample: int, now: float, half_life_s: float,
+            idf_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    n_query = len(query)
+    total = 0
+    for r in range(n_query):
+        total += item_indptr[query[r] + 1] - item_indptr[query[r]]
+    if total == 0:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+    # Candidates: every (session, recency rank of the shared item), most recent session first.
+    found = np.empty(total, dtype=np.int64)
+    n = 0
+    for r in range(n_query):
+        for p in range(item_indptr[query[r]], item_indptr[query[r] + 1]):
+            found[n] = np.int64(item_sessions[p]) * n_query + r
+            n += 1
+    found = np.sort(found)[::-1]
+    cand = np.empty(min(total, sample), dtype=np.int64)
+    sims = np.empty(min(total, sample), dtype=np.float64)
+    latest = np.empty(min(total, sample), dtype=np.int64)
+    n_cand = 0
+    j = 0
+    while j < total and n_cand < sample:
+        s = found[j] // n_query
+        sim = 0.0
+        best = n_query
+        while j < total and found[j] // n_query == s:
+            r = found[j] % n_query
+            sim += (n_query - r) / n_query
+            best = min(best, r)
+            j += 1
+        sim /= n_query
+        if half_life_s > 0:
+            sim *= 0.5 ** (max(now - session_ts[s], 0.0) / half_life_s)
+        cand[n_cand], sims[n_cand], latest[n_cand] = s, sim, best
+        n_cand += 1
+    order = np.argsort(-sims[:n_cand], kind="mergesort")[:k]  # ties: the more recent session
+    size = 0
+    for o in order:
+        size += session_indptr[cand[o] + 1] - session_indptr[cand[o]]
+    acc = np.zeros(n_items, dtype=np.float32)
+    is_touched = np.zeros(n_items, dtype=np.bool_)
+    touched = np.empty(size, dtype=np.int32)
+    n_touched = 0
+    for o in order:
+        s = cand[o]
+        vote = sims[o] / (latest[o] + 1)
+        for p in range(session_indptr[s], session_indptr[s + 1]):
+            item = session_items[p]
+            if not is_touched[item]:
+                is_touched[item] = True
+                touched[n_touched] = item
+                n_touched += 1
+            acc[item] += vote * (1.0 + idf_weight * idf[item]) if idf_weight > 0 else vote
+    items = touched[:n_touched].copy()
+    values = np.empty(n_touched, dtype=np.float32)
+    for j in range(n_touched):
+        values[j] = acc[items[j]]
+    return items, values
+
+
+def scores(index: SessionIndex, query: np.ndarray, n_items: int, params: SknnParams,
+           now: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(items, votes) for the session whose distinct items, most recent first, are ``query``
+    (item indices; at most ``params.last_n`` are used)."""
+    query = np.ascontiguousarray(query[:params.last_n], dtype=np.int32)
+    return _scores(index.item_indptr, index.item_sessions, index.session_indptr, index.session_items,
+                   index.session_ts, index.idf, query, n_items, params.k, params.sample, float(now),
+                   float(params.half_life_s), float(params.idf_weight))
