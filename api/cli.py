@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import contextlib
 import logging
 import os
@@ -192,7 +193,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 # ------------------------------------------------------------------------------- train
 
 
-def train(settings: Settings) -> str:
+def train(settings: Settings, trials: int | None = None) -> str:
     from api.quality_cli import gated_train  # noqa: PLC0415
     from engine.events.history import interactions_from_log  # noqa: PLC0415
 
@@ -206,8 +207,18 @@ def train(settings: Settings) -> str:
         rows = interactions(history(settings), settings.consent_required, since, catalogue)
     else:
         rows = interactions_from_log(settings.log_dir, settings.consent_required, since, catalogue)
-    artifact, decision = gated_train(rows, settings)
+    artifact, decision = gated_train(rows, settings, trials)
     data = artifact.meta["data"]
+    tuning = artifact.meta.get("tuning")
+    if tuning and tuning.get("tuned"):
+        params = artifact.meta["params"]
+        print(f"tuned on the {tuning['protocol']} protocol in {tuning['seconds']}s: validation NDCG@20 "
+              f"{tuning['configured_score']:.4f} as configured -> {tuning['tuned_score']:.4f}; blend "
+              f"{json.dumps(params['blend'])}, exclude_seen {params['exclude_seen']}, exclude_purchased "
+              f"{params['exclude_purchased']}"
+              + (f" (pinned: {', '.join(tuning['pinned'])})" if tuning["pinned"] else ""))
+    elif tuning:
+        print(f"not tuned: {tuning['reason']}")
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
           f"{data['events']} interactions, {data['users']} people, {data['items']} items, "
           f"{data['baskets']} orders -> {settings.models_dir / artifact.version}")
@@ -242,7 +253,7 @@ def _catalogue_ids(settings: Settings) -> set[str] | None:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        train(settings)
+        train(settings, args.trials)
     except ValueError as exc:
         print(f"vitrine train: {exc}", file=sys.stderr)
         return 1
@@ -519,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=Path, help="items.csv: " + ",".join(ITEM_COLUMNS))
     p.add_argument("--events", type=Path, help="events.csv: " + ",".join(EVENT_COLUMNS))
     p.set_defaults(func=cmd_import)
-    p = sub.add_parser("train", help="train a model from the event history; promote it unless it is worse")
+    p = sub.add_parser("train", help="tune and train a model from the event history; promote it unless it is worse")
+    p.add_argument("--trials", type=int, help="ALS / event-weight tuning trials (default $VITRINE_TUNE_TRIALS, 20; "
+                                              "0: no tuning)")
     p.set_defaults(func=cmd_train)
     from api.quality_cli import add_parser as add_evaluate  # noqa: PLC0415
 

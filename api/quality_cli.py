@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from engine.settings import BLEND_SIGNALS, Settings
 if TYPE_CHECKING:  # the heavy imports (implicit, matplotlib) happen when a command runs, not on --help
     from engine.catalog import Catalogue
     from models.artifacts import Artifact
-    from models.evaluate import Protocol
+    from models.evaluate import Method, Protocol, Ranker, Split
     from models.interactions import Interaction
     from models.lifecycle import Decision
     from models.train import TrainConfig
@@ -44,9 +44,12 @@ DATASETS: dict[str, Dataset] = {
 
 
 def train_config(settings: Settings) -> TrainConfig:
+    """The recipe as configured; the exclusion flags only where set explicitly (else serving's
+    settings decide, or `vitrine train` tunes them)."""
     from models.als import ALSParams  # noqa: PLC0415
     from models.train import TrainConfig  # noqa: PLC0415
 
+    pinned = settings.model_fields_set
     return TrainConfig(
         weights=settings.event_weights,
         als=ALSParams(factors=settings.als_factors, regularization=settings.als_regularization,
@@ -55,27 +58,76 @@ def train_config(settings: Settings) -> TrainConfig:
         popularity_half_life_s=settings.popularity_half_life_s,
         history_half_life_s=settings.history_half_life_s,
         blend=settings.blend,
+        session_gap_s=settings.session_timeout_s,
+        exclude_seen=settings.exclude_seen if "exclude_seen" in pinned else None,
+        exclude_purchased=settings.exclude_purchased if "exclude_purchased" in pinned else None,
     )
 
 
-def gated_train(rows: Iterable[Interaction], settings: Settings) -> tuple[Artifact, Decision]:
-    """Train, score against the served model on the held-out tail, promote if not worse.
-
-    The gate has no catalogue (training does not need Redis): every trained item counts as
-    available, for both models alike."""
+def _train_serve(settings: Settings) -> Callable[[Artifact], Ranker]:
+    """The served ranker as training scores it: no catalogue (training does not need Redis), so
+    every trained item counts as available, for every model alike."""
     from engine.catalog import EMPTY  # noqa: PLC0415
     from engine.ranking.offline import OfflineRanker  # noqa: PLC0415
     from engine.runtime import profile_config  # noqa: PLC0415
+
+    return OfflineRanker(EMPTY, profile_config(settings), exclude_seen=settings.exclude_seen,
+                         exclude_purchased=settings.exclude_purchased)
+
+
+def trained_recipe(rows: Sequence[Interaction], settings: Settings, trials: int | None = None,
+                   progress: bool = True) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The recipe `vitrine train` trains from ``rows`` (sorted by time), and how it was chosen:
+    tuned (models.autotune) on the data before the promotion gate's hold-out, so that the gate
+    still compares models on data neither was tuned on. Settings set explicitly stay as set."""
+    from models.autotune import tune_recipe  # noqa: PLC0415
+    from models.lifecycle import holdout_cutoff  # noqa: PLC0415
+    from models.tuning import TUNABLE  # noqa: PLC0415
+
+    base = train_config(settings)
+    trials = settings.tune_trials if trials is None else trials
+    if trials == 0 or not rows:
+        return base, None
+    cutoff = holdout_cutoff(list(rows), settings.promote_holdout)
+    before = [r for r in rows if r.ts < cutoff]
+    pinned = sorted(settings.model_fields_set & set(TUNABLE))
+    tuned = tune_recipe(before, base, _train_serve(settings), BLEND_SIGNALS, pinned=pinned, trials=trials,
+                        progress=progress)
+    return tuned.config, tuned.record
+
+
+def gated_train(rows: Iterable[Interaction], settings: Settings, trials: int | None = None,
+                progress: bool = True) -> tuple[Artifact, Decision]:
+    """Tune the recipe, train it, score it against the served model on the held-out tail, promote
+    it if not worse."""
     from models.evaluate import Protocol  # noqa: PLC0415
     from models.lifecycle import train_and_gate  # noqa: PLC0415
 
-    protocol = Protocol(test_span_s=0, ks=(10, 20), exclude_seen=settings.exclude_seen,
-                        exclude_purchased=settings.exclude_purchased)
-    serve = OfflineRanker(EMPTY, profile_config(settings), exclude_seen=settings.exclude_seen,
-                          exclude_purchased=settings.exclude_purchased)
-    return train_and_gate(rows, train_config(settings), settings.models_dir, serve, protocol=protocol,
+    rows = sorted(rows, key=lambda r: r.ts)
+    config, tuning = trained_recipe(rows, settings, trials, progress)
+    protocol = Protocol(test_span_s=0, ks=(10, 20), session_gap_s=config.session_gap_s,
+                        exclude_seen=settings.exclude_seen if config.exclude_seen is None else config.exclude_seen,
+                        exclude_purchased=settings.exclude_purchased if config.exclude_purchased is None
+                        else config.exclude_purchased)
+    return train_and_gate(rows, config, settings.models_dir, _train_serve(settings), protocol=protocol,
                           holdout=settings.promote_holdout, tolerance=settings.promote_tolerance,
-                          keep=settings.models_keep)
+                          keep=settings.models_keep, tuning=tuning)
+
+
+def after_train(settings: Settings, catalogue: Catalogue, trials: int | None, progress: bool) -> Method:
+    """`vitrine evaluate`'s "after train": what `vitrine train` would serve if run on the split's
+    training rows (tuned exactly as it tunes, with the same settings), as the API would serve it."""
+    from engine.ranking.offline import OfflineRanker  # noqa: PLC0415
+    from engine.runtime import profile_config  # noqa: PLC0415
+    from models.evaluate import served  # noqa: PLC0415
+
+    serve = OfflineRanker(catalogue, profile_config(settings), exclude_seen=settings.exclude_seen,
+                          exclude_purchased=settings.exclude_purchased)
+
+    def method(split: Split) -> Ranker:
+        config, _ = trained_recipe(sorted(split.train, key=lambda r: r.ts), settings, trials, progress)
+        return served(config, serve)(split)
+    return method
 
 
 # ------------------------------------------------------------------------------- evaluate
@@ -155,13 +207,18 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         flag = getattr(args, name)
         return flag if flag is not None else getattr(preset, name, default)
 
+    sessions = args.protocol == "sessions"
     protocol = Protocol(
         test_span_s=float(choose("test_days", 7)) * 86400,  # type: ignore[arg-type]
-        exclude_seen=bool(choose("exclude_seen", settings.exclude_seen)),
-        exclude_purchased=bool(choose("exclude_purchased", settings.exclude_purchased)),
+        # A session's targets are every next step but the cart, unless the flags say otherwise.
+        exclude_seen=bool(args.exclude_seen if sessions else choose("exclude_seen", settings.exclude_seen)),
+        exclude_purchased=bool(args.exclude_purchased if sessions
+                               else choose("exclude_purchased", settings.exclude_purchased)),
         max_people=args.max_people,
         seed=args.seed,
         reveal=args.reveal,
+        sessions=sessions,
+        session_gap_s=settings.session_timeout_s,
     )
     if preset is not None:
         print(f"dataset {args.dataset}: {preset.why}")
@@ -169,11 +226,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("vitrine evaluate: no usable events", file=sys.stderr)
         return 1
-    name = (args.dataset or events.stem) + (f"-reveal{args.reveal}" if args.reveal else "")
+    if sessions:
+        from models.sessions import anonymous  # noqa: PLC0415
+
+        rows = anonymous(rows, settings.session_timeout_s)
+    name = ((args.dataset or events.stem) + (f"-reveal{args.reveal}" if args.reveal else "")
+            + ("-sessions" if sessions else ""))
     serve = OfflineRanker(catalogue, profile_config(settings), exclude_seen=protocol.exclude_seen,
                           exclude_purchased=protocol.exclude_purchased)
     run = quality.RunConfig(name=name, protocol=protocol, base=train_config(settings), blend_signals=BLEND_SIGNALS,
-                            trials=args.trials)
+                            trials=args.trials, progress=not args.no_progress,
+                            after_train=after_train(settings, catalogue, args.train_trials, not args.no_progress))
     try:
         result = quality.run(rows, run, serve)
     except ValueError as exc:
@@ -215,7 +278,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="leave out items already bought (default: the dataset's, else VITRINE_EXCLUDE_PURCHASED)")
     p.add_argument("--reveal", type=_positive(int, zero=True), default=0, help="session so far: give each person's first N events "
                                                          "after the cut-off and predict what came next (default 0)")
+    p.add_argument("--protocol", choices=("people", "sessions"), default="people",
+                   help="people: what each person used after the cut-off (default); sessions: cut the log into "
+                        "sessions (VITRINE_SESSION_TIMEOUT_S idle), each an anonymous visitor, and predict the next "
+                        "item at every step of the held-out ones (HR@20, MRR@20 as session-rec and SR-GNN report)")
     p.add_argument("--trials", type=_positive(int), default=20, help="ALS / event-weight search trials (default 20)")
+    p.add_argument("--train-trials", type=_positive(int, zero=True),
+                   help="the same for the \"after train\" row (default VITRINE_TUNE_TRIALS, as `vitrine train`)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--max-people", type=_positive(int), help="score a seeded sample of at most N people per split")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")

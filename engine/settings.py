@@ -47,7 +47,8 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 
 # The signals of the for-you blend (engine.ranking.blend) and their default weights; `vitrine evaluate`
 # tunes them per shop on a validation split and prints the values to set.
-BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity")
+BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity", "session_neighbours",
+                                   "sequence")
 DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "neighbours": 0.25, "popularity": 0.5}
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -221,6 +222,9 @@ class Settings(BaseSettings):
     train_window_s: int = Field(365 * 86400, gt=0, description="How far back `vitrine train` reads the history, "
                                 "by acceptance time (imported events count from their import); log retention "
                                 "never deletes what is inside it.")
+    tune_trials: int = Field(20, ge=0, description="`vitrine train` tunes the recipe (ALS, event weights, blend, "
+                             "exclusions) on the tail of the data before its hold-out, with this many ALS / "
+                             "event-weight trials; settings set explicitly are left alone; 0: no tuning.")
     promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the data window `vitrine train` holds "
                                                                "out to compare a new model with the served one.")
     promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "

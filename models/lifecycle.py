@@ -23,6 +23,8 @@ from models.als import ALSParams
 from models.artifacts import Artifact
 from models.evaluate import Protocol, Ranker, Split, score, time_split
 from models.interactions import Interaction
+from models.seqrules import RuleParams
+from models.sknn import SknnParams
 from models.train import TrainConfig, fit
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,22 @@ def recipe_of(meta: dict[str, Any], fallback: TrainConfig) -> TrainConfig:
         popularity_half_life_s=float(params.get("popularity_half_life_s") or fallback.popularity_half_life_s),
         history_half_life_s=float(params.get("history_half_life_s") or fallback.history_half_life_s),
         blend=params.get("blend") or {"als": 1.0},
+        session_gap_s=float(params.get("session_gap_s") or fallback.session_gap_s),
+        sknn=_known(SknnParams, params.get("sknn")) or fallback.sknn,
+        rules=_known(RuleParams, params.get("rules")) or fallback.rules,
+        exclude_seen=params.get("exclude_seen"),
+        exclude_purchased=params.get("exclude_purchased"),
     )
+
+
+def _known(cls: Any, values: dict[str, Any] | None) -> Any:
+    return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__}) if values else None
+
+
+def holdout_cutoff(rows: list[Interaction], holdout: float) -> float:
+    """Where the held-out tail of ``rows`` (sorted by time) begins."""
+    first, last = rows[0].ts, rows[-1].ts
+    return last - holdout * (last - first)
 
 
 def _holdout_split(rows: list[Interaction], holdout: float, protocol: Protocol,
@@ -60,15 +77,17 @@ def _holdout_split(rows: list[Interaction], holdout: float, protocol: Protocol,
     first, last = rows[0].ts, rows[-1].ts
     if last <= first:
         return None
-    split = time_split(rows, last - holdout * (last - first), protocol, weights, end=last)
+    split = time_split(rows, holdout_cutoff(rows, holdout), protocol, weights, end=last)
     return split if len(split.queries) >= MIN_PEOPLE else None
 
 
 def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir: Path,
                    serve: Callable[[Artifact], Ranker], *, protocol: Protocol, holdout: float,
-                   tolerance: float, keep: int | None = None) -> tuple[Artifact, Decision]:
+                   tolerance: float, keep: int | None = None,
+                   tuning: dict[str, Any] | None = None) -> tuple[Artifact, Decision]:
     """``keep``: after a promotion, delete all but the newest ``keep`` versions (never the served
-    one, nor the one it replaced); None keeps them all."""
+    one, nor the one it replaced); None keeps them all. ``tuning``: how ``config`` was chosen
+    (models.autotune), kept in the new model's meta."""
     read_at = time.time()  # every event accepted before this is in what is read now
     rows = sorted(rows, key=lambda r: r.ts)
     if not any(config.weights.get(r.event_type, 0.0) > 0 for r in rows):
@@ -100,6 +119,8 @@ def train_and_gate(rows: Iterable[Interaction], config: TrainConfig, models_dir:
     artifact.meta["data"]["read_at"] = read_at
     artifact.meta["metrics"] = {f"holdout_{k}": round(v, 6) for k, v in metrics.items()}
     artifact.meta["promotion"] = asdict(decision)
+    if tuning is not None:
+        artifact.meta["tuning"] = tuning
     path = artifacts.save(artifact, models_dir)
     if decision.promoted:
         artifacts.promote(models_dir, path.name)

@@ -24,12 +24,13 @@ from engine.profiles.affinity import lineage  # noqa: E402
 from engine.ranking.blend import blend_scores, blend_weights, closest_anchor, top_k  # noqa: E402
 from engine.catalog import Catalogue  # noqa: E402
 from engine.settings import DEFAULT_BLEND  # noqa: E402
-from models import artifacts  # noqa: E402
+from models import artifacts, seqrules, sknn  # noqa: E402
 from models.artifacts import Artifact  # noqa: E402
 
 log = logging.getLogger(__name__)
 VIEWS_KEPT = 2  # the live catalogue's and the one being prepared
 _NONE = np.zeros(0, dtype=np.int32)
+_NO_SIGNAL = (_NONE, np.zeros(0, dtype=np.float32))
 
 
 @dataclass
@@ -63,6 +64,9 @@ def warm_kernels() -> None:
                           neighbour_score=np.zeros((2, 1), dtype=np.float32), popularity=weights[[0, 0]])
     picks, _ = top_k(scores, np.zeros(2, dtype=np.float32), items, 1)
     closest_anchor(factors, picks, items, weights)
+    one = np.zeros(2, dtype=np.int64)
+    sknn.scores(sknn.SessionIndex(one, items, np.zeros(1), one, items, weights), items, 1, sknn.SknnParams())
+    seqrules.scores(np.full((1, 1), -1, dtype=np.int32), np.zeros((1, 1), dtype=np.float32), items, 1)
 
 
 class ServedModel:
@@ -87,6 +91,14 @@ class ServedModel:
         self.blend = blend_weights(artifact.meta)
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
+        recipe = artifact.meta.get("params", {})
+        self.sknn = sknn.SknnParams(**{k: v for k, v in (recipe.get("sknn") or {}).items()
+                                       if k in sknn.SknnParams.__dataclass_fields__})
+        self.rules = seqrules.RuleParams(**{k: v for k, v in (recipe.get("rules") or {}).items()
+                                            if k in seqrules.RuleParams.__dataclass_fields__})
+        # What `vitrine train` chose to leave out of for-you (None: not chosen; the settings decide).
+        self.exclude_seen: bool | None = recipe.get("exclude_seen")
+        self.exclude_purchased: bool | None = recipe.get("exclude_purchased")
         self._views: dict[int, CatalogueView] = {}
         warm_kernels()
 
@@ -127,6 +139,18 @@ class ServedModel:
 
     def scores(self, user_vector: np.ndarray) -> np.ndarray:
         return self.item_factors @ user_vector
+
+    def session_signals(self, session: np.ndarray, now: float) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                                        tuple[np.ndarray, np.ndarray]]:
+        """(session neighbours, sequence) of the visit whose items (indices, most recent first) are
+        ``session``; empty for a signal the blend does not use or the artifact lacks."""
+        a = self.artifact
+        neighbours = sequence = _NO_SIGNAL
+        if len(session) and self.blend.get("session_neighbours") and a.session_index is not None:
+            neighbours = sknn.scores(a.session_index, session, self.n_items, self.sknn, now)
+        if len(session) and self.blend.get("sequence") and a.sequence_index is not None:
+            sequence = seqrules.scores(a.sequence_index, a.sequence_score, session, self.rules.last_n)
+        return neighbours, sequence
 
     # ---------------------------------------------------------------- catalogue alignment
 

@@ -89,13 +89,17 @@ class OfflineRanker:
         return self._profiles[key]
 
     def __call__(self, artifact: Artifact) -> Ranker:
+        """The ranker of ``artifact``: with the exclusions its recipe chose, if it chose them (see
+        ``engine.ranking.model.ServedModel.exclusions``), else this ranker's."""
         model = ServedModel(artifact)
+        exclude_seen = self.exclude_seen if model.exclude_seen is None else model.exclude_seen
+        exclude_purchased = self.exclude_purchased if model.exclude_purchased is None else model.exclude_purchased
 
         def rank(q: Query) -> list[str]:
             visitor, customer, customer_id = self.profiles(q)
             ctx = Context(visitor_id=q.visitor_id, customer_id=customer_id, visitor=visitor, customer=customer,
                           now=q.now, n=q.k, session_timeout_s=self.cfg.session_timeout_s,
-                          exclude_purchased=self.exclude_purchased, exclude_seen=self.exclude_seen)
+                          exclude_purchased=exclude_purchased, exclude_seen=exclude_seen)
             ctx.excluded = base_exclusions(ctx)
             return [pick.item_id for pick in for_you(model, self.catalogue, ctx)]
         return rank

@@ -56,6 +56,11 @@ class Context:
                 best[item] = (weight, why)
         return [(i, w, why) for i, (w, why) in best.items()]
 
+    def session(self) -> list[str]:
+        """The visit under way, else the last one: its distinct items, most recent first."""
+        current, earlier = visit_items(self.visitor, self.now, self.session_timeout_s)
+        return current or earlier
+
     def purchased(self) -> set[str]:
         bought = set(self.visitor.purchases)
         if self.customer is not None:
@@ -105,9 +110,12 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     if vector is None:
         return []
     row_items, row_weights = model.training_row(user, by_recency=True)
+    session = np.array([j for i in ctx.session() if (j := index.get(i)) is not None], dtype=np.int32)
+    session_neighbours, sequence = model.session_signals(session, ctx.now)
     scores = blend_scores(model.blend, als=model.scores(vector), recent=(idx, weights),
                           history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
-                          neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior)
+                          neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior,
+                          session_neighbours=session_neighbours, sequence=sequence)
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
     excluded = np.array([i for item in ctx.excluded if (i := index.get(item)) is not None], dtype=np.int32)
     if ctx.exclude_seen:  # (int32 like every index the compiled top_k is warmed with)
