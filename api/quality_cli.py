@@ -17,7 +17,7 @@ from engine.settings import BLEND_SIGNALS, Settings
 if TYPE_CHECKING:  # the heavy imports (implicit, matplotlib) happen when a command runs, not on --help
     from engine.catalog import Catalogue
     from models.artifacts import Artifact
-    from models.evaluate import Method, Protocol, Ranker, Split
+    from models.evaluate import Protocol, Ranker, Split
     from models.interactions import Interaction
     from models.lifecycle import Decision
     from models.train import TrainConfig
@@ -114,20 +114,27 @@ def gated_train(rows: Iterable[Interaction], settings: Settings, trials: int | N
                           keep=settings.models_keep, tuning=tuning)
 
 
-def after_train(settings: Settings, catalogue: Catalogue, trials: int | None, progress: bool) -> Method:
-    """`vitrine evaluate`'s "after train": what `vitrine train` would serve if run on the split's
-    training rows (tuned exactly as it tunes, with the same settings), as the API would serve it."""
-    from engine.ranking.offline import OfflineRanker  # noqa: PLC0415
-    from engine.runtime import profile_config  # noqa: PLC0415
-    from models.evaluate import served  # noqa: PLC0415
+class AfterTrain:
+    """`vitrine evaluate`'s "after train" method: what `vitrine train` would serve if run on the
+    split's training rows (tuned exactly as it tunes, with the same settings), as the API serves
+    it. What it chose is kept for the report."""
 
-    serve = OfflineRanker(catalogue, profile_config(settings), exclude_seen=settings.exclude_seen,
-                          exclude_purchased=settings.exclude_purchased)
+    def __init__(self, settings: Settings, catalogue: Catalogue, trials: int | None, progress: bool) -> None:
+        from engine.ranking.offline import OfflineRanker  # noqa: PLC0415
+        from engine.runtime import profile_config  # noqa: PLC0415
 
-    def method(split: Split) -> Ranker:
-        config, _ = trained_recipe(sorted(split.train, key=lambda r: r.ts), settings, trials, progress)
-        return served(config, serve)(split)
-    return method
+        self.settings, self.trials, self.progress = settings, trials, progress
+        self.serve = OfflineRanker(catalogue, profile_config(settings), exclude_seen=settings.exclude_seen,
+                                   exclude_purchased=settings.exclude_purchased)
+        self.chosen: dict[str, Any] | None = None
+
+    def __call__(self, split: Split) -> Ranker:
+        from models.evaluate import served  # noqa: PLC0415
+
+        config, tuning = trained_recipe(sorted(split.train, key=lambda r: r.ts), self.settings, self.trials,
+                                        self.progress)
+        self.chosen = {"params": config.params(), "tuning": tuning}
+        return served(config, self.serve)(split)
 
 
 # ------------------------------------------------------------------------------- evaluate
@@ -236,7 +243,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
                           exclude_purchased=protocol.exclude_purchased)
     run = quality.RunConfig(name=name, protocol=protocol, base=train_config(settings), blend_signals=BLEND_SIGNALS,
                             trials=args.trials, progress=not args.no_progress,
-                            after_train=after_train(settings, catalogue, args.train_trials, not args.no_progress))
+                            after_train=AfterTrain(settings, catalogue, args.train_trials, not args.no_progress))
     try:
         result = quality.run(rows, run, serve)
     except ValueError as exc:

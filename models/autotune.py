@@ -92,6 +92,8 @@ def tune_recipe(rows: Sequence[Interaction], base: TrainConfig, serve: Callable[
         bar.update()
         tuned, best, trials_by_stage = tune(split, base, serve, signals, trials=trials, seed=seed, pinned=pinned,
                                             tick=bar.update)
+    if best < configured:  # the search is greedy: never serve worse than the configuration on validation
+        tuned, best = base, configured
     record.update({
         "tuned": True,
         "configured_score": round(configured, 6),

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 from scipy.sparse import coo_matrix
 
+from models.neighbours import top_per_row
 from models.sessions import SessionLog
 
 
@@ -48,20 +49,14 @@ def _pairs(indptr: np.ndarray, items: np.ndarray, steps: int) -> tuple[np.ndarra
 
 def build_rules(log: SessionLog, n_items: int, params: RuleParams) -> tuple[np.ndarray, np.ndarray]:
     """(index, score), both (n_items, keep): each item's strongest successors, -1 / 0 padded."""
-    index = np.full((n_items, params.keep), -1, dtype=np.int32)
-    score = np.zeros((n_items, params.keep), dtype=np.float32)
     src, dst, weight = _pairs(log.indptr, log.items, params.steps)
     if len(src) == 0 or n_items == 0:
-        return index, score
+        return np.full((n_items, params.keep), -1, dtype=np.int32), np.zeros((n_items, params.keep), dtype=np.float32)
     rules = coo_matrix((weight, (src, dst)), shape=(n_items, n_items), dtype=np.float32).tocsr()
     rules.sum_duplicates()
-    for item in range(n_items):
-        start, end = rules.indptr[item], rules.indptr[item + 1]
-        cols, vals = rules.indices[start:end], rules.data[start:end]
-        order = np.lexsort((cols, -vals))[:params.keep]  # strongest first, ties by index
-        index[item, :len(order)] = cols[order]
-        score[item, :len(order)] = vals[order]
-    return index, score
+    rules.sort_indices()  # equal weights: the lower index first
+    rows = np.repeat(np.arange(n_items), np.diff(rules.indptr))
+    return top_per_row(rows, rules.indices, rules.data, n_items, params.keep)
 
 
 @njit(cache=True, nogil=True)

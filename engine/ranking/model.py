@@ -88,10 +88,18 @@ class ServedModel:
         self.unit_factors = factors / np.maximum(norms, np.float32(1e-9))
         # When its history was read: a person who withdrew consent later is still in it.
         self.read_at = float(artifact.meta.get("data", {}).get("read_at", 0.0))
-        self.blend = blend_weights(artifact.meta)
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
-        recipe = artifact.meta.get("params", {})
+        self.no_scores = np.zeros(len(self.item_ids), dtype=np.float32)  # ALS's when the blend leaves it out
+        self.read_recipe()
+        self._views: dict[int, CatalogueView] = {}
+        warm_kernels()
+
+    def read_recipe(self) -> None:
+        """What the artifact's meta says to serve with it: the blend, the session signals'
+        parameters, what for-you leaves out. (Tuning re-reads it on one model, as it changes them.)"""
+        recipe = self.artifact.meta.get("params", {})
+        self.blend = blend_weights(self.artifact.meta)
         self.sknn = sknn.SknnParams(**{k: v for k, v in (recipe.get("sknn") or {}).items()
                                        if k in sknn.SknnParams.__dataclass_fields__})
         self.rules = seqrules.RuleParams(**{k: v for k, v in (recipe.get("rules") or {}).items()
@@ -99,8 +107,6 @@ class ServedModel:
         # What `vitrine train` chose to leave out of for-you (None: not chosen; the settings decide).
         self.exclude_seen: bool | None = recipe.get("exclude_seen")
         self.exclude_purchased: bool | None = recipe.get("exclude_purchased")
-        self._views: dict[int, CatalogueView] = {}
-        warm_kernels()
 
     @property
     def n_items(self) -> int:

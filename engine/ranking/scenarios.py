@@ -112,7 +112,8 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     row_items, row_weights = model.training_row(user, by_recency=True)
     session = np.array([j for i in ctx.session() if (j := index.get(i)) is not None], dtype=np.int32)
     session_neighbours, sequence = model.session_signals(session, ctx.now)
-    scores = blend_scores(model.blend, als=model.scores(vector), recent=(idx, weights),
+    als = model.scores(vector) if model.blend.get("als") else model.no_scores
+    scores = blend_scores(model.blend, als=als, recent=(idx, weights),
                           history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
                           neighbour_score=model.artifact.similar_score, popularity=model.popularity_prior,
                           session_neighbours=session_neighbours, sequence=sequence)
