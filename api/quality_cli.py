@@ -55,6 +55,7 @@ def train_config(settings: Settings) -> TrainConfig:
         als=ALSParams(factors=settings.als_factors, regularization=settings.als_regularization,
                       alpha=settings.als_alpha, iterations=settings.als_iterations),
         neighbours=settings.neighbours,
+        similarity=settings.neighbour_similarity,
         popularity_half_life_s=settings.popularity_half_life_s,
         history_half_life_s=settings.history_half_life_s,
         blend=settings.blend,
@@ -184,6 +185,7 @@ def settings_env(params: dict[str, Any], protocol: Protocol) -> dict[str, str]:
         "VITRINE_EVENT_WEIGHTS": "'" + json.dumps(params["event_weights"]) + "'",
         "VITRINE_BLEND": "'" + json.dumps(params["blend"]) + "'",
         "VITRINE_HISTORY_HALF_LIFE_S": f"{params['history_half_life_s']:g}",
+        "VITRINE_NEIGHBOUR_SIMILARITY": params["similarity"],
         "VITRINE_EXCLUDE_SEEN": str(protocol.exclude_seen).lower(),
         "VITRINE_EXCLUDE_PURCHASED": str(protocol.exclude_purchased).lower(),
     }

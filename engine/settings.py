@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     als_alpha: float = Field(2.0, gt=0)
     als_iterations: int = Field(15, gt=0)
     neighbours: int = Field(50, gt=0, description="Neighbours kept per item for similar / bought-together.")
+    neighbour_similarity: Literal["cosine", "bm25"] = Field("cosine", description="Item-item similarity of the "
+                                                            "\"similar\" lists and the blend's neighbours signal "
+                                                            "(`vitrine train` tunes it unless set).")
     trending_half_life_s: float = Field(3600.0, gt=0)
     popularity_half_life_s: float = Field(30 * 86400, gt=0)
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")

@@ -51,6 +51,7 @@ def recipe_of(meta: dict[str, Any], fallback: TrainConfig) -> TrainConfig:
         weights=params.get("event_weights") or fallback.weights,
         als=ALSParams(**{k: v for k, v in als.items() if k in ALSParams.__dataclass_fields__}) if als else fallback.als,
         neighbours=int(params.get("neighbours") or fallback.neighbours),
+        similarity=str(params.get("similarity") or fallback.similarity),
         popularity_half_life_s=float(params.get("popularity_half_life_s") or fallback.popularity_half_life_s),
         history_half_life_s=float(params.get("history_half_life_s") or fallback.history_half_life_s),
         blend=params.get("blend") or {"als": 1.0},

@@ -27,6 +27,7 @@ class TrainConfig:
     weights: Mapping[str, float]
     als: ALSParams = ALSParams()
     neighbours: int = 50
+    similarity: str = "cosine"  # of the "similar" table the blend's neighbours signal reads (models.neighbours)
     popularity_half_life_s: float = 30 * 86400
     history_half_life_s: float = 30 * 86400
     blend: Mapping[str, float] = field(default_factory=lambda: {"als": 1.0})  # see engine.ranking.blend
@@ -47,6 +48,7 @@ class TrainConfig:
             "als": self.als.as_dict(),
             "event_weights": dict(self.weights),
             "neighbours": self.neighbours,
+            "similarity": self.similarity,
             "popularity_half_life_s": self.popularity_half_life_s,
             "history_half_life_s": self.history_half_life_s,
             "blend": dict(self.blend),
@@ -61,7 +63,7 @@ class TrainConfig:
 def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
     started = time.perf_counter()
     als = train_als(matrix.user_items, config.als)
-    similar_index, similar_score = top_neighbours(matrix.user_items, config.neighbours)
+    similar_index, similar_score = top_neighbours(matrix.user_items, config.neighbours, config.similarity)
     baskets = matrix.basket_items if matrix.basket_items.nnz else matrix.user_items
     complement_index, complement_score = top_neighbours(baskets, config.neighbours)
     n_items = len(matrix.item_ids)

@@ -6,7 +6,8 @@ Three stages, all scored by NDCG@20 on the validation split:
    alike, so a gain of the served blend over ALS is the blend's, not better-tuned ALS.
 2. Whether for-you leaves out what the person already saw or bought (tried with the configured
    blend, and again with the tuned one).
-3. The served blend's weights and the half-life of its history signal, by coordinate ascent from
+3. The served blend's weights, the half-life of its history signal and whether its neighbours
+   signal reads cosine or BM25 item-item neighbours, by coordinate ascent from
    the configured ones: one model is trained, then each coordinate is moved through a grid while
    the others stay, until a round improves nothing (at most ``rounds``).
 A setting the shop pinned (named in ``pinned``, by its ``VITRINE_`` setting name) keeps its value.
@@ -26,6 +27,7 @@ from models.als import ALSParams
 from models.artifacts import Artifact
 from models.baselines import als
 from models.evaluate import Ranker, Split, score
+from models.neighbours import SIMILARITIES, top_neighbours
 from models.train import TrainConfig, fit
 
 OBJECTIVE = "ndcg@20"
@@ -45,9 +47,11 @@ EVENT_WEIGHT_GRID: dict[str, tuple[float, ...]] = {
 BLEND_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 HALF_LIFE = "history_half_life_days"
 HALF_LIFE_GRID: tuple[float, ...] = (1, 3, 7, 14, 30, 90, 365)
+SIMILARITY = "neighbours_similarity"
 # The settings (engine.settings names) each search moves; a pinned one stays as configured.
 TUNABLE: tuple[str, ...] = ("als_factors", "als_regularization", "als_alpha", "als_iterations", "event_weights",
-                            "blend", "history_half_life_s", "exclude_seen", "exclude_purchased")
+                            "blend", "history_half_life_s", "neighbour_similarity", "exclude_seen",
+                            "exclude_purchased")
 Tick = Callable[[], None]
 
 
@@ -122,33 +126,43 @@ def tune_exclusions(split: Split, config: TrainConfig, serve: Callable[[Artifact
 
 def blend_steps(signals: Sequence[str], rounds: int) -> int:
     """The most evaluations ``tune_blend`` makes (for a progress bar)."""
-    return 1 + rounds * (len(signals) * len(BLEND_GRID) + len(HALF_LIFE_GRID))
+    return 1 + rounds * (len(signals) * len(BLEND_GRID) + len(HALF_LIFE_GRID) + len(SIMILARITIES))
 
 
 def tune_blend(split: Split, config: TrainConfig, serve: Callable[[Artifact], Ranker], signals: Sequence[str],
                rounds: int = 3, pinned: Collection[str] = (), tick: Tick = _none) -> tuple[TrainConfig, list[Trial]]:
-    """Coordinate ascent over the served blend (weights and history half-life) on ``split``."""
+    """Coordinate ascent over the served blend (weights, history half-life, the similarity of the
+    neighbours signal's table) on ``split``."""
     artifact = fit(split.matrix(config), config)
+    tables = {config.similarity: (artifact.similar_index, artifact.similar_score)}
     results: list[Trial] = []
-    seen: dict[tuple[tuple[str, float], ...], float] = {}
+    seen: dict[tuple[tuple[str, Any], ...], float] = {}
 
-    def evaluate(point: dict[str, float]) -> float:
+    def evaluate(point: dict[str, Any]) -> float:
         key = tuple(sorted(point.items()))
         if key not in seen:
             started = time.perf_counter()
-            artifact.meta["params"] = replace(config, blend={s: point[s] for s in signals if point[s] > 0}).params()
-            artifact.user_recent = split.matrix(with_half_life(point[HALF_LIFE])).user_recent
+            artifact.meta["params"] = recipe(point).params()
+            artifact.user_recent = split.matrix(recipe(point)).user_recent
+            if point[SIMILARITY] not in tables:
+                tables[point[SIMILARITY]] = top_neighbours(split.matrix(config).user_items, config.neighbours,
+                                                           point[SIMILARITY])
+            artifact.similar_index, artifact.similar_score = tables[point[SIMILARITY]]
             seen[key] = _objective(serve(artifact), split)
             results.append(Trial(dict(point), seen[key], round(time.perf_counter() - started, 2)))
         tick()
         return seen[key]
 
-    def with_half_life(days: float) -> TrainConfig:
-        return replace(config, history_half_life_s=days * 86400)
+    def recipe(point: dict[str, Any]) -> TrainConfig:
+        return replace(config, history_half_life_s=point[HALF_LIFE] * 86400, similarity=point[SIMILARITY],
+                       blend={s: point[s] for s in signals if point[s] > 0})
 
-    grids = {**({} if "blend" in pinned else {s: BLEND_GRID for s in signals}),
-             **({} if "history_half_life_s" in pinned else {HALF_LIFE: HALF_LIFE_GRID})}
-    best = {**{s: float(config.blend.get(s, 0.0)) for s in signals}, HALF_LIFE: config.history_half_life_s / 86400}
+    grids: dict[str, Sequence[Any]] = {
+        **({} if "blend" in pinned else {s: BLEND_GRID for s in signals}),
+        **({} if "neighbour_similarity" in pinned else {SIMILARITY: SIMILARITIES}),
+        **({} if "history_half_life_s" in pinned else {HALF_LIFE: HALF_LIFE_GRID})}
+    best = {**{s: float(config.blend.get(s, 0.0)) for s in signals}, HALF_LIFE: config.history_half_life_s / 86400,
+            SIMILARITY: config.similarity}
     best_score = evaluate(best)
     for _ in range(rounds if grids else 0):
         improved = False
@@ -162,7 +176,7 @@ def tune_blend(split: Split, config: TrainConfig, serve: Callable[[Artifact], Ra
                     best, best_score, improved = candidate, candidate_score, True
         if not improved:
             break
-    return replace(with_half_life(best[HALF_LIFE]), blend={s: best[s] for s in signals if best[s] > 0}), results
+    return recipe(best), results
 
 
 def tune(split: Split, base: TrainConfig, serve: Callable[[Artifact], Ranker], signals: Sequence[str], *,
