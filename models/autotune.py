@@ -14,6 +14,7 @@ stays as configured, and the record says so.
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from models.train import TrainConfig, fit
 from models.tuning import OBJECTIVE, steps, tune
 
 VALIDATION_SHARE = 0.1  # of the events
-MAX_QUERIES = 1000  # people (or sessions) scored on validation, a seeded sample beyond
+MAX_QUERIES = 1000  # people (or session steps) scored on validation, a seeded sample beyond
 MIN_QUERIES = 20
 
 
@@ -64,8 +65,12 @@ def validation_split(rows: Sequence[Interaction], config: TrainConfig, kind: str
     protocol = Protocol(test_span_s=rows[-1].ts - cutoff, ks=(20,), exclude_seen=bool(config.exclude_seen),
                         exclude_purchased=bool(config.exclude_purchased), max_people=MAX_QUERIES, seed=seed,
                         sessions=kind == "sessions", session_gap_s=config.session_gap_s)
-    split = session_split if protocol.sessions else time_split
-    return split(rows, cutoff, protocol, config.weights, end=rows[-1].ts)
+    split = (session_split if protocol.sessions else time_split)(rows, cutoff, protocol, config.weights,
+                                                                  end=rows[-1].ts)
+    if len(split.queries) > MAX_QUERIES:  # a session holds many steps: the budget is in predictions
+        keep = sorted(random.Random(seed).sample(range(len(split.queries)), MAX_QUERIES))
+        split.queries, split.targets = [split.queries[i] for i in keep], [split.targets[i] for i in keep]
+    return split
 
 
 def tune_recipe(rows: Sequence[Interaction], base: TrainConfig, serve: Callable[[Artifact], Ranker],

@@ -9,7 +9,8 @@ Three stages, all scored by NDCG@20 on the validation split:
 3. The served blend's weights, the half-life of its history signal and whether its neighbours
    signal reads cosine or BM25 item-item neighbours, by coordinate ascent from
    the configured ones: one model is trained, then each coordinate is moved through a grid while
-   the others stay, until a round improves nothing (at most ``rounds``).
+   the others stay, until a round improves nothing (at most ``rounds``: one per 10 ALS trials,
+   up to 3).
 A setting the shop pinned (named in ``pinned``, by its ``VITRINE_`` setting name) keeps its value.
 Every trial is kept, for the report and the model's meta.
 """
@@ -179,11 +180,17 @@ def tune_blend(split: Split, config: TrainConfig, serve: Callable[[Artifact], Ra
     return recipe(best), results
 
 
+def blend_rounds(trials: int) -> int:
+    """The budget of ``trials`` also bounds the blend search: a round per 10 trials, 1 to 3."""
+    return max(1, min(3, (trials + 9) // 10))
+
+
 def tune(split: Split, base: TrainConfig, serve: Callable[[Artifact], Ranker], signals: Sequence[str], *,
-         trials: int, seed: int, pinned: Collection[str] = (), rounds: int = 3,
+         trials: int, seed: int, pinned: Collection[str] = (),
          tick: Tick = _none) -> tuple[TrainConfig, float, dict[str, list[Trial]]]:
     """All three stages: (the tuned recipe, its score, the trials of each stage). ``base`` must set
     the exclusion flags that are pinned."""
+    rounds = blend_rounds(trials)
     tuned, als_trials = tune_als(split, base, trials, seed, pinned, tick)
     tuned, exclusion_trials = tune_exclusions(split, tuned, serve, pinned, tick)
     tuned, blend_trials = tune_blend(split, tuned, serve, signals, rounds, pinned, tick)
@@ -192,6 +199,6 @@ def tune(split: Split, base: TrainConfig, serve: Callable[[Artifact], Ranker], s
                                                 "blend": blend_trials}
 
 
-def steps(signals: Sequence[str], trials: int, rounds: int = 3) -> int:
+def steps(signals: Sequence[str], trials: int) -> int:
     """The most evaluations ``tune`` makes."""
-    return trials + 8 + blend_steps(signals, rounds)
+    return trials + 8 + blend_steps(signals, blend_rounds(trials))

@@ -79,7 +79,7 @@ def test_the_session_protocol_predicts_every_next_step_of_anonymous_sessions(
     env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path / "data"), "OPENBLAS_NUM_THREADS": "1"}
     result = subprocess.run(VITRINE + ["evaluate", "--events", str(sliced), "--items", str(items), "--test-days", "14",
                                        "--protocol", "sessions", "--trials", "1", "--train-trials", "1",
-                                       "--max-people", "80", "--no-progress", "--out", str(tmp_path / "reports")],
+                                       "--max-people", "25", "--no-progress", "--out", str(tmp_path / "reports")],
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "reports").iterdir()
