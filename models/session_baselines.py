@@ -1,6 +1,7 @@
 """Session-based baselines, fitted on the same training rows as the others: V-SKNN (models.sknn)
-and sequential rules (models.seqrules), each scoring from the query's most recent items alone, as
-their authors' session-rec framework runs them (no popularity fill when they run out of votes)."""
+and sequential rules (models.seqrules), each scoring from the query's most recent items alone (at
+most 10 for V-SKNN), with the parameters their authors' session-rec framework uses (no popularity
+fill when they run out of votes)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ def _top(item_ids: list[str], items: np.ndarray, values: np.ndarray, q: Query) -
     return out
 
 
-def vsknn(config: TrainConfig, params: SknnParams = SknnParams()) -> Method:
+def vsknn(config: TrainConfig, params: SknnParams = sknn.PAPER) -> Method:
     def method(split: Split) -> Ranker:
         m = split.matrix(config)
         assert m.sessions is not None
-        index = sknn.build_index(m.sessions, len(m.item_ids), params.per_item)
+        index = sknn.build_index(m.sessions, len(m.item_ids), params.per_item, params.session_items)
         item_index = m.item_index
 
         def rank(q: Query) -> list[str]:

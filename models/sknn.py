@@ -28,12 +28,19 @@ from models.sessions import SessionLog
 
 @dataclass(frozen=True)
 class SknnParams:
-    k: int = 100  # neighbours that vote
-    sample: int = 500  # most recent candidate sessions considered
-    per_item: int = 500  # sessions indexed per item (memory bound)
+    """Defaults sized for serving (tens of µs a request); ``PAPER`` is V-SKNN as published."""
+
+    k: int = 50  # neighbours that vote
+    sample: int = 100  # most recent candidate sessions considered
+    per_item: int = 100  # sessions indexed per item (memory bound; >= sample keeps V-SKNN's candidates)
+    session_items: int | None = 50  # a session's last steps indexed (bounds a vote's cost); None: all
     last_n: int = 10  # distinct session items used, most recent first
     half_life_s: float = 0.0  # age at which a neighbour's vote halves; 0: no decay
     idf_weight: float = 0.0  # vote * (1 + idf_weight * idf(item)); 0: off
+
+
+# session-rec's V-SKNN: 100 neighbours among the 500 most recent sessions sharing an item.
+PAPER = SknnParams(k=100, sample=500, per_item=500, session_items=None)
 
 
 @dataclass
@@ -60,12 +67,17 @@ class SessionIndex:
         return cls(**{name: arrays[name] for name in cls.__dataclass_fields__})
 
 
-def build_index(log: SessionLog, n_items: int, per_item: int) -> SessionIndex:
-    """The index of ``log`` (sessions numbered by end time, as ``models.sessions`` makes them)."""
+def build_index(log: SessionLog, n_items: int, per_item: int, session_items: int | None = None) -> SessionIndex:
+    """The index of ``log`` (sessions numbered by end time, as ``models.sessions`` makes them), each
+    session's last ``session_items`` steps (all if None)."""
     lengths = np.diff(log.indptr)
     owner = np.repeat(np.arange(len(log), dtype=np.int64), lengths)
+    steps = log.items.astype(np.int64)
+    if session_items is not None:
+        from_end = np.repeat(log.indptr[1:], lengths) - np.arange(len(log.items))
+        owner, steps = owner[from_end <= session_items], steps[from_end <= session_items]
     # Distinct (session, item) pairs, by item and then most recent session first.
-    pairs = np.unique(owner * max(n_items, 1) + log.items.astype(np.int64))
+    pairs = np.unique(owner * max(n_items, 1) + steps)
     session_of, item_of = pairs // max(n_items, 1), (pairs % max(n_items, 1)).astype(np.int32)
     counts = np.bincount(session_of, minlength=len(log))
     session_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -87,39 +99,53 @@ def _scores(item_indptr: np.ndarray, item_sessions: np.ndarray, session_indptr: 
             n_items: int, k: int, sample: int, now: float, half_life_s: float,
             idf_weight: float) -> tuple[np.ndarray, np.ndarray]:
     n_query = len(query)
-    total = 0
+    # Candidates, most recent first: a merge of the query items' postings (each most recent first),
+    # stopped at ``sample`` distinct sessions. A session's similarity sums the position weights of
+    # the query items it holds; ``latest`` is the recency rank of the most recent of them.
+    head = np.empty(n_query, dtype=np.int64)
+    stop = np.empty(n_query, dtype=np.int64)
     for r in range(n_query):
-        total += item_indptr[query[r] + 1] - item_indptr[query[r]]
-    if total == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-    # Candidates: every (session, recency rank of the shared item), most recent session first.
-    found = np.empty(total, dtype=np.int64)
-    n = 0
-    for r in range(n_query):
-        for p in range(item_indptr[query[r]], item_indptr[query[r] + 1]):
-            found[n] = np.int64(item_sessions[p]) * n_query + r
-            n += 1
-    found = np.sort(found)[::-1]
-    cand = np.empty(min(total, sample), dtype=np.int64)
-    sims = np.empty(min(total, sample), dtype=np.float64)
-    latest = np.empty(min(total, sample), dtype=np.int64)
+        head[r], stop[r] = item_indptr[query[r]], item_indptr[query[r] + 1]
+    cand = np.empty(sample, dtype=np.int64)
+    sims = np.empty(sample, dtype=np.float64)
+    latest = np.empty(sample, dtype=np.int64)
     n_cand = 0
-    j = 0
-    while j < total and n_cand < sample:
-        s = found[j] // n_query
+    while n_cand < sample:
+        s = -1
+        for r in range(n_query):
+            if head[r] < stop[r] and item_sessions[head[r]] > s:
+                s = item_sessions[head[r]]
+        if s < 0:
+            break
         sim = 0.0
         best = n_query
-        while j < total and found[j] // n_query == s:
-            r = found[j] % n_query
-            sim += (n_query - r) / n_query
-            best = min(best, r)
-            j += 1
+        for r in range(n_query):
+            if head[r] < stop[r] and item_sessions[head[r]] == s:
+                sim += (n_query - r) / n_query
+                best = min(best, r)
+                head[r] += 1
         sim /= n_query
         if half_life_s > 0:
             sim *= 0.5 ** (max(now - session_ts[s], 0.0) / half_life_s)
         cand[n_cand], sims[n_cand], latest[n_cand] = s, sim, best
         n_cand += 1
-    order = np.argsort(-sims[:n_cand], kind="mergesort")[:k]  # ties: the more recent session
+    if n_cand == 0:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+    # The k most similar; among equals, the more recent (candidates are in that order).
+    if n_cand > k:
+        threshold = np.partition(sims[:n_cand], n_cand - k)[n_cand - k]
+        order = np.empty(k, dtype=np.int64)
+        n_order = 0
+        for o in range(n_cand):
+            if sims[o] > threshold:
+                order[n_order] = o
+                n_order += 1
+        for o in range(n_cand):
+            if n_order < k and sims[o] == threshold:
+                order[n_order] = o
+                n_order += 1
+    else:
+        order = np.arange(n_cand)
     size = 0
     for o in order:
         size += session_indptr[cand[o] + 1] - session_indptr[cand[o]]

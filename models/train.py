@@ -69,7 +69,7 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
     n_items = len(matrix.item_ids)
     session_index = sequence_index = sequence_score = None
     if matrix.sessions is not None:
-        session_index = build_index(matrix.sessions, n_items, config.sknn.per_item)
+        session_index = build_index(matrix.sessions, n_items, config.sknn.per_item, config.sknn.session_items)
         sequence_index, sequence_score = build_rules(matrix.sessions, n_items, config.rules)
     return Artifact(
         item_ids=matrix.item_ids,

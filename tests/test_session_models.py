@@ -75,6 +75,10 @@ def test_vsknn_keeps_the_most_recent_sessions_and_the_k_most_similar() -> None:
     got = dict(zip(*(a.tolist() for a in decayed)))
     assert got[3] == pytest.approx(2 * got[2]) and got[4] == pytest.approx(1.0)
     assert sknn.scores(full, np.array([], dtype=np.int32), 5, sknn.SknnParams())[0].tolist() == []
+    # A session's last steps only: [2, 3, 1] keeps 3 and 1, so item 2 leads nowhere.
+    capped = sknn.build_index(log_of([[2, 3, 1], [0, 1]]), 5, per_item=10, session_items=2)
+    assert capped.session_items[capped.session_indptr[0]:capped.session_indptr[1]].tolist() == [1, 3]
+    assert sknn.scores(capped, np.array([2]), 5, sknn.SknnParams())[0].tolist() == []
 
 
 def test_sequential_rules_weigh_what_follows_by_distance() -> None:
