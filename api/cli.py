@@ -193,7 +193,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 # ------------------------------------------------------------------------------- train
 
 
-def train(settings: Settings, trials: int | None = None) -> str:
+def train(settings: Settings, trials: int | None = None, force: bool = False) -> str:
     from api.quality_cli import gated_train  # noqa: PLC0415
     from engine.events.history import interactions_from_log  # noqa: PLC0415
 
@@ -207,7 +207,7 @@ def train(settings: Settings, trials: int | None = None) -> str:
         rows = interactions(history(settings), settings.consent_required, since, catalogue)
     else:
         rows = interactions_from_log(settings.log_dir, settings.consent_required, since, catalogue)
-    artifact, decision = gated_train(rows, settings, trials)
+    artifact, decision = gated_train(rows, settings, trials, force=force)
     data = artifact.meta["data"]
     tuning = artifact.meta.get("tuning")
     if tuning and tuning.get("tuned"):
@@ -253,7 +253,7 @@ def _catalogue_ids(settings: Settings) -> set[str] | None:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        train(settings, args.trials)
+        train(settings, args.trials, args.force)
     except ValueError as exc:
         print(f"vitrine train: {exc}", file=sys.stderr)
         return 1
@@ -533,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="tune and train a model from the event history; promote it unless it is worse")
     p.add_argument("--trials", type=int, help="ALS / event-weight tuning trials (default $VITRINE_TUNE_TRIALS, 20; "
                                               "0: no tuning)")
+    p.add_argument("--force", action="store_true", help="promote the new model even when it scores worse than the "
+                                                        "served one, or when the hold-out is too small to compare")
     p.set_defaults(func=cmd_train)
     from api.quality_cli import add_parser as add_evaluate  # noqa: PLC0415
 

@@ -98,21 +98,24 @@ def trained_recipe(rows: Sequence[Interaction], settings: Settings, trials: int 
 
 
 def gated_train(rows: Iterable[Interaction], settings: Settings, trials: int | None = None,
-                progress: bool = True) -> tuple[Artifact, Decision]:
-    """Tune the recipe, train it, score it against the served model on the held-out tail, promote
-    it if not worse."""
+                progress: bool = True, force: bool = False) -> tuple[Artifact, Decision]:
+    """Tune the recipe, train it, score it against the served model on the held-out tail (per
+    person, or per session step for a log of one-session visitors, as the tuning does), promote it
+    if not worse (or if ``force``)."""
+    from models.autotune import shape  # noqa: PLC0415
     from models.evaluate import Protocol  # noqa: PLC0415
     from models.lifecycle import train_and_gate  # noqa: PLC0415
 
     rows = sorted(rows, key=lambda r: r.ts)
     config, tuning = trained_recipe(rows, settings, trials, progress)
     protocol = Protocol(test_span_s=0, ks=(10, 20), session_gap_s=config.session_gap_s,
+                        sessions=bool(rows) and shape(rows, config.session_gap_s) == "sessions",
                         exclude_seen=settings.exclude_seen if config.exclude_seen is None else config.exclude_seen,
                         exclude_purchased=settings.exclude_purchased if config.exclude_purchased is None
                         else config.exclude_purchased)
     return train_and_gate(rows, config, settings.models_dir, _train_serve(settings), protocol=protocol,
                           holdout=settings.promote_holdout, tolerance=settings.promote_tolerance,
-                          keep=settings.models_keep, tuning=tuning)
+                          keep=settings.models_keep, tuning=tuning, force=force)
 
 
 class AfterTrain:
