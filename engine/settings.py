@@ -225,10 +225,16 @@ class Settings(BaseSettings):
     train_window_s: int = Field(365 * 86400, gt=0, description="How far back `vitrine train` reads the history, "
                                 "by acceptance time (imported events count from their import); log retention "
                                 "never deletes what is inside it.")
+    live_sessions: int = Field(20_000, ge=0, description="The process that applies events adds up to this many "
+                               "sessions seen since the model was trained (the newest) to its session-neighbours "
+                               "index; 0: none. Off while consent is required (an event does not say whether its "
+                               "visitor consented).")
+    live_sessions_refresh_s: float = Field(60.0, gt=0, description="How often those sessions are added to the "
+                                           "index (a rebuild of its postings).")
     tune_trials: int = Field(20, ge=0, description="`vitrine train` tunes the recipe (ALS, event weights, blend, "
                              "exclusions) on the tail of the data before its hold-out, with this many ALS / "
                              "event-weight trials; settings set explicitly are left alone; 0: no tuning.")
-    promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the data window `vitrine train` holds "
+    promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the events `vitrine train` holds "
                                                                "out to compare a new model with the served one.")
     promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "
                                                                   "NDCG@20 is more than this fraction below.")

@@ -178,3 +178,25 @@ def scores(index: SessionIndex, query: np.ndarray, n_items: int, params: SknnPar
     return _scores(index.item_indptr, index.item_sessions, index.session_indptr, index.session_items,
                    index.session_ts, index.idf, query, n_items, params.k, params.sample, float(now),
                    float(params.half_life_s), float(params.idf_weight))
+
+
+def extend(index: SessionIndex, log: SessionLog, n_items: int, per_item: int,
+           session_items: int | None = None) -> SessionIndex:
+    """``index`` with the sessions of ``log`` added after its own (they must have ended later):
+    each item's postings keep its ``per_item`` most recent sessions, old or new. The IDF stays the
+    trained one (new sessions are few next to the trained ones)."""
+    added = build_index(log, n_items, per_item, session_items)
+    offset = len(index.session_ts)
+    items = np.concatenate([np.repeat(np.arange(n_items, dtype=np.int64), np.diff(added.item_indptr)),
+                            np.repeat(np.arange(n_items, dtype=np.int64), np.diff(index.item_indptr))])
+    sessions = np.concatenate([added.item_sessions.astype(np.int64) + offset, index.item_sessions])
+    order = np.lexsort((-sessions, items))  # by item, most recent session first
+    items, sessions = items[order], sessions[order]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(items, minlength=n_items))])
+    keep = np.arange(len(items)) - starts[items] < per_item
+    counts = np.bincount(items[keep], minlength=n_items)
+    return SessionIndex(
+        np.concatenate([index.session_indptr, index.session_indptr[-1] + added.session_indptr[1:]]),
+        np.concatenate([index.session_items, added.session_items]),
+        np.concatenate([index.session_ts, added.session_ts]),
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sessions[keep].astype(np.int32), index.idf)

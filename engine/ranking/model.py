@@ -30,7 +30,6 @@ from models.artifacts import Artifact  # noqa: E402
 log = logging.getLogger(__name__)
 VIEWS_KEPT = 2  # the live catalogue's and the one being prepared
 _NONE = np.zeros(0, dtype=np.int32)
-_NO_SIGNAL = (_NONE, np.zeros(0, dtype=np.float32))
 
 
 @dataclass
@@ -92,6 +91,8 @@ class ServedModel:
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
         self.no_scores = np.zeros(len(self.item_ids), dtype=np.float32)  # ALS's when the blend leaves it out
         self.read_recipe()
+        # The session index with the sessions seen since training (engine.ranking.live_sessions).
+        self.live_index: sknn.SessionIndex | None = None
         self._views: dict[int, CatalogueView] = {}
         warm_kernels()
 
@@ -145,18 +146,6 @@ class ServedModel:
 
     def scores(self, user_vector: np.ndarray) -> np.ndarray:
         return self.item_factors @ user_vector
-
-    def session_signals(self, session: np.ndarray, now: float) -> tuple[tuple[np.ndarray, np.ndarray],
-                                                                        tuple[np.ndarray, np.ndarray]]:
-        """(session neighbours, sequence) of the visit whose items (indices, most recent first) are
-        ``session``; empty for a signal the blend does not use or the artifact lacks."""
-        a = self.artifact
-        neighbours = sequence = _NO_SIGNAL
-        if len(session) and self.blend.get("session_neighbours") and a.session_index is not None:
-            neighbours = sknn.scores(a.session_index, session, self.n_items, self.sknn, now)
-        if len(session) and self.blend.get("sequence") and a.sequence_index is not None:
-            sequence = seqrules.scores(a.sequence_index, a.sequence_score, session, self.rules.last_n)
-        return neighbours, sequence
 
     # ---------------------------------------------------------------- catalogue alignment
 

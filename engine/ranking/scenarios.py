@@ -17,6 +17,7 @@ from engine.profiles.affinity import affinity_owner
 from engine.ranking.blend import blend_scores, closest_anchor, top_k
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
+from engine.ranking.sessions import session_signals
 from engine.profiles import CustomerProfile, VisitorProfile, history_items, visit_items
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
         return []
     row_items, row_weights = model.training_row(user, by_recency=True)
     session = np.array([j for i in ctx.session() if (j := index.get(i)) is not None], dtype=np.int32)
-    session_neighbours, sequence = model.session_signals(session, ctx.now)
+    session_neighbours, sequence = session_signals(model, session, ctx.now)
     als = model.scores(vector) if model.blend.get("als") else model.no_scores
     scores = blend_scores(model.blend, als=als, recent=(idx, weights),
                           history=(row_items, row_weights), neighbour_index=model.artifact.similar_index,
