@@ -142,14 +142,22 @@ class Recommender:
             session_timeout_s=self._settings.session_timeout_s,
             item_id=item_id,
             category=category,
-            exclude_purchased=self._settings.exclude_purchased,
-            exclude_seen=self._settings.exclude_seen,
+            exclude_purchased=self._excluded("exclude_purchased", model),
+            exclude_seen=self._excluded("exclude_seen", model),
             new_item_share=self._settings.new_item_share,
             trending=trending,
             model_row=model is None or not withdrew or withdrew < model.read_at,
         )
         ctx.excluded = base_exclusions(ctx)
         return ctx
+
+    def _excluded(self, flag: str, model: ServedModel | None) -> bool:
+        """An exclusion flag: the model's choice (``vitrine train`` tunes it) unless the setting is
+        pinned (set explicitly) or the model made none."""
+        chosen = getattr(model, flag, None)
+        if chosen is None or flag in self._settings.model_fields_set:
+            return bool(getattr(self._settings, flag))
+        return bool(chosen)
 
     def _stamp(self, model: ServedModel, catalogue: Catalogue, loaded: Loaded) -> bytes:
         return stored.digest(model, catalogue, self._list_config, loaded.customer_id,

@@ -21,6 +21,7 @@ from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
 from engine.ranking import content
+from engine.ranking.live_sessions import LiveSessions
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.shapes import ProfileConfig
 from engine.paging import Pager
@@ -53,6 +54,8 @@ class Engine:
         self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))
         self.trending_clock = TrendingClock(settings.trending_half_life_s)
         self.trending = TrendingReader(self.redis, self.trending_clock)
+        self.live_sessions = (LiveSessions(settings.event_weights, settings.session_timeout_s, settings.live_sessions)
+                              if serve_models and settings.live_sessions and not settings.consent_required else None)
         self.applier = EventApplier(
             self.redis,
             self.catalogue.info,
@@ -67,6 +70,7 @@ class Engine:
             known_arm=lambda experiment, arm: self.rules.current.can_assign(experiment, arm),
             known_item=self._item_exists,
             on_applied=self._lists_changed if serve_models and settings.store_lists else None,
+            observe=self.live_sessions.observe if self.live_sessions is not None else None,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
@@ -93,6 +97,16 @@ class Engine:
         self._pollers = [asyncio.create_task(tasks.supervise(tasks.every(interval, self._polled(action)), streak,
                                                              first_pause_s=interval), name=f"vitrine-{streak.name}")
                          for streak, action in self._sources(first=False)]
+        if self.live_sessions is not None:
+            every = self.settings.live_sessions_refresh_s
+            streak = tasks.FailureStreak("live-sessions", first_backoff_s=every, max_backoff_s=every)
+            self._pollers.append(asyncio.create_task(tasks.supervise(tasks.every(every, self._add_live_sessions),
+                                                                     streak, first_pause_s=every),
+                                                     name="vitrine-live-sessions"))
+
+    async def _add_live_sessions(self) -> None:
+        assert self.live_sessions is not None
+        await asyncio.to_thread(self.live_sessions.refresh, self.models.current)
 
     def _sources(self, first: bool) -> list[tuple[tasks.FailureStreak, Callable[[], Awaitable[object]]]]:
         """What is polled, in the order a start loads it: the rules are checked against the

@@ -47,7 +47,8 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 
 # The signals of the for-you blend (engine.ranking.blend) and their default weights; `vitrine evaluate`
 # tunes them per shop on a validation split and prints the values to set.
-BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity")
+BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity", "session_neighbours",
+                                   "sequence")
 DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "neighbours": 0.25, "popularity": 0.5}
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -199,6 +200,9 @@ class Settings(BaseSettings):
     als_alpha: float = Field(2.0, gt=0)
     als_iterations: int = Field(15, gt=0)
     neighbours: int = Field(50, gt=0, description="Neighbours kept per item for similar / bought-together.")
+    neighbour_similarity: Literal["cosine", "bm25"] = Field("cosine", description="Item-item similarity of the "
+                                                            "\"similar\" lists and the blend's neighbours signal "
+                                                            "(`vitrine train` tunes it unless set).")
     trending_half_life_s: float = Field(3600.0, gt=0)
     popularity_half_life_s: float = Field(30 * 86400, gt=0)
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
@@ -228,7 +232,16 @@ class Settings(BaseSettings):
     train_window_s: int = Field(365 * 86400, gt=0, description="How far back `vitrine train` reads the history, "
                                 "by acceptance time (imported events count from their import); log retention "
                                 "never deletes what is inside it.")
-    promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the data window `vitrine train` holds "
+    live_sessions: int = Field(20_000, ge=0, description="The process that applies events adds up to this many "
+                               "sessions seen since the model was trained (the newest) to its session-neighbours "
+                               "index; 0: none. Off while consent is required (an event does not say whether its "
+                               "visitor consented).")
+    live_sessions_refresh_s: float = Field(60.0, gt=0, description="How often those sessions are added to the "
+                                           "index (a rebuild of its postings).")
+    tune_trials: int = Field(20, ge=0, description="`vitrine train` tunes the recipe (ALS, event weights, blend, "
+                             "exclusions) on the tail of the data before its hold-out, with this many ALS / "
+                             "event-weight trials; settings set explicitly are left alone; 0: no tuning.")
+    promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the events `vitrine train` holds "
                                                                "out to compare a new model with the served one.")
     promote_tolerance: float = Field(0.02, ge=0, lt=1, description="Promote a new model unless its held-out "
                                                                   "NDCG@20 is more than this fraction below.")

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix, load_npz, save_npz
 
+from models.sknn import SessionIndex
+
 CURRENT = "CURRENT"
 FORMAT = 1
 
@@ -39,6 +41,9 @@ class Artifact:
     popularity: np.ndarray  # float32 (items,)
     meta: dict[str, Any] = field(default_factory=dict)
     user_recent: csr_matrix | None = None  # user_items decayed by age (engine.ranking.blend's history signal)
+    session_index: SessionIndex | None = None  # recent sessions per item (models.sknn)
+    sequence_index: np.ndarray | None = None  # int32 (items, K): what follows each item (models.seqrules)
+    sequence_score: np.ndarray | None = None
 
     @property
     def version(self) -> str:
@@ -69,6 +74,9 @@ def save(artifact: Artifact, models_dir: Path) -> Path:
     save_npz(tmp / "user_items.npz", artifact.user_items.tocsr())
     if artifact.user_recent is not None:
         save_npz(tmp / "user_recent.npz", artifact.user_recent.tocsr())
+    if artifact.session_index is not None and artifact.sequence_index is not None:
+        np.savez(tmp / "sessions.npz", sequence_index=artifact.sequence_index,
+                 sequence_score=artifact.sequence_score, **artifact.session_index.arrays())
     (tmp / "ids.json").write_text(json.dumps({"items": artifact.item_ids, "users": artifact.user_ids}))
     (tmp / "meta.json").write_text(json.dumps(artifact.meta, indent=2, sort_keys=True))
     final = models_dir / version
@@ -79,6 +87,7 @@ def save(artifact: Artifact, models_dir: Path) -> Path:
 def load(path: Path) -> Artifact:
     arrays = np.load(path / "arrays.npz")
     ids = json.loads((path / "ids.json").read_text())
+    sessions = dict(np.load(path / "sessions.npz")) if (path / "sessions.npz").exists() else None
     return Artifact(
         item_ids=ids["items"],
         user_ids=ids["users"],
@@ -91,6 +100,9 @@ def load(path: Path) -> Artifact:
         popularity=arrays["popularity"],
         meta=json.loads((path / "meta.json").read_text()),
         user_recent=load_npz(path / "user_recent.npz").tocsr() if (path / "user_recent.npz").exists() else None,
+        session_index=SessionIndex.from_arrays(sessions) if sessions else None,
+        sequence_index=sessions["sequence_index"] if sessions else None,
+        sequence_score=sessions["sequence_score"] if sessions else None,
     )
 
 

@@ -4,7 +4,9 @@
 - trending: the same over the last ``window_s`` before the cut-off only;
 - item-kNN: implicit's item-item cosine or BM25 over people, scored from the person's whole row;
 - ALS: implicit ALS, the person's trained factors against every item (same parameters as the
-  served model's, so the difference is the blend, not the tuning).
+  served model's, so the difference is the blend, not the tuning);
+- V-SKNN and SR: session-based nearest neighbours and sequential rules (models.session_baselines),
+  from the person's most recent items.
 All rank the full catalogue minus the query's exclusions, like the served one.
 """
 
@@ -19,9 +21,11 @@ import numpy as np
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from scipy.sparse import csr_matrix
 
+
 from models.als import train_als
 from models.evaluate import Method, Query, Ranker, Split
 from models.interactions import InteractionMatrix
+from models.session_baselines import sequential_rules, vsknn
 from models.train import TrainConfig
 
 
@@ -104,8 +108,32 @@ def item_knn(config: TrainConfig, kind: str = "bm25", neighbours: int = 100) -> 
 def als(config: TrainConfig) -> Method:
     def method(split: Split) -> Ranker:
         m = split.matrix(config)
-        return _personal(m, config.weights, train_als(m.user_items, config.als).recommend)
+        model = train_als(m.user_items, config.als)
+        return _personal(m, config.weights, _folding(model, config.als.regularization))
     return method
+
+
+def _folding(model: Any, regularization: float) -> Any:
+    """implicit's ``recommend``, with the factors of a new row solved here: its
+    ``recalculate_user`` forms YᵀY again on every call, the whole cost of a query on a large
+    catalogue. The same least-squares step (confidence = alpha x weight, preference 1)."""
+    factors = np.asarray(model.item_factors, dtype=np.float64)
+    gram = factors.T @ factors + regularization * np.eye(factors.shape[1])
+
+    def recommend(row: int, user_items: csr_matrix, *, N: int, filter_items: np.ndarray | None = None,
+                  recalculate_user: bool, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not recalculate_user:
+            return model.recommend(row, user_items, N=N, filter_items=filter_items, **kwargs)
+        y = factors[user_items.indices]
+        confidence = model.alpha * user_items.data.astype(np.float64)
+        vector = np.linalg.solve(gram + y.T @ ((confidence - 1.0)[:, None] * y), y.T @ confidence)
+        scores = factors @ vector
+        if filter_items is not None:
+            scores[filter_items] = -np.inf
+        top = np.argpartition(-scores, N - 1)[:N] if N < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
+    return recommend
 
 
 def baselines(config: TrainConfig, trending_window_s: float) -> dict[str, Method]:
@@ -115,4 +143,6 @@ def baselines(config: TrainConfig, trending_window_s: float) -> dict[str, Method
         "item-kNN cosine": item_knn(config, "cosine"),
         "item-kNN BM25": item_knn(config, "bm25"),
         "ALS": als(config),
+        "V-SKNN": vsknn(config),
+        "SR": sequential_rules(config),
     }

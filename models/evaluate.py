@@ -41,6 +41,8 @@ class Protocol:
     max_people: int | None = None  # a seeded sample of the people, for very large exports
     seed: int = 42
     reveal: int = 0  # events after the cut-off given as the session so far
+    sessions: bool = False  # the session-based protocol instead (models.session_protocol)
+    session_gap_s: float = 1800.0  # idle time that ends a session
 
     @property
     def depth(self) -> int:
@@ -182,11 +184,14 @@ def split_at_tail(rows: Sequence[Interaction], protocol: Protocol, weights: Mapp
                   ) -> tuple[Split, Split]:
     """(validation, test): test is the last ``test_span_s`` of the data; validation is the same
     span just before it, carved from the training period (tuning never sees the test period)."""
+    from models.session_protocol import session_split  # noqa: PLC0415 (it builds on this module)
+
+    split = session_split if protocol.sessions else time_split
     last = max(r.ts for r in rows)
     test_cut = last - protocol.test_span_s
     validation_cut = test_cut - protocol.test_span_s
-    validation = time_split([r for r in rows if r.ts < test_cut], validation_cut, protocol, weights, end=test_cut)
-    return validation, time_split(rows, test_cut, protocol, weights, end=last)
+    validation = split([r for r in rows if r.ts < test_cut], validation_cut, protocol, weights, end=test_cut)
+    return validation, split(rows, test_cut, protocol, weights, end=last)
 
 
 # ---------------------------------------------------------------------------- methods

@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from models.sessions import SESSION_GAP_S, SessionLog, split_sessions
+
 
 class Interaction(NamedTuple):
     ts: float
@@ -41,6 +43,7 @@ class InteractionMatrix:
     last_ts: float
     n_events: int
     user_recent: csr_matrix | None = None  # user_items decayed to last_ts: the person's history by recency
+    sessions: SessionLog | None = None  # the visitors' sessions over these items (models.sessions)
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -54,6 +57,7 @@ def build_matrix(
     popularity_half_life_s: float,
     history_half_life_s: float = 30 * 86400,
     item_ids: list[str] | None = None,
+    session_gap_s: float = SESSION_GAP_S,
 ) -> InteractionMatrix:
     """Sum per-type weights per (person, item); keep orders as baskets for bought-together.
 
@@ -127,4 +131,5 @@ def build_matrix(
         last_ts=last_ts,
         n_events=len(rows),
         user_recent=user_recent,
+        sessions=split_sessions(rows, item_index, weights, session_gap_s),
     )

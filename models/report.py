@@ -38,22 +38,42 @@ def target_line(report: dict[str, Any]) -> str:
     t = report["target"]
     ratio = (f"{t['ratio']:.3f}x (95% bootstrap interval over people {t['ratio_95ci'][0]:.2f}-"
              f"{t['ratio_95ci'][1]:.2f})" if t["ratio"] is not None else "n/a (the best baseline scored 0)")
-    verdict = "met" if t["met"] else "NOT met"
-    return (f"{report['served']} {t['metric']} = {t['served_value']:.4f} vs best baseline ({t['best_baseline']}) "
+    verdict = "met" if t["ratio"] is not None and t["ratio"] >= t["goal"] else "NOT met"
+    line = (f"{report['served']} {t['metric']} = {t['served_value']:.4f} vs best baseline ({t['best_baseline']}) "
             f"{t['best_baseline_value']:.4f}: {ratio} (goal {t['goal']:.2f}x: {verdict})")
+    if "mrr" in t:
+        m = t["mrr"]
+        ratio = f"{m['ratio']:.3f}x" if m["ratio"] is not None else "n/a"
+        line += (f"; MRR@20 = {m['served_value']:.4f} vs best baseline ({m['best_baseline']}) "
+                 f"{m['best_baseline_value']:.4f}: {ratio} (goal {m['goal']:.2f}x: {'met' if m['met'] else 'NOT met'})")
+    return line
 
 
-def markdown(report: dict[str, Any]) -> str:
-    p, split = report["protocol"], report["split"]
-    tuned = report["params"]["tuned"]
+def _protocol_lines(p: dict[str, Any], split: dict[str, Any]) -> list[str]:
+    if p.get("sessions"):
+        sample = "" if p["max_people"] is None else f", a sample of {p['max_people']} sessions"
+        test = split["test"]
+        return [
+            f"- Session-based protocol: the log cut into sessions ({p['session_gap_s'] / 60:g} minutes idle), each "
+            "an anonymous visitor; test = the sessions that ended in the last "
+            f"{p['test_span_days']:g} day(s), from {test['cutoff']} to {test['end']}; training = every session that "
+            "ended before.",
+            f"- Validation (all tuning): the sessions that ended in the {p['test_span_days']:g} day(s) before the test "
+            "cut-off; the test period is never used for tuning.",
+            "- In a held-out session, items unknown to training are left out and consecutive events on one item are "
+            "one step; at each step after the first, every method ranks from the session so far, and the target is "
+            "the next step's item (HR@20 = hit_rate@20 and MRR@20 as session-rec and SR-GNN report them, averaged "
+            "over all predictions).",
+            f"- Full ranking over the {split['catalogue_items']} items seen in training; left out of every ranking "
+            f"(and a step whose item is left out is not scored): the cart"
+            f"{', items already bought' if p['exclude_purchased'] else ''}"
+            f"{', items already seen' if p['exclude_seen'] else ''}.",
+            f"- Predictions scored: {test['people_scored']} in {test['people_active_after_cutoff']} held-out sessions "
+            f"({test['people_without_history']} with fewer than two known steps, {test['people_with_nothing_new']} "
+            f"steps to a left-out item); seed {p['seed']}{sample}.",
+        ]
     sample = "" if p["max_people"] is None else f", a sample of {p['max_people']} people"
-    lines = [
-        f"# Recommendation quality: {report['dataset']}",
-        "",
-        f"Run {report['created_at']} in {report['seconds']} s.",
-        "",
-        "## Protocol",
-        "",
+    return [
         f"- Time-based split: test = the last {p['test_span_days']:g} day(s), from {split['test']['cutoff']} to "
         f"{split['test']['end']}; training = every event before {split['test']['cutoff']}.",
         f"- Validation (all tuning): the {p['test_span_days']:g} day(s) before the test cut-off, cut at "
@@ -74,6 +94,20 @@ def markdown(report: dict[str, Any]) -> str:
         f"({split['test']['people_without_history']} with nothing to go on, {split['test']['people_with_nothing_new']} "
         "with only excluded items afterwards); seed "
         f"{p['seed']}{sample}.",
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    p, split = report["protocol"], report["split"]
+    tuned = report["params"]["tuned"]
+    lines = [
+        f"# Recommendation quality: {report['dataset']}",
+        "",
+        f"Run {report['created_at']} in {report['seconds']} s.",
+        "",
+        "## Protocol",
+        "",
+        *_protocol_lines(p, split),
         "",
         "## Results (test split)",
         "",
@@ -95,6 +129,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"  - history half-life: {tuned['history_half_life_s'] / 86400:g} days",
         f"- As configured: {json.dumps(report['params']['configured'])}",
     ]
+    after = report["params"].get("after_train")
+    if after:
+        tuning = after["tuning"] or {"tuned": False, "reason": "tuning is off (0 trials)"}
+        how = (f"tuned by `vitrine train` on the {tuning['protocol']} protocol, validation NDCG@20 "
+               f"{tuning['configured_score']:.4f} as configured -> {tuning['tuned_score']:.4f}"
+               if tuning["tuned"] else f"not tuned: {tuning['reason']}")
+        lines += [f"- After train ({how}): blend {json.dumps(after['params']['blend'])}, ALS "
+                  f"{json.dumps(after['params']['als'])}, event weights {json.dumps(after['params']['event_weights'])}, "
+                  f"exclude_seen {after['params']['exclude_seen']}, exclude_purchased "
+                  f"{after['params']['exclude_purchased']}"]
     if report.get("apply"):
         lines += ["", "To serve the tuned recipe, set:", "", "```",
                   *[f"{k}={v}" for k, v in report["apply"].items()], "```"]

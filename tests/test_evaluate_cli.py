@@ -42,11 +42,11 @@ def test_evaluate_prints_the_table_and_writes_the_report(tmp_path: Path, demo_fi
     env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path / "data"), "OPENBLAS_NUM_THREADS": "1"}
     result = subprocess.run(VITRINE + ["evaluate", "--events", str(sliced), "--items", str(items), "--test-days", "21",
                                        "--no-exclude-seen", "--no-exclude-purchased", "--trials", "2",
-                                       "--max-people", "60", "--out", str(tmp_path / "reports")],
+                                       "--train-trials", "2", "--max-people", "60", "--out", str(tmp_path / "reports")],
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    methods = ["popularity", "trending", "item-kNN cosine", "item-kNN BM25", "ALS", "Vitrine (as configured)",
-               "Vitrine (tuned)"]
+    methods = ["popularity", "trending", "item-kNN cosine", "item-kNN BM25", "ALS", "V-SKNN", "SR",
+               "Vitrine (as configured)", "Vitrine (tuned)", "Vitrine (after train)"]
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0][2:] for line in table[1:]] == methods
     assert "ndcg@20" in table[0] and "coverage@10" in table[0]
@@ -62,14 +62,37 @@ def test_evaluate_prints_the_table_and_writes_the_report(tmp_path: Path, demo_fi
     split = report["split"]
     assert split["validation"]["cutoff"] < split["test"]["cutoff"] == split["validation"]["end"]
     assert split["test"]["people_scored"] <= 60 and report["protocol"]["exclude_seen"] is False
-    assert report["target"]["best_baseline"] in methods[:5]
+    assert report["target"]["best_baseline"] in methods[:7] and report["served"] == "Vitrine (after train)"
     assert report["apply"]["VITRINE_EXCLUDE_PURCHASED"] == "false" and "VITRINE_BLEND" in report["apply"]
     tuning = json.loads((run_dir / "tuning.json").read_text())
-    assert len(tuning["als"]) == 2 and len(tuning["blend"]) > 5
+    assert len(tuning["als"]) == 2 and len(tuning["blend"]) > 5 and tuning["exclusions"]
     markdown = (run_dir / "report.md").read_text()
     assert "| Vitrine (tuned) |" in markdown and "VITRINE_ALS_FACTORS=" in markdown
     for png in ("metrics_vs_k.png", "methods.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_session_protocol_predicts_every_next_step_of_anonymous_sessions(
+        tmp_path: Path, demo_files: tuple[Path, Path]) -> None:
+    items, events = demo_files
+    sliced = _slice(events, tmp_path / "events.csv", every=4)
+    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path / "data"), "OPENBLAS_NUM_THREADS": "1"}
+    result = subprocess.run(VITRINE + ["evaluate", "--events", str(sliced), "--items", str(items), "--test-days", "14",
+                                       "--protocol", "sessions", "--trials", "1", "--train-trials", "1",
+                                       "--max-people", "25", "--no-progress", "--out", str(tmp_path / "reports")],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "reports").iterdir()
+    assert run_dir.name.startswith("evaluate-events-sessions-")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["protocol"]["sessions"] and "V-SKNN" in report["methods"] and "SR" in report["methods"]
+    assert report["target"]["mrr"]["metric"] == "mrr@20" and report["served"] == "Vitrine (after train)"
+    test = report["split"]["test"]
+    assert test["targets"] == test["people_scored"] > 0  # one target per prediction
+    for values in report["methods"].values():
+        assert values["recall@20"] == values["hit_rate@20"]  # one target: recall is the hit rate
+    markdown = (run_dir / "report.md").read_text()
+    assert "next step" in markdown and "MRR@20" in result.stdout
 
 
 def test_evaluate_says_what_is_missing(tmp_path: Path) -> None:

@@ -148,6 +148,21 @@ def test_blend_adds_unit_scaled_signals_with_their_weights() -> None:
     assert mixed.tolist() == pytest.approx([2.0, 1.0, 0.5, 0.5, 0, 0])
 
 
+def test_blend_adds_the_session_signals_scaled_to_their_maximum() -> None:
+    n = 5
+    common = dict(als=np.zeros(n, dtype=np.float32), recent=(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)),
+                  history=(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)),
+                  neighbour_index=np.full((n, 1), -1, dtype=np.int32), neighbour_score=np.zeros((n, 1), dtype=np.float32),
+                  popularity=np.zeros(n, dtype=np.float32),
+                  session_neighbours=(np.array([1, 3], dtype=np.int32), np.array([2.0, 0.5], dtype=np.float32)),
+                  sequence=(np.array([3, 4], dtype=np.int32), np.array([1.0, 4.0], dtype=np.float32)))
+    assert blend_scores({"session_neighbours": 1.0}, **common).tolist() == pytest.approx([0, 1.0, 0, 0.25, 0])
+    assert blend_scores({"sequence": 2.0}, **common).tolist() == pytest.approx([0, 0, 0, 0.5, 2.0])
+    both = blend_scores({"session_neighbours": 1.0, "sequence": 1.0}, **common)
+    assert both.tolist() == pytest.approx([0, 1.0, 0, 0.5, 1.0])
+    assert blend_scores({"als": 1.0}, **common).tolist() == [0.0] * n  # unused signals change nothing
+
+
 def test_artifacts_without_blend_weights_serve_als_alone() -> None:
     assert blend_weights({}) == {"als": 1.0}
     assert blend_weights({"params": {"blend": {"als": 0.5, "history": 0, "unknown": 3}}}) == {"als": 0.5}

@@ -78,10 +78,10 @@ def test_a_model_that_never_saw_the_holdout_is_scored_as_served(tmp_path: Path) 
     assert artifacts.current_version(tmp_path) == (new.version if decision.promoted else old.version)
 
 
-def test_too_little_data_to_compare_still_trains(tmp_path: Path) -> None:
+def test_too_little_data_to_compare_still_trains_a_first_model(tmp_path: Path) -> None:
     rows = [Interaction(0.0, "v", None, "product_view", "a"), Interaction(1.0, "v", None, "purchase", "b")]
     artifact, decision = gate(rows, GOOD, tmp_path)
-    assert decision.promoted and "not enough held-out data" in decision.reason
+    assert decision.promoted and "not enough held-out data" in decision.reason and "no current model" in decision.reason
     assert artifacts.current_version(tmp_path) == artifact.version
     with pytest.raises(ValueError, match="no interactions"):
         gate([Interaction(0.0, "v", None, "search", "a")], GOOD, tmp_path / "empty")

@@ -113,3 +113,34 @@ def test_purchased_items_stay_out_when_so_configured(blend_app) -> None:  # noqa
     got = client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "keep-out", "n": 30}).json()
     ids = [i["item_id"] for i in got["items"]]
     assert popular[2] not in ids and popular[3] not in ids and popular[0] in ids
+
+
+def test_session_signals_and_the_models_own_exclusions_are_served_as_evaluated(blend_app, data_dir: Path) -> None:  # noqa: ANN001
+    models_dir = data_dir / "models"
+    meta_path = models_dir / artifacts.current_version(models_dir) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    # What `vitrine train` may choose: the session signals in the blend, seen items allowed back.
+    meta["params"].update(blend={**DEFAULT_BLEND, "session_neighbours": 1.0, "sequence": 1.0}, exclude_seen=False,
+                          exclude_purchased=False)
+    meta_path.write_text(json.dumps(meta))
+    client = blend_app()  # nothing set explicitly: the model's choice is served
+    engine = client.app.state.engine
+    model = engine.models.current
+    assert model.artifact.session_index is not None and model.blend["sequence"] == 1.0
+    popular = [model.item_ids[i] for i in model.view(engine.catalogue.current).popular_order[:40:10]]
+    events = _events("session-v", popular)
+    assert client.post("/v1/events", json={"events": events}).status_code == 200
+    served = client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "session-v", "n": 20}).json()
+    stored = [dict(e, ts=calendar.timegm(time.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%SZ"))) for e in events]
+    # The ranker's own flags say "leave seen items out": the model's recorded choice wins, as in the API.
+    ranker = OfflineRanker(engine.catalogue.current, profile_config(client.app.state.settings), exclude_seen=True,
+                           exclude_purchased=True)(model.artifact)
+    offline = ranker(Query("v:session-v", "session-v", None, tuple(interactions(stored)), time.time(), 20, frozenset()))
+    assert offline == [i["item_id"] for i in served["items"]]
+    reasons = {i["item_id"]: i["reason"] for i in served["items"]}
+    assert reasons.get(popular[0]) == "viewed_before"
+
+    pinned = blend_app(exclude_seen=True)  # set explicitly: the setting wins over the model's choice
+    assert pinned.post("/v1/events", json={"events": _events("pinned-v", popular)}).status_code == 200
+    got = pinned.get("/v1/recommendations", params={"placement": "home", "visitor_id": "pinned-v", "n": 20}).json()
+    assert popular[0] not in {i["item_id"] for i in got["items"]}

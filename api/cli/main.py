@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=Path, help="items.csv: " + ",".join(ITEM_COLUMNS))
     p.add_argument("--events", type=Path, help="events.csv: " + ",".join(EVENT_COLUMNS))
 
-    command("train", "quality:cmd_train", help="train a model from the event history; promote it unless it is worse")
+    p = command("train", "quality:cmd_train",
+                help="tune and train a model from the event history; promote it unless it is worse")
+    p.add_argument("--trials", type=int, help="ALS / event-weight tuning trials (default $VITRINE_TUNE_TRIALS, 20; "
+                                              "0: no tuning)")
+    p.add_argument("--force", action="store_true", help="promote the new model even when it scores worse than the "
+                                                        "served one, or when the hold-out is too small to compare")
 
     p = command("evaluate", "quality:cmd_evaluate",
                 help="measure the served recommender against baselines on a time split")
@@ -70,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out items already bought (default: the dataset's, else VITRINE_EXCLUDE_PURCHASED)")
     p.add_argument("--reveal", type=_positive(int, zero=True), default=0, help="session so far: give each person's first N events "
                                                          "after the cut-off and predict what came next (default 0)")
+    p.add_argument("--protocol", choices=("people", "sessions"), default="people",
+                   help="people: what each person used after the cut-off (default); sessions: cut the log into "
+                        "sessions (VITRINE_SESSION_TIMEOUT_S idle), each an anonymous visitor, and predict the next "
+                        "item at every step of the held-out ones (HR@20, MRR@20 as session-rec and SR-GNN report)")
     p.add_argument("--trials", type=_positive(int), default=20, help="ALS / event-weight search trials (default 20)")
+    p.add_argument("--train-trials", type=_positive(int, zero=True),
+                   help="the same for the \"after train\" row (default VITRINE_TUNE_TRIALS, as `vitrine train`)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--max-people", type=_positive(int), help="score a seeded sample of at most N people per split")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports folder (default ./reports)")

@@ -21,7 +21,7 @@ from engine.ranking.offline import OfflineRanker
 from engine.runtime import profile_config
 from engine.store.connect import connect
 from engine.settings import BLEND_SIGNALS, Settings
-from engine.training import gated_train, train_config
+from engine.training import AfterTrain, gated_train, train_config
 from models import datasets, quality, report
 from models.evaluate import Protocol
 from models.interactions import Interaction
@@ -29,7 +29,7 @@ from models.interactions import Interaction
 # ------------------------------------------------------------------------------- train
 
 
-def train(settings: Settings) -> str:
+def train(settings: Settings, trials: int | None = None, force: bool = False) -> str:
     started = time.perf_counter()
     since = time.time() - settings.train_window_s
     catalogue = _catalogue_ids(settings)
@@ -39,8 +39,18 @@ def train(settings: Settings) -> str:
         rows = interactions(history(settings), settings.consent_required, since, catalogue)
     else:
         rows = interactions_from_log(settings.log_dir, settings.consent_required, since, catalogue)
-    artifact, decision = gated_train(rows, settings)
+    artifact, decision = gated_train(rows, settings, trials, force=force)
     data = artifact.meta["data"]
+    tuning = artifact.meta.get("tuning")
+    if tuning and tuning.get("tuned"):
+        params = artifact.meta["params"]
+        print(f"tuned on the {tuning['protocol']} protocol in {tuning['seconds']}s: validation NDCG@20 "
+              f"{tuning['configured_score']:.4f} as configured -> {tuning['tuned_score']:.4f}; blend "
+              f"{json.dumps(params['blend'])}, exclude_seen {params['exclude_seen']}, exclude_purchased "
+              f"{params['exclude_purchased']}"
+              + (f" (pinned: {', '.join(tuning['pinned'])})" if tuning["pinned"] else ""))
+    elif tuning:
+        print(f"not tuned: {tuning['reason']}")
     print(f"trained model {artifact.version} in {time.perf_counter() - started:.1f}s: "
           f"{data['events']} interactions, {data['users']} people, {data['items']} items, "
           f"{data['baskets']} orders -> {settings.models_dir / artifact.version}")
@@ -87,7 +97,7 @@ def _catalogue_ids(settings: Settings) -> set[str] | None:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        train(settings)
+        train(settings, args.trials, args.force)
     except ValueError as exc:
         print(f"vitrine train: {exc}", file=sys.stderr)
         return 1
@@ -134,6 +144,7 @@ def settings_env(params: dict[str, Any], protocol: Protocol) -> dict[str, str]:
         "VITRINE_EVENT_WEIGHTS": "'" + json.dumps(params["event_weights"]) + "'",
         "VITRINE_BLEND": "'" + json.dumps(params["blend"]) + "'",
         "VITRINE_HISTORY_HALF_LIFE_S": f"{params['history_half_life_s']:g}",
+        "VITRINE_NEIGHBOUR_SIMILARITY": params["similarity"],
         "VITRINE_EXCLUDE_SEEN": str(protocol.exclude_seen).lower(),
         "VITRINE_EXCLUDE_PURCHASED": str(protocol.exclude_purchased).lower(),
     }
@@ -159,13 +170,18 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         flag = getattr(args, name)
         return flag if flag is not None else getattr(preset, name, default)
 
+    sessions = args.protocol == "sessions"
     protocol = Protocol(
         test_span_s=float(choose("test_days", 7)) * 86400,  # type: ignore[arg-type]
-        exclude_seen=bool(choose("exclude_seen", settings.exclude_seen)),
-        exclude_purchased=bool(choose("exclude_purchased", settings.exclude_purchased)),
+        # A session's targets are every next step but the cart, unless the flags say otherwise.
+        exclude_seen=bool(args.exclude_seen if sessions else choose("exclude_seen", settings.exclude_seen)),
+        exclude_purchased=bool(args.exclude_purchased if sessions
+                               else choose("exclude_purchased", settings.exclude_purchased)),
         max_people=args.max_people,
         seed=args.seed,
         reveal=args.reveal,
+        sessions=sessions,
+        session_gap_s=settings.session_timeout_s,
     )
     if preset is not None:
         print(f"dataset {args.dataset}: {preset.why}")
@@ -173,11 +189,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("vitrine evaluate: no usable events", file=sys.stderr)
         return 1
-    name = (args.dataset or events.stem) + (f"-reveal{args.reveal}" if args.reveal else "")
+    if sessions:
+        from models.sessions import anonymous  # noqa: PLC0415
+
+        rows = anonymous(rows, settings.session_timeout_s)
+    name = ((args.dataset or events.stem) + (f"-reveal{args.reveal}" if args.reveal else "")
+            + ("-sessions" if sessions else ""))
     serve = OfflineRanker(catalogue, profile_config(settings), exclude_seen=protocol.exclude_seen,
                           exclude_purchased=protocol.exclude_purchased)
     run = quality.RunConfig(name=name, protocol=protocol, base=train_config(settings), blend_signals=BLEND_SIGNALS,
-                            trials=args.trials)
+                            trials=args.trials, progress=not args.no_progress,
+                            after_train=AfterTrain(settings, catalogue, args.train_trials, not args.no_progress))
     try:
         result = quality.run(rows, run, serve)
     except ValueError as exc:

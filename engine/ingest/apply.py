@@ -113,13 +113,15 @@ class EventApplier:
                  trending_clock: TrendingClock, exposure_retention_s: int = 30 * 86400,
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
                  known_item: Callable[[str], bool] = lambda item_id: True,
-                 on_applied: Callable[[list[str]], None] | None = None) -> None:
+                 on_applied: Callable[[list[str]], None] | None = None,
+                 observe: Callable[[list[Event]], None] | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
         counted (by default none: no rules, no experiments). ``known_item``: whether an item may
         enter the trending counters (the engine's: it is in the catalogue, if there is one), so
         made-up ids cannot push real items out of trending; events about other items still reach
         the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
-        (engine.ranking.stored queues their lists); it must not block."""
+        (engine.ranking.stored queues their lists); it must not block. ``observe``: shown the events
+        of each ``apply`` call once applied (engine.ranking.live_sessions); it must not block."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -134,6 +136,7 @@ class EventApplier:
         self._known_arm = known_arm
         self._known_item = known_item
         self._on_applied = on_applied
+        self._observe = observe
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -164,6 +167,8 @@ class EventApplier:
                 del pending[visitor_id]
         if written and self._on_applied is not None:
             self._on_applied(list(written))
+        if self._observe is not None:
+            self._observe(events)
         return stats
 
     async def _plan(self, pending: dict[str, list[Event]], known_customers: set[str],

@@ -25,6 +25,8 @@ from engine.settings import BLEND_SIGNALS
 
 # Artifacts trained before the blend existed served ALS alone: keep serving them that way.
 ALS_ONLY: dict[str, float] = {"als": 1.0}
+_NONE_I = np.zeros(0, dtype=np.int32)
+_NONE_F = np.zeros(0, dtype=np.float32)
 
 
 def blend_weights(meta: Mapping[str, object]) -> dict[str, float]:
@@ -52,8 +54,9 @@ def _unit(weights: np.ndarray, damp: bool) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, recent_weights: np.ndarray,
            history_items: np.ndarray, history_weights: np.ndarray, neighbour_index: np.ndarray,
-           neighbour_score: np.ndarray, w_als: float, w_popularity: float, w_recent: float, w_history: float,
-           w_neighbours: float) -> np.ndarray:
+           neighbour_score: np.ndarray, session_items: np.ndarray, session_weights: np.ndarray,
+           sequence_items: np.ndarray, sequence_weights: np.ndarray, w_als: float, w_popularity: float,
+           w_recent: float, w_history: float, w_neighbours: float, w_session: float, w_sequence: float) -> np.ndarray:
     n = len(als)
     top_als = als.max() if n else 0.0
     scale = w_als / top_als if top_als > 0 else w_als
@@ -66,6 +69,14 @@ def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, re
         scores[recent_items[j]] += w_recent * recent[j]
     for j in range(len(history_items)):
         scores[history_items[j]] += w_history * history[j]
+    if w_session != 0:
+        session = _unit(session_weights, False)
+        for j in range(len(session_items)):
+            scores[session_items[j]] += w_session * session[j]
+    if w_sequence != 0:
+        sequence = _unit(sequence_weights, False)
+        for j in range(len(sequence_items)):
+            scores[sequence_items[j]] += w_sequence * sequence[j]
     if w_neighbours == 0:
         return scores
     # Co-visitation: every item the person touched votes for its neighbours, by its strength (an
@@ -105,6 +116,8 @@ def blend_scores(
     neighbour_index: np.ndarray,
     neighbour_score: np.ndarray,
     popularity: np.ndarray,
+    session_neighbours: tuple[np.ndarray, np.ndarray] = (_NONE_I, _NONE_F),
+    sequence: tuple[np.ndarray, np.ndarray] = (_NONE_I, _NONE_F),
 ) -> np.ndarray:
     """One float32 score per item.
 
@@ -112,12 +125,18 @@ def blend_scores(
     strongest and most recent first (the visit under way, the cart, earlier visits, purchases).
     ``history``: (distinct items, weights) of the person's training row, decayed by age. ``neighbour_*``:
     the model's item-item table (items x K, -1 padded). ``popularity``: a prior in [0, 1].
+    ``session_neighbours``: (items, votes) of the sessions most like the visit under way (models.sknn).
+    ``sequence``: (items, weights) of what follows its latest items (models.seqrules).
     """
     return _blend(np.ascontiguousarray(als, dtype=np.float32), np.ascontiguousarray(popularity, dtype=np.float32),
                   recent[0].astype(np.int32, copy=False), recent[1].astype(np.float32, copy=False),
                   history[0].astype(np.int32, copy=False), history[1].astype(np.float32, copy=False),
-                  neighbour_index, neighbour_score, weights.get("als", 0.0), weights.get("popularity", 0.0),
-                  weights.get("recent", 0.0), weights.get("history", 0.0), weights.get("neighbours", 0.0))
+                  neighbour_index, neighbour_score, session_neighbours[0].astype(np.int32, copy=False),
+                  session_neighbours[1].astype(np.float32, copy=False), sequence[0].astype(np.int32, copy=False),
+                  sequence[1].astype(np.float32, copy=False), weights.get("als", 0.0),
+                  weights.get("popularity", 0.0), weights.get("recent", 0.0), weights.get("history", 0.0),
+                  weights.get("neighbours", 0.0), weights.get("session_neighbours", 0.0),
+                  weights.get("sequence", 0.0))
 
 
 @njit(cache=True, nogil=True)

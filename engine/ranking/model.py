@@ -21,7 +21,7 @@ from engine.profiles.affinity import lineage
 from engine.ranking.blend import blend_scores, blend_weights, closest_anchor, top_k
 from engine.catalog import Catalogue
 from engine.settings import DEFAULT_BLEND
-from models import artifacts
+from models import artifacts, seqrules, sknn
 from models.artifacts import Artifact
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ def warm_kernels() -> None:
                           neighbour_score=np.zeros((2, 1), dtype=np.float32), popularity=weights[[0, 0]])
     picks, _ = top_k(scores, np.zeros(2, dtype=np.float32), items, 1)
     closest_anchor(factors, picks, items, weights)
+    one = np.zeros(2, dtype=np.int64)
+    sknn.scores(sknn.SessionIndex(one, items, np.zeros(1), one, items, weights), items, 1, sknn.SknnParams())
+    seqrules.scores(np.full((1, 1), -1, dtype=np.int32), np.zeros((1, 1), dtype=np.float32), items, 1)
 
 
 class ServedModel:
@@ -81,11 +84,27 @@ class ServedModel:
         self.unit_factors = factors / np.maximum(norms, np.float32(1e-9))
         # When its history was read: a person who withdrew consent later is still in it.
         self.read_at = float(artifact.meta.get("data", {}).get("read_at", 0.0))
-        self.blend = blend_weights(artifact.meta)
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
+        self.no_scores = np.zeros(len(self.item_ids), dtype=np.float32)  # ALS's when the blend leaves it out
+        self.read_recipe()
+        # The session index with the sessions seen since training (engine.ranking.live_sessions).
+        self.live_index: sknn.SessionIndex | None = None
         self._views: dict[int, CatalogueView] = {}
         warm_kernels()
+
+    def read_recipe(self) -> None:
+        """What the artifact's meta says to serve with it: the blend, the session signals'
+        parameters, what for-you leaves out. (Tuning re-reads it on one model, as it changes them.)"""
+        recipe = self.artifact.meta.get("params", {})
+        self.blend = blend_weights(self.artifact.meta)
+        self.sknn = sknn.SknnParams(**{k: v for k, v in (recipe.get("sknn") or {}).items()
+                                       if k in sknn.SknnParams.__dataclass_fields__})
+        self.rules = seqrules.RuleParams(**{k: v for k, v in (recipe.get("rules") or {}).items()
+                                            if k in seqrules.RuleParams.__dataclass_fields__})
+        # What `vitrine train` chose to leave out of for-you (None: not chosen; the settings decide).
+        self.exclude_seen: bool | None = recipe.get("exclude_seen")
+        self.exclude_purchased: bool | None = recipe.get("exclude_purchased")
 
     @property
     def n_items(self) -> int:

@@ -10,6 +10,7 @@ the artifact. Only Redis is missing: profiles live in a dict for the duration of
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -78,6 +79,7 @@ class OfflineRanker:
         self.exclude_seen = exclude_seen
         self.exclude_purchased = exclude_purchased
         self._profiles: dict[tuple[str, float, int], tuple[VisitorProfile, CustomerProfile | None, str | None]] = {}
+        self._served: ServedModel | None = None
 
     def profiles(self, q: Query) -> tuple[VisitorProfile, CustomerProfile | None, str | None]:
         """(visitor, customer, customer id) as ``engine.profiles.store.load_profiles`` would read them."""
@@ -90,14 +92,28 @@ class OfflineRanker:
             self._profiles[key] = (visitor, customer, customer_id)
         return self._profiles[key]
 
+    def _model(self, artifact: Artifact) -> ServedModel:
+        """A ``ServedModel`` of ``artifact``; the same artifact again (tuning changes only its recipe
+        between calls) reuses what was derived from its arrays, with the recipe read anew."""
+        if self._served is not None and self._served.artifact is artifact:
+            model = copy.copy(self._served)
+            model.read_recipe()
+            return model
+        self._served = ServedModel(artifact)
+        return self._served
+
     def __call__(self, artifact: Artifact) -> Ranker:
-        model = ServedModel(artifact)
+        """The ranker of ``artifact``: with the exclusions its recipe chose, if it chose them (see
+        ``engine.ranking.model.ServedModel.exclusions``), else this ranker's."""
+        model = self._model(artifact)
+        exclude_seen = self.exclude_seen if model.exclude_seen is None else model.exclude_seen
+        exclude_purchased = self.exclude_purchased if model.exclude_purchased is None else model.exclude_purchased
 
         def rank(q: Query) -> list[str]:
             visitor, customer, customer_id = self.profiles(q)
             ctx = Context(visitor_id=q.visitor_id, customer_id=customer_id, visitor=visitor, customer=customer,
                           now=q.now, n=q.k, session_timeout_s=self.cfg.session_timeout_s,
-                          exclude_purchased=self.exclude_purchased, exclude_seen=self.exclude_seen)
+                          exclude_purchased=exclude_purchased, exclude_seen=exclude_seen)
             ctx.excluded = base_exclusions(ctx)
             return [pick.item_id for pick in for_you(model, self.catalogue, ctx)]
         return rank

@@ -25,6 +25,8 @@ class Signals:
     history: tuple[np.ndarray, np.ndarray]
     neighbour_index: np.ndarray  # (items, K), -1 padded
     neighbour_score: np.ndarray
+    session_neighbours: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    sequence: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
 def _unit(weights: np.ndarray, damp: bool) -> np.ndarray:
@@ -54,7 +56,9 @@ def contributions(s: Signals, picks: np.ndarray) -> dict[str, np.ndarray]:
     w_als = w.get("als", 0.0)
     terms["als"] = (w_als / top_als if top_als > 0 else w_als) * s.als[picks]
     terms["popularity"] = w.get("popularity", 0.0) * s.popularity[picks]
-    for name, (items, weights), damp in (("recent", s.recent, False), ("history", s.history, True)):
+    for name, (items, weights), damp in (("recent", s.recent, False), ("history", s.history, True),
+                                         ("session_neighbours", s.session_neighbours, False),
+                                         ("sequence", s.sequence, False)):
         dense = np.zeros(n, dtype=np.float32)
         dense[items] = _unit(weights, damp)
         terms[name] = w.get(name, 0.0) * dense[picks]

@@ -25,6 +25,7 @@ from engine.ranking.stored import Stored
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.visits import history_items, visit_items
 from models.interactions import user_key
+from engine.ranking.sessions import session_signals
 
 if TYPE_CHECKING:
     from engine.ranking.filters import Allowed
@@ -62,6 +63,11 @@ class Context:
             if known is None or weight > known[0]:
                 best[item] = (weight, why)
         return [(i, w, why) for i, (w, why) in best.items()]
+
+    def session(self) -> list[str]:
+        """The visit under way, else the last one: its distinct items, most recent first."""
+        current, earlier = visit_items(self.visitor, self.now, self.session_timeout_s)
+        return current or earlier
 
     def purchased(self) -> set[str]:
         bought = set(self.visitor.purchases)
@@ -112,11 +118,14 @@ def person_scores(model: ServedModel, ctx: Context) -> Scored | None:
     if vector is None:
         return None
     row_items, row_weights = model.training_row(user, by_recency=True)
-    signals = Signals(model.blend, model.scores(vector), model.popularity_prior, (idx, weights),
-                      (row_items, row_weights), model.artifact.similar_index, model.artifact.similar_score)
+    session = np.array([j for i in ctx.session() if (j := index.get(i)) is not None], dtype=np.int32)
+    session_neighbours, sequence = session_signals(model, session, ctx.now)
+    als = model.scores(vector) if model.blend.get("als") else model.no_scores
+    signals = Signals(model.blend, als, model.popularity_prior, (idx, weights), (row_items, row_weights),
+                      model.artifact.similar_index, model.artifact.similar_score, session_neighbours, sequence)
     scores = blend_scores(model.blend, als=signals.als, recent=signals.recent, history=signals.history,
                           neighbour_index=signals.neighbour_index, neighbour_score=signals.neighbour_score,
-                          popularity=signals.popularity)
+                          popularity=signals.popularity, session_neighbours=session_neighbours, sequence=sequence)
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
     return Scored(scores, signals, history, seen)
 
@@ -148,6 +157,8 @@ def explain(model: ServedModel, ctx: Context, scored: Scored, top: np.ndarray, v
             reason = "buy_again" if item in bought else "viewed_before"
         elif signal == "popularity":
             reason = "popular"
+        elif signal in ("session_neighbours", "sequence"):
+            reason = signal  # what visits like this one went on to, or viewed next
         elif signal == "neighbours" and i in voters:
             reason = f"similar_to:{item_ids[voters[i]]}"
         elif p in anchors:
