@@ -43,7 +43,7 @@ def train_config(settings: Settings) -> TrainConfig:
     )
 
 
-def _train_serve(settings: Settings) -> Callable[[Artifact], Ranker]:
+def served_ranker(settings: Settings) -> Callable[[Artifact], Ranker]:
     """The served ranker as training scores it: no catalogue (training does not need Redis), so
     every trained item counts as available, for every model alike."""
     return OfflineRanker(EMPTY, profile_config(settings), exclude_seen=settings.exclude_seen,
@@ -62,7 +62,7 @@ def trained_recipe(rows: Sequence[Interaction], settings: Settings, trials: int 
     cutoff = holdout_cutoff(list(rows), settings.promote_holdout)
     before = [r for r in rows if r.ts < cutoff]
     pinned = sorted(settings.model_fields_set & set(TUNABLE))
-    tuned = tune_recipe(before, base, _train_serve(settings), BLEND_SIGNALS, pinned=pinned, trials=trials,
+    tuned = tune_recipe(before, base, served_ranker(settings), BLEND_SIGNALS, pinned=pinned, trials=trials,
                         progress=progress)
     return tuned.config, tuned.record
 
@@ -79,7 +79,7 @@ def gated_train(rows: Iterable[Interaction], settings: Settings, trials: int | N
                         exclude_seen=settings.exclude_seen if config.exclude_seen is None else config.exclude_seen,
                         exclude_purchased=settings.exclude_purchased if config.exclude_purchased is None
                         else config.exclude_purchased)
-    return train_and_gate(rows, config, settings.models_dir, _train_serve(settings), protocol=protocol,
+    return train_and_gate(rows, config, settings.models_dir, served_ranker(settings), protocol=protocol,
                           holdout=settings.promote_holdout, tolerance=settings.promote_tolerance,
                           keep=settings.models_keep, tuning=tuning, force=force)
 

@@ -34,7 +34,7 @@ def test_validation_is_the_last_tenth_of_the_events() -> None:
 
 
 def test_tuning_leaves_pinned_settings_alone_and_records_what_it_chose(demo_files: tuple[Path, Path]) -> None:
-    from engine.training import _train_serve
+    from engine.training import served_ranker
     from engine.events.history import interactions
     from engine.ingest.importer import ImportReport, read_events
     from engine.settings import BLEND_SIGNALS, Settings
@@ -45,7 +45,7 @@ def test_tuning_leaves_pinned_settings_alone_and_records_what_it_chose(demo_file
     blend = {"als": 0.5, "recent": 1.0}
     base = TrainConfig(weights={"purchase": 1.0}, als=ALSParams(factors=16, iterations=5), blend=blend,
                        exclude_seen=True)
-    tuned = tune_recipe(rows, base, _train_serve(Settings()), BLEND_SIGNALS, pinned=["blend", "exclude_seen"],
+    tuned = tune_recipe(rows, base, served_ranker(Settings()), BLEND_SIGNALS, pinned=["blend", "exclude_seen"],
                         trials=2, progress=False)
     record = tuned.record
     assert record["tuned"] and record["protocol"] == "people" and record["pinned"] == ["blend", "exclude_seen"]
@@ -54,10 +54,10 @@ def test_tuning_leaves_pinned_settings_alone_and_records_what_it_chose(demo_file
     assert record["trials"]["als"] == 2 and record["tuned_score"] >= record["configured_score"] > 0
     assert record["validation"]["people_scored"] >= 20
 
-    chosen = tune_recipe(rows, replace(base, exclude_seen=None), _train_serve(Settings()), BLEND_SIGNALS,
+    chosen = tune_recipe(rows, replace(base, exclude_seen=None), served_ranker(Settings()), BLEND_SIGNALS,
                          pinned=["blend", "history_half_life_s"], trials=1, progress=False)
     assert chosen.config.exclude_seen is not None  # chosen, so the model serves its choice
     assert chosen.record["tuned_score"] >= chosen.record["configured_score"]
 
-    few = tune_recipe(rows[:300], base, _train_serve(Settings()), BLEND_SIGNALS, pinned=[], trials=1, progress=False)
+    few = tune_recipe(rows[:300], base, served_ranker(Settings()), BLEND_SIGNALS, pinned=[], trials=1, progress=False)
     assert not few.record["tuned"] and "fewer than 20" in few.record["reason"] and few.config.blend == blend
