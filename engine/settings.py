@@ -308,7 +308,7 @@ def as_environment(settings: Settings, base: dict[str, str] | None = None) -> di
 
 # ------------------------------------------------------------------ the settings table
 # The fields' descriptions are the documentation: engine/README.md carries them as a table between
-# these markers, rendered here, so that the two cannot drift apart (tests/test_settings_doc.py).
+# these markers, rendered here, so that the two cannot drift apart (tests/test_docs.py).
 
 README = Path(__file__).with_name("README.md")
 TABLE_BEGIN, TABLE_END = "<!-- settings:begin -->", "<!-- settings:end -->"
