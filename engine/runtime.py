@@ -74,7 +74,7 @@ class Engine:
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
-        self.reads = PipelinedReader(self.redis)  # the request path's reads (redis-py costs 3-4x the CPU)
+        self.reads = PipelinedReader(self.redis)  # the request path's reads, cheaper than redis-py's
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
         self.precomputer = self.recommender.precomputer
@@ -146,14 +146,14 @@ class Engine:
 
     def _freeze_heap(self) -> None:
         """Move the long-lived objects (model, catalogue, rules: ~10^5 of them) out of the garbage
-        collector's sight. Otherwise every full collection walks them all, a 50-100 ms pause that
-        shows up as the p99 of whatever requests were in flight. Redone (one pause) per swap, so
-        the previous version's objects are not kept frozen."""
+        collector's sight. Otherwise every full collection walks them all, a pause that shows up
+        as the p99 of whatever requests were in flight. Redone (one pause) per swap, so the
+        previous version's objects are not kept frozen."""
         live = (self.models.current, self.catalogue.current, self.rules.current)
         if all(a is b for a, b in zip(live, self._frozen)) and self._frozen:
             return
         # A request allocates hundreds of short-lived objects: at the default threshold (700) the
-        # youngest generation is collected every request or two, ~7% of a recommendation's CPU.
+        # youngest generation is collected every request or two, a visible share of its CPU.
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         gc.unfreeze()
         gc.collect()

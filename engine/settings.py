@@ -1,21 +1,25 @@
 """The one typed place for Vitrine's settings.
 
 Every knob is read from the environment with the ``VITRINE_`` prefix (``VITRINE_REDIS_URL``,
-``VITRINE_DATA_DIR``...), so the same image runs anywhere; the README lists them all. Merchandiser
+``VITRINE_DATA_DIR``...), so the same image runs anywhere. Each field's description is its
+documentation: ``python -m engine.settings --write`` renders them into engine/README.md. Merchandiser
 rules live in their own file (see ``rules_file``) because they change at a different pace and are
 edited by different people.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from limits import parse_many
 from pydantic import BeforeValidator, ByteSize, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EventType = Literal[
@@ -83,7 +87,9 @@ class Settings(BaseSettings):
     # --- where things live ---
     data_dir: Path = Field(Path("var"), description="Event log, model artifacts, managed Redis files.")
     redis_url: str | None = Field(
-        None, description="External Redis. Unset: a local redis-server is started (embedded default)."
+        None, description="External Redis: `redis://`, `rediss://`, or `redis+sentinel://[:password@]host:26379,"
+        ".../<master>/<db>[?sentinel_password=...]`. Unset: the data dir's own redis-server, shared by its "
+        "commands (engine/store/README.md)."
     )
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
@@ -107,25 +113,26 @@ class Settings(BaseSettings):
                                    "past it they wait in the retry backlog (they are on disk already).")
 
     # --- HTTP ---
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server listens on.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes of `vitrine serve`.")
     # At least 16 characters: a short key falls to guessing even at a few tries a minute.
     admin_key: str | None = Field(None, min_length=16, description="Admin API key (at least 16 characters). "
                                   "Unset: one is generated into the data dir.")
-    site_keys: list[str] = Field(default_factory=list, description="Public site keys; empty: none required.")
+    site_keys: list[str] = Field(default_factory=list, description="Public site keys (a JSON list); empty: none "
+                                  "required.")
     # At least 16 characters: every customer sees their own token, so a short secret can be guessed offline.
     identity_secret: str | None = Field(None, min_length=16, description="Shared with the site's backend, which "
                                         "signs customer ids with it (engine.profiles.tokens); unset: only admin-key "
                                         "callers may name a customer_id.")
-    cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed to call the API "
-                                    "with credentials (the visitor cookie); `*` is refused.")
+    cors_origins: list[str] = Field(default_factory=list, description="Browser origins (a JSON list) allowed to "
+                                    "call the API with credentials (the visitor cookie); `*` is refused.")
     cookie_secure: bool = Field(False, description="Always mark the visitor cookie Secure; false: only when the "
                                 "request came over HTTPS (directly, or X-Forwarded-Proto from a trusted proxy).")
     forwarded_allow_ips: str = Field("127.0.0.1", description="Proxies whose X-Forwarded-For/-Proto are trusted "
                                      "(uvicorn's list: comma-separated addresses or networks, `*` for any): "
                                      "rate limits count the client address these headers give.")
-    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body; past it: 413.")
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (request line and "
                                   "headers); past it: 431 and the connection is closed.")
     header_timeout_s: float = Field(10.0, gt=0, description="A request's head must arrive within this time of "
@@ -134,7 +141,7 @@ class Settings(BaseSettings):
                                   "head; else 408 and close.")
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after "
                                         "this.")
-    max_batch_events: int = Field(500, gt=0)
+    max_batch_events: int = Field(500, gt=0, description="Most events one `POST /v1/events` may carry.")
     max_event_bytes: int = Field(8192, gt=0, description="Most JSON one event may weigh; a larger one is "
                                  "rejected (its heaviest field named), the rest of its batch accepted.")
 
@@ -154,18 +161,23 @@ class Settings(BaseSettings):
                                                 "without the admin key; the events past it are rejected.")
 
     # --- events and profiles ---
-    session_timeout_s: int = Field(1800, gt=0)
-    visitor_ttl_s: int = Field(180 * 86400, gt=0)
+    session_timeout_s: int = Field(1800, gt=0, description="A visit ends after this much inactivity (in event "
+                                   "time); its items become the last visit.")
+    visitor_ttl_s: int = Field(180 * 86400, gt=0, description="Retention of a visitor's profile in Redis after "
+                               "their last event.")
     visitor_bounce_ttl_s: int = Field(30 * 86400, gt=0, description="TTL of the profile of a visitor who, in "
                                       "one visit, viewed no item (pages and searches only) and decided nothing "
                                       "(no cart, order, login or consent choice); the full visitor TTL once "
                                       "they do more or come back.")
-    customer_ttl_s: int = Field(3 * 365 * 86400, gt=0)
+    customer_ttl_s: int = Field(3 * 365 * 86400, gt=0, description="Retention of a customer's profile in Redis "
+                                "after their last event.")
     dedup_window_s: int = Field(86400, gt=0, description="An event id replayed within this window is ignored.")
-    affinity_half_life_s: float = Field(14 * 86400, gt=0)
+    affinity_half_life_s: float = Field(14 * 86400, gt=0, description="Age at which an event counts half in "
+                                        "category and brand affinities.")
     max_future_skew_s: int = Field(300, ge=0, description="How far ahead of the server clock an event may be.")
     log_fsync: bool = Field(True, description="fsync the event log before acknowledging (group commit).")
-    log_segment_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    log_segment_bytes: int = Field(64 * 1024 * 1024, gt=0, description="The event log starts a new segment "
+                                   "file past this size.")
     log_retention_s: int = Field(365 * 86400, ge=0, description="Event-log segments last written longer ago "
                                  "than this are deleted (consent records kept); at least the training "
                                  "window. 0: kept for ever.")
@@ -187,28 +199,33 @@ class Settings(BaseSettings):
     kafka_retention_ms: int = Field(-1, ge=-1, description="Events topic retention; -1 keeps the history replay and train read.")
     kafka_group_id: str = Field("vitrine-workers", description="Consumer group (faust app id) of the workers.")
     kafka_session_timeout_s: float = Field(10.0, gt=0, description="A silent worker is dropped from the group after this.")
-    kafka_heartbeat_interval_s: float = Field(3.0, gt=0)
-    kafka_rebalance_timeout_s: float = Field(10.0, gt=0)
+    kafka_heartbeat_interval_s: float = Field(3.0, gt=0, description="How often a worker tells the group it "
+                                              "is alive.")
+    kafka_rebalance_timeout_s: float = Field(10.0, gt=0, description="How long the group waits for workers to "
+                                             "rejoin when partitions move.")
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a worker's fetch waits for data (faust hard-codes 1500).")
     kafka_batch_max: int = Field(1000, ge=1, description="Most events a worker applies in one Redis round trip.")
     kafka_produce_timeout_s: float = Field(5.0, gt=0, description="The API answers 503 if the brokers have not acknowledged by then.")
 
     # --- models ---
-    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
-    als_factors: int = Field(64, gt=0)
-    als_regularization: float = Field(0.05, ge=0)
-    als_alpha: float = Field(2.0, gt=0)
-    als_iterations: int = Field(15, gt=0)
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+                                            description="Training weight per event type (JSON).")
+    als_factors: int = Field(64, gt=0, description="ALS latent factors.")
+    als_regularization: float = Field(0.05, ge=0, description="ALS regularisation.")
+    als_alpha: float = Field(2.0, gt=0, description="ALS confidence scaling of the weighted interactions.")
+    als_iterations: int = Field(15, gt=0, description="ALS training iterations.")
     neighbours: int = Field(50, gt=0, description="Neighbours kept per item for similar / bought-together.")
     neighbour_similarity: Literal["cosine", "bm25"] = Field("cosine", description="Item-item similarity of the "
                                                             "\"similar\" lists and the blend's neighbours signal "
                                                             "(`vitrine train` tunes it unless set).")
-    trending_half_life_s: float = Field(3600.0, gt=0)
-    popularity_half_life_s: float = Field(30 * 86400, gt=0)
+    trending_half_life_s: float = Field(3600.0, gt=0, description="Decay of the real-time trending counters.")
+    popularity_half_life_s: float = Field(30 * 86400, gt=0, description="Age at which a past event counts half "
+                                          "in the model's popularity (training).")
     exclude_purchased: bool = Field(True, description="Leave items a person already bought out of lists.")
-    model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model/catalogue.")
+    model_poll_s: float = Field(2.0, gt=0, description="How often API processes look for a new model, "
+                                  "catalogue or rules file.")
     store_lists: bool = Field(True, description="Applying events also stores the visitors' for-you lists "
-                                                "(engine.ranking.stored): cheaper recommendations, ~40% more "
+                                                "(engine.ranking.stored): cheaper recommendations for more "
                                                 "applier CPU; false scores every request instead.")
 
     # --- merchandising (engine.merch.live, engine.merch.exposure) ---
@@ -220,7 +237,7 @@ class Settings(BaseSettings):
 
     # --- recommendation quality and model lifecycle (engine.ranking.blend, models.evaluate, models.train) ---
     exclude_seen: bool = Field(True, description="for-you leaves out items the person already viewed, carted or "
-                                                 "bought; false lets them come back, ranked by the blend")
+                                                 "bought; false lets them come back, ranked by the blend.")
     new_item_share: float = Field(0.1, ge=0, le=0.5, description="Share of a product page's similar list (rounded "
                                   "down) that may go to new items, added since the model's data was read, that "
                                   "resemble the page's item in title, category, brand and price "
@@ -249,7 +266,8 @@ class Settings(BaseSettings):
                                                  "(the promoted one always among them); older ones are deleted.")
     retrain_interval_s: float | None = Field(None, gt=0, description="Embedded mode: `vitrine serve` retrains "
                                                                     "(and gates) this often; unset: never.")
-    shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where named datasets (Taobao) are read from.")
+    shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where `vitrine evaluate --dataset taobao` "
+                                 "reads the Taobao data.")
 
     @field_validator("cors_origins")
     @classmethod
@@ -306,3 +324,75 @@ def as_environment(settings: Settings, base: dict[str, str] | None = None) -> di
     for name, value in settings.model_dump(exclude_none=True).items():
         env[f"VITRINE_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return env
+
+
+# ------------------------------------------------------------------ the settings table
+# The fields' descriptions are the documentation: engine/README.md carries them as a table between
+# these markers, rendered here, so that the two cannot drift apart (tests/test_docs.py).
+
+README = Path(__file__).with_name("README.md")
+TABLE_BEGIN, TABLE_END = "<!-- settings:begin -->", "<!-- settings:end -->"
+_UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"))
+_BINARY = ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
+
+
+def _shown_default(name: str, field: FieldInfo) -> str:
+    """A default as a reader wants it: ``15552000`` (180 days), JSON for containers, a path under
+    the clone's parent relative to the clone, ``unset`` for None."""
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, (dict, list)):
+        return f"`{json.dumps(value, separators=(',', ':'))}`"
+    if isinstance(value, Path):
+        root = Path(__file__).resolve().parents[1]
+        return f"`{os.path.relpath(value, root) if value.is_absolute() else value}`"
+    shown = f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+    if isinstance(value, (int, float)) and value > 0:
+        if name.endswith("_s"):
+            for size, unit in _UNITS:
+                if value % size == 0 and value >= size:
+                    count = int(value // size)
+                    return f"{shown} ({count:,} {unit}{'s' if count > 1 else ''})"
+        if name.endswith(("_bytes", "maxmemory")):
+            for size, unit in _BINARY:
+                if value % size == 0 and value >= size:
+                    return f"{shown} ({int(value // size):,} {unit})"
+    return shown
+
+
+def settings_table() -> str:
+    """The markdown table of every setting: variable, default, description."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `VITRINE_{name.upper()}` | {_shown_default(name, field)} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def with_settings_table(text: str) -> str:
+    """``text`` (engine/README.md) with the table between its markers rendered anew."""
+    head, begin, rest = text.partition(TABLE_BEGIN)
+    _, end, tail = rest.partition(TABLE_END)
+    if not begin or not end:
+        raise ValueError(f"the settings table's markers {TABLE_BEGIN} ... {TABLE_END} are missing")
+    return f"{head}{TABLE_BEGIN}\n{settings_table()}{TABLE_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.settings``: print the settings table, or ``--write`` it into
+    engine/README.md."""
+    parser = argparse.ArgumentParser(prog="python -m engine.settings", description=main.__doc__)
+    parser.add_argument("--write", action="store_true", help=f"rewrite the table in {README}")
+    args = parser.parse_args(argv)
+    if not args.write:
+        sys.stdout.write(settings_table())
+        return 0
+    README.write_text(with_settings_table(README.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

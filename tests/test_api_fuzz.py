@@ -1,7 +1,8 @@
 """The fuzzing gate: schemathesis generates requests from the OpenAPI document (bodies included,
 valid and invalid ones) and sends them with the admin key to the real app on a real socket, backed
-by a real Redis holding the demo catalogue, a trained model and the README's rules. Every answer
-must be documented: no 5xx, and a documented status, content type, headers and body shape.
+by a real Redis holding the demo catalogue, a trained model and the example rules
+(engine/merch/example-rules.yaml). Every answer must be documented: no 5xx, and a documented
+status, content type, headers and body shape.
 
 Bounded: examples per operation (``VITRINE_FUZZ_EXAMPLES`` raises it for a longer local run),
 derandomised so that CI replays the same cases.
@@ -27,7 +28,7 @@ from schemathesis.config import SchemathesisConfig
 from engine.store.server import RedisServer
 from engine.settings import Settings
 from tests.conftest import ADMIN, LiveServer, make_settings
-from tests.test_rules_loader import readme_example
+from tests.test_rules_loader import example_rules
 
 EXAMPLES = int(os.environ.get("VITRINE_FUZZ_EXAMPLES", "25"))
 # What the schema cannot say, the API still checks: an unknown placement, a customer id without its
@@ -74,7 +75,7 @@ def fuzz_server(redis_server: RedisServer, demo_files: tuple[Path, Path], traine
     asyncio.run(load())
     data_dir = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(trained_models, data_dir / "models")
-    (data_dir / "rules.yaml").write_text(readme_example())
+    (data_dir / "rules.yaml").write_text(example_rules())
     app = create_app(make_settings(data_dir, redis_server.url, site_keys=["fuzz-site-key"],
                                    identity_secret="fuzz-identity-secret-0123456789",
                                    rules_file=data_dir / "rules.yaml"))

@@ -1,6 +1,7 @@
 """The rules reader never fails in an unexpected way: whatever the text, it returns rules or raises
-``RulesInvalid`` whose errors name a line of the file. Run on the README's complete example with
-random edits, on random YAML-ish text, and on a list of known-nasty inputs."""
+``RulesInvalid`` whose errors name a line of the file. Run on the complete example
+(engine/merch/example-rules.yaml) with random edits, on random YAML-ish text, and on a list of
+known-nasty inputs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from hypothesis import strategies as st
 from engine.merch.live import parse_snapshot
 from engine.merch.loader import RulesInvalid, load_rules
 from engine.merch.schema import RulesFile
-from tests.test_rules_loader import CATALOGUE, readme_example
+from tests.test_rules_loader import CATALOGUE, example_rules
 
-EXAMPLE = readme_example()
+EXAMPLE = example_rules()
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ_EXAMPLE = settings(FUZZ, max_examples=100)  # ~80 ms to read the example
 # YAML's own syntax, line breaks of every kind, characters YAML refuses (C0/C1 controls, a lone
@@ -38,7 +39,7 @@ def check(text: str) -> None:
 
 @st.composite
 def edited_example(draw: st.DrawFn) -> str:
-    """The README's example with a few characters inserted, deleted or replaced."""
+    """The example rules with a few characters inserted, deleted or replaced."""
     text = EXAMPLE
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(text)))
@@ -50,7 +51,7 @@ def edited_example(draw: st.DrawFn) -> str:
 
 @FUZZ_EXAMPLE
 @given(edited_example())
-def test_the_readme_example_edited_at_random(text: str) -> None:
+def test_the_example_rules_edited_at_random(text: str) -> None:
     check(text)
 
 

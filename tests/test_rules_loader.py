@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,13 @@ import pytest
 from engine.store.server import free_port
 from engine.merch.loader import RulesInvalid, load_rules
 
-README = Path(__file__).parent.parent / "README.md"
+EXAMPLE_RULES = Path(__file__).parent.parent / "engine" / "merch" / "example-rules.yaml"
 CATALOGUE = {"85123A", "22086", "21212", "84991", "20725"}
 
 
-def readme_example() -> str:
-    text = README.read_text()
-    match = re.search(r"<!-- rules-example -->\s*```yaml\n(.*?)```", text, re.S)
-    assert match, "the README's complete rules example is missing"
-    return match.group(1)
+def example_rules() -> str:
+    """The complete rules example that engine/merch/README.md documents."""
+    return EXAMPLE_RULES.read_text()
 
 
 def errors_of(text: str, items: set[str] | None = None) -> list[tuple[int | None, str, str]]:
@@ -29,10 +26,10 @@ def errors_of(text: str, items: set[str] | None = None) -> list[tuple[int | None
     return [(e.line, e.field, e.message) for e in info.value.errors]
 
 
-def test_the_readme_example_is_valid_for_the_demo_shop(demo_files: tuple[Path, Path]) -> None:
+def test_the_example_rules_are_valid_for_the_demo_shop(demo_files: tuple[Path, Path]) -> None:
     items_csv, _ = demo_files
     demo_items = {line.split(",", 1)[0] for line in items_csv.read_text().splitlines()[1:]}
-    rules = load_rules(readme_example(), "README.md", demo_items.__contains__)
+    rules = load_rules(example_rules(), "example-rules.yaml", demo_items.__contains__)
     assert rules.campaigns["christmas"].placements["home"].pins and len(rules.blocks) == 5
     assert rules.experiments["home-ranking"].control == "current"
 
@@ -190,7 +187,7 @@ def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("VITRINE_REDIS_URL", raising=False)
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
-    good.write_text(readme_example())
+    good.write_text(example_rules())
     bad.write_text("placements:\n  home:\n    diversity: {max_per_category: none}\n")
     no_catalogue = (f"warning: pinned and promoted items not checked: no Redis to read the catalogue from "
                     f"(VITRINE_REDIS_URL is not set and no redis-server is running for {tmp_path / 'redis'})\n")

@@ -15,7 +15,7 @@ from engine.merch.exposure import Exposure
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.merch.live import parse_snapshot
 from engine.merch.templates import TemplateError, parse
-from tests.test_rules_loader import readme_example
+from tests.test_rules_loader import example_rules
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -90,7 +90,7 @@ def test_spaces_inside_the_braces_belong_to_the_substitution(text: str, values: 
     assert render(text, values) == expected
 
 
-# ------------------------------------------------------------------ the README's complete example
+# ------------------------------------------------------------------ the complete rules example
 
 NOW = datetime(2026, 12, 10, 12, 0, tzinfo=timezone.utc).timestamp()  # the Christmas campaign runs
 DAY = 86400.0
@@ -137,12 +137,12 @@ PEOPLE = [  # (who, visitor profile, customer profile, block, rendered title, bo
 
 @pytest.mark.parametrize("who, visitor_profile, customer_profile, block_id, title, body, cta", PEOPLE,
                          ids=[p[0] for p in PEOPLE])
-def test_the_readme_example_blocks_read_as_written(who: str, visitor_profile: VisitorProfile,
+def test_the_example_rules_blocks_read_as_written(who: str, visitor_profile: VisitorProfile,
                                                    customer_profile: CustomerProfile | None, block_id: str,
                                                    title: str, body: str, cta: str) -> None:
-    """The README's complete rules example, as written, for crafted visitors: which block of
+    """The complete rules example, as written, for crafted visitors: which block of
     `home_top` each gets, and its exact text."""
-    snap = parse_snapshot(readme_example().encode(), "README.md", None)
+    snap = parse_snapshot(example_rules().encode(), "example-rules.yaml", None)
     person = Person(visitor_profile, customer_profile, "c-1" if customer_profile else None, NOW, 1800)
     block, _ = choose(snap, "home_top", person, Exposure())
     assert block is not None and block.id == block_id

@@ -22,7 +22,7 @@ router = APIRouter(dependencies=[Depends(require_admin)])
 
 class Profile(BaseModel):
     visitor_id: str
-    segments: list[str] = Field(description="`new`/`returning`, `loyal`, `big_spender`, ... (README, Profiles).")
+    segments: list[str] = Field(description="`new`/`returning`, `loyal`, `big_spender`, ... (engine/profiles/).")
     visitor: dict[str, Any] = Field(description="Visits, session, cart, affinities, consent.")
     customer_id: str | None = Field(description="The customer this visitor is linked to, if any.")
     customer: dict[str, Any] | None = Field(None, description="Present when linked: orders, RFM, purchases, "

@@ -25,7 +25,7 @@ class BlockQuery(BaseModel):
     slot: str = Field(pattern=NAME, description="A slot of the rules' blocks", examples=["home_top"])
     visitor_id: str | None = Field(None, pattern=ID_PATTERN, description="default: the vt_vid cookie")
     customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
-    customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (README)")
+    customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (api/README.md)")
     item_id: str | None = Field(None, pattern=ID_PATTERN)
 
 

@@ -86,7 +86,7 @@ async def put_items(request: Request) -> Response:
     merchandiser than a clear error to fix)."""
     require_json(request)
     raw_items = _list_field(await request.body(), "items")
-    items, errors = await asyncio.to_thread(_validate, raw_items)  # 10k items: ~50 ms, off the loop
+    items, errors = await asyncio.to_thread(_validate, raw_items)  # a big batch takes long: off the loop
     if errors:
         raise ApiError(422, f"{len(errors)} invalid field(s); nothing was stored", errors)
     engine = request.app.state.engine

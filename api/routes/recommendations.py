@@ -30,7 +30,7 @@ class RecommendationsQuery(BaseModel):
                            examples=["home"])
     visitor_id: str | None = Field(None, pattern=ID_PATTERN, description="default: the vt_vid cookie")
     customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
-    customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (README)")
+    customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (api/README.md)")
     item_id: str | None = Field(None, pattern=ID_PATTERN, description="the page's item (product, cart)")
     category: list[Annotated[str, Field(max_length=200, pattern=CATEGORY_PATTERN)]] | None = Field(
         None, min_length=1, max_length=20,
@@ -68,7 +68,7 @@ class RecommendedItem(BaseModel):
     item_id: str
     score: float
     reason: str = Field(description="Why it is here: `because_you_viewed:ITEM`, `similar_to:ITEM`, `trending`, "
-                                    "`pinned`... (README, Recommendations)")
+                                    "`pinned`... (api/README.md, Recommendations)")
 
 
 class ExperimentArm(BaseModel):

@@ -6,7 +6,7 @@ window) while a profile lives for months: the key's TTL is ``VITRINE_EXPOSURE_RE
 every write drops what is older. It is written by ``engine.ingest.apply`` in the same compare-and-set as
 the profile, so impressions, clicks and attributed purchases count exactly once.
 
-Layout (compact on purpose, see the README for measured sizes): a small JSON object, then a
+Layout (compact on purpose, load_tests/README.md has the measured sizes): a small JSON object, then a
 newline, then the item impressions packed by minute: 3 bytes of minute, 1 byte of count, then
 3 bytes per item (the low 24 bits of the item id's CRC-32; a collision can only make an item
 look shown once more, at odds of about one in 500,000 for a visitor who saw 30 items).

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION = "default"
 PROMOTED_FALLBACK = 50
 SETTLE_S = 0.1
-MAX_RULES_BYTES = 512 * 1024  # a file of thousands of rules; parsing takes ~20 ms per 1 KiB
+MAX_RULES_BYTES = 512 * 1024  # a file of thousands of rules; parsing time grows with the size, so it is bounded
 _VARIANT_ONLY = {"name", "weight"}
 
 

@@ -1,7 +1,7 @@
 """The rules stage: a placement's candidate pool -> the merchandised list of ``n`` items.
 
 Scenarios produce a pool larger than ``n`` (``pool_size``); this stage then applies, in this
-order (the README documents it, the tests pin it):
+order (engine/merch/README.md documents it, the tests pin it):
 
 1. **filters**: the placement's and every running campaign's filter must all hold;
    **anti-repetition** drops items the visitor was shown ``max`` times within the window.

@@ -7,11 +7,10 @@ scaled to [0, 1] of its own maximum and summed with weights that ``vitrine evalu
 validation split (``VITRINE_BLEND``, recorded in each model artifact so a model version always
 serves the blend it was trained and measured with).
 
-This runs on every for-you request over every item, and was most of a request's cost: as numpy,
-some thirty calls of a microsecond or more each, plus full-length temporaries (~200 µs on these
-machines, against ~160 µs for a whole no-op HTTP request). The loops below are compiled by numba
-into one pass each (``vitrine bench`` measures the result), and stay plain Python, so they read
-(and test) as the formula they compute. Pure: no I/O.
+This runs over every item for every for-you list, and was most of a request's cost: as numpy,
+some thirty calls with full-length temporaries, more than a whole no-op HTTP request. The loops
+below are compiled by numba into one pass each (``vitrine bench`` measures the result), and stay
+plain Python, so they read (and test) as the formula they compute. Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ session counts as much as if it had been in training:
 
     x = (G + Yuᵀ (Cu - I) Yu)⁻¹ Yuᵀ Cu p(u),   G = YᵀY + λI
 
-It runs on every for-you request. Built directly, the f x f system (f = 64 factors) costs ~35 µs
-per request here; a visitor's profile holds a few dozen items (m), so the Woodbury identity solves
-an m x m system instead, from ``G⁻¹`` applied to every item once per model (``solved_factors``):
+It runs on every for-you list computed. Built directly, the f x f system (f = 64 factors) is the
+costly part; a visitor's profile holds a few dozen items (m), so the Woodbury identity solves an
+m x m system instead, from ``G⁻¹`` applied to every item once per model (``solved_factors``):
 
     Z = Yu G⁻¹,  S = Z Yuᵀ,  D = Cu - I,  x = Zᵀ (c - (I + D S)⁻¹ D S c)
 
 (no inverse of D, so items whose confidence is exactly 1 are fine). A long training row (m > f)
-takes the direct solve. Both run in float64, compiled by numba: ~5 µs for a typical visitor.
+takes the direct solve. Both run in float64, compiled by numba (`vitrine bench` measures them).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class CatalogueView:
     version: int
     available: np.ndarray  # bool (items,)
     # The same as bytes (0 or 1 per item), for tests of single items: indexing bytes gives an int,
-    # a numpy array builds a numpy scalar each time (~2 µs a stored list served).
+    # a numpy array builds a numpy scalar each time, for every pick of every stored list served.
     available_flags: bytes
     penalty: np.ndarray  # float32 (items,): 0, or -inf where not available (added to scores)
     popular_order: np.ndarray  # int32, available items by popularity, best first
@@ -49,9 +49,9 @@ class CatalogueView:
 def warm_kernels() -> None:
     """Load the compiled scoring kernels (engine.ranking.foldin, engine.ranking.blend) with the types requests use.
 
-    numba compiles on a function's first call (~10 s for all of them, once per machine: cached
-    next to the source, or under ``NUMBA_CACHE_DIR``) and loads the cache on the first call in each
-    process (~1 s): done here, while a model loads in a thread, no request pays for either."""
+    numba compiles on a function's first call (seconds, once per machine: cached next to the
+    source, or under ``NUMBA_CACHE_DIR``) and loads the cache on the first call in each process:
+    done here, while a model loads in a thread, so no request pays for either."""
     factors = np.eye(2, dtype=np.float32)
     items, weights = np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32)
     vector = foldin.fold_in(factors, factors, factors, items, weights)

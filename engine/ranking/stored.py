@@ -1,7 +1,7 @@
 """For-you lists computed when a visitor's events are applied, and served by their next requests.
 
-The for-you blend scores the whole catalogue for one person: ~150 µs of CPU, most of what a
-personalised recommendation costs, and it was paid on every request although the list only changes
+The for-you blend scores the whole catalogue for one person, most of what a personalised
+recommendation costs, and it was paid on every request although the list only changes
 when the person does something (or the model or catalogue changes). Shops ask for it several times
 per event (placements, content blocks, reloads). So, as Gorse caches its workers' lists, the applier
 computes it once per applied event and stores it (``keys.for_you``) for the requests that follow.
@@ -43,11 +43,11 @@ from engine.ranking.picks import Pick
 log = logging.getLogger(__name__)
 
 LIST_SIZE = 20  # picks stored: placements asking for more (or losing more to exclusions) compute live
-BATCH = 16  # lists computed between two turns of the event loop (~2.5 ms): requests wait no longer
+BATCH = 16  # lists computed between two turns of the event loop: what a request may wait behind
 MAX_BACKLOG = 100_000  # visitors waiting for their list
 # Lists are computed this long after the events that call for them: the requests a page makes
 # together with its events go first (they compute theirs anyway), and a burst of events makes
-# one batch. Without it, a request right after an event waited ~0.2 ms for the list being made.
+# one batch. Without it, a request right after an event waited for the list being made.
 SETTLE_S = 0.005
 
 

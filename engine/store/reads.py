@@ -1,22 +1,20 @@
 """The recommendation request path's Redis reads: one pipelined connection per process, without
 redis-py in the way.
 
-Why: the latency budget (issue 7). Measured on a 2-core dev machine (uvloop, one-key MGET against
-a local redis-server, per call), redis-py's asyncio ``Redis.mget`` costs ~100-125 µs of CPU
-(connection pool, retry wrapper, ``wait_for``, stream reader), where an ``asyncio.Protocol`` that
-feeds ``hiredis.Reader`` on one pipelined connection costs ~24-34 µs of CPU and ~33-43 µs wall. A
-whole no-op HTTP request is ~160 µs, so the read was a large share of a recommendation's overhead.
-The reader this replaced merged the reads of one loop turn into one redis-py MGET: it saved CPU
-under load but added a loop turn and a task per batch (``Recommender.read`` ~190 µs wall against
-~116 µs for a plain redis-py GET).
+Why: the latency budget. redis-py's asyncio ``Redis.mget`` spends several times the CPU of the
+parsing itself in its connection pool, retry wrapper, ``wait_for`` and stream reader, where an
+``asyncio.Protocol`` that feeds ``hiredis.Reader`` on one pipelined connection does little more
+than parse; per read, that difference was a large share of a recommendation's overhead
+(``python -m load_tests.bench_reads`` compares them; numbers in load_tests/README.md). Merging the
+reads of one loop turn into one redis-py MGET saved CPU under load but added a loop turn and a
+task per batch.
 
 How: each ``mget`` queues a future and sends its command. Redis answers a connection's commands
 in order, so each parsed reply resolves the oldest future, and concurrent requests share the
 socket without waiting for each other (pipelining). A loop turn's first command is written at
 once, so a lone request waits for nothing; the rest of that turn's commands leave together in one
 write at the start of the next turn. Under load that keeps what the merging reader bought, one
-syscall for many reads (~6 µs of CPU per read with 32 concurrent callers; redis-py ~80), without
-its extra turn and task.
+syscall for many reads, without its extra turn and task.
 
 Where to connect: whatever the redis-py client ``engine.store.connect.connect`` built for the same URL
 would use. Its pool parsed the URL (``redis://``, ``rediss://``, ``unix://``: address, TLS,
@@ -26,12 +24,12 @@ is asked again on each reconnect. So a URL means the same thing to both.
 Failures are ``RedisError``s, which ``Recommender.read`` turns into a degraded answer:
 - a caller's own timeout (a ``deadline``, or a cancellation) ends only its wait: its reply is
   still read, then dropped, so later replies still meet their own futures. One watchdog timer per
-  connection enforces every deadline, not a timer per call (arming and cancelling one cost ~5 µs
-  of CPU per read). It is armed for the earliest deadline of the reads waiting, and when it wakes
+  connection enforces every deadline, not a timer per call (arming and cancelling one is CPU
+  spent on every read). It is armed for the earliest deadline of the reads waiting, and when it wakes
   it moves the reads still waiting into a heap by deadline. Nearly every read is answered long
-  before the watchdog wakes and never enters the heap. (Pushing every read cost ~1 µs each, and
-  the watchdog's wake every few ms to pop the answered ones put ~100 µs on one read in ~50: it
-  raised the p99 of a lone caller's reads from ~60 to ~180 µs.) It wakes at most every
+  before the watchdog wakes and never enters the heap. (Pushing every read, with frequent wakes to
+  pop the answered ones, put a wake's whole cost on an unlucky read: it tripled the p99 of a lone
+  caller's reads.) It wakes at most every
   ``DEADLINE_GRANULARITY_S``, so a caller may hear of its deadline up to that much late, and a
   Redis that stops answering costs a heap push and pop per waiting read, not a scan of all of
   them on every wake;
@@ -204,7 +202,7 @@ class PipelinedReader:
 
     async def mget(self, keys: list[str], deadline: float | None = None) -> list[bytes | None]:
         """``deadline`` (event loop time): past it the call fails with a ``TimeoutError`` and its
-        reply, when it comes, is dropped (``asyncio.timeout`` cost ~8 µs on every recommendation)."""
+        reply, when it comes, is dropped (cheaper than ``asyncio.timeout`` on every recommendation)."""
         if not keys:
             return []
         connection = self._connection

@@ -96,7 +96,7 @@ def socket_path(directory: Path) -> Path | None:
 
 def local_url(directory: Path, port: int) -> str:
     """What processes on this machine connect to: the Unix socket when the server has one (a
-    round trip costs ~10-15 µs less than over loopback TCP, on every recommendation), else TCP."""
+    round trip skips the loopback TCP stack, on every recommendation), else TCP."""
     path = socket_path(directory)
     if path is not None and path.is_socket():
         return f"unix://{path}?db=0"
