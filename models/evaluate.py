@@ -180,20 +180,6 @@ def time_split(rows: Sequence[Interaction], cutoff: float, protocol: Protocol,
     return Split(cutoff, end, train, queries, targets, len(people), cold, nothing_new)
 
 
-def split_at_tail(rows: Sequence[Interaction], protocol: Protocol, weights: Mapping[str, float]
-                  ) -> tuple[Split, Split]:
-    """(validation, test): test is the last ``test_span_s`` of the data; validation is the same
-    span just before it, carved from the training period (tuning never sees the test period)."""
-    from models.session_protocol import session_split  # noqa: PLC0415 (it builds on this module)
-
-    split = session_split if protocol.sessions else time_split
-    last = max(r.ts for r in rows)
-    test_cut = last - protocol.test_span_s
-    validation_cut = test_cut - protocol.test_span_s
-    validation = split([r for r in rows if r.ts < test_cut], validation_cut, protocol, weights, end=test_cut)
-    return validation, split(rows, test_cut, protocol, weights, end=last)
-
-
 # ---------------------------------------------------------------------------- methods
 
 

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from models.artifacts import Artifact
 from models.baselines import baselines
-from models.evaluate import Method, Protocol, Ranker, Scored, compare, served, split_at_tail
+from models.evaluate import Method, Protocol, Ranker, Scored, compare, served
+from models.session_protocol import split_at_tail
 from models.interactions import Interaction
 from models.metrics import bootstrap_ratio, per_person
 from models.train import TrainConfig

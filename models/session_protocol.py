@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from models.evaluate import Protocol, Query, Split, exclusions
+from models.evaluate import Protocol, Query, Split, exclusions, time_split
 from models.interactions import Interaction, user_key
 from models.sessions import runs
 
@@ -59,3 +59,15 @@ def session_split(rows: Sequence[Interaction], cutoff: float, protocol: Protocol
                                  tuple(prefix), last.ts, protocol.depth, frozenset(exclude), len(prefix)))
             targets.append({target})
     return Split(cutoff, end, train, queries, targets, len(held_out), cold, nothing_new)
+
+
+def split_at_tail(rows: Sequence[Interaction], protocol: Protocol, weights: Mapping[str, float]
+                  ) -> tuple[Split, Split]:
+    """(validation, test): test is the last ``test_span_s`` of the data; validation is the same
+    span just before it, carved from the training period (tuning never sees the test period)."""
+    split = session_split if protocol.sessions else time_split
+    last = max(r.ts for r in rows)
+    test_cut = last - protocol.test_span_s
+    validation_cut = test_cut - protocol.test_span_s
+    validation = split([r for r in rows if r.ts < test_cut], validation_cut, protocol, weights, end=test_cut)
+    return validation, split(rows, test_cut, protocol, weights, end=last)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engine.ranking.blend import blend_scores, blend_weights
-from models.evaluate import Protocol, exclusions, split_at_tail, time_split
+from models.evaluate import Protocol, exclusions, time_split
+from models.session_protocol import split_at_tail
 from models.interactions import Interaction
 from models.metrics import ranking_metrics
 
