@@ -316,7 +316,8 @@ def _with_http_args(args: argparse.Namespace, settings: Settings) -> Settings:
 def demo_banner(base: str, admin_key: str, visitor: str, item: str, customer: str) -> str:
     return f"""
 Vitrine demo shop (UCI Online Retail II, CC BY 4.0) is serving on {base}. Ctrl-C stops it.
-Try:
+  The shop: {base}/    the merchandiser console: {base}/console (sign in with the admin key: {admin_key})
+Try the API:
   curl -s '{base}/v1/recommendations?placement=home&visitor_id={visitor}'
   curl -s -X POST {base}/v1/events -H 'content-type: application/json' -d '{{"event_id": "e-{secrets.token_hex(3)}", "type": "product_view", "visitor_id": "{visitor}", "item_id": "{item}"}}'
   curl -s '{base}/v1/recommendations?placement=product&visitor_id={visitor}&item_id={item}'
@@ -343,6 +344,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             train(settings)
         base = f"http://{settings.host}:{settings.port}"
         admin_key = ensure_admin_key(settings)
+        from api.web.demo import demo_environment  # noqa: PLC0415
+
+        os.environ.update(demo_environment(settings, demo_dir))
         _serve(settings, url, demo_banner(base, admin_key, "demo-visitor-1", "85123A", "13085"))
     return 0
 

@@ -52,7 +52,7 @@ async def get_block(request: Request) -> Response:
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     try:
-        body = await request.app.state.engine.merch.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
+        body = await request.app.state.engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
     except UnknownSlot as exc:
         raise ApiError(404, str(exc), [{"field": "slot", "message": str(exc)}]) from None
     return with_visitor_cookie(request, json_response(body), issued)

@@ -157,7 +157,7 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
     blocks: dict[str, Any] = {}
     for slot in slots:
         try:
-            blocks[slot] = await engine.merch.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
+            blocks[slot] = await engine.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
                                                     snap, now, explain=True)
         except UnknownSlot as exc:
             blocks[slot] = {"error": str(exc)}
