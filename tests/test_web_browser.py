@@ -65,7 +65,7 @@ def test_new_visitor_browses_a_category_and_the_home_strip_moves_toward_it(
     page.goto(shop.url + "/")
     after = strip_items(page)
     print(f"home, after three {category} products: {timings(page, 'vitrine:strip:home')}")
-    page.hover("#for-you .vitrine-item:first-child .vitrine-why")
+    page.focus("#for-you .vitrine-item:first-child .vitrine-why")  # keyboard: the tooltip shows on focus too
     page.screenshot(path=str(tmp_path / "04-home-after-browsing.png"), full_page=True)
     share_before = shown[category.lower()]
     share_after = Counter(_categories(shop, after))[category.lower()]
@@ -117,7 +117,7 @@ def test_the_page_renders_without_strips_when_the_api_is_down(shop: LiveServer, 
                                                               outage: str) -> None:
     """The snippet's calls hang (answered by nobody: its timeout ends them) or are refused; the
     page renders as it would without Vitrine, and no script fails."""
-    context, page, watch = watched(browser, allow_network_failures=outage == "refuses")
+    context, page, watch = watched(browser, failing=("/v1/",) if outage == "refuses" else ())
     if outage == "hangs":
         context.route("**/v1/**", lambda route: None)
     else:
@@ -135,6 +135,7 @@ def test_the_page_renders_without_strips_when_the_api_is_down(shop: LiveServer, 
     page.get_by_role("button", name="Add to basket").click()
     page.wait_for_url("**/cart")
     assert page.locator("tbody tr").count() == 1
+    context.unroute_all(behavior="ignoreErrors")
     context.close()
     watch.check()
 
@@ -154,8 +155,10 @@ def test_merchandiser_breaks_fixes_previews_publishes_and_rolls_back(
     page.goto(shop.url + "/console")
     page.wait_for_url("**/console/signin")
     page.get_by_label("Admin API key").fill("not-the-key-000000000")
+    watch.failing.append("/console/signin")  # the wrong key's answer is a 403 page
     page.get_by_role("button", name="Sign in").click()
     assert "That is not the admin key." in page.inner_text("[role=alert]")
+    watch.failing.remove("/console/signin")
     page.get_by_label("Admin API key").fill(ADMIN["X-API-Key"])
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/console/rules")

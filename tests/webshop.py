@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,8 +23,8 @@ from tests.conftest import LiveServer, make_settings
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IDENTITY_SECRET = "demo-identity-secret-0123456789"
 DEMO_RULES = resources.files("api.web").joinpath("demo_rules.yaml").read_text()
-# Chromium logs each failed network request on the console; only the scenario that takes the API
-# down on purpose accepts these, and only for the API's addresses.
+# Chromium logs each failed request (refused, or answered 4xx/5xx) on the console. A test accepts
+# these only for the addresses it makes fail on purpose (``Watch.failing``).
 NETWORK_FAILURE = "Failed to load resource"
 
 
@@ -36,7 +37,8 @@ def load_catalogue(redis_url: str, items_csv: Path) -> None:
         await upsert_items(client, read_items(items_csv, ImportReport()))
         await client.aclose()
 
-    asyncio.run(load())
+    with ThreadPoolExecutor(1) as thread:  # playwright's sync API runs a loop in this thread
+        thread.submit(asyncio.run, load()).result()
 
 
 @pytest.fixture
@@ -74,14 +76,14 @@ _WATCH = """document.addEventListener("securitypolicyviolation", function (e) {
 class Watch:
     """A page's problems: console errors, uncaught exceptions, CSP violations."""
 
-    allow_network_failures: bool = False
+    failing: list[str] = field(default_factory=list)  # paths the test makes fail on purpose
     problems: list[str] = field(default_factory=list)
 
     def console(self, message: Any) -> None:
         if message.type != "error":
             return
-        if self.allow_network_failures and message.text.startswith(NETWORK_FAILURE) and \
-                "/v1/" in (message.location or {}).get("url", ""):
+        url = (message.location or {}).get("url", "")
+        if message.text.startswith(NETWORK_FAILURE) and any(path in url for path in self.failing):
             return
         self.problems.append(f"console: {message.text} at {message.location}")
 
@@ -89,12 +91,12 @@ class Watch:
         assert self.problems == [], "the pages logged errors:\n" + "\n".join(self.problems)
 
 
-def watched(browser: Any, allow_network_failures: bool = False) -> tuple[Any, Any, Watch]:
+def watched(browser: Any, failing: tuple[str, ...] = ()) -> tuple[Any, Any, Watch]:
     """A new context (no cookies) and page whose errors are recorded."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_init_script(_WATCH)
     page = context.new_page()
-    watch = Watch(allow_network_failures)
+    watch = Watch(list(failing))
     page.on("console", watch.console)
     page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
     return context, page, watch
