@@ -25,6 +25,7 @@ from engine.merch.loader import RulesInvalid
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 VERSION = r"^[0-9a-f]{12}$"
+_EXAMPLE = "placements:\n  home:\n    pins:\n      - {item: \"85123A\", slot: 1}\n"
 
 
 class RulesText(BaseModel):
@@ -120,8 +121,7 @@ async def rules_text(request: Request) -> Response:
 @router.post("/v1/admin/rules/check", **doc("admin", "Validate a draft rules file (nothing is written)", {
     200: ok(RulesChecked, "The draft is valid."),
     422: "The draft is invalid: `errors` give file, line and field, as the service's own check.",
-}, body=request_body(RulesDraft, {"a pin": {"rules": "placements:\n  home:\n    pins:\n      - {item: \"85123A\", "
-                                                     "slot: 1}\n"}})))
+}, body=request_body(RulesDraft, {"a pin": {"rules": _EXAMPLE}})))
 async def rules_check(request: Request) -> Response:
     require_json(request)
     draft = _body(RulesDraft, await request.body(), "{\"rules\": ...}")
@@ -136,7 +136,7 @@ async def rules_check(request: Request) -> Response:
                             "within their poll)."),
     409: "No rules file configured, or the file changed since `base_version`.",
     422: "The rules are invalid (`errors` give line and field): nothing was written.",
-}, body=request_body(RulesDraft)))
+}, body=request_body(RulesDraft, {"a pin": {"rules": _EXAMPLE}})))
 async def rules_publish(request: Request) -> Response:
     require_json(request)
     draft = _body(RulesDraft, await request.body(), "{\"rules\": ...}")
@@ -168,7 +168,7 @@ async def rules_history(request: Request) -> Response:
     404: "No such version in the history.",
     409: "No rules file configured (`VITRINE_RULES_FILE`).",
     422: "The version is not valid any more (e.g. it pins an item removed since): `errors` say why.",
-}, body=request_body(Rollback, {"back": {"version": "3f1c0a9b2d4e"}})))
+}, body=request_body(Rollback, {"back": {"version": version_of(_EXAMPLE.encode())}})))
 async def rules_rollback(request: Request) -> Response:
     require_json(request)
     body = _body(Rollback, await request.body(), "{\"version\": ...}")

@@ -60,8 +60,13 @@ async def check(request: Request) -> Response:
                                                                         "message": answer.message()}]})
 
 
+def _draft(fields: dict[str, str]) -> str:
+    """The editor's text as the file will hold it: browsers send a textarea's lines ending in CRLF."""
+    return fields.get("rules", "").replace("\r\n", "\n")
+
+
 def _preview_request(fields: dict[str, str]) -> dict[str, Any]:
-    body: dict[str, Any] = {"rules": fields.get("rules", ""), "visitor_id": fields.get("visitor_id", "").strip(),
+    body: dict[str, Any] = {"rules": _draft(fields), "visitor_id": fields.get("visitor_id", "").strip(),
                             "n": 8}
     for name in ("customer_id", "item_id", "category"):
         if fields.get(name, "").strip():
@@ -93,7 +98,7 @@ async def preview(request: Request) -> Response:
 @router.post("/console/rules/publish")
 async def publish(request: Request) -> Response:
     session, fields = await posted(request)
-    draft = fields.get("rules", "")
+    draft = _draft(fields)
     body: dict[str, Any] = {"rules": draft}
     if re.fullmatch(r"[0-9a-f]{12}", fields.get("base_version", "")):
         body["base_version"] = fields["base_version"]

@@ -160,9 +160,16 @@
 
   // ------------------------------------------------------------------ rendering
 
+  // Item details (title, price) for strips, kept for the browser session: the next pages ask less.
   function item(id) {
     if (!items[id]) {
-      items[id] = request("/v1/items/" + encodeURIComponent(id)).catch(function () { return { item_id: id }; });
+      var kept = null;
+      try { kept = JSON.parse(sessionStorage.getItem("vt_item:" + id)); } catch (e) { kept = null; }
+      items[id] = kept ? Promise.resolve(kept) : request("/v1/items/" + encodeURIComponent(id)).then(function (info) {
+        var small = { item_id: info.item_id, title: info.title, price: info.price };
+        try { sessionStorage.setItem("vt_item:" + id, JSON.stringify(small)); } catch (e) { /* full or disabled */ }
+        return small;
+      }).catch(function () { return { item_id: id }; });
     }
     return items[id];
   }
