@@ -79,6 +79,7 @@ def test_history_keeps_the_newest_versions(rules_path: Path) -> None:
     assert kept[0].published_at == pytest.approx(1_800_000_004)
     assert publish.published_text(rules_path, kept[-1].version) == f"# 2\n{GOOD}".encode()
     assert not list(rules_path.parent.glob(".rules.yaml.*.tmp"))
+    assert rules_path.stat().st_mode & 0o777 == 0o644  # readable as before, not mkstemp's 0600
 
 
 @pytest.mark.parametrize("settings_overrides", [{}])

@@ -158,7 +158,7 @@ async def _side(request: Request, snap: RulesSnapshot, body: PreviewRequest, pla
     for slot in slots:
         try:
             blocks[slot] = await engine.blocks.pick(slot, body.visitor_id, body.customer_id, body.item_id,
-                                                    snap, now, explain=True)
+                                              snap, now, explain=True)
         except UnknownSlot as exc:
             blocks[slot] = {"error": str(exc)}
     return {"rules_version": snap.version, "recommendations": recos, "blocks": blocks}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -36,3 +37,10 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     """``name`` rendered with ``context`` (plus the request), with the security headers."""
     html = templates.get_template(name).render(request=request, **context)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+async def form(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (first value of each): the only kind these pages post. Parsed
+    with the standard library: no multipart, so no extra dependency."""
+    body = (await request.body()).decode("utf-8", "replace")
+    return {key: values[0] for key, values in parse_qs(body, max_num_fields=20).items()}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from api.responses import ApiError
-from api.web.pages import render
+from api.web.pages import form, render
 from engine.catalog import Item
 from engine.events.schema import ID_PATTERN
 from engine.profiles.tokens import customer_token
@@ -28,12 +27,6 @@ CART_COOKIE = "demo_cart"
 DEMO_CUSTOMERS = ("13085", "13078", "15362", "18102", "12682", "14911", "17841")
 _ID = re.compile(ID_PATTERN)
 PAGE_SIZE = 24
-
-
-async def form(request: Request) -> dict[str, str]:
-    """An urlencoded form's fields (first value of each): the only kind these pages post."""
-    body = (await request.body()).decode("utf-8", "replace")
-    return {key: values[0] for key, values in parse_qs(body, max_num_fields=20).items()}
 
 
 def _catalogue(request: Request) -> dict[str, Item]:
@@ -140,7 +133,3 @@ async def logout(request: Request) -> Response:
     response.delete_cookie(CUSTOMER_COOKIE, path="/")
     response.delete_cookie("vt_login", path="/")
     return response
-
-
-def category_url(category: str) -> str:
-    return "/category/" + quote(category)

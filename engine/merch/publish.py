@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import os
 import re
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ def write_atomically(path: Path, text: bytes) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old bytes or the new, never a mix."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # the file's own permissions, not mkstemp's 0600: other users' processes may read the rules
+        os.fchmod(fd, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)
         with os.fdopen(fd, "wb") as out:
             out.write(text)
             out.flush()

@@ -9,8 +9,7 @@ from fastapi.responses import RedirectResponse
 
 from api.responses import ApiError
 from api.web.console.sessions import Session, csrf_ok, current_session
-from api.web.pages import render
-from api.web.storefront import form
+from api.web.pages import form, render
 
 
 class SignedOut(Exception):

@@ -9,8 +9,7 @@ from fastapi.responses import RedirectResponse
 
 from api.responses import ApiError
 from api.web.console import sessions
-from api.web.pages import render
-from api.web.storefront import form
+from api.web.pages import form, render
 
 router = APIRouter(include_in_schema=False)
 
