@@ -63,6 +63,7 @@ class Recommender:
         self._trending = trending
         self.rules = rules or RulesHolder(None)
         self._degraded = 0
+        self.degraded_total = 0  # answers degraded since start (the console's operations page)
         self._degraded_logged_at = float("-inf")
         # Shared by every request-path read (recommendations, blocks, previews): one timeout makes
         # the next requests answer degraded at once instead of each waiting out its budget.
@@ -115,6 +116,7 @@ class Recommender:
 
     def _log_degraded(self, why: str) -> None:
         self._degraded += 1
+        self.degraded_total += 1
         now = time.monotonic()
         if now - self._degraded_logged_at > 10:  # an outage must not flood the log
             log.warning("redis unavailable (%s): %d recommendations served from the model alone "

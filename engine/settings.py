@@ -234,6 +234,15 @@ class Settings(BaseSettings):
                                                                     "(caps and repetition windows up to this).")
     attribution_window_s: int = Field(86400, gt=0, description="A purchase within this time of a recommendation "
                                                                "click on the item is attributed to it.")
+    rules_history: int = Field(50, ge=1, le=10_000, description="Published rules versions kept beside the rules "
+                               "file for roll back (engine.merch.publish).")
+
+    # --- web face (api/web): the site snippet, the demo storefront, the merchandiser console ---
+    demo_storefront: bool = Field(False, description="Serve the demo shop at `/` (`vitrine demo` turns it on); "
+                                  "false: a production API shows no fake shop.")
+    console: bool = Field(True, description="Serve the merchandiser console at `/console` (admin key sign-in).")
+    console_session_s: int = Field(8 * 3600, ge=60, le=30 * 86400, description="How long a console sign-in "
+                                   "lasts without use (a session in Redis, its id in an HttpOnly cookie).")
 
     # --- recommendation quality and model lifecycle (engine.ranking.blend, models.evaluate, models.train) ---
     exclude_seen: bool = Field(True, description="for-you leaves out items the person already viewed, carted or "

@@ -157,6 +157,7 @@ def test_demo_command_imports_trains_serves_and_its_curl_lines_work(tmp_path: Pa
         assert all(i["reason"].startswith(("because_you_bought:", "for_you")) for i in customer["items"])
         assert profile["visitor"]["session"]["items"] == ["85123A"]
         items = httpx.get(f"http://127.0.0.1:{port}/ready").json()["checks"]["catalogue_items"]
+        assert 'data-vitrine-placement="home"' in httpx.get(f"http://127.0.0.1:{port}/").text  # the demo shop
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -170,6 +171,7 @@ def test_demo_command_imports_trains_serves_and_its_curl_lines_work(tmp_path: Pa
         key = (tmp_path / "admin_key").read_text().strip()
         profile = httpx.get(f"http://127.0.0.1:{port}/v1/profiles/demo-visitor-1", headers={"X-API-Key": key}).json()
         assert profile["visitor"]["session"]["items"] == ["85123A"]
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 404  # `serve` shows no demo shop
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -3,6 +3,7 @@ examples the real app accepts. (tests/test_api_fuzz.py checks the app against it
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs  # schemathesis's validator (test extra)
@@ -17,6 +18,13 @@ from tests.conftest import ADMIN
 
 AUDIENCES = {"site", "admin", "ops"}
 BODY_ERRORS = {"400", "413", "415", "422"}
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path) -> dict[str, object]:
+    """A rules file, for the examples of the rules routes (publish, then roll back to it)."""
+    (tmp_path / "rules.yaml").write_text("placements:\n  home: {}\n")
+    return {"rules_file": tmp_path / "rules.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +87,8 @@ def test_every_error_answer_has_the_error_shape(spec: dict[str, Any]) -> None:
 def test_every_body_route_documents_its_json_body_with_examples(spec: dict[str, Any]) -> None:
     with_body = {(m, p) for m, p, op in operations(spec) if "requestBody" in op}
     assert with_body == {("POST", "/v1/events"), ("PUT", "/v1/items"), ("DELETE", "/v1/items"),
-                         ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank")}
+                         ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank"), ("POST", "/v1/admin/rules/check"),
+                         ("PUT", "/v1/admin/rules"), ("POST", "/v1/admin/rules/rollback")}
     for method, path, op in operations(spec):
         if (method, path) in with_body:
             body = op["requestBody"]

@@ -1,0 +1,89 @@
+"""The experiments page: each experiment of the live rules (and the global control group) with its
+per-arm numbers, and lift against control with its 95% interval drawn as SVG on the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Request, Response
+
+from api.web.console import admin
+from api.web.console.guard import page, signed_in
+
+router = APIRouter(include_in_schema=False)
+METRICS = (("ctr", "Click-through rate"), ("conversion", "Conversion"), ("revenue_per_visitor", "Revenue per visitor"))
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    lift: float
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Horizontal lift bars around 0 with interval whiskers, in SVG coordinates (0..width)."""
+
+    title: str
+    bars: list[Bar]
+    width: int = 520
+    row: int = 28
+    left: int = 150
+
+    @property
+    def height(self) -> int:
+        return self.row * len(self.bars) + 30
+
+    @property
+    def span(self) -> float:
+        values = [abs(v) for b in self.bars for v in (b.lift, b.low, b.high) if v is not None]
+        return max([0.05, *values]) * 1.1
+
+    def x(self, value: float) -> float:
+        middle = self.left + (self.width - self.left) / 2
+        return round(middle + value / self.span * (self.width - self.left - 10) / 2, 1)
+
+
+def charts(report: dict[str, Any]) -> list[Chart]:
+    out = []
+    for metric, title in METRICS:
+        bars = []
+        for arm, numbers in report.get("arms", {}).items():
+            lift = (numbers.get("lift_vs_control") or {}).get(metric)
+            if lift and lift.get("lift") is not None:
+                low, high = lift["ci95"] if lift.get("ci95") else (None, None)
+                bars.append(Bar(arm, lift["lift"], low, high))
+        if bars:
+            out.append(Chart(title, bars))
+    return out
+
+
+async def _ids(request: Request) -> list[str]:
+    """The experiments of the rules file (and ``holdout``, the global control group)."""
+    text = await admin.call(request, "GET", "/v1/admin/rules/file")
+    ids: list[str] = []
+    if text.ok:
+        try:
+            parsed = yaml.safe_load(text.body["text"]) or {}
+        except yaml.YAMLError:
+            parsed = {}
+        if isinstance(parsed, dict) and isinstance(parsed.get("experiments"), dict):
+            ids = [str(name) for name in parsed["experiments"]]
+    return [*ids, "holdout"]
+
+
+@router.get("/console/experiments")
+async def experiments_page(request: Request) -> Response:
+    session = await signed_in(request)
+    reports = []
+    for experiment_id in await _ids(request):
+        answer = await admin.call(request, "GET", f"/v1/admin/experiments/{experiment_id}")
+        if answer.ok:
+            reports.append((answer.body, charts(answer.body)))
+        else:
+            reports.append(({"experiment": experiment_id, "error": answer.message()}, []))
+    return page(request, session, "experiments.html", title="Experiments", section="experiments", reports=reports)

@@ -1,0 +1,11 @@
+"""The console's routes, one module per page group."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.web.console import experiments, models, ops, rules, signin
+
+router = APIRouter(include_in_schema=False)
+for module in (signin, rules, experiments, models, ops):
+    router.routes.extend(module.router.routes)
