@@ -88,7 +88,7 @@ def without_settings(env: dict[str, str] | None = None) -> dict[str, str]:
 
 def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settings:
     """Rate limits are off: every test client calls from one address, faster than any visitor
-    (tests/test_http_limits.py turns them on)."""
+    (tests/api/test_limits.py turns them on)."""
     values = {"data_dir": data_dir, "redis_url": redis_url, "admin_key": ADMIN_KEY, "model_poll_s": 0.2,
               "rate_limits": False}
     values.update(overrides)

@@ -18,9 +18,9 @@ from engine.ingest.importer import ImportReport, read_items
 from engine.settings import README as ENGINE_README
 from engine.settings import Settings, settings_table, with_settings_table
 from tests.conftest import without_settings
-from tests.test_rules_loader import EXAMPLE_RULES
+from tests.engine.merch.test_loader import EXAMPLE_RULES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted(p for p in ROOT.rglob("*.md")
               if not any(part.startswith(".") or part in ("var", "reports") for part in p.relative_to(ROOT).parts))
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

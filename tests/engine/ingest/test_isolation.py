@@ -1,7 +1,7 @@
 """engine.ingest.isolate: bad events are found by halving, the good ones apply in per-visitor order,
 transient failures are left to the caller. Pure logic: the applier is a stand-in that records
-what it was asked to apply (the real one is exercised in tests/test_apply_writer.py and
-tests/stream/test_agent.py)."""
+what it was asked to apply (the real one is exercised in tests/engine/ingest/test_writer.py and
+tests/streaming/test_agent.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """engine.merch.blocks: which block a person gets in a slot, and its text.
 
-The README's example (tests/test_templates.py) and the HTTP stories (tests/test_merchandising_api.py)
+The README's example (tests/engine/merch/test_templates.py) and the HTTP stories (tests/api/test_merch.py)
 pin the common paths; here are the edges: dates at their bounds, caps at their threshold and window
 edge, category paths that share a string, missing template values, and what a withdrawn, opted-out
 or control-group person is shown. ``BlockPicker.pick`` runs against a small in-memory read path

@@ -1,5 +1,5 @@
 """engine.merch.selectors: one predicate for every rule that names items, and its precomputed form.
-Each condition alone is exercised through the rules stage (tests/test_rules_stage.py); here are
+Each condition alone is exercised through the rules stage (tests/engine/merch/test_stage.py); here are
 the edges: boundaries, items without the field, unknown items, and what ItemSet precomputes."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """engine.profiles.view: a profile as the admin API shows it (readable names, ISO dates, scores
-relative to the strongest, the visit as of now). The HTTP story is tests/test_api_admin.py."""
+relative to the strongest, the visit as of now). The HTTP story is tests/api/test_admin.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,141 @@
+"""The web face over HTTP, without a browser: what is served where, the headers pages carry, the
+console's sign-in, session cookie and CSRF checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN, ADMIN_KEY
+from tests.api.web.webshop import DEMO_RULES, IDENTITY_SECRET
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path) -> dict[str, object]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(DEMO_RULES)
+    return {"demo_storefront": True, "identity_secret": IDENTITY_SECRET, "rules_file": rules}
+
+
+def _signed_in(client: TestClient) -> str:
+    """Sign in; the session's CSRF token."""
+    form = client.get("/console/signin")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    answer = client.post("/console/signin", data={"csrf": token, "admin_key": ADMIN_KEY}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/rules"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    page = client.get("/console/rules")
+    assert page.status_code == 200
+    return re.search(r'data-csrf="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def test_snippet_is_served_versioned_and_cacheable(client: TestClient) -> None:
+    answer = client.get("/sdk/vitrine.js")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/javascript")
+    assert "max-age=300" in answer.headers["cache-control"]
+    version = re.search(r'var VERSION = "([0-9.]+)"', answer.text).group(1)  # type: ignore[union-attr]
+    assert client.get("/sdk/vitrine.js", headers={"if-none-match": answer.headers["etag"]}).status_code == 304
+    pinned = client.get(f"/sdk/{version}/vitrine.js")
+    assert pinned.status_code == 200 and "immutable" in pinned.headers["cache-control"]
+    assert client.get("/sdk/0.0.1/vitrine.js").status_code == 404
+    assert len(answer.content) < 20_000
+
+
+def test_storefront_pages_carry_a_strict_csp_and_the_snippet(client: TestClient) -> None:
+    home = client.get("/")
+    assert home.status_code == 200
+    csp = home.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert '<script src="/sdk/vitrine.js"' in home.text and "<script>" not in home.text
+    assert 'data-vitrine-placement="home"' in home.text and 'data-vitrine-block="home_top"' in home.text
+    css = re.search(r'href="(/assets/[0-9a-f]{12}/shop\.css)"', home.text).group(1)  # type: ignore[union-attr]
+    assert client.get(css).headers["cache-control"].endswith("immutable")
+    product = client.get("/product/85123A")
+    assert product.status_code == 200 and 'data-vitrine-item="85123A"' in product.text
+    assert client.get("/product/NOPE").status_code == 404
+
+
+def test_demo_login_signs_the_customer_token(client: TestClient) -> None:
+    from engine.profiles.tokens import customer_token
+
+    answer = client.post("/login", data={"customer_id": "13085"}, follow_redirects=False)
+    assert answer.status_code == 303
+    home = client.get("/")
+    assert f'data-customer-token="{customer_token(IDENTITY_SECRET, "13085")}"' in home.text
+    assert client.post("/login", data={"customer_id": "bad id!"}).status_code == 422
+
+
+@pytest.mark.parametrize("settings_overrides", [{}])
+def test_production_serves_no_shop(client: TestClient) -> None:
+    assert client.get("/").status_code == 404
+    assert client.get("/product/85123A").status_code == 404
+    assert client.get("/sdk/vitrine.js").status_code == 200
+    assert client.get("/console/signin").status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"console": False}])
+def test_the_console_can_be_turned_off(client: TestClient) -> None:
+    assert client.get("/console/signin").status_code == 404
+
+
+def test_console_needs_a_session(client: TestClient) -> None:
+    for path in ("/console/rules", "/console/models", "/console/ops", "/console/experiments"):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/console/signin", path
+    assert client.post("/console/rules/check", json={"rules": "x"}, follow_redirects=False).status_code == 303
+
+
+def test_signin_refuses_a_wrong_key_and_a_forged_form(client: TestClient) -> None:
+    form = client.get("/console/signin")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    wrong = client.post("/console/signin", data={"csrf": token, "admin_key": "x" * 20})
+    assert wrong.status_code == 403 and "not the admin key" in wrong.text
+    client.cookies.clear()
+    forged = client.post("/console/signin", data={"csrf": token, "admin_key": ADMIN_KEY}, follow_redirects=False)
+    assert forged.status_code == 403 and "vt_console=" not in forged.headers.get("set-cookie", "")
+
+
+def test_console_forms_need_the_csrf_token(client: TestClient, settings_overrides: dict[str, object]) -> None:
+    csrf = _signed_in(client)
+    rules = Path(str(settings_overrides["rules_file"]))
+    draft = DEMO_RULES + "\n# edited\n"
+    forged = client.post("/console/rules/publish", data={"rules": draft, "csrf": "forged"})
+    assert forged.status_code == 403 and rules.read_text() == DEMO_RULES
+    assert client.post("/console/rules/check", json={"rules": draft}).status_code == 403
+    checked = client.post("/console/rules/check", json={"rules": "placements: [1"}, headers={"x-csrf-token": csrf})
+    assert checked.json()["valid"] is False and checked.json()["errors"][0]["line"]
+
+    broken = client.post("/console/rules/publish", data={"rules": "placements: [1", "csrf": csrf})
+    assert broken.status_code == 422 and rules.read_text() == DEMO_RULES and "line 1" in broken.text
+    published = client.post("/console/rules/publish", data={"rules": draft, "csrf": csrf}, follow_redirects=False)
+    assert published.status_code == 303 and rules.read_text() == draft
+
+
+def test_console_pages_render_through_the_admin_api(client: TestClient) -> None:
+    csrf = _signed_in(client)
+    preview = client.post("/console/rules/preview", data={"rules": DEMO_RULES, "csrf": csrf, "visitor_id": "v-1",
+                                                          "placements": "home product"})
+    assert preview.status_code == 200 and 'data-side="draft" data-placement="home"' in preview.text
+    models = client.get("/console/models")
+    assert models.status_code == 200 and "Served here" in models.text
+    ops = client.get("/console/ops")
+    assert ops.status_code == 200 and "/v1/admin/rules/file" in ops.text  # the console's own admin calls
+    numbers = client.get("/console/ops/numbers", headers={"x-csrf-token": csrf}).json()
+    assert numbers["routes"] and numbers["health_status"] == 200
+    experiments = client.get("/console/experiments")
+    assert experiments.status_code == 200 and "holdout" in experiments.text
+    signed_out = client.post("/console/signout", follow_redirects=False)
+    assert signed_out.status_code == 303
+    assert client.get("/console/rules", follow_redirects=False).status_code == 303
+
+
+def test_a_new_admin_key_closes_sessions(client: TestClient) -> None:
+    _signed_in(client)
+    client.app.state.settings.admin_key = "another-admin-key-0123456789"  # type: ignore[attr-defined]
+    assert client.get("/console/rules", follow_redirects=False).status_code == 303
+    client.app.state.settings.admin_key = ADMIN_KEY  # type: ignore[attr-defined]
+

@@ -1,0 +1,131 @@
+"""The Locust scenarios in smoke mode against a live server, and the SLO gate logic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from load_tests.sessions import demo_journeys
+from load_tests.slo import EndpointStats, Slo, breaches
+from tests.flows.test_e2e_live import live  # noqa: F401 - the live-server fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_slo_gate_arithmetic() -> None:
+    ok = EndpointStats("GET /a", requests=100, failures=1, p99_ms=40)
+    slow = EndpointStats("GET /b", requests=100, failures=0, p99_ms=120)
+    failing = EndpointStats("POST /c", requests=50, failures=2, p99_ms=10)
+    assert breaches([ok], Slo(p99_ms=50, max_error_rate=0.01)) == []
+    found = breaches([ok, slow, failing], Slo(p99_ms=50, max_error_rate=0.01))
+    assert found == ["GET /b: p99 120 ms > 50 ms", "POST /c: error rate 4.00% > 1.00% (2/50)"]
+    assert breaches([], Slo(min_requests=1)) == ["only 0 requests were made (at least 1 expected)"]
+
+
+def test_demo_journeys_are_real_orders() -> None:
+    journeys = demo_journeys(limit=50)
+    assert len(journeys) == 50
+    for journey in journeys:
+        kinds = [s.event_type for s in journey.steps]
+        assert kinds[-2:] == ["add_to_cart", "purchase"] and set(kinds[:-2]) == {"product_view"}
+
+
+def locust(host: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "load_tests" / "locustfile.py"), "--headless",
+         "-u", "4", "-r", "4", "-t", "4s", "--host", host, "--dataset", "demo", "--only-summary",
+         "--csv", str(tmp_path / "smoke"), "--html", str(tmp_path / "smoke.html"), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_smoke_run_passes_its_slos_and_writes_reports(live, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    server, _ = live
+    result = locust(server.url, tmp_path, "--slo-p99-ms", "2000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SLOs met" in result.stdout + result.stderr
+    stats = (tmp_path / "smoke_stats.csv").read_text()
+    for name in ("/v1/events [product_view]", "/v1/recommendations [home]", "/v1/recommendations [product]"):
+        assert name in stats
+    assert (tmp_path / "smoke.html").stat().st_size > 1000
+
+
+def test_a_breached_slo_fails_the_run(live, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    server, _ = live
+    result = locust(server.url, tmp_path, "--slo-p99-ms", "0.001")
+    assert result.returncode == 1
+    assert "SLO BREACH" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("host", ["http://10.1.2.3:8000", "http://example.com"])
+def test_refuses_remote_hosts_without_allow_remote(host: str, tmp_path: Path) -> None:
+    result = locust(host, tmp_path)
+    assert result.returncode != 0
+    assert "--allow-remote" in result.stdout + result.stderr
+
+
+def test_benchmarks_need_only_the_base_install() -> None:
+    """`vitrine bench` and bench_rules run after `pip install -e .`: no test-only client (httpx)."""
+    code = ("import sys; sys.modules['httpx'] = None; sys.modules['locust'] = None\n"
+            "import load_tests.bench, load_tests.bench_rules, load_tests.bench_stream, load_tests.bench_limits, "
+            "load_tests.burst")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_bench_report_flags_a_client_bound_load() -> None:
+    """A throughput set by the load generator (a full core of its own CPU) is named as such."""
+    from load_tests.bench import markdown
+
+    def result(name: str, client_cpu: float) -> dict[str, object]:
+        return {"name": name, "connections": 32, "requests": 1, "rps": 1.0, "p50_ms": 1, "p90_ms": 1,
+                "p99_ms": 1, "errors": 0, "non_200": 0, "client_cpu": client_cpu}
+
+    def report(noop_cpu: float) -> str:
+        run = {"workers": 2, "results": [result("noop", noop_cpu), result("recommendations:home", 0.4)],
+               "ratios": {}, "freshness_ms": dict.fromkeys(
+                   ("samples", "p50", "p90", "p99", "accept_p50", "accept_p99"), 1)}
+        return markdown({"started_at": "now", "machine": {"cpus": 2, "python": "3.11"},
+                         "model": {"items": 1, "users": 1}, "config": {"seconds": 1, "redis": "unix socket"}, "runs": [run],
+                         "apply": dict.fromkeys(("events", "events_per_s_storing_lists", "events_per_s_without_lists"), 1),
+                         "memory": dict.fromkeys(("redis_version", "profiles_sampled", "bytes_per_profile_mean",
+                                                  "bytes_per_profile_p50", "bytes_per_profile_p90",
+                                                  "bytes_per_profile_max", "json_bytes_mean",
+                                                  "dedup_bytes_per_visitor_mean", "for_you_list_bytes_mean"), 1)})
+
+    assert "client-bound" in report(0.97) and "noop at 32 connections" in report(0.97)
+    assert "client-bound" not in report(0.5)
+
+
+def test_loads_taken_in_rounds_are_reported_as_one() -> None:
+    """The bench alternates the endpoints in rounds; each endpoint's rounds pool into one load."""
+    from load_tests.httpload import LoadResult
+
+    first = LoadResult("noop", 1, 2.0, [1.0, 2.0, 3.0], 0, {200: 3}, client_cpu=0.5)
+    second = LoadResult("noop", 1, 1.0, [4.0], 1, {200: 1, 503: 1}, client_cpu=0.8)
+    both = LoadResult.combined([first, second])
+    assert (both.name, both.connections, both.seconds, both.requests) == ("noop", 1, 3.0, 4)
+    assert both.rps == 4 / 3 and both.percentile(50) == 2.5
+    assert both.errors == 1 and both.statuses == {200: 4, 503: 1}
+    assert both.client_cpu == (0.5 * 2 + 0.8 * 1) / 3
+
+
+def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
+    """The bench's server logs to a file, not to a pipe that nobody reads while it measures (a
+    server logging errors filled one and stopped), and a server that failed shows that log."""
+    from engine.store.server import free_port
+    from load_tests.bench import _start_server, _wait_ready
+
+    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_SESSION_TIMEOUT_S": "half an hour"}
+    port, log = free_port(), tmp_path / "server.log"
+    proc = _start_server(port, 1, env, log)
+    try:
+        with pytest.raises(RuntimeError, match="(?s)server exited.*session_timeout_s"):
+            _wait_ready(port, proc, log)
+        assert "session_timeout_s" in log.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
