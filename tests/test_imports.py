@@ -161,3 +161,17 @@ def test_the_loop_finder_finds_loops() -> None:
     assert _find_loop({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_loop({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
     assert list(itertools.chain(*FLOORS)) == list(dict.fromkeys(itertools.chain(*FLOORS)))
+
+
+def test_the_http_layer_sends_no_redis_command() -> None:
+    """Routes and pages call engine functions; what is stored where is the engine's business
+    (the `vitrine` command only closes the clients it opened)."""
+    calls = []
+    for path in (ROOT / "api").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, (ast.Attribute, ast.Name))
+                    and getattr(node.func.value, "attr", getattr(node.func.value, "id", None)) == "redis"
+                    and node.func.attr != "aclose"):
+                calls.append(f"{path.relative_to(ROOT)}:{node.lineno} redis.{node.func.attr}()")
+    assert not calls, "\n".join(calls)

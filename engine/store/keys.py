@@ -67,3 +67,8 @@ def experiment(experiment_id: str) -> str:
 def page(visitor_id: str, recommendation_id: str) -> str:
     """The items served so far under one recommendation id, page by page (engine.paging)."""
     return f"pg:{{{visitor_id}}}:{recommendation_id}"
+
+
+def console_session(session_id: str) -> str:
+    """A merchandiser console sign-in (engine.store.console); it expires when idle."""
+    return f"console:{session_id}"

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from engine.store.console import drop_session, load_session, save_session
+
 COOKIE = "vt_console"
 PRE_COOKIE = "vt_console_pre"  # the sign-in form's CSRF token, before there is a session
 PATH = "/console"
-
-
-def session_key(session_id: str) -> str:
-    return f"console:{session_id}"
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,8 @@ def key_matches(request: Request, presented: str) -> bool:
 async def open_session(request: Request, response: Response) -> Session:
     settings = request.app.state.settings
     session = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-    await request.app.state.engine.redis.hset(session_key(session.session_id),
-                                              mapping={"csrf": session.csrf, "key": _key_hash(settings.admin_key)})
-    await request.app.state.engine.redis.expire(session_key(session.session_id), settings.console_session_s)
+    await save_session(request.app.state.engine.redis, session.session_id,
+                       {"csrf": session.csrf, "key": _key_hash(settings.admin_key)}, settings.console_session_s)
     response.set_cookie(COOKIE, session.session_id, max_age=settings.console_session_s, path=PATH,
                         httponly=True, samesite="strict", secure=_secure(request))
     response.delete_cookie(PRE_COOKIE, path=PATH)
@@ -62,19 +59,17 @@ async def current_session(request: Request) -> Session | None:
     if not session_id or len(session_id) > 64:
         return None
     settings = request.app.state.settings
-    redis = request.app.state.engine.redis
-    stored = await redis.hgetall(session_key(session_id))
-    key = stored.get(b"key", b"").decode()
+    stored = await load_session(request.app.state.engine.redis, session_id, settings.console_session_s)
+    key = stored.get("key", "")
     if not stored or not settings.admin_key or not hmac.compare_digest(key, _key_hash(settings.admin_key)):
         return None
-    await redis.expire(session_key(session_id), settings.console_session_s)
-    return Session(session_id, stored[b"csrf"].decode())
+    return Session(session_id, stored["csrf"])
 
 
 async def close_session(request: Request, response: Response) -> None:
     session_id = request.cookies.get(COOKIE)
     if session_id and len(session_id) <= 64:
-        await request.app.state.engine.redis.delete(session_key(session_id))
+        await drop_session(request.app.state.engine.redis, session_id)
     response.delete_cookie(COOKIE, path=PATH)
 
 
