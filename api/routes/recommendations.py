@@ -103,7 +103,7 @@ _EXAMPLE = {"recommendation_id": "9f2c41d07a6b4e2c", "placement": "home", "model
 async def get_recommendations(request: Request) -> Response:
     """The hot path: checks and parsing are plain calls, not FastAPI dependencies (see api.query)."""
     await require_site(request)
-    query = parse_query(RecommendationsQuery, request, **_repeated(request))
+    query = _parse(request)
     _check(query)
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
@@ -119,6 +119,22 @@ async def get_recommendations(request: Request) -> Response:
     except UnknownPlacement as exc:
         raise ApiError(422, str(exc), [{"field": "placement", "message": str(exc)}]) from None
     return with_visitor_cookie(request, json_response(body), issued)
+
+
+def _parse(request: Request) -> RecommendationsQuery:
+    try:
+        return parse_query(RecommendationsQuery, request, **_repeated(request))
+    except ApiError as exc:  # errors name the parameters as sent: category (repeated), attr[colour]
+        raise invalid_request([dict(e, field=_as_sent(e["field"])) for e in exc.errors or []]) from None
+
+
+def _as_sent(field: str) -> str:
+    name = field.partition("[")[0]
+    if name in ("category", "brand"):
+        return name
+    if field.startswith("attr."):
+        return f"attr[{field[5:].split('.')[0]}]"
+    return field
 
 
 def _repeated(request: Request) -> dict[str, Any]:
