@@ -135,7 +135,7 @@ def _property(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # What ``Event._fields_the_type_needs`` checks, as JSON Schema (``allOf`` of if/then) for the
-# OpenAPI description; tests/test_openapi.py checks that the two agree.
+# OpenAPI description; tests/api/test_openapi.py checks that the two agree.
 TYPE_REQUIREMENTS: list[dict[str, Any]] = [
     _when(sorted(ITEM_EVENTS), {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}),
     _when(["purchase"], {"anyOf": [{"required": ["items"], "properties": {"items": {"type": "array"}}},
