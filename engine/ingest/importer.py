@@ -199,7 +199,6 @@ def read_events(path: Path, report: ImportReport, *, accepted_at: float) -> Iter
         yield from flush()
 
 
-
 # ------------------------------------------------------------------------------- loading
 
 
