@@ -20,8 +20,8 @@ from engine import tasks
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
-from engine.ranking import content
-from engine.ranking.live_sessions import LiveSessions
+from engine.catalog import content
+from engine.ranking.sessions import LiveSessions
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.shapes import ProfileConfig
 from engine.paging import Pager

@@ -250,7 +250,7 @@ class Settings(BaseSettings):
     new_item_share: float = Field(0.1, ge=0, le=0.5, description="Share of a product page's similar list (rounded "
                                   "down) that may go to new items, added since the model's data was read, that "
                                   "resemble the page's item in title, category, brand and price "
-                                  "(engine.ranking.content); 0: no exploration.")
+                                  "(engine.catalog.content); 0: no exploration.")
     blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND),
                                     description="Weights of the for-you signals (engine.ranking.blend).")
     history_half_life_s: float = Field(30 * 86400, gt=0, description="Age at which a past event counts half in "

@@ -11,7 +11,7 @@ hide, nor blamed for one nobody could show. People are taken in sorted order and
 fixed seed, so a run is repeatable.
 
 Methods are plain callables (``Method``: training data -> ``Ranker``); the served recommender
-comes in as one of them from the engine (see ``engine/training.py``), since models/ must not import it.
+comes in as one of them from the engine (see ``engine/training/``), since models/ must not import it.
 """
 
 from __future__ import annotations

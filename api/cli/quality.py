@@ -17,7 +17,7 @@ from api.cli.common import print_report, redis_for
 from engine.catalog import EMPTY, Catalogue, item_ids
 from engine.events.history import interactions, interactions_from_log
 from engine.ingest.importer import ImportReport, read_events, read_items
-from engine.ranking.offline import OfflineRanker
+from engine.training.offline import OfflineRanker
 from engine.runtime import profile_config
 from engine.store.connect import connect
 from engine.settings import BLEND_SIGNALS, Settings

@@ -121,7 +121,7 @@ class EventApplier:
         made-up ids cannot push real items out of trending; events about other items still reach
         the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
         (engine.ranking.stored queues their lists); it must not block. ``observe``: shown the events
-        of each ``apply`` call once applied (engine.ranking.live_sessions); it must not block."""
+        of each ``apply`` call once applied (engine.ranking.sessions); it must not block."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config

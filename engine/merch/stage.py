@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from engine.profiles.affinity import affinity_above
 from engine.catalog import Item
 from engine.merch.schema import Boost, Diversity, Pin, Promoted, Repetition, Selector
-from engine.ranking.picks import Pick
+from engine.ranking.request import Pick
 from engine.merch.selectors import ItemSet, matches
 
 MAX_POOL = 2000

@@ -88,7 +88,7 @@ class ServedModel:
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
         self.no_scores = np.zeros(len(self.item_ids), dtype=np.float32)  # ALS's when the blend leaves it out
         self.read_recipe()
-        # The session index with the sessions seen since training (engine.ranking.live_sessions).
+        # The session index with the sessions seen since training (engine.ranking.sessions).
         self.live_index: sknn.SessionIndex | None = None
         self._views: dict[int, CatalogueView] = {}
         warm_kernels()

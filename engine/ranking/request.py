@@ -1,4 +1,5 @@
-"""What a page asks for, and what the request path read to answer it."""
+"""What a page asks for, what the request path read to answer it, and what every candidate source
+returns: an item, its score and the reason it is there."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ class Read(NamedTuple):
     profiles: Loaded
     trending: list[tuple[str, float]]
     degraded: bool
+
+
+class Pick(NamedTuple):  # a tuple, not a dataclass: tens of them are made per request
+    item_id: str
+    score: float
+    reason: str

@@ -16,10 +16,10 @@ import numpy as np
 
 from engine.profiles.affinity import affinity_owner
 from engine.ranking.blend import blend_scores, closest_anchor, top_k
-from engine.ranking.content import for_catalogue
+from engine.catalog.content import for_catalogue
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
-from engine.ranking.picks import Pick
+from engine.ranking.request import Pick
 from engine.ranking.reasons import Signals, dominant, strongest_voters
 from engine.ranking.stored import Stored
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
@@ -49,7 +49,7 @@ class Context:
     model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
     precomputed: Stored | None = None  # the person's for-you list as applying their events left it
     allowed: "Allowed | None" = None  # the request's filters (engine.ranking.filters); None: no filter
-    new_item_share: float = 0.0  # of a similar list, for new items alike its item (engine.ranking.content)
+    new_item_share: float = 0.0  # of a similar list, for new items alike its item (engine.catalog.content)
 
     def may_show(self, catalogue: Catalogue, item_id: str) -> bool:
         """Available, and matching the request's filters if it has any."""
@@ -258,7 +258,7 @@ def _new_alike(model: ServedModel, catalogue: Catalogue, ctx: Context, anchor: s
 
 def similar_content(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     """For an item the model does not know yet (a new arrival): the catalogue's items most alike
-    it in title, category, brand and price (engine.ranking.content)."""
+    it in title, category, brand and price (engine.catalog.content)."""
     anchor = ctx.anchor()
     if anchor is None or not catalogue.items or (model is not None and anchor in model.item_index):
         return []

@@ -38,7 +38,7 @@ from engine.store import keys
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
 from engine.profiles.shapes import VisitorProfile
-from engine.ranking.picks import Pick
+from engine.ranking.request import Pick
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import EMPTY
-from engine.ranking.offline import OfflineRanker
+from engine.training.offline import OfflineRanker
 from engine.profiles.shapes import ProfileConfig
 from models import artifacts
 from models.als import ALSParams

@@ -11,7 +11,7 @@ import pytest
 
 from engine.catalog import EMPTY
 from engine.profiles import ProfileConfig
-from engine.ranking.offline import OfflineRanker
+from engine.training.offline import OfflineRanker
 from models import artifacts
 from models.als import ALSParams
 from models.evaluate import Protocol

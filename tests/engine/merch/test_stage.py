@@ -9,7 +9,7 @@ import pytest
 from engine.catalog import Item
 from engine.merch.schema import PlacementRules
 from engine.merch.stage import Effective, Visitor, apply_rules, pool_size
-from engine.ranking.picks import Pick
+from engine.ranking.request import Pick
 
 NOW = datetime(2026, 12, 10, 12, tzinfo=timezone.utc).timestamp()
 DAY = 86400.0

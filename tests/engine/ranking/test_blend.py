@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from engine.events.history import interactions
-from engine.ranking.offline import OfflineRanker
+from engine.training.offline import OfflineRanker
 from engine.runtime import profile_config
 from engine.settings import DEFAULT_BLEND
 from models import artifacts

@@ -1,12 +1,12 @@
 """New items get similar items, and a place in the lists of the items they resemble, before anyone
-has interacted with them (engine.ranking.content; pure index, then the real app)."""
+has interacted with them (engine.catalog.content; pure index, then the real app)."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
 from engine.catalog import Catalogue, Item
-from engine.ranking.content import build, tokens
+from engine.catalog.content import build, tokens
 from tests.conftest import ADMIN
 
 

@@ -22,7 +22,7 @@ from engine.ingest.importer import ImportReport, read_items
 from engine.profiles.shapes import VisitorProfile
 from engine.ranking.request import RecoRequest
 from engine.runtime import Engine
-from engine.ranking.picks import Pick
+from engine.ranking.request import Pick
 from load_tests.sessions import sessions_from_baskets
 from tests.conftest import make_settings
 

@@ -1,5 +1,5 @@
 """The engine's side of training: the recipe models/ trains from the settings, and the promotion
-gate run with the served recommender (engine.ranking.offline), which models/ cannot import.
+gate run with the served recommender (engine.training.offline), which models/ cannot import.
 
 `vitrine train` and the benchmarks that train a model both take their recipe from here, so that
 what they train is what is served.
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from engine.catalog import EMPTY
-from engine.ranking.offline import OfflineRanker
+from engine.training.offline import OfflineRanker
 from engine.runtime import profile_config
 from engine.settings import BLEND_SIGNALS, Settings
 from models.als import ALSParams

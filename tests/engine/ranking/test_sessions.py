@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.events.schema import Event
-from engine.ranking.live_sessions import LiveSessions
+from engine.ranking.sessions import LiveSessions
 from engine.ranking.model import ServedModel
 from engine.ranking.sessions import session_signals
 from engine.runtime import Engine
