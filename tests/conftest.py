@@ -27,8 +27,11 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The test session is a process entry, as `vitrine` is: before a test module loads numpy."""
+    """The test session is a process entry, as `vitrine` is: before a test module loads numpy.
+    Training in tests does not tune unless a test asks for trials (tuning has tests of its own);
+    the servers and commands the tests start inherit that."""
     limit_blas_threads()
+    os.environ.setdefault("VITRINE_TUNE_TRIALS", "0")
 
 
 @pytest.fixture(scope="session")
