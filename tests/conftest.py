@@ -83,10 +83,12 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory, demo_files: tuple[P
 
 
 def without_settings(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment minus ``VITRINE_`` settings (a newcomer's), except the choice of redis-server:
-    a test run forcing one binary (CI's pass on the bundled Redis 6.2) forces it everywhere."""
+    """The environment minus ``VITRINE_`` settings (a newcomer's), except the test session's own
+    choices: the redis-server binary (CI's pass on the bundled Redis 6.2 forces it everywhere) and
+    no tuning at train time (``pytest_configure``)."""
     env = dict(os.environ if env is None else env)
-    return {k: v for k, v in env.items() if not k.startswith("VITRINE_") or k == "VITRINE_REDIS_SERVER"}
+    kept = ("VITRINE_REDIS_SERVER", "VITRINE_TUNE_TRIALS")
+    return {k: v for k, v in env.items() if not k.startswith("VITRINE_") or k in kept}
 
 
 def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settings:
