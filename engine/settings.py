@@ -264,7 +264,7 @@ class Settings(BaseSettings):
                                "visitor consented).")
     live_sessions_refresh_s: float = Field(60.0, gt=0, description="How often those sessions are added to the "
                                            "index (a rebuild of its postings).")
-    tune_trials: int = Field(20, ge=0, description="`vitrine train` tunes the recipe (ALS, event weights, blend, "
+    tune_trials: int = Field(8, ge=0, description="`vitrine train` tunes the recipe (ALS, event weights, blend, "
                              "exclusions) on the tail of the data before its hold-out, with this many ALS / "
                              "event-weight trials; settings set explicitly are left alone; 0: no tuning.")
     promote_holdout: float = Field(0.1, gt=0, lt=1, description="Share of the events `vitrine train` holds "

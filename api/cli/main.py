@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", "quality:cmd_train",
                 help="tune and train a model from the event history; promote it unless it is worse")
-    p.add_argument("--trials", type=int, help="ALS / event-weight tuning trials (default $VITRINE_TUNE_TRIALS, 20; "
+    p.add_argument("--trials", type=int, help="ALS / event-weight tuning trials (default $VITRINE_TUNE_TRIALS, 8; "
                                               "0: no tuning)")
     p.add_argument("--force", action="store_true", help="promote the new model even when it scores worse than the "
                                                         "served one, or when the hold-out is too small to compare")
