@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from models.artifacts import Artifact
 from models.evaluate import Protocol, Ranker, Split, score, time_split
-from models.interactions import Interaction, user_key
+from models.rows import Interaction, user_key
 from models.session_protocol import session_split
 from models.sessions import runs
 from models.train import TrainConfig, fit

@@ -26,7 +26,8 @@ from functools import cached_property
 from typing import Any
 
 from models.artifacts import Artifact
-from models.interactions import Interaction, InteractionMatrix, user_key
+from models.interactions import InteractionMatrix
+from models.rows import Interaction, user_key
 from models.metrics import ranking_metrics
 from models.train import TrainConfig, fit
 

@@ -8,26 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from models.rows import Interaction, user_key
 from models.sessions import SESSION_GAP_S, SessionLog, split_sessions
-
-
-class Interaction(NamedTuple):
-    ts: float
-    visitor_id: str
-    customer_id: str | None
-    event_type: str
-    item_id: str
-    quantity: int = 1
-    basket: str | None = None  # the order (event id) a purchased line belongs to
-
-
-def user_key(visitor_id: str, customer_id: str | None) -> str:
-    return f"c:{customer_id}" if customer_id else f"v:{visitor_id}"
 
 
 @dataclass

@@ -27,7 +27,7 @@ from models import artifacts
 from models.als import ALSParams
 from models.artifacts import Artifact
 from models.evaluate import Protocol, Ranker, Split, score, time_split
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.session_protocol import session_split
 from models.seqrules import RuleParams
 from models.sknn import SknnParams

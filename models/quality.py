@@ -23,7 +23,7 @@ from models.artifacts import Artifact
 from models.baselines import baselines
 from models.evaluate import Method, Protocol, Ranker, Scored, compare, served
 from models.session_protocol import split_at_tail
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.metrics import bootstrap_ratio, per_person
 from models.train import TrainConfig
 from models.tuning import OBJECTIVE, steps, tune

@@ -20,7 +20,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from models.evaluate import Protocol, Query, Split, exclusions, time_split
-from models.interactions import Interaction, user_key
+from models.rows import Interaction, user_key
 from models.sessions import runs
 
 

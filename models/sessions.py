@@ -14,12 +14,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # models.interactions builds its sessions with this module
-    from models.interactions import Interaction
+from models.rows import Interaction
 
 SESSION_GAP_S = 1800.0
 

@@ -13,7 +13,8 @@ import numpy as np
 from models import artifacts
 from models.als import ALSParams, train_als
 from models.artifacts import Artifact
-from models.interactions import Interaction, InteractionMatrix, build_matrix
+from models.interactions import InteractionMatrix, build_matrix
+from models.rows import Interaction
 from models.neighbours import top_neighbours
 from models.seqrules import RuleParams, build_rules
 from models.sessions import SESSION_GAP_S

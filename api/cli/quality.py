@@ -24,7 +24,7 @@ from engine.settings import BLEND_SIGNALS, Settings
 from engine.training import AfterTrain, gated_train, train_config
 from models import datasets, quality, report
 from models.evaluate import Protocol
-from models.interactions import Interaction
+from models.rows import Interaction
 
 # ------------------------------------------------------------------------------- train
 

@@ -12,7 +12,7 @@ from typing import Any
 from engine.events.history import Consent
 from engine.events.log import read_raw
 from models.customer_value import NotEnoughHistory, Orders, ShopModel, fit, save
-from models.interactions import Interaction
+from models.rows import Interaction
 
 
 def orders(events: Iterable[dict[str, Any]], consent_required: bool) -> list[tuple[str, float, float]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.events.log import read_raw
 from engine.events.schema import profiling_choice
-from models.interactions import Interaction, user_key
+from models.rows import Interaction, user_key
 
 TRAINABLE = frozenset({"product_view", "add_to_cart", "add_to_wishlist", "purchase", "recommendation_click"})
 

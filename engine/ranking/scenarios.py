@@ -24,7 +24,7 @@ from engine.ranking.reasons import Signals, dominant, strongest_voters
 from engine.ranking.stored import Stored
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.visits import history_items, visit_items
-from models.interactions import user_key
+from models.rows import user_key
 from engine.ranking.sessions import session_signals
 
 if TYPE_CHECKING:

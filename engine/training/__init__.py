@@ -18,7 +18,7 @@ from models.als import ALSParams
 from models.artifacts import Artifact
 from models.autotune import shape, tune_recipe
 from models.evaluate import Protocol, Ranker, Split, served
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.lifecycle import Decision, holdout_cutoff, train_and_gate
 from models.train import TrainConfig
 from models.tuning import TUNABLE

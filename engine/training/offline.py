@@ -24,7 +24,7 @@ from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfil
 from engine.ranking.scenarios import Context, base_exclusions, for_you
 from models.artifacts import Artifact
 from models.evaluate import Query, Ranker
-from models.interactions import Interaction
+from models.rows import Interaction
 
 
 def events_from(rows: Sequence[Interaction]) -> Iterator[Event]:

@@ -15,7 +15,7 @@ from engine.profiles.shapes import ProfileConfig
 from models import artifacts
 from models.als import ALSParams
 from models.evaluate import Protocol
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.lifecycle import train_and_gate
 from models.train import TrainConfig
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from models.autotune import shape, tune_recipe, validation_split
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.train import TrainConfig
 
 WEIGHTS = {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 8.0}

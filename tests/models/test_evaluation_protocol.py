@@ -11,7 +11,7 @@ import pytest
 from engine.ranking.blend import blend_scores, blend_weights
 from models.evaluate import Protocol, exclusions, time_split
 from models.session_protocol import split_at_tail
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.metrics import ranking_metrics
 
 DAY = 86400.0

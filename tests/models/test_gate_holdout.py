@@ -15,7 +15,7 @@ from engine.training.offline import OfflineRanker
 from models import artifacts
 from models.als import ALSParams
 from models.evaluate import Protocol
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.lifecycle import holdout_cutoff, train_and_gate
 from models.train import TrainConfig
 

@@ -8,7 +8,7 @@ import pytest
 
 from models import seqrules, sknn
 from models.evaluate import Protocol
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.session_protocol import session_split
 from models.sessions import SessionLog, anonymous, collapse, recent_distinct, split_sessions
 

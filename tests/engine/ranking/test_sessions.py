@@ -13,7 +13,7 @@ from engine.ranking.model import ServedModel
 from engine.ranking.sessions import session_signals
 from engine.runtime import Engine
 from models import sknn
-from models.interactions import Interaction
+from models.rows import Interaction
 from models.sessions import SessionLog
 from models.train import TrainConfig, fit
 from tests.conftest import make_settings
