@@ -3,9 +3,10 @@ events per visitor (settings ``rate_limit_*``).
 
 Rates are written in the notation of the `limits` package ("100/second;3000/minute") and parsed
 by it, but counted here, in fixed windows aligned on the clock: each window is one dict, emptied
-when the window ends. `limits`' own in-memory storage costs several times more per hit, and a
-timer thread keeps rescanning every key it holds (``python -m load_tests.bench_limits`` compares
-them): too much on the hot path of every request. Counts are per process: with N uvicorn workers
+when the window ends. `limits`' own in-memory storage cost several times more per hit when
+compared (see this file's history), and a timer thread keeps rescanning every key it holds: too
+much on the hot path of every request. What the limits cost a request end to end:
+``python -m load_tests.bench_limits``. Counts are per process: with N uvicorn workers
 a client spread over them gets up to N times the limit.
 """
 

@@ -63,7 +63,7 @@ class BenchConfig:
     seed: int = 7
 
 
-async def _populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]],
+async def populate(settings: Settings, redis_url: str, sessions: list[list[tuple[str, str]]],
                     prefix: str = "bench") -> tuple[list[str], float]:
     """The visitors' events applied as a server applies them (with the model loaded, so lists are
     stored unless ``settings.store_lists`` is off); their ids, and events applied per second."""
@@ -119,22 +119,22 @@ async def _memory(redis_url: str, visitor_ids: list[str]) -> dict[str, Any]:
     }
 
 
-def _start_server(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_server(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Its log goes to a file: a pipe nobody reads would stop the server once it fills."""
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers",
                                  str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=out)
 
 
-def _log_tail(log: Path) -> str:
+def log_tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{_log_tail(log)}")
+            raise RuntimeError(f"server exited:\n{log_tail(log)}")
         if Http(port).ready():
             return
         time.sleep(0.2)
@@ -198,11 +198,11 @@ def run(config: BenchConfig) -> dict[str, Any]:
             artifact = train_from_rows(rows, train_config(settings), settings.models_dir)
             report["model"] = {"version": artifact.version, **artifact.meta["data"],
                                "train_seconds": round(time.perf_counter() - started, 1)}
-            item_ids = asyncio.run(_load_items(url, items_csv))
+            item_ids = asyncio.run(load_items(url, items_csv))
             sessions = sessions_from_baskets(events_csv, config.visitors, config.seed)
-            visitor_ids, with_lists = asyncio.run(_populate(settings, url, sessions))
+            visitor_ids, with_lists = asyncio.run(populate(settings, url, sessions))
             # The same events for other visitors without storing lists: what the lists cost to apply.
-            _, without_lists = asyncio.run(_populate(settings.model_copy(update={"store_lists": False}), url,
+            _, without_lists = asyncio.run(populate(settings.model_copy(update={"store_lists": False}), url,
                                                      sessions, prefix="plain"))
             report["apply"] = {"events": sum(map(len, sessions)), "events_per_s_storing_lists": round(with_lists),
                                "events_per_s_without_lists": round(without_lists)}
@@ -211,14 +211,14 @@ def run(config: BenchConfig) -> dict[str, Any]:
                    "VITRINE_ADMIN_KEY": ADMIN_KEY, **UNREACHED_LIMITS}
             for workers in config.workers:
                 port, log = free_port(), tmp / f"server-{workers}.log"
-                proc = _start_server(port, workers, env, log)
+                proc = start_server(port, workers, env, log)
                 try:
-                    _wait_ready(port, proc, log)
+                    wait_ready(port, proc, log)
                     print(f"measuring with {workers} worker(s)...", flush=True)
                     results = uvloop.run(_measure(port, visitor_ids, config))
                     failed = [r.name for r in results if r.errors or set(r.statuses) - {200}]
                     if failed:  # what failed fast measures nothing
-                        raise RuntimeError(f"requests failed ({', '.join(failed)}); server log:\n{_log_tail(log)}")
+                        raise RuntimeError(f"requests failed ({', '.join(failed)}); server log:\n{log_tail(log)}")
                     freshness = measure_freshness(Http(port), item_ids, config.freshness_samples)
                 finally:
                     proc.terminate()
@@ -230,7 +230,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
     return report
 
 
-async def _load_items(redis_url: str, items_csv: Path) -> list[str]:
+async def load_items(redis_url: str, items_csv: Path) -> list[str]:
     items = [i for i in read_items(items_csv, ImportReport()) if i.in_stock]
     redis = Redis.from_url(redis_url)
     await upsert_items(redis, items)

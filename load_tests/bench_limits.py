@@ -1,107 +1,115 @@
-"""What the rate limits cost per request, in process: ``python -m load_tests.bench_limits``.
+"""What the rate limits cost per request, over HTTP: ``python -m load_tests.bench_limits``.
 
-Prints, per hit: api.ratelimit's counter, and the `limits` package's own fixed-window strategy
-over its in-memory storage (why api.ratelimit counts by itself; the timer thread's CPU is the
-process's CPU beyond the main thread's); then the site routes' check (``require_site``: key,
-address, limit) with the rate limits on and off, and the difference: what a recommendation pays.
-CPU time of the main thread per call, best of five runs (the machines here are shared).
+Two `vitrine serve` processes on one Redis, one with the rate limits on (limits set so high that
+none is reached: every request is counted, none refused) and one with them off. The same site
+route is driven on both in alternating rounds, so that the machine's drift hits both alike; the
+report is the on/off ratio of p50, p99 and throughput, at 1 and at 32 connections. A model is not
+needed: the limit is checked before the route does any work, so an empty list is the sharpest
+view of what the check adds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
-from starlette.requests import Request
+import uvloop
 
-from api.auth import require_site
-from api.ratelimit import Rate, RateLimits
-from engine.settings import Settings
+from engine.store.server import free_port, start_redis
+from engine.threads import limit_blas_threads
+from load_tests.bench import ADMIN_KEY, UNREACHED_LIMITS, log_tail, start_server
+from load_tests.httpload import Http, LoadResult, run_load
 
-HIGH = "1000000000/second;1000000000/minute"  # two windows, never reached: every hit is counted
-
-
-def _per_call_us(call: Callable[[int], object], n: int) -> tuple[float, float]:
-    """(main thread CPU µs per call, process CPU µs per call), best of five."""
-    best = (float("inf"), float("inf"))
-    for _ in range(5):
-        thread, process = time.thread_time(), time.process_time()
-        for i in range(n):
-            call(i)
-        thread, process = time.thread_time() - thread, time.process_time() - process
-        best = min(best, (thread / n * 1e6, process / n * 1e6))
-    return best
+ROUNDS = 4
 
 
-def _ids(count: int) -> list[str]:
-    return [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(count)]
+def _wait_answering(port: int, proc: Any, log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log_tail(log)}")
+        try:
+            if Http(port).request("GET", "/health")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not answering in time:\n{log_tail(log)}")
 
 
-def counters(n: int) -> None:
-    from limits import parse_many  # noqa: PLC0415
-    from limits.storage import MemoryStorage  # noqa: PLC0415
-    from limits.strategies import FixedWindowRateLimiter  # noqa: PLC0415
+async def _measure(ports: dict[str, int], connections: int, seconds: float) -> dict[str, LoadResult]:
+    def path(n: int) -> str:
+        return f"/v1/recommendations?placement=home&visitor_id=bench-{n % 1000}"
 
-    print(f"per hit, two windows ({HIGH}), {n} hits, best of 5 (µs of CPU)")
-    print("| counter | ids | main thread | whole process |")
-    print("|---|---|---|---|")
-    for count in (1, 10_000):
-        ids = _ids(count)
-        rate = Rate(HIGH)
-        own = _per_call_us(lambda i: rate.hit(ids[i % count]), n)
-        items = parse_many(HIGH)
-        limiter = FixedWindowRateLimiter(MemoryStorage())
-
-        def library_hit(i: int) -> None:  # its cheapest use: hit each window (no test first)
-            ident = ids[i % count]
-            for item in items:
-                limiter.hit(item, ident)
-
-        library = _per_call_us(library_hit, max(n // 10, 1000))
-        print(f"| api.ratelimit.Rate | {count} | {own[0]:.2f} | {own[1]:.2f} |")
-        print(f"| limits FixedWindowRateLimiter + MemoryStorage | {count} | {library[0]:.2f} | {library[1]:.2f} |")
+    rounds: dict[str, list[LoadResult]] = {name: [] for name in ports}
+    for round_ in range(ROUNDS):
+        for name, port in ports.items():
+            rounds[name].append(await run_load(name, "127.0.0.1", port, path, connections=connections,
+                                               seconds=seconds / ROUNDS, warmup_s=0.5 if round_ == 0 else 0.1))
+    return {name: LoadResult.combined(loads) for name, loads in rounds.items()}
 
 
-def site_check(n: int) -> None:
-    print(f"\nrequire_site (no key: an anonymous browser), {n} calls, five rounds alternating on and off, "
-          "best of each (µs of CPU, main thread)")
-    checks = {}
-    for label, on in (("rate limits on", True), ("rate limits off", False)):
-        app = FastAPI()
-        app.state.settings = Settings(rate_limits=on, rate_limit_address=HIGH, admin_key="x" * 16)
-        app.state.rate_limits = RateLimits(app.state.settings)
-        scopes = [{"type": "http", "app": app, "headers": [(b"host", b"shop"), (b"accept", b"*/*")],
-                   "method": "GET", "path": "/", "query_string": b"", "client": (address, 5000)}
-                  for address in _ids(1000)]
+def run(seconds: float) -> dict[str, Any]:
+    report: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                              "seconds": seconds, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="vitrine-bench-limits-") as tmp_name:
+        tmp = Path(tmp_name)
+        redis = start_redis(tmp / "redis", persist=False)
+        procs = []
+        try:
+            ports = {}
+            for name, on in (("limits on", "true"), ("limits off", "false")):
+                port, log = free_port(), tmp / f"{name.replace(' ', '-')}.log"
+                env = {**os.environ, "VITRINE_REDIS_URL": redis.local_url, "VITRINE_DATA_DIR": str(tmp / "data"),
+                       "VITRINE_ADMIN_KEY": ADMIN_KEY, "VITRINE_RATE_LIMITS": on, **UNREACHED_LIMITS}
+                procs.append(start_server(port, 1, env, log))
+                _wait_answering(port, procs[-1], log)
+                ports[name] = port
+            for connections in (1, 32):
+                results = uvloop.run(_measure(ports, connections, seconds))
+                on, off = results["limits on"], results["limits off"]
+                bad = [r.name for r in results.values() if r.errors or set(r.statuses) - {200}]
+                if bad:
+                    raise RuntimeError(f"requests failed or were refused: {', '.join(bad)}")
+                report["runs"].append({
+                    "connections": connections,
+                    "results": [r.summary() for r in results.values()],
+                    "p50_ratio": round(on.percentile(50) / off.percentile(50), 3),
+                    "p99_ratio": round(on.percentile(99) / off.percentile(99), 3),
+                    "rps_ratio": round(on.rps / off.rps, 3) if off.rps else 0.0,
+                })
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
+            redis.stop()
+    return report
 
-        def check(i: int, scopes: list[dict[str, object]] = scopes) -> None:
-            coroutine = require_site(Request(scopes[i % 1000]))
-            try:
-                coroutine.send(None)
-            except StopIteration:
-                pass
 
-        checks[label] = check
-    best = dict.fromkeys(checks, float("inf"))
-    for _ in range(5):
-        for label, check in checks.items():
-            started = time.thread_time()
-            for i in range(n):
-                check(i)
-            best[label] = min(best[label], (time.thread_time() - started) / n * 1e6)
-    for label, value in best.items():
-        print(f"| {label} | {value:.2f} |")
-    print(f"| the limit's cost per request | {best['rate limits on'] - best['rate limits off']:.2f} |")
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["| connections | p50 on/off | p99 on/off | req/s on/off |", "|---|---|---|---|"]
+    lines += [f"| {r['connections']} | {r['p50_ratio']} | {r['p99_ratio']} | {r['rps_ratio']} |" for r in report["runs"]]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=200_000, help="calls per measurement")
+    parser.add_argument("--seconds", type=float, default=8.0, help="load per server and connection count")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
     args = parser.parse_args(argv)
-    counters(args.n)
-    site_check(args.n)
+    limit_blas_threads()
+    report = run(args.seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"limits-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    stem.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report), end="")
+    print(f"report: {stem}.md")
     return 0
 
 

@@ -32,7 +32,7 @@ from engine.store.server import free_port, start_redis
 from engine.settings import Settings
 from engine.threads import limit_blas_threads
 from engine.training import train_config
-from load_tests.bench import _load_items, _populate, _start_server, _wait_ready
+from load_tests.bench import load_items, populate, start_server, wait_ready
 from load_tests.httpload import Http, LoadResult, run_load
 from load_tests.sessions import sessions_from_baskets
 from models.datasets import write_online_retail
@@ -95,14 +95,14 @@ def run(seconds: float, connections: list[int]) -> dict[str, Any]:
             events = _subset(events_csv, EVENT_LINES)
             rows = interactions(e.model_dump() for e in read_events(events, ImportReport(), accepted_at=time.time()))
             train_from_rows(rows, train_config(settings), settings.models_dir)
-            asyncio.run(_load_items(url, items_csv))
-            visitor_ids, _ = asyncio.run(_populate(settings, url, sessions_from_baskets(events, VISITORS, 7)))
+            asyncio.run(load_items(url, items_csv))
+            visitor_ids, _ = asyncio.run(populate(settings, url, sessions_from_baskets(events, VISITORS, 7)))
             env = {**os.environ, "VITRINE_REDIS_URL": url, "VITRINE_DATA_DIR": str(settings.data_dir),
                    "VITRINE_ADMIN_KEY": "bench-admin-key-not-a-secret", "VITRINE_RATE_LIMITS": "false"}
             port, log = free_port(), tmp / "server.log"
-            server = _start_server(port, 1, env, log)
+            server = start_server(port, 1, env, log)
             try:
-                _wait_ready(port, server, log)
+                wait_ready(port, server, log)
 
                 def home(n: int) -> str:
                     return f"/v1/recommendations?placement=home&visitor_id={visitor_ids[n % len(visitor_ids)]}"

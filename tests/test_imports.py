@@ -23,9 +23,6 @@ ALLOWED = {
     "api": {"engine", "models", "streaming", "load_tests"},
 }
 CLI_ONLY = {("api", "load_tests")}
-# The one benchmark of the HTTP layer's own code (the rate limiter's counter and the site routes'
-# check, timed in process): it imports what it measures and nothing imports it.
-HTTP_BENCHES = {"load_tests.bench_limits"}
 
 # engine/, bottom-up: a unit may import only units on lower floors (and itself).
 FLOORS = [
@@ -93,8 +90,6 @@ def test_top_level_folders_import_one_way() -> None:
     wrong = []
     for module, targets in graph().items():
         top = module.split(".")[0]
-        if module in HTTP_BENCHES:
-            continue
         for target in targets:
             other = target.split(".")[0]
             if other == top:
@@ -119,8 +114,7 @@ def test_engine_packages_import_only_lower_floors() -> None:
 def test_no_import_loops() -> None:
     """Between modules, and between engine/'s packages (a loop through two packages' modules is a
     loop of concepts even where no single module loop exists)."""
-    edges = {module: targets for module, targets in graph().items() if module not in HTTP_BENCHES}
-    assert not any(HTTP_BENCHES & targets for targets in edges.values()), "nothing may import an HTTP benchmark"
+    edges = graph()
     for label, g in (("modules", edges), ("packages", _collapse(edges))):
         loop = _find_loop(g)
         assert loop is None, f"import loop between {label}: {' -> '.join(loop or [])}"

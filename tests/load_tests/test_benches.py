@@ -117,14 +117,14 @@ def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
     """The bench's server logs to a file, not to a pipe that nobody reads while it measures (a
     server logging errors filled one and stopped), and a server that failed shows that log."""
     from engine.store.server import free_port
-    from load_tests.bench import _start_server, _wait_ready
+    from load_tests.bench import start_server, wait_ready
 
     env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_SESSION_TIMEOUT_S": "half an hour"}
     port, log = free_port(), tmp_path / "server.log"
-    proc = _start_server(port, 1, env, log)
+    proc = start_server(port, 1, env, log)
     try:
         with pytest.raises(RuntimeError, match="(?s)server exited.*session_timeout_s"):
-            _wait_ready(port, proc, log)
+            wait_ready(port, proc, log)
         assert "session_timeout_s" in log.read_text()
     finally:
         proc.kill()

@@ -13,9 +13,6 @@ ROOT = Path(__file__).resolve().parents[3]
 HTTP = ("api.app", "api.server", "api.metrics", "api.routes", "api.auth", "api.limits", "api.ratelimit",
         "api.visitor_cookie", "api.query", "api.responses", "fastapi", "starlette", "uvicorn")
 SERVING = {"serve.py"}  # `vitrine serve`: the only command module that runs the HTTP app
-# bench_limits times api.ratelimit's counter and the site routes' check in-process: the code it
-# measures is the HTTP layer's own.
-HTTP_BENCHES = {"bench_limits.py"}
 
 
 def imported(path: Path) -> set[str]:
@@ -43,8 +40,7 @@ def test_only_serving_imports_the_http_layer() -> None:
 
 
 def test_load_tests_import_the_engine_not_the_api() -> None:
-    found = {m.name: reaches(imported(m), "api") for m in (ROOT / "load_tests").glob("*.py")
-             if m.name not in HTTP_BENCHES}
+    found = {m.name: reaches(imported(m), "api") for m in (ROOT / "load_tests").glob("*.py")}
     assert found == {name: [] for name in found}
 
 
