@@ -9,6 +9,7 @@ routes documented.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import orjson
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.responses import UNSUPPORTED_MEDIA_TYPE, ApiError
 from engine.events.fields import field_errors
+from engine.events.schema import ID_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -77,3 +79,11 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     elif options:
         prop["anyOf"] = options
     return prop
+
+
+def path_id(request: Request, name: str) -> str:
+    """A path parameter that names a visitor, customer or person, checked as event ids are."""
+    value = request.path_params[name]
+    if not re.fullmatch(ID_PATTERN, value):
+        raise ApiError(422, f"invalid {name.replace('_', ' ')}", [{"field": name, "message": "invalid characters"}])
+    return value

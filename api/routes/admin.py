@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import require_admin
 from api.openapi import doc, ok, path_parameter
+from api.query import path_id
 from api.responses import ApiError, json_response
 from engine.events.schema import ID_PATTERN
 from engine.profiles.store import load_profiles
@@ -49,9 +49,7 @@ class Reloaded(BaseModel):
         503: "Redis is unavailable: retry.",
     }, parameters=[path_parameter("visitor_id", ID_PATTERN, "The visitor's id (the `vt_vid` cookie).", "v-42")]))
 async def get_profile(request: Request) -> Response:
-    visitor_id = request.path_params["visitor_id"]
-    if not re.fullmatch(ID_PATTERN, visitor_id):
-        raise ApiError(422, "invalid visitor id", [{"field": "visitor_id", "message": "invalid characters"}])
+    visitor_id = path_id(request, "visitor_id")
     engine = request.app.state.engine
     visitor, customer, customer_id = await load_profiles(engine.redis.mget, visitor_id, None)
     if visitor.visits == 0 and visitor.consent is None and visitor.customer_id is None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import require_admin
 from api.openapi import doc, ok, path_parameter
+from api.query import path_id
 from api.responses import ApiError, json_response
 from engine.customers import audit, people
 from engine.customers.view import customer_view
@@ -55,13 +56,6 @@ class Erased(BaseModel):
                                                   "by every reader now and rewritten by the hourly retention pass.")
 
 
-def _id(request: Request, name: str) -> str:
-    value = request.path_params[name]
-    if not re.fullmatch(ID_PATTERN, value):
-        raise ApiError(422, f"invalid {name.replace('_', ' ')}", [{"field": name, "message": "invalid characters"}])
-    return value
-
-
 def _requested_by(request: Request) -> str:
     """Who asked, for the audit log: an operator or ticket reference, never personal data."""
     value = request.headers.get("x-requested-by", "admin")
@@ -79,7 +73,7 @@ def _requested_by(request: Request) -> str:
         503: "Redis is unavailable: retry.",
     }, parameters=[path_parameter("customer_id", ID_PATTERN, "The shop's customer id.", "c-42")]))
 async def get_customer(request: Request) -> Response:
-    customer_id = _id(request, "customer_id")
+    customer_id = path_id(request, "customer_id")
     engine = request.app.state.engine
     view = await customer_view(engine.redis, customer_id, customer_value.load(engine.settings.models_dir), time.time(),
                                consent_required=engine.settings.consent_required)
@@ -96,12 +90,11 @@ async def get_customer(request: Request) -> Response:
         503: "Redis is unavailable: retry.",
     }, parameters=[path_parameter("person_id", ID_PATTERN, "A visitor id or a customer id.", "c-42")]))
 async def export_person(request: Request) -> Response:
-    person_id = _id(request, "person_id")
+    person_id = path_id(request, "person_id")
     by = _requested_by(request)
     engine = request.app.state.engine
     settings = engine.settings
-    # Not in Redis (expired, or never profiled): their logged events may still be there.
-    person = await people.find(engine.redis, person_id) or people.Person([person_id], [person_id])
+    person = await people.find(engine.redis, person_id)
     now = time.time()
     document = await people.export(engine.redis, person, log_dir=settings.log_dir,
                                    session_timeout_s=settings.session_timeout_s, lookup=engine.catalogue.info, now=now)
@@ -118,12 +111,11 @@ async def export_person(request: Request) -> Response:
         503: "Redis is unavailable: retry.",
     }, parameters=[path_parameter("person_id", ID_PATTERN, "A visitor id or a customer id.", "c-42")]))
 async def erase_person(request: Request) -> Response:
-    person_id = _id(request, "person_id")
+    person_id = path_id(request, "person_id")
     by = _requested_by(request)
     engine = request.app.state.engine
     settings = engine.settings
-    # Not in Redis: the id is tombstoned as a visitor and as a customer, for what the log holds.
-    person = await people.find(engine.redis, person_id) or people.Person([person_id], [person_id])
+    person = await people.find(engine.redis, person_id)
     now = time.time()
     done = await people.erase(engine.redis, person, log_dir=settings.log_dir, dedup_window_s=settings.dedup_window_s,
                               now=now)

@@ -41,8 +41,9 @@ class Person:
 
 
 async def find(redis: Redis, person_id: str) -> Person:
-    """The person ``person_id`` names, as a customer id or a visitor id (or both); empty when
-    Redis holds nothing under either."""
+    """The person ``person_id`` names, as a customer id or a visitor id (or both). When Redis holds
+    nothing under either (expired, or never profiled), the id stands for itself as both: its logged
+    events may still be there, to export or to erase."""
     raw_customer, raw_visitor = await redis.mget([keys.customer(person_id), keys.visitor(person_id)])
     person = Person()
     customer_id = person_id if raw_customer else None
@@ -57,7 +58,7 @@ async def find(redis: Redis, person_id: str) -> Person:
             for visitor in CustomerProfile.decode(raw_customer).visitors:
                 if visitor not in person.visitor_ids:
                     person.visitor_ids.append(visitor)
-    return person
+    return person if person else Person([person_id], [person_id])
 
 
 def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
