@@ -257,3 +257,16 @@ def read_raw(directory: Path) -> Iterator[dict[str, Any]]:
 def read_events(directory: Path) -> Iterator[Event]:
     for data in read_raw(directory):
         yield Event.model_validate(data)
+
+
+def rewrite_segment(path: Path, data: bytes) -> None:
+    """Replace a closed segment's content atomically (a temporary file, fsync, rename), keeping its
+    modification time: retention goes by segment age, and a rewrite must not make one young."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    st = path.stat()
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    tmp.replace(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from engine.events import erased
-from engine.events.log import segments
+from engine.events.log import rewrite_segment, segments
 
 DONE = ".erased-done"  # the tombstone file's size when a pass last left nothing pending
 
@@ -62,14 +62,7 @@ def compact(log_dir: Path, offsets: dict[str, int]) -> tuple[list[str], list[str
             pending.append(path.name)
             continue
         data = b"".join(kept)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        st = path.stat()
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        tmp.replace(path)
+        rewrite_segment(path, data)
         rewritten.append(path.name)
         new_offsets[path.name] = len(data)
     if not pending:

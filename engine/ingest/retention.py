@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from engine import tasks
 from engine.ingest import erasure
 from engine.ingest.checkpoint import Checkpoint
-from engine.events.log import segments
+from engine.events.log import rewrite_segment, segments
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,7 @@ def compact(path: Path) -> int:
         return size
     if len(data) == size:
         return 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    st = path.stat()
-    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-    tmp.replace(path)
+    rewrite_segment(path, data)
     return size - len(data)
 
 
