@@ -7,28 +7,20 @@ data, and an erased person's ids are not kept in clear by the record of their er
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from engine.events.erased import digest
+from engine.events.erased import append_record, digest
 
 FILE = "audit.jsonl"
 
 
 def record(data_dir: Path, action: str, by: str, visitor_ids: list[str], customer_ids: list[str], at: float,
            **facts: Any) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    line = orjson.dumps({"at": at, "action": action, "by": by, "visitors": [digest(v) for v in visitor_ids],
-                         "customers": [digest(c) for c in customer_ids], **facts}) + b"\n"
-    fd = os.open(data_dir / FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_record(data_dir / FILE, {"at": at, "action": action, "by": by, "visitors": [digest(v) for v in visitor_ids],
+                                    "customers": [digest(c) for c in customer_ids], **facts}, 0o600)
 
 
 def read(data_dir: Path) -> list[dict[str, Any]]:

@@ -75,12 +75,17 @@ def load(directory: Path) -> Erased:
 
 def record(directory: Path, visitor_ids: list[str], customer_ids: list[str], at: float) -> None:
     """Append (and fsync) one tombstone: the erase holds from the moment this returns."""
-    directory.mkdir(parents=True, exist_ok=True)
-    line = orjson.dumps({"at": at, "visitors": [digest(v) for v in visitor_ids],
-                         "customers": [digest(c) for c in customer_ids]}) + b"\n"
-    fd = os.open(directory / FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    append_record(directory / FILE, {"at": at, "visitors": [digest(v) for v in visitor_ids],
+                                     "customers": [digest(c) for c in customer_ids]}, 0o644)
+
+
+def append_record(path: Path, record: dict[str, Any], mode: int) -> None:
+    """One JSON line appended and fsynced: a record that holds once this returns (tombstones here,
+    the audit log of exports and erases)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
     try:
-        os.write(fd, line)
+        os.write(fd, orjson.dumps(record) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
