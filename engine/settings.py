@@ -10,8 +10,10 @@ edited by different people.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -403,5 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def generated_secret(path: Path) -> str:
+    """A secret generated once into ``path`` (mode 0600, created exclusively so that two processes
+    starting together agree on it): the admin key or the demo's identity secret when none is set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, secrets.token_urlsafe(24).encode())
+            os.close(fd)
+    return path.read_text().strip()
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+

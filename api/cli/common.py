@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.settings import Settings
+from engine.settings import Settings, generated_secret
 from engine.store.server import managed_redis
 
 if TYPE_CHECKING:
@@ -32,14 +30,7 @@ def ensure_admin_key(settings: Settings) -> str:
     """An explicit VITRINE_ADMIN_KEY, else one generated once into the data dir (mode 0600)."""
     if settings.admin_key:
         return settings.admin_key
-    path = settings.data_dir / "admin_key"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, secrets.token_urlsafe(24).encode())
-            os.close(fd)
-    return path.read_text().strip()
+    return generated_secret(settings.data_dir / "admin_key")
 
 
 def print_report(what: str, path: Path, report: ImportReport) -> None:

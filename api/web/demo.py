@@ -3,23 +3,10 @@ its login, and a rules file to edit in the console. Each only where the user set
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from importlib import resources
 from pathlib import Path
 
-from engine.settings import Settings
-
-
-def _secret(path: Path) -> str:
-    """A secret generated once into ``path`` (mode 0600), as the admin key is."""
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, secrets.token_urlsafe(24).encode())
-            os.close(fd)
-    return path.read_text().strip()
+from engine.settings import Settings, generated_secret
 
 
 def demo_environment(settings: Settings, demo_dir: Path) -> dict[str, str]:
@@ -27,7 +14,7 @@ def demo_environment(settings: Settings, demo_dir: Path) -> dict[str, str]:
     demo_dir.mkdir(parents=True, exist_ok=True)
     env = {"VITRINE_DEMO_STOREFRONT": "true"}
     if not settings.identity_secret:
-        env["VITRINE_IDENTITY_SECRET"] = _secret(demo_dir / "identity_secret")
+        env["VITRINE_IDENTITY_SECRET"] = generated_secret(demo_dir / "identity_secret")
     if settings.rules_file is None:
         rules = demo_dir / "rules.yaml"
         if not rules.exists():
