@@ -43,7 +43,7 @@ from engine.ingest.apply import EventApplier
 from engine.ingest.checkpoint import Checkpoint, Positions
 from engine.events.log import read_lines, segments, to_event
 from engine.events.schema import Event
-from engine.ingest.isolate import apply_isolating, log_skipped
+from engine.ingest.isolate import Tally, apply_isolating
 from engine.ingest.replay import has_profiles
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,8 @@ class SegmentInfo(NamedTuple):
 
 
 @dataclass
-class CatchUpStats:
-    events: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    skipped: int = 0  # not applicable (engine.ingest.isolate)
+class CatchUpStats(Tally):
     assumed_applied: int = 0  # segments whose older part was taken as applied (no checkpoint)
-    seconds: float = 0.0
 
 
 def plan(infos: list[SegmentInfo], positions: Positions, profiles_exist: bool,
@@ -156,12 +151,7 @@ async def catch_up(applier: EventApplier, redis: Redis, directory: Path, *, dedu
         events, ends = await asyncio.to_thread(_take, merged, batch)
         if not ends:
             break
-        outcome = await apply_isolating(applier.apply, events)
-        log_skipped(outcome.rejected)
-        stats.events += len(events)
-        stats.applied += outcome.stats.applied
-        stats.duplicates += outcome.stats.duplicates
-        stats.skipped += len(outcome.rejected)
+        stats.count(len(events), await apply_isolating(applier.apply, events))
         await checkpoint.save(ends)
     stats.seconds = time.perf_counter() - started
     if stats.events:  # a warning when something had been lost: a crash, or a start after Redis lost data

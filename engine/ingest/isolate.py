@@ -42,6 +42,24 @@ class Outcome:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+@dataclass
+class Tally:
+    """What a run over many batches did (catch-up, replay): each batch's outcome counted once."""
+
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # not applicable, logged
+    seconds: float = 0.0
+
+    def count(self, events: int, outcome: Outcome) -> None:
+        log_skipped(outcome.rejected)
+        self.events += events
+        self.applied += outcome.stats.applied
+        self.duplicates += outcome.stats.duplicates
+        self.skipped += len(outcome.rejected)
+
+
 def by_visitor(events: list[Event]) -> list[Event]:
     """The events grouped by visitor, in order of first appearance, each visitor's in order."""
     groups: dict[str, list[Event]] = defaultdict(list)

@@ -13,25 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from engine.ingest import checkpoint
 from engine.ingest.apply import EventApplier
-from engine.ingest.isolate import apply_isolating, log_skipped
+from engine.ingest.isolate import Tally, apply_isolating
 from engine.events.schema import Event
 from engine.store import keys
 
-
-
-@dataclass
-class ReplayStats:
-    events: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    skipped: int = 0  # not applicable, logged
-    seconds: float = 0.0
 
 
 async def has_profiles(redis: Redis) -> bool:
@@ -57,15 +47,10 @@ async def delete_profiles(redis: Redis) -> int:
     return deleted
 
 
-async def replay(applier: EventApplier, batches: AsyncIterable[list[Event]]) -> ReplayStats:
-    stats = ReplayStats()
+async def replay(applier: EventApplier, batches: AsyncIterable[list[Event]]) -> Tally:
+    stats = Tally()
     started = time.perf_counter()
     async for batch in batches:
-        outcome = await apply_isolating(applier.apply, batch)
-        log_skipped(outcome.rejected)
-        stats.events += len(batch)
-        stats.applied += outcome.stats.applied
-        stats.duplicates += outcome.stats.duplicates
-        stats.skipped += len(outcome.rejected)
+        stats.count(len(batch), await apply_isolating(applier.apply, batch))
     stats.seconds = time.perf_counter() - started
     return stats
