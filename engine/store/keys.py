@@ -72,3 +72,20 @@ def page(visitor_id: str, recommendation_id: str) -> str:
 def console_session(session_id: str) -> str:
     """A merchandiser console sign-in (engine.store.console); it expires when idle."""
     return f"console:{session_id}"
+
+
+def visitor_preferences(visitor_id: str) -> str:
+    """What an anonymous visitor declared (engine.profiles.preferences); same slot as their profile."""
+    return f"pv:{{{visitor_id}}}"
+
+
+def customer_preferences(customer_id: str) -> str:
+    """What a customer declared (engine.profiles.preferences)."""
+    return f"pc:{{{customer_id}}}"
+
+
+def watchers(item_id: str) -> str:
+    """The people watching an item (a sorted set of ``v:ID``/``c:ID``; engine.profiles.preferences):
+    a catalogue change fans out to them without scanning profiles. No TTL: it outlives evictions and
+    cleans itself as it is read."""
+    return f"w:{item_id}"
