@@ -19,6 +19,7 @@ from engine.events.schema import ID_PATTERN, Event
 from engine.ingest.writer import SinkUnavailable
 from engine.profiles import consent, preferences
 from engine.profiles.preferences import Declared, Owner, PreferencesIn
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.store import load_profiles
 
 router = APIRouter()
@@ -74,7 +75,7 @@ _EXAMPLE = {"favourite_categories": ["kitchen.mugs"], "favourite_brands": ["acme
             "channels": {"email": True, "push": False, "on_site": True}, "source": "account_page"}
 
 
-async def _owner(request: Request, visitor_id: str) -> tuple[Owner, Any, Any]:
+async def _owner(request: Request, visitor_id: str) -> tuple[Owner, VisitorProfile, CustomerProfile | None]:
     """Whose record the request addresses, after the token check; and the person's profiles."""
     query = parse_query(PreferencesQuery, request)
     engine = request.app.state.engine
@@ -86,8 +87,8 @@ async def _owner(request: Request, visitor_id: str) -> tuple[Owner, Any, Any]:
     return Owner("c", customer_id), visitor, customer
 
 
-def _view(request: Request, visitor_id: str, owner: Owner, declared: Declared, visitor: Any,
-          customer: Any) -> dict[str, Any]:
+def _view(request: Request, visitor_id: str, owner: Owner, declared: Declared, visitor: VisitorProfile,
+          customer: CustomerProfile | None) -> dict[str, Any]:
     settings = request.app.state.settings
     wishlist = (customer.watching if customer is not None else visitor.watching)
     used = not consent.withdrawn(visitor, customer, settings.consent_required)

@@ -209,11 +209,6 @@ def _wishlist(owner: Owner, raw_profile: bytes | None) -> list[str]:
     return shape.decode(raw_profile).watching if raw_profile else []
 
 
-def _profile_withdrawn(owner: Owner, raw_profile: bytes | None) -> bool:
-    shape = CustomerProfile if owner.kind == "c" else VisitorProfile
-    return bool(raw_profile) and shape.decode(raw_profile).consent is False
-
-
 @dataclass(frozen=True)
 class Watcher:
     person: str  # ``v:ID`` or ``c:ID``
@@ -241,7 +236,7 @@ async def watchers(redis: Redis, item_id: str) -> list[Watcher]:
             raw_profile = raws[len(owners) + i]
             if item_id in declared.items():
                 found[owner.member] = Watcher(owner.member, declared.alerts.get(item_id), True)
-            elif item_id in _wishlist(owner, raw_profile) and not _profile_withdrawn(owner, raw_profile):
+            elif item_id in _wishlist(owner, raw_profile):  # a withdrawal empties the wishlist
                 found.setdefault(owner.member, Watcher(owner.member, None, False))
             else:
                 stale.append(owner.member)
