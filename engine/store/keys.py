@@ -7,10 +7,11 @@ per-visitor memory bar.
 Which keys carry a TTL decides what a full Redis may evict: the managed one evicts only keys with
 a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 - No TTL, never evicted: the catalogue (``items``, ``items:v``, ``items:g``), experiment counters
-  (``xp:{experiment}``, engine.merch.exposure). A new key that must survive memory pressure (a
+  (``xp:{experiment}``, engine.merch.exposure), the watchers index (``w:{item}``, which cleans
+  itself as it is read, engine.profiles.preferences). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
-- A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``), customers (``c:``) and trending
-  epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
+- A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
+  and trending epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
   apply of a visitor reads and writes their profile, dedup buckets and exposure together, so these
   age together; and the events a retry, a redelivery or a catch-up replays are recent ones, whose
   dedup buckets are among the most recently used keys, which go last.
