@@ -29,6 +29,8 @@ from engine.merch.exposure import Exposure, item_hash, minute
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.store import Loaded, load_profiles_with
 from engine.profiles.consent import last_withdrawal, withdrawn
+from engine.profiles.preferences import Declared, interests_of
+from engine.ranking.declared import lift
 from engine.profiles.shapes import VisitorProfile
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
@@ -92,15 +94,17 @@ class Recommender:
                 f"unknown placement {placement!r}; known: {', '.join(sorted(placements))}")
         return chain
 
-    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read:
-        """Profile, extra keys and trending within the time budget; on failure, or while the
-        breaker is open after one (``engine.store.breaker``), empty ones and degraded=True."""
+    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = (),
+                   preferences: bool = False) -> Read:
+        """Profile, extra keys (and ``preferences``: declared ones) and trending within the time
+        budget; on failure, or while the breaker is open after one (``engine.store.breaker``), empty
+        ones and degraded=True."""
         now = asyncio.get_running_loop().time()
         if self.breaker.allow(now):
             deadline = now + self._settings.redis_timeout_s
             try:
                 loaded = await load_profiles_with(lambda keys_: self._reader.mget(keys_, deadline), req.visitor_id,
-                                                  req.customer_id, extra_keys)
+                                                  req.customer_id, extra_keys, preferences)
                 trend = self._trending.cached(time.time()) if needs_trending else []
                 if trend is None:
                     async with asyncio.timeout_at(deadline):
@@ -198,12 +202,14 @@ class Recommender:
                       and req.filter is None and not req.exclude)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
-        loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra)
+        declares = self._settings.declared_boost > 0 and "for_you" in eff.chain
+        loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra, declares)
+        declared = interests_of([Declared.decode(r) for r in loaded.raw_preferences])
         kept = None
         if wants_list and not degraded:
             kept = stored.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
                                         self._settings.session_timeout_s)
-        if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules:
+        if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not any(declared):
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.ranking.stored).
             picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
@@ -241,6 +247,9 @@ class Recommender:
                     picks.append(pick)
                     if len(picks) >= pool:
                         break
+        if personal and (declared[0] or declared[1]):
+            picks = lift(picks, *declared, self._settings.declared_boost, model=model, catalogue=catalogue, ctx=ctx,
+                         pool=pool)
         if eff.has_rules:
             excluded = base_exclusions(ctx) | req.exclude
             shown = None

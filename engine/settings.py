@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     customer_ttl_s: int = Field(3 * 365 * 86400, gt=0, description="Retention of a customer's profile in Redis "
                                 "after their last event.")
     dedup_window_s: int = Field(86400, gt=0, description="An event id replayed within this window is ignored.")
+    preferences_max_favourites: int = Field(20, ge=1, le=200, description="Most favourite categories, and most "
+                                            "favourite brands, a person may declare (PUT /v1/visitors/{id}/preferences).")
+    preferences_max_alerts: int = Field(50, ge=1, le=1000, description="Most price alerts, and most back-in-stock "
+                                        "watches, a person may declare.")
+    watchers_max: int = Field(10000, ge=1, description="Most people the watchers index keeps per item (price alerts, "
+                              "back-in-stock watches, wishlists); past it the weakest signals go.")
+    declared_boost: float = Field(1.0, ge=0, le=10, description="How much a declared favourite category or brand "
+                                  "lifts an item in personal lists, as a share of the list's top score (0: off).")
     affinity_half_life_s: float = Field(14 * 86400, gt=0, description="Age at which an event counts half in "
                                         "category and brand affinities.")
     max_future_skew_s: int = Field(300, ge=0, description="How far ahead of the server clock an event may be.")

@@ -13,6 +13,8 @@ from api.openapi import doc, ok, path_parameter
 from api.query import path_id
 from api.responses import ApiError, json_response
 from engine.events.schema import ID_PATTERN
+from engine.profiles import preferences
+from engine.profiles.preferences import Owner, readable
 from engine.profiles.store import load_profiles
 from engine.profiles.view import describe
 from models import artifacts
@@ -27,6 +29,8 @@ class Profile(BaseModel):
     customer_id: str | None = Field(description="The customer this visitor is linked to, if any.")
     customer: dict[str, Any] | None = Field(None, description="Present when linked: orders, RFM, purchases, "
                                                               "affinities, traits, consent.")
+    declared_preferences: dict[str, Any] | None = Field(None, description="What the person declared (favourites, "
+                                                        "alerts, watches, wishlist, contact choices); null: nothing.")
 
 
 class ModelVersions(BaseModel):
@@ -52,10 +56,13 @@ async def get_profile(request: Request) -> Response:
     visitor_id = path_id(request, "visitor_id")
     engine = request.app.state.engine
     visitor, customer, customer_id = await load_profiles(engine.redis.mget, visitor_id, None)
-    if visitor.visits == 0 and visitor.consent is None and visitor.customer_id is None:
+    owner = Owner("c", customer_id) if customer_id else Owner("v", visitor_id)
+    declared = readable(await preferences.load(engine.redis, owner), visitor, customer, engine.settings.consent_required)
+    if (visitor.visits == 0 and visitor.consent is None and visitor.customer_id is None and not visitor.channels
+            and declared is None):
         raise ApiError(404, f"no profile for visitor {visitor_id!r}")
     return json_response(describe(visitor_id, visitor, customer_id, customer, time.time(),
-                                  engine.settings.session_timeout_s, engine.catalogue.info))
+                                  engine.settings.session_timeout_s, engine.catalogue.info, declared))
 
 
 @router.get("/v1/admin/models", **doc("admin", "Model versions: served, promoted, on disk", {

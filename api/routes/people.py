@@ -26,7 +26,8 @@ REQUESTED_BY = re.compile(r"^[\w .:@#/-]{1,100}$")
 class CustomerView(BaseModel):
     customer_id: str
     identity: dict[str, Any] = Field(description="Linked cookies (devices), first and last seen, first and last order.")
-    consent: dict[str, str] = Field(description="Per purpose (profiling, email, push): granted, withdrawn or not_given.")
+    consent: dict[str, str] = Field(description="Per purpose (profiling, email, push, on_site): granted, withdrawn or "
+                                                "not_given.")
     rfm: dict[str, Any] = Field(description="Recency (days), frequency, monetary, average basket, inter-purchase days.")
     category_affinity: dict[str, float]
     brand_affinity: dict[str, float]
@@ -37,6 +38,8 @@ class CustomerView(BaseModel):
     pressure: dict[str, Any] = Field(description="Block impressions and items shown over the last 1, 7 and 30 days.")
     recent_items: list[str]
     purchases: dict[str, int]
+    declared_preferences: dict[str, Any] | None = Field(description="Favourite categories and brands, price "
+                                                        "alerts, watches, wishlist and contact choices; null: none.")
 
 
 class Export(BaseModel):
@@ -45,6 +48,7 @@ class Export(BaseModel):
     profiles: list[dict[str, Any]]
     customer: dict[str, Any] | None
     exposure: dict[str, Any]
+    preferences: dict[str, Any] = Field(description="Declared preferences per record (`v:ID`, `c:ID`).")
     events: list[dict[str, Any]] = Field(description="Their events from the log, consent events included.")
 
 

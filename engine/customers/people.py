@@ -22,6 +22,7 @@ from engine.events.log import read_raw
 from engine.ingest.checkpoint import Checkpoint
 from engine.ingest.erasure import compact
 from engine.merch.exposure import Exposure
+from engine.profiles import preferences
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import describe
@@ -65,9 +66,9 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
     """Every key of the person's: the dedup buckets are the current one and its neighbours (the
     applier writes the current bucket and reads the one before; older ones have expired)."""
     bucket = int(now // dedup_window_s)
-    out = [keys.customer(c) for c in person.customer_ids]
+    out = [k for c in person.customer_ids for k in (keys.customer(c), keys.customer_preferences(c))]
     for v in person.visitor_ids:
-        out += [keys.visitor(v), keys.for_you(v), keys.exposure(v),
+        out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v),
                 *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
     return out
 
@@ -84,6 +85,12 @@ def logged_events(log_dir: Path, person: Person) -> list[dict[str, Any]]:
     return [e for e in read_raw(log_dir) if person.owns(e)]
 
 
+def owners(person: Person) -> list[preferences.Owner]:
+    """The person's preference records and watchers-index members: each cookie's and customer's."""
+    return [*(preferences.Owner("v", v) for v in person.visitor_ids),
+            *(preferences.Owner("c", c) for c in person.customer_ids)]
+
+
 async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout_s: float, lookup: ItemLookup,
                  now: float) -> dict[str, Any]:
     """One JSON document: profiles, linked ids, exposure and experiment state, and the logged
@@ -96,6 +103,8 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
     customer = CustomerProfile.decode(raw_customer) if raw_customer else None
     profiles = [describe(v, VisitorProfile.decode(raws[i]), customer_id, customer, now, session_timeout_s, lookup)
                 for i, v in enumerate(visitors) if raws[i]]
+    records = owners(person)
+    declared = await redis.mget([o.key for o in records]) if records else []
     events = await asyncio.to_thread(logged_events, log_dir, person)
     return {
         "exported_at": now,
@@ -103,6 +112,8 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
         "profiles": profiles,
         "customer": profiles[0].get("customer") if profiles else None,
         "exposure": {v: _exposure(raws[len(visitors) + i]) for i, v in enumerate(visitors)},
+        "preferences": {o.member: preferences.describe(preferences.Declared.decode(raw), [], None, True)
+                        for o, raw in zip(records, declared) if raw},
         "events": events,
     }
 
@@ -118,6 +129,7 @@ async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: 
     """Tombstone first (from then on no reader uses their events), then the Redis keys, then the
     log segments that are closed and applied are rewritten without their lines."""
     await asyncio.to_thread(erased.record, log_dir, person.visitor_ids, person.customer_ids, now)
+    await preferences.unindex(redis, owners(person))  # while the records still say which items
     deleted = await redis.delete(*redis_keys(person, dedup_window_s, now)) if person else 0
     offsets = (await Checkpoint(redis).load()).offsets
     rewritten, pending, new_offsets = await asyncio.to_thread(compact, log_dir, offsets)

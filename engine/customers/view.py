@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 
 from engine.customers.scores import History, explain, score
 from engine.merch.exposure import Exposure, minute
-from engine.profiles import consent
+from engine.profiles import consent, preferences
+from engine.profiles.preferences import Declared
 from engine.profiles.segments import DAY, segments
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import _affinity, iso
@@ -58,7 +59,7 @@ def pressure(shown: Exposure, now: float) -> dict[str, Any]:
 async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None, now: float, *,
                         consent_required: bool) -> dict[str, Any] | None:
     """None when there is no profile for this customer."""
-    raw = await redis.get(keys.customer(customer_id))
+    raw, raw_declared = await redis.mget([keys.customer(customer_id), keys.customer_preferences(customer_id)])
     if not raw:
         return None
     c = CustomerProfile.decode(raw)
@@ -91,4 +92,5 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
         "pressure": pressure(shown, now),
         "recent_items": c.recent_items,
         "purchases": dict(reversed(list(c.purchases.items()))),
+        "declared_preferences": preferences.readable(Declared.decode(raw_declared), merged, c, consent_required),
     }

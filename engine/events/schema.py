@@ -24,8 +24,9 @@ ITEM_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add
                          "recommendation_click"})
 MAX_PROPERTIES = 32
 # What a consent event is about (``properties.purpose``, default profiling): profiling and
-# personalisation, or being contacted by email or push (engine.profiles.consent).
-PURPOSES = ("profiling", "email", "push")
+# personalisation, or being contacted by email, push or on the site (engine.profiles.consent).
+CHANNELS = ("email", "push", "on_site")
+PURPOSES = ("profiling", *CHANNELS)
 Scalar = str | int | float | bool | None
 
 

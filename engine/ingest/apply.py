@@ -32,6 +32,7 @@ from engine.catalog import ItemLookup
 from engine.profiles.codec import EMPTY_PROFILE, encode
 from engine.profiles.consent import stale, withdrawn
 from engine.profiles.fold import bounced, fold_event
+from engine.profiles.preferences import watcher_member
 from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
 from engine.ranking.trending import TrendingClock
 
@@ -227,6 +228,9 @@ class EventApplier:
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
                 forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)
+                if event.type == "add_to_wishlist" and not forgotten:  # the watchers index, written with the watch
+                    key, member = keys.watchers(event.item_id or ""), watcher_member(vid, applied.customer_id)
+                    plan.trending[(key, member)] = (plan.trending.get((key, member), (0.0, 0))[0] + 1, 0)
                 if event.type in exposure.EVENTS and not forgotten:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)

@@ -18,11 +18,12 @@ from typing import Any, Protocol
 from engine.store import keys
 
 from engine.merch import templates
-from engine.profiles.affinity import affinity_below, affinity_owner, relative
+from engine.profiles.affinity import affinity_below, affinity_owner, relative, under
 from engine.catalog import Catalogue, CatalogueCache
 from engine.merch.experiments import in_control_group
 from engine.merch.exposure import Exposure, minute
 from engine.profiles.consent import granted, withdrawn
+from engine.profiles.preferences import Declared, interests_of
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.visits import visit_items
 from engine.ranking.request import Read, RecoRequest
@@ -42,6 +43,7 @@ class Person:
     customer_id: str | None
     now: float
     session_timeout_s: float
+    declared: tuple[list[str], list[str]] = ([], [])  # favourite categories and brands (engine.profiles.preferences)
 
     def affinity(self) -> dict[str, float]:
         return relative(affinity_owner(self.visitor, self.customer).category_affinity)
@@ -64,6 +66,9 @@ def eligible(when: Condition | None, person: Person) -> bool:
         when.customer_tier is None or (c is not None and c.traits.get("tier") in when.customer_tier),
         when.logged_in is None or (person.customer_id is not None) == when.logged_in,
         when.consent is None or granted(v, c) == when.consent,
+        when.declared_categories is None or any(under(d, c) for d in person.declared[0]
+                                                for c in when.declared_categories),
+        when.declared_brands is None or any(b in person.declared[1] for b in when.declared_brands),
     ]
     if not all(checks):
         return False
@@ -160,7 +165,8 @@ class Recommendations(Protocol):
     rules: RulesHolder
     catalogue: CatalogueCache
 
-    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read: ...
+    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = (),
+                   preferences: bool = False) -> Read: ...
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]: ...
@@ -182,14 +188,19 @@ class BlockPicker:
         now = time.time() if now is None else now
         request = RecoRequest(placement="", visitor_id=visitor_id, customer_id=customer_id, item_id=item_id)
         extra = (keys.exposure(visitor_id),) if visitor_id else ()
-        loaded, _, degraded = await self._reco.read(request, False, extra)
+        declares = any(b.when is not None and (b.when.declared_categories or b.when.declared_brands)
+                       for b in snap.blocks_for(slot))
+        loaded, _, degraded = await self._reco.read(request, False, extra, preferences=declares)
         visitor, customer, cid = loaded.visitor, loaded.customer, loaded.customer_id
+        declared = interests_of([Declared.decode(r) for r in loaded.raw_preferences])
         exposure = Exposure.decode(loaded.extra[0] if loaded.extra else None)
         if withdrawn(visitor, customer, self._consent_required):
             visitor, customer, cid = VisitorProfile(consent=False), None, None  # nothing about them is used
+            declared = ([], [])
         elif in_control_group(snap.rules.control_group, visitor_id or customer_id):
             visitor, customer, cid = VisitorProfile(), None, None  # the non-personalised baseline
-        person = Person(visitor, customer, cid, now, self._timeout)
+            declared = ([], [])
+        person = Person(visitor, customer, cid, now, self._timeout, declared)
         block, skipped = choose(snap, slot, person, exposure)
         body: dict[str, Any] = {"slot": slot, "rules_version": snap.version, "block": None}
         if explain:

@@ -266,6 +266,15 @@ class Condition(Strict):
     customer_tier: list[str] | None = Field(None, min_length=1)
     logged_in: bool | None = None
     consent: bool | None = None
+    declared_categories: list[str] | None = Field(None, min_length=1, description="The person declared one of "
+                                                  "these categories (or one below it) a favourite.")
+    declared_brands: list[str] | None = Field(None, min_length=1, description="The person declared one of these "
+                                              "brands a favourite.")
+
+    @field_validator("declared_categories", "declared_brands")
+    @classmethod
+    def _lower(cls, values: list[str] | None) -> list[str] | None:
+        return [v.strip().lower() for v in values] if values else values
 
     @field_validator("category_affinity")
     @classmethod

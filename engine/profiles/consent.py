@@ -5,7 +5,7 @@ applier, recommendations, blocks) asks these functions.
 
 from __future__ import annotations
 
-from engine.events.schema import Event
+from engine.events.schema import CHANNELS, Event
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 
 
@@ -20,7 +20,7 @@ def grants(event: Event) -> bool:
 
 
 def channel_choice(event: Event) -> tuple[str, bool] | None:
-    """(channel, granted) for a consent event about being contacted (email, push)."""
+    """(channel, granted) for a consent event about being contacted (email, push, on_site)."""
     purpose = event.properties.get("purpose", "profiling")
     if event.type != "consent" or purpose == "profiling":
         return None
@@ -37,7 +37,7 @@ def state(v: VisitorProfile, c: CustomerProfile | None, required: bool) -> dict[
     else:
         profiling = "not_given" if required else "not_given (profiled until withdrawn)"
     out = {"profiling": profiling}
-    for channel in ("email", "push"):
+    for channel in CHANNELS:
         # Contact only on an explicit grant, never after a refusal on any of the person's records.
         choices = [p.channels[channel] for p in (v, c) if p is not None and channel in p.channels]
         out[channel] = "not_given" if not choices else "granted" if all(choices) else "withdrawn"

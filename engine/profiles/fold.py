@@ -14,7 +14,7 @@ from engine.profiles.codec import _cents, quantize
 from engine.profiles.consent import channel_choice, current, forget, grants, withdrawn, withdraws
 from engine.profiles.shapes import (AFFINITIES, BRANDS, CUSTOMER_PURCHASES, CUSTOMER_RECENT, CUSTOMER_VISITORS,
                                     LAST_VISIT_ITEMS, PAGE_CATEGORY_WEIGHT, SEARCHES, SESSION_ITEMS, CART_ITEMS,
-                                    TRAITS, VISITOR_PURCHASES, CustomerProfile, ProfileConfig, VisitorProfile)
+                                    TRAITS, VISITOR_PURCHASES, WATCHING, CustomerProfile, ProfileConfig, VisitorProfile)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -133,6 +133,9 @@ def stitch(visitor_id: str, v: VisitorProfile, c: CustomerProfile, customer_id: 
     c.orders += v.orders
     c.revenue = round(c.revenue + v.revenue, 2)
     v.purchases, v.orders, v.revenue = {}, 0, 0.0
+    for item in reversed(v.watching):  # the cookie's wishes become the customer's watches
+        push_recent(c.watching, item, WATCHING)
+    v.watching = []
     if first_link:
         # The visitor's scores are as of its last_seen; bring them to the customer's clock.
         lag = c.last_seen - v.last_seen
@@ -260,6 +263,8 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
         item = event.item_id or ""
         _interest(v, c, item, lookup(item), weight, event.price, late)
         trending.append((item, weight))
+        if etype == "add_to_wishlist":  # a watch: price drops and back in stock (engine.profiles.preferences)
+            push_recent(c.watching if c is not None else v.watching, item, WATCHING)
     elif etype == "page_view":
         category = event.properties.get("category")
         if isinstance(category, str) and category:

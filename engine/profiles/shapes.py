@@ -27,6 +27,7 @@ VISITOR_PURCHASES = 30
 CUSTOMER_PURCHASES = 100
 CUSTOMER_RECENT = 20
 CUSTOMER_VISITORS = 10
+WATCHING = 20  # wishlisted items kept as back-in-stock and price watches (engine.profiles.preferences)
 TRAITS = ("first_name", "tier")
 
 
@@ -64,6 +65,7 @@ class VisitorProfile:
     withdrawals: int = 0  # the customer's withdrawals this cookie's behaviour is forgotten up to
     withdrawn_at: float = 0.0  # acceptance time of the cookie's last withdrawal (0: never)
     channels: dict[str, bool] = field(default_factory=dict)  # consent to be contacted ("email", "push"), as chosen
+    watching: list[str] = field(default_factory=list)  # wishlisted while not linked to a customer, most recent first
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "visits": "n", "session_start": "s",
@@ -72,6 +74,7 @@ class VisitorProfile:
         "category_affinity": "ca", "brand_affinity": "ba", "price_mean": "pm",
         "price_weight": "pw", "purchases": "p", "orders": "o", "revenue": "r",
         "customer_id": "c", "consent": "k", "withdrawals": "w", "withdrawn_at": "wa", "channels": "kc",
+        "watching": "wl",
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -125,12 +128,13 @@ class CustomerProfile:
     withdrawals: int = 0  # how many times consent was withdrawn: the cookies' behaviour until then is gone
     withdrawn_at: float = 0.0  # acceptance time of the last withdrawal (0: never)
     channels: dict[str, bool] = field(default_factory=dict)  # consent to be contacted ("email", "push"), as chosen
+    watching: list[str] = field(default_factory=list)  # wishlisted items, across devices, most recent first
 
     _KEYS = {
         "first_seen": "f", "last_seen": "l", "orders": "o", "revenue": "r",
         "first_order": "fo", "last_order": "lo", "purchases": "p", "recent_items": "ri",
         "category_affinity": "ca", "brand_affinity": "ba", "visitors": "v", "traits": "t",
-        "consent": "k", "withdrawals": "w", "withdrawn_at": "wa", "channels": "kc",
+        "consent": "k", "withdrawals": "w", "withdrawn_at": "wa", "channels": "kc", "watching": "wl",
     }
 
     def to_json(self) -> dict[str, Any]:

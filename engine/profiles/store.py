@@ -30,9 +30,11 @@ class Loaded:
     (``engine.ranking.stored``) only digests the bytes, and decoding was a tenth of its CPU."""
 
     def __init__(self, customer_id: str | None, extra: list[bytes | None], raw_visitor: bytes = b"",
-                 raw_customer: bytes = b"", visitor_data: dict[str, Any] | None = None) -> None:
+                 raw_customer: bytes = b"", visitor_data: dict[str, Any] | None = None,
+                 raw_preferences: list[bytes] | None = None) -> None:
         self.customer_id = customer_id
         self.extra = extra  # the raw values of the extra keys asked for
+        self.raw_preferences = raw_preferences or []  # the person's declared preferences records found
         self.raw_visitor = raw_visitor  # the stored bytes (b"" for none)
         self.raw_customer = raw_customer
         self._visitor_data = visitor_data  # raw_visitor unpacked, if it was (to find its customer)
@@ -48,19 +50,27 @@ class Loaded:
 
 
 async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_id: str | None,
-                             extra_keys: Sequence[str]) -> Loaded:
+                             extra_keys: Sequence[str], preferences: bool = False) -> Loaded:
     """``load_profiles`` plus the raw values of ``extra_keys``, all in one MGET (one command costs
-    the client half of what a pipeline of the same reads costs)."""
+    the client half of what a pipeline of the same reads costs). ``preferences``: the cookie's and
+    the customer's declared preferences too (engine.profiles.preferences), in the same reads."""
     if not visitor_id and not customer_id and not extra_keys:
         return Loaded(None, [])
+    prefs = [*([keys.visitor_preferences(visitor_id)] if visitor_id else []),
+             *([keys.customer_preferences(customer_id)] if customer_id else [])] if preferences else []
     wanted = [*([keys.visitor(visitor_id)] if visitor_id else []),
-              *([keys.customer(customer_id)] if customer_id else []), *extra_keys]
+              *([keys.customer(customer_id)] if customer_id else []), *extra_keys, *prefs]
     replies = await read(wanted)
     raw_visitor = replies.pop(0) if visitor_id else None
     raw_customer = replies.pop(0) if customer_id else None
+    raw_prefs = replies[len(extra_keys):]
+    del replies[len(extra_keys):]
     visitor_data = None
     if customer_id is None and VisitorProfile.maybe_linked(raw_visitor):
         visitor_data = decode_dict(raw_visitor)
         if customer_id := VisitorProfile.customer_of(visitor_data):
-            raw_customer = (await read([keys.customer(customer_id)]))[0]
-    return Loaded(customer_id, replies, raw_visitor or b"", raw_customer or b"", visitor_data)
+            more = [keys.customer_preferences(customer_id)] if preferences else []
+            raw_customer, *more_prefs = await read([keys.customer(customer_id), *more])
+            raw_prefs += more_prefs
+    return Loaded(customer_id, replies, raw_visitor or b"", raw_customer or b"", visitor_data,
+                  [r for r in raw_prefs if r])

@@ -30,7 +30,9 @@ def _categories(items: list[str], lookup: ItemLookup) -> dict[str, int]:
 
 
 def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: CustomerProfile | None,
-             now: float, session_timeout_s: float, lookup: ItemLookup) -> dict[str, Any]:
+             now: float, session_timeout_s: float, lookup: ItemLookup,
+             declared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``declared``: the person's declared preferences as people read them (engine.profiles.preferences)."""
     current, earlier = visit_items(v, now, session_timeout_s)
     live = v.in_session(now, session_timeout_s)
     out: dict[str, Any] = {
@@ -58,8 +60,10 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "revenue_before_login": v.revenue,
             "consent": v.consent,
             "contact_consent": v.channels,
+            "wishlist": v.watching,
         },
         "customer_id": customer_id,
+        "declared_preferences": declared,
     }
     if c is not None:
         out["customer"] = {
@@ -82,5 +86,6 @@ def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: Cus
             "traits": c.traits,
             "consent": c.consent,
             "contact_consent": c.channels,
+            "wishlist": c.watching,
         }
     return out

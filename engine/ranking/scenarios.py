@@ -302,7 +302,7 @@ def category_bestsellers(model: ServedModel | None, catalogue: Catalogue, ctx: C
         category = max(affinity, key=affinity.__getitem__) if affinity else None
     if model is None or category is None:
         return []
-    return _ranked(model, _category_items(model, catalogue, ctx, category), ctx, f"bestseller_in:{category}")
+    return _ranked(model, category_items(model, catalogue, ctx, category), ctx, f"bestseller_in:{category}")
 
 
 def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
@@ -312,11 +312,12 @@ def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context)
     if model is None or info is None or not info.category:
         return []
     excluded = ctx.excluded | {anchor}
-    return _ranked(model, _category_items(model, catalogue, ctx, info.category), ctx,
+    return _ranked(model, category_items(model, catalogue, ctx, info.category), ctx,
                    f"popular_in:{info.category}", excluded)
 
 
-def _category_items(model: ServedModel, catalogue: Catalogue, ctx: Context, category: str) -> np.ndarray:
+def category_items(model: ServedModel, catalogue: Catalogue, ctx: Context, category: str) -> np.ndarray:
+    """Available items of ``category`` (and below) that pass the request's filters, best sellers first."""
     if ctx.allowed is None:
         return model.category_items(catalogue, category)
     return ctx.allowed.category_items(category)

@@ -7,10 +7,11 @@ per-visitor memory bar.
 Which keys carry a TTL decides what a full Redis may evict: the managed one evicts only keys with
 a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 - No TTL, never evicted: the catalogue (``items``, ``items:v``, ``items:g``), experiment counters
-  (``xp:{experiment}``, engine.merch.exposure). A new key that must survive memory pressure (a
+  (``xp:{experiment}``, engine.merch.exposure), the watchers index (``w:{item}``, which cleans
+  itself as it is read, engine.profiles.preferences). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
-- A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``), customers (``c:``) and trending
-  epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
+- A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
+  and trending epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
   apply of a visitor reads and writes their profile, dedup buckets and exposure together, so these
   age together; and the events a retry, a redelivery or a catch-up replays are recent ones, whose
   dedup buckets are among the most recently used keys, which go last.
@@ -72,3 +73,20 @@ def page(visitor_id: str, recommendation_id: str) -> str:
 def console_session(session_id: str) -> str:
     """A merchandiser console sign-in (engine.store.console); it expires when idle."""
     return f"console:{session_id}"
+
+
+def visitor_preferences(visitor_id: str) -> str:
+    """What an anonymous visitor declared (engine.profiles.preferences); same slot as their profile."""
+    return f"pv:{{{visitor_id}}}"
+
+
+def customer_preferences(customer_id: str) -> str:
+    """What a customer declared (engine.profiles.preferences)."""
+    return f"pc:{{{customer_id}}}"
+
+
+def watchers(item_id: str) -> str:
+    """The people watching an item (a sorted set of ``v:ID``/``c:ID``; engine.profiles.preferences):
+    a catalogue change fans out to them without scanning profiles. No TTL: it outlives evictions and
+    cleans itself as it is read."""
+    return f"w:{item_id}"

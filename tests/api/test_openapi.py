@@ -88,7 +88,8 @@ def test_every_body_route_documents_its_json_body_with_examples(spec: dict[str, 
     with_body = {(m, p) for m, p, op in operations(spec) if "requestBody" in op}
     assert with_body == {("POST", "/v1/events"), ("PUT", "/v1/items"), ("DELETE", "/v1/items"),
                          ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank"), ("POST", "/v1/admin/rules/check"),
-                         ("PUT", "/v1/admin/rules"), ("POST", "/v1/admin/rules/rollback")}
+                         ("PUT", "/v1/admin/rules"), ("POST", "/v1/admin/rules/rollback"),
+                         ("PUT", "/v1/visitors/{visitor_id}/preferences")}
     for method, path, op in operations(spec):
         if (method, path) in with_body:
             body = op["requestBody"]
@@ -135,7 +136,11 @@ def test_every_request_example_is_accepted(client: TestClient, spec: dict[str, A
     for method, path, op in operations(spec):
         for name, example in op.get("requestBody", {}).get("content", {}).get("application/json", {}).get(
                 "examples", {}).items():
-            r = client.request(method, path, headers=ADMIN, json=example["value"])
+            url = path
+            for parameter in op.get("parameters", []):
+                if parameter["in"] == "path":
+                    url = url.replace(f"{{{parameter['name']}}}", parameter["example"])
+            r = client.request(method, url, headers=ADMIN, json=example["value"])
             assert r.status_code == 200, (method, path, name, r.text)
             sent += 1
     assert sent >= 5

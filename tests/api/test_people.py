@@ -74,7 +74,7 @@ def test_customer_view_after_a_purchase_history(client: TestClient, data_dir: Pa
     assert 19.9 <= view["rfm"]["recency_days"] <= 20.1 and view["rfm"]["inter_purchase_days"] == 90.0
     assert view["rfm"]["average_basket"] == round(65.9 / 3, 2)
     assert view["consent"] == {"profiling": "not_given (profiled until withdrawn)", "email": "not_given",
-                               "push": "not_given"}
+                               "push": "not_given", "on_site": "not_given"}
     assert view["traits"] == {"first_name": "Alice"} and "loyal" in view["segments"]
     assert view["pressure"]["1d"]["block_impressions"] == 1
     assert view["scores"] is None  # no shop model trained yet
@@ -112,7 +112,8 @@ def test_consent_per_purpose(client: TestClient) -> None:
                     headers={"Sec-GPC": "1"})
     assert r.status_code == 200
     view = client.get("/v1/customers/bob", headers=ADMIN).json()
-    assert view["consent"] == {"profiling": "withdrawn", "email": "withdrawn", "push": "withdrawn"}
+    assert view["consent"] == {"profiling": "withdrawn", "email": "withdrawn", "push": "withdrawn",
+                               "on_site": "not_given"}
     assert view["rfm"]["frequency"] == 0
     r = client.post("/v1/events", json={"events": [{"event_id": "bad", "type": "consent", "visitor_id": "b-laptop",
                                                     "properties": {"granted": True, "purpose": "sms"}}]})

@@ -369,9 +369,10 @@ class ReadPath:
         self.reads.append(list(wanted))
         return [self.stored.get(k) for k in wanted]
 
-    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read:
-        return Read(await load_profiles_with(self._mget, req.visitor_id, req.customer_id, extra_keys), [],
-                    self.degraded)
+    async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = (),
+                   preferences: bool = False) -> Read:
+        return Read(await load_profiles_with(self._mget, req.visitor_id, req.customer_id, extra_keys, preferences),
+                    [], self.degraded)
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]:
