@@ -55,7 +55,7 @@ class MergeContention(ApplyContention):
 @dataclass
 class Merged:
     into: str  # the survivor (``into`` itself, or the id it was merged into before)
-    merged: list[str] = field(default_factory=list)  # merged by this call
+    merged: list[str] = field(default_factory=list)  # merged by this call (an id merged elsewhere before: its record)
     already: list[str] = field(default_factory=list)  # merged into the survivor before: nothing done
 
 

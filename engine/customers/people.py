@@ -2,9 +2,9 @@
 
 A person is found from a visitor id or a customer id: the customer it names (or the cookie is
 linked to) and every cookie linked to that customer; a customer id merged into another
-(``engine.customers.merge``) finds the customer it was merged into, which holds every id merged
-into it. Their Redis keys are the profiles, the stored
-for-you lists, the exposure state and the dedup buckets (``engine.store.keys``); experiment and
+(``engine.customers.merge``) finds the customer it was merged into, which lists every id merged
+into it. Their Redis keys are the profiles, the stored for-you lists, the exposure state, the dedup
+buckets and the identity keys (aliases, identity record, email index; ``engine.store.keys``); experiment and
 trending counters are totals over everyone and hold nothing of theirs. Their logged events are
 found by reading the log, which costs a pass over it (an admin action, not a request path).
 """

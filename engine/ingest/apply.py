@@ -292,8 +292,8 @@ class EventApplier:
     async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
                     customer_ids: list[str], bucket: int) -> tuple[list, list, list]:
         """(profile, b"0"/b"1" seen flags, exposure) per visitor, the customers' profiles, then their
-        aliases (``keys.alias``): one
-        script call per ``CHUNK`` visitors, all in one pipeline (one round trip)."""
+        aliases (``keys.alias``): one script call per ``CHUNK`` visitors, all in one pipeline (one
+        round trip)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, max(len(visitor_ids), 1), CHUNK):
                 chunk = visitor_ids[start:start + CHUNK]
