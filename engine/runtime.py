@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from engine import tasks
+from engine.customers import logins
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
@@ -71,6 +72,7 @@ class Engine:
             known_item=self._item_exists,
             on_applied=self._lists_changed if serve_models and settings.store_lists else None,
             observe=self.live_sessions.observe if self.live_sessions is not None else None,
+            logins=functools.partial(logins.after_apply, self.redis, settings),
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)

@@ -173,6 +173,8 @@ class Settings(BaseSettings):
                                       "they do more or come back.")
     customer_ttl_s: int = Field(3 * 365 * 86400, gt=0, description="Retention of a customer's profile in Redis "
                                 "after their last event.")
+    merge_max_ids: int = Field(20, ge=1, le=1000, description="Most customer ids one `POST /v1/customers/merge` "
+                               "may merge into another (`from`); past it: 422.")
     dedup_window_s: int = Field(86400, gt=0, description="An event id replayed within this window is ignored.")
     preferences_max_favourites: int = Field(20, ge=1, le=200, description="Most favourite categories, and most "
                                             "favourite brands, a person may declare (PUT /v1/visitors/{id}/preferences).")

@@ -1,21 +1,23 @@
-"""The customer-relationship endpoints (admin): the single customer view, and the data subject
-rights: export everything held on a person, or erase it."""
+"""The customer-relationship endpoints (admin): the single customer view, merging customer ids of
+one person, and the data subject rights: export everything held on a person, or erase it."""
 
 from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import require_admin
-from api.openapi import doc, ok, path_parameter
-from api.query import path_id
+from api.openapi import doc, ok, path_parameter, request_body
+from api.query import invalid_request, json_body, path_id, require_json
 from api.responses import ApiError, json_response
 from engine.customers import audit, people
+from engine.customers.merge import MergeContention, MergeRefused, merge_recorded
 from engine.customers.view import customer_view
+from engine.events.fields import field_errors
 from engine.events.schema import ID_PATTERN
 from models import customer_value
 
@@ -44,12 +46,31 @@ class CustomerView(BaseModel):
 
 class Export(BaseModel):
     exported_at: float
-    ids: dict[str, list[str]]
+    ids: dict[str, list[str]] = Field(description="Visitor ids, customer ids (the surviving one first, then those "
+                                                   "merged into it) and hashed emails.")
+    merges: list[dict[str, Any]] = Field(description="Each customer id merged into theirs: when, by whom, "
+                                                     "automatically (a shared hashed email) or not.")
     profiles: list[dict[str, Any]]
     customer: dict[str, Any] | None
     exposure: dict[str, Any]
     preferences: dict[str, Any] = Field(description="Declared preferences per record (`v:ID`, `c:ID`).")
     events: list[dict[str, Any]] = Field(description="Their events from the log, consent events included.")
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # the JSON types its schema states, no coercion
+
+    into: str = Field(pattern=ID_PATTERN, description="The customer id that survives (or, if it was merged "
+                                                      "into another before, that one).")
+    from_: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        alias="from", min_length=1, description="The customer ids that are the same person; at most "
+                                                "`VITRINE_MERGE_MAX_IDS`.")
+
+
+class MergeResult(BaseModel):
+    into: str = Field(description="The surviving customer id.")
+    merged: list[str] = Field(description="Ids merged by this call; their events and reads now go to `into`.")
+    already: list[str] = Field(description="Ids merged into `into` before: nothing was done for them.")
 
 
 class Erased(BaseModel):
@@ -128,3 +149,37 @@ async def erase_person(request: Request) -> Response:
     return json_response({"ids": {"visitor_ids": person.visitor_ids, "customer_ids": person.customer_ids},
                           "keys_deleted": done.keys_deleted, "log_segments_rewritten": len(done.segments_rewritten),
                           "log_segments_pending": len(done.segments_pending)})
+
+
+@router.post("/v1/customers/merge", **doc(
+    "admin", "Merge customer ids known to be one person", {
+        200: ok(MergeResult, "Merged (also when every id was merged before: merging is idempotent)."),
+        400: "The body is not JSON, or `X-Requested-By` is invalid.",
+        404: "No profile for one of the ids (`errors` name `into` or `from[i]`).",
+        409: "One of the ids was erased.",
+        415: "The body is not sent as application/json.",
+        422: "A field is invalid: an id with characters an id cannot have, `into` in `from`, too many ids.",
+        503: "Redis is unavailable, or events kept changing these profiles: retry.",
+    }, body=request_body(MergeRequest, {"two accounts": {"into": "c-42", "from": ["c-77"]}})))
+async def merge_customers(request: Request) -> Response:
+    """The survivor gets the others' orders, revenue, affinities, cookies and traits (its own win),
+    the most restrictive consent; their ids become aliases of it (engine/customers/README.md)."""
+    require_json(request)
+    by = _requested_by(request)
+    raw = await request.body()
+    json_body(raw, "{\"into\": \"<customer id>\", \"from\": [\"<customer id>\", ...]}")
+    try:
+        body = MergeRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid_request(field_errors(exc)) from None
+    engine = request.app.state.engine
+    cap = engine.settings.merge_max_ids
+    if len(body.from_) > cap:
+        raise invalid_request([{"field": "from", "message": f"at most {cap} ids (VITRINE_MERGE_MAX_IDS)"}])
+    try:
+        result = await merge_recorded(engine.redis, engine.settings, body.into, body.from_, by=by, auto=False)
+    except MergeRefused as exc:
+        raise ApiError(exc.status, str(exc), [{"field": exc.field, "message": exc.message}]) from None
+    except MergeContention:
+        raise ApiError(503, "events kept changing these profiles: retry") from None
+    return json_response({"into": result.into, "merged": result.merged, "already": result.already})

@@ -1,8 +1,10 @@
 """Data subject rights: everything Vitrine holds on a person, exported as one document, or erased.
 
 A person is found from a visitor id or a customer id: the customer it names (or the cookie is
-linked to) and every cookie linked to that customer. Their Redis keys are the profiles, the stored
-for-you lists, the exposure state and the dedup buckets (``engine.store.keys``); experiment and
+linked to) and every cookie linked to that customer; a customer id merged into another
+(``engine.customers.merge``) finds the customer it was merged into, which lists every id merged
+into it. Their Redis keys are the profiles, the stored for-you lists, the exposure state, the dedup
+buckets and the identity keys (aliases, identity record, email index; ``engine.store.keys``); experiment and
 trending counters are totals over everyone and hold nothing of theirs. Their logged events are
 found by reading the log, which costs a pass over it (an admin action, not a request path).
 """
@@ -14,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from engine.catalog import ItemLookup
+from engine.customers.merge import root
 from engine.events import erased
 from engine.events.log import read_raw
 from engine.ingest.checkpoint import Checkpoint
@@ -32,7 +36,9 @@ from engine.store import keys
 @dataclass
 class Person:
     visitor_ids: list[str] = field(default_factory=list)
-    customer_ids: list[str] = field(default_factory=list)
+    customer_ids: list[str] = field(default_factory=list)  # the surviving one first, then those merged into it
+    merges: dict[str, dict[str, Any]] = field(default_factory=dict)  # merged id -> when, by whom
+    emails: list[str] = field(default_factory=list)  # hashed emails seen at their logins
 
     def __bool__(self) -> bool:
         return bool(self.visitor_ids or self.customer_ids)
@@ -45,16 +51,26 @@ async def find(redis: Redis, person_id: str) -> Person:
     """The person ``person_id`` names, as a customer id or a visitor id (or both). When Redis holds
     nothing under either (expired, or never profiled), the id stands for itself as both: its logged
     events may still be there, to export or to erase."""
-    raw_customer, raw_visitor = await redis.mget([keys.customer(person_id), keys.visitor(person_id)])
+    raw_customer, raw_visitor, target = await redis.mget([keys.customer(person_id), keys.visitor(person_id),
+                                                          keys.alias(person_id)])
     person = Person()
-    customer_id = person_id if raw_customer else None
+    customer_id = target.decode() if target else person_id if raw_customer else None
     if raw_visitor:
         person.visitor_ids.append(person_id)
         customer_id = customer_id or VisitorProfile.customer_of(decode_dict(raw_visitor))
-        if customer_id and customer_id != person_id:
-            raw_customer = await redis.get(keys.customer(customer_id))
+    if customer_id and customer_id != person_id:
+        customer_id = await root(redis, customer_id)
+        raw_customer = await redis.get(keys.customer(customer_id))
     if customer_id:
         person.customer_ids.append(customer_id)
+        identity = await redis.hgetall(keys.identity(customer_id))
+        for name, value in identity.items():
+            kind, _, rest = name.decode().partition(":")
+            if kind == "m":
+                person.customer_ids.append(rest)
+                person.merges[rest] = orjson.loads(value)
+            elif kind == "e":
+                person.emails.append(rest)
         if raw_customer:
             for visitor in CustomerProfile.decode(raw_customer).visitors:
                 if visitor not in person.visitor_ids:
@@ -63,10 +79,13 @@ async def find(redis: Redis, person_id: str) -> Person:
 
 
 def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
-    """Every key of the person's: the dedup buckets are the current one and its neighbours (the
-    applier writes the current bucket and reads the one before; older ones have expired)."""
+    """Every key of the person's, their identity record, aliases and email index entries included.
+    The dedup buckets are the current one and its neighbours (the applier writes the current bucket
+    and reads the one before; older ones have expired)."""
     bucket = int(now // dedup_window_s)
-    out = [k for c in person.customer_ids for k in (keys.customer(c), keys.customer_preferences(c))]
+    out = [k for c in person.customer_ids
+           for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c))]
+    out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:
         out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v),
                 *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
@@ -108,7 +127,8 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
     events = await asyncio.to_thread(logged_events, log_dir, person)
     return {
         "exported_at": now,
-        "ids": {"visitor_ids": visitors, "customer_ids": person.customer_ids},
+        "ids": {"visitor_ids": visitors, "customer_ids": person.customer_ids, "email_sha256": person.emails},
+        "merges": [{"customer_id": c, **m} for c, m in person.merges.items()],
         "profiles": profiles,
         "customer": profiles[0].get("customer") if profiles else None,
         "exposure": {v: _exposure(raws[len(visitors) + i]) for i, v in enumerate(visitors)},

@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from engine.customers.merge import merged_ids, root
 from engine.customers.scores import History, explain, score
 from engine.merch.exposure import Exposure, minute
 from engine.profiles import consent, preferences
@@ -58,10 +59,13 @@ def pressure(shown: Exposure, now: float) -> dict[str, Any]:
 
 async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None, now: float, *,
                         consent_required: bool) -> dict[str, Any] | None:
-    """None when there is no profile for this customer."""
+    """None when there is no profile for this customer. A customer id merged into another reads as
+    the customer it was merged into (``identity.merged_ids`` lists it)."""
+    customer_id = await root(redis, customer_id)
     raw, raw_declared = await redis.mget([keys.customer(customer_id), keys.customer_preferences(customer_id)])
     if not raw:
         return None
+    merged_away = await merged_ids(redis, customer_id)
     c = CustomerProfile.decode(raw)
     visitors = c.visitors
     raws = await redis.mget([*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors)]) \
@@ -71,7 +75,8 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
     shown = Exposure()
     for r in raws[len(visitors):]:
         part = Exposure.decode(r)
-        shown.blocks.update(part.blocks)
+        for block, minutes in part.blocks.items():  # each cookie's impressions are the person's
+            shown.blocks.setdefault(block, []).extend(minutes)
         shown.items.extend(part.items)
     channels: dict[str, bool] = {}
     for p in profiles:  # the most restrictive choice across the person's cookies
@@ -81,7 +86,8 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
     return {
         "customer_id": customer_id,
         "identity": {"devices": visitors, "first_seen": iso(c.first_seen), "last_seen": iso(c.last_seen),
-                     "first_order": iso(c.first_order), "last_order": iso(c.last_order)},
+                     "first_order": iso(c.first_order), "last_order": iso(c.last_order),
+                     "merged_ids": list(merged_away)},
         "consent": consent.state(merged, c, consent_required),
         "rfm": rfm(c, now),
         "category_affinity": _affinity(c.category_affinity),

@@ -7,6 +7,7 @@ developer with a browser console, not us.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,7 @@ from engine.events.fields import FieldRequired, error_location, field_path
 from engine.settings import EventType
 
 
+EMAIL_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")  # a login's hashed email (engine.customers.logins)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 ITEM_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist",
                          "recommendation_click"})
@@ -86,6 +88,9 @@ class Event(BaseModel):
             raise FieldRequired(("items",), "is required for purchase (a list of lines, or item_id for one)")
         if t == "login" and not self.customer_id:
             raise FieldRequired(("customer_id",), "is required for login")
+        if t == "login" and "email_sha256" in self.properties and not (
+                isinstance(sha := self.properties["email_sha256"], str) and EMAIL_SHA256.fullmatch(sha)):
+            raise FieldRequired(("properties", "email_sha256"), "must be the SHA-256 of the email: 64 hex characters")
         if t == "search" and not isinstance(self.properties.get("query"), str):
             raise FieldRequired(("properties", "query"), "is required for search (a string)")
         if t == "consent" and not isinstance(self.properties.get("granted"), bool):
@@ -142,6 +147,8 @@ TYPE_REQUIREMENTS: list[dict[str, Any]] = [
     _when(["purchase"], {"anyOf": [{"required": ["items"], "properties": {"items": {"type": "array"}}},
                                    {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}}]}),
     _when(["login"], {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}}),
+    _when(["login"], {"properties": {"properties": {"properties": {
+        "email_sha256": {"type": "string", "pattern": EMAIL_SHA256.pattern}}}}}),
     _when(["search"], _property("query", {"type": "string"})),
     _when(["consent"], _property("granted", {"type": "boolean"})),
     _when(["consent"], {"properties": {"properties": {"properties": {"purpose": {"enum": list(PURPOSES)}}}}}),

@@ -16,7 +16,7 @@ import hashlib
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,14 +115,17 @@ class EventApplier:
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
                  known_item: Callable[[str], bool] = lambda item_id: True,
                  on_applied: Callable[[list[str]], None] | None = None,
-                 observe: Callable[[list[Event]], None] | None = None) -> None:
+                 observe: Callable[[list[Event]], None] | None = None,
+                 logins: Callable[[list[Event]], Awaitable[object]] | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
         counted (by default none: no rules, no experiments). ``known_item``: whether an item may
         enter the trending counters (the engine's: it is in the catalogue, if there is one), so
         made-up ids cannot push real items out of trending; events about other items still reach
         the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
         (engine.ranking.stored queues their lists); it must not block. ``observe``: shown the events
-        of each ``apply`` call once applied (engine.ranking.sessions); it must not block."""
+        of each ``apply`` call once applied (engine.ranking.sessions); it must not block. ``logins``:
+        awaited with the events of each ``apply`` call once applied (the automatic merges of
+        engine.customers.logins, which need the profiles written)."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -138,6 +141,7 @@ class EventApplier:
         self._known_item = known_item
         self._on_applied = on_applied
         self._observe = observe
+        self._logins = logins
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -166,6 +170,8 @@ class EventApplier:
                         written[plan.visitor_id] = None
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
+        if self._logins is not None:
+            await self._logins(events)
         if written and self._on_applied is not None:
             self._on_applied(list(written))
         if self._observe is not None:
@@ -180,10 +186,14 @@ class EventApplier:
         customer_ids = sorted({e.customer_id for q in pending.values() for e in q if e.customer_id}
                               | known_customers)
         fingerprints = {vid: [fingerprint(e.event_id) for e in pending[vid]] for vid in visitor_ids}
-        visitor_replies, customer_replies = await self._read(visitor_ids, fingerprints, customer_ids, bucket)
+        visitor_replies, customer_replies, alias_replies = await self._read(visitor_ids, fingerprints, customer_ids,
+                                                                            bucket)
         customers: dict[str, _Cas] = {
             cid: _Cas(old=raw or b"") for cid, raw in zip(customer_ids, customer_replies)
         }
+        # A customer id merged into another (engine.customers.merge) stands for it: its events go
+        # there. A merge in between changes a profile read here, so this plan's compare-and-set fails.
+        aliases = {cid: target.decode() for cid, target in zip(customer_ids, alias_replies) if target}
         loaded: dict[str, CustomerProfile] = {}  # folded in place, plan after plan
         plans: list[_Plan] = []
         needed: set[str] = set()
@@ -206,6 +216,15 @@ class EventApplier:
                 if cid and cid not in customers:
                     needed.add(cid)
                     break
+                if cid in aliases:
+                    cid = aliases[cid]
+                    if cid not in customers:
+                        needed.add(cid)
+                        break
+                    if visitor.customer_id in aliases:
+                        visitor.customer_id = cid
+                    if event.customer_id:
+                        event = event.model_copy(update={"customer_id": cid})
                 customer = None
                 if cid:
                     if cid not in loaded:
@@ -275,9 +294,10 @@ class EventApplier:
         return info.price if info is not None else None
 
     async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
-                    customer_ids: list[str], bucket: int) -> tuple[list, list]:
-        """(profile, b"0"/b"1" seen flags, exposure) per visitor, then the customers' profiles: one
-        script call per ``CHUNK`` visitors, all in one pipeline (one round trip)."""
+                    customer_ids: list[str], bucket: int) -> tuple[list, list, list]:
+        """(profile, b"0"/b"1" seen flags, exposure) per visitor, the customers' profiles, then their
+        aliases (``keys.alias``): one script call per ``CHUNK`` visitors, all in one pipeline (one
+        round trip)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, max(len(visitor_ids), 1), CHUNK):
                 chunk = visitor_ids[start:start + CHUNK]
@@ -288,11 +308,11 @@ class EventApplier:
                               keys.exposure(vid)]
                     args.append(b"".join(fingerprints[vid]))
                 if start + CHUNK >= len(visitor_ids):
-                    keys_ += [keys.customer(cid) for cid in customer_ids]
+                    keys_ += [keys.customer(cid) for cid in customer_ids] + [keys.alias(c) for c in customer_ids]
                 await self._read_script(keys=keys_, args=args, client=pipe)
             replies = [value for chunk in await pipe.execute() for value in chunk]
-        split = 3 * len(visitor_ids)
-        return replies[:split], replies[split:]
+        split, n = 3 * len(visitor_ids), len(customer_ids)
+        return replies[:split], replies[split:split + n], replies[split + n:]
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
         """One script call per ``CHUNK`` plans, all in one pipeline. Chunks keep each call short:

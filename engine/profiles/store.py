@@ -53,7 +53,9 @@ async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_i
                              extra_keys: Sequence[str], preferences: bool = False) -> Loaded:
     """``load_profiles`` plus the raw values of ``extra_keys``, all in one MGET (one command costs
     the client half of what a pipeline of the same reads costs). ``preferences``: the cookie's and
-    the customer's declared preferences too (engine.profiles.preferences), in the same reads."""
+    the customer's declared preferences too (engine.profiles.preferences), in the same reads. A
+    customer id without a profile costs one more read, for its alias: a merged-away id reads as the
+    customer it was merged into."""
     if not visitor_id and not customer_id and not extra_keys:
         return Loaded(None, [])
     prefs = [*([keys.visitor_preferences(visitor_id)] if visitor_id else []),
@@ -66,11 +68,20 @@ async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_i
     raw_prefs = replies[len(extra_keys):]
     del replies[len(extra_keys):]
     visitor_data = None
+
+    async def customer_of(cid: str) -> bytes | None:
+        raw, *more = await read([keys.customer(cid), *([keys.customer_preferences(cid)] if preferences else [])])
+        raw_prefs.extend(more)
+        return raw
+
     if customer_id is None and VisitorProfile.maybe_linked(raw_visitor):
         visitor_data = decode_dict(raw_visitor)
         if customer_id := VisitorProfile.customer_of(visitor_data):
-            more = [keys.customer_preferences(customer_id)] if preferences else []
-            raw_customer, *more_prefs = await read([keys.customer(customer_id), *more])
-            raw_prefs += more_prefs
+            raw_customer = await customer_of(customer_id)
+    if customer_id and not raw_customer:  # merged into another (engine.customers.merge), or new
+        target = (await read([keys.alias(customer_id)]))[0]
+        if target:
+            customer_id = target.decode()
+            raw_customer = await customer_of(customer_id)
     return Loaded(customer_id, replies, raw_visitor or b"", raw_customer or b"", visitor_data,
                   [r for r in raw_prefs if r])

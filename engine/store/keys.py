@@ -10,6 +10,8 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
   (``xp:{experiment}``, engine.merch.exposure), the watchers index (``w:{item}``, which cleans
   itself as it is read, engine.profiles.preferences). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
+- No TTL: identity (``ca:``, ``ci:``, ``em:``, engine.customers.merge): which customer ids are
+  one person must outlive the profiles, or a merged id's later events would start a second record.
 - A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
   and trending epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
   apply of a visitor reads and writes their profile, dedup buckets and exposure together, so these
@@ -36,6 +38,23 @@ def visitor(visitor_id: str) -> str:
 
 def customer(customer_id: str) -> str:
     return f"c:{{{customer_id}}}"
+
+
+def alias(customer_id: str) -> str:
+    """The customer a merged-away customer id now stands for (engine.customers.merge). Not derived
+    from events (replay keeps it, and follows it), no TTL: ``c:*`` does not match ``ca:``."""
+    return f"ca:{{{customer_id}}}"
+
+
+def identity(customer_id: str) -> str:
+    """A surviving customer's identity record (hash): ``m:<id>`` per id merged into it (when, by
+    whom), ``e:<email sha256>`` per hashed email seen at its logins. No TTL, kept by replay."""
+    return f"ci:{{{customer_id}}}"
+
+
+def email(email_sha256: str) -> str:
+    """Hashed email -> the customer id that first logged in with it (automatic merges)."""
+    return f"em:{email_sha256}"
 
 
 def is_customer(key: str) -> bool:

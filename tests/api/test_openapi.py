@@ -89,7 +89,7 @@ def test_every_body_route_documents_its_json_body_with_examples(spec: dict[str, 
     assert with_body == {("POST", "/v1/events"), ("PUT", "/v1/items"), ("DELETE", "/v1/items"),
                          ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank"), ("POST", "/v1/admin/rules/check"),
                          ("PUT", "/v1/admin/rules"), ("POST", "/v1/admin/rules/rollback"),
-                         ("PUT", "/v1/visitors/{visitor_id}/preferences")}
+                         ("PUT", "/v1/visitors/{visitor_id}/preferences"), ("POST", "/v1/customers/merge")}
     for method, path, op in operations(spec):
         if (method, path) in with_body:
             body = op["requestBody"]
@@ -132,6 +132,9 @@ def test_the_event_schema_needs_per_type_what_the_validator_needs(spec: dict[str
 
 
 def test_every_request_example_is_accepted(client: TestClient, spec: dict[str, Any]) -> None:
+    # The customers the merge example names.
+    logins = [{"event_id": f"l-{c}", "type": "login", "visitor_id": f"v-{c}", "customer_id": c} for c in ("c-42", "c-77")]
+    assert client.post("/v1/events", json={"events": logins}, headers=ADMIN).status_code == 200
     sent = 0
     for method, path, op in operations(spec):
         for name, example in op.get("requestBody", {}).get("content", {}).get("application/json", {}).get(

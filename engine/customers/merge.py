@@ -1,0 +1,142 @@
+"""One person, one record: merging customer ids known to be one person, by hand
+(``POST /v1/customers/merge``) or when two customer ids log in with the same hashed email.
+
+The survivor's profile absorbs the others' (``combine``), their cookies are relinked to it, and
+each merged-away id becomes an alias (``ca:{id}`` -> survivor) that the applier, the request path
+and the admin reads follow, so later events and reads for it land on the survivor. The merged ids
+and when and by whom they were merged are kept in the survivor's identity record (``ci:{id}``).
+All of it is one Lua compare-and-set (``lua/merge.lua``) against the values read, retried when an
+event changed one of them meanwhile, as the applier does: nothing is counted twice and no event
+is lost. Merging an id already merged into the survivor is a no-op, so merging again, or the other
+way round, changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from redis.asyncio import Redis
+
+from engine.customers import audit
+from engine.customers.combine import combine
+from engine.events import erased
+from engine.events.erased import digest
+from engine.ingest.apply import ApplyContention
+from engine.profiles.codec import decode_dict, encode
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.settings import Settings
+from engine.store import keys
+
+_SCRIPT = (Path(__file__).parent / "lua" / "merge.lua").read_text()
+MAX_ROUNDS = 16
+EMAIL_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class MergeRefused(ValueError):
+    """A merge that cannot be done as asked: which field, and the HTTP status it deserves."""
+
+    def __init__(self, status: int, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.status = status
+        self.field = field_name
+        self.message = message
+
+
+class MergeContention(ApplyContention):
+    """Events kept changing the same profiles: retry later (transient, as for the applier)."""
+
+
+@dataclass
+class Merged:
+    into: str  # the survivor (``into`` itself, or the id it was merged into before)
+    merged: list[str] = field(default_factory=list)  # merged by this call (an id merged elsewhere before: its record)
+    already: list[str] = field(default_factory=list)  # merged into the survivor before: nothing done
+
+
+async def root(redis: Redis, customer_id: str) -> str:
+    """The customer id that ``customer_id`` stands for now (itself unless merged away)."""
+    target = await redis.get(keys.alias(customer_id))
+    return target.decode() if target else customer_id
+
+
+async def merged_ids(redis: Redis, customer_id: str) -> dict[str, dict[str, object]]:
+    """The ids merged into ``customer_id``, with when, by whom, and whether automatically."""
+    record = await redis.hgetall(keys.identity(customer_id))
+    return {f.decode()[2:]: orjson.loads(v) for f, v in record.items() if f.startswith(b"m:")}
+
+
+async def merge(redis: Redis, into: str, sources: Sequence[str], *, by: str, auto: bool, now: float,
+                customer_ttl_s: int, visitor_ttl_s: int, half_life_s: float,
+                is_erased: Callable[[str], bool] = lambda customer_id: False) -> Merged:
+    """Merge ``sources`` into ``into``; raises ``MergeRefused`` naming the field (``into``,
+    ``from[i]``) for an unknown or erased id, or ``into`` itself."""
+    script = redis.register_script(_SCRIPT)
+    for i, source in enumerate(sources):
+        if source == into:
+            raise MergeRefused(422, f"from[{i}]", "is the same id as `into`")
+    for _ in range(MAX_ROUNDS):
+        ids = [into, *sources]
+        aliases = await redis.mget([keys.alias(c) for c in ids])
+        roots = [a.decode() if a else c for c, a in zip(ids, aliases)]
+        raws = await redis.mget([keys.customer(r) for r in roots])
+        for i, (customer_id, raw) in enumerate(zip(ids, raws)):
+            name = "into" if i == 0 else f"from[{i - 1}]"
+            if not raw and is_erased(customer_id):
+                raise MergeRefused(409, name, f"customer {customer_id!r} was erased")
+            if not raw:
+                raise MergeRefused(404, name, f"no profile for customer {customer_id!r}")
+        survivor_id, survivor_raw = roots[0], raws[0]
+        result = Merged(survivor_id)
+        todo: dict[str, bytes] = {}
+        for source, source_root, raw in zip(sources, roots[1:], raws[1:]):
+            if source_root == survivor_id:
+                result.already.append(source)
+            elif source_root not in todo:
+                todo[source_root] = raw
+        if not todo:
+            return result
+        profile = CustomerProfile.decode(survivor_raw)
+        for raw in todo.values():
+            profile = combine(profile, CustomerProfile.decode(raw), half_life_s)
+        cookies = list(dict.fromkeys(v for raw in todo.values() for v in CustomerProfile.decode(raw).visitors))
+        cookie_raws = await redis.mget([keys.visitor(v) for v in cookies]) if cookies else []
+        cookie_args: list[object] = []
+        cookie_keys: list[str] = []
+        for visitor_id, raw in zip(cookies, cookie_raws):
+            data = decode_dict(raw)
+            if VisitorProfile.customer_of(data) not in todo:
+                continue  # gone, or moved to another customer since
+            visitor = VisitorProfile.from_stored(data)
+            visitor.customer_id = survivor_id
+            cookie_keys.append(keys.visitor(visitor_id))
+            cookie_args += [raw, encode(visitor), visitor_ttl_s]
+        script_keys = [keys.customer(survivor_id), keys.identity(survivor_id), keys.alias(survivor_id)]
+        args: list[object] = [survivor_id, len(todo), len(cookie_keys), survivor_raw, encode(profile), customer_ttl_s]
+        history = orjson.dumps({"at": now, "by": by, "auto": auto})
+        for source_root, raw in todo.items():
+            script_keys += [keys.customer(source_root), keys.identity(source_root), keys.alias(source_root)]
+            args += [raw, history]
+        if await script(keys=script_keys + cookie_keys, args=args + cookie_args):
+            result.merged = list(todo)
+            return result
+    raise MergeContention(f"gave up merging into {into!r} after {MAX_ROUNDS} rounds")
+
+
+async def merge_recorded(redis: Redis, settings: Settings, into: str, sources: Sequence[str], *, by: str,
+                         auto: bool) -> Merged:
+    """``merge`` with the shop's settings, recorded in the admin audit log when it merged anything."""
+    now = time.time()
+    log_dir = settings.log_dir
+    result = await merge(redis, into, sources, by=by, auto=auto, now=now, customer_ttl_s=settings.customer_ttl_s,
+                         visitor_ttl_s=settings.visitor_ttl_s, half_life_s=settings.affinity_half_life_s,
+                         is_erased=lambda customer_id: digest(customer_id) in erased.load(log_dir).customers)
+    if result.merged:
+        await asyncio.to_thread(audit.record, settings.data_dir, "merge", by, [], [result.into, *result.merged], now,
+                                auto=auto)
+    return result
