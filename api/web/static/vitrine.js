@@ -187,11 +187,16 @@
     bestseller_in: "A best seller in {category}",
     popular_in: "Popular in {category}",
     trending: "Popular right now",
-    popular: "A best seller",
+    popular: "A best seller with our shoppers",
     pinned: "Chosen by our team",
     promoted: "Featured by our team",
     recently_viewed: "You looked at it recently",
-    for_you: "Picked for you from what you like"
+    for_you: "Picked for you from what you like",
+    session_neighbours: "Shoppers on a visit like yours went on to this",
+    sequence: "Often looked at next after what you just saw",
+    similar_content: "Much like {item}",
+    as_given: "From the shop's own selection",
+    declared_interest: "Matches what you told us you like"
   };
 
   function why(reason) {
