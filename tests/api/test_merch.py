@@ -499,6 +499,21 @@ def test_experiment_report_counts_attributed_events_exactly_once(app_with_rules:
     assert client.get("/v1/admin/experiments/nope", headers=ADMIN).status_code == 404
 
 
+def test_block_recommendations_carry_item_details_when_asked(app_with_rules: tuple[TestClient, Path]) -> None:
+    client, path = app_with_rules
+    assert reload_rules(client, path, BLOCKS).status_code == 200
+    post_events(client, [{"event_id": "wbd-1", "type": "product_view", "visitor_id": "back-d", "item_id": "85123A",
+                          "timestamp": ago(2 * 86400)},
+                         {"event_id": "wbd-2", "type": "page_view", "visitor_id": "back-d"}])
+    r = client.get("/v1/blocks/home_top", params={"visitor_id": "back-d", "fields": "title"})
+    assert r.status_code == 200, r.text
+    items = r.json()["block"]["recommendations"]["items"]
+    assert [i["item_id"] for i in items] == ["85123A"]
+    assert items[0]["details"] == {"title": client.get("/v1/items/85123A").json()["title"]}
+    r = client.get("/v1/blocks/home_top", params={"visitor_id": "back-d", "fields": "colour"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "fields"
+
+
 def test_experiments_are_listed_with_their_status_and_report(app_with_rules: tuple[TestClient, Path]) -> None:
     client, path = app_with_rules
     later = EXPERIMENT + "  later-test:\n    placement: product\n    start: 2999-01-01\n    variants:\n" \
