@@ -44,6 +44,8 @@ def _view_product(page: Any, link: Any) -> None:
 def test_new_visitor_browses_a_category_and_the_home_strip_moves_toward_it(
         shop: LiveServer, browser: Any, tmp_path: Path) -> None:
     context, page, watch = watched(browser)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/v1/items/" in r.url else None)
     page.goto(shop.url + "/")
     _grant(page)
     before = strip_items(page)
@@ -76,6 +78,7 @@ def test_new_visitor_browses_a_category_and_the_home_strip_moves_toward_it(
     assert share_after > share_before, (category, before, after)
     tip = page.inner_text("#for-you .vitrine-item:first-child .vitrine-tip")
     assert tip and tip != "Recommended for you"
+    assert asked == []  # the strips' answers carried their items' titles and prices (fields=)
     context.close()
     watch.check()
 
@@ -289,7 +292,8 @@ def test_experiments_page_and_missing_pages(shop: LiveServer, browser: Any, tmp_
     shown = page.eval_on_selector_all("[data-experiment]", "els => els.map(e => e.dataset.experiment)")
     assert shown == ["home-strip", "holdout"]
     text = page.inner_text('[data-experiment="home-strip"]')
-    assert "on home" in text and "running" in text and "blend (1), trending-only (1)" in text and "to 2999-01-02" in text  # an end date includes its day
+    assert "on home" in text and "running" in text and "blend (1), trending-only (1)" in text
+    assert "to 2999-01-02" in text  # an end date includes its day
     page.screenshot(path=str(tmp_path / "01-console-experiments.png"), full_page=True)
 
     for path in ("/no-such-page", "/console/no-such-page"):
