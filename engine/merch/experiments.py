@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from engine.merch.schema import ControlGroup, Experiment, RulesFile
+from engine.merch.schema import ControlGroup, Experiment, RulesFile, Window
 
 CONTROL = "control"
 HOLDOUT = "holdout"  # the control group's own report: control vs everyone personalised
@@ -154,7 +154,7 @@ def report_for(experiment_id: str, rules: RulesFile, counters: dict[str, float],
     return result
 
 
-def status(window: Any, now: float) -> str:
+def status(window: Window, now: float) -> str:
     """``scheduled`` before its start, ``ended`` from its end, else ``running``."""
     if window.start is not None and now < window.start.timestamp():
         return "scheduled"

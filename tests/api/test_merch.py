@@ -533,7 +533,8 @@ def test_experiments_are_listed_with_their_status_and_report(app_with_rules: tup
     arm = body["experiment"]["arm"]
     assert home["report"]["arms"][arm]["impressions"] == 1
     assert home["report"] == client.get("/v1/admin/experiments/home-test", headers=ADMIN).json()
-    assert scheduled["status"] == "scheduled" and scheduled["start"].startswith("2999-01-01") and scheduled["end"] is None
+    assert scheduled["status"] == "scheduled" and scheduled["start"].startswith("2999-01-01")
+    assert scheduled["end"] is None
     assert holdout["placement"] is None and holdout["variants"][0]["weight"] == pytest.approx(0.7)
     assert listed["rules_version"] == client.get("/v1/admin/rules", headers=ADMIN).json()["version"]
     assert client.get("/v1/admin/experiments").status_code == 401
