@@ -131,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         headers = getattr(exc, "headers", None)
+        if exc.status_code == 404 and (page := web.not_found(request)) is not None:
+            return page
         if exc.status_code == 405:
             headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return error_response(exc.status_code, str(exc.detail), headers=headers)

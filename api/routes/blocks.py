@@ -12,6 +12,8 @@ from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok
 from api.query import openapi_parameters, parse_query
 from api.responses import ApiError, json_response
+from api.routes.recommendations import FIELDS_PATTERN, detail_fields
+from engine.catalog.details import with_details
 from engine.merch.blocks import UnknownSlot
 from engine.events.schema import ID_PATTERN
 from engine.merch.schema import NAME
@@ -27,6 +29,9 @@ class BlockQuery(BaseModel):
     customer_id: str | None = Field(None, pattern=ID_PATTERN, description="needs customer_token or the admin key")
     customer_token: str | None = Field(None, max_length=128, description="HMAC-SHA256 of customer_id (api/README.md)")
     item_id: str | None = Field(None, pattern=ID_PATTERN)
+    fields: str | None = Field(None, max_length=100, pattern=FIELDS_PATTERN,
+                               description="As on GET /v1/recommendations: item fields carried with the block's "
+                                           "recommendations.", examples=["title,price"])
 
 
 class SlotBlock(BaseModel):
@@ -49,10 +54,17 @@ async def get_block(request: Request) -> Response:
     """A hot path like recommendations: plain calls instead of FastAPI dependencies (api.query)."""
     await require_site(request)
     query = parse_query(BlockQuery, request, **request.path_params)
+    fields = detail_fields(query.fields)
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
+    engine = request.app.state.engine
     try:
-        body = await request.app.state.engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
+        body = await engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
     except UnknownSlot as exc:
         raise ApiError(404, str(exc), [{"field": "slot", "message": str(exc)}]) from None
+    recommendations = (body.get("block") or {}).get("recommendations")
+    if fields and recommendations and recommendations.get("items"):
+        block = {**body["block"], "recommendations": with_details(recommendations, engine.catalogue.current.items,
+                                                                  fields)}
+        body = {**body, "block": block}
     return with_visitor_cookie(request, json_response(body), issued)

@@ -201,6 +201,42 @@ async def preview(request: Request) -> Response:
     })
 
 
+class ExperimentVariant(BaseModel):
+    name: str
+    weight: float
+
+
+class ExperimentSummary(BaseModel):
+    id: str = Field(description="The experiment's id in the rules, or `holdout` (the global control group).")
+    placement: str | None
+    start: str | None = Field(description="ISO-8601, or null (open-ended).")
+    end: str | None
+    variants: list[ExperimentVariant]
+    control: str = Field(description="The arm lift is measured against.")
+    status: str = Field(description="`scheduled`, `running` or `ended`.")
+    report: ExperimentReport
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummary]
+    rules_version: str
+
+
+@router.get("/v1/admin/experiments", **doc(
+    "admin", "Every experiment of the live rules with its status and report", {
+        200: ok(ExperimentList, "The rules' experiments in their order, then `holdout` when the rules have a "
+                                "control group (or it has data)."),
+        503: "Redis is unavailable: retry.",
+    }))
+async def experiment_list(request: Request) -> Response:
+    engine = request.app.state.engine
+    snap = engine.rules.current
+    ids = [*snap.rules.experiments, experiments.HOLDOUT]
+    counters = dict(zip(ids, await asyncio.gather(*(experiment_counters(engine.redis, i) for i in ids))))
+    return json_response({"experiments": experiments.listing(snap.rules, counters, time.time()),
+                          "rules_version": snap.version})
+
+
 @router.get("/v1/admin/experiments/{experiment_id}", **doc(
     "admin", "An experiment's per-arm results and lift against control", {
         200: ok(ExperimentReport, "Visitors, impressions, CTR, conversion, revenue per visitor, lift with 95% CI."),

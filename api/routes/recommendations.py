@@ -14,6 +14,7 @@ from api.openapi import doc, ok
 from api.query import invalid_request, openapi_parameters, parse_query
 from api.responses import ApiError, json_response
 from engine.catalog import CATEGORY_PATTERN
+from engine.catalog.details import FIELDS, unknown_fields, with_details
 from engine.events.schema import ID_PATTERN
 from engine.paging import MAX_ITEMS
 from engine.ranking.filters import ItemFilter
@@ -21,6 +22,21 @@ from engine.ranking.request import RecoRequest
 from engine.recommend import UnknownPlacement
 
 router = APIRouter()
+FIELDS_PATTERN = r"^[a-z_]+(,[a-z_]+)*$"
+FIELDS_DESCRIPTION = (f"Item fields to carry with each item (`details`), comma-separated, among {', '.join(FIELDS)}; "
+                      "each item then also has `reason_title`, the title of the item its reason names. A page "
+                      "draws its strip from this one answer.")
+
+
+def detail_fields(fields: str | None) -> tuple[str, ...]:
+    """The ``fields`` parameter as a tuple; a 422 naming it when it asks for an unknown field."""
+    if not fields:
+        return ()
+    asked = tuple(dict.fromkeys(fields.split(",")))
+    unknown = unknown_fields(asked)
+    if unknown:
+        raise invalid_request([{"field": "fields", "message": f"unknown {unknown}; known: {', '.join(FIELDS)}"}])
+    return asked
 
 
 class RecommendationsQuery(BaseModel):
@@ -52,6 +68,8 @@ class RecommendationsQuery(BaseModel):
                                            f"pages of one id (up to {MAX_ITEMS} items in all).")
     recommendation_id: str | None = Field(None, max_length=200, pattern=r"^[0-9a-f]{16}(\.[^.]+\.[^.]+)?$",
                                           description="With `offset`: the list whose next page to give.")
+    fields: str | None = Field(None, max_length=100, pattern=FIELDS_PATTERN, description=FIELDS_DESCRIPTION,
+                               examples=["title,price"])
 
     def item_filter(self) -> ItemFilter | None:
         """The filters asked for, or None when there are none."""
@@ -69,6 +87,8 @@ class RecommendedItem(BaseModel):
     score: float
     reason: str = Field(description="Why it is here: `because_you_viewed:ITEM`, `similar_to:ITEM`, `trending`, "
                                     "`pinned`... (api/README.md, Recommendations)")
+    details: dict[str, Any] | None = Field(None, description="With `fields`: those the catalogue has for the item.")
+    reason_title: str | None = Field(None, description="With `fields`: the title of the item the reason names.")
 
 
 class ExperimentArm(BaseModel):
@@ -105,6 +125,7 @@ async def get_recommendations(request: Request) -> Response:
     await require_site(request)
     query = _parse(request)
     _check(query)
+    fields = detail_fields(query.fields)
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
     reco_request = RecoRequest(placement=query.placement, visitor_id=visitor_id, customer_id=query.customer_id,
@@ -118,6 +139,8 @@ async def get_recommendations(request: Request) -> Response:
             body = await engine.pager.page(reco_request, query.offset, query.recommendation_id)
     except UnknownPlacement as exc:
         raise ApiError(422, str(exc), [{"field": "placement", "message": str(exc)}]) from None
+    if fields:
+        body = with_details(body, engine.catalogue.current.items, fields)
     return with_visitor_cookie(request, json_response(body), issued)
 
 

@@ -7,7 +7,7 @@ package. The console is a client of the admin API like any script (api.web.conso
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from engine.settings import Settings
 
@@ -25,3 +25,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.add_exception_handler(SignedOut, lambda request, exc: to_signin())
     if settings.demo_storefront:
         app.router.routes.extend(storefront.router.routes)
+
+
+def not_found(request: Request) -> Response | None:
+    """The HTML 404 page when the path is one of the web pages' (api.web.notfound), else None."""
+    from api.web.notfound import not_found as page  # noqa: PLC0415
+
+    return page(request)

@@ -52,18 +52,19 @@ def categories(items: dict[str, Item]) -> list[tuple[str, int]]:
     return counts.most_common()
 
 
-def _page(request: Request, name: str, **context: object) -> Response:
+def shop_page(request: Request, name: str, status: int = 200, **context: object) -> Response:
+    """A shop page: the template with the header's context (customer, categories, basket)."""
     customer, token = _customer(request)
     items = _catalogue(request)
     return render(request, f"shop/{name}", {
         "customer": customer, "customer_token": token, "can_login": bool(request.app.state.settings.identity_secret),
         "demo_customers": DEMO_CUSTOMERS, "categories": categories(items)[:12], "cart_count": len(_cart(request)),
-        **context})
+        **context}, status)
 
 
 @router.get("/")
 async def home(request: Request) -> Response:
-    return _page(request, "home.html", title="Home")
+    return shop_page(request, "home.html", title="Home")
 
 
 @router.get("/category/{category}")
@@ -74,11 +75,12 @@ async def category(request: Request, category: str, page: int = 1) -> Response:
                                                              or item.category.startswith(category + "."))),
                     key=lambda item: item.title)
     if not chosen:
-        raise ApiError(404, f"no category {category!r} in the catalogue")
+        return shop_page(request, "notfound.html", 404, title="Not found",
+                         message=f"There is no category {category!r} in this shop.")
     page = max(1, page)
     shown = chosen[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     more = len(chosen) > page * PAGE_SIZE
-    return _page(request, "category.html", title=category.replace(".", " / ").title(), category=category,
+    return shop_page(request, "category.html", title=category.replace(".", " / ").title(), category=category,
                  items=shown, page=page, more=more, total=len(chosen))
 
 
@@ -86,15 +88,16 @@ async def category(request: Request, category: str, page: int = 1) -> Response:
 async def product(request: Request, item_id: str) -> Response:
     item = _catalogue(request).get(item_id) if _ID.match(item_id) else None
     if item is None:
-        raise ApiError(404, f"no item {item_id!r} in the catalogue")
-    return _page(request, "product.html", title=item.title or item.item_id, item=item)
+        return shop_page(request, "notfound.html", 404, title="Not found",
+                         message=f"There is no product {item_id!r} in this shop.")
+    return shop_page(request, "product.html", title=item.title or item.item_id, item=item)
 
 
 @router.get("/cart")
 async def cart(request: Request) -> Response:
     items = _catalogue(request)
     lines = [items[i] for i in _cart(request) if i in items]
-    return _page(request, "cart.html", title="Basket", lines=lines,
+    return shop_page(request, "cart.html", title="Basket", lines=lines,
                  total=round(sum(item.price or 0 for item in lines), 2))
 
 

@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from engine.merch.schema import ControlGroup, Experiment, RulesFile
+from engine.merch.schema import ControlGroup, Experiment, RulesFile, Window
 
 CONTROL = "control"
 HOLDOUT = "holdout"  # the control group's own report: control vs everyone personalised
@@ -152,3 +152,36 @@ def report_for(experiment_id: str, rules: RulesFile, counters: dict[str, float],
     if rules.control_group is not None:
         result["control_group_share"] = rules.control_group.share
     return result
+
+
+def status(window: Window, now: float) -> str:
+    """``scheduled`` before its start, ``ended`` from its end, else ``running``."""
+    if window.start is not None and now < window.start.timestamp():
+        return "scheduled"
+    if window.end is not None and now >= window.end.timestamp():
+        return "ended"
+    return "running"
+
+
+def listing(rules: RulesFile, counters: dict[str, dict[str, float]], now: float) -> list[dict[str, Any]]:
+    """Every experiment of the rules, and the control group (``holdout``) when the rules have one or
+    it has data, each with its settings, status and report. ``counters``: per experiment id."""
+    out = []
+    for experiment_id, config in rules.experiments.items():
+        out.append({
+            "id": experiment_id, "placement": config.placement,
+            "start": config.start.isoformat() if config.start else None,
+            "end": config.end.isoformat() if config.end else None,
+            "variants": [{"name": v.name, "weight": v.weight} for v in config.variants],
+            "control": config.control or CONTROL, "status": status(config, now),
+            "report": report_for(experiment_id, rules, counters.get(experiment_id, {}), now),
+        })
+    if rules.control_group is not None or counters.get(HOLDOUT):
+        out.append({
+            "id": HOLDOUT, "placement": None, "start": None, "end": None,
+            "variants": [{"name": PERSONALISED, "weight": 1 - (rules.control_group.share if rules.control_group
+                                                               else 0.0)}],
+            "control": CONTROL, "status": "running" if rules.control_group is not None else "ended",
+            "report": report_for(HOLDOUT, rules, counters.get(HOLDOUT, {}), now),
+        })
+    return out

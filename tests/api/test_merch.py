@@ -499,6 +499,47 @@ def test_experiment_report_counts_attributed_events_exactly_once(app_with_rules:
     assert client.get("/v1/admin/experiments/nope", headers=ADMIN).status_code == 404
 
 
+def test_block_recommendations_carry_item_details_when_asked(app_with_rules: tuple[TestClient, Path]) -> None:
+    client, path = app_with_rules
+    assert reload_rules(client, path, BLOCKS).status_code == 200
+    post_events(client, [{"event_id": "wbd-1", "type": "product_view", "visitor_id": "back-d", "item_id": "85123A",
+                          "timestamp": ago(2 * 86400)},
+                         {"event_id": "wbd-2", "type": "page_view", "visitor_id": "back-d"}])
+    r = client.get("/v1/blocks/home_top", params={"visitor_id": "back-d", "fields": "title"})
+    assert r.status_code == 200, r.text
+    items = r.json()["block"]["recommendations"]["items"]
+    assert [i["item_id"] for i in items] == ["85123A"]
+    assert items[0]["details"] == {"title": client.get("/v1/items/85123A").json()["title"]}
+    r = client.get("/v1/blocks/home_top", params={"visitor_id": "back-d", "fields": "colour"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "fields"
+
+
+def test_experiments_are_listed_with_their_status_and_report(app_with_rules: tuple[TestClient, Path]) -> None:
+    client, path = app_with_rules
+    later = EXPERIMENT + "  later-test:\n    placement: product\n    start: 2999-01-01\n    variants:\n" \
+                         "      - {name: only, weight: 2}\n"
+    assert reload_rules(client, path, later).status_code == 200
+    body = recs(client, visitor_id="exp-listed", n=4)
+    post_events(client, [{"event_id": "exp-listed-imp", "type": "block_impression", "visitor_id": "exp-listed",
+                          "properties": {"block_id": "reco:home", "recommendation_id": body["recommendation_id"]},
+                          "items": [{"item_id": i["item_id"]} for i in body["items"]]}])
+    r = client.get("/v1/admin/experiments", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    listed = r.json()
+    assert [x["id"] for x in listed["experiments"]] == ["home-test", "later-test", "holdout"]
+    home, scheduled, holdout = listed["experiments"]
+    assert (home["placement"], home["status"], home["control"]) == ("home", "running", "control")
+    assert [(v["name"], v["weight"]) for v in home["variants"]] == [("a", 1), ("b", 1)]
+    arm = body["experiment"]["arm"]
+    assert home["report"]["arms"][arm]["impressions"] == 1
+    assert home["report"] == client.get("/v1/admin/experiments/home-test", headers=ADMIN).json()
+    assert scheduled["status"] == "scheduled" and scheduled["start"].startswith("2999-01-01")
+    assert scheduled["end"] is None
+    assert holdout["placement"] is None and holdout["variants"][0]["weight"] == pytest.approx(0.7)
+    assert listed["rules_version"] == client.get("/v1/admin/rules", headers=ADMIN).json()["version"]
+    assert client.get("/v1/admin/experiments").status_code == 401
+
+
 def test_control_group_gets_the_non_personalised_baseline(app_with_rules: tuple[TestClient, Path]) -> None:
     client, path = app_with_rules
     assert reload_rules(client, path, EXPERIMENT).status_code == 200

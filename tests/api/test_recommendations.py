@@ -116,6 +116,24 @@ def test_recommendations_issue_a_visitor_cookie(client: TestClient) -> None:
     assert r.status_code == 200 and r.cookies.get("vt_vid")
 
 
+def test_recommendations_carry_item_details_when_asked(client: TestClient) -> None:
+    params = {"placement": "product", "item_id": "85123A", "n": 6}
+    plain = client.get("/v1/recommendations", params=params).json()
+    assert plain["items"] and all("details" not in i and "reason_title" not in i for i in plain["items"])
+    body = client.get("/v1/recommendations", params={**params, "fields": "title,price,title"}).json()
+    items = client.app.state.engine.catalogue.current.items  # type: ignore[attr-defined]
+    assert [i["item_id"] for i in body["items"]] == [i["item_id"] for i in plain["items"]]
+    for entry in body["items"]:
+        item = items[entry["item_id"]]
+        assert entry["details"] == {"title": item.title, "price": item.price}
+        if entry["reason"].startswith("similar_to:"):
+            assert entry["reason_title"] == items[entry["reason"].split(":", 1)[1]].title
+    assert any("reason_title" in e for e in body["items"])
+    for bad in ("colour", "title,Price", "title,,price"):
+        r = client.get("/v1/recommendations", params={**params, "fields": bad})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "fields", (bad, r.text)
+
+
 def test_bad_parameters_are_4xx_naming_the_field(client: TestClient) -> None:
     cases = [
         ({"placement": "sidebar"}, "placement", "known: cart, category"),

@@ -33,7 +33,7 @@ async def call(request: Request, method: str, path: str, *, json: Any = None,
                params: dict[str, str] | None = None) -> AdminAnswer:
     app = request.app
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
-    headers = {"X-API-Key": app.state.settings.admin_key or ""}
+    headers = {"X-API-Key": app.state.settings.admin_key or "", "X-Requested-By": "console"}
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
         response = await client.request(method, path, json=json, params=params, headers=headers)
     try:

@@ -1,12 +1,12 @@
 """The experiments page: each experiment of the live rules (and the global control group) with its
-per-arm numbers, and lift against control with its 95% interval drawn as SVG on the server."""
+placement, dates, variants, status and per-arm numbers (``GET /v1/admin/experiments``), and lift
+against control with its 95% interval drawn as SVG on the server."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, Request, Response
 
 from api.web.console import admin
@@ -62,28 +62,10 @@ def charts(report: dict[str, Any]) -> list[Chart]:
     return out
 
 
-async def _ids(request: Request) -> list[str]:
-    """The experiments of the rules file (and ``holdout``, the global control group)."""
-    text = await admin.call(request, "GET", "/v1/admin/rules/file")
-    ids: list[str] = []
-    if text.ok:
-        try:
-            parsed = yaml.safe_load(text.body["text"]) or {}
-        except yaml.YAMLError:
-            parsed = {}
-        if isinstance(parsed, dict) and isinstance(parsed.get("experiments"), dict):
-            ids = [str(name) for name in parsed["experiments"]]
-    return [*ids, "holdout"]
-
-
 @router.get("/console/experiments")
 async def experiments_page(request: Request) -> Response:
     session = await signed_in(request)
-    reports = []
-    for experiment_id in await _ids(request):
-        answer = await admin.call(request, "GET", f"/v1/admin/experiments/{experiment_id}")
-        if answer.ok:
-            reports.append((answer.body, charts(answer.body)))
-        else:
-            reports.append(({"experiment": experiment_id, "error": answer.message()}, []))
-    return page(request, session, "experiments.html", title="Experiments", section="experiments", reports=reports)
+    answer = await admin.call(request, "GET", "/v1/admin/experiments")
+    listed = answer.body["experiments"] if answer.ok else []
+    return page(request, session, "experiments.html", title="Experiments", section="experiments",
+                experiments=[(x, charts(x["report"])) for x in listed], error=None if answer.ok else answer.message())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.web.console import experiments, models, ops, rules, signin
+from api.web.console import customers, experiments, models, ops, rules, segments, signin
 
 router = APIRouter(include_in_schema=False)
-for module in (signin, rules, experiments, models, ops):
+for module in (signin, rules, experiments, customers, segments, models, ops):
     router.routes.extend(module.router.routes)

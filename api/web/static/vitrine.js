@@ -12,7 +12,7 @@
  */
 (function () {
   "use strict";
-  var VERSION = "1.0.0";
+  var VERSION = "1.1.0";
   var script = document.currentScript;
   var attr = function (name, fallback) {
     var value = script && script.getAttribute("data-" + name);
@@ -187,21 +187,33 @@
     bestseller_in: "A best seller in {category}",
     popular_in: "Popular in {category}",
     trending: "Popular right now",
-    popular: "A best seller",
+    popular: "A best seller with our shoppers",
     pinned: "Chosen by our team",
     promoted: "Featured by our team",
     recently_viewed: "You looked at it recently",
-    for_you: "Picked for you from what you like"
+    for_you: "Picked for you from what you like",
+    session_neighbours: "Shoppers on a visit like yours went on to this",
+    sequence: "Often looked at next after what you just saw",
+    similar_content: "Much like {item}",
+    as_given: "From the shop's own selection",
+    declared_interest: "Matches what you told us you like"
   };
 
-  function why(reason) {
+  // The API sends the title of the item a reason names (reason_title, with fields=); else it is asked for.
+  function why(reason, title) {
     var cut = reason.indexOf(":");
     var code = cut < 0 ? reason : reason.slice(0, cut);
     var ref = cut < 0 ? "" : reason.slice(cut + 1);
     var text = REASONS[code] || "Recommended for you";
     if (text.indexOf("{category}") >= 0) return Promise.resolve(text.replace("{category}", ref.split(".").pop()));
     if (text.indexOf("{item}") < 0) return Promise.resolve(text);
+    if (title) return Promise.resolve(text.replace("{item}", title));
     return item(ref).then(function (info) { return text.replace("{item}", info.title || ref); });
+  }
+
+  // An item's title and price: those the answer carried (fields=), else asked for.
+  function details(entry) {
+    return entry.details ? Promise.resolve(entry.details) : item(entry.item_id);
   }
 
   function el(tag, className, text) {
@@ -212,10 +224,11 @@
   }
 
   var tipCount = 0;
+  var DETAILS = "title,price"; // what a strip shows of each item, carried in the answer itself
 
   function renderStrip(target, body, title, blockId) {
     return Promise.all(body.items.map(function (entry) {
-      return Promise.all([item(entry.item_id), why(entry.reason)]);
+      return Promise.all([details(entry), why(entry.reason, entry.reason_title)]);
     })).then(function (rows) {
       var list = el("ul", "vitrine-strip");
       list.setAttribute("data-recommendation-id", body.recommendation_id);
@@ -275,7 +288,8 @@
     var name = target.getAttribute("data-vitrine-placement");
     var path = "/v1/recommendations?" + query({ placement: name, item_id: target.getAttribute("data-vitrine-item"),
                                                 category: target.getAttribute("data-vitrine-category"),
-                                                n: target.getAttribute("data-vitrine-n") || 8 });
+                                                n: target.getAttribute("data-vitrine-n") || 8,
+                                                fields: DETAILS });
     return request(path).then(function (body) {
       if (!body.items.length) return fail(target);
       return renderStrip(target, body, target.getAttribute("data-vitrine-title"), "reco:" + name);
@@ -284,7 +298,8 @@
 
   function block(target) {
     var slot = target.getAttribute("data-vitrine-block");
-    var path = "/v1/blocks/" + encodeURIComponent(slot) + "?" + query({ item_id: target.getAttribute("data-vitrine-item") });
+    var path = "/v1/blocks/" + encodeURIComponent(slot) + "?" + query({ item_id: target.getAttribute("data-vitrine-item"),
+                                                                        fields: DETAILS });
     return request(path).then(function (body) {
       var b = body.block;
       if (!b) return fail(target);

@@ -4,6 +4,8 @@ page and strip timings are printed (run with -s to see them), not asserted."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ import pytest
 import redis
 
 from engine.store import keys
+from models.customer_value import save as save_shop_model
+from tests.api import test_people as people
 from tests.conftest import ADMIN, LiveServer
 from tests.api.web.webshop import browser, shop, strip_items, timings, watched  # noqa: F401 - fixtures
 
@@ -40,6 +44,8 @@ def _view_product(page: Any, link: Any) -> None:
 def test_new_visitor_browses_a_category_and_the_home_strip_moves_toward_it(
         shop: LiveServer, browser: Any, tmp_path: Path) -> None:
     context, page, watch = watched(browser)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/v1/items/" in r.url else None)
     page.goto(shop.url + "/")
     _grant(page)
     before = strip_items(page)
@@ -72,6 +78,7 @@ def test_new_visitor_browses_a_category_and_the_home_strip_moves_toward_it(
     assert share_after > share_before, (category, before, after)
     tip = page.inner_text("#for-you .vitrine-item:first-child .vitrine-tip")
     assert tip and tip != "Recommended for you"
+    assert asked == []  # the strips' answers carried their items' titles and prices (fields=)
     context.close()
     watch.check()
 
@@ -215,3 +222,86 @@ def test_merchandiser_breaks_fixes_previews_publishes_and_rolls_back(
     shop_context.close()
     watch.check()
     shop_watch.check()
+
+
+def _sign_in(page: Any, shop: LiveServer) -> None:
+    page.goto(shop.url + "/console")
+    page.get_by_label("Admin API key").fill(ADMIN["X-API-Key"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/rules")
+
+
+def test_merchandiser_looks_up_exports_and_erases_a_customer(shop: LiveServer, browser: Any, tmp_path: Path) -> None:
+    settings = shop.server.config.app.state.settings
+    with httpx.Client(base_url=shop.url) as api:
+        people.shop(api, "alice", "a-laptop", "a-phone", time.time())  # three orders on two devices
+    save_shop_model(settings.models_dir, people.MODEL, {})
+    context, page, watch = watched(browser)
+    _sign_in(page, shop)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Customers").click()
+    page.get_by_label("Customer or visitor id").fill("alice")
+    page.get_by_role("button", name="Look up").click()
+    page.wait_for_selector("#person-title")
+    assert "a-laptop" in page.inner_text("#h-identity + dl") and "a-phone" in page.inner_text("#h-identity + dl")
+    assert "loyal" in page.eval_on_selector_all("#segments a", "els => els.map(e => e.textContent)")
+    assert page.inner_text("#consent").count("not_given") >= 2
+    assert page.inner_text("[data-score=churn_risk]") in ("low", "medium", "high")
+    reasons = page.eval_on_selector_all("#score-reasons li", "els => els.map(e => e.textContent)")
+    assert reasons and any("orders" in r for r in reasons) and all("churn" in r for r in reasons)
+    assert page.locator("#scores svg rect.bar").count() == len(reasons)
+    page.screenshot(path=str(tmp_path / "01-console-customer.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#export-link")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["ids"]["customer_ids"] == ["alice"] and set(exported["ids"]["visitor_ids"]) == {"a-laptop",
+                                                                                                    "a-phone"}
+    assert len([e for e in exported["events"] if e["type"] == "purchase"]) == 3
+
+    page.click("#erase-link")
+    page.wait_for_selector("#confirm")
+    page.screenshot(path=str(tmp_path / "02-console-erase-confirm.png"), full_page=True)
+    watch.failing.append("/console/customers/alice/erase")  # the wrong confirmation's answer is a 422 page
+    page.fill("#confirm", "alic")
+    page.get_by_role("button", name="Erase for good").click()
+    page.wait_for_selector("[role=alert]")
+    assert httpx.get(f"{shop.url}/v1/customers/alice", headers=ADMIN).status_code == 200
+    page.fill("#confirm", "alice")
+    page.get_by_role("button", name="Erase for good").click()
+    page.wait_for_selector("#erased")
+    page.screenshot(path=str(tmp_path / "03-console-erased.png"), full_page=True)
+    assert httpx.get(f"{shop.url}/v1/customers/alice", headers=ADMIN).status_code == 404
+    assert httpx.get(f"{shop.url}/v1/profiles/a-phone", headers=ADMIN).status_code == 404
+    watch.failing.append("/console/customers")  # looking the erased customer up again: a 404 page
+    page.goto(f"{shop.url}/console/customers?id=alice")
+    assert "No customer and no visitor" in page.inner_text("[role=alert]")
+    context.close()
+    watch.check()
+
+
+def test_experiments_page_and_missing_pages(shop: LiveServer, browser: Any, tmp_path: Path) -> None:
+    rules = Path(shop.server.config.app.state.settings.rules_file)
+    rules.write_text(rules.read_text() + "control_group: {share: 10%}\nexperiments:\n  home-strip:\n"
+                     "    placement: home\n    end: 2999-01-01\n    variants:\n      - {name: blend, weight: 1}\n"
+                     "      - {name: trending-only, weight: 1, scenarios: [trending, popular]}\n")
+    assert httpx.post(f"{shop.url}/v1/admin/rules/reload", headers=ADMIN).status_code == 200
+    context, page, watch = watched(browser, failing=("/no-such-page", "/console/no-such-page"))
+    _sign_in(page, shop)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Experiments").click()
+    page.wait_for_selector('[data-experiment="home-strip"]')
+    shown = page.eval_on_selector_all("[data-experiment]", "els => els.map(e => e.dataset.experiment)")
+    assert shown == ["home-strip", "holdout"]
+    text = page.inner_text('[data-experiment="home-strip"]')
+    assert "on home" in text and "running" in text and "blend (1), trending-only (1)" in text
+    assert "to 2999-01-02" in text  # an end date includes its day
+    page.screenshot(path=str(tmp_path / "01-console-experiments.png"), full_page=True)
+
+    for path in ("/no-such-page", "/console/no-such-page"):
+        answer = page.goto(shop.url + path)
+        assert answer is not None and answer.status == 404
+        assert page.inner_text("h1") == "Page not found"
+        page.screenshot(path=str(tmp_path / f"404{path.replace('/', '-')}.png"), full_page=True)
+    page.get_by_role("link", name="Back to the console").click()
+    page.wait_for_url("**/console/rules")
+    context.close()
+    watch.check()
