@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.profiles.fold import bump_count, decay, merge_scores
 from engine.profiles.shapes import AFFINITIES, BRANDS, CUSTOMER_PURCHASES, CUSTOMER_RECENT, CUSTOMER_VISITORS, \
-    CustomerProfile
+    WATCHING, CustomerProfile
 
 
 def _first(a: float, b: float) -> float:
@@ -49,6 +49,7 @@ def combine(a: CustomerProfile, b: CustomerProfile, half_life_s: float) -> Custo
         first_order=_first(a.first_order, b.first_order), last_order=max(a.last_order, b.last_order),
         purchases=purchases,
         recent_items=list(dict.fromkeys([*newer.recent_items, *older.recent_items]))[:CUSTOMER_RECENT],
+        watching=list(dict.fromkeys([*newer.watching, *older.watching]))[:WATCHING],
         category_affinity=affinities[0], brand_affinity=affinities[1],
         visitors=list(dict.fromkeys([*a.visitors, *b.visitors]))[:CUSTOMER_VISITORS],
         traits={**b.traits, **a.traits},

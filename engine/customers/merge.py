@@ -28,7 +28,9 @@ from engine.customers.combine import combine
 from engine.events import erased
 from engine.events.erased import digest
 from engine.ingest.apply import ApplyContention
+from engine.profiles import preferences
 from engine.profiles.codec import decode_dict, encode
+from engine.profiles.preferences import Declared, Owner
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.settings import Settings
 from engine.store import keys
@@ -137,6 +139,33 @@ async def merge_recorded(redis: Redis, settings: Settings, into: str, sources: S
                          visitor_ttl_s=settings.visitor_ttl_s, half_life_s=settings.affinity_half_life_s,
                          is_erased=lambda customer_id: digest(customer_id) in erased.load(log_dir).customers)
     if result.merged:
+        await _join_declared(redis, result.into, result.merged, ttl_s=settings.customer_ttl_s,
+                             watchers_max=settings.watchers_max)
         await asyncio.to_thread(audit.record, settings.data_dir, "merge", by, [], [result.into, *result.merged], now,
                                 auto=auto)
     return result
+
+
+async def _join_declared(redis: Redis, into: str, merged: Sequence[str], *, ttl_s: int, watchers_max: int) -> None:
+    """Move the merged ids' declared preferences (and their watchers-index entries) onto the
+    survivor's record. They are written by PUTs, not events, so this follows the profile merge."""
+    survivor = Owner("c", into)
+    owners = [Owner("c", c) for c in merged]
+    raws = await redis.mget([o.key for o in owners])
+    raw_profile = await redis.get(survivor.profile_key)
+    wished = CustomerProfile.decode(raw_profile).watching if raw_profile else []
+    if wished:  # the merged wishlists are the survivor's now
+        async with redis.pipeline(transaction=False) as pipe:
+            for item in wished:
+                pipe.zadd(keys.watchers(item), {survivor.member: 1}, nx=True)
+                pipe.zrem(keys.watchers(item), *(o.member for o in owners))
+            await pipe.execute()
+    if not any(raws):
+        return
+    old = await preferences.load(redis, survivor)
+    new = old
+    for raw in raws:
+        new = new.joined(Declared.decode(raw))
+    await preferences.save(redis, survivor, new, old, ttl_s=ttl_s, watchers_max=watchers_max)
+    await preferences.unindex(redis, [o for o, raw in zip(owners, raws) if raw])
+    await redis.delete(*(o.key for o, raw in zip(owners, raws) if raw))

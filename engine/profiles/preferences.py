@@ -143,6 +143,22 @@ class Declared:
                    alerts={a.item_id: float(a.below) for a in body.price_alerts},
                    watches=list(dict.fromkeys(body.watches)), channels=channels, updated_at=now, source=body.source)
 
+    def joined(self, other: "Declared") -> "Declared":
+        """One person's record from two (a customer merge): favourites and watches together, the
+        lower alert per item, and the later stamp per channel."""
+        channels = dict(other.channels)
+        for name, stamp in self.channels.items():
+            if stamp[0] >= channels.get(name, (0.0, ""))[0]:
+                channels[name] = stamp
+        alerts = dict(other.alerts)
+        for item, below in self.alerts.items():
+            alerts[item] = min(below, alerts.get(item, below))
+        later = self if self.updated_at >= other.updated_at else other
+        return Declared(list(dict.fromkeys([*self.categories, *other.categories])),
+                        list(dict.fromkeys([*self.brands, *other.brands])), alerts,
+                        list(dict.fromkeys([*self.watches, *other.watches])), channels,
+                        later.updated_at, later.source)
+
 
 @dataclass(frozen=True)
 class Owner:

@@ -216,3 +216,25 @@ def test_block_eligibility_by_declared_interest(client: TestClient) -> None:
     assert block() == "for_lovers"  # garden.tools is below garden
     client.put("/v1/visitors/v-block/preferences", json={"favourite_categories": ["gardening"]})
     assert block() == "everyone"
+
+
+def test_a_customer_merge_joins_their_preferences_and_watches(client: TestClient, redis_url: str) -> None:
+    for customer, device in (("keep", "v-keep"), ("dup", "v-dup")):
+        post(client, {"event_id": f"{customer}-in", "type": "login", "visitor_id": device, "customer_id": customer})
+    post(client, {"event_id": "dup-w", "type": "add_to_wishlist", "visitor_id": "v-dup", "item_id": "21232"})
+    put = "/v1/visitors/{}/preferences"
+    r = client.put(put.format("v-keep"), params={"customer_token": customer_token(SECRET, "keep")},
+                   json={"favourite_categories": ["garden"], "price_alerts": [{"item_id": "85123A", "below": 3.0}]})
+    assert r.status_code == 200, r.text
+    r = client.put(put.format("v-dup"), params={"customer_token": customer_token(SECRET, "dup")},
+                   json={"favourite_brands": ["acme"], "price_alerts": [{"item_id": "85123A", "below": 2.0}],
+                         "watches": ["22423"]})
+    assert r.status_code == 200, r.text
+    assert client.post("/v1/customers/merge", json={"into": "keep", "from": ["dup"]}, headers=ADMIN).status_code == 200
+    joined = client.get(put.format("v-dup"), params={"customer_token": customer_token(SECRET, "keep")}).json()
+    assert joined["favourite_categories"] == ["garden"] and joined["favourite_brands"] == ["acme"]
+    assert joined["price_alerts"] == [{"item_id": "85123A", "below": 2.0}]  # the lower alert
+    assert joined["watches"] == ["22423"] and joined["wishlist"] == ["21232"]
+    assert {i: index(redis_url, i) for i in ("85123A", "22423", "21232")} == {
+        "85123A": {"c:keep"}, "22423": {"c:keep"}, "21232": {"c:keep"}}
+    assert not redis.Redis.from_url(redis_url).exists("pc:{dup}")
