@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from engine import tasks
+from engine.customers import scores
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
@@ -77,6 +78,7 @@ class Engine:
         self.reads = PipelinedReader(self.redis)  # the request path's reads, cheaper than redis-py's
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
+        self.recommender.scorer = scores.scorer(settings.models_dir)
         self.precomputer = self.recommender.precomputer
         self.pager = Pager(self.recommender, self.reads, self.redis, settings.session_timeout_s,
                            settings.redis_timeout_s)

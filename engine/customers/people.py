@@ -22,6 +22,7 @@ from engine.events.log import read_raw
 from engine.ingest.checkpoint import Checkpoint
 from engine.ingest.erasure import compact
 from engine.merch.exposure import Exposure
+from engine.merch.segments import DEFAULT_SET, SegmentSet, members
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import describe
@@ -85,7 +86,7 @@ def logged_events(log_dir: Path, person: Person) -> list[dict[str, Any]]:
 
 
 async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout_s: float, lookup: ItemLookup,
-                 now: float) -> dict[str, Any]:
+                 now: float, segments: SegmentSet = DEFAULT_SET) -> dict[str, Any]:
     """One JSON document: profiles, linked ids, exposure and experiment state, and the logged
     events (which hold the consent history)."""
     visitors = person.visitor_ids
@@ -94,8 +95,12 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
     customer_id = person.customer_ids[0] if person.customer_ids else None
     raw_customer = raws[2 * len(visitors)] if customer_id else None
     customer = CustomerProfile.decode(raw_customer) if raw_customer else None
-    profiles = [describe(v, VisitorProfile.decode(raws[i]), customer_id, customer, now, session_timeout_s, lookup)
-                for i, v in enumerate(visitors) if raws[i]]
+    profiles = []
+    for i, v in enumerate(visitors):
+        if raws[i]:
+            visitor = VisitorProfile.decode(raws[i])
+            profiles.append(describe(v, visitor, customer_id, customer, now, session_timeout_s, lookup,
+                                     segments=members(segments, visitor, customer, now)))
     events = await asyncio.to_thread(logged_events, log_dir, person)
     return {
         "exported_at": now,

@@ -9,10 +9,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from engine.customers.scores import History, explain, score
+from engine.customers.scores import History, Scores, explain, score
 from engine.merch.exposure import Exposure, minute
 from engine.profiles import consent
-from engine.profiles.segments import DAY, segments
+from engine.merch.segments import DEFAULT_SET, SegmentSet, members
+from engine.profiles.view import DAY
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import _affinity, iso
 from engine.store import keys
@@ -43,6 +44,10 @@ def scores(model: ShopModel | None, c: CustomerProfile, now: float) -> dict[str,
             "horizon_days": model.horizon_days, "reasons": explain(model, history, now)}
 
 
+def _scores(model: ShopModel | None, c: CustomerProfile, now: float) -> Scores | None:
+    return score(model, History(c.first_order, c.last_order, c.orders, c.revenue), now) if model else None
+
+
 def pressure(shown: Exposure, now: float) -> dict[str, Any]:
     """What the person was shown, per window: block impressions and items shown (from the exposure
     state, which keeps ``VITRINE_EXPOSURE_RETENTION_S``)."""
@@ -56,8 +61,8 @@ def pressure(shown: Exposure, now: float) -> dict[str, Any]:
 
 
 async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None, now: float, *,
-                        consent_required: bool) -> dict[str, Any] | None:
-    """None when there is no profile for this customer."""
+                        consent_required: bool, segments: SegmentSet = DEFAULT_SET) -> dict[str, Any] | None:
+    """None when there is no profile for this customer; ``segments``: the shop's definitions."""
     raw = await redis.get(keys.customer(customer_id))
     if not raw:
         return None
@@ -86,7 +91,7 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
         "category_affinity": _affinity(c.category_affinity),
         "brand_affinity": _affinity(c.brand_affinity),
         "traits": c.traits,
-        "segments": segments(latest, c, now),
+        "segments": members(segments, latest, c, now, lambda c, now: _scores(model, c, now)),
         "scores": scores(model, c, now),
         "pressure": pressure(shown, now),
         "recent_items": c.recent_items,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from engine.store import keys
@@ -28,7 +29,7 @@ from engine.profiles.visits import visit_items
 from engine.ranking.request import Read, RecoRequest
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.schema import Block, Cap, Condition
-from engine.profiles.segments import segments
+from engine.merch.segments import DEFAULT_SET, Scorer, SegmentSet, members
 
 
 class UnknownSlot(ValueError):
@@ -42,6 +43,13 @@ class Person:
     customer_id: str | None
     now: float
     session_timeout_s: float
+    segment_set: SegmentSet = DEFAULT_SET
+    scorer: Scorer | None = None
+
+    @cached_property
+    def segments(self) -> list[str]:
+        """Evaluated once per request, on first use."""
+        return members(self.segment_set, self.visitor, self.customer, self.now, self.scorer)
 
     def affinity(self) -> dict[str, float]:
         return relative(affinity_owner(self.visitor, self.customer).category_affinity)
@@ -54,11 +62,9 @@ def eligible(when: Condition | None, person: Person) -> bool:
     if when is None:
         return True
     v, c = person.visitor, person.customer
-    segs = segments(v, c, person.now)
     checks = [
-        when.visitor is None or when.visitor in segs,
-        when.segments_any is None or any(s in segs for s in when.segments_any),
-        when.segments_none is None or not any(s in segs for s in when.segments_none),
+        when.visitor is None or when.visitor in person.segments,
+        not when.restricted or when.admits(person.segments),
         when.has_last_visit_items is None or bool(person.last_visit_items()) == when.has_last_visit_items,
         when.cart is None or (when.cart == "not_empty") == bool(v.cart),
         when.customer_tier is None or (c is not None and c.traits.get("tier") in when.customer_tier),
@@ -73,22 +79,24 @@ def eligible(when: Condition | None, person: Person) -> bool:
     return True
 
 
-def _over(cap: Cap | None, x: Exposure, block_ids: list[str], now: float) -> bool:
-    return cap is not None and x.block_impressions(block_ids, minute(now - cap.window_s)) >= cap.max
+def cap_reason(block: Block, snap: RulesSnapshot, x: Exposure, person: Person) -> str | None:
+    """Why the block may not be shown again yet (None: it may). A cap with segments holds only
+    for their members."""
+    rules, now = snap.rules, person.now
 
+    def _over(cap: Cap | None, block_ids: list[str]) -> bool:
+        return (cap is not None and (not cap.restricted or cap.admits(person.segments))
+                and x.block_impressions(block_ids, minute(now - cap.window_s)) >= cap.max)
 
-def cap_reason(block: Block, snap: RulesSnapshot, x: Exposure, now: float) -> str | None:
-    """Why the block may not be shown again yet (None: it may)."""
-    rules = snap.rules
-    if _over(block.cap, x, [block.id], now):
+    if _over(block.cap, [block.id]):
         return f"block cap {block.cap.max} per {block.cap.window}"  # type: ignore[union-attr]
     if block.campaign is not None:
         campaign = rules.campaigns[block.campaign]
-        members = [b.id for b in rules.blocks if b.campaign == block.campaign]
-        if _over(campaign.cap, x, members, now):
+        in_campaign = [b.id for b in rules.blocks if b.campaign == block.campaign]
+        if _over(campaign.cap, in_campaign):
             return f"campaign {block.campaign} cap {campaign.cap.max} per {campaign.cap.window}"  # type: ignore[union-attr]
         in_campaigns = [b.id for b in rules.blocks if b.campaign is not None]
-        if _over(rules.frequency, x, in_campaigns, now):
+        if _over(rules.frequency, in_campaigns):
             return f"global cap {rules.frequency.max} per {rules.frequency.window}"  # type: ignore[union-attr]
     return None
 
@@ -146,7 +154,7 @@ def choose(snap: RulesSnapshot, slot: str, person: Person, x: Exposure) -> tuple
             skipped.append({"id": block.id, "reason": "not running"})
         elif not eligible(block.when, person):
             skipped.append({"id": block.id, "reason": "not eligible"})
-        elif (why := cap_reason(block, snap, x, person.now)) is not None:
+        elif (why := cap_reason(block, snap, x, person)) is not None:
             skipped.append({"id": block.id, "reason": why})
         else:
             return block, skipped
@@ -159,6 +167,7 @@ class Recommendations(Protocol):
 
     rules: RulesHolder
     catalogue: CatalogueCache
+    scorer: Scorer | None  # customers' scores, for segments that ask for them
 
     async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = ()) -> Read: ...
 
@@ -189,7 +198,8 @@ class BlockPicker:
             visitor, customer, cid = VisitorProfile(consent=False), None, None  # nothing about them is used
         elif in_control_group(snap.rules.control_group, visitor_id or customer_id):
             visitor, customer, cid = VisitorProfile(), None, None  # the non-personalised baseline
-        person = Person(visitor, customer, cid, now, self._timeout)
+        person = Person(visitor, customer, cid, now, self._timeout, snap.segments,
+                        self._reco.scorer)
         block, skipped = choose(snap, slot, person, exposure)
         body: dict[str, Any] = {"slot": slot, "rules_version": snap.version, "block": None}
         if explain:

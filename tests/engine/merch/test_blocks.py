@@ -191,7 +191,7 @@ def shown(**impressions: list[float]) -> Exposure:
 
 def cap_of(block_id: str, x: Exposure) -> str | None:
     snap = snapshot(CAPS)
-    return cap_reason(next(b for b in snap.rules.blocks if b.id == block_id), snap, x, NOW)
+    return cap_reason(next(b for b in snap.rules.blocks if b.id == block_id), snap, x, person())
 
 
 def test_block_cap_is_reached_at_its_max() -> None:
@@ -364,6 +364,7 @@ class ReadPath:
         self.degraded = degraded
         self.reads: list[list[str]] = []
         self.strips: list[tuple[RecoRequest, RulesSnapshot | None, float | None]] = []
+        self.scorer = None
 
     async def _mget(self, wanted: list[str]) -> list[bytes | None]:
         self.reads.append(list(wanted))
