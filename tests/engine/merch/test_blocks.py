@@ -194,6 +194,15 @@ def cap_of(block_id: str, x: Exposure) -> str | None:
     return cap_reason(next(b for b in snap.rules.blocks if b.id == block_id), snap, x, person())
 
 
+def test_a_cap_with_segments_holds_only_for_their_members() -> None:
+    snap = snapshot(CAPS.replace("frequency: {max: 4, window: 1w}",
+                                 "frequency: {max: 1, window: 1w, segments_any: [returning]}"))
+    c = next(b for b in snap.rules.blocks if b.id == "c")
+    x = shown(c=[60])
+    assert cap_reason(c, snap, x, person(VisitorProfile(visits=1))) is None  # new: not capped
+    assert cap_reason(c, snap, x, person(VisitorProfile(visits=2))) == "global cap 1 per 1w"
+
+
 def test_block_cap_is_reached_at_its_max() -> None:
     assert cap_of("a", shown(a=[60])) is None
     assert cap_of("a", shown(a=[60, 120])) == "block cap 2 per 1h"
