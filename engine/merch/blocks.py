@@ -29,7 +29,7 @@ from engine.profiles.visits import visit_items
 from engine.ranking.request import Read, RecoRequest
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.schema import Block, Cap, Condition
-from engine.merch.segments import DEFAULT_SET, Scorer, SegmentSet, members
+from engine.merch.segments import Scorer, SegmentSet, members
 
 
 class UnknownSlot(ValueError):
@@ -43,7 +43,7 @@ class Person:
     customer_id: str | None
     now: float
     session_timeout_s: float
-    segment_set: SegmentSet = DEFAULT_SET
+    segment_set: SegmentSet  # the rules' (``RulesSnapshot.segments``)
     scorer: Scorer | None = None
 
     @cached_property

@@ -31,6 +31,7 @@ from engine.merch.blocks import (
 from engine.merch.exposure import Exposure, minute
 from engine.merch.live import RulesSnapshot, parse_snapshot
 from engine.merch.schema import Block, Condition
+from engine.merch.segments import DEFAULT_SET
 from engine.profiles import CustomerProfile, VisitorProfile
 from engine.profiles.codec import encode
 from engine.profiles.store import load_profiles_with
@@ -48,7 +49,7 @@ def snapshot(text: str) -> RulesSnapshot:
 
 def person(visitor: VisitorProfile | None = None, customer: CustomerProfile | None = None,
            customer_id: str | None = None, now: float = NOW) -> Person:
-    return Person(visitor or VisitorProfile(), customer, customer_id, now, TIMEOUT)
+    return Person(visitor or VisitorProfile(), customer, customer_id, now, TIMEOUT, DEFAULT_SET)
 
 
 def when(**fields: Any) -> Condition:
