@@ -38,7 +38,6 @@ class Sample:
     customers: list[CustomerProfile | None]
     total: int  # visitor profiles in Redis (estimated unless exact)
     exact: bool  # the scan saw every key
-    scanned: int
 
 
 async def sample_profiles(redis: Redis, size: int) -> Sample:
@@ -65,7 +64,7 @@ async def sample_profiles(redis: Redis, size: int) -> Sample:
     wanted = sorted({c for c in linked if c})
     by_id = dict(zip(wanted, await redis.mget([keys.customer(c) for c in wanted]))) if wanted else {}
     customers = [CustomerProfile.decode(by_id[c]) if c and by_id.get(c) else None for c in linked]
-    return Sample(ids, visitors, customers, max(total, len(ids)), exact, scanned)
+    return Sample(ids, visitors, customers, max(total, len(ids)), exact)
 
 
 def estimate(segments: SegmentSet, sample: Sample, now: float, scorer: Scorer | None = None) -> dict[str, Any]:

@@ -13,9 +13,8 @@ from engine.customers.scores import History, Scores, explain, score
 from engine.merch.exposure import Exposure, minute
 from engine.profiles import consent
 from engine.merch.segments import DEFAULT_SET, SegmentSet, members
-from engine.profiles.view import DAY
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
-from engine.profiles.view import _affinity, iso
+from engine.profiles.view import DAY, _affinity, iso
 from engine.store import keys
 from models.customer_value import ShopModel
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
-from engine.merch.schema import Segment
+from engine.merch.schema import Range, Segment
 from engine.profiles import consent
 from engine.profiles.affinity import affinity_below, affinity_owner, relative
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
@@ -46,39 +46,61 @@ class ScoreFacts(Protocol):
 Scorer = Callable[[CustomerProfile, float], "ScoreFacts | None"]
 
 
+class Bounds:
+    """A ``Range`` as plain numbers: evaluated for every person on every read, where a model's
+    attribute access costs more than the comparison."""
+
+    __slots__ = ("low", "high", "low_open", "high_open")
+
+    def __init__(self, r: Range) -> None:
+        self.low, self.low_open = (r.above, True) if r.above is not None else (r.min, False)
+        self.high, self.high_open = (r.below, True) if r.below is not None else (r.max, False)
+
+    def holds(self, value: float, unit: float = 1.0) -> bool:
+        low, high = self.low, self.high
+        if low is not None and (value <= low * unit if self.low_open else value < low * unit):
+            return False
+        return high is None or (value < high * unit if self.high_open else value <= high * unit)
+
+
+_UNSET: Any = object()
+
+
 class Facts:
-    """One person at one moment, as the conditions read them; each derived value computed once,
-    and only if a condition asks for it."""
+    """One person at one moment, as the conditions read them; what costs more than an addition
+    is computed on first use, once."""
+
+    __slots__ = ("visitor", "customer", "now", "orders", "revenue", "_scorer", "_scores", "_affinity", "_contact")
 
     def __init__(self, visitor: VisitorProfile, customer: CustomerProfile | None, now: float,
                  scorer: Scorer | None) -> None:
         self.visitor, self.customer, self.now, self._scorer = visitor, customer, now, scorer
+        self.orders = visitor.orders + (customer.orders if customer else 0)
+        self.revenue = visitor.revenue + (customer.revenue if customer else 0.0)
+        self._scores = self._affinity = self._contact = _UNSET
 
-    @cached_property
-    def orders(self) -> int:
-        return self.visitor.orders + (self.customer.orders if self.customer else 0)
-
-    @cached_property
-    def revenue(self) -> float:
-        return self.visitor.revenue + (self.customer.revenue if self.customer else 0.0)
-
-    @cached_property
+    @property
     def scores(self) -> ScoreFacts | None:
-        if self._scorer is None or self.customer is None:
-            return None
-        return self._scorer(self.customer, self.now)
+        if self._scores is _UNSET:
+            c = self.customer
+            self._scores = None if self._scorer is None or c is None else self._scorer(c, self.now)
+        return self._scores  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def affinity(self) -> tuple[dict[str, float], dict[str, float]]:
-        owner = affinity_owner(self.visitor, self.customer)
-        return relative(owner.category_affinity), relative(owner.brand_affinity)
+        if self._affinity is _UNSET:
+            owner = affinity_owner(self.visitor, self.customer)
+            self._affinity = (relative(owner.category_affinity), relative(owner.brand_affinity))
+        return self._affinity  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def contact(self) -> dict[str, str]:
-        return consent.state(self.visitor, self.customer, False)
+        if self._contact is _UNSET:
+            self._contact = consent.state(self.visitor, self.customer, False)
+        return self._contact  # type: ignore[no-any-return]
 
 
-def _since(ts: float, rule: Any, now: float, unit: float) -> bool:
+def _since(ts: float, rule: Bounds, now: float, unit: float) -> bool:
     return bool(ts) and rule.holds(now - ts, unit)
 
 
@@ -111,17 +133,28 @@ SCORE_CONDITIONS = ("expected_revenue", "churn_risk")
 MEMBERSHIP = ("all_of", "any_of", "none_of")
 
 
-def holds(rule: Segment, facts: Facts, members: Mapping[str, bool]) -> bool:
-    """Every condition of ``rule``; ``members`` has the segments it refers to, already decided."""
-    for name in rule.model_fields_set:
-        value = getattr(rule, name)
-        if value is None or name == "description" or name in MEMBERSHIP:
-            continue
-        if not CHECKS[name](value, facts):
-            return False
-    return ((rule.all_of is None or all(members[s] for s in rule.all_of))
-            and (rule.any_of is None or any(members[s] for s in rule.any_of))
-            and (rule.none_of is None or not any(members[s] for s in rule.none_of)))
+@dataclass(frozen=True)
+class Plan:
+    """A definition as its checks, looked up once per rules version rather than per person."""
+
+    checks: tuple[tuple[Callable[[Any, Facts], bool], Any], ...]
+    all_of: tuple[str, ...] | None
+    any_of: tuple[str, ...] | None
+    none_of: tuple[str, ...] | None
+    refers: bool = False
+
+    @classmethod
+    def of(cls, rule: Segment) -> "Plan":
+        values = ((name, getattr(rule, name)) for name in CHECKS)
+        checks = tuple((CHECKS[name], Bounds(v) if isinstance(v, Range) else v) for name, v in values if v is not None)
+        refs = [tuple(r) if r is not None else None for r in (rule.all_of, rule.any_of, rule.none_of)]
+        return cls(checks, *refs, refers=any(r is not None for r in refs))
+
+    def refs_hold(self, members: Mapping[str, bool]) -> bool:
+        """``members`` has the segments this one refers to, already decided."""
+        return ((self.all_of is None or all(members[s] for s in self.all_of))
+                and (self.any_of is None or any(members[s] for s in self.any_of))
+                and (self.none_of is None or not any(members[s] for s in self.none_of)))
 
 
 class SegmentCycle(ValueError):
@@ -159,13 +192,13 @@ class SegmentSet:
 
     rules: Mapping[str, Segment]
     sources: Mapping[str, Source]
-    order: tuple[str, ...]  # evaluation order
+    plans: tuple[tuple[str, Plan], ...]  # in evaluation order
 
     @classmethod
     def of(cls, defined: Mapping[str, Segment]) -> "SegmentSet":
         rules = {**DEFAULTS, **defined}  # a redefined default keeps its place in the listing
         sources: dict[str, Source] = {n: "rules" if n in defined else "default" for n in rules}
-        return cls(rules, sources, tuple(evaluation_order(rules)))
+        return cls(rules, sources, tuple((n, Plan.of(rules[n])) for n in evaluation_order(rules)))
 
     @cached_property
     def needs_scores(self) -> bool:
@@ -182,6 +215,11 @@ def members(segments: SegmentSet, visitor: VisitorProfile, customer: CustomerPro
     asks for churn risk or expected revenue."""
     facts = Facts(visitor, customer, now, scorer)
     decided: dict[str, bool] = {}
-    for name in segments.order:
-        decided[name] = holds(segments.rules[name], facts, decided)
+    for name, plan in segments.plans:  # the request path's loop: plain code, no call per segment
+        ok = True
+        for check, value in plan.checks:
+            if not check(value, facts):
+                ok = False
+                break
+        decided[name] = ok and (not plan.refers or plan.refs_hold(decided))
     return [name for name in segments.rules if decided[name]]

@@ -25,6 +25,7 @@ Everything here is pure: the same inputs give the same list, in live traffic and
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ class Effective:
     static_boost: Sequence[float] | None = None  # product of the `when` factors without new_arrivals
     dynamic_boosts: tuple[Boost, ...] = ()  # the rest: affinity rules, new_arrivals conditions, segments
 
-    @property
+    @cached_property
     def by_segment(self) -> bool:
         """Whether a boost or bury depends on the person's segments."""
         return any(b.restricted for b in self.boosts)
