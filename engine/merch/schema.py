@@ -377,12 +377,6 @@ class Range(Strict):
             raise ValueError("no number is within these bounds")
         return self
 
-    def holds(self, value: float, unit: float = 1.0) -> bool:
-        """``value`` (in base units, e.g. seconds) against the bounds written in ``unit`` (days)."""
-        return ((self.min is None or value >= self.min * unit) and (self.max is None or value <= self.max * unit)
-                and (self.above is None or value > self.above * unit)
-                and (self.below is None or value < self.below * unit))
-
 
 def _thresholds(values: dict[str, float] | None, lower: bool) -> dict[str, float] | None:
     if values:
