@@ -25,7 +25,7 @@ from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
 from api import web
 from api.routes import (admin, blocks, events, health, items, merch, people, preferences, recommendations, rerank,
-                        rules_file)
+                        rules_file, segments)
 from engine import tasks
 from engine.ingest import catchup
 from engine.ingest import retention
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # FastAPI's own documentation routes.
     app.router.routes[:0] = [route for module in (recommendations, events, blocks, health)
                              for route in module.router.routes]
-    for module in (rerank, items, admin, merch, people, preferences, rules_file):
+    for module in (rerank, items, admin, merch, people, preferences, rules_file, segments):
         app.router.routes.extend(module.router.routes)
     web.install(app, settings)
 

@@ -34,6 +34,7 @@ from engine.ranking.declared import lift
 from engine.profiles.shapes import VisitorProfile
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
+from engine.merch.segments import Scorer, members
 from engine.merch.stage import Visitor as RulesVisitor
 from engine.merch.stage import apply_rules, pool_size
 from engine.ranking.filters import ItemFilter, allowed
@@ -64,6 +65,7 @@ class Recommender:
         self.catalogue = catalogue
         self._trending = trending
         self.rules = rules or RulesHolder(None)
+        self.scorer: Scorer | None = None  # customers' scores for segments that ask (engine.runtime sets it)
         self._degraded = 0
         self.degraded_total = 0  # answers degraded since start (the console's operations page)
         self._degraded_logged_at = float("-inf")
@@ -194,16 +196,26 @@ class Recommender:
         catalogue = self.catalogue.current
         arm = snap.assign(req.visitor_id or req.customer_id, req.placement, now)
         eff = snap.effective(req.placement, arm, now, model, catalogue)
-        repetition = eff.repetition if arm.personalised and req.visitor_id else None
-        extra = (keys.exposure(req.visitor_id),) if repetition is not None and req.visitor_id else ()
-        pool = pool_size(eff, req.n)
-        wants_list = (model is not None and arm.personalised and req.visitor_id is not None
+        gate = snap.gate(arm)
+        # An experiment for some segments: whether this person is in it is known after the read, so
+        # the read serves both the arm and what they get outside it.
+        outside = None
+        if gate is not None:
+            outside_arm = snap.assign(req.visitor_id or req.customer_id, req.placement, now, eligible=False)
+            outside = (outside_arm, snap.effective(req.placement, outside_arm, now, model, catalogue))
+        effs = (eff, outside[1]) if outside else (eff,)
+        repeats = arm.personalised and req.visitor_id and any(e.repetition is not None for e in effs)
+        extra = (keys.exposure(req.visitor_id),) if repeats and req.visitor_id else ()
+        pool = max(pool_size(e, req.n) for e in effs)
+        wants_list = (model is not None and arm.personalised and req.visitor_id is not None and gate is None
                       and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists
                       and req.filter is None and not req.exclude)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
-        declares = self._settings.declared_boost > 0 and "for_you" in eff.chain
-        loaded, trend, degraded = await self.read(req, "trending" in eff.chain, extra, declares)
+        boosts = self._settings.declared_boost > 0 and any("for_you" in e.chain for e in effs)
+        by_segment = gate is not None or any(e.by_segment for e in effs)
+        declares = boosts or (by_segment and snap.segments.needs_declared)
+        loaded, trend, degraded = await self.read(req, any("trending" in e.chain for e in effs), extra, declares)
         declared = interests_of([Declared.decode(r) for r in loaded.raw_preferences])
         kept = None
         if wants_list and not degraded:
@@ -220,8 +232,12 @@ class Recommender:
         # tell whether the person withdrew.
         personal = (arm.personalised and not degraded
                     and not withdrawn(loaded.visitor, loaded.customer, self._settings.consent_required))
-        if not personal:
-            repetition = None
+        segments: list[str] = []
+        if personal and by_segment:
+            segments = members(snap.segments, loaded.visitor, loaded.customer, now, self.scorer, declared)
+        if outside is not None and not gate.admits(segments):  # type: ignore[union-attr]
+            arm, eff = outside
+        repetition = eff.repetition if personal and req.visitor_id else None
         ctx = self._context(req.visitor_id, loaded, personal, model, now, pool, trend, req.item_id, req.category)
         if req.filter is not None:
             ctx.allowed = allowed(model, catalogue, req.filter)
@@ -247,7 +263,7 @@ class Recommender:
                     picks.append(pick)
                     if len(picks) >= pool:
                         break
-        if personal and (declared[0] or declared[1]):
+        if personal and boosts and (declared[0] or declared[1]):
             picks = lift(picks, *declared, self._settings.declared_boost, model=model, catalogue=catalogue, ctx=ctx,
                          pool=pool)
         if eff.has_rules:
@@ -261,7 +277,7 @@ class Recommender:
                 picks, eff, n=req.n, now=now, items=catalogue.items,
                 recommendable=lambda item_id: item_id not in excluded and ctx.may_show(catalogue, item_id),
                 visitor=RulesVisitor(relative(affinity_of.category_affinity),
-                                     relative(affinity_of.brand_affinity), shown))
+                                     relative(affinity_of.brand_affinity), shown, segments))
         return self._response(req, snap, arm, model, picks, degraded)
 
     async def rerank(self, visitor_id: str | None, customer_id: str | None, items: list[str],

@@ -17,7 +17,8 @@ from typing import Any
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from engine import tasks
-from engine.customers import logins
+from engine.customers import logins, scores
+from engine.customers.segment_counts import SegmentCounts
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
 from engine.catalog import Catalogue, CatalogueCache
@@ -79,6 +80,8 @@ class Engine:
         self.reads = PipelinedReader(self.redis)  # the request path's reads, cheaper than redis-py's
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
+        self.recommender.scorer = scores.scorer(settings.models_dir)
+        self.segment_counts = SegmentCounts(self.redis, settings.segment_sample, settings.segment_counts_ttl_s)
         self.precomputer = self.recommender.precomputer
         self.pager = Pager(self.recommender, self.reads, self.redis, settings.session_timeout_s,
                            settings.redis_timeout_s)

@@ -246,6 +246,10 @@ class Settings(BaseSettings):
                                                                     "(caps and repetition windows up to this).")
     attribution_window_s: int = Field(86400, gt=0, description="A purchase within this time of a recommendation "
                                                                "click on the item is attributed to it.")
+    segment_sample: int = Field(1000, ge=10, le=100_000, description="Visitor profiles read to estimate segment "
+                                "sizes for GET /v1/admin/segments (engine.customers.segment_counts).")
+    segment_counts_ttl_s: float = Field(60.0, ge=0, description="How long GET /v1/admin/segments reuses its last "
+                                        "estimate before sampling Redis again.")
     rules_history: int = Field(50, ge=1, le=10_000, description="Published rules versions kept beside the rules "
                                "file for roll back (engine.merch.publish).")
 

@@ -13,7 +13,9 @@ from api.openapi import doc, ok, path_parameter
 from api.query import path_id
 from api.responses import ApiError, json_response
 from engine.events.schema import ID_PATTERN
+from engine.merch.segments import members
 from engine.profiles import preferences
+from engine.profiles.consent import withdrawn
 from engine.profiles.preferences import Owner, readable
 from engine.profiles.store import load_profiles
 from engine.profiles.view import describe
@@ -24,7 +26,8 @@ router = APIRouter(dependencies=[Depends(require_admin)])
 
 class Profile(BaseModel):
     visitor_id: str
-    segments: list[str] = Field(description="`new`/`returning`, `loyal`, `big_spender`, ... (engine/profiles/).")
+    segments: list[str] = Field(description="The segments they are in now: built-in (`new`/`returning`, `loyal`, "
+                                            "...) and the rules file's (engine/merch/README.md).")
     visitor: dict[str, Any] = Field(description="Visits, session, cart, affinities, consent.")
     customer_id: str | None = Field(description="The customer this visitor is linked to, if any.")
     customer: dict[str, Any] | None = Field(None, description="Present when linked: orders, RFM, purchases, "
@@ -57,12 +60,18 @@ async def get_profile(request: Request) -> Response:
     engine = request.app.state.engine
     visitor, customer, customer_id = await load_profiles(engine.redis.mget, visitor_id, None)
     owner = Owner("c", customer_id) if customer_id else Owner("v", visitor_id)
-    declared = readable(await preferences.load(engine.redis, owner), visitor, customer, engine.settings.consent_required)
+    record = await preferences.load(engine.redis, owner)
+    declared = readable(record, visitor, customer, engine.settings.consent_required)
     if (visitor.visits == 0 and visitor.consent is None and visitor.customer_id is None and not visitor.channels
             and declared is None):
         raise ApiError(404, f"no profile for visitor {visitor_id!r}")
-    return json_response(describe(visitor_id, visitor, customer_id, customer, time.time(),
-                                  engine.settings.session_timeout_s, engine.catalogue.info, declared))
+    now = time.time()
+    usable = not withdrawn(visitor, customer, engine.settings.consent_required)
+    segments = members(engine.rules.current.segments, visitor, customer, now, engine.recommender.scorer,
+                       preferences.interests_of([record]) if usable else ((), ()))
+    return json_response(describe(visitor_id, visitor, customer_id, customer, now,
+                                  engine.settings.session_timeout_s, engine.catalogue.info, declared,
+                                  segments=segments))
 
 
 @router.get("/v1/admin/models", **doc("admin", "Model versions: served, promoted, on disk", {

@@ -34,7 +34,7 @@ class CustomerView(BaseModel):
     category_affinity: dict[str, float]
     brand_affinity: dict[str, float]
     traits: dict[str, str]
-    segments: list[str]
+    segments: list[str] = Field(description="The segments they are in now (engine/merch/README.md).")
     scores: dict[str, Any] | None = Field(description="P(buys within the horizon), expected orders and revenue, churn "
                                                       "risk band and reasons; null before `vitrine train` or a first order.")
     pressure: dict[str, Any] = Field(description="Block impressions and items shown over the last 1, 7 and 30 days.")
@@ -101,7 +101,8 @@ async def get_customer(request: Request) -> Response:
     customer_id = path_id(request, "customer_id")
     engine = request.app.state.engine
     view = await customer_view(engine.redis, customer_id, customer_value.load(engine.settings.models_dir), time.time(),
-                               consent_required=engine.settings.consent_required)
+                               consent_required=engine.settings.consent_required,
+                               segments=engine.rules.current.segments)
     if view is None:
         raise ApiError(404, f"no profile for customer {customer_id!r}")
     return json_response(view)
@@ -122,7 +123,8 @@ async def export_person(request: Request) -> Response:
     person = await people.find(engine.redis, person_id)
     now = time.time()
     document = await people.export(engine.redis, person, log_dir=settings.log_dir,
-                                   session_timeout_s=settings.session_timeout_s, lookup=engine.catalogue.info, now=now)
+                                   session_timeout_s=settings.session_timeout_s, lookup=engine.catalogue.info, now=now,
+                                   segments=engine.rules.current.segments)
     if not document["profiles"] and document["customer"] is None and not document["events"]:
         raise ApiError(404, f"nothing is held under {person_id!r}")
     audit.record(settings.data_dir, "export", by, person.visitor_ids, person.customer_ids, now)

@@ -26,6 +26,7 @@ from engine.events.log import read_raw
 from engine.ingest.checkpoint import Checkpoint
 from engine.ingest.erasure import compact
 from engine.merch.exposure import Exposure
+from engine.merch.segments import DEFAULT_SET, SegmentSet, members
 from engine.profiles import preferences
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
@@ -111,7 +112,7 @@ def owners(person: Person) -> list[preferences.Owner]:
 
 
 async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout_s: float, lookup: ItemLookup,
-                 now: float) -> dict[str, Any]:
+                 now: float, segments: SegmentSet = DEFAULT_SET) -> dict[str, Any]:
     """One JSON document: profiles, linked ids, exposure and experiment state, and the logged
     events (which hold the consent history)."""
     visitors = person.visitor_ids
@@ -120,10 +121,15 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
     customer_id = person.customer_ids[0] if person.customer_ids else None
     raw_customer = raws[2 * len(visitors)] if customer_id else None
     customer = CustomerProfile.decode(raw_customer) if raw_customer else None
-    profiles = [describe(v, VisitorProfile.decode(raws[i]), customer_id, customer, now, session_timeout_s, lookup)
-                for i, v in enumerate(visitors) if raws[i]]
     records = owners(person)
     declared = await redis.mget([o.key for o in records]) if records else []
+    interests = preferences.interests_of([preferences.Declared.decode(raw) for raw in declared if raw])
+    profiles = []
+    for i, v in enumerate(visitors):
+        if raws[i]:
+            visitor = VisitorProfile.decode(raws[i])
+            profiles.append(describe(v, visitor, customer_id, customer, now, session_timeout_s, lookup,
+                                     segments=members(segments, visitor, customer, now, declared=interests)))
     events = await asyncio.to_thread(logged_events, log_dir, person)
     return {
         "exported_at": now,

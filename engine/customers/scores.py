@@ -12,9 +12,13 @@ rise after one, whatever the shop's data, so the explanation never says somethin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from engine.profiles.shapes import CustomerProfile
+from models import customer_value
 from models.customer_value import DAY, HINGE, PRIOR_GAPS, ShopModel
 
 
@@ -90,3 +94,12 @@ def explain(m: ShopModel, o: History, now: float) -> list[dict[str, Any]]:
     rows = sorted((r for r in rows if abs(r[1]) >= 0.05), key=lambda r: -abs(r[1]))
     return [{"factor": f, "effect": "lowers risk" if v > 0 else "raises risk", "log_odds": round(v, 2), "detail": t}
             for f, v, t in rows]
+
+
+def scorer(models_dir: Path) -> Callable[[CustomerProfile, float], Scores | None]:
+    """A customer profile's scores with the shop model ``vitrine train`` last saved (None before
+    one, or before a first order): what segments on churn risk or value read."""
+    def of(c: CustomerProfile, now: float) -> Scores | None:
+        model = customer_value.load(models_dir)
+        return score(model, History(c.first_order, c.last_order, c.orders, c.revenue), now) if model else None
+    return of

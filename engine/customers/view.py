@@ -10,13 +10,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from engine.customers.merge import merged_ids, root
-from engine.customers.scores import History, explain, score
+from engine.customers.scores import History, Scores, explain, score
 from engine.merch.exposure import Exposure, minute
+from engine.merch.segments import DEFAULT_SET, SegmentSet, members
 from engine.profiles import consent, preferences
 from engine.profiles.preferences import Declared
-from engine.profiles.segments import DAY, segments
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
-from engine.profiles.view import _affinity, iso
+from engine.profiles.view import DAY, _affinity, iso
 from engine.store import keys
 from models.customer_value import ShopModel
 
@@ -45,6 +45,10 @@ def scores(model: ShopModel | None, c: CustomerProfile, now: float) -> dict[str,
             "horizon_days": model.horizon_days, "reasons": explain(model, history, now)}
 
 
+def _scores(model: ShopModel | None, c: CustomerProfile, now: float) -> Scores | None:
+    return score(model, History(c.first_order, c.last_order, c.orders, c.revenue), now) if model else None
+
+
 def pressure(shown: Exposure, now: float) -> dict[str, Any]:
     """What the person was shown, per window: block impressions and items shown (from the exposure
     state, which keeps ``VITRINE_EXPOSURE_RETENTION_S``)."""
@@ -58,9 +62,10 @@ def pressure(shown: Exposure, now: float) -> dict[str, Any]:
 
 
 async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None, now: float, *,
-                        consent_required: bool) -> dict[str, Any] | None:
-    """None when there is no profile for this customer. A customer id merged into another reads as
-    the customer it was merged into (``identity.merged_ids`` lists it)."""
+                        consent_required: bool, segments: SegmentSet = DEFAULT_SET) -> dict[str, Any] | None:
+    """None when there is no profile for this customer; ``segments``: the shop's definitions. A
+    customer id merged into another reads as the customer it was merged into
+    (``identity.merged_ids`` lists it)."""
     customer_id = await root(redis, customer_id)
     raw, raw_declared = await redis.mget([keys.customer(customer_id), keys.customer_preferences(customer_id)])
     if not raw:
@@ -83,6 +88,8 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
         for k, v in p.channels.items():
             channels[k] = channels.get(k, True) and v
     merged = VisitorProfile(channels=channels)
+    record = Declared.decode(raw_declared)
+    declared = preferences.interests_of([record])
     return {
         "customer_id": customer_id,
         "identity": {"devices": visitors, "first_seen": iso(c.first_seen), "last_seen": iso(c.last_seen),
@@ -93,10 +100,11 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
         "category_affinity": _affinity(c.category_affinity),
         "brand_affinity": _affinity(c.brand_affinity),
         "traits": c.traits,
-        "segments": segments(latest, c, now),
+        "segments": members(segments, latest, c, now, lambda c, now: _scores(model, c, now),
+                            declared if not consent.withdrawn(latest, c, consent_required) else ((), ())),
         "scores": scores(model, c, now),
         "pressure": pressure(shown, now),
         "recent_items": c.recent_items,
         "purchases": dict(reversed(list(c.purchases.items()))),
-        "declared_preferences": preferences.readable(Declared.decode(raw_declared), merged, c, consent_required),
+        "declared_preferences": preferences.readable(record, merged, c, consent_required),
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from engine.store import keys
@@ -29,7 +30,7 @@ from engine.profiles.visits import visit_items
 from engine.ranking.request import Read, RecoRequest
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.schema import Block, Cap, Condition
-from engine.profiles.segments import segments
+from engine.merch.segments import Scorer, SegmentSet, members
 
 
 class UnknownSlot(ValueError):
@@ -43,7 +44,14 @@ class Person:
     customer_id: str | None
     now: float
     session_timeout_s: float
+    segment_set: SegmentSet  # the rules' (``RulesSnapshot.segments``)
+    scorer: Scorer | None = None
     declared: tuple[list[str], list[str]] = ([], [])  # favourite categories and brands (engine.profiles.preferences)
+
+    @cached_property
+    def segments(self) -> list[str]:
+        """Evaluated once per request, on first use."""
+        return members(self.segment_set, self.visitor, self.customer, self.now, self.scorer, self.declared)
 
     def affinity(self) -> dict[str, float]:
         return relative(affinity_owner(self.visitor, self.customer).category_affinity)
@@ -56,11 +64,9 @@ def eligible(when: Condition | None, person: Person) -> bool:
     if when is None:
         return True
     v, c = person.visitor, person.customer
-    segs = segments(v, c, person.now)
     checks = [
-        when.visitor is None or when.visitor in segs,
-        when.segments_any is None or any(s in segs for s in when.segments_any),
-        when.segments_none is None or not any(s in segs for s in when.segments_none),
+        when.visitor is None or when.visitor in person.segments,
+        not when.restricted or when.admits(person.segments),
         when.has_last_visit_items is None or bool(person.last_visit_items()) == when.has_last_visit_items,
         when.cart is None or (when.cart == "not_empty") == bool(v.cart),
         when.customer_tier is None or (c is not None and c.traits.get("tier") in when.customer_tier),
@@ -78,22 +84,24 @@ def eligible(when: Condition | None, person: Person) -> bool:
     return True
 
 
-def _over(cap: Cap | None, x: Exposure, block_ids: list[str], now: float) -> bool:
-    return cap is not None and x.block_impressions(block_ids, minute(now - cap.window_s)) >= cap.max
+def cap_reason(block: Block, snap: RulesSnapshot, x: Exposure, person: Person) -> str | None:
+    """Why the block may not be shown again yet (None: it may). A cap with segments holds only
+    for their members."""
+    rules, now = snap.rules, person.now
 
+    def _over(cap: Cap | None, block_ids: list[str]) -> bool:
+        return (cap is not None and (not cap.restricted or cap.admits(person.segments))
+                and x.block_impressions(block_ids, minute(now - cap.window_s)) >= cap.max)
 
-def cap_reason(block: Block, snap: RulesSnapshot, x: Exposure, now: float) -> str | None:
-    """Why the block may not be shown again yet (None: it may)."""
-    rules = snap.rules
-    if _over(block.cap, x, [block.id], now):
+    if _over(block.cap, [block.id]):
         return f"block cap {block.cap.max} per {block.cap.window}"  # type: ignore[union-attr]
     if block.campaign is not None:
         campaign = rules.campaigns[block.campaign]
-        members = [b.id for b in rules.blocks if b.campaign == block.campaign]
-        if _over(campaign.cap, x, members, now):
+        in_campaign = [b.id for b in rules.blocks if b.campaign == block.campaign]
+        if _over(campaign.cap, in_campaign):
             return f"campaign {block.campaign} cap {campaign.cap.max} per {campaign.cap.window}"  # type: ignore[union-attr]
         in_campaigns = [b.id for b in rules.blocks if b.campaign is not None]
-        if _over(rules.frequency, x, in_campaigns, now):
+        if _over(rules.frequency, in_campaigns):
             return f"global cap {rules.frequency.max} per {rules.frequency.window}"  # type: ignore[union-attr]
     return None
 
@@ -151,7 +159,7 @@ def choose(snap: RulesSnapshot, slot: str, person: Person, x: Exposure) -> tuple
             skipped.append({"id": block.id, "reason": "not running"})
         elif not eligible(block.when, person):
             skipped.append({"id": block.id, "reason": "not eligible"})
-        elif (why := cap_reason(block, snap, x, person.now)) is not None:
+        elif (why := cap_reason(block, snap, x, person)) is not None:
             skipped.append({"id": block.id, "reason": why})
         else:
             return block, skipped
@@ -164,6 +172,7 @@ class Recommendations(Protocol):
 
     rules: RulesHolder
     catalogue: CatalogueCache
+    scorer: Scorer | None  # customers' scores, for segments that ask for them
 
     async def read(self, req: RecoRequest, needs_trending: bool, extra_keys: tuple[str, ...] = (),
                    preferences: bool = False) -> Read: ...
@@ -188,8 +197,8 @@ class BlockPicker:
         now = time.time() if now is None else now
         request = RecoRequest(placement="", visitor_id=visitor_id, customer_id=customer_id, item_id=item_id)
         extra = (keys.exposure(visitor_id),) if visitor_id else ()
-        declares = any(b.when is not None and (b.when.declared_categories or b.when.declared_brands)
-                       for b in snap.blocks_for(slot))
+        declares = snap.segments.needs_declared or any(
+            b.when is not None and (b.when.declared_categories or b.when.declared_brands) for b in snap.blocks_for(slot))
         loaded, _, degraded = await self._reco.read(request, False, extra, preferences=declares)
         visitor, customer, cid = loaded.visitor, loaded.customer, loaded.customer_id
         declared = interests_of([Declared.decode(r) for r in loaded.raw_preferences])
@@ -200,7 +209,7 @@ class BlockPicker:
         elif in_control_group(snap.rules.control_group, visitor_id or customer_id):
             visitor, customer, cid = VisitorProfile(), None, None  # the non-personalised baseline
             declared = ([], [])
-        person = Person(visitor, customer, cid, now, self._timeout, declared)
+        person = Person(visitor, customer, cid, now, self._timeout, snap.segments, self._reco.scorer, declared)
         block, skipped = choose(snap, slot, person, exposure)
         body: dict[str, Any] = {"slot": slot, "rules_version": snap.version, "block": None}
         if explain:

@@ -29,7 +29,8 @@ from engine.catalog import Catalogue
 from engine.merch.experiments import CONTROL, HOLDOUT, NO_EXPERIMENT, PERSONALISED, Arm, in_control_group, variant_of
 from engine.ranking.model import ServedModel
 from engine.merch.loader import RulesError, RulesInvalid, load_rules
-from engine.merch.schema import Block, PlacementRules, RulesFile, Selector, Variant
+from engine.merch.schema import Audience, Block, PlacementRules, RulesFile, Selector, Variant
+from engine.merch.segments import SegmentSet
 from engine.merch.stage import Effective
 from engine.ranking.scenarios import DEFAULT_PLACEMENTS
 from engine.merch.selectors import item_set, matches
@@ -72,17 +73,28 @@ class RulesSnapshot:
                 return name
         return None
 
-    def assign(self, visitor_id: str | None, placement: str, now: float) -> Arm:
-        """The control group first (it sees no experiment), then the placement's experiment."""
+    @functools.cached_property
+    def segments(self) -> SegmentSet:
+        return SegmentSet.of(self.rules.segments)
+
+    def assign(self, visitor_id: str | None, placement: str, now: float, *, eligible: bool = True) -> Arm:
+        """The control group first (it sees no experiment), then the placement's experiment
+        (``eligible=False``: the arm of someone its segments keep out of it)."""
         experiment = self.running_experiment(placement, now)
         group = self.rules.control_group
         if in_control_group(group, visitor_id):
             return Arm(experiment or HOLDOUT, CONTROL, personalised=False)
-        if experiment and visitor_id:
+        if experiment and visitor_id and eligible:
             return Arm(experiment, variant_of(experiment, self.rules.experiments[experiment], visitor_id))
         if group is not None and group.share > 0 and visitor_id:
             return Arm(HOLDOUT, PERSONALISED)
         return NO_EXPERIMENT
+
+    def gate(self, arm: Arm) -> Audience | None:
+        """The segments an experiment arm is restricted to (None: everyone may be in it); known
+        only once the profile is read, so the arm is then kept or exchanged (engine.recommend)."""
+        exp = self.rules.experiments.get(arm.experiment or "")
+        return exp if exp is not None and arm.personalised and exp.restricted else None
 
     def can_assign(self, experiment: str, arm: str) -> bool:
         """Whether these rules can give out this arm: impressions and clicks are counted only for
@@ -146,7 +158,7 @@ class RulesSnapshot:
         if model is None or not eff.has_rules:
             return eff
         ids, index = model.item_ids, model.item_index
-        static = [b for b in boosts if b.when is not None and b.when.new_arrivals is None]
+        static = [b for b in boosts if b.when is not None and b.when.new_arrivals is None and not b.restricted]
         factors = [math.prod(b.factor for b in static if matches(b.when, items.get(i), now))  # type: ignore[arg-type]
                    for i in ids] if static else None
         return replace(

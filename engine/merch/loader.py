@@ -13,16 +13,17 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.merch import templates
 from engine.events.fields import field_path, location
-from engine.merch.schema import RulesFile, RuleSet, Window, Windowed, shown
+from engine.merch.schema import Audience, RulesFile, RuleSet, Window, Windowed, shown
+from engine.merch.segments import DEFAULTS, SegmentCycle, evaluation_order
 from engine.ranking.scenarios import DEFAULT_PLACEMENTS, SCENARIOS
 
 Path_ = tuple[str | int, ...]
@@ -233,6 +234,50 @@ def _overlap(a: Window, b: Window) -> bool:
     return a_start < b_end and b_start < a_end
 
 
+def _audiences(node: Any, path: Path_) -> Iterator[tuple[Path_, Audience]]:
+    """Every rule in the file that selects people by segment, with its path."""
+    if isinstance(node, Audience):
+        yield path, node
+    if isinstance(node, BaseModel):
+        for name in node.model_fields_set:
+            yield from _audiences(getattr(node, name), (*path, name))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _audiences(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _audiences(value, (*path, i))
+
+
+def _segment_problems(rules: RulesFile) -> list[tuple[Path_, str]]:
+    """Segment names that exist (built-in or defined), and definitions that do not refer to
+    themselves through others."""
+    problems: list[tuple[Path_, str]] = []
+    defined = {**DEFAULTS, **rules.segments}
+    known = ", ".join(sorted(defined))
+
+    def check(path: Path_, names: list[str] | None) -> None:
+        for j, name in enumerate(names or []):
+            if name not in defined:
+                problems.append(((*path, j), f"unknown segment {name!r}; known: {known}"))
+
+    for name, segment in rules.segments.items():
+        for key in ("all_of", "any_of", "none_of"):
+            check(("segments", name, key), getattr(segment, key))
+    for path, audience in _audiences(rules, ()):
+        check((*path, "segments_any"), audience.segments_any)
+        check((*path, "segments_none"), audience.segments_none)
+    try:
+        evaluation_order(defined)
+    except SegmentCycle as cycle:
+        first, then = cycle.path[0], cycle.path[1]
+        key = next(k for k in ("all_of", "any_of", "none_of") if then in (getattr(defined[first], k) or []))
+        at = (getattr(defined[first], key) or []).index(then)
+        problems.append((("segments", first, key, at), f"segments refer to each other in a loop: "
+                                                       f"{' -> '.join(cycle.path)}"))
+    return problems
+
+
 def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | None,
                       max_window_s: int | None) -> list[tuple[Path_, str]]:
     """Errors the schema cannot see: names that must exist elsewhere in the file or the shop, and
@@ -313,16 +358,11 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
                 templates.parse(getattr(block, field))
             except templates.TemplateError as exc:
                 problems.append(((*path, field), str(exc)))
-        segments_known = {"new", "returning", "loyal", "high_value", "cart_abandoner", "at_risk"}
-        for key in ("segments_any", "segments_none"):
-            for j, seg in enumerate(getattr(block.when, key) or [] if block.when else []):
-                if seg not in segments_known:
-                    problems.append(((*path, "when", key, j),
-                                     f"unknown segment {seg!r}; known: {', '.join(sorted(segments_known))}"))
     for field, _ in rules.template_defaults.items():
         if field not in templates.FIELDS:
             problems.append((("template_defaults", field),
                              f"unknown template field; known: {', '.join(sorted(templates.FIELDS))}"))
+    problems += _segment_problems(rules)
     running: dict[str, list[tuple[str, Window]]] = {}
     for ename, exp in rules.experiments.items():
         path = ("experiments", ename)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta, timezone
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -146,10 +147,27 @@ class Selector(Strict):
         return parse_duration(self.new_arrivals) if self.new_arrivals else None
 
 
-class Boost(Strict):
+class Audience(Strict):
+    """Who a rule is for, by segment (``segments:``, or the built-in ones): members of at least one
+    of ``segments_any`` and of none of ``segments_none``. Both left out: everyone."""
+
+    segments_any: list[str] | None = Field(None, min_length=1)
+    segments_none: list[str] | None = Field(None, min_length=1)
+
+    @property
+    def restricted(self) -> bool:
+        return self.segments_any is not None or self.segments_none is not None
+
+    def admits(self, members: Collection[str]) -> bool:
+        return ((self.segments_any is None or any(s in members for s in self.segments_any))
+                and (self.segments_none is None or not any(s in members for s in self.segments_none)))
+
+
+class Boost(Audience):
     """Multiply the score of items that match ``when`` by ``factor``; or, with ``affinity``, by
     ``1 + (factor - 1) * a`` where ``a`` in 0..1 is the visitor's affinity to the item's category
-    or brand (relative to their strongest one)."""
+    or brand (relative to their strongest one). With ``segments_any``/``segments_none``, only for
+    those people."""
 
     when: Selector | None = None
     affinity: Literal["category", "brand"] | None = None
@@ -244,7 +262,9 @@ class PlacementRules(RuleSet):
     repetition: Repetition | None = None
 
 
-class Cap(Windowed):
+class Cap(Windowed, Audience):
+    """With ``segments_any``/``segments_none``, the cap holds only for those people."""
+
     max: int = Field(ge=1, le=MAX_CAP)
 
 
@@ -253,12 +273,10 @@ class Campaign(Window):
     placements: dict[str, RuleSet] = Field(default_factory=dict)
 
 
-class Condition(Strict):
+class Condition(Audience):
     """Who a block is for: every condition given must hold."""
 
     visitor: Literal["new", "returning"] | None = None
-    segments_any: list[str] | None = Field(None, min_length=1)
-    segments_none: list[str] | None = Field(None, min_length=1)
     has_last_visit_items: bool | None = None
     cart: Literal["empty", "not_empty"] | None = None
     category_affinity: dict[str, float] | None = Field(
@@ -278,13 +296,8 @@ class Condition(Strict):
 
     @field_validator("category_affinity")
     @classmethod
-    def _thresholds(cls, values: dict[str, float] | None) -> dict[str, float] | None:
-        if values:
-            for cat, threshold in values.items():
-                if not 0 <= threshold <= 1:
-                    raise ValueError(f"threshold for {cat!r} must be between 0 and 1")
-            return {k.strip().lower(): v for k, v in values.items()}
-        return values
+    def _categories(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        return _thresholds(values, lower=True)
 
 
 class Strip(Strict):
@@ -328,7 +341,10 @@ class Variant(PlacementRules):
     weight: float = Field(gt=0)
 
 
-class Experiment(Window):
+class Experiment(Window, Audience):
+    """With ``segments_any``/``segments_none``, only those people enter; others get the placement's
+    own rules, as if no experiment ran."""
+
     placement: str
     salt: str | None = Field(None, min_length=1, max_length=64)
     control: str | None = Field(None, description="Variant lift is measured against; default the control group.")
@@ -347,6 +363,100 @@ class Experiment(Window):
         return self
 
 
+class Range(Strict):
+    """Bounds on a number: ``min``/``max`` include the bound, ``above``/``below`` exclude it."""
+
+    min: float | None = Field(None, ge=0)
+    max: float | None = Field(None, ge=0)
+    above: float | None = Field(None, ge=0)
+    below: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Range":
+        if self.min is not None and self.above is not None:
+            raise ValueError("give `min` or `above`, not both")
+        if self.max is not None and self.below is not None:
+            raise ValueError("give `max` or `below`, not both")
+        low = self.min if self.min is not None else self.above
+        high = self.max if self.max is not None else self.below
+        if low is None and high is None:
+            raise ValueError("give at least one of min, max, above, below")
+        if low is not None and high is not None and (high < low or (high == low and (
+                self.above is not None or self.below is not None))):
+            raise ValueError("no number is within these bounds")
+        return self
+
+
+def _thresholds(values: dict[str, float] | None, lower: bool) -> dict[str, float] | None:
+    if values:
+        for key, threshold in values.items():
+            if not 0 <= threshold <= 1:
+                raise ValueError(f"threshold for {key!r} must be between 0 and 1")
+        return {k.strip().lower() if lower else k: v for k, v in values.items()}
+    return values
+
+
+class Segment(Strict):
+    """A segment of people: every condition given must hold. Evaluated from the profile on read
+    (``engine.merch.segments``); nothing is stored per segment.
+
+    A new condition is a field below plus its check in ``engine.merch.segments.CHECKS``."""
+
+    description: str = Field("", max_length=200)
+    visits: Range | None = Field(None, description="Visits of the cookie.")
+    orders: Range | None = Field(None, description="Orders, the cookie's before login plus the customer's.")
+    revenue: Range | None = Field(None, description="Revenue, the cookie's before login plus the customer's.")
+    days_since_last_order: Range | None = Field(None, description="False when no order date is known.")
+    days_since_last_visit: Range | None = None
+    expected_revenue: Range | None = Field(None, description="Customer value over the scores' horizon "
+                                                             "(`vitrine train`); false without scores.")
+    churn_risk: list[Literal["high", "medium", "low"]] | None = Field(None, min_length=1)
+    category_affinity: dict[str, float] | None = Field(
+        None, description="category -> minimum affinity (0..1, relative to the person's strongest).")
+    brand_affinity: dict[str, float] | None = Field(
+        None, description="brand -> minimum affinity (0..1, relative to the person's strongest).")
+    cart: Literal["empty", "not_empty"] | None = None
+    cart_age_hours: Range | None = Field(None, description="Hours since the cart last changed; false for an "
+                                                           "empty cart.")
+    consent: bool | None = Field(None, description="Consent to profiling granted (and not withdrawn).")
+    email_opt_in: bool | None = Field(None, description="Agreed to be contacted by email.")
+    push_opt_in: bool | None = Field(None, description="Agreed to push notifications.")
+    logged_in: bool | None = Field(None, description="A customer id is known.")
+    customer_tier: list[str] | None = Field(None, min_length=1)
+    prefers_category: list[str] | None = Field(None, min_length=1, description="Declared a favourite category "
+                                               "at or below one of these (`PUT /v1/visitors/{id}/preferences`).")
+    prefers_brand: list[str] | None = Field(None, min_length=1, description="Declared one of these brands a "
+                                            "favourite.")
+    all_of: list[str] | None = Field(None, min_length=1, description="Members of every one of these segments.")
+    any_of: list[str] | None = Field(None, min_length=1, description="Members of at least one of these segments.")
+    none_of: list[str] | None = Field(None, min_length=1, description="Members of none of these segments.")
+
+    @field_validator("prefers_category", "prefers_brand")
+    @classmethod
+    def _declared(cls, values: list[str] | None) -> list[str] | None:
+        return [v.strip().lower() for v in values] if values is not None else None  # as preferences are stored
+
+    @field_validator("category_affinity")
+    @classmethod
+    def _categories(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        return _thresholds(values, lower=True)
+
+    @field_validator("brand_affinity")
+    @classmethod
+    def _brands(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        return _thresholds(values, lower=False)
+
+    @model_validator(mode="after")
+    def _something(self) -> "Segment":
+        if not self.model_fields_set - {"description"}:
+            raise ValueError("give at least one condition")
+        return self
+
+    @property
+    def references(self) -> list[str]:
+        return [*(self.all_of or []), *(self.any_of or []), *(self.none_of or [])]
+
+
 class RulesFile(Strict):
     placements: dict[str, PlacementRules] = Field(default_factory=dict)
     campaigns: dict[Name, Campaign] = Field(default_factory=dict)
@@ -354,6 +464,8 @@ class RulesFile(Strict):
     frequency: FrequencyCap | None = None
     control_group: ControlGroup | None = None
     experiments: dict[Name, Experiment] = Field(default_factory=dict)
+    segments: dict[Name, Segment] = Field(default_factory=dict, description="Overrides and adds to the "
+                                                                            "built-in segments.")
     category_names: dict[str, str] = Field(default_factory=dict, description="Labels for templates.")
     template_defaults: dict[str, str] = Field(default_factory=dict,
                                               description="Text used when a template field is missing.")

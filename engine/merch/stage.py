@@ -7,7 +7,8 @@ order (engine/merch/README.md documents it, the tests pin it):
    **anti-repetition** drops items the visitor was shown ``max`` times within the window.
 2. **boosts and buries**: when there are any, each candidate's score becomes its rank score
    ``1 - rank / len(pool)`` (scenarios score on different scales) times each matching factor;
-   affinity rules multiply by ``1 + (factor - 1) * affinity``. Stable: ties keep pool order.
+   affinity rules multiply by ``1 + (factor - 1) * affinity``; a rule with segments counts only
+   for their members. Stable: ties keep pool order.
 3. **pins**: each active pin puts its item at its slot; if an earlier pin took it (running
    campaigns' pins come before the placement's own), the next free slot. Pins skip filters,
    boosts and repetition (a merchandiser asked for that item there) but never show an item that
@@ -24,7 +25,8 @@ Everything here is pure: the same inputs give the same list, in live traffic and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.profiles.affinity import affinity_above
@@ -57,7 +59,12 @@ class Effective:
     promoted_set: ItemSet | None = None
     index: Mapping[str, int] | None = None  # model item -> position in static_boost
     static_boost: Sequence[float] | None = None  # product of the `when` factors without new_arrivals
-    dynamic_boosts: tuple[Boost, ...] = ()  # the rest: affinity rules, new_arrivals conditions
+    dynamic_boosts: tuple[Boost, ...] = ()  # the rest: affinity rules, new_arrivals conditions, segments
+
+    @cached_property
+    def by_segment(self) -> bool:
+        """Whether a boost or bury depends on the person's segments."""
+        return any(b.restricted for b in self.boosts)
 
     @property
     def has_rules(self) -> bool:
@@ -68,11 +75,13 @@ class Effective:
 @dataclass(frozen=True)
 class Visitor:
     """What the stage needs to know about the person: affinities relative to their strongest one
-    (0..1) and how often an item was shown to them within the repetition window."""
+    (0..1), how often an item was shown to them within the repetition window, and their segments
+    (read by boosts restricted to some)."""
 
     category_affinity: Mapping[str, float]
     brand_affinity: Mapping[str, float]
     shown: Callable[[str], int] | None = None
+    segments: Collection[str] = ()
 
 
 def pool_size(eff: Effective, n: int) -> int:
@@ -85,6 +94,8 @@ def pool_size(eff: Effective, n: int) -> int:
 
 
 def _factor(boost: Boost, item: Item | None, visitor: Visitor, now: float) -> float:
+    if boost.restricted and not boost.admits(visitor.segments):
+        return 1.0
     if boost.when is not None:
         return boost.factor if matches(boost.when, item, now) else 1.0
     if item is None:

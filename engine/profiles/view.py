@@ -10,7 +10,8 @@ from engine.profiles.affinity import relative
 from engine.catalog import ItemLookup
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.visits import visit_items
-from engine.profiles.segments import DAY, segments
+
+DAY = 86400.0
 
 
 def iso(ts: float) -> str | None:
@@ -31,13 +32,15 @@ def _categories(items: list[str], lookup: ItemLookup) -> dict[str, int]:
 
 def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: CustomerProfile | None,
              now: float, session_timeout_s: float, lookup: ItemLookup,
-             declared: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``declared``: the person's declared preferences as people read them (engine.profiles.preferences)."""
+             declared: dict[str, Any] | None = None, *, segments: list[str]) -> dict[str, Any]:
+    """``declared``: the person's declared preferences as people read them
+    (engine.profiles.preferences); ``segments``: the person's, from the shop's definitions
+    (``engine.merch.segments.members``)."""
     current, earlier = visit_items(v, now, session_timeout_s)
     live = v.in_session(now, session_timeout_s)
     out: dict[str, Any] = {
         "visitor_id": visitor_id,
-        "segments": segments(v, c, now),
+        "segments": segments,
         "visitor": {
             "first_seen": iso(v.first_seen),
             "last_seen": iso(v.last_seen),

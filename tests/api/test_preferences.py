@@ -26,9 +26,12 @@ BODY = {"favourite_categories": ["Kitchen.Mugs", "garden"], "favourite_brands": 
 @pytest.fixture
 def settings_overrides(data_dir: Path) -> dict[str, object]:
     (data_dir / "rules.yaml").write_text(
+        "segments:\n  acme_fans:\n    prefers_brand: [Acme]\n"
         "blocks:\n"
         "  - id: for_lovers\n    slot: home_top\n    priority: 10\n    title: \"Your favourite\"\n"
         "    when:\n      declared_categories: [garden]\n"
+        "  - id: for_acme_fans\n    slot: home_top\n    priority: 5\n    title: \"Acme news\"\n"
+        "    when:\n      segments_any: [acme_fans]\n"
         "  - id: everyone\n    slot: home_top\n    title: \"Hello\"\n")
     return {"identity_secret": SECRET, "rules_file": data_dir / "rules.yaml", "preferences_max_favourites": 3}
 
@@ -216,6 +219,9 @@ def test_block_eligibility_by_declared_interest(client: TestClient) -> None:
     assert block() == "for_lovers"  # garden.tools is below garden
     client.put("/v1/visitors/v-block/preferences", json={"favourite_categories": ["gardening"]})
     assert block() == "everyone"
+    client.put("/v1/visitors/v-block/preferences", json={"favourite_brands": ["acme"]})
+    assert block() == "for_acme_fans"  # a segment defined over declared preferences
+    assert "acme_fans" in client.get("/v1/profiles/v-block", headers=ADMIN).json()["segments"]
 
 
 def test_a_customer_merge_joins_their_preferences_and_watches(client: TestClient, redis_url: str) -> None:

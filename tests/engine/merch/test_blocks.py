@@ -31,6 +31,7 @@ from engine.merch.blocks import (
 from engine.merch.exposure import Exposure, minute
 from engine.merch.live import RulesSnapshot, parse_snapshot
 from engine.merch.schema import Block, Condition
+from engine.merch.segments import DEFAULT_SET
 from engine.profiles import CustomerProfile, VisitorProfile
 from engine.profiles.codec import encode
 from engine.profiles.store import load_profiles_with
@@ -48,7 +49,7 @@ def snapshot(text: str) -> RulesSnapshot:
 
 def person(visitor: VisitorProfile | None = None, customer: CustomerProfile | None = None,
            customer_id: str | None = None, now: float = NOW) -> Person:
-    return Person(visitor or VisitorProfile(), customer, customer_id, now, TIMEOUT)
+    return Person(visitor or VisitorProfile(), customer, customer_id, now, TIMEOUT, DEFAULT_SET)
 
 
 def when(**fields: Any) -> Condition:
@@ -191,7 +192,16 @@ def shown(**impressions: list[float]) -> Exposure:
 
 def cap_of(block_id: str, x: Exposure) -> str | None:
     snap = snapshot(CAPS)
-    return cap_reason(next(b for b in snap.rules.blocks if b.id == block_id), snap, x, NOW)
+    return cap_reason(next(b for b in snap.rules.blocks if b.id == block_id), snap, x, person())
+
+
+def test_a_cap_with_segments_holds_only_for_their_members() -> None:
+    snap = snapshot(CAPS.replace("frequency: {max: 4, window: 1w}",
+                                 "frequency: {max: 1, window: 1w, segments_any: [returning]}"))
+    c = next(b for b in snap.rules.blocks if b.id == "c")
+    x = shown(c=[60])
+    assert cap_reason(c, snap, x, person(VisitorProfile(visits=1))) is None  # new: not capped
+    assert cap_reason(c, snap, x, person(VisitorProfile(visits=2))) == "global cap 1 per 1w"
 
 
 def test_block_cap_is_reached_at_its_max() -> None:
@@ -364,6 +374,7 @@ class ReadPath:
         self.degraded = degraded
         self.reads: list[list[str]] = []
         self.strips: list[tuple[RecoRequest, RulesSnapshot | None, float | None]] = []
+        self.scorer = None
 
     async def _mget(self, wanted: list[str]) -> list[bytes | None]:
         self.reads.append(list(wanted))

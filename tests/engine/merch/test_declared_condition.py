@@ -8,13 +8,14 @@ from pydantic import ValidationError
 
 from engine.merch.blocks import Person, eligible
 from engine.merch.schema import Condition
+from engine.merch.segments import DEFAULT_SET
 from engine.profiles import VisitorProfile
 
 NOW = 1_790_000_000.0
 
 
 def person(categories: list[str], brands: list[str]) -> Person:
-    return Person(VisitorProfile(), None, None, NOW, 1800, (categories, brands))
+    return Person(VisitorProfile(), None, None, NOW, 1800, DEFAULT_SET, declared=(categories, brands))
 
 
 @pytest.mark.parametrize("condition, declared, expected", [

@@ -89,6 +89,15 @@ def test_affinity_boost_scales_with_the_visitors_affinity() -> None:
     assert run(by_brand, n=2, visitor=Visitor({}, {"bolt": 1.0})) == ["m3", "t1"]
 
 
+def test_a_boost_for_some_segments_moves_only_their_members_lists() -> None:
+    eff = rules(boosts=[{"when": {"category_in": ["seasonal"]}, "factor": 2.5, "segments_any": ["vip"]}],
+                buries=[{"when": {"brand_in": ["acme"]}, "factor": 0.5, "segments_none": ["new"]}])
+    assert run(eff, n=4) == ["m3", "t1", "m1", "x1"]  # in no segment: only the bury
+    assert run(eff, n=4, visitor=Visitor({}, {}, segments=["new"])) == ["m1", "m2", "m3", "t1"]
+    assert run(eff, n=4, visitor=Visitor({}, {}, segments=["vip", "new"])) == ["x1", "m1", "x2", "m2"]
+    assert eff.by_segment and not rules(boosts=[{"affinity": "brand", "factor": 2}]).by_segment
+
+
 def test_pins_put_an_item_at_its_slot_within_their_dates() -> None:
     eff = rules(pins=[{"item": "x2", "slot": 2},
                       {"item": "t1", "slot": 1, "from": "2026-12-11"},  # not started yet
@@ -230,3 +239,25 @@ def test_precomputed_rules_give_the_same_lists_as_item_by_item_evaluation() -> N
     # x2 too dear; scores: x1 .5*3*1.5*1.4=3.15, t1 .625*3, m3 .75*2, m2 .875*1.5*2*.5, m1 1*2*.5, k1 .125*.5
     # x1 is the one promoted item (slot 3); at most 2 mugs, so m1 goes
     assert run(compiled, n=8, visitor=visitor) == ["t1", "m3", "x1", "m2", "k1"]
+
+
+def test_a_boost_for_some_segments_is_never_precomputed_for_everyone() -> None:
+    from engine.catalog import Catalogue
+    from engine.merch.experiments import Arm
+    from engine.merch.live import parse_snapshot
+
+    text = b"""placements:
+  home:
+    boosts:
+      - {when: {category_in: [seasonal]}, factor: 4, segments_any: [loyal]}
+      - {when: {brand_in: [bolt]}, factor: 2}
+"""
+    compiled = parse_snapshot(text, "rules.yaml", None).effective("home", Arm(), NOW, _Model(),  # type: ignore[arg-type]
+                                                                  Catalogue(version=1, items=ITEMS))
+    assert compiled.static_boost is not None and len(compiled.dynamic_boosts) == 1
+    plain = Effective(chain=compiled.chain, boosts=compiled.boosts)
+    for segments in ([], ["loyal"]):
+        visitor = Visitor({}, {}, segments=segments)
+        assert run(compiled, n=5, visitor=visitor) == run(plain, n=5, visitor=visitor)
+    assert run(compiled, n=2, visitor=Visitor({}, {}, segments=["loyal"])) == ["x1", "m3"]
+    assert run(compiled, n=2) == ["m3", "t1"]

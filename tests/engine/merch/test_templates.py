@@ -143,7 +143,8 @@ def test_the_example_rules_blocks_read_as_written(who: str, visitor_profile: Vis
     """The complete rules example, as written, for crafted visitors: which block of
     `home_top` each gets, and its exact text."""
     snap = parse_snapshot(example_rules().encode(), "example-rules.yaml", None)
-    person = Person(visitor_profile, customer_profile, "c-1" if customer_profile else None, NOW, 1800)
+    person = Person(visitor_profile, customer_profile, "c-1" if customer_profile else None, NOW, 1800,
+                    snap.segments)
     block, _ = choose(snap, "home_top", person, Exposure())
     assert block is not None and block.id == block_id
     rendered = render_block(block, template_values(person, CATALOGUE, snap), snap)

@@ -4,11 +4,13 @@ relative to the strongest, the visit as of now). The HTTP story is tests/api/tes
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-from engine.catalog import ItemInfo
+from engine.catalog import ItemInfo, ItemLookup
+from engine.merch.segments import DEFAULT_SET, members
 from engine.profiles import CustomerProfile, VisitorProfile
-from engine.profiles.segments import DAY
-from engine.profiles.view import describe, iso
+from engine.profiles import view
+from engine.profiles.view import DAY, iso
 
 NOW = datetime(2026, 12, 10, 12, 0, tzinfo=timezone.utc).timestamp()
 TIMEOUT = 1800.0
@@ -18,6 +20,12 @@ CATALOGUE = {
     "lamp": ItemInfo("lighting", "lumo", 40.0),
     "nocat": ItemInfo(None, "acme", 1.0),
 }
+
+
+def describe(visitor_id: str, v: VisitorProfile, customer_id: str | None, c: CustomerProfile | None, now: float,
+             timeout: float, lookup: ItemLookup) -> dict[str, Any]:
+    """The view with the built-in segments, as a shop without ``segments:`` sees it."""
+    return view.describe(visitor_id, v, customer_id, c, now, timeout, lookup, segments=members(DEFAULT_SET, v, c, now))
 
 
 def test_iso_is_utc_with_a_z_and_zero_is_never() -> None:
