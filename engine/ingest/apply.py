@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
@@ -34,6 +35,10 @@ from engine.profiles.consent import stale, withdrawn
 from engine.profiles.fold import bounced, fold_event
 from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
 from engine.ranking.trending import TrendingClock
+
+if TYPE_CHECKING:  # a floor above: the engine hands the applier its hook
+    from engine.triggers.hook import Op as TriggerOp
+    from engine.triggers.hook import TriggerHook
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
 _READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
@@ -105,6 +110,7 @@ class _Plan:
     fps: list[bytes] = field(default_factory=list)
     trending: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     duplicates: int = 0
+    triggers: list[TriggerOp] = field(default_factory=list)
 
 
 class EventApplier:
@@ -114,14 +120,16 @@ class EventApplier:
                  attribution_window_s: int = 86400, known_arm: exposure.KnownArm = lambda e, a: False,
                  known_item: Callable[[str], bool] = lambda item_id: True,
                  on_applied: Callable[[list[str]], None] | None = None,
-                 observe: Callable[[list[Event]], None] | None = None) -> None:
+                 observe: Callable[[list[Event]], None] | None = None,
+                 triggers: TriggerHook | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
         counted (by default none: no rules, no experiments). ``known_item``: whether an item may
         enter the trending counters (the engine's: it is in the catalogue, if there is one), so
         made-up ids cannot push real items out of trending; events about other items still reach
         the profiles. ``on_applied``: told which visitors' events an ``apply`` call wrote
         (engine.ranking.stored queues their lists); it must not block. ``observe``: shown the events
-        of each ``apply`` call once applied (engine.ranking.sessions); it must not block."""
+        of each ``apply`` call once applied (engine.ranking.sessions); it must not block. ``triggers``:
+        arms and cancels the triggers' occurrences after the profiles are written."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -137,6 +145,7 @@ class EventApplier:
         self._known_item = known_item
         self._on_applied = on_applied
         self._observe = observe
+        self._triggers = triggers
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -147,6 +156,7 @@ class EventApplier:
             pending[event.visitor_id].append(event)
         known_customers: set[str] = set()
         written: dict[str, None] = {}
+        trigger_ops: list[TriggerOp] = []
         while pending:
             stats.rounds += 1
             if stats.rounds > MAX_ROUNDS:
@@ -161,10 +171,13 @@ class EventApplier:
                     del queue[: len(plan.done) + plan.duplicates]
                     stats.applied += len(plan.done)
                     stats.duplicates += plan.duplicates
+                    trigger_ops += plan.triggers
                     if plan.done:
                         written[plan.visitor_id] = None
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
+        if trigger_ops and self._triggers is not None:
+            await self._triggers.write(trigger_ops)
         if written and self._on_applied is not None:
             self._on_applied(list(written))
         if self._observe is not None:
@@ -213,6 +226,8 @@ class EventApplier:
                     customer = loaded[cid]
                 if stale(visitor, customer):  # what this cookie was shown goes with its behaviour
                     shown = exposure.Exposure()
+                new_customer = customer is None or not customer.first_seen
+                visits = visitor.visits
                 applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
                 visitor = applied.visitor
                 if applied.customer is not None and applied.customer_id:
@@ -227,6 +242,11 @@ class EventApplier:
                             total = plan.trending.get((key, item), (0.0, 0))[0]
                             plan.trending[(key, item)] = (total + weight * growth, expire_at)
                 forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)
+                if self._triggers is not None and not forgotten:
+                    owner = applied.customer_id or cid
+                    plan.triggers += self._triggers.decide(
+                        event, visitor, loaded.get(owner) if owner else None, owner,
+                        new_customer=bool(owner) and new_customer, new_visit=visitor.visits > visits)
                 if event.type in exposure.EVENTS and not forgotten:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)

@@ -24,6 +24,7 @@ from engine.merch import templates
 from engine.events.fields import field_path, location
 from engine.merch.schema import RulesFile, RuleSet, Window, Windowed, shown
 from engine.ranking.scenarios import DEFAULT_PLACEMENTS, SCENARIOS
+from engine.merch import triggers as trigger_checks
 
 Path_ = tuple[str | int, ...]
 RESERVED_EXPERIMENTS = ("holdout",)
@@ -211,7 +212,7 @@ def _line(lines: dict[Path_, int], path: Path_) -> int | None:
 def _schema_errors(exc: ValidationError, filename: str, lines: dict[Path_, int]) -> list[RulesError]:
     errors = []
     for err in exc.errors(include_url=False):
-        path = location(err["loc"])
+        path = trigger_checks.error_path(location(err["loc"]))
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
@@ -340,6 +341,7 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
                 problems.append(((*path, "placement"), f"placement {exp.placement!r} already has experiment "
                                                        f"{other_name!r} over the same dates"))
         running.setdefault(exp.placement, []).append((ename, exp))
+    problems += trigger_checks.problems(rules.triggers, placements)
     return problems
 
 
