@@ -246,7 +246,7 @@ class EventApplier:
                     owner = applied.customer_id or cid
                     plan.triggers += self._triggers.decide(
                         event, visitor, loaded.get(owner) if owner else None, owner,
-                        new_customer=bool(owner) and new_customer, new_visit=visitor.visits > visits)
+                        new_customer=bool(owner) and new_customer, new_visit=visitor.visits > visits > 0)
                 if event.type in exposure.EVENTS and not forgotten:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)

@@ -98,7 +98,8 @@ class TriggerHook:
 
     def decide(self, event: Event, visitor: VisitorProfile, customer: CustomerProfile | None,
                customer_id: str | None, *, new_customer: bool, new_visit: bool) -> list[Op]:
-        """What one applied event does (the profiles as it left them)."""
+        """What one applied event does (the profiles as it left them). ``new_visit``: a return
+        visit began (it converts, as a purchase does)."""
         index = self._index()
         if not index:
             return []

@@ -180,7 +180,7 @@ def test_caps_suppress_and_quiet_hours_defer(tmp_path: Path, redis_url: str) -> 
                                 "suppressed:capped": 1}
 
 
-def test_pressure_across_triggers_and_the_personal_limit(tmp_path: Path, redis_url: str) -> None:
+def test_pressure_caps_messages_across_triggers(tmp_path: Path, redis_url: str) -> None:
     t0 = time.time()
     clock = Clock(t0)
     extra = """  browse:
@@ -189,24 +189,28 @@ def test_pressure_across_triggers_and_the_personal_limit(tmp_path: Path, redis_u
     min_views: 1
     channel: email
     control: 0
+  hello:
+    kind: welcome
+    channel: email
+    control: 0
 pressure:
   all_channels: {max: 1, window: 7d}"""
 
     async def body(engine: Engine, runner: Any) -> None:
-        await engine.applier.apply([opt_in("v1", t0), event("product_view", "v1", t0 + 1, item_id="i1"),
-                                    event("add_to_cart", "v1", t0 + 2, item_id="i1")])
-        await engine.applier.apply([opt_in("v2", t0), event("product_view", "v2", t0 + 1, item_id="i1")])
+        # c1: welcomed (due first), then browse-abandoned over the pressure cap. v2: cart cancels browse.
+        await engine.applier.apply([opt_in("v1", t0), event("login", "v1", t0, customer_id="c1"),
+                                    event("product_view", "v1", t0 + 1, item_id="i1", customer_id="c1"),
+                                    opt_in("v2", t0), event("product_view", "v2", t0 + 1, item_id="i1"),
+                                    event("add_to_cart", "v2", t0 + 2, item_id="i1")])
         clock.now = t0 + 2 * 3600
-        await runner.tick()
+        assert await runner.tick() == (3, 2)
 
-    await_catalogue = [{"item_id": "i1", "category": "home.mugs", "title": "Mug"}]
-    _load_items(redis_url, await_catalogue)
+    _load_items(redis_url, [{"item_id": "i1", "category": "home.mugs", "title": "Mug"}])
     with Receiver(SECRET) as receiver:
         run(tmp_path, redis_url, rules_file(tmp_path, extra), body, receiver, clock)
-    # v1's browse occurrence was cancelled by the cart; v2 got the browse message.
-    assert [(d["trigger"], d["visitor_id"]) for d in receiver.received] == [("cart-reminder", "v1"),
-                                                                            ("browse", "v2")]
-    assert receiver.received[1]["context"] == {"category": "home.mugs"}
+    assert sorted((d["trigger"], d["visitor_id"], d["customer_id"]) for d in receiver.received) == [
+        ("cart-reminder", "v2", None), ("hello", "v1", "c1")]
+    assert stats(redis_url, "browse") == {"suppressed:capped": 1}
 
 
 def _load_items(redis_url: str, items: list[dict[str, Any]]) -> None:
