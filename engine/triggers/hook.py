@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,33 @@ class TriggerHook:
                     data = {"t": tid, "v": event.visitor_id, "c": customer_id, "armed": event.ts, **decision.data}
                     ops.append(Op("once" if decision.once else "arm", who, decision.due, data))
         return ops
+
+    async def on_item_changed(self, old: Any, new: Any,
+                              watchers: Callable[[str], Awaitable[list[tuple[str, str | None]]]]) -> int:
+        """A catalogue write's entry point: ``old`` and ``new`` are the item before and after
+        (``old`` None for a new item). Each enabled trigger whose kind has an
+        ``on_item_changed(trigger, old, new) -> data | None`` is asked; when one fires, the item's
+        watchers (``(visitor_id, customer_id)`` pairs from the watchers index) each get an
+        occurrence, due ``after`` from now, one per (trigger, person, item). The number armed."""
+        ops: list[Op] = []
+        people: list[tuple[str, str | None]] | None = None
+        now = self._clock()
+        for kind, triggers in self._index().items():
+            react = getattr(KINDS[kind], "on_item_changed", None)
+            for tid, trigger in triggers if react is not None else ():
+                data = react(trigger, old, new)
+                if data is None:
+                    continue
+                people = await watchers(new.item_id) if people is None else people
+                for visitor_id, customer_id in people:
+                    who = member(tid, KINDS[kind].SCOPE, visitor_id, customer_id)
+                    if who is not None:
+                        ops.append(Op("arm", f"{who}|{new.item_id}", now + getattr(trigger, "after_s", 0),
+                                      {"t": tid, "v": visitor_id, "c": customer_id, "armed": now,
+                                       "item_id": new.item_id, **data}))
+        if ops:
+            await self.write(ops)
+        return len(ops)
 
     async def write(self, ops: list[Op]) -> None:
         """One pipeline for a batch; a failure is logged, not raised: the events are applied

@@ -310,3 +310,38 @@ def test_old_events_replayed_do_not_schedule(tmp_path: Path, redis_url: str) -> 
         assert await runner.tick() == (0, 0)
 
     run(tmp_path, redis_url, rules_file(tmp_path), body, None, clock)
+
+
+def test_a_catalogue_change_arms_the_watchers_of_a_kind_that_reacts(tmp_path: Path, redis_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry point a catalogue write calls, with a catalogue-driven kind as a module would be."""
+    import types
+
+    from engine.catalog import Item
+    from engine.triggers import kinds
+
+    drop = types.ModuleType("price_drop")
+    drop.SCOPE, drop.EVENTS = "visitor", frozenset()  # type: ignore[attr-defined]
+    drop.on_item_changed = (lambda trigger, old, new: {"price": new.price}  # type: ignore[attr-defined]
+                            if old is not None and new.price < old.price else None)
+    drop.still_due = lambda trigger, person, data: True  # type: ignore[attr-defined]
+    monkeypatch.setitem(kinds.KINDS, "cart_abandoned", drop)  # the defined trigger now reacts to prices
+    t0 = time.time()
+    clock = Clock(t0)
+
+    async def body(engine: Engine, runner: Any) -> None:
+        await engine.applier.apply([opt_in("v1", t0), opt_in("v2", t0)])
+
+        async def watchers(item_id: str) -> list[tuple[str, str | None]]:
+            return [("v1", None), ("v2", None)] if item_id == "i1" else []
+
+        old, cheaper = Item(item_id="i1", price=20.0), Item(item_id="i1", price=15.0)
+        assert await engine.trigger_hook.on_item_changed(cheaper, old, watchers) == 0  # a rise
+        assert await engine.trigger_hook.on_item_changed(old, cheaper, watchers) == 2
+        clock.now = t0 + 2 * 3600
+        assert await runner.tick() == (2, 2)
+
+    with Receiver(SECRET) as receiver:
+        run(tmp_path, redis_url, rules_file(tmp_path), body, receiver, clock)
+    assert sorted((d["visitor_id"], d["context"]["item_id"], d["context"]["price"]) for d in receiver.received) == [
+        ("v1", "i1", 15.0), ("v2", "i1", 15.0)]
