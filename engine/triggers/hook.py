@@ -62,8 +62,8 @@ def member(trigger_id: str, scope: str, visitor_id: str, customer_id: str | None
 @dataclass(frozen=True)
 class Op:
     kind: str  # "arm", "once", "cancel" or "convert"
-    member: str
-    due: float = 0.0
+    member: str  # the occurrence; for "convert", the person
+    due: float = 0.0  # for "convert", the event's time
     data: dict[str, Any] | None = None
     revenue: float = 0.0
 
@@ -81,19 +81,19 @@ class TriggerHook:
         self._shop_model = shop_model
         self._late_s = late_s
         self._clock = clock
-        self._by_kind: tuple[int, dict[str, list[tuple[str, Any]]]] = (0, {})
+        self._by_kind: tuple[dict[str, Any] | None, dict[str, list[tuple[str, Any]]]] = (None, {})
         self.queue = Queue(redis, keys.OCCURRENCES)
         self._once = redis.register_script(_ARM_ONCE)
         self._convert = redis.register_script(_CONVERT)
 
     def _index(self) -> dict[str, list[tuple[str, Any]]]:
         defined = self._triggers()
-        if self._by_kind[0] != id(defined):
+        if self._by_kind[0] is not defined:  # the rules were reloaded
             index: dict[str, list[tuple[str, Any]]] = {}
             for tid, trigger in defined.items():
                 if trigger.enabled:
                     index.setdefault(trigger.kind, []).append((tid, trigger))
-            self._by_kind = (id(defined), index)
+            self._by_kind = (defined, index)
         return self._by_kind[1]
 
     def decide(self, event: Event, visitor: VisitorProfile, customer: CustomerProfile | None,
