@@ -27,7 +27,7 @@ VISITOR_PURCHASES = 30
 CUSTOMER_PURCHASES = 100
 CUSTOMER_RECENT = 20
 CUSTOMER_VISITORS = 10
-TRAITS = ("first_name", "tier")
+TRAITS = ("first_name", "tier", "max_messages_per_week")  # the last: engine.triggers.suppress
 
 
 @dataclass(frozen=True)

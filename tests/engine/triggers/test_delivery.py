@@ -213,6 +213,23 @@ pressure:
     assert stats(redis_url, "browse") == {"suppressed:capped": 1}
 
 
+def test_a_personal_limit_set_at_login_caps_below_the_shop_pressure(tmp_path: Path, redis_url: str) -> None:
+    t0 = time.time()
+    clock = Clock(t0)
+
+    async def body(engine: Engine, runner: Any) -> None:
+        await engine.applier.apply([opt_in("v1", t0), event("login", "v1", t0, customer_id="c1",
+                                                            properties={"max_messages_per_week": 0}),
+                                    event("add_to_cart", "v1", t0 + 1, item_id="i1", customer_id="c1")])
+        clock.now = t0 + 2 * 3600
+        assert await runner.tick() == (1, 0)
+
+    with Receiver(SECRET) as receiver:
+        run(tmp_path, redis_url, rules_file(tmp_path), body, receiver, clock)
+    assert receiver.requests == 0
+    assert stats(redis_url) == {"suppressed:capped": 1}
+
+
 def _load_items(redis_url: str, items: list[dict[str, Any]]) -> None:
     from engine.catalog import Item, upsert_items
 
