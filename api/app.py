@@ -25,7 +25,7 @@ from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
 from api import web
 from api.routes import (admin, blocks, events, health, items, merch, people, preferences, recommendations, rerank,
-                        rules_file, segments)
+                        rules_file, segments, triggers)
 from engine import tasks
 from engine.ingest import catchup
 from engine.ingest import retention
@@ -74,9 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sink.start()
         app.state.engine = engine
         app.state.sink = sink
+        app.state.triggers = engine.trigger_runner()
+        app.state.triggers.start()
         try:
             yield
         finally:
+            await app.state.triggers.stop()
             await sink.close()
             for task in background:
                 await tasks.stop(task)
@@ -98,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # FastAPI's own documentation routes.
     app.router.routes[:0] = [route for module in (recommendations, events, blocks, health)
                              for route in module.router.routes]
-    for module in (rerank, items, admin, merch, people, preferences, rules_file, segments):
+    for module in (rerank, items, admin, merch, people, preferences, rules_file, segments, triggers):
         app.router.routes.extend(module.router.routes)
     web.install(app, settings)
 

@@ -33,6 +33,9 @@ from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.settings import Settings
 from engine.ranking.trending import TrendingClock, TrendingReader
+from engine.triggers.hook import TriggerHook
+from engine.triggers.runner import RunnerConfig, TriggerRunner
+from models import customer_value
 
 log = logging.getLogger(__name__)
 YOUNG_GC_THRESHOLD = 50_000
@@ -58,6 +61,8 @@ class Engine:
         self.trending = TrendingReader(self.redis, self.trending_clock)
         self.live_sessions = (LiveSessions(settings.event_weights, settings.session_timeout_s, settings.live_sessions)
                               if serve_models and settings.live_sessions and not settings.consent_required else None)
+        self.trigger_hook = TriggerHook(self.redis, lambda: self.rules.current.rules.triggers, self.catalogue.info,
+                                        shop_model=lambda: customer_value.load(settings.models_dir))
         self.applier = EventApplier(
             self.redis,
             self.catalogue.info,
@@ -74,6 +79,7 @@ class Engine:
             on_applied=self._lists_changed if serve_models and settings.store_lists else None,
             observe=self.live_sessions.observe if self.live_sessions is not None else None,
             logins=functools.partial(logins.after_apply, self.redis, settings),
+            triggers=self.trigger_hook,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
@@ -181,6 +187,18 @@ class Engine:
         """Run in a thread before new rules go live: compile them for the served model."""
         if self.serve_models:
             snapshot.warm(self.models.current, self.catalogue.current, time.time())
+
+    def trigger_runner(self, clock: Callable[[], float] = time.time) -> TriggerRunner:
+        """The triggers' background work (the API runs one per process; claims are atomic)."""
+        s = self.settings
+        config = RunnerConfig(webhook_url=s.trigger_webhook_url,
+                              webhook_secret=s.trigger_webhook_secret.get_secret_value() if s.trigger_webhook_secret
+                              else "", timeout_s=s.trigger_webhook_timeout_s, attempts=s.trigger_webhook_attempts,
+                              backoff_s=s.trigger_webhook_backoff_s, poll_s=s.trigger_poll_s, timezone=s.shop_timezone,
+                              kept=s.trigger_kept, consent_required=s.consent_required,
+                              session_timeout_s=s.session_timeout_s)
+        return TriggerRunner(self.redis, lambda: self.rules.current, lambda: self.catalogue.current, config,
+                             recommender=self.recommender, clock=clock)
 
     def _lists_changed(self, visitor_ids: list[str]) -> None:
         self.recommender.lists_changed(visitor_ids)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from limits import parse_many
-from pydantic import BeforeValidator, ByteSize, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ByteSize, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -253,6 +253,23 @@ class Settings(BaseSettings):
     rules_history: int = Field(50, ge=1, le=10_000, description="Published rules versions kept beside the rules "
                                "file for roll back (engine.merch.publish).")
 
+    # --- triggers (engine/triggers): messages armed by behaviour, posted to a webhook or pulled ---
+    shop_timezone: str = Field("UTC", description="The shop's IANA time zone (e.g. Europe/Paris): triggers' quiet "
+                               "hours are read in it.")
+    trigger_webhook_url: str | None = Field(None, pattern=r"^https?://", description="Where trigger documents are "
+                                            "POSTed; unset: they are only kept for `GET /v1/admin/deliveries`.")
+    trigger_webhook_secret: SecretStr | None = Field(None, min_length=16, description="HMAC-SHA256 key signing "
+                                                     "each webhook (`Vitrine-Signature`); required with the URL.")
+    trigger_webhook_timeout_s: float = Field(5.0, gt=0, description="Longest wait for the webhook's answer.")
+    trigger_webhook_attempts: int = Field(8, ge=1, le=100, description="Posts of one document before it is "
+                                          "dead-lettered.")
+    trigger_webhook_backoff_s: float = Field(5.0, gt=0, description="Wait before the first retry; doubled each "
+                                             "retry (up to an hour), with jitter.")
+    trigger_poll_s: float = Field(1.0, gt=0, description="How often due occurrences and webhook retries are "
+                                  "looked for.")
+    trigger_kept: int = Field(100_000, ge=100, description="Documents kept in the delivery and control-group "
+                              "streams (the pull API reads the former).")
+
     # --- web face (api/web): the site snippet, the demo storefront, the merchandiser console ---
     demo_storefront: bool = Field(False, description="Serve the demo shop at `/` (`vitrine demo` turns it on); "
                                   "false: a production API shows no fake shop.")
@@ -319,7 +336,20 @@ class Settings(BaseSettings):
         if self.log_retention_s and self.log_retention_s < self.train_window_s:
             raise ValueError(f"log_retention_s ({self.log_retention_s}) is shorter than train_window_s "
                              f"({self.train_window_s}): training would lose data it reads")
+        if self.trigger_webhook_url and self.trigger_webhook_secret is None:
+            raise ValueError("trigger_webhook_url needs trigger_webhook_secret: receivers verify the signature")
         return self
+
+    @field_validator("shop_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        import zoneinfo  # noqa: PLC0415 - only when settings are read
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Paris)") from None
+        return value
 
     @property
     def mode(self) -> Literal["embedded", "kafka"]:

@@ -36,6 +36,7 @@ FLOORS = [
     {"engine.ingest"},
     {"engine.recommend"},
     {"engine.paging", "engine.customers"},
+    {"engine.triggers"},
     {"engine.runtime"},
     {"engine.training"},
 ]

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
@@ -35,6 +36,10 @@ from engine.profiles.fold import bounced, fold_event
 from engine.profiles.preferences import watcher_member
 from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
 from engine.ranking.trending import TrendingClock
+
+if TYPE_CHECKING:  # a floor above: the engine hands the applier its hook
+    from engine.triggers.hook import Op as TriggerOp
+    from engine.triggers.hook import TriggerHook
 
 _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
 _READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
@@ -106,6 +111,7 @@ class _Plan:
     fps: list[bytes] = field(default_factory=list)
     trending: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     duplicates: int = 0
+    triggers: list[TriggerOp] = field(default_factory=list)
 
 
 class EventApplier:
@@ -116,7 +122,8 @@ class EventApplier:
                  known_item: Callable[[str], bool] = lambda item_id: True,
                  on_applied: Callable[[list[str]], None] | None = None,
                  observe: Callable[[list[Event]], None] | None = None,
-                 logins: Callable[[list[Event]], Awaitable[object]] | None = None) -> None:
+                 logins: Callable[[list[Event]], Awaitable[object]] | None = None,
+                 triggers: TriggerHook | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
         counted (by default none: no rules, no experiments). ``known_item``: whether an item may
         enter the trending counters (the engine's: it is in the catalogue, if there is one), so
@@ -125,7 +132,8 @@ class EventApplier:
         (engine.ranking.stored queues their lists); it must not block. ``observe``: shown the events
         of each ``apply`` call once applied (engine.ranking.sessions); it must not block. ``logins``:
         awaited with the events of each ``apply`` call once applied (the automatic merges of
-        engine.customers.logins, which need the profiles written)."""
+        engine.customers.logins, which need the profiles written). ``triggers``: arms and cancels
+        the triggers' occurrences after the profiles are written."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -142,6 +150,7 @@ class EventApplier:
         self._on_applied = on_applied
         self._observe = observe
         self._logins = logins
+        self._triggers = triggers
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
 
@@ -152,6 +161,7 @@ class EventApplier:
             pending[event.visitor_id].append(event)
         known_customers: set[str] = set()
         written: dict[str, None] = {}
+        trigger_ops: list[TriggerOp] = []
         while pending:
             stats.rounds += 1
             if stats.rounds > MAX_ROUNDS:
@@ -166,10 +176,13 @@ class EventApplier:
                     del queue[: len(plan.done) + plan.duplicates]
                     stats.applied += len(plan.done)
                     stats.duplicates += plan.duplicates
+                    trigger_ops += plan.triggers
                     if plan.done:
                         written[plan.visitor_id] = None
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
+        if trigger_ops and self._triggers is not None:
+            await self._triggers.write(trigger_ops)
         if self._logins is not None:
             await self._logins(events)
         if written and self._on_applied is not None:
@@ -233,6 +246,8 @@ class EventApplier:
                     customer = loaded[cid]
                 if stale(visitor, customer):  # what this cookie was shown goes with its behaviour
                     shown = exposure.Exposure()
+                new_customer = customer is None or not customer.first_seen
+                visits = visitor.visits
                 applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
                 visitor = applied.visitor
                 if applied.customer is not None and applied.customer_id:
@@ -250,6 +265,11 @@ class EventApplier:
                 if event.type == "add_to_wishlist" and not forgotten:  # the watchers index, written with the watch
                     key, member = keys.watchers(event.item_id or ""), watcher_member(vid, applied.customer_id)
                     plan.trending[(key, member)] = (plan.trending.get((key, member), (0.0, 0))[0] + 1, 0)
+                if self._triggers is not None and not forgotten:
+                    owner = applied.customer_id or cid
+                    plan.triggers += self._triggers.decide(
+                        event, visitor, loaded.get(owner) if owner else None, owner,
+                        new_customer=bool(owner) and new_customer, new_visit=visitor.visits > visits > 0)
                 if event.type in exposure.EVENTS and not forgotten:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)

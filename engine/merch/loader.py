@@ -25,6 +25,7 @@ from engine.events.fields import field_path, location
 from engine.merch.schema import Audience, RulesFile, RuleSet, Window, Windowed, shown
 from engine.merch.segments import DEFAULTS, SegmentCycle, evaluation_order
 from engine.ranking.scenarios import DEFAULT_PLACEMENTS, SCENARIOS
+from engine.merch import triggers as trigger_checks
 
 Path_ = tuple[str | int, ...]
 RESERVED_EXPERIMENTS = ("holdout",)
@@ -212,7 +213,7 @@ def _line(lines: dict[Path_, int], path: Path_) -> int | None:
 def _schema_errors(exc: ValidationError, filename: str, lines: dict[Path_, int]) -> list[RulesError]:
     errors = []
     for err in exc.errors(include_url=False):
-        path = location(err["loc"])
+        path = trigger_checks.error_path(location(err["loc"]))
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
@@ -380,6 +381,7 @@ def _check_references(rules: RulesFile, item_exists: Callable[[str], bool] | Non
                 problems.append(((*path, "placement"), f"placement {exp.placement!r} already has experiment "
                                                        f"{other_name!r} over the same dates"))
         running.setdefault(exp.placement, []).append((ename, exp))
+    problems += trigger_checks.problems(rules.triggers, placements)
     return problems
 
 
@@ -401,6 +403,6 @@ def load_rules(text: str, filename: str, item_exists: Callable[[str], bool] | No
         raise RulesInvalid(_schema_errors(exc, filename, lines)) from None
     problems = _check_references(rules, item_exists, max_window_s)
     if problems:
-        raise RulesInvalid([RulesError(filename, _line(lines, path), field_path(path), message)
-                            for path, message in problems])
+        found = [RulesError(filename, _line(lines, path), field_path(path), message) for path, message in problems]
+        raise RulesInvalid(sorted(found, key=lambda e: e.line or 0))  # in the file's order, as people read it
     return rules

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from collections.abc import Collection
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -457,6 +457,132 @@ class Segment(Strict):
         return [*(self.all_of or []), *(self.any_of or []), *(self.none_of or [])]
 
 
+# ---------------------------------------------------------------- triggers (engine/triggers/README.md)
+# Each kind has a model with the parameters it takes, joined into one union on ``kind``; what a kind
+# does is engine.triggers.kinds' (a floor above: the rules file is validated without it).
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class QuietHours(Strict):
+    """No delivery between ``start`` and ``end`` (shop time, ``VITRINE_SHOP_TIMEZONE``); what falls
+    in them goes out at ``end``. ``start`` after ``end`` spans midnight."""
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        if not _CLOCK.match(v):
+            raise ValueError(f"must be a time of day such as 21:00, not {shown(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "QuietHours":
+        if self.start == self.end:
+            raise ValueError("start and end are the same time")
+        return self
+
+    @staticmethod
+    def minutes(clock: str) -> int:
+        hours, minutes = clock.split(":")
+        return int(hours) * 60 + int(minutes)
+
+
+class Payload(Strict):
+    """Text rendered with the blocks' safe templates, plus items from a placement."""
+
+    title: str = Field("", max_length=500)
+    body: str = Field("", max_length=5000)
+    link: str | None = Field(None, max_length=2000, pattern=r"^(https?://|/)")
+    recommendations: Strip | None = None
+
+
+class Pressure(Strict):
+    """Messages per person across every trigger: per channel, and all channels together. A
+    customer trait ``max_messages_per_week`` lowers (never raises) the all-channel limit."""
+
+    per_channel: Cap | None = None
+    all_channels: Cap | None = None
+
+
+class TriggerBase(Strict):
+    kind: str
+    audience: Condition | None = None
+    channel: Literal["email", "push"]
+    payload: Payload = Field(default_factory=Payload)
+    quiet_hours: QuietHours | None = None
+    cap: Cap | None = Field(None, description="Deliveries of this trigger per person.")
+    control: float = Field(0.1, description="Share held out as the control group (nothing sent).")
+    attribution: str = Field("7d", description="A purchase or return visit this long after counts.")
+    enabled: bool = True
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _share(cls, v: Any) -> float:
+        return parse_share(v)
+
+    @field_validator("attribution")
+    @classmethod
+    def _attribution(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def attribution_s(self) -> int:
+        return parse_duration(self.attribution)
+
+
+class Delayed(TriggerBase):
+    """A trigger that fires ``after`` a quiet period following the event that arms it."""
+
+    after: str = "60m"
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def after_s(self) -> int:
+        return parse_duration(self.after)
+
+
+class CartAbandoned(Delayed):
+    """No checkout ``after`` the last cart change."""
+
+    kind: Literal["cart_abandoned"]
+
+
+class BrowseAbandoned(Delayed):
+    """``min_views`` distinct items of one category viewed in a visit, nothing carted."""
+
+    kind: Literal["browse_abandoned"]
+    min_views: int = Field(3, ge=1, le=20, description="Distinct items of one category viewed in the visit.")
+    depth: int | None = Field(None, ge=1, le=10, description="Category level compared; default the full path.")
+
+
+class ChurnRisk(TriggerBase):
+    """The customer's churn band (engine.customers.scores) reaches ``band``."""
+
+    kind: Literal["churn_risk"]
+    band: Literal["medium", "high"] = "high"
+
+
+class Welcome(Delayed):
+    """The first identified visit."""
+
+    kind: Literal["welcome"]
+    after: str = "5m"
+
+
+TRIGGER_MODELS = (CartAbandoned, BrowseAbandoned, ChurnRisk, Welcome)
+TRIGGER_KINDS = tuple(m.model_fields["kind"].annotation.__args__[0] for m in TRIGGER_MODELS)  # type: ignore[union-attr]
+Trigger = Annotated[Union[TRIGGER_MODELS], Field(discriminator="kind")]  # type: ignore[valid-type]
+
+
 class RulesFile(Strict):
     placements: dict[str, PlacementRules] = Field(default_factory=dict)
     campaigns: dict[Name, Campaign] = Field(default_factory=dict)
@@ -469,3 +595,5 @@ class RulesFile(Strict):
     category_names: dict[str, str] = Field(default_factory=dict, description="Labels for templates.")
     template_defaults: dict[str, str] = Field(default_factory=dict,
                                               description="Text used when a template field is missing.")
+    triggers: dict[Name, Trigger] = Field(default_factory=dict, description="engine/triggers/README.md")
+    pressure: Pressure | None = None

@@ -251,6 +251,8 @@ def _fold(v: VisitorProfile, c: CustomerProfile | None, event: Event, lookup: It
         if event.type == "login":
             for trait in TRAITS:
                 value = event.properties.get(trait)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    value = str(value)
                 if isinstance(value, str) and value:
                     c.traits[trait] = value[:64]
 

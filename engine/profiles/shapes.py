@@ -28,7 +28,7 @@ CUSTOMER_PURCHASES = 100
 CUSTOMER_RECENT = 20
 CUSTOMER_VISITORS = 10
 WATCHING = 20  # wishlisted items kept as back-in-stock and price watches (engine.profiles.preferences)
-TRAITS = ("first_name", "tier")
+TRAITS = ("first_name", "tier", "max_messages_per_week")  # the last: engine.triggers.suppress
 
 
 @dataclass(frozen=True)

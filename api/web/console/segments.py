@@ -1,5 +1,5 @@
 """The segments page: each segment with its member count and a few members (linking to the
-customer page), from ``GET /v1/admin/segments``. A server without that route shows so."""
+customer page), from ``GET /v1/admin/segments``."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ router = APIRouter(include_in_schema=False)
 
 def segments_context(status: int, body: Any, message: str = "") -> dict[str, Any]:
     """The page's context from the admin API's answer: ``segments`` (largest first), how counts are
-    made, or ``unavailable`` (no such route here) / ``error``."""
-    if status == 404:
-        return {"unavailable": True, "segments": [], "error": None}
+    made, or the ``error``."""
     if not 200 <= status < 300 or not isinstance(body, dict):
-        return {"unavailable": False, "segments": [], "error": message or f"the segments API answered {status}"}
+        return {"segments": [], "error": message or f"the segments API answered {status}"}
     listed = sorted(body.get("segments", []), key=lambda s: (-int(s.get("count", 0)), s.get("name", "")))
-    return {"unavailable": False, "error": None, "segments": listed, "count_method": body.get("count_method"),
+    return {"error": None, "segments": listed, "count_method": body.get("count_method"),
             "sample_size": body.get("sample_size"), "computed_at": body.get("computed_at")}
 
 

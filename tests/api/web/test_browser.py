@@ -279,6 +279,27 @@ def test_merchandiser_looks_up_exports_and_erases_a_customer(shop: LiveServer, b
     watch.check()
 
 
+def test_segments_page_counts_members_and_links_to_them(shop: LiveServer, browser: Any, tmp_path: Path) -> None:
+    rules = Path(shop.server.config.app.state.settings.rules_file)
+    rules.write_text(rules.read_text() + "segments:\n  big_spenders:\n    description: 60 or more spent\n"
+                     "    revenue: {min: 60}\n")
+    assert httpx.post(f"{shop.url}/v1/admin/rules/reload", headers=ADMIN).status_code == 200
+    with httpx.Client(base_url=shop.url) as api:
+        people.shop(api, "alice", "a-laptop", "a-phone", time.time())  # three orders, 65.90 in all
+    context, page, watch = watched(browser)
+    _sign_in(page, shop)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Segments").click()
+    page.wait_for_selector("#segment-big_spenders")
+    assert "the rules file" in page.inner_text("#segment-big_spenders")
+    assert int(page.inner_text("#segment-big_spenders td.num")) >= 2  # alice's two cookies: the unit is the cookie
+    assert int(page.inner_text("#segment-loyal td.num")) >= 2
+    page.screenshot(path=str(tmp_path / "01-console-segments.png"), full_page=True)
+    page.locator("#segment-big_spenders a").first.click()
+    page.wait_for_selector("#person-title")
+    context.close()
+    watch.check()
+
+
 def test_experiments_page_and_missing_pages(shop: LiveServer, browser: Any, tmp_path: Path) -> None:
     rules = Path(shop.server.config.app.state.settings.rules_file)
     rules.write_text(rules.read_text() + "control_group: {share: 10%}\nexperiments:\n  home-strip:\n"

@@ -64,12 +64,6 @@ def test_each_segment_with_its_count_and_members_linking_to_the_customer_page() 
     assert loyal["links"] == ["/console/customers?id=13085", "/console/customers?id=c%3Awith%40odd%2Bchars"]
     assert lapsed["cells"][2] == "0" and lapsed["links"] == []
     assert "exact scan of customer profiles" in html and "up to 10 members" in html
-    assert "not available" not in html
-
-
-def test_a_server_without_the_route_says_so() -> None:
-    html = render(404, {"error": "Not Found"})
-    assert "Segments API not available" in html and 'id="segments"' not in html
 
 
 def test_an_error_is_shown_not_hidden() -> None:

@@ -1,0 +1,174 @@
+"""The apply path's side of the triggers: which applied events arm, move or cancel an occurrence,
+and which count as a conversion for a recent delivery.
+
+``decide`` is pure and cheap (most event types interest no kind: one dict lookup); ``write``
+sends what the batch decided in one pipeline after the profiles are written. Occurrences whose
+due time is already long past (a replay of old events) are not scheduled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from engine.events.schema import Event
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.triggers import keys
+from engine.triggers.decisions import Arm, Seen
+from engine.triggers.kinds import KINDS, interested
+from engine.triggers.queue import Queue
+
+log = logging.getLogger(__name__)
+
+_ARM_ONCE = """
+if redis.call('HSETNX', KEYS[3], ARGV[1], 1) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+end
+return 0
+"""
+
+# A purchase or a return visit within a touch's window converts the person in that trigger's arm.
+_CONVERT = """
+local t = redis.call('HGETALL', KEYS[1])
+local now, revenue = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, #t, 2 do
+  local arm, ts, win = string.match(t[i + 1], '^([^|]+)|([^|]+)|([^|]+)$')
+  ts, win = tonumber(ts), tonumber(win)
+  if ts and now >= ts and now <= ts + win then
+    redis.call('SADD', 'tg:c:' .. t[i] .. ':' .. arm, ARGV[3])
+    if revenue > 0 then
+      redis.call('HINCRBYFLOAT', 'tg:r:' .. t[i] .. ':' .. arm, ARGV[3], ARGV[2])
+    end
+  end
+end
+return 0
+"""
+
+
+def member(trigger_id: str, scope: str, visitor_id: str, customer_id: str | None) -> str | None:
+    if scope == "customer":
+        return f"{trigger_id}|c:{customer_id}" if customer_id else None
+    return f"{trigger_id}|v:{visitor_id}"
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # "arm", "once", "cancel" or "convert"
+    member: str  # the occurrence; for "convert", the person
+    due: float = 0.0  # for "convert", the event's time
+    data: dict[str, Any] | None = None
+    revenue: float = 0.0
+
+
+class TriggerHook:
+    def __init__(self, redis: Redis, triggers: Callable[[], dict[str, Any]], lookup: Callable[[str], Any], *,
+                 shop_model: Callable[[], Any] = lambda: None, late_s: float = 3600.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``triggers``: the live rules' trigger definitions (id -> model), read per event so a
+        reload applies at once. ``late_s``: an occurrence due longer ago than this is not
+        scheduled (events replayed from the log)."""
+        self._redis = redis
+        self._triggers = triggers
+        self._lookup = lookup
+        self._shop_model = shop_model
+        self._late_s = late_s
+        self._clock = clock
+        self._by_kind: tuple[dict[str, Any] | None, dict[str, list[tuple[str, Any]]]] = (None, {})
+        self.queue = Queue(redis, keys.OCCURRENCES)
+        self._once = redis.register_script(_ARM_ONCE)
+        self._convert = redis.register_script(_CONVERT)
+
+    def _index(self) -> dict[str, list[tuple[str, Any]]]:
+        defined = self._triggers()
+        if self._by_kind[0] is not defined:  # the rules were reloaded
+            index: dict[str, list[tuple[str, Any]]] = {}
+            for tid, trigger in defined.items():
+                if trigger.enabled:
+                    index.setdefault(trigger.kind, []).append((tid, trigger))
+            self._by_kind = (defined, index)
+        return self._by_kind[1]
+
+    def decide(self, event: Event, visitor: VisitorProfile, customer: CustomerProfile | None,
+               customer_id: str | None, *, new_customer: bool, new_visit: bool) -> list[Op]:
+        """What one applied event does (the profiles as it left them). ``new_visit``: a return
+        visit began (it converts, as a purchase does)."""
+        index = self._index()
+        if not index:
+            return []
+        ops: list[Op] = []
+        if event.type == "purchase" or new_visit:
+            revenue = event.order_revenue() if event.type == "purchase" else 0.0
+            ops.append(Op("convert", customer_id or event.visitor_id, event.ts, revenue=revenue))
+        seen: Seen | None = None
+        for kind in interested(event.type):
+            for tid, trigger in index.get(kind, ()):
+                module = KINDS[kind]
+                who = member(tid, module.SCOPE, event.visitor_id, customer_id)
+                if who is None:
+                    continue
+                seen = seen or Seen(event, visitor, customer, customer_id, new_customer, self._lookup,
+                                    self._shop_model)
+                decision = module.on_event(trigger, seen)
+                if decision is None:
+                    continue
+                if not isinstance(decision, Arm):
+                    ops.append(Op("cancel", who))
+                elif decision.due >= self._clock() - self._late_s:
+                    data = {"t": tid, "v": event.visitor_id, "c": customer_id, "armed": event.ts, **decision.data}
+                    ops.append(Op("once" if decision.once else "arm", who, decision.due, data))
+        return ops
+
+    async def on_item_changed(self, old: Any, new: Any,
+                              watchers: Callable[[str], Awaitable[list[tuple[str, str | None]]]]) -> int:
+        """A catalogue write's entry point: ``old`` and ``new`` are the item before and after
+        (``old`` None for a new item). Each enabled trigger whose kind has an
+        ``on_item_changed(trigger, old, new) -> data | None`` is asked; when one fires, the item's
+        watchers (``(visitor_id, customer_id)`` pairs from the watchers index) each get an
+        occurrence, due ``after`` from now, one per (trigger, person, item). The number armed."""
+        ops: list[Op] = []
+        people: list[tuple[str, str | None]] | None = None
+        now = self._clock()
+        for kind, triggers in self._index().items():
+            react = getattr(KINDS[kind], "on_item_changed", None)
+            for tid, trigger in triggers if react is not None else ():
+                data = react(trigger, old, new)
+                if data is None:
+                    continue
+                people = await watchers(new.item_id) if people is None else people
+                for visitor_id, customer_id in people:
+                    who = member(tid, KINDS[kind].SCOPE, visitor_id, customer_id)
+                    if who is not None:
+                        ops.append(Op("arm", f"{who}|{new.item_id}", now + getattr(trigger, "after_s", 0),
+                                      {"t": tid, "v": visitor_id, "c": customer_id, "armed": now,
+                                       "item_id": new.item_id, **data}))
+        if ops:
+            await self.write(ops)
+        return len(ops)
+
+    async def write(self, ops: list[Op]) -> None:
+        """One pipeline for a batch; a failure is logged, not raised: the events are applied
+        already, and applying them again would not decide anything again (duplicates)."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for op in ops:
+                    if op.kind == "arm":
+                        self.queue.put(pipe, op.member, op.due, op.data or {})
+                    elif op.kind == "cancel":
+                        self.queue.cancel(pipe, op.member)
+                    elif op.kind == "once":
+                        await self._once(keys=[self.queue.due_key, self.queue.data_key, keys.ONCE],
+                                   args=[op.member, op.member, op.due, orjson.dumps(op.data)], client=pipe)
+                    else:
+                        await self._convert(keys=[keys.touches(op.member)], args=[op.due, op.revenue, op.member],
+                                      client=pipe)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("%d trigger updates lost (%s: %s)", len(ops), type(exc).__name__, exc)

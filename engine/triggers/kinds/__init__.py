@@ -1,0 +1,34 @@
+"""What each trigger kind does: one module per kind, registered in ``KINDS`` by its name.
+
+A kind module declares ``SCOPE`` (whose occurrence it is: the ``visitor`` cookie or the
+``customer``), ``EVENTS`` (the event types it reads on the apply path; empty for a kind driven
+by something else, such as a catalogue change) and two pure functions:
+
+- ``on_event(trigger, seen) -> Arm | Cancel | None``: what an applied event does to the person's
+  pending occurrence (``engine.triggers.decisions``);
+- ``still_due(trigger, person, data) -> bool``: at the due time, whether it still applies.
+
+Its parameters are a model in ``engine.merch.schema`` (the rules file is validated without the
+behaviour). A catalogue-driven kind (price drop, back in stock) has no ``EVENTS`` but an
+``on_item_changed(trigger, old, new)`` naming the people to arm (``engine.triggers.hook``).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from engine.merch.schema import TRIGGER_KINDS
+from engine.triggers.kinds import browse, cart, churn, welcome
+
+KINDS: dict[str, ModuleType] = {"cart_abandoned": cart, "browse_abandoned": browse, "churn_risk": churn,
+                                "welcome": welcome}
+assert set(KINDS) == set(TRIGGER_KINDS), "every kind the rules file accepts has its module"
+_BY_EVENT: dict[str, tuple[str, ...]] = {}
+for _name, _module in KINDS.items():
+    for _type in _module.EVENTS:
+        _BY_EVENT[_type] = (*_BY_EVENT.get(_type, ()), _name)
+
+
+def interested(event_type: str) -> tuple[str, ...]:
+    """The kinds an event type can arm or cancel (most events: none, nothing to do)."""
+    return _BY_EVENT.get(event_type, ())

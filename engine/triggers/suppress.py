@@ -1,0 +1,67 @@
+"""Whether a due occurrence may go out now: consent, pressure caps, quiet hours, control group.
+Pure functions; ``engine.triggers.runner`` reads what they need and acts on the answer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from engine.merch.experiments import bucket
+from engine.merch.schema import Cap
+from engine.profiles import consent
+from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.merch.schema import Pressure, QuietHours, TriggerBase
+
+WEEK_S = 7 * 86400
+OVERRIDE_TRAIT = "max_messages_per_week"
+NO_CONSENT, CAPPED, QUIET_HOURS, CONTROL_GROUP = "no_consent", "capped", "quiet_hours", "control_group"
+
+
+def may_contact(v: VisitorProfile, c: CustomerProfile | None, channel: str, required: bool) -> bool:
+    """Profiling not withdrawn (nor GPC sent), and an explicit opt-in for the channel."""
+    if consent.withdrawn(v, c, required):
+        return False
+    return consent.state(v, c, required)[channel] == "granted"
+
+
+def quiet_until(quiet: QuietHours | None, now: float, tz: ZoneInfo) -> float | None:
+    """The end of the quiet hours ``now`` falls in (unix seconds), or None when not in them."""
+    if quiet is None:
+        return None
+    local = datetime.fromtimestamp(now, tz)
+    minute = local.hour * 60 + local.minute
+    start, end = QuietHours.minutes(quiet.start), QuietHours.minutes(quiet.end)
+    inside = start <= minute < end if start < end else (minute >= start or minute < end)
+    if not inside:
+        return None
+    until = local.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
+    if until <= local:
+        until = (local + timedelta(days=1)).replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
+    return until.timestamp()
+
+
+def _count(sent: list[tuple[str, str, float]], since: float, channel: str | None = None,
+           trigger: str | None = None) -> int:
+    return sum(1 for ch, tid, ts in sent if ts > since and (channel is None or ch == channel)
+               and (trigger is None or tid == trigger))
+
+
+def capped(sent: list[tuple[str, str, float]], trigger_id: str, trigger: TriggerBase, pressure: Pressure | None,
+           traits: dict[str, str], now: float) -> bool:
+    """Whether one more message would exceed a cap: the trigger's own, per channel, across
+    channels, or the person's own weekly limit (a trait), the lowest winning."""
+    limits: list[tuple[Cap | None, str | None, str | None]] = [(trigger.cap, None, trigger_id)]
+    if pressure is not None:
+        limits += [(pressure.per_channel, trigger.channel, None), (pressure.all_channels, None, None)]
+    for cap, channel, tid in limits:
+        if cap is not None and _count(sent, now - cap.window_s, channel, tid) >= cap.max:
+            return True
+    own = traits.get(OVERRIDE_TRAIT)
+    if own is not None and own.strip().isdigit():
+        return _count(sent, now - WEEK_S) >= int(own)
+    return False
+
+
+def held_out(trigger_id: str, trigger: TriggerBase, person: str) -> bool:
+    """The trigger's control group: the experiments' hashing, salted per trigger."""
+    return trigger.control > 0 and bucket(f"trigger:{trigger_id}", person) < trigger.control

@@ -1,0 +1,85 @@
+"""Trigger admin routes through the real app: the report, the pull API, and bad input."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN
+
+RULES = """
+triggers:
+  cart-reminder:
+    kind: cart_abandoned
+    after: 60m
+    channel: email
+    control: 0
+    payload:
+      title: "Your cart"
+      recommendations: {placement: home, n: 3}
+"""
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path) -> dict[str, object]:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    # The test runs the triggers' work itself: the background poll waits an hour.
+    return {"rules_file": tmp_path / "rules.yaml", "trigger_poll_s": 3600.0}
+
+
+def at(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def test_a_delivery_is_pulled_and_reported_with_its_conversion(client: TestClient) -> None:
+    armed = time.time() - 3700  # due 100 s ago
+    r = client.post("/v1/events", json={"events": [
+        {"event_id": "c1", "type": "consent", "visitor_id": "v1", "timestamp": at(armed),
+         "properties": {"purpose": "email", "granted": True}},
+        {"event_id": "a1", "type": "add_to_cart", "visitor_id": "v1", "item_id": "85123A", "timestamp": at(armed)}]})
+    assert r.status_code == 200, r.text
+    assert client.portal.call(client.app.state.triggers.tick) == (1, 0)
+
+    r = client.get("/v1/admin/deliveries", headers=ADMIN, params={"trigger": "cart-reminder"})
+    assert r.status_code == 200, r.text
+    [doc] = r.json()["deliveries"]
+    assert doc["visitor_id"] == "v1" and doc["payload"]["title"] == "Your cart"
+    assert len(doc["payload"]["items"]) == 3
+    nothing_more = client.get("/v1/admin/deliveries", headers=ADMIN, params={"since": r.json()["next"]})
+    assert nothing_more.json()["deliveries"] == []
+    assert client.get("/v1/admin/deliveries", headers=ADMIN, params={"trigger": "other"}).json()["deliveries"] == []
+
+    client.post("/v1/events", json={"event_id": "p1", "type": "purchase", "visitor_id": "v1", "item_id": "85123A",
+                                    "price": 12.5, "quantity": 2})
+    r = client.get("/v1/admin/triggers/cart-reminder", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["arms"]["sent"] == {"people": 1, "deliveries": 1, "conversions": 1, "conversion_rate": 1.0,
+                                      "revenue": 25.0, "revenue_per_person": 25.0}
+    assert report["arms"]["control"]["people"] == 0 and report["lift"]["conversion_rate"] is None
+    listed = client.get("/v1/admin/triggers", headers=ADMIN).json()["triggers"]
+    assert [t["trigger"] for t in listed] == ["cart-reminder"]
+
+
+@pytest.mark.parametrize(("path", "params", "field"), [
+    ("/v1/admin/deliveries", {"limit": "0"}, "limit"),
+    ("/v1/admin/deliveries", {"limit": "many"}, "limit"),
+    ("/v1/admin/deliveries", {"since": "yesterday"}, "since"),
+    ("/v1/admin/deliveries", {"trigger": "Not A Name"}, "trigger"),
+    ("/v1/admin/triggers/Bad!Id", {}, "trigger_id"),
+])
+def test_bad_parameters_get_a_4xx_naming_the_field(client: TestClient, path: str, params: dict[str, str],
+                                                  field: str) -> None:
+    r = client.get(path, headers=ADMIN, params=params)
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == [field]
+
+
+def test_unknown_trigger_and_missing_key(client: TestClient) -> None:
+    r = client.get("/v1/admin/triggers/nope", headers=ADMIN)
+    assert r.status_code == 404 and r.json()["errors"][0]["field"] == "trigger_id"
+    assert client.get("/v1/admin/deliveries").status_code == 401

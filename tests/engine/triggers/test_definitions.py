@@ -1,0 +1,134 @@
+"""Trigger definitions: validated with the line and field of each mistake; pure policies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.merch.loader import RulesInvalid, load_rules
+from engine.triggers import suppress
+from engine.merch.schema import QuietHours
+from engine.triggers.webhook import backoff, signature, verify
+
+GOOD = """\
+triggers:
+  cart-reminder:
+    kind: cart_abandoned
+    after: 45m
+    channel: email
+    audience: {segments_none: [loyal]}
+    payload:
+      title: "Still thinking{ first_name|}?"
+      recommendations: {placement: cart, n: 3}
+    quiet_hours: {start: "21:00", end: "08:00"}
+    cap: {max: 1, window: 1d}
+    control: 20%
+  lapsing:
+    kind: churn_risk
+    band: high
+    channel: push
+  hello:
+    kind: welcome
+    channel: email
+pressure:
+  per_channel: {max: 2, window: 1d}
+  all_channels: {max: 3, window: 7d}
+"""
+
+
+def errors_of(text: str) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(RulesInvalid) as info:
+        load_rules(text, "rules.yaml")
+    return [(e.line, e.field, e.message) for e in info.value.errors]
+
+
+def test_a_complete_definition_loads() -> None:
+    rules = load_rules(GOOD, "rules.yaml")
+    cart = rules.triggers["cart-reminder"]
+    assert cart.after_s == 2700 and cart.control == 0.2 and cart.payload.recommendations.n == 3
+    assert rules.triggers["lapsing"].band == "high" and rules.triggers["hello"].after_s == 300
+    assert rules.pressure.all_channels.max == 3
+
+
+def test_mistakes_are_refused_with_their_line_and_field() -> None:
+    text = """\
+triggers:
+  browse:
+    kind: browse_abandoned
+    min_views: 0
+    channel: push
+  cart:
+    kind: cart_abandoned
+    channel: sms
+    after: soon
+  quiet:
+    kind: cart_abandoned
+    channel: email
+    quiet_hours: {start: "25:00", end: "08:00"}
+    payload:
+      title: "Hi {name}"
+      recommendations: {placement: nowhere}
+  who:
+    kind: welcome
+    channel: email
+    audience: {segments_any: [vip]}
+    min_views: 3
+  what:
+    kind: price_drop
+    channel: email
+"""
+    errors = errors_of(text)
+    assert (4, "triggers.browse.min_views", "Input should be greater than or equal to 1 (got 0)") in errors
+    assert any(line == 8 and field == "triggers.cart.channel" for line, field, _ in errors)
+    assert any(line == 9 and field == "triggers.cart.after" and "duration" in m for line, field, m in errors)
+    assert any(line == 13 and field == "triggers.quiet.quiet_hours.start" for line, field, _ in errors)
+    assert (21, "triggers.who.min_views", "unknown field") in errors
+    assert any(line == 22 and field == "triggers.what" and "cart_abandoned" in m for line, field, m in errors)
+
+
+def test_references_are_checked_with_their_line() -> None:
+    text = """\
+triggers:
+  quiet:
+    kind: cart_abandoned
+    channel: email
+    payload:
+      title: "Hi {name}"
+      recommendations: {placement: nowhere}
+    audience: {segments_any: [vip]}
+"""
+    errors = errors_of(text)
+    assert [(line, field) for line, field, _ in errors] == [
+        (6, "triggers.quiet.payload.title"), (7, "triggers.quiet.payload.recommendations.placement"),
+        (8, "triggers.quiet.audience.segments_any[0]")]
+
+
+def test_quiet_hours_span_midnight_in_the_shop_time_zone() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    quiet = QuietHours(start="21:00", end="08:00")
+    at = datetime(2026, 12, 4, 22, 30, tzinfo=paris).timestamp()
+    assert suppress.quiet_until(quiet, at, paris) == datetime(2026, 12, 5, 8, 0, tzinfo=paris).timestamp()
+    early = datetime(2026, 12, 5, 7, 0, tzinfo=paris).timestamp()
+    assert suppress.quiet_until(quiet, early, paris) == datetime(2026, 12, 5, 8, 0, tzinfo=paris).timestamp()
+    assert suppress.quiet_until(quiet, datetime(2026, 12, 5, 12, 0, tzinfo=paris).timestamp(), paris) is None
+
+
+def test_the_personal_limit_lowers_the_pressure_cap() -> None:
+    rules = load_rules(GOOD, "rules.yaml")
+    cart = rules.triggers["hello"]
+    now = 1_000_000.0
+    sent = [("push", "lapsing", now - 3 * 86400)]
+    assert not suppress.capped(sent, "hello", cart, rules.pressure, {}, now)
+    assert suppress.capped(sent, "hello", cart, rules.pressure, {"max_messages_per_week": "1"}, now)
+    assert suppress.capped(sent * 3, "hello", cart, rules.pressure, {}, now)  # 3 across channels in 7d
+    assert suppress.capped([("email", "x", now - 10)] * 2, "hello", cart, rules.pressure, {}, now)  # 2 email a day
+
+
+def test_signatures_verify_and_backoff_grows_with_jitter() -> None:
+    header = signature("s" * 16, 1000, b"{}")
+    assert verify("s" * 16, header, b"{}", 1000) and not verify("s" * 16, header, b"{ }", 1000)
+    assert not verify("s" * 16, header, b"{}", 2000) and not verify("t" * 16, header, b"{}", 1000)
+    waits = [backoff(n, 5.0, 3600.0) for n in (1, 2, 3, 20)]
+    assert 2.5 <= waits[0] < 7.5 and 5 <= waits[1] < 15 and 10 <= waits[2] < 30 and waits[3] < 5400
