@@ -129,8 +129,8 @@ def test_console_pages_render_through_the_admin_api(client: TestClient) -> None:
     assert numbers["routes"] and numbers["health_status"] == 200
     experiments = client.get("/console/experiments")
     assert experiments.status_code == 200 and "No experiments in the live rules" in experiments.text
-    segments = client.get("/console/segments")  # GET /v1/admin/segments is not on this server yet
-    assert segments.status_code == 200 and "Segments API not available" in segments.text
+    segments = client.get("/console/segments")
+    assert segments.status_code == 200 and 'id="segment-loyal"' in segments.text
     signed_out = client.post("/console/signout", follow_redirects=False)
     assert signed_out.status_code == 303
     assert client.get("/console/rules", follow_redirects=False).status_code == 303
