@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from engine.profiles.affinity import affinity_owner
-from engine.ranking.blend import blend_scores, closest_anchor, top_k
+from engine.ranking.blend import blend, closest_anchor, top_k
 from engine.catalog.content import for_catalogue
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
@@ -121,13 +121,15 @@ def person_scores(model: ServedModel, ctx: Context) -> Scored | None:
     session = np.array([j for i in ctx.session() if (j := index.get(i)) is not None], dtype=np.int32)
     session_neighbours, sequence = session_signals(model, session, ctx.now)
     als = model.scores(vector) if model.blend.get("als") else model.no_scores
+    a = model.artifact
+    blended = blend(model.blend, als=als, recent=(idx, weights), history=(row_items, row_weights),
+                    neighbour_index=a.similar_index, neighbour_score=a.similar_score,
+                    popularity=model.popularity_prior, session_neighbours=session_neighbours, sequence=sequence)
     signals = Signals(model.blend, als, model.popularity_prior, (idx, weights), (row_items, row_weights),
-                      model.artifact.similar_index, model.artifact.similar_score, session_neighbours, sequence)
-    scores = blend_scores(model.blend, als=signals.als, recent=signals.recent, history=signals.history,
-                          neighbour_index=signals.neighbour_index, neighbour_score=signals.neighbour_score,
-                          popularity=signals.popularity, session_neighbours=session_neighbours, sequence=sequence)
+                      a.similar_index, a.similar_score, session_neighbours, sequence,
+                      votes=(blended.covisit, blended.voter))
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
-    return Scored(scores, signals, history, seen)
+    return Scored(blended.scores, signals, history, seen)
 
 
 def explain(model: ServedModel, ctx: Context, scored: Scored, top: np.ndarray, values: np.ndarray) -> list[Pick]:
