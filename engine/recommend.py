@@ -182,6 +182,7 @@ class Recommender:
             return None
         catalogue = self.catalogue.current
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
+        ctx.new_item_share = 0.0  # a stored list holds the model's items; requests add new ones
         picks = SCENARIOS["for_you"](model, catalogue, ctx)
         visit = stored.Visit.of(ctx.visitor, ctx.now, ctx.session_timeout_s)
         return stored.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model)
@@ -221,7 +222,10 @@ class Recommender:
         if wants_list and not degraded:
             kept = stored.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
                                         self._settings.session_timeout_s)
-        if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not any(declared):
+        # New items join a for-you list by the person's items: that needs the profile read below.
+        exploring = int(self._settings.new_item_share * pool) > 0 and bool(model and model.view(catalogue).new_items)
+        if (kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not exploring
+                and not any(declared)):
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.ranking.stored).
             picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)

@@ -280,10 +280,11 @@ class Settings(BaseSettings):
     # --- recommendation quality and model lifecycle (engine.ranking.blend, models.evaluate, models.train) ---
     exclude_seen: bool = Field(True, description="for-you leaves out items the person already viewed, carted or "
                                                  "bought; false lets them come back, ranked by the blend.")
-    new_item_share: float = Field(0.1, ge=0, le=0.5, description="Share of a product page's similar list (rounded "
-                                  "down) that may go to new items, added since the model's data was read, that "
-                                  "resemble the page's item in title, category, brand and price "
-                                  "(engine.catalog.content); 0: no exploration.")
+    new_item_share: float = Field(0.1, ge=0, le=0.5, description="Share of a similar, category or for-you list "
+                                  "(rounded down, at its end) that may go to new items, added since the model's "
+                                  "data was read: alike the page's item or the person's items in title, category, "
+                                  "brand and price (engine.catalog.content), or of the list's category; "
+                                  "0: no exploration.")
     blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND),
                                     description="Weights of the for-you signals (engine.ranking.blend).")
     history_half_life_s: float = Field(30 * 86400, gt=0, description="Age at which a past event counts half in "

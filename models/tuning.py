@@ -49,6 +49,11 @@ BLEND_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 HALF_LIFE = "history_half_life_days"
 HALF_LIFE_GRID: tuple[float, ...] = (1, 3, 7, 14, 30, 90, 365)
 SIMILARITY = "neighbours_similarity"
+# The session-neighbours signal's own parameters (models.sknn.SknnParams), searched with its weight
+# when the blend may use it: how many neighbour sessions vote, how many of the visit's latest items
+# find them, and VMIS-kNN's idf weighting of rare items. The index is not rebuilt (per_item stays).
+SKNN_GRID: dict[str, tuple[float, ...]] = {"sknn_k": (20, 50, 100), "sknn_last_n": (3, 5, 10, 20),
+                                           "sknn_idf_weight": (0.0, 0.5, 1.0)}
 # The settings (engine.settings names) each search moves; a pinned one stays as configured.
 TUNABLE: tuple[str, ...] = ("als_factors", "als_regularization", "als_alpha", "als_iterations", "event_weights",
                             "blend", "history_half_life_s", "neighbour_similarity", "exclude_seen",
@@ -127,13 +132,14 @@ def tune_exclusions(split: Split, config: TrainConfig, serve: Callable[[Artifact
 
 def blend_steps(signals: Sequence[str], rounds: int) -> int:
     """The most evaluations ``tune_blend`` makes (for a progress bar)."""
-    return 1 + rounds * (len(signals) * len(BLEND_GRID) + len(HALF_LIFE_GRID) + len(SIMILARITIES))
+    sknn = sum(map(len, SKNN_GRID.values())) if "session_neighbours" in signals else 0
+    return 1 + rounds * (len(signals) * len(BLEND_GRID) + len(HALF_LIFE_GRID) + len(SIMILARITIES) + sknn)
 
 
 def tune_blend(split: Split, config: TrainConfig, serve: Callable[[Artifact], Ranker], signals: Sequence[str],
                rounds: int = 3, pinned: Collection[str] = (), tick: Tick = _none) -> tuple[TrainConfig, list[Trial]]:
     """Coordinate ascent over the served blend (weights, history half-life, the similarity of the
-    neighbours signal's table) on ``split``."""
+    neighbours signal's table, the session-neighbours parameters) on ``split``."""
     artifact = fit(split.matrix(config), config)
     tables = {config.similarity: (artifact.similar_index, artifact.similar_score)}
     results: list[Trial] = []
@@ -156,14 +162,19 @@ def tune_blend(split: Split, config: TrainConfig, serve: Callable[[Artifact], Ra
 
     def recipe(point: dict[str, Any]) -> TrainConfig:
         return replace(config, history_half_life_s=point[HALF_LIFE] * 86400, similarity=point[SIMILARITY],
-                       blend={s: point[s] for s in signals if point[s] > 0})
+                       blend={s: point[s] for s in signals if point[s] > 0},
+                       sknn=replace(config.sknn, **{name.removeprefix("sknn_"): type(getattr(
+                           config.sknn, name.removeprefix("sknn_")))(point[name]) for name in sknn_grid}))
 
+    sknn_grid = SKNN_GRID if "session_neighbours" in signals and "blend" not in pinned else {}
     grids: dict[str, Sequence[Any]] = {
         **({} if "blend" in pinned else {s: BLEND_GRID for s in signals}),
         **({} if "neighbour_similarity" in pinned else {SIMILARITY: SIMILARITIES}),
-        **({} if "history_half_life_s" in pinned else {HALF_LIFE: HALF_LIFE_GRID})}
+        **({} if "history_half_life_s" in pinned else {HALF_LIFE: HALF_LIFE_GRID}),
+        **sknn_grid}
     best = {**{s: float(config.blend.get(s, 0.0)) for s in signals}, HALF_LIFE: config.history_half_life_s / 86400,
-            SIMILARITY: config.similarity}
+            SIMILARITY: config.similarity,
+            **{name: getattr(config.sknn, name.removeprefix("sknn_")) for name in sknn_grid}}
     best_score = evaluate(best)
     for _ in range(rounds if grids else 0):
         improved = False

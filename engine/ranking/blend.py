@@ -16,6 +16,7 @@ plain Python, so they read (and test) as the formula they compute. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -55,7 +56,8 @@ def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, re
            history_items: np.ndarray, history_weights: np.ndarray, neighbour_index: np.ndarray,
            neighbour_score: np.ndarray, session_items: np.ndarray, session_weights: np.ndarray,
            sequence_items: np.ndarray, sequence_weights: np.ndarray, w_als: float, w_popularity: float,
-           w_recent: float, w_history: float, w_neighbours: float, w_session: float, w_sequence: float) -> np.ndarray:
+           w_recent: float, w_history: float, w_neighbours: float, w_session: float,
+           w_sequence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(als)
     top_als = als.max() if n else 0.0
     scale = w_als / top_als if top_als > 0 else w_als
@@ -77,12 +79,30 @@ def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, re
         for j in range(len(sequence_items)):
             scores[sequence_items[j]] += w_sequence * sequence[j]
     if w_neighbours == 0:
-        return scores
-    # Co-visitation: every item the person touched votes for its neighbours, by its strength (an
-    # item in both signals votes twice, once per strength: the same as voting their sum).
+        return scores, np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int32)
+    covisit, voter, voted = covisit_votes(recent_items, recent, history_items, history, neighbour_index,
+                                          neighbour_score, n)
+    top = 0.0
+    for j in range(len(voted)):
+        top = max(top, covisit[voted[j]])
+    if top > 0:
+        for j in range(len(voted)):
+            scores[voted[j]] += w_neighbours * covisit[voted[j]] / top
+    return scores, covisit, voter
+
+
+@njit(cache=True, nogil=True)
+def covisit_votes(recent_items: np.ndarray, recent: np.ndarray, history_items: np.ndarray, history: np.ndarray,
+                  neighbour_index: np.ndarray, neighbour_score: np.ndarray,
+                  n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Co-visitation: every item the person touched votes for its neighbours, by its strength in
+    [0, 1] (an item in both signals votes twice, once per strength: the same as voting their sum).
+    (votes per item, the item of theirs whose single vote for it was largest or -1, the voted items):
+    the blend's neighbours term and the ``similar_to:X`` of a reason (engine.ranking.reasons)."""
     covisit = np.zeros(n, dtype=np.float32)
-    is_voted = np.zeros(n, dtype=np.bool_)
-    voted = np.empty((len(recent_items) + len(history_items)) * neighbour_index.shape[1], dtype=np.int64)
+    voter = np.full(n, -1, dtype=np.int32)
+    best = np.zeros(n, dtype=np.float32)
+    voted = np.empty((len(recent_items) + len(history_items)) * neighbour_index.shape[1], dtype=np.int32)
     n_voted = 0
     for signal in range(2):
         anchors, strength = (recent_items, recent) if signal == 0 else (history_items, history)
@@ -92,21 +112,27 @@ def _blend(als: np.ndarray, popularity: np.ndarray, recent_items: np.ndarray, re
                 item = neighbour_index[row, q]
                 if item < 0:  # -1 pads the row's end
                     break
-                if not is_voted[item]:
-                    is_voted[item] = True
+                vote = neighbour_score[row, q] * strength[j]
+                if voter[item] < 0:
                     voted[n_voted] = item
                     n_voted += 1
-                covisit[item] += neighbour_score[row, q] * strength[j]
-    top = 0.0
-    for j in range(n_voted):
-        top = max(top, covisit[voted[j]])
-    if top > 0:
-        for j in range(n_voted):
-            scores[voted[j]] += w_neighbours * covisit[voted[j]] / top
-    return scores
+                    voter[item], best[item] = row, vote
+                elif vote > best[item]:  # the first of equal votes keeps it
+                    voter[item], best[item] = row, vote
+                covisit[item] += vote
+    return covisit, voter, voted[:n_voted]
 
 
-def blend_scores(
+class Blended(NamedTuple):
+    """A person's scores, and the co-visitation votes they hold (``covisit_votes``; empty arrays
+    when the blend gives co-visitation no weight), which a reason reads rather than recounts."""
+
+    scores: np.ndarray
+    covisit: np.ndarray
+    voter: np.ndarray
+
+
+def blend(
     weights: Mapping[str, float],
     *,
     als: np.ndarray,
@@ -117,8 +143,8 @@ def blend_scores(
     popularity: np.ndarray,
     session_neighbours: tuple[np.ndarray, np.ndarray] = (_NONE_I, _NONE_F),
     sequence: tuple[np.ndarray, np.ndarray] = (_NONE_I, _NONE_F),
-) -> np.ndarray:
-    """One float32 score per item.
+) -> Blended:
+    """One float32 score per item, with the votes behind its co-visitation term.
 
     ``als``: the folded-in person vector's scores. ``recent``: (distinct items, weights) from the profile,
     strongest and most recent first (the visit under way, the cart, earlier visits, purchases).
@@ -127,15 +153,20 @@ def blend_scores(
     ``session_neighbours``: (items, votes) of the sessions most like the visit under way (models.sknn).
     ``sequence``: (items, weights) of what follows its latest items (models.seqrules).
     """
-    return _blend(np.ascontiguousarray(als, dtype=np.float32), np.ascontiguousarray(popularity, dtype=np.float32),
-                  recent[0].astype(np.int32, copy=False), recent[1].astype(np.float32, copy=False),
-                  history[0].astype(np.int32, copy=False), history[1].astype(np.float32, copy=False),
-                  neighbour_index, neighbour_score, session_neighbours[0].astype(np.int32, copy=False),
-                  session_neighbours[1].astype(np.float32, copy=False), sequence[0].astype(np.int32, copy=False),
-                  sequence[1].astype(np.float32, copy=False), weights.get("als", 0.0),
-                  weights.get("popularity", 0.0), weights.get("recent", 0.0), weights.get("history", 0.0),
-                  weights.get("neighbours", 0.0), weights.get("session_neighbours", 0.0),
-                  weights.get("sequence", 0.0))
+    return Blended(*_blend(
+        np.ascontiguousarray(als, dtype=np.float32), np.ascontiguousarray(popularity, dtype=np.float32),
+        recent[0].astype(np.int32, copy=False), recent[1].astype(np.float32, copy=False),
+        history[0].astype(np.int32, copy=False), history[1].astype(np.float32, copy=False),
+        neighbour_index, neighbour_score, session_neighbours[0].astype(np.int32, copy=False),
+        session_neighbours[1].astype(np.float32, copy=False), sequence[0].astype(np.int32, copy=False),
+        sequence[1].astype(np.float32, copy=False), weights.get("als", 0.0),
+        weights.get("popularity", 0.0), weights.get("recent", 0.0), weights.get("history", 0.0),
+        weights.get("neighbours", 0.0), weights.get("session_neighbours", 0.0), weights.get("sequence", 0.0)))
+
+
+def blend_scores(weights: Mapping[str, float], **signals: tuple[np.ndarray, np.ndarray] | np.ndarray) -> np.ndarray:
+    """``blend``'s scores alone (its arguments)."""
+    return blend(weights, **signals).scores  # type: ignore[arg-type]
 
 
 @njit(cache=True, nogil=True)

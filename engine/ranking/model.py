@@ -44,6 +44,9 @@ class CatalogueView:
     # popularity. Built with the view, so asking for a category that does not exist (a query
     # string, an event property) costs a dict miss and leaves nothing behind.
     category_items: dict[str, np.ndarray]
+    # Available items the model cannot know (added after its data was read), newest first: the
+    # candidates of exploration (engine.ranking.scenarios).
+    new_items: tuple[str, ...] = ()
 
 
 def warm_kernels() -> None:
@@ -161,7 +164,8 @@ class ServedModel:
         popular_order = order[available[order]]
         view = CatalogueView(version=catalogue.version, available=available, available_flags=available.tobytes(),
                              penalty=penalty, popular_order=popular_order,
-                             category_items=self._by_category(catalogue, popular_order))
+                             category_items=self._by_category(catalogue, popular_order),
+                             new_items=self._new_items(catalogue))
         # Built in a thread while requests read: replace the dict, never change it in place.
         self._views = dict([*self._views.items(), (catalogue.version, view)][-VIEWS_KEPT:])
         return view
@@ -180,6 +184,12 @@ class ServedModel:
             for category in path:
                 members.setdefault(category, []).append(i)
         return {c: np.asarray(found, dtype=np.int32) for c, found in members.items()}
+
+    def _new_items(self, catalogue: Catalogue) -> tuple[str, ...]:
+        new = [(item.added_at, item_id) for item_id, item in catalogue.items.items()
+               if item.in_stock and item.added_at is not None and item.added_at > self.read_at
+               and item_id not in self.item_index]
+        return tuple(item_id for _, item_id in sorted(new, reverse=True))
 
     def category_items(self, catalogue: Catalogue, category: str) -> np.ndarray:
         """Available items in ``category`` or below it, best sellers first (none for a category

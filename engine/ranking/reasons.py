@@ -3,7 +3,8 @@
 A reason must say why the item ranked: under a popularity-only blend a best seller is ``popular``,
 not ``because_you_viewed:X`` for whichever viewed item happens to be nearest. The blend's kernel
 (``engine.ranking.blend``) sums the signals over every item in one compiled pass and keeps no
-terms; here the same terms are recomputed, in numpy, for the few items shown only. Pure: no I/O.
+terms; here the same terms are recomputed, in numpy, for the few items shown only, but for the
+co-visitation votes, the costliest, which the blend hands over (``Signals.votes``). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from engine.ranking.blend import covisit_votes
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Signals:
     neighbour_score: np.ndarray
     session_neighbours: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
     sequence: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    votes: tuple[np.ndarray, np.ndarray] | None = None  # the blend's (covisit, voter); None: count them here
 
 
 def _unit(weights: np.ndarray, damp: bool) -> np.ndarray:
@@ -35,17 +39,16 @@ def _unit(weights: np.ndarray, damp: bool) -> np.ndarray:
     return values / top if top > 0 else values
 
 
-def _votes(s: Signals) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every co-visitation vote of the person's items: (anchor item, voted item, vote) triples."""
-    anchors = np.concatenate([s.recent[0], s.history[0]]).astype(np.int64)
-    strength = np.concatenate([_unit(s.recent[1], False), _unit(s.history[1], True)])
-    if not len(anchors):
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0, dtype=np.float32)
-    rows = s.neighbour_index[anchors]
-    votes = s.neighbour_score[anchors] * strength[:, None]
-    valid = rows >= 0
-    return np.broadcast_to(anchors[:, None], rows.shape)[valid], rows[valid].astype(np.int64), votes[valid]
+def _votes(s: Signals) -> tuple[np.ndarray, np.ndarray]:
+    """Per item, its co-visitation votes and the person's item that cast the largest
+    (``engine.ranking.blend.covisit_votes``): the blend's, or counted the same way."""
+    if s.votes is not None and len(s.votes[0]):
+        return s.votes
+    covisit, voter, _ = covisit_votes(
+        s.recent[0].astype(np.int32, copy=False), _unit(s.recent[1], False).astype(np.float32, copy=False),
+        s.history[0].astype(np.int32, copy=False), _unit(s.history[1], True).astype(np.float32, copy=False),
+        s.neighbour_index, s.neighbour_score, len(s.als))
+    return covisit, voter
 
 
 def contributions(s: Signals, picks: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,13 +62,15 @@ def contributions(s: Signals, picks: np.ndarray) -> dict[str, np.ndarray]:
     for name, (items, weights), damp in (("recent", s.recent, False), ("history", s.history, True),
                                          ("session_neighbours", s.session_neighbours, False),
                                          ("sequence", s.sequence, False)):
+        if not w.get(name, 0.0):  # a zero term, as the blend leaves it
+            terms[name] = np.zeros(len(picks), dtype=np.float32)
+            continue
         dense = np.zeros(n, dtype=np.float32)
         dense[items] = _unit(weights, damp)
-        terms[name] = w.get(name, 0.0) * dense[picks]
+        terms[name] = w[name] * dense[picks]
     w_neighbours = w.get("neighbours", 0.0)
     if w_neighbours:
-        _, voted, votes = _votes(s)
-        covisit = np.bincount(voted, weights=votes, minlength=n)
+        covisit, _ = _votes(s)
         top = float(covisit.max(initial=0.0))
         terms["neighbours"] = w_neighbours * covisit[picks] / top if top > 0 else np.zeros(len(picks))
     return terms
@@ -82,10 +87,7 @@ def dominant(s: Signals, picks: np.ndarray) -> list[str | None]:
 
 def strongest_voters(s: Signals, items: list[int]) -> dict[int, int]:
     """For each of ``items``, the person's item whose co-visitation vote for it was the largest."""
-    anchors, voted, votes = _votes(s)
-    out = {}
-    for item in items:
-        hits = np.flatnonzero(voted == item)
-        if len(hits):
-            out[item] = int(anchors[hits[np.argmax(votes[hits])]])
-    return out
+    if not items:
+        return {}
+    _, voter = _votes(s)
+    return {item: int(voter[item]) for item in items if voter[item] >= 0}

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from engine.profiles.affinity import affinity_owner
-from engine.ranking.blend import blend_scores, closest_anchor, top_k
+from engine.profiles.affinity import affinity_owner, under
+from engine.ranking.blend import blend, closest_anchor, top_k
 from engine.catalog.content import for_catalogue
 from engine.catalog import Catalogue
 from engine.ranking.model import ServedModel
@@ -49,7 +49,7 @@ class Context:
     model_row: bool = True  # False: the model's row for the person predates their consent withdrawal
     precomputed: Stored | None = None  # the person's for-you list as applying their events left it
     allowed: "Allowed | None" = None  # the request's filters (engine.ranking.filters); None: no filter
-    new_item_share: float = 0.0  # of a similar list, for new items alike its item (engine.catalog.content)
+    new_item_share: float = 0.0  # of a similar, category or for-you list, for new items (exploration)
 
     def may_show(self, catalogue: Catalogue, item_id: str) -> bool:
         """Available, and matching the request's filters if it has any."""
@@ -121,13 +121,15 @@ def person_scores(model: ServedModel, ctx: Context) -> Scored | None:
     session = np.array([j for i in ctx.session() if (j := index.get(i)) is not None], dtype=np.int32)
     session_neighbours, sequence = session_signals(model, session, ctx.now)
     als = model.scores(vector) if model.blend.get("als") else model.no_scores
+    a = model.artifact
+    blended = blend(model.blend, als=als, recent=(idx, weights), history=(row_items, row_weights),
+                    neighbour_index=a.similar_index, neighbour_score=a.similar_score,
+                    popularity=model.popularity_prior, session_neighbours=session_neighbours, sequence=sequence)
     signals = Signals(model.blend, als, model.popularity_prior, (idx, weights), (row_items, row_weights),
-                      model.artifact.similar_index, model.artifact.similar_score, session_neighbours, sequence)
-    scores = blend_scores(model.blend, als=signals.als, recent=signals.recent, history=signals.history,
-                          neighbour_index=signals.neighbour_index, neighbour_score=signals.neighbour_score,
-                          popularity=signals.popularity, session_neighbours=session_neighbours, sequence=sequence)
+                      a.similar_index, a.similar_score, session_neighbours, sequence,
+                      votes=(blended.covisit, blended.voter))
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
-    return Scored(scores, signals, history, seen)
+    return Scored(blended.scores, signals, history, seen)
 
 
 def explain(model: ServedModel, ctx: Context, scored: Scored, top: np.ndarray, values: np.ndarray) -> list[Pick]:
@@ -170,13 +172,22 @@ def explain(model: ServedModel, ctx: Context, scored: Scored, top: np.ndarray, v
 
 
 def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
-    """The person's blend (``person_scores``), best first, each pick with its reason (``explain``).
+    """The person's blend (``person_scores``), best first, each pick with its reason (``explain``);
+    the last ``ctx.new_item_share`` of it new items alike what they touched (``_new_for_person``).
 
     Items the person already touched are left out unless ``ctx.exclude_seen`` is off (then they
     compete with the rest, as ``buy_again`` or ``viewed_before``).
     """
     if model is None:
         return []
+    picks = _model_for_you(model, catalogue, ctx)
+    slots = int(ctx.new_item_share * ctx.n)
+    if not picks or not slots or not model.view(catalogue).new_items:
+        return picks
+    return _explore(picks, _new_for_person(model, catalogue, ctx, slots), ctx.n)
+
+
+def _model_for_you(model: ServedModel, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     if ctx.precomputed is not None:  # what applying the person's last events computed (engine.ranking.stored)
         flags = ctx.allowed.flags if ctx.allowed is not None else model.view(catalogue).available_flags
         stored = ctx.precomputed.serve(model.item_ids, flags, ctx.excluded, ctx.n)
@@ -192,6 +203,50 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     penalty = ctx.allowed.penalty if ctx.allowed is not None else model.view(catalogue).penalty
     top, values = top_k(scored.scores, penalty, excluded, ctx.n)
     return explain(model, ctx, scored, top, values)
+
+
+def _explore(picks: list[Pick], new: list[tuple[str, str]], n: int) -> list[Pick]:
+    """``picks`` with their last slots of ``n`` given to ``new`` (item, reason) pairs, scored as
+    the last pick kept: exploration, small by setting, never ahead of what the model ranks."""
+    if not new:
+        return picks
+    kept = picks[:n - len(new)]
+    return kept + [Pick(item, kept[-1].score if kept else 0.0, reason) for item, reason in new]
+
+
+def _shown_new(model: ServedModel, catalogue: Catalogue, ctx: Context) -> list[str]:
+    """The new items (``CatalogueView.new_items``) this request may show."""
+    return [item for item in model.view(catalogue).new_items
+            if item not in ctx.excluded and ctx.may_show(catalogue, item)]
+
+
+def _new_for_person(model: ServedModel, catalogue: Catalogue, ctx: Context, k: int) -> list[tuple[str, str]]:
+    """Up to ``k`` of the ``NEWEST`` new items most alike the person's strongest items (``ANCHORS``
+    of them), at least ``MIN_ALIKE`` (cosine of engine.catalog.content), each named by the item it
+    resembles."""
+    content = for_catalogue(catalogue)
+    history = sorted(ctx.history(), key=lambda h: -h[1])
+    anchors = [item for item, _, _ in history if item in content.index][:ANCHORS]
+    touched = {item for item, _, _ in history} if ctx.exclude_seen else set()
+    candidates = [item for item in model.view(catalogue).new_items[:NEWEST]
+                  if item in content.index and item not in touched and item not in ctx.excluded
+                  and ctx.may_show(catalogue, item)]
+    if not anchors or not candidates:
+        return []
+    vectors = content.vectors
+    alike = (vectors[[content.index[i] for i in candidates]]
+             @ vectors[[content.index[a] for a in anchors]].T).toarray()
+    best, closest = alike.max(axis=1), alike.argmax(axis=1)
+    order = [c for c in np.argsort(-best, kind="stable").tolist() if best[c] >= MIN_ALIKE][:k]
+    return [(candidates[c], f"similar_content:{anchors[closest[c]]}") for c in order]
+
+
+# For-you exploration: the person's items it compares new items with, how alike one must be (a
+# shared price band or top category alone stays below it), and how many of the newest items are
+# compared (bounds a request's cost when a catalogue grew much since training).
+ANCHORS = 5
+MIN_ALIKE = 0.3
+NEWEST = 500
 
 
 def _neighbour_picks(model: ServedModel, catalogue: Catalogue, ctx: Context, anchors: list[str],
@@ -231,9 +286,7 @@ def similar(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     slots = int(ctx.new_item_share * ctx.n)
     if not picks or not slots:
         return picks
-    new = _new_alike(model, catalogue, ctx, anchor, slots, {p.item_id for p in picks})
-    kept = picks[:ctx.n - len(new)]
-    return kept + [Pick(item, kept[-1].score if kept else 0.0, reason) for item, reason in new]
+    return _explore(picks, _new_alike(model, catalogue, ctx, anchor, slots, {p.item_id for p in picks}), ctx.n)
 
 
 def _new_alike(model: ServedModel, catalogue: Catalogue, ctx: Context, anchor: str, k: int,
@@ -295,14 +348,21 @@ def similar_to_cart(model: ServedModel | None, catalogue: Catalogue, ctx: Contex
 
 
 def category_bestsellers(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
-    """Best sellers of the page's category, else of the one the person likes most."""
+    """Best sellers of the page's category, else of the one the person likes most; the last
+    ``ctx.new_item_share`` of them its newest items, which nobody can have bought yet (``new_arrival``)."""
     category = ctx.category
     if category is None:
         affinity = affinity_owner(ctx.visitor, ctx.customer).category_affinity
         category = max(affinity, key=affinity.__getitem__) if affinity else None
     if model is None or category is None:
         return []
-    return _ranked(model, category_items(model, catalogue, ctx, category), ctx, f"bestseller_in:{category}")
+    picks = _ranked(model, category_items(model, catalogue, ctx, category), ctx, f"bestseller_in:{category}")
+    slots = int(ctx.new_item_share * ctx.n)
+    if not picks or not slots:
+        return picks
+    new = [(item, "new_arrival") for item in _shown_new(model, catalogue, ctx)
+           if under(catalogue.items[item].category or "", category)]
+    return _explore(picks, new[:slots], ctx.n)
 
 
 def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:

@@ -61,3 +61,32 @@ def test_tuning_leaves_pinned_settings_alone_and_records_what_it_chose(demo_file
 
     few = tune_recipe(rows[:300], base, served_ranker(Settings()), BLEND_SIGNALS, pinned=[], trials=1, progress=False)
     assert not few.record["tuned"] and "fewer than 20" in few.record["reason"] and few.config.blend == blend
+
+
+def test_the_session_neighbours_parameters_are_searched_with_its_weight(demo_files: tuple[Path, Path]) -> None:
+    from engine.training import served_ranker
+    from engine.events.history import interactions
+    from engine.ingest.importer import ImportReport, read_events
+    from engine.ranking.model import ServedModel
+    from engine.settings import Settings
+    from models.als import ALSParams
+    from models.train import fit
+    from models.tuning import SKNN_GRID, tune_blend
+
+    events = read_events(demo_files[1], ImportReport(), accepted_at=time.time())
+    rows = sorted(interactions(e.model_dump() for _, e in zip(range(10_000), events)), key=lambda r: r.ts)
+    base = TrainConfig(weights={"product_view": 1.0, "purchase": 1.0}, als=ALSParams(factors=16, iterations=5),
+                       blend={"session_neighbours": 1.0})
+    split = validation_split(rows, base, "sessions")
+    split.queries, split.targets = split.queries[:100], split.targets[:100]  # a search, not a measurement
+    config, trials = tune_blend(split, base, served_ranker(Settings()), ("session_neighbours",), rounds=1)
+    for name, grid in SKNN_GRID.items():
+        assert {t.params[name] for t in trials} == set(grid), name
+    best = next(t for t in trials if t.score == max(t.score for t in trials))
+    chosen = (config.sknn.k, config.sknn.last_n, config.sknn.idf_weight)
+    assert chosen == (best.params["sknn_k"], best.params["sknn_last_n"], best.params["sknn_idf_weight"])
+    artifact = fit(split.matrix(config), config)
+    assert ServedModel(artifact).sknn == config.sknn  # what the model serves
+
+    pinned, _ = tune_blend(split, base, served_ranker(Settings()), ("session_neighbours",), rounds=1, pinned=["blend"])
+    assert pinned.sknn == base.sknn

@@ -26,7 +26,9 @@ from tests.conftest import make_settings
 
 @pytest.fixture
 def blend_app(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> Iterator[object]:
-    """A factory of apps serving the demo model with the default blend, settings overridden."""
+    """A factory of apps serving the demo model with the default blend, settings overridden; no
+    exploration unless asked (new items are not what the offline ranker scores, and the demo
+    catalogue, loaded after training, makes its unsold items new)."""
     from engine.catalog import upsert_items
     from engine.ingest.importer import ImportReport, read_items
 
@@ -45,7 +47,7 @@ def blend_app(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> 
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        client = TestClient(create_app(make_settings(data_dir, redis_url, **overrides)))
+        client = TestClient(create_app(make_settings(data_dir, redis_url, **{"new_item_share": 0.0, **overrides})))
         clients.append(client.__enter__())
         return client
 

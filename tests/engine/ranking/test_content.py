@@ -61,3 +61,46 @@ def test_a_new_item_has_similar_items_and_reaches_the_lists_of_items_it_resemble
 
     put(client, {"item_id": "NEW-1", "in_stock": False})  # what cannot be shown is not explored
     assert "NEW-1" not in [i["item_id"] for i in reco(client, placement="product", item_id=anchor, n=10)]
+
+
+def popular_item(client: TestClient) -> dict:
+    engine = client.app.state.engine
+    model = engine.models.current
+    anchor = model.item_ids[int(model.view(engine.catalogue.current).popular_order[0])]
+    return client.get(f"/v1/items/{anchor}", headers=ADMIN).json()
+
+
+def test_a_new_item_gets_an_exploration_slot_in_its_category_list_without_retraining(client: TestClient) -> None:
+    known = popular_item(client)
+    category = known["category"]
+    before = reco(client, placement="category", category=category, n=10)
+    put(client, {"item_id": "NEW-CAT", "title": "Something else entirely", "category": category, "price": 3.0})
+
+    listed = reco(client, placement="category", category=category, n=10)
+    assert [i["item_id"] for i in listed].index("NEW-CAT") == 9  # the one exploration slot of ten
+    assert listed[9]["reason"] == "new_arrival"
+    assert [i["item_id"] for i in listed[:9]] == [i["item_id"] for i in before[:9]]  # best sellers first
+    parent = category.split(".")[0]
+    assert "NEW-CAT" in [i["item_id"] for i in reco(client, placement="category", category=parent, n=10)]
+    assert "NEW-CAT" not in [i["item_id"] for i in reco(client, placement="category", category=category, n=9)]
+    assert "NEW-CAT" not in [i["item_id"] for i in reco(client, placement="category", category="no-such", n=10)]
+
+
+def test_a_new_item_reaches_the_for_you_list_of_someone_who_viewed_an_alike_item(client: TestClient) -> None:
+    known = popular_item(client)
+    put(client, {"item_id": "NEW-FY", "title": known["title"], "category": known["category"],
+                 "price": known["price"]})
+    r = client.post("/v1/events", json={"events": [
+        {"event_id": "fy1", "type": "product_view", "visitor_id": "fy-visitor", "item_id": known["item_id"]}]})
+    assert r.status_code == 200, r.text
+
+    for_you = reco(client, placement="home", visitor_id="fy-visitor", n=10)
+    ids = [i["item_id"] for i in for_you]
+    assert ids.index("NEW-FY") == 9
+    assert for_you[9]["reason"] == f"similar_content:{known['item_id']}"
+    assert "NEW-FY" not in [i["item_id"] for i in reco(client, placement="home", visitor_id="fy-visitor", n=9)]
+    # nor to whoever viewed it already
+    r = client.post("/v1/events", json={"events": [
+        {"event_id": "fy2", "type": "product_view", "visitor_id": "other-visitor", "item_id": "NEW-FY"}]})
+    assert r.status_code == 200, r.text
+    assert "NEW-FY" not in [i["item_id"] for i in reco(client, placement="home", visitor_id="other-visitor", n=10)]
