@@ -8,14 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
 
 from api.auth import require_admin, require_site
 from api.openapi import doc, ok, path_parameter, request_body
 from api.query import json_body, require_json
 from api.responses import ApiError, json_response
-from engine.catalog import Item, delete_items, upsert_items
+from engine.catalog import Item, delete_items, upsert_changes
 from engine.events.schema import ID_PATTERN
 from engine.events.fields import field_errors
+from engine.triggers.catalogue import item_triggers
 
 router = APIRouter()
 MAX_ITEMS = 10_000
@@ -76,7 +78,9 @@ _WRITE_ERRORS = {413: f"The body is larger than `VITRINE_MAX_BODY_BYTES`, or lis
 
 @router.put("/v1/items", dependencies=[Depends(require_admin)], **doc(
     "admin", "Add catalogue items, or change stored ones in the fields sent", {
-        200: ok(Upserted, "All items stored; API processes pick the new catalogue version up at once."),
+        200: ok(Upserted, "All items stored; API processes pick the new catalogue version up at once. "
+                "A changed item's price drop or return to stock fires its triggers for the item's "
+                "watchers after the answer."),
         422: "An item is invalid (`errors` names each field, `items[3].price`): nothing was stored.",
         **_WRITE_ERRORS,
     }, body=request_body(ItemsUpsert, {"one item": {"items": [_ITEM]}})))
@@ -90,9 +94,12 @@ async def put_items(request: Request) -> Response:
     if errors:
         raise ApiError(422, f"{len(errors)} invalid field(s); nothing was stored", errors)
     engine = request.app.state.engine
-    count = await upsert_items(engine.redis, items)
+    count, changes = await upsert_changes(engine.redis, items)
     await engine.catalogue.refresh()
-    return json_response({"upserted": count, "catalogue_version": engine.catalogue.current.version})
+    response = json_response({"upserted": count, "catalogue_version": engine.catalogue.current.version})
+    if changes:  # fanning out to watchers reads Redis per item: after the answer
+        response.background = BackgroundTask(item_triggers, engine.redis, engine.trigger_hook, changes)
+    return response
 
 
 @router.delete("/v1/items", dependencies=[Depends(require_admin)], **doc(

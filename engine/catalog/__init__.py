@@ -104,16 +104,26 @@ class Catalogue:
 EMPTY = Catalogue(version=0, items={})
 
 
+Change = tuple["Item | None", "Item"]  # an item before (None: new) and after a write
+
+
 async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
+    """``upsert_changes``, counting the items stored."""
+    return (await upsert_changes(redis, items))[0]
+
+
+async def upsert_changes(redis: Redis, items: Iterable[Item]) -> tuple[int, list[Change]]:
     """Store items and bump the version, and the growth counter if an item becomes recommendable.
 
     An item stored already changes only in the fields it was given (``merged``), so a partial
     update (``{"item_id": "A", "in_stock": false}``) never wipes the others. The read of what is
     stored and the write are one optimistic transaction: a concurrent change to the catalogue makes
-    it start again, so no change is lost and no growth goes uncounted."""
+    it start again, so no change is lost and no growth goes uncounted. Also returns each item whose
+    stored record this write changed, before and after, read in that transaction: each change is
+    seen by exactly one write (catalogue-driven triggers rely on it)."""
     items = list(items)
     if not items:
-        return 0
+        return 0, []
     ids = [i.item_id for i in items]
     async with redis.pipeline(transaction=True) as pipe:
         while True:
@@ -127,7 +137,7 @@ async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
                 if grows:
                     pipe.incr(keys.CATALOGUE_GROWN)
                 await pipe.execute()
-                return len(mapping)
+                return len(mapping), await asyncio.to_thread(_changes, ids, existing, mapping)
             except WatchError:
                 continue
 
@@ -157,6 +167,17 @@ def _stored(items: list[Item], existing: list[bytes | None], now: float) -> tupl
         data["added_at"] = after.added_at or now
         mapping[item.item_id] = orjson.dumps(data)
     return mapping, grows
+
+
+def _changes(ids: list[str], existing: list[bytes | None], mapping: dict[str, bytes]) -> list[Change]:
+    before = {i: orjson.loads(raw) for i, raw in zip(ids, existing) if raw}
+    out: list[Change] = []
+    for item_id, raw in mapping.items():
+        after = orjson.loads(raw)
+        old = before.get(item_id)
+        if old != after:
+            out.append((Item.model_validate(old) if old is not None else None, Item.model_validate(after)))
+    return out
 
 
 async def delete_items(redis: Redis, item_ids: Iterable[str]) -> int:

@@ -578,7 +578,29 @@ class Welcome(Delayed):
     after: str = "5m"
 
 
-TRIGGER_MODELS = (CartAbandoned, BrowseAbandoned, ChurnRisk, Welcome)
+class PriceDrop(TriggerBase):
+    """A watched item's price fell by at least ``min_drop`` of the old price; a person with a price
+    alert on it only when the new price is at or below the alert's."""
+
+    kind: Literal["price_drop"]
+    min_drop: float = Field(0.05, description="Smallest fall that counts, as a share of the old price.")
+
+    @field_validator("min_drop", mode="before")
+    @classmethod
+    def _min_drop(cls, v: Any) -> float:
+        share = parse_share(v)
+        if share <= 0:
+            raise ValueError("must be more than 0%")
+        return share
+
+
+class BackInStock(TriggerBase):
+    """A watched item came back in stock."""
+
+    kind: Literal["back_in_stock"]
+
+
+TRIGGER_MODELS = (CartAbandoned, BrowseAbandoned, ChurnRisk, Welcome, PriceDrop, BackInStock)
 TRIGGER_KINDS = tuple(m.model_fields["kind"].annotation.__args__[0] for m in TRIGGER_MODELS)  # type: ignore[union-attr]
 Trigger = Annotated[Union[TRIGGER_MODELS], Field(discriminator="kind")]  # type: ignore[valid-type]
 

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.events.schema import Event
+from engine.profiles.preferences import Watcher
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.triggers import keys
 from engine.triggers.decisions import Arm, Seen
@@ -126,29 +127,32 @@ class TriggerHook:
                     ops.append(Op("once" if decision.once else "arm", who, decision.due, data))
         return ops
 
-    async def on_item_changed(self, old: Any, new: Any,
-                              watchers: Callable[[str], Awaitable[list[tuple[str, str | None]]]]) -> int:
+    async def on_item_changed(self, old: Any, new: Any, watchers: Callable[[str], Awaitable[list[Watcher]]]) -> int:
         """A catalogue write's entry point: ``old`` and ``new`` are the item before and after
         (``old`` None for a new item). Each enabled trigger whose kind has an
-        ``on_item_changed(trigger, old, new) -> data | None`` is asked; when one fires, the item's
-        watchers (``(visitor_id, customer_id)`` pairs from the watchers index) each get an
-        occurrence, due ``after`` from now, one per (trigger, person, item). The number armed."""
+        ``on_item_changed(trigger, old, new) -> data | None`` is asked; when one fires, each of the
+        item's watchers (``engine.profiles.preferences.watchers``) the kind ``reaches`` gets an
+        occurrence, due ``after`` from now, one per (trigger, person, item): a second change before
+        it is due moves it. The number armed."""
         ops: list[Op] = []
-        people: list[tuple[str, str | None]] | None = None
+        people: list[Watcher] | None = None
         now = self._clock()
         for kind, triggers in self._index().items():
-            react = getattr(KINDS[kind], "on_item_changed", None)
+            module = KINDS[kind]
+            react = getattr(module, "on_item_changed", None)
             for tid, trigger in triggers if react is not None else ():
                 data = react(trigger, old, new)
                 if data is None:
                     continue
                 people = await watchers(new.item_id) if people is None else people
-                for visitor_id, customer_id in people:
-                    who = member(tid, KINDS[kind].SCOPE, visitor_id, customer_id)
-                    if who is not None:
-                        ops.append(Op("arm", f"{who}|{new.item_id}", now + getattr(trigger, "after_s", 0),
-                                      {"t": tid, "v": visitor_id, "c": customer_id, "armed": now,
-                                       "item_id": new.item_id, **data}))
+                for watcher in people:
+                    if not module.reaches(trigger, data, watcher.below):
+                        continue
+                    who, ident = watcher.person.split(":", 1)
+                    visitor_id, customer_id = (ident, None) if who == "v" else (None, ident)
+                    ops.append(Op("arm", f"{tid}|{watcher.person}|{new.item_id}", now + getattr(trigger, "after_s", 0),
+                                  {"t": tid, "v": visitor_id, "c": customer_id, "armed": now,
+                                   "item_id": new.item_id, **data}))
         if ops:
             await self.write(ops)
         return len(ops)

@@ -2,7 +2,8 @@
 
 A kind module declares ``SCOPE`` (whose occurrence it is: the ``visitor`` cookie or the
 ``customer``), ``EVENTS`` (the event types it reads on the apply path; empty for a kind driven
-by something else, such as a catalogue change) and two pure functions:
+by something else, such as a catalogue change; a catalogue-driven kind's scope is ``watcher``: the
+person the watchers index names) and two pure functions:
 
 - ``on_event(trigger, seen) -> Arm | Cancel | None``: what an applied event does to the person's
   pending occurrence (``engine.triggers.decisions``);
@@ -10,7 +11,9 @@ by something else, such as a catalogue change) and two pure functions:
 
 Its parameters are a model in ``engine.merch.schema`` (the rules file is validated without the
 behaviour). A catalogue-driven kind (price drop, back in stock) has no ``EVENTS`` but an
-``on_item_changed(trigger, old, new)`` naming the people to arm (``engine.triggers.hook``).
+``on_item_changed(trigger, old, new) -> data | None`` (whether the change fires it) and a
+``reaches(trigger, data, below) -> bool`` (whether a watcher with that price alert gets it);
+``engine.triggers.hook`` fans out to the item's watchers.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from engine.merch.schema import TRIGGER_KINDS
-from engine.triggers.kinds import browse, cart, churn, welcome
+from engine.triggers.kinds import browse, cart, churn, price, stock, welcome
 
 KINDS: dict[str, ModuleType] = {"cart_abandoned": cart, "browse_abandoned": browse, "churn_risk": churn,
-                                "welcome": welcome}
+                                "welcome": welcome, "price_drop": price, "back_in_stock": stock}
 assert set(KINDS) == set(TRIGGER_KINDS), "every kind the rules file accepts has its module"
 _BY_EVENT: dict[str, tuple[str, ...]] = {}
 for _name, _module in KINDS.items():

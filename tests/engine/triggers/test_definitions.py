@@ -76,7 +76,7 @@ triggers:
     audience: {segments_any: [vip]}
     min_views: 3
   what:
-    kind: price_drop
+    kind: new_item
     channel: email
 """
     errors = errors_of(text)
@@ -86,6 +86,30 @@ triggers:
     assert any(line == 13 and field == "triggers.quiet.quiet_hours.start" for line, field, _ in errors)
     assert (21, "triggers.who.min_views", "unknown field") in errors
     assert any(line == 22 and field == "triggers.what" and "cart_abandoned" in m for line, field, m in errors)
+
+
+def test_catalogue_kinds_load_and_their_mistakes_have_a_line() -> None:
+    rules = load_rules("triggers:\n  drop:\n    kind: price_drop\n    min_drop: 10%\n    channel: email\n"
+                       "  back:\n    kind: back_in_stock\n    channel: push\n", "rules.yaml")
+    assert rules.triggers["drop"].min_drop == 0.1 and rules.triggers["back"].channel == "push"
+    errors = errors_of("""\
+triggers:
+  drop:
+    kind: price_drop
+    min_drop: 0
+    channel: email
+  steep:
+    kind: price_drop
+    min_drop: 150%
+    channel: email
+  back:
+    kind: back_in_stock
+    channel: email
+    min_drop: 5%
+""")
+    assert any(line == 4 and field == "triggers.drop.min_drop" and "more than 0%" in m for line, field, m in errors)
+    assert any(line == 8 and field == "triggers.steep.min_drop" for line, field, _ in errors)
+    assert (13, "triggers.back.min_drop", "unknown field") in errors
 
 
 def test_references_are_checked_with_their_line() -> None:

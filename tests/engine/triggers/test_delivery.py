@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from engine.events.schema import Event
+from engine.profiles.preferences import Watcher
 from engine.runtime import Engine
 from engine.triggers import keys
 from engine.triggers.report import trigger_report
@@ -341,6 +342,7 @@ def test_a_catalogue_change_arms_the_watchers_of_a_kind_that_reacts(tmp_path: Pa
     drop.SCOPE, drop.EVENTS = "visitor", frozenset()  # type: ignore[attr-defined]
     drop.on_item_changed = (lambda trigger, old, new: {"price": new.price}  # type: ignore[attr-defined]
                             if old is not None and new.price < old.price else None)
+    drop.reaches = lambda trigger, data, below: True  # type: ignore[attr-defined]
     drop.still_due = lambda trigger, person, data: True  # type: ignore[attr-defined]
     monkeypatch.setitem(kinds.KINDS, "cart_abandoned", drop)  # the defined trigger now reacts to prices
     t0 = time.time()
@@ -349,8 +351,8 @@ def test_a_catalogue_change_arms_the_watchers_of_a_kind_that_reacts(tmp_path: Pa
     async def body(engine: Engine, runner: Any) -> None:
         await engine.applier.apply([opt_in("v1", t0), opt_in("v2", t0)])
 
-        async def watchers(item_id: str) -> list[tuple[str, str | None]]:
-            return [("v1", None), ("v2", None)] if item_id == "i1" else []
+        async def watchers(item_id: str) -> list[Watcher]:
+            return [Watcher("v:v1", None, True), Watcher("v:v2", None, False)] if item_id == "i1" else []
 
         old, cheaper = Item(item_id="i1", price=20.0), Item(item_id="i1", price=15.0)
         assert await engine.trigger_hook.on_item_changed(cheaper, old, watchers) == 0  # a rise
