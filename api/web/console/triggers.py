@@ -26,7 +26,7 @@ def lift_chart(report: dict[str, Any]) -> Chart | None:
         if lift and lift.get("lift") is not None:
             low, high = lift["ci95"] if lift.get("ci95") else (None, None)
             bars.append(Bar(label, lift["lift"], low, high))
-    return Chart("Sent over control", bars) if bars else None
+    return Chart("Sent over control", bars, left=190) if bars else None  # room for the longer labels
 
 
 @router.get("/console/triggers")
