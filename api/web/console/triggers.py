@@ -1,5 +1,5 @@
 """The triggers page: each trigger of the rules (and those gone from them that left counters) with
-its kind, channel, control share, per-arm numbers, lift of sent over control with its 95% interval
+its kind, channel, whether enabled, control share, per-arm numbers, lift of sent over control with its 95% interval
 (the experiments page's chart), suppressions, webhook outcomes and a few of its deliveries, from
 ``GET /v1/admin/triggers`` and ``GET /v1/admin/deliveries``."""
 
@@ -38,5 +38,5 @@ async def triggers_page(request: Request) -> Response:
         sent = await admin.call(request, "GET", "/v1/admin/deliveries",
                                 params={"trigger": report["trigger"], "limit": str(DELIVERIES)})
         listed.append((report, lift_chart(report), sent.body["deliveries"] if sent.ok else []))
-    return page(request, session, "triggers.html", title="Triggers", section="triggers", triggers=listed, shown=DELIVERIES,
-                error=None if answer.ok else answer.message())
+    return page(request, session, "triggers.html", title="Triggers", section="triggers", triggers=listed,
+                shown=DELIVERIES, error=None if answer.ok else answer.message())
