@@ -44,6 +44,7 @@ class TriggerReport(BaseModel):
     defined: bool = Field(description="False: gone from the rules, counters kept.")
     kind: str | None
     channel: str | None
+    enabled: bool | None = Field(description="False: defined but switched off (`enabled: false`).")
     control_share: float | None
     attribution: str | None
     arms: dict[str, Any] = Field(description="`sent` and `control`: people, deliveries, conversions, "

@@ -55,6 +55,7 @@ def shape(trigger_id: str, definition: Any, raw: dict[str, Any]) -> dict[str, An
         "defined": definition is not None,
         "kind": definition.kind if definition is not None else None,
         "channel": definition.channel if definition is not None else None,
+        "enabled": definition.enabled if definition is not None else None,
         "control_share": definition.control if definition is not None else None,
         "attribution": definition.attribution if definition is not None else None,
         "arms": arms,

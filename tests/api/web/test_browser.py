@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -324,5 +325,46 @@ def test_experiments_page_and_missing_pages(shop: LiveServer, browser: Any, tmp_
         page.screenshot(path=str(tmp_path / f"404{path.replace('/', '-')}.png"), full_page=True)
     page.get_by_role("link", name="Back to the console").click()
     page.wait_for_url("**/console/rules")
+    context.close()
+    watch.check()
+
+
+def test_triggers_page_lists_a_trigger_with_its_numbers(shop: LiveServer, browser: Any, tmp_path: Path) -> None:
+    rules = Path(shop.server.config.app.state.settings.rules_file)
+    rules.write_text(rules.read_text() + "triggers:\n  cart-reminder:\n    kind: cart_abandoned\n    after: 60m\n"
+                     "    channel: email\n    control: 50%\n    payload: {title: Your cart}\n")
+    assert httpx.post(f"{shop.url}/v1/admin/rules/reload", headers=ADMIN).status_code == 200
+    armed = datetime.fromtimestamp(time.time() - 3700, timezone.utc).isoformat()  # due 100 s ago
+    visitors = [f"tg-{i}" for i in range(8)]
+    events = [{"event_id": f"c-{v}", "type": "consent", "visitor_id": v, "timestamp": armed,
+               "properties": {"purpose": "email", "granted": True}} for v in visitors]
+    events += [{"event_id": f"a-{v}", "type": "add_to_cart", "visitor_id": v, "item_id": "85123A", "timestamp": armed}
+               for v in [*visitors, "tg-no-consent"]]
+    with httpx.Client(base_url=shop.url, headers=ADMIN) as api:
+        assert api.post("/v1/events", json={"events": events}).status_code == 200
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the server's own runner decides what is due
+            report = api.get("/v1/admin/triggers/cart-reminder").json()
+            if sum(a["people"] for a in report["arms"].values()) == len(visitors):
+                break
+            time.sleep(0.2)
+        arms = report["arms"]
+        assert arms["sent"]["people"] and arms["control"]["people"], arms
+        purchases = [{"event_id": f"p-{v}", "type": "purchase", "visitor_id": v, "item_id": "85123A",
+                      "price": 2.5 + i, "quantity": 1} for i, v in enumerate(visitors)]
+        assert api.post("/v1/events", json={"events": purchases}).status_code == 200
+    context, page, watch = watched(browser)
+    _sign_in(page, shop)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Triggers").click()
+    page.wait_for_selector('[data-trigger="cart-reminder"]')
+    section = page.locator('[data-trigger="cart-reminder"]')
+    assert "cart_abandoned by email" in section.inner_text() and "Control share 50%" in section.inner_text()
+    for arm in ("sent", "control"):
+        assert int(section.locator(f'[data-arm="{arm}"] [data-n="people"]').inner_text()) == arms[arm]["people"]
+    assert int(section.locator('[data-arm="sent"] [data-n="deliveries"]').inner_text()) == arms["sent"]["people"]
+    assert section.locator("svg.chart rect.bar").count() >= 1  # lift of sent over control, with its interval
+    assert "no_consent" in section.locator('[data-table="suppressed"]').inner_text()
+    assert section.locator('[data-table="deliveries"] tbody tr').count() == arms["sent"]["people"]
+    page.screenshot(path=str(tmp_path / "01-console-triggers.png"), full_page=True)
     context.close()
     watch.check()

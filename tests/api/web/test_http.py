@@ -4,6 +4,8 @@ console's sign-in, session cookie and CSRF checks."""
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -84,7 +86,8 @@ def test_the_console_can_be_turned_off(client: TestClient) -> None:
 
 def test_console_needs_a_session(client: TestClient) -> None:
     for path in ("/console/rules", "/console/models", "/console/ops", "/console/experiments", "/console/customers",
-                 "/console/segments", "/console/customers/13085/export", "/console/customers/13085/erase"):
+                 "/console/segments", "/console/triggers", "/console/customers/13085/export",
+                 "/console/customers/13085/erase"):
         answer = client.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == "/console/signin", path
     assert client.post("/console/rules/check", json={"rules": "x"}, follow_redirects=False).status_code == 303
@@ -129,6 +132,8 @@ def test_console_pages_render_through_the_admin_api(client: TestClient) -> None:
     assert numbers["routes"] and numbers["health_status"] == 200
     experiments = client.get("/console/experiments")
     assert experiments.status_code == 200 and "No experiments in the live rules" in experiments.text
+    triggers = client.get("/console/triggers")
+    assert triggers.status_code == 200 and 'id="no-triggers"' in triggers.text
     segments = client.get("/console/segments")
     assert segments.status_code == 200 and 'id="segment-loyal"' in segments.text
     signed_out = client.post("/console/signout", follow_redirects=False)
@@ -184,3 +189,41 @@ def test_customer_page_erase_needs_the_token_and_the_id_typed_again(client: Test
     done = client.post("/console/customers/ann/erase", data={"csrf": csrf, "confirm": "ann"})
     assert done.status_code == 200 and 'id="erased"' in done.text
     assert client.get("/v1/customers/ann", headers=ADMIN).status_code == 404
+
+
+def _at(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def test_triggers_page_shows_each_trigger_through_the_admin_api(client: TestClient,
+                                                                 settings_overrides: dict[str, object]) -> None:
+    Path(str(settings_overrides["rules_file"])).write_text(DEMO_RULES + """
+triggers:
+  cart-reminder:
+    kind: cart_abandoned
+    after: 60m
+    channel: email
+    control: 0
+    payload: {title: "Your cart"}
+""")
+    assert client.post("/v1/admin/rules/reload", headers=ADMIN).status_code == 200
+    armed = time.time() - 3700  # due 100 s ago
+    events = [{"event_id": "c1", "type": "consent", "visitor_id": "v1", "timestamp": _at(armed),
+               "properties": {"purpose": "email", "granted": True}},
+              *({"event_id": f"a-{v}", "type": "add_to_cart", "visitor_id": v, "item_id": "85123A",
+                 "timestamp": _at(armed)} for v in ("v1", "v2"))]
+    assert client.post("/v1/events", json={"events": events}).status_code == 200
+    client.portal.call(client.app.state.triggers.tick)  # type: ignore[attr-defined]
+    csrf = _signed_in(client)
+
+    page = client.get("/console/triggers")
+    assert page.status_code == 200 and f'data-csrf="{csrf}"' in page.text
+    assert 'aria-current="page">Triggers</a>' in page.text
+    section = page.text[page.text.index('data-trigger="cart-reminder"'):]
+    assert "cart_abandoned by email" in section and 'status-running">enabled<' in section
+    assert "Control share 0%" in section
+    assert '<tr data-arm="sent"><th scope="row">sent</th><td class="num" data-n="people">1</td>' in section
+    assert '<th scope="row">no_consent</th><td class="num">1</td>' in section  # v2 never opted into email
+    assert '<th scope="row">dead-lettered</th><td class="num">0</td>' in section
+    assert 'href="/console/customers?id=v1">v1</a>' in section and "Your cart" in section
+    assert "No lift yet" in section  # a control share of 0: nobody to compare with
