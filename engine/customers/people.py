@@ -85,10 +85,12 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
     and reads the one before; older ones have expired)."""
     bucket = int(now // dedup_window_s)
     out = [k for c in person.customer_ids
-           for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c))]
+           for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c),
+                     keys.trigger_sends(c), keys.trigger_touches(c))]
     out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:
         out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v),
+                keys.trigger_sends(v), keys.trigger_touches(v),
                 *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
     return out
 
@@ -131,6 +133,9 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
             profiles.append(describe(v, visitor, customer_id, customer, now, session_timeout_s, lookup,
                                      segments=members(segments, visitor, customer, now, declared=interests)))
     events = await asyncio.to_thread(logged_events, log_dir, person)
+    sent = {p: [{"message": m.decode(), "at": ts} for m, ts in await redis.zrange(keys.trigger_sends(p), 0, -1,
+                                                                                  withscores=True)]
+            for p in [*person.customer_ids, *visitors]}
     return {
         "exported_at": now,
         "ids": {"visitor_ids": visitors, "customer_ids": person.customer_ids, "email_sha256": person.emails},
@@ -140,6 +145,7 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
         "exposure": {v: _exposure(raws[len(visitors) + i]) for i, v in enumerate(visitors)},
         "preferences": {o.member: preferences.describe(preferences.Declared.decode(raw), [], None, True)
                         for o, raw in zip(records, declared) if raw},
+        "messages": {p: m for p, m in sent.items() if m},  # what triggers sent them (engine.triggers)
         "events": events,
     }
 

@@ -109,3 +109,14 @@ def watchers(item_id: str) -> str:
     a catalogue change fans out to them without scanning profiles. No TTL: it outlives evictions and
     cleans itself as it is read."""
     return f"w:{item_id}"
+
+
+def trigger_sends(person: str) -> str:
+    """Zset of a person's messages (``channel|trigger|key`` by time), for the triggers' caps
+    (engine.triggers); ``person`` is their customer id, else their visitor id."""
+    return f"tg:s:{person}"
+
+
+def trigger_touches(person: str) -> str:
+    """Hash trigger -> ``arm|ts|window`` of the person's last delivery (or would-be delivery)."""
+    return f"tg:t:{person}"

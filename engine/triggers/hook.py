@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from engine.events.schema import Event
 from engine.profiles.preferences import Watcher
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.store import keys as store_keys
 from engine.triggers import keys
 from engine.triggers.decisions import Arm, Seen
 from engine.triggers.kinds import KINDS, interested
@@ -171,8 +172,8 @@ class TriggerHook:
                         await self._once(keys=[self.queue.due_key, self.queue.data_key, keys.ONCE],
                                    args=[op.member, op.member, op.due, orjson.dumps(op.data)], client=pipe)
                     else:
-                        await self._convert(keys=[keys.touches(op.member)], args=[op.due, op.revenue, op.member],
-                                      client=pipe)
+                        await self._convert(keys=[store_keys.trigger_touches(op.member)],
+                                            args=[op.due, op.revenue, op.member], client=pipe)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("%d trigger updates lost (%s: %s)", len(ops), type(exc).__name__, exc)

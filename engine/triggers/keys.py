@@ -1,6 +1,7 @@
 """Redis keys of the triggers. The queues share the hash tag ``{tg}``: a claim script touches
-both keys of one queue. None carries a TTL but a person's send log and touches: what is
-scheduled or counted must survive memory pressure (``engine.store.keys``)."""
+both keys of one queue. None carries a TTL: what is scheduled or counted must survive memory
+pressure. A person's own keys (their send log and touches) are ``engine.store.keys``', beside
+their other keys, so an erasure finds them."""
 
 from __future__ import annotations
 
@@ -33,12 +34,3 @@ def revenue(trigger: str, arm: str) -> str:
     """Hash person -> revenue within the attribution window."""
     return f"tg:r:{trigger}:{arm}"
 
-
-def sends(person: str) -> str:
-    """Zset of a person's messages (``channel|trigger|key`` by time), for the caps."""
-    return f"tg:s:{person}"
-
-
-def touches(person: str) -> str:
-    """Hash trigger -> ``arm|ts|window`` of the person's last delivery (or would-be delivery)."""
-    return f"tg:t:{person}"

@@ -31,6 +31,7 @@ from engine.merch.live import RulesSnapshot
 from engine.profiles import preferences
 from engine.profiles.store import load_profiles
 from engine.ranking.request import RecoRequest
+from engine.store import keys as store_keys
 from engine.triggers import keys, suppress, webhook
 from engine.triggers.kinds import KINDS
 from engine.triggers.queue import Queue
@@ -148,9 +149,9 @@ class TriggerRunner:
             return "cancelled"
         if not eligible(trigger.audience, person):
             return "not_in_audience"
-        sent = [(m.decode().split("|", 2)[0], m.decode().split("|", 2)[1], ts)
-                for m, ts in await self.redis.zrangebyscore(keys.sends(person_id), now - SENDS_KEPT_S, "+inf",
-                                                            withscores=True)]
+        log = await self.redis.zrangebyscore(store_keys.trigger_sends(person_id), now - SENDS_KEPT_S, "+inf",
+                                             withscores=True)
+        sent = [(m.decode().split("|", 2)[0], m.decode().split("|", 2)[1], ts) for m, ts in log]
         if suppress.capped(sent, tid, trigger, snap.rules.pressure, customer.traits if customer else {}, now):
             return f"suppressed:{suppress.CAPPED}"
         until = suppress.quiet_until(trigger.quiet_hours, now, self.tz)
@@ -160,8 +161,8 @@ class TriggerRunner:
         key = idempotency_key(member, data.get("armed", 0))
         arm = "control" if suppress.held_out(tid, trigger, person_id) else "sent"
         pipe.sadd(keys.people(tid, arm), person_id)
-        pipe.hset(keys.touches(person_id), tid, f"{arm}|{now}|{trigger.attribution_s}")
-        pipe.expire(keys.touches(person_id), max(t.attribution_s for t in snap.rules.triggers.values()))
+        pipe.hset(store_keys.trigger_touches(person_id), tid, f"{arm}|{now}|{trigger.attribution_s}")
+        pipe.expire(store_keys.trigger_touches(person_id), max(t.attribution_s for t in snap.rules.triggers.values()))
         pipe.hincrby(keys.stats(tid), f"{arm}:deliveries", 1)
         if arm == "control":
             held = {"id": key, "trigger": tid, "visitor_id": vid, "customer_id": cid, "at": now}
@@ -169,9 +170,9 @@ class TriggerRunner:
             return f"suppressed:{suppress.CONTROL_GROUP}"
         doc = await self._document(key, tid, trigger, person, vid, data, snap, now)
         body = orjson.dumps(doc)
-        pipe.zadd(keys.sends(person_id), {f"{trigger.channel}|{tid}|{key}": now})
-        pipe.zremrangebyscore(keys.sends(person_id), "-inf", now - SENDS_KEPT_S)
-        pipe.expire(keys.sends(person_id), SENDS_KEPT_S)
+        pipe.zadd(store_keys.trigger_sends(person_id), {f"{trigger.channel}|{tid}|{key}": now})
+        pipe.zremrangebyscore(store_keys.trigger_sends(person_id), "-inf", now - SENDS_KEPT_S)
+        pipe.expire(store_keys.trigger_sends(person_id), SENDS_KEPT_S)
         pipe.xadd(keys.DELIVERIES, {"doc": body}, maxlen=self.config.kept, approximate=True)
         if self.config.webhook_url:
             self.outbox.put(pipe, key, now, {"doc": doc, "attempts": 0})

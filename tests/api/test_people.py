@@ -19,6 +19,7 @@ from engine.events.erased import digest
 from engine.events.history import interactions_from_log
 from engine.events.log import read_raw, segments
 from models.customer_value import ShopModel, save
+from engine.store import keys
 from tests.conftest import ADMIN
 from tests.api.cli.test_serve_and_demo import ROOT, VITRINE
 
@@ -129,6 +130,9 @@ def test_export_then_erase(client: TestClient, data_dir: Path, redis_url: str) -
     now = time.time()
     shop(client, "carol", "c-laptop", "c-phone", now)
     shop(client, "dave", "d-laptop", "d-phone", now)
+    with redis.Redis.from_url(redis_url) as r:  # what the trigger runner keeps of a message it sent carol
+        r.zadd(keys.trigger_sends("carol"), {"email|cart|k1": now})
+        r.hset(keys.trigger_touches("carol"), "cart", f"sent|{now}|86400")
     r = client.get("/v1/people/c-phone/export", headers={**ADMIN, "X-Requested-By": "ticket #42"})
     assert r.status_code == 200, r.text
     doc = r.json()
@@ -137,6 +141,7 @@ def test_export_then_erase(client: TestClient, data_dir: Path, redis_url: str) -
     assert doc["customer"]["orders"] == 3 and len(doc["profiles"]) == 2
     assert {e["event_id"] for e in doc["events"]} == {f"carol-{x}" for x in ("l1", "o1", "o2", "p1", "o3", "b1")}
     assert any(e.get("properties", {}).get("first_name") == "Alice" for e in doc["events"])
+    assert doc["messages"] == {"carol": [{"message": "email|cart|k1", "at": now}]}
 
     r = client.delete("/v1/people/carol", headers={**ADMIN, "X-Requested-By": "ticket #42"})
     assert r.status_code == 200, r.text
