@@ -12,7 +12,7 @@
  */
 (function () {
   "use strict";
-  var VERSION = "1.1.0";
+  var VERSION = "1.1.1";
   var script = document.currentScript;
   var attr = function (name, fallback) {
     var value = script && script.getAttribute("data-" + name);
@@ -196,7 +196,8 @@
     sequence: "Often looked at next after what you just saw",
     similar_content: "Much like {item}",
     as_given: "From the shop's own selection",
-    declared_interest: "Matches what you told us you like"
+    declared_interest: "Matches what you told us you like",
+    new_arrival: "Just arrived"
   };
 
   // The API sends the title of the item a reason names (reason_title, with fields=); else it is asked for.
