@@ -10,18 +10,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_admin
 from api.openapi import doc, ok, path_parameter, request_body
-from api.query import json_body, require_json
+from api.query import parse_body, require_json
 from api.responses import ApiError, json_response
 from api.routes.blocks import SlotBlock
 from api.routes.recommendations import Recommendations
 from engine.merch import experiments
 from engine.merch.blocks import UnknownSlot
 from engine.events.schema import ID_PATTERN
-from engine.events.fields import field_errors
 from engine.merch.exposure import experiment_counters
 from engine.ranking.request import RecoRequest
 from engine.recommend import UnknownPlacement
@@ -175,14 +174,7 @@ async def preview(request: Request) -> Response:
     """What one visitor gets under a draft and under the live rules, side by side. Nothing is
     written: the draft is never made live and no impression is recorded."""
     require_json(request)
-    raw = await request.body()
-    json_body(raw, "{\"rules\": ..., \"visitor_id\": ...}")  # not JSON: a 400, as on the other routes
-    try:
-        body = PreviewRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        raise ApiError(422, "invalid preview request: " + "; ".join(f"{e['field']}: {e['message']}"
-                                                                    for e in errors), errors) from None
+    body = parse_body(PreviewRequest, await request.body(), "{\"rules\": ..., \"visitor_id\": ...}")
     engine = request.app.state.engine
     try:
         draft = await asyncio.to_thread(engine.rules.parse, body.rules.encode(), "draft")  # slow on a big file

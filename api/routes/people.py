@@ -8,16 +8,15 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_admin
 from api.openapi import doc, ok, path_parameter, request_body
-from api.query import invalid_request, json_body, path_id, require_json
+from api.query import invalid_request, parse_body, path_id, require_json
 from api.responses import ApiError, json_response
 from engine.customers import audit, people
 from engine.customers.merge import MergeContention, MergeRefused, merge_recorded
 from engine.customers.view import customer_view
-from engine.events.fields import field_errors
 from engine.events.schema import ID_PATTERN
 from models import customer_value
 
@@ -168,12 +167,8 @@ async def merge_customers(request: Request) -> Response:
     the most restrictive consent; their ids become aliases of it (engine/customers/README.md)."""
     require_json(request)
     by = _requested_by(request)
-    raw = await request.body()
-    json_body(raw, "{\"into\": \"<customer id>\", \"from\": [\"<customer id>\", ...]}")
-    try:
-        body = MergeRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise invalid_request(field_errors(exc)) from None
+    body = parse_body(MergeRequest, await request.body(),
+                      "{\"into\": \"<customer id>\", \"from\": [\"<customer id>\", ...]}")
     engine = request.app.state.engine
     cap = engine.settings.merge_max_ids
     if len(body.from_) > cap:

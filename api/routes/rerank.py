@@ -6,15 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_customer, require_site
 from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok, request_body
-from api.query import invalid_request, json_body, require_json
+from api.query import parse_body, require_json
 from api.responses import json_response
 from api.routes.recommendations import RecommendedItem
-from engine.events.fields import field_errors
 from engine.events.schema import ID_PATTERN
 from engine.ranking.rerank import MAX_ITEMS
 
@@ -59,12 +58,7 @@ _EXAMPLE = {"recommendation_id": "9f2c41d07a6b4e2c", "model_version": "20261123T
 async def post_rerank(request: Request) -> Response:
     await require_site(request)
     require_json(request)
-    raw = await request.body()
-    json_body(raw, '{"items": [...]}')
-    try:
-        body = RerankRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise invalid_request(field_errors(exc)) from None
+    body = parse_body(RerankRequest, await request.body(), '{"items": [...]}')
     await require_customer(request, body.customer_id, body.customer_token)
     visitor_id, issued = request_visitor(request, body.visitor_id)
     result = await request.app.state.engine.recommender.rerank(visitor_id, body.customer_id, body.items)

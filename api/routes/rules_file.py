@@ -11,14 +11,13 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require_admin
 from api.openapi import doc, ok, request_body
-from api.query import json_body, require_json
+from api.query import parse_body, require_json
 from api.responses import ApiError, json_response
 from api.routes.merch import RulesStatus, _rules_error
-from engine.events.fields import field_errors
 from engine.merch import publish
 from engine.merch.live import MAX_RULES_BYTES, parse_file, version_of
 from engine.merch.loader import RulesInvalid
@@ -70,14 +69,6 @@ class RulesHistory(BaseModel):
     versions: list[HistoryEntry] = Field(description="Newest first.")
 
 
-def _body(model: type[BaseModel], raw: bytes, expected: str) -> Any:
-    json_body(raw, expected)
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        raise ApiError(422, "invalid request: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                       errors) from None
 
 
 def _file(request: Request) -> Any:
@@ -124,7 +115,7 @@ async def rules_text(request: Request) -> Response:
 }, body=request_body(RulesDraft, {"a pin": {"rules": _EXAMPLE}})))
 async def rules_check(request: Request) -> Response:
     require_json(request)
-    draft = _body(RulesDraft, await request.body(), "{\"rules\": ...}")
+    draft = parse_body(RulesDraft, await request.body(), "{\"rules\": ...}")
     holder = request.app.state.engine.rules
     text = draft.rules.encode()
     await asyncio.to_thread(_check, holder, text)
@@ -139,7 +130,7 @@ async def rules_check(request: Request) -> Response:
 }, body=request_body(RulesDraft, {"a pin": {"rules": _EXAMPLE}})))
 async def rules_publish(request: Request) -> Response:
     require_json(request)
-    draft = _body(RulesDraft, await request.body(), "{\"rules\": ...}")
+    draft = parse_body(RulesDraft, await request.body(), "{\"rules\": ...}")
     holder = _file(request)
     if draft.base_version is not None:
         try:
@@ -171,7 +162,7 @@ async def rules_history(request: Request) -> Response:
 }, body=request_body(Rollback, {"back": {"version": version_of(_EXAMPLE.encode())}})))
 async def rules_rollback(request: Request) -> Response:
     require_json(request)
-    body = _body(Rollback, await request.body(), "{\"version\": ...}")
+    body = parse_body(Rollback, await request.body(), "{\"version\": ...}")
     holder = _file(request)
     text = await asyncio.to_thread(publish.published_text, holder.path, body.version)
     if text is None:
