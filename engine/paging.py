@@ -20,17 +20,14 @@ from redis.exceptions import RedisError
 
 from engine.recommend import Recommender, RecoRequest
 from engine.store import keys
-from engine.store.reads import PipelinedReader
 
 log = logging.getLogger(__name__)
 MAX_ITEMS = 500  # served under one recommendation id, all pages together
 
 
 class Pager:
-    def __init__(self, recommender: Recommender, reader: PipelinedReader, redis: Redis, ttl_s: float,
-                 timeout_s: float) -> None:
+    def __init__(self, recommender: Recommender, redis: Redis, ttl_s: float, timeout_s: float) -> None:
         self._recommender = recommender
-        self._reader = reader
         self._redis = redis
         self._ttl_ms = int(ttl_s * 1000)
         self._timeout_s = timeout_s
@@ -40,8 +37,8 @@ class Pager:
         without one). ``req.visitor_id`` is required: the list is the visitor's."""
         if offset + req.n > MAX_ITEMS:
             raise ValueError(f"offset + n must be at most {MAX_ITEMS}")
-        key = keys.page(req.visitor_id or "", recommendation_id) if recommendation_id else None
-        kept, degraded = await self._load(key) if key else (None, False)
+        key = keys.pages(req.visitor_id or "")
+        kept, degraded = await self._load(key, recommendation_id) if recommendation_id else (None, False)
         served: list[dict[str, Any]] = kept["items"] if kept else []
         head = kept["head"] if kept else None
         wanted = offset + req.n
@@ -54,26 +51,30 @@ class Pager:
                 body["recommendation_id"] = recommendation_id
             head = body
             if not degraded:
-                await self._save(keys.page(req.visitor_id or "", head["recommendation_id"]), head, served)
+                await self._save(key, head["recommendation_id"], head, served)
         out = dict(head or {}, items=served[offset:wanted])
         if degraded:
             out["degraded"] = True
         return out
 
-    async def _load(self, key: str) -> tuple[dict[str, Any] | None, bool]:
-        """(what was served under the key, or None; whether Redis failed)."""
-        deadline = asyncio.get_running_loop().time() + self._timeout_s
+    async def _load(self, key: str, recommendation_id: str) -> tuple[dict[str, Any] | None, bool]:
+        """(what was served under the id, or None; whether Redis failed)."""
         try:
-            (raw,) = await self._reader.mget([key], deadline)
+            async with asyncio.timeout(self._timeout_s):
+                raw = await self._redis.hget(key, recommendation_id)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("page list not read (%s): the page is ranked without it", type(exc).__name__)
             return None, True
         return (orjson.loads(raw) if raw else None), False
 
-    async def _save(self, key: str, head: dict[str, Any], served: list[dict[str, Any]]) -> None:
+    async def _save(self, key: str, recommendation_id: str, head: dict[str, Any],
+                    served: list[dict[str, Any]]) -> None:
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._redis.set(key, orjson.dumps({"head": head, "items": served}), px=self._ttl_ms)
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(key, recommendation_id, orjson.dumps({"head": head, "items": served}))
+                    pipe.pexpire(key, self._ttl_ms)
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("page list not stored (%s): the next page may repeat this one's items",
                         type(exc).__name__)

@@ -89,7 +89,7 @@ class Engine:
         self.recommender.scorer = scores.scorer(settings.models_dir)
         self.segment_counts = SegmentCounts(self.redis, settings.segment_sample, settings.segment_counts_ttl_s)
         self.precomputer = self.recommender.precomputer
-        self.pager = Pager(self.recommender, self.reads, self.redis, settings.session_timeout_s,
+        self.pager = Pager(self.recommender, self.redis, settings.session_timeout_s,
                            settings.redis_timeout_s)
         self.blocks = BlockPicker(self.recommender, settings.session_timeout_s, settings.consent_required)
         poll_s = settings.model_poll_s

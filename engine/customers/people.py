@@ -89,7 +89,7 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
                      keys.trigger_sends(c), keys.trigger_touches(c))]
     out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:
-        out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v),
+        out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v), keys.pages(v),
                 keys.trigger_sends(v), keys.trigger_touches(v),
                 *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
     return out

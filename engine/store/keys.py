@@ -84,9 +84,10 @@ def experiment(experiment_id: str) -> str:
     return f"xp:{experiment_id}"
 
 
-def page(visitor_id: str, recommendation_id: str) -> str:
-    """The items served so far under one recommendation id, page by page (engine.paging)."""
-    return f"pg:{{{visitor_id}}}:{recommendation_id}"
+def pages(visitor_id: str) -> str:
+    """Hash recommendation id -> the items served so far under it, page by page (engine.paging).
+    One key per visitor, so an erase deletes it by name."""
+    return f"pg:{{{visitor_id}}}"
 
 
 def console_session(session_id: str) -> str:

@@ -143,6 +143,9 @@ def test_export_then_erase(client: TestClient, data_dir: Path, redis_url: str) -
     assert any(e.get("properties", {}).get("first_name") == "Alice" for e in doc["events"])
     assert doc["messages"] == {"carol": [{"message": "email|cart|k1", "at": now}]}
 
+    r = client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "c-phone", "n": 2, "offset": 0})
+    assert r.status_code == 200, r.text
+    assert person_keys(redis_url, [keys.pages("c-phone")])  # the pages served under a recommendation id
     r = client.delete("/v1/people/carol", headers={**ADMIN, "X-Requested-By": "ticket #42"})
     assert r.status_code == 200, r.text
     assert r.json()["keys_deleted"] >= 5
