@@ -380,6 +380,8 @@ def as_environment(settings: Settings, base: dict[str, str] | None = None) -> di
     """The environment that gives a child process (a worker, an API replica) these settings."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("VITRINE_")}
     for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):  # str() of one is a mask
+            value = value.get_secret_value()
         env[f"VITRINE_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return env
 

@@ -12,19 +12,21 @@ from typing import Any
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi.testclient import TestClient
 
-from engine.events.schema import Event
+from api.app import create_app
 from engine.runtime import Engine
 from engine.settings import Settings
 from engine.triggers import keys
 from engine.triggers.outbound import record
 from engine.triggers.webhook import HEADER, verify
-from streaming.devstack import TansuBroker
+from engine.store import keys as store_keys
+from streaming.devstack import TansuBroker, VitrineProcess
 from streaming.outbound import TopicPublisher
 from streaming.producer import KafkaSink
-from tests.conftest import make_settings
+from tests.conftest import ADMIN, make_settings
 from tests.engine.triggers.test_delivery import Clock, event, opt_in, stats
-from tests.streaming.conftest import FAST_GROUP
+from tests.streaming.conftest import FAST_GROUP, wait_until
 
 SECRET = "whsec-topic-0123456789abcdef"
 RULES = """
@@ -122,3 +124,32 @@ def test_a_delivery_is_one_signed_record_keyed_by_person(redis_url: str, broker:
     assert orjson.loads(by_person[b"v1"][0].value)["payload"]["body"] == "2 items are waiting"
     assert orjson.loads(by_person[b"c2"][0].value)["customer_id"] == "c2"
     assert stats(redis_url) == {"sent:deliveries": 2, "topic:produced": 2}
+
+
+def test_the_api_produces_a_catalogue_trigger_to_the_topic(redis_url: str, broker: TansuBroker,
+                                                            tmp_path: Path) -> None:
+    """Kafka mode end to end: the consent event through the API and a worker, a watch, a price drop
+    by ``PUT /v1/items``; the API's runner produces the one record."""
+    (tmp_path / "rules.yaml").write_text(RULES + "  drop:\n    kind: price_drop\n    channel: email\n    control: 0\n")
+    settings = make_settings(tmp_path, redis_url, kafka_brokers=broker.address, **FAST_GROUP,
+                             rules_file=tmp_path / "rules.yaml", trigger_webhook_secret=SECRET, trigger_poll_s=0.2)
+    worker = VitrineProcess(["worker", "--loglevel", "info"], settings, tmp_path / "worker.log")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with TestClient(create_app(settings)) as api:
+            assert api.put("/v1/items", headers=ADMIN, json={"items": [
+                {"item_id": "SKU-K", "title": "Kettle", "price": 20.0}]}).status_code == 200
+            r = api.post("/v1/events", json={"event_id": "optin", "type": "consent", "visitor_id": "v-k",
+                                             "properties": {"purpose": "email", "granted": True}})
+            assert r.status_code == 200, r.text
+            assert api.put("/v1/visitors/v-k/preferences", json={"watches": ["SKU-K"]}).status_code == 200
+            wait_until(lambda: client.exists(store_keys.visitor("v-k")), what="the worker to apply the consent")
+            assert api.put("/v1/items", headers=ADMIN, json={"items": [
+                {"item_id": "SKU-K", "price": 15.0}]}).status_code == 200
+            wait_until(lambda: stats(redis_url, "drop").get("topic:produced"), what="the record to be produced")
+        records = asyncio.run(read_all(settings, 1))
+    finally:
+        worker.stop()
+        client.close()
+    assert [(m.key, orjson.loads(m.value)["context"]["price"]) for m in records] == [(b"v-k", 15.0)]
+    assert verify(SECRET, dict(records[0].headers)[HEADER].decode(), records[0].value, time.time())
