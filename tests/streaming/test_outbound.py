@@ -21,6 +21,7 @@ from engine.triggers import keys
 from engine.triggers.outbound import record
 from engine.triggers.webhook import HEADER, verify
 from engine.store import keys as store_keys
+from engine.store.server import free_port
 from streaming.devstack import TansuBroker, VitrineProcess
 from streaming.outbound import TopicPublisher
 from streaming.producer import KafkaSink
@@ -153,3 +154,36 @@ def test_the_api_produces_a_catalogue_trigger_to_the_topic(redis_url: str, broke
         client.close()
     assert [(m.key, orjson.loads(m.value)["context"]["price"]) for m in records] == [(b"v-k", 15.0)]
     assert verify(SECRET, dict(records[0].headers)[HEADER].decode(), records[0].value, time.time())
+
+
+def test_brokers_that_do_not_answer_keep_the_record_queued(redis_url: str, broker: TansuBroker,
+                                                           tmp_path: Path) -> None:
+    settings = outbound_settings(redis_url, broker, tmp_path)
+    nobody = settings.model_copy(update={"kafka_brokers": f"127.0.0.1:{free_port()}", "kafka_produce_timeout_s": 1.0})
+    t0 = time.time()
+    clock = Clock(t0)
+
+    async def main() -> list[Any]:
+        engine = Engine(settings, redis_url, serve_models=False)
+        await engine.start()
+        down, up = KafkaSink(nobody), KafkaSink(settings)
+        runner = engine.trigger_runner(clock=clock, publisher=TopicPublisher(down, nobody))
+        try:
+            await engine.applier.apply([opt_in("v1", t0), event("add_to_cart", "v1", t0 + 1, item_id="i1")])
+            clock.now = t0 + 61 * 60
+            assert await runner.tick() == (1, 0)
+            assert stats(redis_url) == {"sent:deliveries": 1, "topic:retried": 1}
+            assert await runner.tick() == (0, 0)  # within the lease: not tried again yet
+            runner.topic.publisher = TopicPublisher(up, settings)  # the brokers are back
+            clock.now += runner.topic.lease_s + 1
+            assert await runner.tick() == (0, 1)
+            return await read_all(settings, 1)
+        finally:
+            await runner.stop()
+            await engine.stop()
+            await down.close()
+            await up.close()
+
+    records = asyncio.run(main())
+    assert [m.key for m in records] == [b"v1"]
+    assert stats(redis_url) == {"sent:deliveries": 1, "topic:retried": 1, "topic:produced": 1}
