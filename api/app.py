@@ -35,6 +35,7 @@ from engine.events.fields import field_path
 from engine.ingest.writer import EmbeddedSink, EventSink
 from engine.runtime import Engine
 from engine.settings import Settings
+from engine.triggers.outbound import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,17 @@ def _make_sink(settings: Settings, engine: Engine) -> EventSink:
         return KafkaSink(settings)
     event_log = EventLog(settings.log_dir, segment_bytes=settings.log_segment_bytes, fsync=settings.log_fsync)
     return EmbeddedSink(event_log, engine.applier, Checkpoint(engine.redis), timeout_s=settings.apply_timeout_s)
+
+
+def _outbound(settings: Settings, sink: EventSink) -> Publisher | None:
+    """Kafka mode: trigger deliveries go to the outbound topic too, through the events' producer."""
+    if settings.mode != "kafka" or not settings.kafka_outbound_topic:
+        return None
+    from streaming.outbound import TopicPublisher  # noqa: PLC0415 - only in scale-out mode
+    from streaming.producer import KafkaSink  # noqa: PLC0415
+
+    assert isinstance(sink, KafkaSink), "the Kafka mode's sink"
+    return TopicPublisher(sink, settings)
 
 
 async def _start_embedded(settings: Settings, engine: Engine) -> list[asyncio.Task[None]]:
@@ -74,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sink.start()
         app.state.engine = engine
         app.state.sink = sink
-        app.state.triggers = engine.trigger_runner()
+        app.state.triggers = engine.trigger_runner(publisher=_outbound(settings, sink))
         app.state.triggers.start()
         try:
             yield

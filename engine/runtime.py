@@ -33,7 +33,9 @@ from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.settings import Settings
 from engine.ranking.trending import TrendingClock, TrendingReader
+from engine.triggers.catalogue import CatalogueChanges
 from engine.triggers.hook import TriggerHook
+from engine.triggers.outbound import Publisher
 from engine.triggers.runner import RunnerConfig, TriggerRunner
 from models import customer_value
 
@@ -63,6 +65,8 @@ class Engine:
                               if serve_models and settings.live_sessions and not settings.consent_required else None)
         self.trigger_hook = TriggerHook(self.redis, lambda: self.rules.current.rules.triggers, self.catalogue.info,
                                         shop_model=lambda: customer_value.load(settings.models_dir))
+        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook,
+                                                  lambda: self.rules.current.rules.triggers)
         self.applier = EventApplier(
             self.redis,
             self.catalogue.info,
@@ -188,8 +192,10 @@ class Engine:
         if self.serve_models:
             snapshot.warm(self.models.current, self.catalogue.current, time.time())
 
-    def trigger_runner(self, clock: Callable[[], float] = time.time) -> TriggerRunner:
-        """The triggers' background work (the API runs one per process; claims are atomic)."""
+    def trigger_runner(self, clock: Callable[[], float] = time.time,
+                       publisher: Publisher | None = None) -> TriggerRunner:
+        """The triggers' background work (the API runs one per process; claims are atomic).
+        ``publisher``: the outbound topic's producer (Kafka mode; the edge builds it)."""
         s = self.settings
         config = RunnerConfig(webhook_url=s.trigger_webhook_url,
                               webhook_secret=s.trigger_webhook_secret.get_secret_value() if s.trigger_webhook_secret
@@ -198,7 +204,8 @@ class Engine:
                               kept=s.trigger_kept, consent_required=s.consent_required,
                               session_timeout_s=s.session_timeout_s)
         return TriggerRunner(self.redis, lambda: self.rules.current, lambda: self.catalogue.current, config,
-                             recommender=self.recommender, clock=clock)
+                             recommender=self.recommender, clock=clock, changes=self.catalogue_changes,
+                             publisher=publisher)
 
     def _lists_changed(self, visitor_ids: list[str]) -> None:
         self.recommender.lists_changed(visitor_ids)

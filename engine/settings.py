@@ -206,6 +206,8 @@ class Settings(BaseSettings):
     kafka_brokers: str | None = Field(None, description="Set to run in scale-out mode through Kafka.")
     kafka_events_topic: str = Field("vitrine-events", description="Accepted events, keyed by visitor id.")
     kafka_dead_letter_topic: str = Field("vitrine-events-dead", description="Events that failed processing.")
+    kafka_outbound_topic: str = Field("vitrine-deliveries", description="Trigger deliveries (the webhook's signed "
+                                      "documents), keyed by person id; empty: none (engine/triggers).")
     kafka_partitions: int = Field(12, ge=1, description="Partitions of the events topic when Vitrine creates it.")
     kafka_replication: int = Field(1, ge=1, description="Replication factor of the topics Vitrine creates.")
     kafka_retention_ms: int = Field(-1, ge=-1, description="Events topic retention; -1 keeps the history replay and train read.")
@@ -378,6 +380,8 @@ def as_environment(settings: Settings, base: dict[str, str] | None = None) -> di
     """The environment that gives a child process (a worker, an API replica) these settings."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("VITRINE_")}
     for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):  # str() of one is a mask
+            value = value.get_secret_value()
         env[f"VITRINE_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return env
 

@@ -9,6 +9,9 @@ cart-abandoned trigger (control group 0, so every occurrence is posted):
 - latency: cart events armed so that they are due as they are applied, at ~50/s for 10 s, with
   the runner polling every ``--poll`` s in the background; the wall time from ``apply`` returning
   to the receiver (another process) reading the signed document;
+- catalogue latency: price drops of watched items at ~20/s for 10 s, each written as
+  ``PUT /v1/items`` writes it (the change recorded with the item) and fanned out as its
+  background task does; the wall time from the write to the watcher's document;
 - throughput: ``--people`` occurrences due at once, decided and posted by one runner;
 - memory: ``INFO used_memory`` before and after scheduling them, per occurrence;
 - apply cost: µs per event applying add_to_cart batches with the trigger defined and without.
@@ -29,7 +32,9 @@ from typing import Any
 import orjson
 import redis
 
+from engine.catalog import Item, upsert_changes, upsert_items
 from engine.events.schema import Event
+from engine.profiles import preferences
 from engine.runtime import Engine
 from engine.settings import Settings
 from engine.store.server import free_port, start_redis
@@ -43,6 +48,11 @@ RULES = """triggers:
     channel: email
     control: 0
     payload: {title: "Your cart", body: "{cart_items} items"}
+  drop:
+    kind: price_drop
+    channel: email
+    control: 0
+    payload: {title: "Cheaper"}
 """
 _ids = itertools.count()
 
@@ -159,6 +169,7 @@ async def bench(data_dir: Path, url: str, people: int, poll_s: float) -> dict[st
     latencies = [(got[v] - t) * 1000 for v, t in applied.items() if v in got]
     out["latency_ms"] = {"poll_s": poll_s, "n": len(latencies), "p50": round(pct(latencies, 50), 1),
                          "p99": round(pct(latencies, 99), 1), "max": round(max(latencies), 1)}
+    out["catalogue_latency_ms"] = await catalogue_latency(engine, log, poll_s)
     out["bad_signatures"] = sum(1 for line in log.read_text().splitlines() if line.startswith("bad-signature"))
     await runner.stop()
     await engine.stop()
@@ -166,6 +177,31 @@ async def bench(data_dir: Path, url: str, people: int, poll_s: float) -> dict[st
     receiver.terminate()
     receiver.join()
     return out
+
+
+async def catalogue_latency(engine: Engine, log: Path, poll_s: float, n: int = 200) -> dict[str, Any]:
+    """Each watcher ``w<i>`` watches item ``p<i>``; its price halves, one item at a time."""
+    log.write_text("")
+    await upsert_items(engine.redis, [Item(item_id=f"p{i}", price=100.0) for i in range(n)])
+    await engine.applier.apply([cart(f"w{i}", time.time())[0] for i in range(n)])  # the email opt-in
+    for i in range(n):
+        await preferences.save(engine.redis, preferences.Owner("v", f"w{i}"), preferences.Declared(watches=[f"p{i}"]),
+                               preferences.Declared(), ttl_s=86400, watchers_max=100)
+    changed: dict[str, float] = {}
+    fanning: set[asyncio.Task[None]] = set()
+    for i in range(n):
+        await upsert_changes(engine.redis, [Item(item_id=f"p{i}", price=50.0)], record=engine.catalogue_changes.record)
+        changed[f"w{i}"] = time.time()
+        task = asyncio.create_task(engine.catalogue_changes.run_all())  # as the route's background task
+        fanning.add(task)
+        task.add_done_callback(fanning.discard)
+        await asyncio.sleep(0.05)
+    deadline = time.time() + 60
+    while len(got := arrived(log)) < len(changed) and time.time() < deadline:
+        await asyncio.sleep(0.2)
+    latencies = [(got[v] - t) * 1000 for v, t in changed.items() if v in got]
+    return {"poll_s": poll_s, "n": len(latencies), "p50": round(pct(latencies, 50), 1),
+            "p99": round(pct(latencies, 99), 1), "max": round(max(latencies), 1)}
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ class KafkaSink:
         except SinkUnavailable as exc:
             log.warning("Kafka not reachable yet (%s); events get 503 until it is", exc)
 
+    async def producer(self) -> AIOKafkaProducer:
+        """The connected producer (``streaming.outbound`` shares it); raises ``SinkUnavailable``."""
+        return await self._connected()
+
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer

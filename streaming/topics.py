@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the events and dead-letter topics if missing (a broker's auto-creation would pick
+    """Create the events, dead-letter and outbound topics if missing (a broker's auto-creation would pick
     its own partition count, and the history would not be kept)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="vitrine-admin")
     await admin.start()
@@ -35,6 +35,9 @@ async def ensure_topics(settings: Settings) -> None:
             NewTopic(settings.kafka_dead_letter_topic, 1, settings.kafka_replication,
                      topic_configs={"retention.ms": "-1"}),
         ]
+        if settings.kafka_outbound_topic:  # the broker's default retention: consumers act, then it may go
+            wanted.append(NewTopic(settings.kafka_outbound_topic, settings.kafka_partitions,
+                                   settings.kafka_replication))
         response = await admin.create_topics(wanted)
         for topic, code, *message in response.topic_errors:
             error = for_code(code)

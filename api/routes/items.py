@@ -17,7 +17,6 @@ from api.responses import ApiError, json_response
 from engine.catalog import Item, delete_items, upsert_changes
 from engine.events.schema import ID_PATTERN
 from engine.events.fields import field_errors
-from engine.triggers.catalogue import item_triggers
 
 router = APIRouter()
 MAX_ITEMS = 10_000
@@ -94,11 +93,13 @@ async def put_items(request: Request) -> Response:
     if errors:
         raise ApiError(422, f"{len(errors)} invalid field(s); nothing was stored", errors)
     engine = request.app.state.engine
-    count, changes = await upsert_changes(engine.redis, items)
+    # The changes are recorded with the items (crash-safe); fanning them out to the watchers reads
+    # Redis per item: after the answer (and by the trigger runners, should this process die first).
+    count, changes = await upsert_changes(engine.redis, items, record=engine.catalogue_changes.record)
     await engine.catalogue.refresh()
     response = json_response({"upserted": count, "catalogue_version": engine.catalogue.current.version})
-    if changes:  # fanning out to watchers reads Redis per item: after the answer
-        response.background = BackgroundTask(item_triggers, engine.redis, engine.trigger_hook, changes)
+    if changes:
+        response.background = BackgroundTask(engine.catalogue_changes.run_all)
     return response
 
 

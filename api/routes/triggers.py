@@ -54,6 +54,7 @@ class TriggerReport(BaseModel):
     deferred: dict[str, int] = Field(description="quiet_hours: deliveries moved to the end of the quiet hours.")
     dropped: dict[str, int] = Field(description="cancelled (no longer applied at the due time), not_in_audience.")
     webhook: dict[str, int] = Field(description="delivered, retried, dead_letter.")
+    topic: dict[str, int] = Field(description="Kafka mode's outbound topic: produced, retried.")
 
 
 class TriggerList(BaseModel):

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from engine.store import keys
@@ -112,7 +113,8 @@ async def upsert_items(redis: Redis, items: Iterable[Item]) -> int:
     return (await upsert_changes(redis, items))[0]
 
 
-async def upsert_changes(redis: Redis, items: Iterable[Item]) -> tuple[int, list[Change]]:
+async def upsert_changes(redis: Redis, items: Iterable[Item], *,
+                         record: Callable[[Pipeline, list[Change]], None] | None = None) -> tuple[int, list[Change]]:
     """Store items and bump the version, and the growth counter if an item becomes recommendable.
 
     An item stored already changes only in the fields it was given (``merged``), so a partial
@@ -120,7 +122,9 @@ async def upsert_changes(redis: Redis, items: Iterable[Item]) -> tuple[int, list
     stored and the write are one optimistic transaction: a concurrent change to the catalogue makes
     it start again, so no change is lost and no growth goes uncounted. Also returns each item whose
     stored record this write changed, before and after, read in that transaction: each change is
-    seen by exactly one write (catalogue-driven triggers rely on it)."""
+    seen by exactly one write (catalogue-driven triggers rely on it). ``record`` queues more
+    writes on that transaction with the changes (``engine.triggers.catalogue``' outbox), so they
+    commit with the items or not at all."""
     items = list(items)
     if not items:
         return 0, []
@@ -131,13 +135,16 @@ async def upsert_changes(redis: Redis, items: Iterable[Item]) -> tuple[int, list
                 await pipe.watch(keys.CATALOGUE)
                 existing = await pipe.hmget(keys.CATALOGUE, ids)
                 mapping, grows = await asyncio.to_thread(_stored, items, existing, time.time())
+                changes = await asyncio.to_thread(_changes, ids, existing, mapping)
                 pipe.multi()
                 pipe.hset(keys.CATALOGUE, mapping=mapping)
                 pipe.incr(keys.CATALOGUE_VERSION)
                 if grows:
                     pipe.incr(keys.CATALOGUE_GROWN)
+                if record is not None and changes:
+                    record(pipe, changes)
                 await pipe.execute()
-                return len(mapping), await asyncio.to_thread(_changes, ids, existing, mapping)
+                return len(mapping), changes
             except WatchError:
                 continue
 

@@ -1,31 +1,123 @@
-"""A catalogue write's side of the triggers: each changed item goes to the trigger hook with the
-watchers index's lookup (``engine.profiles.preferences.watchers``), never a scan of profiles."""
+"""A catalogue write's side of the triggers, made crash-safe: each changed item is recorded in an
+outbox (``tg:{tg}:i``, a ``Queue``) in the write's own transaction, and fanned out to the item's
+watchers (``engine.profiles.preferences.watchers``, never a scan of profiles) off the request
+path: right after the answer, and by every trigger runner's tick, so a process that dies between
+the write and the fan-out loses nothing.
+
+A change is claimed with a lease (``Queue.claim``); its occurrences are armed by one script that
+also removes it from the outbox, and only if it is still there: two processes that both claimed it
+(a lease ran out) arm it once. The occurrences' ``armed`` is the change's time, so their
+idempotency keys are the same whichever process fans the change out.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from engine.catalog import Change
+from engine.catalog import Change, Item
 from engine.profiles import preferences
-from engine.triggers.hook import TriggerHook
+from engine.triggers import keys
+from engine.triggers.hook import Op, TriggerHook
+from engine.triggers.kinds import KINDS
+from engine.triggers.queue import Queue
 
 log = logging.getLogger(__name__)
+LEASE_S = 120.0
+BATCH = 200
+
+# Arm the occurrences (member, due, data triples) and drop the change, only if it is still the one
+# claimed: a change another process committed already arms nothing again.
+_COMMIT = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+for i = 3, #ARGV, 3 do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
+  redis.call('ZADD', KEYS[3], ARGV[i + 1], ARGV[i])
+end
+return 1
+"""
 
 
-async def item_triggers(redis: Redis, hook: TriggerHook, changes: list[Change]) -> int:
-    """Arm the catalogue-driven triggers for ``changes`` (``engine.catalog.upsert_changes``): the
-    number of occurrences armed. A Redis failure is logged, not raised: the catalogue is written."""
-    armed = 0
+class CatalogueChanges:
+    def __init__(self, redis: Redis, hook: TriggerHook, triggers: Callable[[], dict[str, Any]], *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``triggers``: the live rules' trigger definitions (a change is recorded only while one of
+        a catalogue-driven kind is enabled)."""
+        self._redis = redis
+        self._hook = hook
+        self._triggers = triggers
+        self._clock = clock
+        self.queue = Queue(redis, keys.CHANGES)
+        self._commit = redis.register_script(_COMMIT)
 
-    async def watchers(item_id: str) -> list[preferences.Watcher]:
-        return await preferences.watchers(redis, item_id)
+    def wanted(self) -> bool:
+        return any(t.enabled and hasattr(KINDS[t.kind], "on_item_changed") for t in self._triggers().values())
 
-    for old, new in changes:
+    def record(self, pipe: Pipeline, changes: list[Change]) -> None:
+        """Queued on the catalogue write's transaction (``engine.catalog.upsert_changes``)."""
+        if not self.wanted():
+            return
+        at = self._clock()
+        for old, new in changes:
+            self.queue.put(pipe, uuid.uuid4().hex, at, {
+                "at": at, "old": old.model_dump(exclude_none=True) if old is not None else None,
+                "new": new.model_dump(exclude_none=True)})
+
+    async def run(self, now: float, lease_s: float = LEASE_S, limit: int = BATCH) -> int:
+        """Fan out up to ``limit`` recorded changes: the number taken."""
+        claimed = await self.queue.claim(now, lease_s, limit)
+        for member, raw in claimed:
+            await self.fan_out(member, raw)
+        return len(claimed)
+
+    async def fan_out(self, member: str, raw: bytes) -> int:
+        """One claimed change to its watchers: the occurrences armed (0 if another process
+        committed it meanwhile)."""
+        data = orjson.loads(raw)
+        old = Item.model_validate(data["old"]) if data["old"] is not None else None
+        committed = 0
+
+        async def commit(ops: list[Op]) -> None:
+            nonlocal committed
+            args: list[Any] = [member, raw]
+            for op in ops:
+                if op.kind != "arm":
+                    raise ValueError(f"a catalogue change can only arm occurrences, not {op.kind!r}")
+                args += [op.member, op.due, orjson.dumps(op.data)]
+            ok = await self._commit(keys=[self.queue.due_key, self.queue.data_key, keys.OCCURRENCES,
+                                          keys.data(keys.OCCURRENCES)], args=args)
+            committed = len(ops) if ok else 0
+
+        armed = await self._hook.on_item_changed(old, Item.model_validate(data["new"]), self._watchers,
+                                                 at=data["at"], write=commit)
+        if not armed:
+            await commit([])
+        return committed
+
+    async def drain(self, now: float) -> None:
+        """Every change recorded and not claimed by another process."""
+        while await self.run(now) == BATCH:
+            pass
+
+    async def run_all(self) -> None:
+        """``drain`` after ``PUT /v1/items`` answers. A Redis failure is logged: the changes stay
+        recorded for the runners."""
         try:
-            armed += await hook.on_item_changed(old, new, watchers)
+            await self.drain(self._clock())
         except RedisError as exc:
-            log.warning("catalogue triggers for one item lost (%s: %s)", type(exc).__name__, exc)
-    return armed
+            log.warning("catalogue triggers postponed to the runner (%s: %s)", type(exc).__name__, exc)
+
+    async def _watchers(self, item_id: str) -> list[preferences.Watcher]:
+        return await preferences.watchers(self._redis, item_id)

@@ -128,16 +128,21 @@ class TriggerHook:
                     ops.append(Op("once" if decision.once else "arm", who, decision.due, data))
         return ops
 
-    async def on_item_changed(self, old: Any, new: Any, watchers: Callable[[str], Awaitable[list[Watcher]]]) -> int:
+    async def on_item_changed(self, old: Any, new: Any, watchers: Callable[[str], Awaitable[list[Watcher]]], *,
+                              at: float | None = None,
+                              write: Callable[[list[Op]], Awaitable[None]] | None = None) -> int:
         """A catalogue write's entry point: ``old`` and ``new`` are the item before and after
         (``old`` None for a new item). Each enabled trigger whose kind has an
         ``on_item_changed(trigger, old, new) -> data | None`` is asked; when one fires, each of the
         item's watchers (``engine.profiles.preferences.watchers``) the kind ``reaches`` gets an
         occurrence, due ``after`` from now, one per (trigger, person, item): a second change before
-        it is due moves it. The number armed."""
+        it is due moves it. The number armed. ``at``: when the change was written (the
+        occurrences' ``armed``, so their idempotency keys do not depend on when this runs);
+        ``write``: how the arms are written (``engine.triggers.catalogue`` commits them with the
+        change's removal from its outbox)."""
         ops: list[Op] = []
         people: list[Watcher] | None = None
-        now = self._clock()
+        now = self._clock() if at is None else at
         for kind, triggers in self._index().items():
             module = KINDS[kind]
             react = getattr(module, "on_item_changed", None)
@@ -155,7 +160,7 @@ class TriggerHook:
                                   {"t": tid, "v": visitor_id, "c": customer_id, "armed": now,
                                    "item_id": new.item_id, **data}))
         if ops:
-            await self.write(ops)
+            await (write or self.write)(ops)
         return len(ops)
 
     async def write(self, ops: list[Op]) -> None:

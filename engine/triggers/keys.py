@@ -7,6 +7,8 @@ from __future__ import annotations
 
 OCCURRENCES = "tg:{tg}:o"  # pending occurrences: a due-time zset, and a hash of their data (":d")
 OUTBOX = "tg:{tg}:w"  # webhook documents to post: a next-attempt zset and a hash of the documents
+TOPIC = "tg:{tg}:k"  # documents to produce to the outbound Kafka topic: the same shape
+CHANGES = "tg:{tg}:i"  # catalogue changes to fan out to watchers: the same shape
 ONCE = "tg:once"  # hash "<trigger>|<person>" -> 1: kinds that fire once per person ever
 DELIVERIES = "tg:deliveries"  # stream of documents decided for sending (the pull API)
 HELD_OUT = "tg:held"  # stream of the control group's "would have been sent"

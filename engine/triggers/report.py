@@ -64,6 +64,7 @@ def shape(trigger_id: str, definition: Any, raw: dict[str, Any]) -> dict[str, An
         "deferred": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("deferred:")},
         "dropped": {k: stats[k] for k in ("cancelled", "not_in_audience") if k in stats},
         "webhook": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("webhook:")},
+        "topic": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("topic:")},
     }
 
 

@@ -33,7 +33,9 @@ from engine.profiles.store import load_profiles
 from engine.ranking.request import RecoRequest
 from engine.store import keys as store_keys
 from engine.triggers import keys, suppress, webhook
+from engine.triggers.catalogue import CatalogueChanges
 from engine.triggers.kinds import KINDS
+from engine.triggers.outbound import Publisher, TopicOutbox
 from engine.triggers.queue import Queue
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,10 @@ def idempotency_key(member: str, armed: float) -> str:
 
 class TriggerRunner:
     def __init__(self, redis: Redis, rules: Callable[[], RulesSnapshot], catalogue: Callable[[], Catalogue],
-                 config: RunnerConfig, *, recommender: Any = None, clock: Callable[[], float] = time.time) -> None:
-        """``recommender``: ``engine.recommend.Recommender`` (payload items from a placement)."""
+                 config: RunnerConfig, *, recommender: Any = None, clock: Callable[[], float] = time.time,
+                 changes: CatalogueChanges | None = None, publisher: Publisher | None = None) -> None:
+        """``recommender``: ``engine.recommend.Recommender`` (payload items from a placement).
+        ``changes``: catalogue changes to fan out first; ``publisher``: the outbound topic's."""
         self.redis = redis
         self.rules = rules
         self.catalogue = catalogue
@@ -80,6 +84,8 @@ class TriggerRunner:
         self.tz = ZoneInfo(config.timezone)
         self.occurrences = Queue(redis, keys.OCCURRENCES)
         self.outbox = Queue(redis, keys.OUTBOX)
+        self.changes = changes
+        self.topic = TopicOutbox(redis, publisher, config.webhook_secret) if publisher is not None else None
         self.http = httpx.AsyncClient(timeout=config.timeout_s, limits=httpx.Limits(
             max_connections=CONCURRENT_POSTS, max_keepalive_connections=CONCURRENT_POSTS))
         self._posts = asyncio.Semaphore(CONCURRENT_POSTS)
@@ -95,14 +101,21 @@ class TriggerRunner:
         await self.http.aclose()
 
     async def tick(self) -> tuple[int, int]:
-        """Everything due now: (occurrences decided, webhook posts tried)."""
+        """Everything due now: (occurrences decided, webhook posts tried and records produced)."""
         decided = posted = 0
+        if self.changes is not None:
+            await self.changes.drain(self.clock())
         while (n := await self.run_due()) > 0:
             decided += n
             if n < self.config.batch:
                 break
         if self.config.webhook_url:
             while (n := await self.post_due()) > 0:
+                posted += n
+                if n < self.config.batch:
+                    break
+        if self.topic is not None:
+            while (n := await self.topic.publish_due(self.clock(), self.config.batch)) > 0:
                 posted += n
                 if n < self.config.batch:
                     break
@@ -176,6 +189,8 @@ class TriggerRunner:
         pipe.xadd(keys.DELIVERIES, {"doc": body}, maxlen=self.config.kept, approximate=True)
         if self.config.webhook_url:
             self.outbox.put(pipe, key, now, {"doc": doc, "attempts": 0})
+        if self.topic is not None:
+            self.topic.put(pipe, doc, now)
         return None
 
     async def _document(self, key: str, tid: str, trigger: Any, person: Person, vid: str, data: dict[str, Any],
