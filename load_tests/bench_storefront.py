@@ -18,7 +18,6 @@ Chromium trace of one warm load (open it in chrome://tracing or Perfetto).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gzip
 import itertools
 import json
@@ -80,16 +79,16 @@ def _demo_slice(directory: Path, lines: int) -> tuple[Path, Path]:
     return write_online_retail(directory / "demo", source=source)
 
 
-def _prepare(settings: Settings, redis_url: str, items: Path, events: Path) -> None:
-    """Import the slice (catalogue, profiles, trending) and train a small model on it: the shop's
+def _prepare(settings: Settings, items: Path, events: Path) -> None:
+    """Import the slice (`vitrine import`: catalogue, profiles, trending) and train a small model on it: the shop's
     strips then answer as they do in ``vitrine demo``, from less data."""
-    from api.cli.data import import_files
     from engine.events.history import interactions
     from engine.ingest.importer import ImportReport, read_events
     from models.als import ALSParams
     from models.train import TrainConfig, train_from_rows
 
-    asyncio.run(import_files(settings, redis_url, items, events))
+    subprocess.run([sys.executable, "-m", "api.cli", "import", "--items", str(items), "--events", str(events)],
+                   env=dict(os.environ), check=True, stdout=subprocess.DEVNULL)
     rows = interactions(e.model_dump() for e in read_events(events, ImportReport(), accepted_at=time.time()))
     train_from_rows(rows, TrainConfig(weights=settings.event_weights, als=ALSParams(factors=16, iterations=8)),
                     settings.models_dir)
@@ -137,7 +136,7 @@ def _servers(tmp: Path, lines: int) -> Iterator[tuple[str, str]]:
                "VITRINE_IDENTITY_SECRET": IDENTITY_SECRET, "VITRINE_RULES_FILE": str(rules), **UNREACHED_LIMITS}
         os.environ.update(env)
         print("preparing the demo data slice and a small model...", flush=True)
-        _prepare(Settings(), redis.local_url, *_demo_slice(tmp, lines))
+        _prepare(Settings(), *_demo_slice(tmp, lines))
         port, log = free_port(), tmp / "server.log"
         procs.append(start_server(port, 1, dict(os.environ), log))
         shop = f"http://127.0.0.1:{port}"
