@@ -32,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +129,6 @@ def _servers(tmp: Path, lines: int) -> Iterator[tuple[str, str]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         rules = tmp / "rules.yaml"
-        from importlib import resources
-
         rules.write_bytes(resources.files("api.web").joinpath("demo_rules.yaml").read_bytes())
         env = {"VITRINE_REDIS_URL": redis.local_url, "VITRINE_DATA_DIR": str(tmp / "data"),
                "VITRINE_ADMIN_KEY": ADMIN_KEY, "VITRINE_DEMO_STOREFRONT": "true",
@@ -191,7 +190,8 @@ def measure(shop: str, noop: str, rounds: int, trace: Path | None = None) -> dic
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             for round_ in range(rounds + 1):  # round 0 warms the browser and the server up, unrecorded
-                for name, url, is_shop, between in (("shop", shop, True, "/cart"), ("no-op", noop, False, "/index.html")):
+                for name, url, is_shop, between in (("shop", shop, True, "/cart"),
+                                                    ("no-op", noop, False, "/index.html")):
                     context = browser.new_context(viewport={"width": 1280, "height": 900})
                     page = context.new_page()
                     cold = _load(page, url + "/", is_shop)
