@@ -37,6 +37,11 @@ def snippet_version() -> str:
     return match.group(1).decode() if match else "0"
 
 
+def snippet_url() -> str:
+    """The pinned snippet's address: cached for good, so a page's next visits run it at once."""
+    return f"/sdk/{snippet_version()}/vitrine.js"
+
+
 def asset_url(name: str) -> str:
     return f"/assets/{_read(name)[1]}/{name}"
 

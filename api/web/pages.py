@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from api.web.assets import asset_url
+from api.web.assets import asset_url, snippet_url
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -29,6 +29,7 @@ SECURITY_HEADERS = {
 templates = Environment(loader=PackageLoader("api.web", "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
 templates.globals["asset"] = asset_url
+templates.globals["snippet_url"] = snippet_url
 templates.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 

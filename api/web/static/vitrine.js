@@ -12,7 +12,7 @@
  */
 (function () {
   "use strict";
-  var VERSION = "1.1.1";
+  var VERSION = "1.1.2";
   var script = document.currentScript;
   var attr = function (name, fallback) {
     var value = script && script.getAttribute("data-" + name);
@@ -380,12 +380,13 @@
     });
   }
 
+  // The strips' and blocks' requests leave first: the rest of the page's set-up runs while they travel.
   function start() {
+    document.querySelectorAll("[data-vitrine-block]").forEach(block);
+    document.querySelectorAll("[data-vitrine-placement]").forEach(placement);
     initConsent();
     pageEvents();
     clicks();
-    document.querySelectorAll("[data-vitrine-block]").forEach(block);
-    document.querySelectorAll("[data-vitrine-placement]").forEach(placement);
     addEventListener("pagehide", flushOnLeave);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") flushOnLeave();

@@ -52,7 +52,9 @@ def test_storefront_pages_carry_a_strict_csp_and_the_snippet(client: TestClient)
     assert home.status_code == 200
     csp = home.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
-    assert '<script src="/sdk/vitrine.js"' in home.text and "<script>" not in home.text
+    snippet = re.search(r'<script src="(/sdk/[0-9.]+/vitrine\.js)" defer', home.text).group(1)  # type: ignore[union-attr]
+    assert "<script>" not in home.text
+    assert client.get(snippet).headers["cache-control"].endswith("immutable")  # the pinned version, for good
     assert 'data-vitrine-placement="home"' in home.text and 'data-vitrine-block="home_top"' in home.text
     css = re.search(r'href="(/assets/[0-9a-f]{12}/shop\.css)"', home.text).group(1)  # type: ignore[union-attr]
     assert client.get(css).headers["cache-control"].endswith("immutable")

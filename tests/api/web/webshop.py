@@ -103,12 +103,15 @@ def watched(browser: Any, failing: tuple[str, ...] = ()) -> tuple[Any, Any, Watc
 
 
 def timings(page: Any, mark: str) -> dict[str, float | None]:
-    """Milliseconds from navigation start: DOM ready, load, and the snippet's ``mark``."""
+    """Milliseconds from navigation start: first contentful paint, DOM ready, load, and the
+    snippet's ``mark`` (as ``python -m load_tests.bench_storefront`` reads them)."""
     return page.evaluate("""(mark) => {
       const nav = performance.getEntriesByType("navigation")[0];
+      const paint = performance.getEntriesByName("first-contentful-paint")[0];
       const m = performance.getEntriesByName(mark)[0];
-      return {dom_ready_ms: nav.domContentLoadedEventEnd, load_ms: nav.loadEventEnd,
-              strip_ms: m ? m.startTime : null};
+      const ms = (t) => Math.round(t * 10) / 10;
+      return {fcp_ms: paint ? ms(paint.startTime) : null, dom_ready_ms: ms(nav.domContentLoadedEventEnd),
+              load_ms: ms(nav.loadEventEnd), strip_ms: m ? ms(m.startTime) : null};
     }""", mark)
 
 
