@@ -141,13 +141,15 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._parser.feed(data)
+        latency = self.latency
+        now = self.loop.time() if latency is not None else 0.0
         try:
             while (reply := self._parser.gets()) is not False:
                 if not self._waiting:
                     raise InvalidResponse(f"a reply nobody asked for: {reply!r:.100}")
                 sent_at, _, _, future = self._waiting.popleft()
-                if self.latency is not None:
-                    self.latency.observe(self.loop.time() - sent_at)
+                if latency is not None:
+                    latency.observe(now - sent_at)
                 if future.done():  # its caller gave up waiting
                     continue
                 if isinstance(reply, ResponseError):
