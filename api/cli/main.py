@@ -17,7 +17,6 @@ from typing import Any
 
 from api import __version__
 from engine import logs
-from engine.logs import TEXT_FORMAT
 from engine.ingest.columns import EVENT_COLUMNS, ITEM_COLUMNS
 from models.datasets import DATASETS
 
@@ -145,7 +144,7 @@ def _days(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format=TEXT_FORMAT)
+    logging.basicConfig(level=logging.INFO, format=logs.TEXT_FORMAT)
     args = build_parser().parse_args(argv)
     # The process's entry: before a command module loads the numeric libraries.
     from engine.threads import limit_blas_threads  # noqa: PLC0415 - not for --help and --version

@@ -4,6 +4,7 @@ dashboard and alert rules in api/ops/ reference only metrics a live scrape has."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -141,8 +142,6 @@ def test_degraded_answers_are_counted_by_cause(client: TestClient) -> None:
 
 
 async def _loop_time() -> float:
-    import asyncio
-
     return asyncio.get_running_loop().time()
 
 
