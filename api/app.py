@@ -26,7 +26,7 @@ from api.responses import ApiError, error_response
 from api import web
 from api.routes import (admin, blocks, events, health, items, merch, people, preferences, recommendations, rerank,
                         rules_file, segments, triggers)
-from engine import tasks
+from engine import logs, tasks
 from engine.ingest import catchup
 from engine.ingest import retention
 from engine.ingest.checkpoint import Checkpoint
@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.metrics.watch(lambda: getattr(app.state, "engine", None),
+                            lambda: getattr(getattr(app.state, "sink", None), "writer", None))
     app.state.rate_limits = RateLimits(settings, observe=app.state.metrics.observe_rate_limited)
 
     # Straight into the app's route list, not through include_router: since FastAPI 0.165 an included
@@ -172,4 +174,6 @@ def allowed_methods(request: Request) -> str:
 
 def app_factory() -> FastAPI:
     """Entry point for uvicorn workers: settings come from the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    logs.configure(settings.log_format)  # a spawned worker does not inherit the command's logging
+    return create_app(settings)

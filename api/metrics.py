@@ -1,27 +1,43 @@
-"""Prometheus metrics: request latency per route, event counts, served-model info.
+"""Prometheus metrics: request latency per route, event counts, the process and runtime families,
+and what the engine exports (``engine.observe``: model, rules, degraded answers, Redis, apply queue,
+triggers).
 
 With several uvicorn workers the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` and /metrics aggregates
-every worker's numbers (prometheus-client's multiprocess mode).
+every worker's numbers (prometheus-client's multiprocess mode); per-process families (process,
+runtime, degraded answers, Redis latency, apply queue) are then left out, since one scrape reaches
+one worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Callable, Iterator
 
 from fastapi import Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from api.limits import ASGIApp, Message, Receive, Scope, Send
 from engine import tasks
+from engine.ingest.writer import ApplyWriter
+from engine.observe import EngineCollector
+from engine.runtime import Engine
 
+# How long a scrape waits for what lives in Redis (trigger counters, the log checkpoint).
+REFRESH_TIMEOUT_S = 1.0
 BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # Process-wide, like the tasks it counts (the retrainer runs outside any app); each app's
@@ -54,6 +70,16 @@ class Metrics:
         export_task_failures()
         self.rate_limited = Counter("vitrine_rate_limited_total", "Requests (or events, for visitor_events) "
                                     "refused by a rate limit, by limit", ["limit"], **kw)
+        # The client library's own process, platform and gc collectors: they read /proc and the
+        # interpreter at scrape time, so one instance serves every registry.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.engine: EngineCollector | None = None
+
+    def watch(self, engine: Callable[[], Engine | None], writer: Callable[[], ApplyWriter | None]) -> None:
+        """Export the engine's state (``engine.observe``) once the app has started it."""
+        self.engine = EngineCollector(engine, writer)
+        self.registry.register(self.engine)
 
     def observe_stored_list(self, matched: bool) -> None:
         self._stored_list[matched].inc()
@@ -61,12 +87,30 @@ class Metrics:
     def observe_rate_limited(self, limit: str, count: int) -> None:
         self.rate_limited.labels(limit).inc(count)
 
-    def render(self) -> Response:
+    async def render(self) -> Response:
         registry = self.registry
+        if self.engine is not None:
+            try:
+                async with asyncio.timeout(REFRESH_TIMEOUT_S):
+                    await self.engine.refresh()
+            except TimeoutError:
+                pass  # the last values read stay
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
+            if self.engine is not None:
+                registry.register(_Shared(self.engine))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Shared(Collector):
+    """The engine's families that every worker of a multiprocess server reports alike."""
+
+    def __init__(self, engine: EngineCollector) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        return self._engine.families(local=False)
 
 
 class LatencyMiddleware:
@@ -99,4 +143,4 @@ class LatencyMiddleware:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return request.app.state.metrics.render()
+    return await request.app.state.metrics.render()

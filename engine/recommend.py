@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.store import keys
 
@@ -47,6 +48,9 @@ from engine.ranking.trending import TrendingReader
 log = logging.getLogger(__name__)
 
 
+DEGRADED_CAUSES = ("breaker_open", "timeout", "redis_error", "no_model")
+
+
 class UnknownPlacement(ValueError):
     pass
 
@@ -68,6 +72,9 @@ class Recommender:
         self.scorer: Scorer | None = None  # customers' scores for segments that ask (engine.runtime sets it)
         self._degraded = 0
         self.degraded_total = 0  # answers degraded since start (the console's operations page)
+        # Why, since start: breaker_open, timeout, redis_error (the answer says ``degraded``) and
+        # no_model (no model served yet: popularity and rules only).
+        self.degraded_by_cause: dict[str, int] = dict.fromkeys(DEGRADED_CAUSES, 0)
         self._degraded_logged_at = float("-inf")
         # Shared by every request-path read (recommendations, blocks, previews): one timeout makes
         # the next requests answer degraded at once instead of each waiting out its budget.
@@ -115,14 +122,16 @@ class Recommender:
                 return Read(loaded, trend, False)
             except (RedisError, OSError, TimeoutError) as exc:
                 self.breaker.failed(asyncio.get_running_loop().time())
-                self._log_degraded(type(exc).__name__)
+                timeout = isinstance(exc, (TimeoutError, RedisTimeoutError))
+                self._log_degraded(type(exc).__name__, "timeout" if timeout else "redis_error")
         else:
-            self._log_degraded("skipped while the breaker is open")
+            self._log_degraded("skipped while the breaker is open", "breaker_open")
         return Read(Loaded(req.customer_id, [None] * len(extra_keys)), [], True)
 
-    def _log_degraded(self, why: str) -> None:
+    def _log_degraded(self, why: str, cause: str) -> None:
         self._degraded += 1
         self.degraded_total += 1
+        self.degraded_by_cause[cause] += 1
         now = time.monotonic()
         if now - self._degraded_logged_at > 10:  # an outage must not flood the log
             log.warning("redis unavailable (%s): %d recommendations served from the model alone "
@@ -194,6 +203,8 @@ class Recommender:
         self.check_placement(req.placement, snap)
         now = time.time() if now is None else now
         model = self.models.current
+        if model is None:
+            self.degraded_by_cause["no_model"] += 1
         catalogue = self.catalogue.current
         arm = snap.assign(req.visitor_id or req.customer_id, req.placement, now)
         eff = snap.effective(req.placement, arm, now, model, catalogue)

@@ -29,6 +29,7 @@ from engine.profiles.shapes import ProfileConfig
 from engine.paging import Pager
 from engine.recommend import Recommender
 from engine.store.connect import connect
+from engine.store.latency import RedisLatency
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.settings import Settings
@@ -57,6 +58,7 @@ class Engine:
         self.settings = settings
         self.serve_models = serve_models
         self.redis = connect(redis_url, timeout_s=settings.redis_socket_timeout_s)
+        self.redis_latency = RedisLatency()  # exported by engine.observe
         self.catalogue = CatalogueCache(self.redis, prepare=lambda c: self._prepare(self.models.current, c))
         self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))
         self.trending_clock = TrendingClock(settings.trending_half_life_s)
@@ -84,10 +86,12 @@ class Engine:
             observe=self.live_sessions.observe if self.live_sessions is not None else None,
             logins=functools.partial(logins.after_apply, self.redis, settings),
             triggers=self.trigger_hook,
+            latency=self.redis_latency,
         )
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
-        self.reads = PipelinedReader(self.redis)  # the request path's reads, cheaper than redis-py's
+        # The request path's reads, cheaper than redis-py's.
+        self.reads = PipelinedReader(self.redis, self.redis_latency.histogram("read"))
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
         self.recommender.scorer = scores.scorer(settings.models_dir)

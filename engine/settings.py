@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     kafka_batch_max: int = Field(1000, ge=1, description="Most events a worker applies in one Redis round trip.")
     kafka_produce_timeout_s: float = Field(5.0, gt=0, description="The API answers 503 if the brokers have not acknowledged by then.")
 
+    # --- operations (engine.logs, engine.observe, streaming.metrics) ---
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line (time, "
+                                                "level, logger, message), for log collectors.")
+    worker_metrics_port: int = Field(0, ge=0, le=65535, description="Port of a worker's Prometheus /metrics "
+                                     "(process, Redis latency, consumer lag per partition) on `host`; 0: none.")
+
     # --- models ---
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
                                             description="Training weight per event type (JSON).")

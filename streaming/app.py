@@ -19,6 +19,7 @@ import faust
 
 from engine.runtime import Engine
 from engine.settings import Settings
+from streaming.metrics import WorkerMetrics
 from streaming.processor import BatchProcessor, DeadLetter, Record
 from streaming.topics import ensure_topics
 from streaming.transport import broker_urls
@@ -50,6 +51,7 @@ class StreamApp(faust.App):
         self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms  # read by streaming.transport
         self.engine: Engine | None = None
         self.processor: BatchProcessor | None = None
+        self.metrics: WorkerMetrics | None = None
         self.events_topic = self.topic(
             settings.kafka_events_topic, partitions=settings.kafka_partitions,
             config={"retention.ms": str(settings.kafka_retention_ms)})
@@ -73,9 +75,14 @@ class StreamApp(faust.App):
         self.processor = BatchProcessor(self.engine.applier, self.send_dead_letters)
         log.info("worker ready: %d catalogue items, topic %s", len(self.engine.catalogue.current),
                  self.settings.kafka_events_topic)
+        if self.settings.worker_metrics_port:
+            self.metrics = WorkerMetrics(self)
+            self.metrics.start(self.settings.host, self.settings.worker_metrics_port)
 
     async def on_stop(self) -> None:
         await super().on_stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.engine is not None:
             await self.engine.stop()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from engine import logs
 from engine.settings import Settings
 from streaming.app import StreamApp
 
@@ -17,4 +18,5 @@ def run_worker(settings: Settings, redis_url: str, *, loglevel: str = "info") ->
     if settings.mode != "kafka":
         raise SystemExit("vitrine worker: set VITRINE_KAFKA_BROKERS (host:port[,host:port...])")
     app = StreamApp(settings, redis_url)
-    faust.Worker(app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+    faust.Worker(app, loglevel=loglevel, redirect_stdouts=False,
+                 logging_config=logs.dict_config(settings.log_format, loglevel)).execute_from_commandline()

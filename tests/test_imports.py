@@ -26,7 +26,7 @@ CLI_ONLY = {("api", "load_tests")}
 
 # engine/, bottom-up: a unit may import only units on lower floors (and itself).
 FLOORS = [
-    {"engine.settings", "engine.tasks", "engine.threads"},
+    {"engine.settings", "engine.tasks", "engine.threads", "engine.logs"},
     {"engine.store"},
     {"engine.events"},
     {"engine.catalog"},
@@ -39,6 +39,7 @@ FLOORS = [
     {"engine.triggers"},
     {"engine.runtime"},
     {"engine.training"},
+    {"engine.observe"},
 ]
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 

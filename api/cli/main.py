@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from api import __version__
+from engine import logs
 from engine.ingest.columns import EVENT_COLUMNS, ITEM_COLUMNS
 from models.datasets import DATASETS
 
@@ -143,7 +144,7 @@ def _days(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=logs.TEXT_FORMAT)
     args = build_parser().parse_args(argv)
     # The process's entry: before a command module loads the numeric libraries.
     from engine.threads import limit_blas_threads  # noqa: PLC0415 - not for --help and --version
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix, say it plainly
         print(f"vitrine: invalid settings: {exc}", file=sys.stderr)
         return 2
+    logs.configure(settings.log_format)
     module, function = args.run.split(":")
     try:
         run = getattr(importlib.import_module(f"api.cli.{module}"), function)

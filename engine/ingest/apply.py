@@ -28,6 +28,7 @@ from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError,
 from engine.merch import exposure
 
 from engine.store import keys
+from engine.store.latency import RedisLatency
 from engine.events.schema import Event
 from engine.catalog import ItemLookup
 from engine.profiles.codec import EMPTY_PROFILE, encode
@@ -123,7 +124,7 @@ class EventApplier:
                  on_applied: Callable[[list[str]], None] | None = None,
                  observe: Callable[[list[Event]], None] | None = None,
                  logins: Callable[[list[Event]], Awaitable[object]] | None = None,
-                 triggers: TriggerHook | None = None) -> None:
+                 triggers: TriggerHook | None = None, latency: RedisLatency | None = None) -> None:
         """``known_arm``: whether the live rules can assign an experiment arm; only those are
         counted (by default none: no rules, no experiments). ``known_item``: whether an item may
         enter the trending counters (the engine's: it is in the catalogue, if there is one), so
@@ -133,7 +134,8 @@ class EventApplier:
         of each ``apply`` call once applied (engine.ranking.sessions); it must not block. ``logins``:
         awaited with the events of each ``apply`` call once applied (the automatic merges of
         engine.customers.logins, which need the profiles written). ``triggers``: arms and cancels
-        the triggers' occurrences after the profiles are written."""
+        the triggers' occurrences after the profiles are written. ``latency``: observes how long each
+        read and write pipeline waited for Redis."""
         self._redis = redis
         self._lookup = lookup
         self._cfg = profile_config
@@ -153,6 +155,9 @@ class EventApplier:
         self._triggers = triggers
         self._script = redis.register_script(_SCRIPT)
         self._read_script = redis.register_script(_READ_SCRIPT)
+        latency = latency or RedisLatency()
+        self._read_latency, self._write_latency = latency.histogram("apply_read"), latency.histogram("apply_write")
+        self.applied_total = self.duplicates_total = 0  # events since start (engine.observe exports them)
 
     async def apply(self, events: list[Event]) -> ApplyStats:
         stats = ApplyStats()
@@ -189,6 +194,8 @@ class EventApplier:
             self._on_applied(list(written))
         if self._observe is not None:
             self._observe(events)
+        self.applied_total += stats.applied
+        self.duplicates_total += stats.duplicates
         return stats
 
     async def _plan(self, pending: dict[str, list[Event]], known_customers: set[str],
@@ -330,7 +337,10 @@ class EventApplier:
                 if start + CHUNK >= len(visitor_ids):
                     keys_ += [keys.customer(cid) for cid in customer_ids] + [keys.alias(c) for c in customer_ids]
                 await self._read_script(keys=keys_, args=args, client=pipe)
-            replies = [value for chunk in await pipe.execute() for value in chunk]
+            started = time.perf_counter()
+            executed = await pipe.execute()
+            self._read_latency.observe(time.perf_counter() - started)
+            replies = [value for chunk in executed for value in chunk]
         split, n = 3 * len(visitor_ids), len(customer_ids)
         return replies[:split], replies[split:split + n], replies[split + n:]
 
@@ -357,5 +367,8 @@ class EventApplier:
                         keys_.append(key)
                         args += [item, incr, trend_expire]
                 await self._script(keys=keys_, args=args, client=pipe)
-            written = iter([bool(ok) for chunk in await pipe.execute() for ok in chunk])
+            started = time.perf_counter()
+            executed = await pipe.execute()
+            self._write_latency.observe(time.perf_counter() - started)
+            written = iter([bool(ok) for chunk in executed for ok in chunk])
         return [next(written) if plan.done else True for plan in plans]

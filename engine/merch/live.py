@@ -248,6 +248,7 @@ class RulesHolder:
         self.current: RulesSnapshot = DEFAULT_SNAPSHOT
         self.errors: list[RulesError] = []
         self.error_at: float | None = None
+        self.failures = 0  # rejected loads since start (each bad version once)
         self._seen: str | None = None  # hash of the last bytes looked at, good or bad
         self._prepare = prepare
         self._lock = threading.Lock()  # the poll loop and the admin route may reload at once
@@ -313,6 +314,7 @@ class RulesHolder:
     def _fail(self, seen: str, errors: list[RulesError]) -> None:
         self._seen = seen
         if self.errors != errors:
+            self.failures += 1
             for error in errors:
                 log.error("rules file rejected, still serving %s: %s", self.current.version, error)
             self.errors, self.error_at = errors, time.time()

@@ -57,6 +57,8 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError, InvalidResponse, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.store.latency import LatencyHistogram
+
 
 # After a failed connect, reads fail at once for this long instead of each trying again: against a
 # host that drops packets, every request would otherwise spend its whole time budget connecting.
@@ -84,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self._watchdog_due = 0.0  # when it is armed for (uvloop gives a due time in the past no TimerHandle)
         self._failure: tuple[type[RedisError], str] | None = None  # why we dropped the connection
         self._unsent: list[bytes] | None = None  # commands of this loop turn after its first
+        self.latency: LatencyHistogram | None = None  # each reply's wait, when someone watches
 
     @property
     def usable(self) -> bool:
@@ -138,11 +141,15 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._parser.feed(data)
+        latency = self.latency
+        now = self.loop.time() if latency is not None else 0.0
         try:
             while (reply := self._parser.gets()) is not False:
                 if not self._waiting:
                     raise InvalidResponse(f"a reply nobody asked for: {reply!r:.100}")
-                future = self._waiting.popleft()[3]
+                sent_at, _, _, future = self._waiting.popleft()
+                if latency is not None:
+                    latency.observe(now - sent_at)
                 if future.done():  # its caller gave up waiting
                     continue
                 if isinstance(reply, ResponseError):
@@ -191,8 +198,10 @@ class PipelinedReader:
     """``mget`` for the request path (an ``engine.profiles.store.KeyReader``), through one lazily
     opened connection per event loop, to where ``redis`` (from ``engine.store.connect.connect``) goes."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, latency: LatencyHistogram | None = None) -> None:
+        """``latency``: observes how long each read waited for its reply."""
         self._pool = redis.connection_pool
+        self._latency = latency
         # Never connected: it only holds what redis-py made of the URL and options.
         self._target = self._pool.make_connection()
         self._connection: _Connection | None = None
@@ -256,6 +265,7 @@ class PipelinedReader:
                     await connection.send("AUTH", *user, target.password)
                 if target.db:
                     await connection.send("SELECT", target.db)
+            connection.latency = self._latency
             return connection
         except BaseException as exc:
             if connection is not None:
