@@ -1,10 +1,11 @@
 """The workers' faust app: one agent that applies the events topic to the profiles in Redis.
 
-Batching: the agent takes what is already waiting (up to ``VITRINE_KAFKA_BATCH_MAX``) and applies
-it in one ``EventApplier.apply`` call (one pipelined read, one pipelined write), so a busy worker
-makes few Redis round trips while an idle one applies each event the moment it arrives. Events are
-acknowledged (so their offsets can be committed) only after they are applied or dead-lettered:
-at-least-once delivery, made exact by the applier's per-event dedup.
+Batching: the agent takes events with faust's ``stream.noack_take`` (up to ``VITRINE_KAFKA_BATCH_MAX``,
+waiting at most ``VITRINE_KAFKA_BATCH_WITHIN_MS`` for more) and applies them in one
+``EventApplier.apply`` call (one pipelined read, one pipelined write). ``noack_take`` leaves acking
+to us: each event is acknowledged (so its offset can be committed) only after its batch is
+applied or dead-lettered, and a batch cut short by a stop or a crash is never acknowledged, so it
+is delivered again: at-least-once, made exact by the applier's per-event dedup.
 
 Trending counters are updated by the same applier call (atomically with the profile), and
 "bought together" is learned by ``vitrine train`` from the same history, so there is one agent.
@@ -26,25 +27,29 @@ from streaming.transport import broker_urls
 log = logging.getLogger(__name__)
 
 
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The faust App options of a worker (also given to the bench's do-nothing agent, so the two
+    consume the same way)."""
+    return dict(
+        broker=broker_urls(settings.kafka_servers) or ["vitrine://127.0.0.1:9092"],
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        consumer_auto_offset_reset="earliest",  # a new group starts from the whole history
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_replication_factor=settings.kafka_replication,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+    )
+
+
 class StreamApp(faust.App):
     """A faust App that owns the worker's Engine (Redis client, catalogue, applier)."""
 
     def __init__(self, settings: Settings, redis_url: str | None, **overrides: Any) -> None:
-        options: dict[str, Any] = dict(
-            broker=broker_urls(settings.kafka_servers) or ["vitrine://127.0.0.1:9092"],
-            broker_session_timeout=settings.kafka_session_timeout_s,
-            broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
-            broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
-            consumer_auto_offset_reset="earliest",  # a new group starts from the whole history
-            producer_acks=-1,
-            key_serializer="raw",
-            value_serializer="raw",
-            topic_replication_factor=settings.kafka_replication,
-            web_enabled=False,
-            datadir=str(settings.data_dir / "faust"),
-        )
-        options.update(overrides)
-        super().__init__(settings.kafka_group_id, **options)
+        super().__init__(settings.kafka_group_id, **{**faust_options(settings), **overrides})
         self.settings = settings
         self.redis_url = redis_url
         self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms  # read by streaming.transport
@@ -102,18 +107,13 @@ def _record(event: Any) -> Record:
 
 def _apply_events_agent(app: StreamApp) -> Any:
     async def apply_events(stream: faust.StreamT) -> Any:
-        manual = stream.noack()
-        batch: list[Any] = []
-        async for event in manual.events():
-            batch.append(event)
-            if len(batch) < app.settings.kafka_batch_max and not stream.channel.empty():
-                continue  # more is already waiting: take it into this batch
+        within_s = app.settings.kafka_batch_within_ms / 1000
+        async for batch in stream.noack_take(app.settings.kafka_batch_max, within=within_s):
             processor = app.processor
             assert processor is not None, "StreamApp.on_start builds the processor"
             result = await processor.process([_record(e) for e in batch])
-            for done in batch:
-                await manual.ack(done)
-            batch.clear()
+            for done in batch:  # applied or dead-lettered: now their offsets may be committed
+                await stream.ack(done)
             if result.duplicates:
                 log.info("skipped %d events applied before (redelivered after a restart or rebalance)",
                          result.duplicates)
