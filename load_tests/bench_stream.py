@@ -306,6 +306,7 @@ def _noop_rate(settings: Settings, expected: int, tmp: Path) -> dict[str, Any]:
     of its own: the same records through the same broker."""
     tmp.mkdir(parents=True)
     settings = _load_settings(settings, tmp)
+    settings.data_dir.mkdir(parents=True)  # faust creates only the last level
     out = tmp / "result.json"
     with (tmp / "agent.log").open("ab") as log_file:
         agent = subprocess.Popen([sys.executable, "-m", "load_tests.noop_agent", "--expect", str(expected),
