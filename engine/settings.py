@@ -217,8 +217,6 @@ class Settings(BaseSettings):
                                              "rejoin when partitions move.")
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a worker's fetch waits for data (faust hard-codes 1500).")
     kafka_batch_max: int = Field(1000, ge=1, description="Most events a worker applies in one Redis round trip.")
-    kafka_batch_within_ms: int = Field(5, ge=1, le=1000, description="Longest a worker waits for more events "
-                                       "before applying a batch that is not full (adds up to this to freshness).")
     kafka_produce_timeout_s: float = Field(5.0, gt=0, description="The API answers 503 if the brokers have not acknowledged by then.")
 
     # --- models ---

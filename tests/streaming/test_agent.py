@@ -87,9 +87,9 @@ async def results(agent, count: int) -> list:
 
 
 def test_one_batch_applies_its_good_events_once_and_dead_letters_the_bad(tmp_path: Path, redis_url: str) -> None:
-    """Six records taken as one batch (``take`` fills it before the window ends): garbage, an event
-    whose stored profile is corrupt, and two events each sent twice."""
-    app = make_app(tmp_path, redis_url, kafka_batch_max=6, kafka_batch_within_ms=1000)
+    """Six records waiting together, taken as one batch: garbage, an event whose stored profile is
+    corrupt, and two events each sent twice."""
+    app = make_app(tmp_path, redis_url, kafka_batch_max=6)
 
     async def run() -> None:
         engine = Engine(app.settings, redis_url, serve_models=False)
@@ -119,7 +119,7 @@ def test_a_batch_is_acknowledged_only_once_applied(tmp_path: Path) -> None:
     """Redis down: the batch waits, unacknowledged (so its offsets cannot be committed), then applies."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    app = make_app(tmp_path, url, kafka_batch_max=2, kafka_batch_within_ms=1000)
+    app = make_app(tmp_path, url, kafka_batch_max=2)
 
     async def run() -> None:
         engine = Engine(app.settings, url, serve_models=False)
