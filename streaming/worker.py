@@ -6,17 +6,19 @@ share of the partitions and moves them when a worker joins, leaves or dies.
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
-import mode.loop
+import uvloop
 
 from engine.settings import Settings
 from streaming.app import StreamApp
 
 
 def use_uvloop() -> None:
-    """faust's own way to run on uvloop (``faust -L uvloop``): both the worker's loop and its
-    consumer thread's loop, which carry faust's per-message path, get cheaper."""
-    mode.loop.use("uvloop")
+    """What faust's own ``-L uvloop`` does: the worker's loop and its consumer thread's loop,
+    which carry faust's per-message path, become uvloop's (cheaper per message)."""
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def run_worker(settings: Settings, redis_url: str, *, loglevel: str = "info") -> None:
