@@ -8,8 +8,11 @@
   sample from ``../shared/data`` or ``$VITRINE_SHARED_DATA_DIR`` when present: views, carts, favourites (``add_to_wishlist``), purchases;
   otherwise Online Retail II orders, which are purchases of ~20 lines each), moved in time so the
   last one is now (trending counters are written too), are put on a fresh topic; then one
-  ``vitrine worker`` is started and we time how fast the events' fingerprints appear in Redis. The
-  same events applied in process (no Kafka) give the engine's own ceiling.
+  ``vitrine worker`` is started and we time how fast the events' fingerprints appear in Redis. A
+  faust agent that does nothing (``load_tests.noop_agent``) then reads the same topic: faust's own
+  per-message ceiling, which the worker's rate is divided by. Two workers on a two-partition topic
+  show how the rate grows with workers; the same events applied in process (no Kafka) give the
+  engine's own ceiling.
 
 Everything runs as real processes on 127.0.0.1 (``vitrine serve``, ``vitrine worker``, a private
 redis-server, and tansu unless ``VITRINE_KAFKA_BROKERS`` names brokers), on this machine's shared
