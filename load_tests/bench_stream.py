@@ -8,8 +8,11 @@
   sample from ``../shared/data`` or ``$VITRINE_SHARED_DATA_DIR`` when present: views, carts, favourites (``add_to_wishlist``), purchases;
   otherwise Online Retail II orders, which are purchases of ~20 lines each), moved in time so the
   last one is now (trending counters are written too), are put on a fresh topic; then one
-  ``vitrine worker`` is started and we time how fast the events' fingerprints appear in Redis. The
-  same events applied in process (no Kafka) give the engine's own ceiling.
+  ``vitrine worker`` is started and we time how fast the events' fingerprints appear in Redis. A
+  faust agent that does nothing (``load_tests.noop_agent``) then reads the same topic: faust's own
+  per-message ceiling, which the worker's rate is divided by. Two workers on a two-partition topic
+  show how the rate grows with workers; the same events applied in process (no Kafka) give the
+  engine's own ceiling.
 
 Everything runs as real processes on 127.0.0.1 (``vitrine serve``, ``vitrine worker``, a private
 redis-server, and tansu unless ``VITRINE_KAFKA_BROKERS`` names brokers), on this machine's shared
@@ -28,6 +31,8 @@ import os
 import platform
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -43,14 +48,14 @@ from engine.catalog import Item, upsert_items
 from engine.events.log import dump
 from engine.events.schema import Event
 from engine.ingest.importer import ImportReport, read_events, read_items
-from engine.store.server import free_port, start_redis
+from engine.store.server import free_port, start_redis, stop_process
 from engine.ingest.replay import delete_profiles
 from engine.runtime import Engine
-from engine.settings import Settings
+from engine.settings import Settings, as_environment
 from load_tests.httpload import Http
 from load_tests.sessions import TAOBAO_TYPES
 from models.datasets import write_online_retail
-from streaming.devstack import TansuBroker, VitrineProcess, tansu_binary
+from streaming.devstack import ROOT, TansuBroker, VitrineProcess, tansu_binary
 from streaming.topics import ensure_topics
 
 TANSU_FETCH_WAIT_MS = 5
@@ -105,6 +110,11 @@ def run_bench(settings: Settings, *, samples: int, events: int, out_dir: Path, t
                 workload = _workload(events_csv, events)
             print(f"events/s, one worker ({len(workload)} events)...", flush=True)
             results["worker"] = _worker_rate(kafka, workload, tmp / "throughput")
+            print("events/s, a faust agent that does nothing (same topic)...", flush=True)
+            results["noop_agent"] = _noop_rate(kafka, len(workload), tmp / "noop")
+            results["worker_to_noop"] = _ratio(results["worker"], results["noop_agent"])
+            print("events/s, two workers on two partitions...", flush=True)
+            results["two_workers"] = _worker_rate(kafka, workload, tmp / "two", workers=2, partitions=2)
             print("events/s, applier in process (no Kafka)...", flush=True)
             results["applier_in_process"] = asyncio.run(_applier_rate(kafka, workload))
         finally:
@@ -248,11 +258,18 @@ async def _produce(settings: Settings, events: list[Event]) -> None:
         await producer.stop()
 
 
-def _worker_rate(settings: Settings, events: list[Event], tmp: Path) -> dict[str, Any]:
+def _load_settings(settings: Settings, tmp: Path, partitions: int | None = None) -> Settings:
+    """The throughput topic (one per partition count) and a group of the run's own."""
+    topic = settings.kafka_events_topic + (f"-load{partitions}" if partitions else "-load")
+    return settings.model_copy(update={
+        "kafka_events_topic": topic, "kafka_group_id": f"{settings.kafka_group_id}-{tmp.name}",
+        "data_dir": tmp / "data", "kafka_partitions": partitions or settings.kafka_partitions})
+
+
+def _worker_rate(settings: Settings, events: list[Event], tmp: Path, *, workers: int = 1,
+                 partitions: int | None = None) -> dict[str, Any]:
     tmp.mkdir(parents=True)
-    settings = settings.model_copy(update={"kafka_events_topic": settings.kafka_events_topic + "-load",
-                                           "kafka_group_id": settings.kafka_group_id + "-load",
-                                           "data_dir": tmp / "data"})
+    settings = _load_settings(settings, tmp, partitions)
     asyncio.run(_produce(settings, events))
     client = redis.Redis.from_url(settings.redis_url or "")
     asyncio.run(_reset(settings))
@@ -260,7 +277,8 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path) -> dict[str
     bucket = int(time.time() // settings.dedup_window_s)
     dedup_keys = [keys.dedup(v, b) for v in {e.visitor_id for e in events} for b in (bucket, bucket - 1)]
     expected = len({e.event_id for e in events})
-    worker = VitrineProcess(["worker", "--loglevel", "warn"], settings, tmp / "worker.log")
+    processes = [VitrineProcess(["worker", "--loglevel", "warn"], settings, tmp / f"worker-{n}.log")
+                 for n in range(workers)]
     try:
         first_at, first_count, deadline = None, 0, time.monotonic() + 300
         while True:
@@ -270,15 +288,48 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path) -> dict[str
                 first_at, first_count = now, applied
             if applied >= expected:
                 break
-            if time.monotonic() > deadline or worker.process.poll() is not None:
-                raise RuntimeError(f"worker applied {applied}/{expected}: {worker.output()[-2000:]}")
+            exited = [p for p in processes if p.process.poll() is not None]
+            if time.monotonic() > deadline or exited:
+                output = (exited or processes)[0].output()[-2000:]
+                raise RuntimeError(f"{workers} worker(s) applied {applied}/{expected}: {output}")
             time.sleep(0.02)
         elapsed = now - (first_at or now)
         rate = round((expected - first_count) / elapsed) if elapsed > 0 else None  # None: too few to time
-        return {"events": expected, "seconds": round(elapsed, 2), "events_per_s": rate}
+        return {"events": expected, "seconds": round(elapsed, 2), "events_per_s": rate, "workers": workers,
+                "partitions": settings.kafka_partitions}
     finally:
-        worker.stop()
+        for process in processes:
+            process.stop()
         client.close()
+
+
+def _noop_rate(settings: Settings, expected: int, tmp: Path) -> dict[str, Any]:
+    """The do-nothing agent (``load_tests.noop_agent``) over the one-worker run's topic, in a group
+    of its own: the same records through the same broker."""
+    tmp.mkdir(parents=True)
+    settings = _load_settings(settings, tmp)
+    settings.data_dir.mkdir(parents=True)  # faust creates only the last level
+    out = tmp / "result.json"
+    with (tmp / "agent.log").open("ab") as log_file:
+        agent = subprocess.Popen([sys.executable, "-m", "load_tests.noop_agent", "--expect", str(expected),
+                                  "--out", str(out)], env=as_environment(settings), cwd=ROOT,
+                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not out.exists():
+                if time.monotonic() > deadline or agent.poll() is not None:
+                    raise RuntimeError(f"the no-op agent did not finish: {(tmp / 'agent.log').read_text()[-2000:]}")
+                time.sleep(0.05)
+            time.sleep(0.05)  # written in one call, but let it land
+            return {**json.loads(out.read_text()), "workers": 1, "partitions": settings.kafka_partitions}
+        finally:
+            stop_process(agent, 15)
+
+
+def _ratio(worker: dict[str, Any], noop: dict[str, Any]) -> float | None:
+    if not worker.get("events_per_s") or not noop.get("events_per_s"):
+        return None
+    return round(worker["events_per_s"] / noop["events_per_s"], 2)
 
 
 async def _reset(settings: Settings) -> None:
@@ -313,13 +364,14 @@ def _write_report(report: dict[str, Any], out_dir: Path, started: datetime) -> N
     stem = out_dir / f"stream-bench-{started.strftime('%Y%m%dT%H%M%SZ')}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     emb, kaf = report["freshness_embedded_ms"], report["freshness_kafka_ms"]
-    worker, applier = report["worker"], report["applier_in_process"]
+    worker, applier, noop, two = (report["worker"], report["applier_in_process"], report["noop_agent"],
+                                  report["two_workers"])
     lines = [
         f"# Stream benchmark, {report['started']}",
         "",
         f"Workload for events/s: {report['workload']}. `{report['command']}` on {report['machine']['cpus']} shared cores (load average at end "
         f"{', '.join(f'{x:.1f}' for x in report['machine']['load_average_at_end'])}); broker: {report['broker']}, "
-        f"worker fetch wait {report['worker_fetch_max_wait_ms']} ms.",
+        f"worker fetch wait {report['worker_fetch_max_wait_ms']} ms, batches of up to {report['batch_max']} events.",
         "",
         "| measure | p50 | p90 | p99 | max | target |",
         "|---|---|---|---|---|---|",
@@ -330,7 +382,11 @@ def _write_report(report: dict[str, Any], out_dir: Path, started: datetime) -> N
         "",
         "| throughput | events | seconds | events/s | target |",
         "|---|---|---|---|---|",
-        f"| one faust worker | {worker['events']} | {worker['seconds']} | {worker['events_per_s']} | >= 5000 |",
+        f"| one faust worker, {worker['partitions']} partitions | {worker['events']} | {worker['seconds']} "
+        f"| {worker['events_per_s']} | >= 5000 |",
+        f"| faust agent doing nothing, same topic | {noop['events']} | {noop['seconds']} | {noop['events_per_s']} | |",
+        f"| worker / no-op ratio | | | {report['worker_to_noop']} | >= 0.8 |",
+        f"| two faust workers, 2 partitions | {two['events']} | {two['seconds']} | {two['events_per_s']} | |",
         f"| EventApplier in process, batch {applier['batch']} | {applier['events']} | {applier['seconds']} "
         f"| {applier['events_per_s']} | |",
         "",

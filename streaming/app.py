@@ -1,10 +1,13 @@
 """The workers' faust app: one agent that applies the events topic to the profiles in Redis.
 
-Batching: the agent takes what is already waiting (up to ``VITRINE_KAFKA_BATCH_MAX``) and applies
-it in one ``EventApplier.apply`` call (one pipelined read, one pipelined write), so a busy worker
-makes few Redis round trips while an idle one applies each event the moment it arrives. Events are
-acknowledged (so their offsets can be committed) only after they are applied or dead-lettered:
-at-least-once delivery, made exact by the applier's per-event dedup.
+Batching: the agent iterates faust's stream without acking (``stream.noack()``) and takes what is
+already waiting in it (up to ``VITRINE_KAFKA_BATCH_MAX``) into one ``EventApplier.apply`` call (one
+pipelined read, one pipelined write): a busy worker makes few Redis round trips, an idle one
+applies each event the moment it arrives. ``stream.take(max_, within=)`` was measured instead: its
+window cuts batches by time, so on a loaded worker they stayed small and the worker ran at a
+fraction of faust's own rate (bench-stream's no-op agent). Events are acknowledged (so their
+offsets can be committed) only after their batch is applied or dead-lettered; a batch cut short
+by a stop or a crash is delivered again: at-least-once, made exact by the applier's per-event dedup.
 
 Trending counters are updated by the same applier call (atomically with the profile), and
 "bought together" is learned by ``vitrine train`` from the same history, so there is one agent.
@@ -27,25 +30,29 @@ from streaming.transport import broker_urls
 log = logging.getLogger(__name__)
 
 
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The faust App options of a worker (also given to the bench's do-nothing agent, so the two
+    consume the same way)."""
+    return dict(
+        broker=broker_urls(settings.kafka_servers) or ["vitrine://127.0.0.1:9092"],
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        consumer_auto_offset_reset="earliest",  # a new group starts from the whole history
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_replication_factor=settings.kafka_replication,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+    )
+
+
 class StreamApp(faust.App):
     """A faust App that owns the worker's Engine (Redis client, catalogue, applier)."""
 
     def __init__(self, settings: Settings, redis_url: str | None, **overrides: Any) -> None:
-        options: dict[str, Any] = dict(
-            broker=broker_urls(settings.kafka_servers) or ["vitrine://127.0.0.1:9092"],
-            broker_session_timeout=settings.kafka_session_timeout_s,
-            broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
-            broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
-            consumer_auto_offset_reset="earliest",  # a new group starts from the whole history
-            producer_acks=-1,
-            key_serializer="raw",
-            value_serializer="raw",
-            topic_replication_factor=settings.kafka_replication,
-            web_enabled=False,
-            datadir=str(settings.data_dir / "faust"),
-        )
-        options.update(overrides)
-        super().__init__(settings.kafka_group_id, **options)
+        super().__init__(settings.kafka_group_id, **{**faust_options(settings), **overrides})
         self.settings = settings
         self.redis_url = redis_url
         self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms  # read by streaming.transport
@@ -118,7 +125,7 @@ def _apply_events_agent(app: StreamApp) -> Any:
             processor = app.processor
             assert processor is not None, "StreamApp.on_start builds the processor"
             result = await processor.process([_record(e) for e in batch])
-            for done in batch:
+            for done in batch:  # applied or dead-lettered: now their offsets may be committed
                 await manual.ack(done)
             batch.clear()
             if result.duplicates:

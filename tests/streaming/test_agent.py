@@ -78,6 +78,71 @@ def test_the_agent_applies_events_once_and_dead_letters_garbage(tmp_path: Path, 
     asyncio.run(run())
 
 
+async def results(agent, count: int) -> list:
+    """The agent's first ``count`` results (one per batch); the timeout is for a loaded machine."""
+    async with asyncio.timeout(60):
+        while len(agent.results) < count:
+            await asyncio.sleep(0.01)
+    return list(agent.results.values())
+
+
+def test_one_batch_applies_its_good_events_once_and_dead_letters_the_bad(tmp_path: Path, redis_url: str) -> None:
+    """Six records waiting together, taken as one batch: garbage, an event whose stored profile is
+    corrupt, and two events each sent twice."""
+    app = make_app(tmp_path, redis_url, kafka_batch_max=6)
+
+    async def run() -> None:
+        engine = Engine(app.settings, redis_url, serve_models=False)
+        await engine.redis.set(keys.visitor("v-bad"), b"[not json")
+        dead = Collected()
+        app.processor = BatchProcessor(engine.applier, dead)
+        first, last = view("e-1", "v-1", "85123A"), view("e-3", "v-1", "84406B")
+        unprocessable = view("e-2", "v-bad", "71053")
+        async with app.apply_events.test_context() as agent:
+            sent = [await agent.put(value, key=key, wait=False) for key, value in [
+                (b"v-1", first), (b"v-1", b"garbage"), (b"v-1", first), (b"v-bad", unprocessable), (b"v-1", last),
+                (b"v-1", last)]]
+            [result] = await results(agent, 1)
+            assert all(event.message.acked for event in sent)  # applied or dead-lettered: committable
+        await engine.redis.aclose()
+        assert (result.applied, result.duplicates) == (2, 2)
+        assert [d.record.value for d in dead.dead] == [b"garbage", unprocessable]  # in the partition's order
+        assert dead.dead[0].error.startswith("not a valid event")
+        assert dead.dead[1].error.startswith("processing failed: CorruptProfile")
+        profile = await stored_visitor(redis_url, "v-1")
+        assert profile["si"] == ["84406B", "85123A"]
+
+    asyncio.run(run())
+
+
+def test_a_batch_is_acknowledged_only_once_applied(tmp_path: Path) -> None:
+    """Redis down: the batch waits, unacknowledged (so its offsets cannot be committed), then applies."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    app = make_app(tmp_path, url, kafka_batch_max=2)
+
+    async def run() -> None:
+        engine = Engine(app.settings, url, serve_models=False)
+        app.processor = BatchProcessor(engine.applier, Collected(), first_backoff_s=0.02)
+        server = None
+        try:
+            async with app.apply_events.test_context() as agent:
+                sent = [await agent.put(view(f"e-{n}", "v-1", item), key=b"v-1", wait=False)
+                        for n, item in enumerate(["85123A", "71053"])]
+                await asyncio.sleep(0.3)
+                assert not agent.results and not any(event.message.acked for event in sent)
+                server = await asyncio.to_thread(start_redis, tmp_path / "late-redis", port=port, persist=False)
+                [result] = await results(agent, 1)
+                assert result.applied == 2 and all(event.message.acked for event in sent)
+            assert (await stored_visitor(url, "v-1"))["si"] == ["71053", "85123A"]
+        finally:
+            await engine.redis.aclose()
+            if server is not None:
+                server.stop()
+
+    asyncio.run(run())
+
+
 def test_a_batch_with_a_poison_event_applies_the_rest_in_order(tmp_path: Path, redis_url: str) -> None:
     async def run() -> None:
         engine = Engine(make_settings(tmp_path, redis_url), redis_url, serve_models=False)

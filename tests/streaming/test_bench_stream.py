@@ -21,4 +21,7 @@ def test_bench_stream_writes_a_report(tmp_path: Path) -> None:
     for mode in ("freshness_embedded_ms", "freshness_kafka_ms"):
         assert report[mode]["samples"] == 5 and report[mode]["p50"] > 0
     assert report["worker"]["events"] > 0 and report["applier_in_process"]["events_per_s"] > 0
+    assert report["noop_agent"]["events"] == report["worker"]["events"] and report["noop_agent"]["events_per_s"] > 0
+    assert report["two_workers"]["workers"] == 2 and report["two_workers"]["partitions"] == 2
+    assert report["worker_to_noop"] == round(report["worker"]["events_per_s"] / report["noop_agent"]["events_per_s"], 2)
     assert next(tmp_path.glob("stream-bench-*.md")).read_text().startswith("# Stream benchmark")
