@@ -62,7 +62,8 @@ class Engine:
         self.live_sessions = (LiveSessions(settings.event_weights, settings.session_timeout_s, settings.live_sessions)
                               if serve_models and settings.live_sessions and not settings.consent_required else None)
         self.trigger_hook = TriggerHook(self.redis, lambda: self.rules.current.rules.triggers, self.catalogue.info,
-                                        shop_model=lambda: customer_value.load(settings.models_dir))
+                                        shop_model=lambda: customer_value.load(settings.models_dir),
+                                        state_ttl_s=settings.customer_ttl_s)
         self.applier = EventApplier(
             self.redis,
             self.catalogue.info,

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from engine.catalog import Change
 from engine.profiles import preferences
 from engine.triggers.hook import TriggerHook
+from engine.triggers.newitems import new_item_triggers
 
 log = logging.getLogger(__name__)
 
@@ -28,4 +29,4 @@ async def item_triggers(redis: Redis, hook: TriggerHook, changes: list[Change]) 
             armed += await hook.on_item_changed(old, new, watchers)
         except RedisError as exc:
             log.warning("catalogue triggers for one item lost (%s: %s)", type(exc).__name__, exc)
-    return armed
+    return armed + await new_item_triggers(redis, hook, changes)

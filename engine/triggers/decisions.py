@@ -33,6 +33,17 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class Moved:
+    """The person's ``value`` for this trigger is recorded; the occurrence is armed (due ``due``)
+    only when the value recorded before was one of ``fires_from`` (a change worth a message)."""
+
+    value: str
+    fires_from: tuple[str, ...]
+    due: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Cancel:
     pass
 
