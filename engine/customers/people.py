@@ -86,7 +86,7 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
     bucket = int(now // dedup_window_s)
     out = [k for c in person.customer_ids
            for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c),
-                     keys.trigger_sends(c), keys.trigger_touches(c))]
+                     keys.trigger_sends(c), keys.trigger_touches(c), keys.trigger_tiers(c))]
     out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:
         out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v),
@@ -146,6 +146,8 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
         "preferences": {o.member: preferences.describe(preferences.Declared.decode(raw), [], None, True)
                         for o, raw in zip(records, declared) if raw},
         "messages": {p: m for p, m in sent.items() if m},  # what triggers sent them (engine.triggers)
+        "value_tiers": {c: {k.decode(): v.decode() for k, v in tiers.items()}  # as the value_tier triggers saw them
+                        for c in person.customer_ids if (tiers := await redis.hgetall(keys.trigger_tiers(c)))},
         "events": events,
     }
 

@@ -1,6 +1,7 @@
 """Catalogue-driven triggers through the real app: ``PUT /v1/items`` changes an item, its watchers
 (the watchers index) get an occurrence, the runner posts it to a real webhook receiver. A second
-PUT of the same values fires nothing."""
+PUT of the same values fires nothing. A new item reaches the people whose declared favourites match
+it (the declared-interest index)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ triggers:
     payload: {title: "Cheaper now"}
   restock:
     kind: back_in_stock
+    channel: email
+    control: 0
+  fresh:
+    kind: new_item
     channel: email
     control: 0
 """
@@ -131,3 +136,30 @@ def test_consent_withdrawn_after_the_watch_suppresses(client: TestClient, receiv
     assert tick(client) == (1, 0)
     assert receiver.requests == 0
     assert stats(redis_url, "restock") == {"suppressed:no_consent": 1}
+
+
+def test_a_new_item_reaches_the_people_who_declared_its_category_or_brand(client: TestClient, receiver: Receiver,
+                                                                          redis_url: str) -> None:
+    opt_in(client, "v-kitchen", "v-mugs", "v-acme", "v-garden")
+    declare(client, "v-kitchen", {"favourite_categories": ["kitchen"]})  # above the item's category
+    declare(client, "v-mugs", {"favourite_categories": ["kitchen.mugs"]})
+    declare(client, "v-acme", {"favourite_brands": ["ACME"]})
+    declare(client, "v-garden", {"favourite_categories": ["garden", "kitchenware"]})
+    declare(client, "v-quiet", {"favourite_categories": ["kitchen"]})  # never opted into email
+    declare(client, "v-changed", {"favourite_categories": ["kitchen"]})
+    declare(client, "v-changed", {"favourite_categories": ["garden"]})  # changed their mind
+
+    put_items(client, {"item_id": "SKU-N1", "title": "Mug", "category": "kitchen.mugs", "brand": "Acme",
+                       "price": 9.0})
+    put_items(client, {"item_id": "SKU-N1", "price": 8.0})  # not new any more: nothing
+    put_items(client, {"item_id": "SKU-N2", "category": "kitchen.mugs", "in_stock": False})  # out of stock
+    assert tick(client) == (4, 3)
+    got = sorted((d["visitor_id"], d["trigger"], d["context"]["item_id"], d["context"]["category"])
+                 for d in receiver.received)
+    assert got == [("v-acme", "fresh", "SKU-N1", "kitchen.mugs"), ("v-kitchen", "fresh", "SKU-N1", "kitchen.mugs"),
+                   ("v-mugs", "fresh", "SKU-N1", "kitchen.mugs")]
+    assert stats(redis_url, "fresh") == {"sent:deliveries": 3, "webhook:delivered": 3, "suppressed:no_consent": 1}
+    store = redis.Redis.from_url(redis_url)
+    assert {m.decode() for m in store.smembers("ic:kitchen")} == {"v:v-kitchen", "v:v-quiet"}
+    assert {m.decode() for m in store.smembers("ib:acme")} == {"v:v-acme"}
+    store.close()
