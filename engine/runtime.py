@@ -63,7 +63,8 @@ class Engine:
                               if serve_models and settings.live_sessions and not settings.consent_required else None)
         self.trigger_hook = TriggerHook(self.redis, lambda: self.rules.current.rules.triggers, self.catalogue.info,
                                         shop_model=lambda: customer_value.load(settings.models_dir),
-                                        state_ttl_s=settings.customer_ttl_s)
+                                        state_ttl_s=settings.customer_ttl_s,
+                                        viewers_ttl_s=settings.trigger_viewers_ttl_s, viewers_max=settings.watchers_max)
         self.applier = EventApplier(
             self.redis,
             self.catalogue.info,

@@ -580,10 +580,14 @@ class Welcome(Delayed):
 
 class PriceDrop(TriggerBase):
     """A watched item's price fell by at least ``min_drop`` of the old price; a person with a price
-    alert on it only when the new price is at or below the alert's."""
+    alert on it only when the new price is at or below the alert's. With ``min_views`` or
+    ``carted``, also the people who viewed the item that often, or carted it, lately."""
 
     kind: Literal["price_drop"]
     min_drop: float = Field(0.05, description="Smallest fall that counts, as a share of the old price.")
+    min_views: int | None = Field(None, ge=1, le=100, description="Also reach who viewed the item this many times "
+                                  "lately (`VITRINE_TRIGGER_VIEWERS_TTL_S`).")
+    carted: bool = Field(False, description="Also reach who put the item in their cart lately.")
 
     @field_validator("min_drop", mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from engine.profiles.affinity import in_category
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import iso
+from engine.profiles.viewers import Viewer
 from engine.store import keys
 
 SOURCE_PATTERN = r"^[\w .:/-]{1,64}$"
@@ -234,6 +235,17 @@ class Watcher:
     person: str  # ``v:ID`` or ``c:ID``
     below: float | None  # the price alert's threshold; None for a watch without a price
     declared: bool  # asked for here (an alert or a watch), not only wishlisted
+    asked: bool = True  # an alert, a watch or a wishlist; False: only viewed or carted it (engine.profiles.viewers)
+    views: int = 0
+    carts: int = 0
+
+
+def with_viewers(watchers: list[Watcher], viewers: list[Viewer]) -> list[Watcher]:
+    """The item's watchers, then the people who only viewed or carted it: what a person asked for
+    (their alert's price) speaks for them over what they did."""
+    asked = {w.person for w in watchers}
+    return [*watchers, *(Watcher(v.person, None, False, False, v.views, v.carts) for v in viewers
+                         if v.person not in asked)]
 
 
 async def watchers(redis: Redis, item_id: str) -> list[Watcher]:

@@ -123,6 +123,18 @@ def interest_brand(brand: str) -> str:
     return f"ib:{brand}"
 
 
+def item_viewers(item_id: str) -> str:
+    """The people who viewed or carted an item lately (a sorted set of ``v:ID``/``c:ID`` by their
+    last signal; engine.profiles.viewers), for a price drop to reach them. A TTL, capped."""
+    return f"wb:{item_id}"
+
+
+def viewed_items(person: str) -> str:
+    """Hash item -> views, ``+item`` -> cart adds, of one person (``v:ID``/``c:ID``): the counts the
+    ``item_viewers`` entries stand for, and what an erasure removes from them. A TTL."""
+    return f"wp:{person}"
+
+
 def trigger_sends(person: str) -> str:
     """Zset of a person's messages (``channel|trigger|key`` by time), for the triggers' caps
     (engine.triggers); ``person`` is their customer id, else their visitor id."""

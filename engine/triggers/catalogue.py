@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from engine.catalog import Change
 from engine.profiles import preferences
+from engine.profiles.viewers import viewers
 from engine.triggers.hook import TriggerHook
 from engine.triggers.newitems import new_item_triggers
 
@@ -22,7 +23,7 @@ async def item_triggers(redis: Redis, hook: TriggerHook, changes: list[Change]) 
     armed = 0
 
     async def watchers(item_id: str) -> list[preferences.Watcher]:
-        return await preferences.watchers(redis, item_id)
+        return preferences.with_viewers(await preferences.watchers(redis, item_id), await viewers(redis, item_id))
 
     for old, new in changes:
         try:

@@ -44,6 +44,15 @@ class Moved:
 
 
 @dataclass(frozen=True)
+class Noted:
+    """The person viewed (or carted) an item: counted in the item's behaviour watchers
+    (``engine.profiles.viewers``), for a price drop to reach them."""
+
+    item_id: str
+    carted: bool
+
+
+@dataclass(frozen=True)
 class Cancel:
     pass
 

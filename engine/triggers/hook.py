@@ -19,11 +19,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.events.schema import Event
-from engine.profiles.preferences import Watcher
+from engine.profiles import viewers
+from engine.profiles.preferences import Watcher, watcher_member
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.store import keys as store_keys
 from engine.triggers import keys
-from engine.triggers.decisions import Arm, Moved, Seen
+from engine.triggers.decisions import Arm, Moved, Noted, Seen
 from engine.triggers.kinds import KINDS, interested
 from engine.triggers.queue import Queue
 
@@ -79,7 +80,7 @@ def member(trigger_id: str, scope: str, visitor_id: str, customer_id: str | None
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # "arm", "once", "moved", "cancel" or "convert"
+    kind: str  # "arm", "once", "moved", "note", "cancel" or "convert"
     member: str  # the occurrence; for "convert", the person
     due: float = 0.0  # for "convert", the event's time
     data: dict[str, Any] | None = None
@@ -90,11 +91,13 @@ class Op:
 class TriggerHook:
     def __init__(self, redis: Redis, triggers: Callable[[], dict[str, Any]], lookup: Callable[[str], Any], *,
                  shop_model: Callable[[], Any] = lambda: None, late_s: float = 3600.0,
-                 clock: Callable[[], float] = time.time, state_ttl_s: int = 3 * 365 * 86400) -> None:
+                 clock: Callable[[], float] = time.time, state_ttl_s: int = 3 * 365 * 86400,
+                 viewers_ttl_s: int = 30 * 86400, viewers_max: int = 10_000) -> None:
         """``triggers``: the live rules' trigger definitions (id -> model), read per event so a
         reload applies at once. ``late_s``: an occurrence due longer ago than this is not
         scheduled (events replayed from the log). ``state_ttl_s``: how long a person's recorded
-        tiers are kept (a customer profile's retention)."""
+        tiers are kept (a customer profile's retention). ``viewers_ttl_s``, ``viewers_max``: the
+        behaviour watchers' bounds (``engine.profiles.viewers``)."""
         self._redis = redis
         self._triggers = triggers
         self._lookup = lookup
@@ -102,11 +105,13 @@ class TriggerHook:
         self._late_s = late_s
         self._clock = clock
         self._state_ttl_s = state_ttl_s
+        self._viewers = (viewers_ttl_s, viewers_max)
         self._by_kind: tuple[dict[str, Any] | None, dict[str, list[tuple[str, Any]]]] = (None, {})
         self.queue = Queue(redis, keys.OCCURRENCES)
         self._once = redis.register_script(_ARM_ONCE)
         self._convert = redis.register_script(_CONVERT)
         self._moved = redis.register_script(_MOVED)
+        self._note = redis.register_script(viewers.NOTE)
 
     def _index(self) -> dict[str, list[tuple[str, Any]]]:
         defined = self._triggers()
@@ -130,6 +135,7 @@ class TriggerHook:
             revenue = event.order_revenue() if event.type == "purchase" else 0.0
             ops.append(Op("convert", customer_id or event.visitor_id, event.ts, revenue=revenue))
         seen: Seen | None = None
+        noted: set[tuple[str, bool]] = set()
         for kind in interested(event.type):
             for tid, trigger in index.get(kind, ()):
                 module = KINDS[kind]
@@ -141,7 +147,12 @@ class TriggerHook:
                 decision = module.on_event(trigger, seen)
                 if decision is None:
                     continue
-                if isinstance(decision, Moved):
+                if isinstance(decision, Noted):
+                    if (decision.item_id, decision.carted) not in noted and event.ts >= self._clock() - self._viewers[0]:
+                        noted.add((decision.item_id, decision.carted))
+                        ops.append(Op("note", watcher_member(event.visitor_id, customer_id), event.ts,
+                                      {"i": decision.item_id, "c": decision.carted}))
+                elif isinstance(decision, Moved):
                     if decision.due < self._clock() - self._late_s:  # a replay: record, do not fire
                         decision = Moved(decision.value, (), decision.due)
                     data = {"t": tid, "v": event.visitor_id, "c": customer_id, "armed": event.ts, **decision.data}
@@ -174,7 +185,7 @@ class TriggerHook:
                     continue
                 people = await watchers(new.item_id) if people is None else people
                 for watcher in people:
-                    if not module.reaches(trigger, data, watcher.below):
+                    if not module.reaches(trigger, data, watcher):
                         continue
                     who, ident = watcher.person.split(":", 1)
                     visitor_id, customer_id = (ident, None) if who == "v" else (None, ident)
@@ -201,6 +212,10 @@ class TriggerHook:
                                                 store_keys.trigger_tiers(person.split(":", 1)[1])],
                                           args=[op.member, op.due, orjson.dumps(op.data), tid, op.moved.value,
                                                 self._state_ttl_s, *op.moved.fires_from], client=pipe)
+                    elif op.kind == "note" and op.data is not None:
+                        note_keys, note_args = viewers.note_args(op.member, op.data["i"], op.data["c"], op.due,
+                                                                 *self._viewers)
+                        await self._note(keys=note_keys, args=note_args, client=pipe)
                     elif op.kind == "once":
                         await self._once(keys=[self.queue.due_key, self.queue.data_key, keys.ONCE],
                                    args=[op.member, op.member, op.due, orjson.dumps(op.data)], client=pipe)

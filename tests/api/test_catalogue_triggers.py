@@ -163,3 +163,38 @@ def test_a_new_item_reaches_the_people_who_declared_its_category_or_brand(client
     assert {m.decode() for m in store.smembers("ic:kitchen")} == {"v:v-kitchen", "v:v-quiet"}
     assert {m.decode() for m in store.smembers("ib:acme")} == {"v:v-acme"}
     store.close()
+
+
+def test_a_price_drop_reaches_who_viewed_it_repeatedly_or_carted_it(client: TestClient, receiver: Receiver,
+                                                                    redis_url: str) -> None:
+    """With `min_views` and `carted`, the behaviour watchers (engine.profiles.viewers) are reached too;
+    back in stock still reaches only who asked. An erasure removes the person's entries."""
+    rules = RULES.replace("    min_drop: 10%\n", "    min_drop: 10%\n    min_views: 3\n    carted: true\n")
+    client.app.state.settings.rules_file.write_text(rules)  # type: ignore[attr-defined]
+    assert client.app.state.engine.rules.reload(force=True)  # type: ignore[attr-defined]
+    put_items(client, {"item_id": "SKU-V1", "title": "Teapot", "price": 40.0, "in_stock": False})
+    opt_in(client, "v-looker", "v-glance", "v-cart", "v-gone")
+
+    def events(visitor: str, kind: str, n: int) -> None:
+        r = client.post("/v1/events", json={"events": [
+            {"event_id": f"{visitor}-{kind}-{i}", "type": kind, "visitor_id": visitor, "item_id": "SKU-V1"}
+            for i in range(n)]})
+        assert r.status_code == 200, r.text
+
+    events("v-looker", "product_view", 3)
+    events("v-glance", "product_view", 2)  # under min_views
+    events("v-cart", "add_to_cart", 1)
+    events("v-gone", "product_view", 4)
+    store = redis.Redis.from_url(redis_url)
+    assert {m.decode() for m in store.zrange("wb:SKU-V1", 0, -1)} == {"v:v-looker", "v:v-glance", "v:v-cart",
+                                                                      "v:v-gone"}
+    assert store.hgetall("wp:v:v-looker") == {b"SKU-V1": b"3"} and store.hgetall("wp:v:v-cart") == {b"+SKU-V1": b"1"}
+    assert client.delete("/v1/people/v-gone", headers=ADMIN).status_code == 200
+    assert not store.exists("wp:v:v-gone") and store.zscore("wb:SKU-V1", "v:v-gone") is None
+
+    put_items(client, {"item_id": "SKU-V1", "in_stock": True})  # back in stock: nobody asked
+    put_items(client, {"item_id": "SKU-V1", "price": 30.0})
+    assert tick(client) == (2, 2)
+    assert sorted((d["visitor_id"], d["trigger"], d["context"]["price"]) for d in receiver.received) == [
+        ("v-cart", "drop", 30.0), ("v-looker", "drop", 30.0)]
+    store.close()

@@ -5,14 +5,16 @@ A kind module declares ``SCOPE`` (whose occurrence it is: the ``visitor`` cookie
 by something else, such as a catalogue change; a catalogue-driven kind's scope is ``watcher``: the
 person the watchers index names) and two pure functions:
 
-- ``on_event(trigger, seen) -> Arm | Cancel | Moved | None``: what an applied event does to the
-  person's pending occurrence (``engine.triggers.decisions``; ``Moved``: a recorded value changed);
+- ``on_event(trigger, seen) -> Arm | Cancel | Moved | Noted | None``: what an applied event does
+  to the person's pending occurrence (``engine.triggers.decisions``; ``Moved``: a recorded value
+  changed; ``Noted``: a view or cart add counted for a catalogue-driven kind);
 - ``still_due(trigger, person, data) -> bool``: at the due time, whether it still applies.
 
 Its parameters are a model in ``engine.merch.schema`` (the rules file is validated without the
 behaviour). A catalogue-driven kind (price drop, back in stock) has no ``EVENTS`` but an
 ``on_item_changed(trigger, old, new) -> data | None`` (whether the change fires it) and a
-``reaches(trigger, data, below) -> bool`` (whether a watcher with that price alert gets it);
+``reaches(trigger, data, watcher) -> bool`` (whether that watcher, with their price alert or their
+views and cart adds, gets it);
 ``engine.triggers.hook`` fans out to the people its ``INDEX`` names: ``watchers`` (the default, the
 item's watchers) or ``interests`` (the declared-interest index, ``engine.triggers.newitems``).
 """

@@ -9,6 +9,7 @@ from typing import Any
 from engine.catalog import Item
 from engine.merch.blocks import Person
 from engine.merch.schema import NewItem
+from engine.profiles.preferences import Watcher
 
 SCOPE = "watcher"
 EVENTS: frozenset[str] = frozenset()
@@ -21,7 +22,7 @@ def on_item_changed(trigger: NewItem, old: Item | None, new: Item) -> dict[str, 
     return {"category": new.category, "brand": new.brand, "price": new.price}
 
 
-def reaches(trigger: NewItem, data: dict[str, Any], below: float | None) -> bool:
+def reaches(trigger: NewItem, data: dict[str, Any], watcher: Watcher) -> bool:
     return True
 
 

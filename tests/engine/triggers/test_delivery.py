@@ -342,7 +342,7 @@ def test_a_catalogue_change_arms_the_watchers_of_a_kind_that_reacts(tmp_path: Pa
     drop.SCOPE, drop.EVENTS = "visitor", frozenset()  # type: ignore[attr-defined]
     drop.on_item_changed = (lambda trigger, old, new: {"price": new.price}  # type: ignore[attr-defined]
                             if old is not None and new.price < old.price else None)
-    drop.reaches = lambda trigger, data, below: True  # type: ignore[attr-defined]
+    drop.reaches = lambda trigger, data, watcher: True  # type: ignore[attr-defined]
     drop.still_due = lambda trigger, person, data: True  # type: ignore[attr-defined]
     monkeypatch.setitem(kinds.KINDS, "cart_abandoned", drop)  # the defined trigger now reacts to prices
     t0 = time.time()
