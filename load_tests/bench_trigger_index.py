@@ -53,7 +53,7 @@ async def bench(data_dir: Path, url: str, people: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     timings: dict[str, list[float]] = {k: [] for k in RULES}
-    for rnd in range(9):
+    for rnd in range(15):
         label = list(RULES)[rnd % 3]
         rules.write_text(RULES[label])
         await asyncio.to_thread(engine.rules.reload, force=True)

@@ -28,9 +28,10 @@ if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 and redis.call('HLEN', KEYS[2]) 
 end
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[5]) - 1)
+if redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) == 1 then  -- a new entry: trim the old and the excess
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[5]) - 1)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
