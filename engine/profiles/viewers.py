@@ -23,10 +23,10 @@ READ = 500
 # KEYS: the item's viewers, the person's counts. ARGV: person, field (item, or +item for a cart add),
 # now, ttl seconds, cap per item, cap per person.
 NOTE = """
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[6]) then
+if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 and redis.call('HLEN', KEYS[2]) > tonumber(ARGV[6]) then
+  redis.call('HDEL', KEYS[2], ARGV[2])  -- a new item past the person's cap: not counted
   return 0
 end
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 if redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) == 1 then  -- a new entry: trim the old and the excess
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
