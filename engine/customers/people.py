@@ -86,13 +86,14 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
     bucket = int(now // dedup_window_s)
     out = [k for c in person.customer_ids
            for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c),
-                     keys.trigger_sends(c), keys.trigger_touches(c), keys.trigger_tiers(c),
-                     keys.viewed_items(f"c:{c}"))]
+                     keys.trigger_sends(c), keys.trigger_touches(c))]
     out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:
         out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v),
-                keys.trigger_sends(v), keys.trigger_touches(v), keys.viewed_items(f"v:{v}"),
+                keys.trigger_sends(v), keys.trigger_touches(v),
                 *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
+    out += [k for c in person.customer_ids for k in (keys.trigger_tiers(c), keys.viewed_items(f"c:{c}"))]
+    out += [keys.viewed_items(f"v:{v}") for v in person.visitor_ids]  # engine.profiles.viewers
     return out
 
 
