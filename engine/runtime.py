@@ -66,7 +66,9 @@ class Engine:
         self.live_sessions = (LiveSessions(settings.event_weights, settings.session_timeout_s, settings.live_sessions)
                               if serve_models and settings.live_sessions and not settings.consent_required else None)
         self.trigger_hook = TriggerHook(self.redis, lambda: self.rules.current.rules.triggers, self.catalogue.info,
-                                        shop_model=lambda: customer_value.load(settings.models_dir))
+                                        shop_model=lambda: customer_value.load(settings.models_dir),
+                                        state_ttl_s=settings.customer_ttl_s,
+                                        viewers_ttl_s=settings.trigger_viewers_ttl_s, viewers_max=settings.watchers_max)
         self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook,
                                                   lambda: self.rules.current.rules.triggers)
         self.applier = EventApplier(

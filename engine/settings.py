@@ -275,6 +275,8 @@ class Settings(BaseSettings):
                                              "retry (up to an hour), with jitter.")
     trigger_poll_s: float = Field(1.0, gt=0, description="How often due occurrences and webhook retries are "
                                   "looked for.")
+    trigger_viewers_ttl_s: int = Field(30 * 86400, gt=0, description="How long a product view or cart add "
+                                       "counts for a price drop's `min_views` and `carted` (engine.profiles.viewers).")
     trigger_kept: int = Field(100_000, ge=100, description="Documents kept in the delivery and control-group "
                               "streams (the pull API reads the former).")
 

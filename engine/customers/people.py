@@ -27,7 +27,7 @@ from engine.ingest.checkpoint import Checkpoint
 from engine.ingest.erasure import compact
 from engine.merch.exposure import Exposure
 from engine.merch.segments import DEFAULT_SET, SegmentSet, members
-from engine.profiles import preferences
+from engine.profiles import preferences, viewers
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import describe
@@ -92,6 +92,8 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
         out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v), keys.pages(v),
                 keys.trigger_sends(v), keys.trigger_touches(v),
                 *(keys.dedup(v, b) for b in (bucket - 1, bucket, bucket + 1))]
+    out += [k for c in person.customer_ids for k in (keys.trigger_tiers(c), keys.viewed_items(f"c:{c}"))]
+    out += [keys.viewed_items(f"v:{v}") for v in person.visitor_ids]  # engine.profiles.viewers
     return out
 
 
@@ -146,6 +148,10 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
         "preferences": {o.member: preferences.describe(preferences.Declared.decode(raw), [], None, True)
                         for o, raw in zip(records, declared) if raw},
         "messages": {p: m for p, m in sent.items() if m},  # what triggers sent them (engine.triggers)
+        "viewed": {o.member: {k.decode(): int(v) for k, v in counts.items()}  # views, +cart adds (price drops)
+                   for o in records if (counts := await redis.hgetall(keys.viewed_items(o.member)))},
+        "value_tiers": {c: {k.decode(): v.decode() for k, v in tiers.items()}  # as the value_tier triggers saw them
+                        for c in person.customer_ids if (tiers := await redis.hgetall(keys.trigger_tiers(c)))},
         "events": events,
     }
 
@@ -162,6 +168,7 @@ async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: 
     log segments that are closed and applied are rewritten without their lines."""
     await asyncio.to_thread(erased.record, log_dir, person.visitor_ids, person.customer_ids, now)
     await preferences.unindex(redis, owners(person))  # while the records still say which items
+    await viewers.unindex(redis, [o.member for o in owners(person)])
     deleted = await redis.delete(*redis_keys(person, dedup_window_s, now)) if person else 0
     offsets = (await Checkpoint(redis).load()).offsets
     rewritten, pending, new_offsets = await asyncio.to_thread(compact, log_dir, offsets)

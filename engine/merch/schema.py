@@ -580,10 +580,14 @@ class Welcome(Delayed):
 
 class PriceDrop(TriggerBase):
     """A watched item's price fell by at least ``min_drop`` of the old price; a person with a price
-    alert on it only when the new price is at or below the alert's."""
+    alert on it only when the new price is at or below the alert's. With ``min_views`` or
+    ``carted``, also the people who viewed the item that often, or carted it, lately."""
 
     kind: Literal["price_drop"]
     min_drop: float = Field(0.05, description="Smallest fall that counts, as a share of the old price.")
+    min_views: int | None = Field(None, ge=1, le=100, description="Also reach who viewed the item this many times "
+                                  "lately (`VITRINE_TRIGGER_VIEWERS_TTL_S`).")
+    carted: bool = Field(False, description="Also reach who put the item in their cart lately.")
 
     @field_validator("min_drop", mode="before")
     @classmethod
@@ -600,7 +604,50 @@ class BackInStock(TriggerBase):
     kind: Literal["back_in_stock"]
 
 
-TRIGGER_MODELS = (CartAbandoned, BrowseAbandoned, ChurnRisk, Welcome, PriceDrop, BackInStock)
+class ValueTier(TriggerBase):
+    """A customer's value tier changed. The tiers are either ``bands`` of the scores' expected
+    revenue (engine.customers.scores, name -> lowest value) or the shop's own ``tier`` trait
+    (``tiers``: its values, lowest first, as the ``customer_tier`` condition reads them)."""
+
+    kind: Literal["value_tier"]
+    bands: dict[Name, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="tier -> lowest expected revenue over the scores' horizon.")
+    tiers: list[Name] | None = Field(None, min_length=2, description="The `tier` trait's values, lowest first.")
+    from_: list[Name] | None = Field(None, alias="from", min_length=1, description="Fires only when leaving one of "
+                                     "these tiers.")
+    to: list[Name] | None = Field(None, min_length=1, description="Fires only when reaching one of these tiers.")
+    direction: Literal["up", "down", "any"] = "any"
+
+    @model_validator(mode="after")
+    def _tiers(self) -> "ValueTier":
+        if (self.bands is None) == (self.tiers is None):
+            raise ValueError("give `bands` (expected revenue) or `tiers` (the tier trait), one of them")
+        if self.bands is not None and len(self.bands) < 2:
+            raise ValueError("`bands` needs at least two tiers")
+        if self.tiers is not None and len(set(self.tiers)) != len(self.tiers):
+            raise ValueError("`tiers` names a tier twice")
+        known = self.ranked()
+        for name, values in (("from", self.from_), ("to", self.to)):
+            unknown = [v for v in values or () if v not in known]
+            if unknown:
+                raise ValueError(f"`{name}` names unknown tiers {', '.join(unknown)}; known: {', '.join(known)}")
+        return self
+
+    def ranked(self) -> list[str]:
+        """The tier names, lowest first."""
+        if self.bands is not None:
+            return [name for name, _ in sorted(self.bands.items(), key=lambda kv: kv[1])]
+        return list(self.tiers or ())
+
+
+class NewItem(TriggerBase):
+    """An item new to the catalogue, in stock, matches a favourite category or brand the person
+    declared."""
+
+    kind: Literal["new_item"]
+
+
+TRIGGER_MODELS = (CartAbandoned, BrowseAbandoned, ChurnRisk, Welcome, PriceDrop, BackInStock, ValueTier, NewItem)
 TRIGGER_KINDS = tuple(m.model_fields["kind"].annotation.__args__[0] for m in TRIGGER_MODELS)  # type: ignore[union-attr]
 Trigger = Annotated[Union[TRIGGER_MODELS], Field(discriminator="kind")]  # type: ignore[valid-type]
 

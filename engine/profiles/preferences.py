@@ -26,11 +26,12 @@ from redis.asyncio import Redis
 
 from engine.catalog import CATEGORY_PATTERN
 from engine.events.schema import CHANNELS, ID_PATTERN
-from engine.profiles import consent
+from engine.profiles import consent, interests
 from engine.profiles.affinity import in_category
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import iso
+from engine.profiles.viewers import Viewer
 from engine.store import keys
 
 SOURCE_PATTERN = r"^[\w .:/-]{1,64}$"
@@ -195,10 +196,12 @@ async def load(redis: Redis, owner: Owner) -> Declared:
 
 
 async def save(redis: Redis, owner: Owner, new: Declared, old: Declared, *, ttl_s: int, watchers_max: int) -> None:
-    """Replace the record and move its index entries, in one transaction."""
+    """Replace the record and move its index entries (watchers, declared interests), in one
+    transaction."""
     member = owner.member
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(owner.key, new.encode(), ex=ttl_s)
+        interests.index(pipe, member, new, old)
         for item in old.items() - new.items():
             pipe.zrem(keys.watchers(item), member)
         for item in new.items() - old.items():
@@ -208,15 +211,17 @@ async def save(redis: Redis, owner: Owner, new: Declared, old: Declared, *, ttl_
 
 
 async def unindex(redis: Redis, owners: list[Owner]) -> None:
-    """Remove every watchers-index entry of the owners' records and of their profiles' wishlists
-    (an erasure: run it before the records and profiles themselves are deleted)."""
+    """Remove every watchers-index and interest-index entry of the owners' records and of their
+    profiles' wishlists (an erasure: run it before the records and profiles themselves are deleted)."""
     if not owners:
         return
     raws = await redis.mget([*(o.key for o in owners), *(o.profile_key for o in owners)])
     async with redis.pipeline(transaction=True) as pipe:
         for i, owner in enumerate(owners):
-            for item in Declared.decode(raws[i]).items() | set(_wishlist(owner, raws[len(owners) + i])):
+            declared = Declared.decode(raws[i])
+            for item in declared.items() | set(_wishlist(owner, raws[len(owners) + i])):
                 pipe.zrem(keys.watchers(item), owner.member)
+            interests.unindex(pipe, owner.member, declared)
         await pipe.execute()
 
 
@@ -230,6 +235,17 @@ class Watcher:
     person: str  # ``v:ID`` or ``c:ID``
     below: float | None  # the price alert's threshold; None for a watch without a price
     declared: bool  # asked for here (an alert or a watch), not only wishlisted
+    asked: bool = True  # an alert, a watch or a wishlist; False: only viewed or carted it (engine.profiles.viewers)
+    views: int = 0
+    carts: int = 0
+
+
+def with_viewers(watchers: list[Watcher], viewers: list[Viewer]) -> list[Watcher]:
+    """The item's watchers, then the people who only viewed or carted it: what a person asked for
+    (their alert's price) speaks for them over what they did."""
+    asked = {w.person for w in watchers}
+    return [*watchers, *(Watcher(v.person, None, False, False, v.views, v.carts) for v in viewers
+                         if v.person not in asked)]
 
 
 async def watchers(redis: Redis, item_id: str) -> list[Watcher]:
@@ -269,6 +285,33 @@ async def watchers(redis: Redis, item_id: str) -> list[Watcher]:
             await redis.zrem(index, *stale)
             start -= len(stale)
     return list(found.values())
+
+
+async def interested(redis: Redis, category: str | None, brand: str | None) -> list[str]:
+    """The people (``v:ID``/``c:ID``) whose declared favourites match an item of ``category`` (or
+    below one of theirs) or ``brand``; stale entries are dropped from the index on the way."""
+    matched = interests.item_keys(category, brand)
+    if not matched:
+        return []
+    members = sorted({m.decode() if isinstance(m, bytes) else m for m in await redis.sunion(matched)})
+    found: list[str] = []
+    for start in range(0, len(members), WATCHERS_READ):
+        chunk = [Owner.parse(m) for m in members[start:start + WATCHERS_READ]]
+        raws = await redis.mget([o.key for o in chunk])
+        stale: list[tuple[Owner, Declared]] = []
+        for owner, raw in zip(chunk, raws):
+            declared = Declared.decode(raw)
+            if matches(category, brand, declared.categories, declared.brands):
+                found.append(owner.member)
+            else:
+                stale.append((owner, declared))
+        if stale:
+            async with redis.pipeline(transaction=False) as pipe:
+                for owner, declared in stale:  # what the record no longer says (or nothing, gone)
+                    for key in set(matched) - interests.index_keys(declared):
+                        pipe.srem(key, owner.member)
+                await pipe.execute()
+    return found
 
 
 def interests_of(records: list[Declared]) -> tuple[list[str], list[str]]:

@@ -8,7 +8,8 @@ Which keys carry a TTL decides what a full Redis may evict: the managed one evic
 a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 - No TTL, never evicted: the catalogue (``items``, ``items:v``, ``items:g``), experiment counters
   (``xp:{experiment}``, engine.merch.exposure), the watchers index (``w:{item}``, which cleans
-  itself as it is read, engine.profiles.preferences). A new key that must survive memory pressure (a
+  itself as it is read, engine.profiles.preferences) and the declared-interest index (``ic:``,
+  ``ib:``, engine.profiles.interests, cleaned the same way). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
 - No TTL: identity (``ca:``, ``ci:``, ``em:``, engine.customers.merge): which customer ids are
   one person must outlive the profiles, or a merged id's later events would start a second record.
@@ -112,6 +113,29 @@ def watchers(item_id: str) -> str:
     return f"w:{item_id}"
 
 
+def interest_category(category: str) -> str:
+    """The people who declared a category a favourite (a set of ``v:ID``/``c:ID``;
+    engine.profiles.interests): a new item reaches them without a scan. No TTL, cleaned as read."""
+    return f"ic:{category}"
+
+
+def interest_brand(brand: str) -> str:
+    """The people who declared a brand a favourite (as ``interest_category``)."""
+    return f"ib:{brand}"
+
+
+def item_viewers(item_id: str) -> str:
+    """The people who viewed or carted an item lately (a sorted set of ``v:ID``/``c:ID`` by their
+    last signal; engine.profiles.viewers), for a price drop to reach them. A TTL, capped."""
+    return f"wb:{item_id}"
+
+
+def viewed_items(person: str) -> str:
+    """Hash item -> views, ``+item`` -> cart adds, of one person (``v:ID``/``c:ID``): the counts the
+    ``item_viewers`` entries stand for, and what an erasure removes from them. A TTL."""
+    return f"wp:{person}"
+
+
 def trigger_sends(person: str) -> str:
     """Zset of a person's messages (``channel|trigger|key`` by time), for the triggers' caps
     (engine.triggers); ``person`` is their customer id, else their visitor id."""
@@ -121,3 +145,8 @@ def trigger_sends(person: str) -> str:
 def trigger_touches(person: str) -> str:
     """Hash trigger -> ``arm|ts|window`` of the person's last delivery (or would-be delivery)."""
     return f"tg:t:{person}"
+
+
+def trigger_tiers(person: str) -> str:
+    """Hash trigger -> the value tier last seen for the person (engine.triggers.kinds.tier)."""
+    return f"tg:vt:{person}"

@@ -1,7 +1,8 @@
 """A catalogue write's side of the triggers, made crash-safe: each changed item is recorded in an
 outbox (``tg:{tg}:i``, a ``Queue``) in the write's own transaction, and fanned out to the item's
-watchers (``engine.profiles.preferences.watchers``, never a scan of profiles) off the request
-path: right after the answer, and by every trigger runner's tick, so a process that dies between
+watchers (``engine.profiles.preferences.watchers`` plus the behaviour watchers of
+``engine.profiles.viewers``) and, for a new item, to the people whose declared favourites match it
+(``engine.profiles.preferences.interested``), never a scan of profiles, off the request path: right after the answer, and by every trigger runner's tick, so a process that dies between
 the write and the fan-out loses nothing.
 
 A change is claimed with a lease (``Queue.claim``); its occurrences are armed by one script that
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 
 from engine.catalog import Change, Item
 from engine.profiles import preferences
+from engine.profiles.viewers import viewers
 from engine.triggers import keys
 from engine.triggers.hook import Op, TriggerHook
 from engine.triggers.kinds import KINDS
@@ -83,28 +85,29 @@ class CatalogueChanges:
         return len(claimed)
 
     async def fan_out(self, member: str, raw: bytes) -> int:
-        """One claimed change to its watchers: the occurrences armed (0 if another process
-        committed it meanwhile)."""
+        """One claimed change to its watchers (and, for a new item, the people interested in it):
+        the occurrences armed (0 if another process committed it meanwhile)."""
         data = orjson.loads(raw)
         old = Item.model_validate(data["old"]) if data["old"] is not None else None
-        committed = 0
+        new = Item.model_validate(data["new"])
+        ops: list[Op] = []
 
-        async def commit(ops: list[Op]) -> None:
-            nonlocal committed
-            args: list[Any] = [member, raw]
-            for op in ops:
+        async def collect(batch: list[Op]) -> None:
+            for op in batch:
                 if op.kind != "arm":
                     raise ValueError(f"a catalogue change can only arm occurrences, not {op.kind!r}")
-                args += [op.member, op.due, orjson.dumps(op.data)]
-            ok = await self._commit(keys=[self.queue.due_key, self.queue.data_key, keys.OCCURRENCES,
-                                          keys.data(keys.OCCURRENCES)], args=args)
-            committed = len(ops) if ok else 0
+            ops.extend(batch)
 
-        armed = await self._hook.on_item_changed(old, Item.model_validate(data["new"]), self._watchers,
-                                                 at=data["at"], write=commit)
-        if not armed:
-            await commit([])
-        return committed
+        await self._hook.on_item_changed(old, new, self._watchers, at=data["at"], write=collect)
+        if old is None:
+            await self._hook.on_item_changed(old, new, self._interested(new), index="interests", at=data["at"],
+                                             write=collect)
+        args: list[Any] = [member, raw]
+        for op in ops:
+            args += [op.member, op.due, orjson.dumps(op.data)]
+        ok = await self._commit(keys=[self.queue.due_key, self.queue.data_key, keys.OCCURRENCES,
+                                      keys.data(keys.OCCURRENCES)], args=args)
+        return len(ops) if ok else 0
 
     async def drain(self, now: float) -> None:
         """Every change recorded and not claimed by another process."""
@@ -120,4 +123,11 @@ class CatalogueChanges:
             log.warning("catalogue triggers postponed to the runner (%s: %s)", type(exc).__name__, exc)
 
     async def _watchers(self, item_id: str) -> list[preferences.Watcher]:
-        return await preferences.watchers(self._redis, item_id)
+        return preferences.with_viewers(await preferences.watchers(self._redis, item_id),
+                                        await viewers(self._redis, item_id))
+
+    def _interested(self, item: Item) -> Callable[[str], Awaitable[list[preferences.Watcher]]]:
+        async def people(item_id: str) -> list[preferences.Watcher]:
+            return [preferences.Watcher(m, None, True)
+                    for m in await preferences.interested(self._redis, item.category, item.brand)]
+        return people

@@ -33,6 +33,26 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class Moved:
+    """The person's ``value`` for this trigger is recorded; the occurrence is armed (due ``due``)
+    only when the value recorded before was one of ``fires_from`` (a change worth a message)."""
+
+    value: str
+    fires_from: tuple[str, ...]
+    due: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Noted:
+    """The person viewed (or carted) an item: counted in the item's behaviour watchers
+    (``engine.profiles.viewers``), for a price drop to reach them."""
+
+    item_id: str
+    carted: bool
+
+
+@dataclass(frozen=True)
 class Cancel:
     pass
 

@@ -19,11 +19,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.events.schema import Event
-from engine.profiles.preferences import Watcher
+from engine.profiles import viewers
+from engine.profiles.preferences import Watcher, watcher_member
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.store import keys as store_keys
 from engine.triggers import keys
-from engine.triggers.decisions import Arm, Seen
+from engine.triggers.decisions import Arm, Moved, Noted, Seen
 from engine.triggers.kinds import KINDS, interested
 from engine.triggers.queue import Queue
 
@@ -33,6 +34,22 @@ _ARM_ONCE = """
 if redis.call('HSETNX', KEYS[3], ARGV[1], 1) == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+end
+return 0
+"""
+
+# Record the person's new value; arm only when the value recorded before is one that fires.
+_MOVED = """
+local old = redis.call('HGET', KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+if not old or old == ARGV[5] then return 0 end
+for i = 7, #ARGV do
+  if ARGV[i] == old then
+    redis.call('HSET', KEYS[2], ARGV[1], string.sub(ARGV[3], 1, -2) .. ',"from":"' .. old .. '"}')
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+    return 1
+  end
 end
 return 0
 """
@@ -63,30 +80,38 @@ def member(trigger_id: str, scope: str, visitor_id: str, customer_id: str | None
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # "arm", "once", "cancel" or "convert"
+    kind: str  # "arm", "once", "moved", "note", "cancel" or "convert"
     member: str  # the occurrence; for "convert", the person
     due: float = 0.0  # for "convert", the event's time
     data: dict[str, Any] | None = None
     revenue: float = 0.0
+    moved: Moved | None = None
 
 
 class TriggerHook:
     def __init__(self, redis: Redis, triggers: Callable[[], dict[str, Any]], lookup: Callable[[str], Any], *,
                  shop_model: Callable[[], Any] = lambda: None, late_s: float = 3600.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, state_ttl_s: int = 3 * 365 * 86400,
+                 viewers_ttl_s: int = 30 * 86400, viewers_max: int = 10_000) -> None:
         """``triggers``: the live rules' trigger definitions (id -> model), read per event so a
         reload applies at once. ``late_s``: an occurrence due longer ago than this is not
-        scheduled (events replayed from the log)."""
+        scheduled (events replayed from the log). ``state_ttl_s``: how long a person's recorded
+        tiers are kept (a customer profile's retention). ``viewers_ttl_s``, ``viewers_max``: the
+        behaviour watchers' bounds (``engine.profiles.viewers``)."""
         self._redis = redis
         self._triggers = triggers
         self._lookup = lookup
         self._shop_model = shop_model
         self._late_s = late_s
         self._clock = clock
+        self._state_ttl_s = state_ttl_s
+        self._viewers = (viewers_ttl_s, viewers_max)
         self._by_kind: tuple[dict[str, Any] | None, dict[str, list[tuple[str, Any]]]] = (None, {})
         self.queue = Queue(redis, keys.OCCURRENCES)
         self._once = redis.register_script(_ARM_ONCE)
         self._convert = redis.register_script(_CONVERT)
+        self._moved = redis.register_script(_MOVED)
+        self._note = redis.register_script(viewers.NOTE)
 
     def _index(self) -> dict[str, list[tuple[str, Any]]]:
         defined = self._triggers()
@@ -110,6 +135,7 @@ class TriggerHook:
             revenue = event.order_revenue() if event.type == "purchase" else 0.0
             ops.append(Op("convert", customer_id or event.visitor_id, event.ts, revenue=revenue))
         seen: Seen | None = None
+        noted: set[tuple[str, bool]] = set()
         for kind in interested(event.type):
             for tid, trigger in index.get(kind, ()):
                 module = KINDS[kind]
@@ -121,38 +147,49 @@ class TriggerHook:
                 decision = module.on_event(trigger, seen)
                 if decision is None:
                     continue
-                if not isinstance(decision, Arm):
+                if isinstance(decision, Noted):
+                    if (decision.item_id, decision.carted) not in noted and event.ts >= self._clock() - self._viewers[0]:
+                        noted.add((decision.item_id, decision.carted))
+                        ops.append(Op("note", watcher_member(event.visitor_id, customer_id), event.ts,
+                                      {"i": decision.item_id, "c": decision.carted}))
+                elif isinstance(decision, Moved):
+                    if decision.due < self._clock() - self._late_s:  # a replay: record, do not fire
+                        decision = Moved(decision.value, (), decision.due)
+                    data = {"t": tid, "v": event.visitor_id, "c": customer_id, "armed": event.ts, **decision.data}
+                    ops.append(Op("moved", who, decision.due, data, moved=decision))
+                elif not isinstance(decision, Arm):
                     ops.append(Op("cancel", who))
                 elif decision.due >= self._clock() - self._late_s:
                     data = {"t": tid, "v": event.visitor_id, "c": customer_id, "armed": event.ts, **decision.data}
                     ops.append(Op("once" if decision.once else "arm", who, decision.due, data))
         return ops
 
-    async def on_item_changed(self, old: Any, new: Any, watchers: Callable[[str], Awaitable[list[Watcher]]], *,
-                              at: float | None = None,
+    async def on_item_changed(self, old: Any, new: Any, watchers: Callable[[str], Awaitable[list[Watcher]]],
+                              index: str = "watchers", *, at: float | None = None,
                               write: Callable[[list[Op]], Awaitable[None]] | None = None) -> int:
         """A catalogue write's entry point: ``old`` and ``new`` are the item before and after
         (``old`` None for a new item). Each enabled trigger whose kind has an
         ``on_item_changed(trigger, old, new) -> data | None`` is asked; when one fires, each of the
         item's watchers (``engine.profiles.preferences.watchers``) the kind ``reaches`` gets an
         occurrence, due ``after`` from now, one per (trigger, person, item): a second change before
-        it is due moves it. The number armed. ``at``: when the change was written (the
-        occurrences' ``armed``, so their idempotency keys do not depend on when this runs);
-        ``write``: how the arms are written (``engine.triggers.catalogue`` commits them with the
-        change's removal from its outbox)."""
+        it is due moves it. Only the kinds fanning out through ``index`` (their ``INDEX``, default
+        ``watchers``) are asked: ``watchers`` is that index's lookup. The number armed. ``at``: when
+        the change was written (the occurrences' ``armed``, so their idempotency keys do not depend
+        on when this runs); ``write``: how the arms are written (``engine.triggers.catalogue``
+        commits them with the change's removal from its outbox)."""
         ops: list[Op] = []
         people: list[Watcher] | None = None
         now = self._clock() if at is None else at
         for kind, triggers in self._index().items():
             module = KINDS[kind]
-            react = getattr(module, "on_item_changed", None)
+            react = getattr(module, "on_item_changed", None) if getattr(module, "INDEX", "watchers") == index else None
             for tid, trigger in triggers if react is not None else ():
                 data = react(trigger, old, new)
                 if data is None:
                     continue
                 people = await watchers(new.item_id) if people is None else people
                 for watcher in people:
-                    if not module.reaches(trigger, data, watcher.below):
+                    if not module.reaches(trigger, data, watcher):
                         continue
                     who, ident = watcher.person.split(":", 1)
                     visitor_id, customer_id = (ident, None) if who == "v" else (None, ident)
@@ -173,6 +210,16 @@ class TriggerHook:
                         self.queue.put(pipe, op.member, op.due, op.data or {})
                     elif op.kind == "cancel":
                         self.queue.cancel(pipe, op.member)
+                    elif op.kind == "moved" and op.moved is not None:
+                        tid, person = op.member.split("|", 1)
+                        await self._moved(keys=[self.queue.due_key, self.queue.data_key,
+                                                store_keys.trigger_tiers(person.split(":", 1)[1])],
+                                          args=[op.member, op.due, orjson.dumps(op.data), tid, op.moved.value,
+                                                self._state_ttl_s, *op.moved.fires_from], client=pipe)
+                    elif op.kind == "note" and op.data is not None:
+                        note_keys, note_args = viewers.note_args(op.member, op.data["i"], op.data["c"], op.due,
+                                                                 *self._viewers)
+                        await self._note(keys=note_keys, args=note_args, client=pipe)
                     elif op.kind == "once":
                         await self._once(keys=[self.queue.due_key, self.queue.data_key, keys.ONCE],
                                    args=[op.member, op.member, op.due, orjson.dumps(op.data)], client=pipe)

@@ -33,6 +33,7 @@ from engine.profiles.store import load_profiles
 from engine.ranking.request import RecoRequest
 from engine.store import keys as store_keys
 from engine.triggers import keys, suppress, webhook
+from engine.triggers.caps import Caps
 from engine.triggers.catalogue import CatalogueChanges
 from engine.triggers.kinds import KINDS
 from engine.triggers.outbound import Publisher, TopicOutbox
@@ -86,6 +87,7 @@ class TriggerRunner:
         self.outbox = Queue(redis, keys.OUTBOX)
         self.changes = changes
         self.topic = TopicOutbox(redis, publisher, config.webhook_secret) if publisher is not None else None
+        self.caps = Caps(redis, SENDS_KEPT_S)
         self.http = httpx.AsyncClient(timeout=config.timeout_s, limits=httpx.Limits(
             max_connections=CONCURRENT_POSTS, max_keepalive_connections=CONCURRENT_POSTS))
         self._posts = asyncio.Semaphore(CONCURRENT_POSTS)
@@ -162,17 +164,16 @@ class TriggerRunner:
             return "cancelled"
         if not eligible(trigger.audience, person):
             return "not_in_audience"
-        log = await self.redis.zrangebyscore(store_keys.trigger_sends(person_id), now - SENDS_KEPT_S, "+inf",
-                                             withscores=True)
-        sent = [(m.decode().split("|", 2)[0], m.decode().split("|", 2)[1], ts) for m, ts in log]
-        if suppress.capped(sent, tid, trigger, snap.rules.pressure, customer.traits if customer else {}, now):
-            return f"suppressed:{suppress.CAPPED}"
+        key = idempotency_key(member, data.get("armed", 0))
         until = suppress.quiet_until(trigger.quiet_hours, now, self.tz)
+        arm = "control" if suppress.held_out(tid, trigger, person_id) else "sent"
+        limits = suppress.limits(tid, trigger, snap.rules.pressure, customer.traits if customer else {})
+        if await self.caps.check(person_id, f"{trigger.channel}|{tid}|{key}", limits, now,
+                                 record=until is None and arm == "sent"):
+            return f"suppressed:{suppress.CAPPED}"
         if until is not None:
             self.occurrences.again(pipe, member, until, data)
             return f"deferred:{suppress.QUIET_HOURS}"
-        key = idempotency_key(member, data.get("armed", 0))
-        arm = "control" if suppress.held_out(tid, trigger, person_id) else "sent"
         pipe.sadd(keys.people(tid, arm), person_id)
         pipe.hset(store_keys.trigger_touches(person_id), tid, f"{arm}|{now}|{trigger.attribution_s}")
         pipe.expire(store_keys.trigger_touches(person_id), max(t.attribution_s for t in snap.rules.triggers.values()))
@@ -183,9 +184,6 @@ class TriggerRunner:
             return f"suppressed:{suppress.CONTROL_GROUP}"
         doc = await self._document(key, tid, trigger, person, vid, data, snap, now)
         body = orjson.dumps(doc)
-        pipe.zadd(store_keys.trigger_sends(person_id), {f"{trigger.channel}|{tid}|{key}": now})
-        pipe.zremrangebyscore(store_keys.trigger_sends(person_id), "-inf", now - SENDS_KEPT_S)
-        pipe.expire(store_keys.trigger_sends(person_id), SENDS_KEPT_S)
         pipe.xadd(keys.DELIVERIES, {"doc": body}, maxlen=self.config.kept, approximate=True)
         if self.config.webhook_url:
             self.outbox.put(pipe, key, now, {"doc": doc, "attempts": 0})

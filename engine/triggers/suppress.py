@@ -3,11 +3,11 @@ Pure functions; ``engine.triggers.runner`` reads what they need and acts on the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from engine.merch.experiments import bucket
-from engine.merch.schema import Cap
 from engine.profiles import consent
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.merch.schema import Pressure, QuietHours, TriggerBase
@@ -40,26 +40,40 @@ def quiet_until(quiet: QuietHours | None, now: float, tz: ZoneInfo) -> float | N
     return until.timestamp()
 
 
-def _count(sent: list[tuple[str, str, float]], since: float, channel: str | None = None,
-           trigger: str | None = None) -> int:
-    return sum(1 for ch, tid, ts in sent if ts > since and (channel is None or ch == channel)
-               and (trigger is None or tid == trigger))
+@dataclass(frozen=True)
+class Limit:
+    """At most ``max`` messages in ``window_s``, counting those on ``channel`` / of ``trigger`` only
+    when given."""
+
+    max: int
+    window_s: float
+    channel: str | None = None
+    trigger: str | None = None
+
+
+def limits(trigger_id: str, trigger: TriggerBase, pressure: Pressure | None, traits: dict[str, str]) -> list[Limit]:
+    """Every cap one more message must stay under: the trigger's own, per channel, across channels,
+    and the person's own weekly limit (a trait), which can only lower the others."""
+    out: list[Limit] = []
+    if trigger.cap is not None:
+        out.append(Limit(trigger.cap.max, trigger.cap.window_s, trigger=trigger_id))
+    if pressure is not None:
+        for cap, channel in ((pressure.per_channel, trigger.channel), (pressure.all_channels, None)):
+            if cap is not None:
+                out.append(Limit(cap.max, cap.window_s, channel=channel))
+    own = traits.get(OVERRIDE_TRAIT)
+    if own is not None and own.strip().isdigit():
+        out.append(Limit(int(own), WEEK_S))
+    return out
 
 
 def capped(sent: list[tuple[str, str, float]], trigger_id: str, trigger: TriggerBase, pressure: Pressure | None,
            traits: dict[str, str], now: float) -> bool:
-    """Whether one more message would exceed a cap: the trigger's own, per channel, across
-    channels, or the person's own weekly limit (a trait), the lowest winning."""
-    limits: list[tuple[Cap | None, str | None, str | None]] = [(trigger.cap, None, trigger_id)]
-    if pressure is not None:
-        limits += [(pressure.per_channel, trigger.channel, None), (pressure.all_channels, None, None)]
-    for cap, channel, tid in limits:
-        if cap is not None and _count(sent, now - cap.window_s, channel, tid) >= cap.max:
-            return True
-    own = traits.get(OVERRIDE_TRAIT)
-    if own is not None and own.strip().isdigit():
-        return _count(sent, now - WEEK_S) >= int(own)
-    return False
+    """Whether one more message would exceed a cap, given the person's ``(channel, trigger, time)``
+    sends. ``engine.triggers.caps`` does the same count in Redis, atomically with the send's record."""
+    return any(sum(1 for ch, tid, ts in sent if ts > now - lim.window_s and lim.channel in (None, ch)
+                   and lim.trigger in (None, tid)) >= lim.max
+               for lim in limits(trigger_id, trigger, pressure, traits))
 
 
 def held_out(trigger_id: str, trigger: TriggerBase, person: str) -> bool:

@@ -1,6 +1,7 @@
 """Catalogue-driven triggers through the real app: ``PUT /v1/items`` changes an item, its watchers
 (the watchers index) get an occurrence, the runner posts it to a real webhook receiver. A second
-PUT of the same values fires nothing."""
+PUT of the same values fires nothing. A new item reaches the people whose declared favourites match
+it (the declared-interest index)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ triggers:
     payload: {title: "Cheaper now"}
   restock:
     kind: back_in_stock
+    channel: email
+    control: 0
+  fresh:
+    kind: new_item
     channel: email
     control: 0
 """
@@ -131,3 +136,65 @@ def test_consent_withdrawn_after_the_watch_suppresses(client: TestClient, receiv
     assert tick(client) == (1, 0)
     assert receiver.requests == 0
     assert stats(redis_url, "restock") == {"suppressed:no_consent": 1}
+
+
+def test_a_new_item_reaches_the_people_who_declared_its_category_or_brand(client: TestClient, receiver: Receiver,
+                                                                          redis_url: str) -> None:
+    opt_in(client, "v-kitchen", "v-mugs", "v-acme", "v-garden")
+    declare(client, "v-kitchen", {"favourite_categories": ["kitchen"]})  # above the item's category
+    declare(client, "v-mugs", {"favourite_categories": ["kitchen.mugs"]})
+    declare(client, "v-acme", {"favourite_brands": ["ACME"]})
+    declare(client, "v-garden", {"favourite_categories": ["garden", "kitchenware"]})
+    declare(client, "v-quiet", {"favourite_categories": ["kitchen"]})  # never opted into email
+    declare(client, "v-changed", {"favourite_categories": ["kitchen"]})
+    declare(client, "v-changed", {"favourite_categories": ["garden"]})  # changed their mind
+
+    put_items(client, {"item_id": "SKU-N1", "title": "Mug", "category": "kitchen.mugs", "brand": "Acme",
+                       "price": 9.0})
+    put_items(client, {"item_id": "SKU-N1", "price": 8.0})  # not new any more: nothing
+    put_items(client, {"item_id": "SKU-N2", "category": "kitchen.mugs", "in_stock": False})  # out of stock
+    assert tick(client) == (4, 3)
+    got = sorted((d["visitor_id"], d["trigger"], d["context"]["item_id"], d["context"]["category"])
+                 for d in receiver.received)
+    assert got == [("v-acme", "fresh", "SKU-N1", "kitchen.mugs"), ("v-kitchen", "fresh", "SKU-N1", "kitchen.mugs"),
+                   ("v-mugs", "fresh", "SKU-N1", "kitchen.mugs")]
+    assert stats(redis_url, "fresh") == {"sent:deliveries": 3, "webhook:delivered": 3, "suppressed:no_consent": 1}
+    store = redis.Redis.from_url(redis_url)
+    assert {m.decode() for m in store.smembers("ic:kitchen")} == {"v:v-kitchen", "v:v-quiet"}
+    assert {m.decode() for m in store.smembers("ib:acme")} == {"v:v-acme"}
+    store.close()
+
+
+def test_a_price_drop_reaches_who_viewed_it_repeatedly_or_carted_it(client: TestClient, receiver: Receiver,
+                                                                    redis_url: str) -> None:
+    """With `min_views` and `carted`, the behaviour watchers (engine.profiles.viewers) are reached too;
+    back in stock still reaches only who asked. An erasure removes the person's entries."""
+    rules = RULES.replace("    min_drop: 10%\n", "    min_drop: 10%\n    min_views: 3\n    carted: true\n")
+    client.app.state.settings.rules_file.write_text(rules)  # type: ignore[attr-defined]
+    assert client.app.state.engine.rules.reload(force=True)  # type: ignore[attr-defined]
+    put_items(client, {"item_id": "SKU-V1", "title": "Teapot", "price": 40.0, "in_stock": False})
+    opt_in(client, "v-looker", "v-glance", "v-cart", "v-gone")
+
+    def events(visitor: str, kind: str, n: int) -> None:
+        r = client.post("/v1/events", json={"events": [
+            {"event_id": f"{visitor}-{kind}-{i}", "type": kind, "visitor_id": visitor, "item_id": "SKU-V1"}
+            for i in range(n)]})
+        assert r.status_code == 200, r.text
+
+    events("v-looker", "product_view", 3)
+    events("v-glance", "product_view", 2)  # under min_views
+    events("v-cart", "add_to_cart", 1)
+    events("v-gone", "product_view", 4)
+    store = redis.Redis.from_url(redis_url)
+    assert {m.decode() for m in store.zrange("wb:SKU-V1", 0, -1)} == {"v:v-looker", "v:v-glance", "v:v-cart",
+                                                                      "v:v-gone"}
+    assert store.hgetall("wp:v:v-looker") == {b"SKU-V1": b"3"} and store.hgetall("wp:v:v-cart") == {b"+SKU-V1": b"1"}
+    assert client.delete("/v1/people/v-gone", headers=ADMIN).status_code == 200
+    assert not store.exists("wp:v:v-gone") and store.zscore("wb:SKU-V1", "v:v-gone") is None
+
+    put_items(client, {"item_id": "SKU-V1", "in_stock": True})  # back in stock: nobody asked
+    put_items(client, {"item_id": "SKU-V1", "price": 30.0})
+    assert tick(client) == (2, 2)
+    assert sorted((d["visitor_id"], d["trigger"], d["context"]["price"]) for d in receiver.received) == [
+        ("v-cart", "drop", 30.0), ("v-looker", "drop", 30.0)]
+    store.close()

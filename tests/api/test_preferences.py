@@ -168,11 +168,24 @@ def test_erase_removes_preferences_and_index_entries_and_export_has_them(client:
     assert document["profiles"][0]["visitor"]["wishlist"] == ["22086"]
     assert {i: index(redis_url, i) for i in ("85123A", "22423", "22086")} == {
         "85123A": {"v:v-gone"}, "22423": {"v:v-gone"}, "22086": {"v:v-gone"}}
+    assert interest_index(redis_url) == {"ic:kitchen.mugs": {"v:v-gone"}, "ic:garden": {"v:v-gone"},
+                                         "ib:acme": {"v:v-gone"}}
     assert client.delete("/v1/people/v-gone", headers=ADMIN).status_code == 200
     store = redis.Redis.from_url(redis_url)
     assert not store.exists("pv:{v-gone}", "v:{v-gone}")
+    assert interest_index(redis_url) == {}
     assert all(not index(redis_url, i) for i in ("85123A", "22423", "22086"))
     assert client.get("/v1/visitors/v-gone/preferences").json()["favourite_categories"] == []
+
+
+def interest_index(redis_url: str) -> dict[str, set[str]]:
+    """Every declared-interest index set (``ic:``, ``ib:``) and its members."""
+    store = redis.Redis.from_url(redis_url)
+    try:
+        found = [k.decode() for pattern in ("ic:*", "ib:*") for k in store.scan_iter(pattern)]
+        return {k: {m.decode() for m in store.smembers(k)} for k in found}
+    finally:
+        store.close()
 
 
 def _home(client: TestClient, visitor: str) -> list[dict[str, Any]]:
@@ -243,4 +256,5 @@ def test_a_customer_merge_joins_their_preferences_and_watches(client: TestClient
     assert joined["watches"] == ["22423"] and joined["wishlist"] == ["21232"]
     assert {i: index(redis_url, i) for i in ("85123A", "22423", "21232")} == {
         "85123A": {"c:keep"}, "22423": {"c:keep"}, "21232": {"c:keep"}}
+    assert interest_index(redis_url) == {"ic:garden": {"c:keep"}, "ib:acme": {"c:keep"}}
     assert not redis.Redis.from_url(redis_url).exists("pc:{dup}")

@@ -5,15 +5,18 @@ A kind module declares ``SCOPE`` (whose occurrence it is: the ``visitor`` cookie
 by something else, such as a catalogue change; a catalogue-driven kind's scope is ``watcher``: the
 person the watchers index names) and two pure functions:
 
-- ``on_event(trigger, seen) -> Arm | Cancel | None``: what an applied event does to the person's
-  pending occurrence (``engine.triggers.decisions``);
+- ``on_event(trigger, seen) -> Arm | Cancel | Moved | Noted | None``: what an applied event does
+  to the person's pending occurrence (``engine.triggers.decisions``; ``Moved``: a recorded value
+  changed; ``Noted``: a view or cart add counted for a catalogue-driven kind);
 - ``still_due(trigger, person, data) -> bool``: at the due time, whether it still applies.
 
 Its parameters are a model in ``engine.merch.schema`` (the rules file is validated without the
 behaviour). A catalogue-driven kind (price drop, back in stock) has no ``EVENTS`` but an
 ``on_item_changed(trigger, old, new) -> data | None`` (whether the change fires it) and a
-``reaches(trigger, data, below) -> bool`` (whether a watcher with that price alert gets it);
-``engine.triggers.hook`` fans out to the item's watchers.
+``reaches(trigger, data, watcher) -> bool`` (whether that watcher, with their price alert or their
+views and cart adds, gets it);
+``engine.triggers.hook`` fans out to the people its ``INDEX`` names: ``watchers`` (the default, the
+item's watchers) or ``interests`` (the declared-interest index, fanned out by ``engine.triggers.catalogue``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from engine.merch.schema import TRIGGER_KINDS
-from engine.triggers.kinds import browse, cart, churn, price, stock, welcome
+from engine.triggers.kinds import browse, cart, churn, newitem, price, stock, tier, welcome
 
 KINDS: dict[str, ModuleType] = {"cart_abandoned": cart, "browse_abandoned": browse, "churn_risk": churn,
-                                "welcome": welcome, "price_drop": price, "back_in_stock": stock}
+                                "welcome": welcome, "price_drop": price, "back_in_stock": stock,
+                                "value_tier": tier, "new_item": newitem}
 assert set(KINDS) == set(TRIGGER_KINDS), "every kind the rules file accepts has its module"
 _BY_EVENT: dict[str, tuple[str, ...]] = {}
 for _name, _module in KINDS.items():

@@ -143,3 +143,21 @@ def test_preferences_come_in_the_profile_reads(redis_url: str) -> None:
     raws, reads = run(redis_url, scenario)
     assert reads == 2  # the cookie, then its customer: as without preferences
     assert interests_of([Declared.decode(raw) for raw in raws]) == (["garden"], ["acme"])
+
+
+def test_the_interest_index_finds_matching_people_and_cleans_itself(redis_url: str) -> None:
+    from engine.profiles.preferences import interested
+
+    async def go(r: redis.asyncio.Redis) -> tuple[list[str], list[str], set[bytes]]:
+        for owner, fields in ((Owner("v", "a"), {"favourite_categories": ["kitchen"]}),
+                              (Owner("c", "b"), {"favourite_brands": ["Acme"]}),
+                              (Owner("v", "c"), {"favourite_categories": ["kitchenware"]}),
+                              (Owner("v", "gone"), {"favourite_categories": ["kitchen.mugs"]})):
+            await save(r, owner, Declared.of(body(**fields), NOW, Declared()), Declared(), ttl_s=60, watchers_max=10)
+        await r.delete(Owner("v", "gone").key)  # the record expired: its entry is stale
+        first = sorted(await interested(r, "kitchen.mugs", "ACME "))
+        left = await r.smembers(keys.interest_category("kitchen.mugs"))
+        return first, sorted(await interested(r, "garden", None)), left
+
+    found, none, left = run(redis_url, go)
+    assert found == ["c:b", "v:a"] and none == [] and left == set()

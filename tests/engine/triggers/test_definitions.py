@@ -76,7 +76,7 @@ triggers:
     audience: {segments_any: [vip]}
     min_views: 3
   what:
-    kind: new_item
+    kind: birthday
     channel: email
 """
     errors = errors_of(text)
@@ -110,6 +110,86 @@ triggers:
     assert any(line == 4 and field == "triggers.drop.min_drop" and "more than 0%" in m for line, field, m in errors)
     assert any(line == 8 and field == "triggers.steep.min_drop" for line, field, _ in errors)
     assert (13, "triggers.back.min_drop", "unknown field") in errors
+
+
+def test_value_tier_and_new_item_load_and_their_mistakes_have_a_line() -> None:
+    rules = load_rules("""\
+triggers:
+  vip:
+    kind: value_tier
+    bands: {regular: 0, silver: 200, gold: 1000}
+    direction: up
+    to: [gold]
+    channel: email
+  demoted:
+    kind: value_tier
+    tiers: [bronze, silver, gold]
+    from: [gold]
+    channel: push
+  fresh:
+    kind: new_item
+    channel: email
+""", "rules.yaml")
+    vip, demoted = rules.triggers["vip"], rules.triggers["demoted"]
+    assert vip.ranked() == ["regular", "silver", "gold"] and vip.to == ["gold"] and vip.direction == "up"
+    assert demoted.from_ == ["gold"] and rules.triggers["fresh"].kind == "new_item"
+    errors = errors_of("""\
+triggers:
+  neither:
+    kind: value_tier
+    channel: email
+  both:
+    kind: value_tier
+    bands: {a: 0, b: 10}
+    tiers: [a, b]
+    channel: email
+  unknown:
+    kind: value_tier
+    tiers: [bronze, gold]
+    to: [platinum]
+    channel: email
+  negative:
+    kind: value_tier
+    bands: {a: 0, b: -5}
+    channel: email
+  sideways:
+    kind: value_tier
+    tiers: [a, b]
+    direction: sideways
+    channel: email
+  fresh:
+    kind: new_item
+    channel: email
+    min_drop: 5%
+""")
+    assert any(line == 2 and field == "triggers.neither" and "bands" in m for line, field, m in errors)
+    assert any(line == 5 and field == "triggers.both" and "one of them" in m for line, field, m in errors)
+    assert any(line == 10 and field == "triggers.unknown" and "platinum" in m for line, field, m in errors)
+    assert any(line == 17 and field == "triggers.negative.bands.b" for line, field, _ in errors)
+    assert any(line == 22 and field == "triggers.sideways.direction" for line, field, _ in errors)
+    assert (27, "triggers.fresh.min_drop", "unknown field") in errors
+
+
+def test_value_tier_fires_from_the_tiers_its_parameters_name() -> None:
+    from engine.triggers.kinds.tier import NONE, fires_from
+
+    rules = load_rules("""\
+triggers:
+  up:
+    kind: value_tier
+    tiers: [bronze, silver, gold]
+    direction: up
+    channel: email
+  gold:
+    kind: value_tier
+    tiers: [bronze, silver, gold]
+    from: [gold]
+    channel: email
+""", "rules.yaml")
+    up, gold = rules.triggers["up"], rules.triggers["gold"]
+    assert fires_from(up, "silver") == (NONE, "bronze") and fires_from(up, "bronze") == (NONE,)
+    assert fires_from(up, NONE) == ()
+    assert fires_from(gold, "silver") == ("gold",) and fires_from(gold, "gold") == ()
 
 
 def test_references_are_checked_with_their_line() -> None:

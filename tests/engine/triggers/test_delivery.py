@@ -342,7 +342,7 @@ def test_a_catalogue_change_arms_the_watchers_of_a_kind_that_reacts(tmp_path: Pa
     drop.SCOPE, drop.EVENTS = "visitor", frozenset()  # type: ignore[attr-defined]
     drop.on_item_changed = (lambda trigger, old, new: {"price": new.price}  # type: ignore[attr-defined]
                             if old is not None and new.price < old.price else None)
-    drop.reaches = lambda trigger, data, below: True  # type: ignore[attr-defined]
+    drop.reaches = lambda trigger, data, watcher: True  # type: ignore[attr-defined]
     drop.still_due = lambda trigger, person, data: True  # type: ignore[attr-defined]
     monkeypatch.setitem(kinds.KINDS, "cart_abandoned", drop)  # the defined trigger now reacts to prices
     t0 = time.time()
@@ -364,3 +364,50 @@ def test_a_catalogue_change_arms_the_watchers_of_a_kind_that_reacts(tmp_path: Pa
         run(tmp_path, redis_url, rules_file(tmp_path), body, receiver, clock)
     assert sorted((d["visitor_id"], d["context"]["item_id"], d["context"]["price"]) for d in receiver.received) == [
         ("v1", "i1", 15.0), ("v2", "i1", 15.0)]
+
+
+def test_concurrent_deciders_cannot_exceed_a_cap(tmp_path: Path, redis_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three occurrences of one person due at once, one decided by each of three runners, all three
+    past reading the person before any of them decides: the pressure cap (one message) is checked
+    and recorded in one step, so one goes out and two are capped."""
+    from dataclasses import replace
+
+    from engine.triggers import runner as runner_module
+
+    t0 = time.time()
+    clock = Clock(t0)
+    extra = "".join(f"""  cart-{n}:
+    kind: cart_abandoned
+    after: 60m
+    channel: email
+    control: 0
+""" for n in range(2)) + "pressure:\n  all_channels: {max: 1, window: 7d}"
+    together = asyncio.Barrier(3)
+    load = runner_module.load_profiles
+
+    async def load_together(*args: Any) -> Any:
+        loaded = await load(*args)
+        await asyncio.wait_for(together.wait(), 10)
+        return loaded
+
+    async def body(engine: Engine, runner: Any) -> None:
+        await engine.applier.apply([opt_in("v1", t0), event("add_to_cart", "v1", t0 + 1, item_id="i1")])
+        clock.now = t0 + 2 * 3600
+        runners = [runner, engine.trigger_runner(clock=clock), engine.trigger_runner(clock=clock)]
+        for r in runners:
+            r.config = replace(r.config, batch=1)  # one occurrence each
+        monkeypatch.setattr(runner_module, "load_profiles", load_together)
+        try:
+            assert await asyncio.gather(*(r.run_due() for r in runners)) == [1, 1, 1]
+            await runner.tick()
+        finally:
+            for r in runners[1:]:
+                await r.stop()
+
+    with Receiver(SECRET) as receiver:
+        run(tmp_path, redis_url, rules_file(tmp_path, extra), body, receiver, clock)
+    assert len(receiver.received) == 1
+    counts = [stats(redis_url, t) for t in ("cart-reminder", "cart-0", "cart-1")]
+    assert sum(c.get("suppressed:capped", 0) for c in counts) == 2
+    assert sum(c.get("sent:deliveries", 0) for c in counts) == 1
