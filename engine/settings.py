@@ -54,7 +54,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 # The signals of the for-you blend (engine.ranking.blend) and their default weights; `vitrine evaluate`
 # tunes them per shop on a validation split and prints the values to set.
 BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity", "session_neighbours",
-                                   "sequence")
+                                   "sequence", "repeat")
 DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "neighbours": 0.25, "popularity": 0.5}
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
