@@ -53,8 +53,10 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 
 # The signals of the for-you blend (engine.ranking.blend) and their default weights; `vitrine evaluate`
 # tunes them per shop on a validation split and prints the values to set.
-BLEND_SIGNALS: tuple[str, ...] = ("als", "recent", "history", "neighbours", "popularity", "session_neighbours",
-                                   "sequence")
+# In the order tuning moves them (models.tuning): ``repeat`` first, so that a single round of the
+# search weighs the visit's other items with the way back to its own already in place.
+BLEND_SIGNALS: tuple[str, ...] = ("repeat", "als", "recent", "history", "neighbours", "popularity",
+                                  "session_neighbours", "sequence")
 DEFAULT_BLEND: dict[str, float] = {"als": 0.5, "recent": 1.0, "history": 2.0, "neighbours": 0.25, "popularity": 0.5}
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -58,6 +58,7 @@ class BenchConfig:
     connections: int = 32
     workers: tuple[int, ...] = (1, 2)
     visitors: int = 2000
+    new_items: bool = True  # catalogue items the model lacks count as new (exploration on)
     freshness_samples: int = 300
     out_dir: Path = Path("reports")
     seed: int = 7
@@ -180,7 +181,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "config": {"seconds": config.seconds, "connections": config.connections, "workers": list(config.workers),
-                   "visitors": config.visitors},
+                   "visitors": config.visitors,
+                   "new_items": config.new_items},
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-") as tmp_name:
@@ -198,7 +200,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             artifact = train_from_rows(rows, train_config(settings), settings.models_dir)
             report["model"] = {"version": artifact.version, **artifact.meta["data"],
                                "train_seconds": round(time.perf_counter() - started, 1)}
-            item_ids = asyncio.run(load_items(url, items_csv))
+            item_ids = asyncio.run(load_items(url, items_csv, None if config.new_items else set(artifact.item_ids)))
             sessions = sessions_from_baskets(events_csv, config.visitors, config.seed)
             visitor_ids, with_lists = asyncio.run(populate(settings, url, sessions))
             # The same events for other visitors without storing lists: what the lists cost to apply.
@@ -230,8 +232,11 @@ def run(config: BenchConfig) -> dict[str, Any]:
     return report
 
 
-async def load_items(redis_url: str, items_csv: Path) -> list[str]:
-    items = [i for i in read_items(items_csv, ImportReport()) if i.in_stock]
+async def load_items(redis_url: str, items_csv: Path, only: set[str] | None = None) -> list[str]:
+    """The in-stock items of ``items_csv`` (those in ``only``, if given) into the catalogue. Loaded
+    after training, an item the model lacks is new to it: the catalogue is then exploring (new
+    items join lists, stored for-you lists are not served as they are)."""
+    items = [i for i in read_items(items_csv, ImportReport()) if i.in_stock and (only is None or i.item_id in only)]
     redis = Redis.from_url(redis_url)
     await upsert_items(redis, items)
     await redis.aclose()
@@ -241,7 +246,8 @@ async def load_items(redis_url: str, items_csv: Path) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Vitrine serving benchmark ({report['started_at']})", "",
              f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}. "
-             f"Model: {report['model']['items']} items, {report['model']['users']} people. "
+             f"Model: {report['model']['items']} items, {report['model']['users']} people"
+             f"{'' if report['config'].get('new_items', True) else ', catalogue of its items only (nothing new)'}. "
              f"Each load: {report['config']['seconds']} s in {ROUNDS} rounds alternating with the other "
              f"endpoint's, after a warm-up (0.5 s, then 0.1 s). "
              f"Redis over {report['config']['redis']}.", ""]

@@ -16,6 +16,7 @@ from models.artifacts import Artifact
 from models.interactions import InteractionMatrix, build_matrix
 from models.rows import Interaction
 from models.neighbours import top_neighbours
+from models.repeats import repeat_curve
 from models.seqrules import RuleParams, build_rules
 from models.sessions import SESSION_GAP_S
 from models.sknn import SknnParams, build_index
@@ -69,7 +70,9 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
     complement_index, complement_score = top_neighbours(baskets, config.neighbours)
     n_items = len(matrix.item_ids)
     session_index = sequence_index = sequence_score = None
+    curve: list[float] = []
     if matrix.sessions is not None:
+        curve = [round(float(v), 5) for v in repeat_curve(matrix.sessions)]
         session_index = build_index(matrix.sessions, n_items, config.sknn.per_item, config.sknn.session_items)
         sequence_index, sequence_score = build_rules(matrix.sessions, n_items, config.rules)
     return Artifact(
@@ -102,6 +105,7 @@ def fit(matrix: InteractionMatrix, config: TrainConfig) -> Artifact:
                 "session_index": session_index.nbytes if session_index is not None else 0,
                 "sequence_rules": int(sequence_index.nbytes + sequence_score.nbytes) if sequence_index is not None else 0,
             },
+            "repeat_curve": curve,  # models.repeats: the blend's repeat signal
         },
     )
 

@@ -90,6 +90,8 @@ class ServedModel:
         log_pop = np.log1p(np.maximum(artifact.popularity, 0)).astype(np.float32)
         self.popularity_prior = log_pop / max(float(log_pop.max(initial=0.0)), 1e-9)
         self.no_scores = np.zeros(len(self.item_ids), dtype=np.float32)  # ALS's when the blend leaves it out
+        # How often a visit goes back to its r-th latest item (models.repeats; empty for older artifacts).
+        self.repeat_curve = np.asarray(artifact.meta.get("repeat_curve") or [], dtype=np.float32)
         self.read_recipe()
         # The session index with the sessions seen since training (engine.ranking.sessions).
         self.live_index: sknn.SessionIndex | None = None

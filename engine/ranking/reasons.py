@@ -30,6 +30,7 @@ class Signals:
     neighbour_score: np.ndarray
     session_neighbours: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
     sequence: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    repeat: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
     votes: tuple[np.ndarray, np.ndarray] | None = None  # the blend's (covisit, voter); None: count them here
 
 
@@ -61,7 +62,7 @@ def contributions(s: Signals, picks: np.ndarray) -> dict[str, np.ndarray]:
     terms["popularity"] = w.get("popularity", 0.0) * s.popularity[picks]
     for name, (items, weights), damp in (("recent", s.recent, False), ("history", s.history, True),
                                          ("session_neighbours", s.session_neighbours, False),
-                                         ("sequence", s.sequence, False)):
+                                         ("sequence", s.sequence, False), ("repeat", s.repeat, False)):
         if not w.get(name, 0.0):  # a zero term, as the blend leaves it
             terms[name] = np.zeros(len(picks), dtype=np.float32)
             continue

@@ -25,7 +25,7 @@ from engine.ranking.stored import Stored
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.visits import history_items, visit_items
 from models.rows import user_key
-from engine.ranking.sessions import session_signals
+from engine.ranking.sessions import repeat_signal, session_signals
 
 if TYPE_CHECKING:
     from engine.ranking.filters import Allowed
@@ -125,8 +125,12 @@ def person_scores(model: ServedModel, ctx: Context) -> Scored | None:
     blended = blend(model.blend, als=als, recent=(idx, weights), history=(row_items, row_weights),
                     neighbour_index=a.similar_index, neighbour_score=a.similar_score,
                     popularity=model.popularity_prior, session_neighbours=session_neighbours, sequence=sequence)
+    repeat = repeat_signal(model, session)
+    if len(repeat[0]):  # the visit's own items, by how often visits go back that far (models.repeats)
+        top = float(repeat[1].max())
+        np.add.at(blended.scores, repeat[0], np.float32(model.blend["repeat"] / top) * repeat[1])
     signals = Signals(model.blend, als, model.popularity_prior, (idx, weights), (row_items, row_weights),
-                      a.similar_index, a.similar_score, session_neighbours, sequence,
+                      a.similar_index, a.similar_score, session_neighbours, sequence, repeat,
                       votes=(blended.covisit, blended.voter))
     seen = np.concatenate([idx, row_items]) if len(row_items) else idx
     return Scored(blended.scores, signals, history, seen)

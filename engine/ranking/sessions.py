@@ -21,6 +21,7 @@ import numpy as np
 from engine.events.schema import Event
 from engine.ranking.model import ServedModel
 from models import seqrules, sknn
+from models.repeats import repeat_scores
 from models.sessions import SessionLog, collapse
 
 
@@ -40,6 +41,14 @@ def session_signals(model: ServedModel, session: np.ndarray, now: float) -> tupl
     if len(session) and model.blend.get("sequence") and a.sequence_index is not None:
         sequence = seqrules.scores(a.sequence_index, a.sequence_score, session, model.rules.last_n)
     return neighbours, sequence
+
+
+def repeat_signal(model: ServedModel, session: np.ndarray) -> Signal:
+    """The visit's own items (indices, most recent first) weighted by how often the shop's visits
+    go back to an item that far back (models.repeats); empty when the blend does not use it."""
+    if not len(session) or not model.blend.get("repeat") or not len(model.repeat_curve):
+        return NONE
+    return repeat_scores(model.repeat_curve, session)
 
 
 class LiveSessions:

@@ -129,3 +129,23 @@ def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_bench_without_new_items_loads_only_the_models_items(redis_url: str, tmp_path: Path) -> None:
+    """``vitrine bench --no-new-items``: the catalogue holds the model's items only, so nothing in
+    it is new to the model (no exploration); by default every in-stock item is loaded."""
+    import asyncio
+
+    import redis as redis_sync
+
+    from engine.store import keys
+    from load_tests.bench import load_items
+
+    items_csv = tmp_path / "items.csv"
+    items_csv.write_text("item_id,title,category,in_stock\nm1,Mug,home,true\nm2,Cup,home,true\n"
+                         "n1,New mug,home,true\no1,Old mug,home,false\n")
+    assert sorted(asyncio.run(load_items(redis_url, items_csv, {"m1", "m2"}))) == ["m1", "m2"]
+    client = redis_sync.Redis.from_url(redis_url)
+    assert not client.hexists(keys.CATALOGUE, "n1")
+    assert sorted(asyncio.run(load_items(redis_url, items_csv))) == ["m1", "m2", "n1"]
+    assert client.hexists(keys.CATALOGUE, "n1")
