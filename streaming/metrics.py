@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -22,10 +22,15 @@ from prometheus_client.registry import Collector
 
 from engine.observe import EngineCollector
 
-if TYPE_CHECKING:
-    from streaming.app import StreamApp
-
 log = logging.getLogger(__name__)
+
+
+class StreamApp(Protocol):
+    """What the metrics read of the worker's app (``streaming.app.StreamApp``)."""
+    consumer: Any
+    monitor: Any
+    settings: Any
+    engine: Any
 
 
 def partition_lag(highwater: int | None, committed: int | None) -> int | None:

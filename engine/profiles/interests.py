@@ -11,25 +11,28 @@ changed), as the watchers index does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from engine.profiles.affinity import lineage
 from engine.store import keys
 
-if TYPE_CHECKING:
-    from engine.profiles.preferences import Declared
+
+class Declared(Protocol):
+    """The favourites of a record (``engine.profiles.preferences.Declared``)."""
+    categories: list[str]
+    brands: list[str]
 
 
 def _keys(categories: list[str], brands: list[str]) -> set[str]:
     return {*(keys.interest_category(c) for c in categories), *(keys.interest_brand(b) for b in brands)}
 
 
-def index_keys(declared: "Declared") -> set[str]:
+def index_keys(declared: Declared) -> set[str]:
     """The entries a record has."""
     return _keys(declared.categories, declared.brands)
 
 
-def index(pipe: Any, member: str, new: "Declared", old: "Declared") -> None:
+def index(pipe: Any, member: str, new: Declared, old: Declared) -> None:
     """Queued on ``pipe`` (the record's own transaction): the entries ``new`` adds and ``old`` had."""
     before, after = _keys(old.categories, old.brands), _keys(new.categories, new.brands)
     for key in before - after:
@@ -38,7 +41,7 @@ def index(pipe: Any, member: str, new: "Declared", old: "Declared") -> None:
         pipe.sadd(key, member)
 
 
-def unindex(pipe: Any, member: str, declared: "Declared") -> None:
+def unindex(pipe: Any, member: str, declared: Declared) -> None:
     for key in _keys(declared.categories, declared.brands):
         pipe.srem(key, member)
 
