@@ -71,7 +71,7 @@ def test_a_failing_step_is_logged_once_per_streak_counted_and_retried(caplog: py
         ("WARNING", "test-step recovered after 1 failed attempts", False),
     ]
     assert tasks.failures("test-step") == 4
-    assert failures_in_metrics(metrics.render().body.decode(), "test-step") == 4
+    assert failures_in_metrics(asyncio.run(metrics.render()).body.decode(), "test-step") == 4
 
 
 def test_the_pollers_survive_a_redis_that_stops_answering(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
