@@ -67,15 +67,6 @@ def limits(trigger_id: str, trigger: TriggerBase, pressure: Pressure | None, tra
     return out
 
 
-def capped(sent: list[tuple[str, str, float]], trigger_id: str, trigger: TriggerBase, pressure: Pressure | None,
-           traits: dict[str, str], now: float) -> bool:
-    """Whether one more message would exceed a cap, given the person's ``(channel, trigger, time)``
-    sends. ``engine.triggers.caps`` does the same count in Redis, atomically with the send's record."""
-    return any(sum(1 for ch, tid, ts in sent if ts > now - lim.window_s and lim.channel in (None, ch)
-                   and lim.trigger in (None, tid)) >= lim.max
-               for lim in limits(trigger_id, trigger, pressure, traits))
-
-
 def held_out(trigger_id: str, trigger: TriggerBase, person: str) -> bool:
     """The trigger's control group: the experiments' hashing, salted per trigger."""
     return trigger.control > 0 and bucket(f"trigger:{trigger_id}", person) < trigger.control

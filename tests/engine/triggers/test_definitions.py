@@ -221,13 +221,12 @@ def test_quiet_hours_span_midnight_in_the_shop_time_zone() -> None:
 
 def test_the_personal_limit_lowers_the_pressure_cap() -> None:
     rules = load_rules(GOOD, "rules.yaml")
-    cart = rules.triggers["hello"]
-    now = 1_000_000.0
-    sent = [("push", "lapsing", now - 3 * 86400)]
-    assert not suppress.capped(sent, "hello", cart, rules.pressure, {}, now)
-    assert suppress.capped(sent, "hello", cart, rules.pressure, {"max_messages_per_week": "1"}, now)
-    assert suppress.capped(sent * 3, "hello", cart, rules.pressure, {}, now)  # 3 across channels in 7d
-    assert suppress.capped([("email", "x", now - 10)] * 2, "hello", cart, rules.pressure, {}, now)  # 2 email a day
+    hello = rules.triggers["hello"]
+    shop = [suppress.Limit(2, 86400, channel="email"), suppress.Limit(3, 7 * 86400)]
+    assert suppress.limits("hello", hello, rules.pressure, {}) == shop
+    assert suppress.limits("hello", hello, rules.pressure, {"max_messages_per_week": "1"}) == \
+        shop + [suppress.Limit(1, suppress.WEEK_S)]
+    assert suppress.limits("hello", hello, rules.pressure, {"max_messages_per_week": "lots"}) == shop
 
 
 def test_signatures_verify_and_backoff_grows_with_jitter() -> None:
