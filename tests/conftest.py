@@ -93,9 +93,11 @@ def without_settings(env: dict[str, str] | None = None) -> dict[str, str]:
 
 def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settings:
     """Rate limits are off: every test client calls from one address, faster than any visitor
-    (tests/api/test_limits.py turns them on)."""
+    (tests/api/test_limits.py turns them on). A request's Redis budget is 1 s, not the production
+    50 ms: on a loaded test machine a read can miss 50 ms, and the answer would come from the model
+    alone; the tests of that fallback set their own budget."""
     values = {"data_dir": data_dir, "redis_url": redis_url, "admin_key": ADMIN_KEY, "model_poll_s": 0.2,
-              "rate_limits": False}
+              "rate_limits": False, "redis_timeout_s": 1.0}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
