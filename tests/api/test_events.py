@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -190,6 +191,7 @@ def test_events_survive_a_redis_outage_and_are_applied_when_it_returns(
         server.stop()
 
 
+@pytest.mark.parametrize("settings_overrides", [{"redis_timeout_s": 0.05}])  # the production budget
 def test_a_stalled_redis_holds_no_request(client: TestClient, redis_url: str) -> None:
     """CLIENT PAUSE stalls the real server: events are acknowledged from the log within the apply
     budget and applied once it answers again; recommendations answer degraded within theirs."""
