@@ -11,7 +11,6 @@ view of what the check adds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,6 +21,7 @@ import uvloop
 
 from engine.store.server import free_port, start_redis
 from engine.threads import limit_blas_threads
+from load_tests import reports
 from load_tests.bench import ADMIN_KEY, UNREACHED_LIMITS, log_tail, start_server
 from load_tests.httpload import Http, LoadResult, run_load
 
@@ -104,12 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     limit_blas_threads()
     report = run(args.seconds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"limits-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    stem.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report), end="")
-    print(f"report: {stem}.md")
+    reports.save(reports.stem(args.out, "limits"), report, markdown(report))
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import itertools
-import json
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ import httpx
 from engine.settings import Settings
 from engine.store.server import free_port, start_redis
 from engine.threads import limit_blas_threads
+from load_tests import reports
 from load_tests.bench import ADMIN_KEY, UNREACHED_LIMITS, log_tail, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -288,13 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package")
     limit_blas_threads()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"storefront-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    stem = reports.stem(args.out, "storefront")
     report = run(args.rounds, trace=stem.with_suffix(".trace.json") if args.trace else None)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    stem.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report), end="")
-    print(f"report: {stem}.md")
+    reports.save(stem, report, markdown(report))
     return 0
 
 
