@@ -6,11 +6,17 @@ import asyncio
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def connect_cluster(url: str, *, timeout_s: float | None = None) -> RedisCluster:
+    """A Redis Cluster client from the URL of any one of its nodes: redis-py reads the slot map
+    from it and follows ``MOVED`` redirections and failovers."""
+    return RedisCluster.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s or 2.0, 2.0))
 
 
 def connect(url: str, *, timeout_s: float | None = None) -> Redis:
