@@ -28,6 +28,7 @@ from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.shapes import ProfileConfig
 from engine.paging import Pager
 from engine.recommend import Recommender
+from engine.store import cluster
 from engine.store.connect import connect
 from engine.store.latency import RedisLatency
 from engine.store.reads import PipelinedReader
@@ -55,6 +56,8 @@ class Engine:
                  observe_stored_list: Callable[[bool], None] | None = None) -> None:
         """``serve_models=False`` (``vitrine replay``) keeps the catalogue and rules fresh but loads
         no model, so applying events stores no for-you lists."""
+        if settings.redis_cluster:
+            raise cluster.refuse("the engine (serve, workers, commands)")
         self.settings = settings
         self.serve_models = serve_models
         self.redis = connect(redis_url, timeout_s=settings.redis_socket_timeout_s)
