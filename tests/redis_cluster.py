@@ -76,8 +76,9 @@ class Cluster:
     def restart(self, server: RedisServer) -> RedisServer:
         """Bring a killed node back on its port and ``nodes.conf``: it learns that its replica was
         promoted and becomes that one's replica."""
-        started = self.servers[self.servers.index(server)] = _start_node(server.directory, server.port)
-        return started
+        index = self.servers.index(server)
+        self.servers[index] = _start_node(server.directory, server.port)
+        return self.servers[index]
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
         """Every live node says ``cluster_state:ok`` and no slot is served by a dead node."""

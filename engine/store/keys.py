@@ -14,7 +14,8 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 - No TTL: identity (``ca:``, ``ci:``, ``em:``, engine.customers.merge): which customer ids are
   one person must outlive the profiles, or a merged id's later events would start a second record.
 - A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
-  and trending epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
+  and trending epochs (``tr:``); on a cluster also the dedup memory of customers and counters
+  (``dc:``, ``tk:``), which lives as long as the visitors' ``d:``. A full Redis forgets its idlest visitors as if their TTL had passed. Every
   apply of a visitor reads and writes their profile, dedup buckets and exposure together, so these
   age together; and the events a retry, a redelivery or a catch-up replays are recent ones, whose
   dedup buckets are among the most recently used keys, which go last.

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import RedisCluster
+from redis.crc import key_slot
 
 from engine.ingest.cluster import ClusterApplier
 from engine.profiles.shapes import ProfileConfig
 from engine.ranking.trending import TrendingClock
 from engine.runtime import Engine
+from engine.store import keys
 from engine.store.cluster import NOT_CLUSTER_SAFE, ClusterUnsupported
 from tests.conftest import make_settings
 
@@ -29,3 +31,11 @@ def test_cluster_applier_refuses_the_parts_that_write_across_people() -> None:
     with pytest.raises(ValueError, match="logins is not cluster-safe"):
         ClusterApplier(client, lambda item: None, ProfileConfig(), visitor_ttl_s=1, customer_ttl_s=1,
                        dedup_window_s=1, trending_clock=TrendingClock(3600), logins=lambda events: None)
+
+
+@pytest.mark.parametrize("counter", ["tr:2941", "xp:homepage", "w:sku-1", "w:{odd}", "w:a}b{", "w:}{x}"])
+def test_counter_tokens_share_the_counters_slot(counter: str) -> None:
+    """An item or experiment id may hold braces: the token set still lands in the counter's slot."""
+    token = keys.counter_token(counter, 7)
+    assert key_slot(token.encode()) == key_slot(counter.encode())
+    assert token != keys.counter_token(counter, 8)
