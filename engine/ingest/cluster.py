@@ -61,6 +61,8 @@ class ClusterApplier(EventApplier):
         self._replicas = replicas
         self._timeout_s = timeout_s
         self._nodes: dict[str, Redis] = {}
+        # Set by each round's read, used by the fold that follows it with no await in between, so
+        # concurrent ``apply`` calls on one applier never see each other's.
         self._customer_seen: dict[str, set[bytes]] = {}
 
     async def aclose(self) -> None:
