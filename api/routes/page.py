@@ -64,9 +64,14 @@ class PageRequest(BaseModel):
                                examples=["title,price"])
 
 
+class PageSlotBlock(SlotBlock):
+    unknown_slot: str | None = Field(None, description="Present when the rules define no block for this slot "
+                                                       "(`block` is then null; GET /v1/blocks/{slot} says 404).")
+
+
 class PageAnswer(BaseModel):
     placements: list[Recommendations] = Field(description="One list per asked placement, in the order asked.")
-    blocks: list[SlotBlock] = Field(description="One answer per asked slot, in the order asked.")
+    blocks: list[PageSlotBlock] = Field(description="One answer per asked slot, in the order asked.")
 
 
 _EXAMPLE_BODY = {"placements": [{"placement": "home", "n": 8}], "blocks": [{"slot": "home_top"}],
@@ -78,7 +83,7 @@ _EXAMPLE_BODY = {"placements": [{"placement": "home", "n": 8}], "blocks": [{"slo
         200: ok(PageAnswer, "The lists and blocks, in the order asked; a new visitor gets the `vt_vid` cookie."),
         403: "Site key not valid, or `customer_id` without a valid `customer_token` (and no admin key).",
         415: "The body is not sent as JSON (`application/json`, or `text/plain` as a page's script may send it).",
-        422: "A field is invalid, or a placement or slot is unknown: `errors` names it (`placements[0].n`).",
+        422: "A field is invalid, or a placement is unknown: `errors` names it (`placements[0].n`).",
     }, body=request_body(PageRequest, {"home page": _EXAMPLE_BODY})))
 async def post_page(request: Request) -> Response:
     """``text/plain`` is accepted so that a page's script can send it cross-origin without a CORS
@@ -93,7 +98,7 @@ async def post_page(request: Request) -> Response:
     visitor_id, issued = request_visitor(request, body.visitor_id)
     engine = request.app.state.engine
     lists = [_placement(engine, p, visitor_id, body.customer_id, i) for i, p in enumerate(body.placements)]
-    slots = [_block(engine, b, visitor_id, body.customer_id, i) for i, b in enumerate(body.blocks)]
+    slots = [_block(engine, b, visitor_id, body.customer_id) for b in body.blocks]
     answers = await asyncio.gather(*lists, *slots)
     placements, blocks = answers[:len(lists)], answers[len(lists):]
     if fields:
@@ -115,12 +120,14 @@ async def _placement(engine: Any, asked: PagePlacement, visitor_id: str, custome
         raise invalid_request([{"field": f"placements[{index}].placement", "message": str(exc)}]) from None
 
 
-async def _block(engine: Any, asked: PageBlock, visitor_id: str, customer_id: str | None,
-                 index: int) -> dict[str, Any]:
+async def _block(engine: Any, asked: PageBlock, visitor_id: str, customer_id: str | None) -> dict[str, Any]:
+    """A slot the rules do not (or no longer) define answers no block, with why: the merchandiser
+    may remove a slot's last block while pages still carry it, and the page's strips stay."""
     try:
         return await engine.blocks.pick(asked.slot, visitor_id, customer_id, asked.item_id)
     except UnknownSlot as exc:
-        raise invalid_request([{"field": f"blocks[{index}].slot", "message": str(exc)}]) from None
+        return {"slot": asked.slot, "rules_version": engine.rules.current.version, "block": None,
+                "unknown_slot": str(exc)}
 
 
 def _block_details(body: dict[str, Any], items: Any, fields: tuple[str, ...]) -> dict[str, Any]:

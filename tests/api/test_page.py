@@ -49,11 +49,19 @@ def test_a_new_visitor_gets_one_cookie_and_a_script_may_send_text_plain(client: 
     assert r.json()["blocks"] == [] and r.json()["placements"][0]["items"]
 
 
+def test_a_slot_the_rules_no_longer_define_leaves_the_strips(client: TestClient) -> None:
+    body = page(client, {"visitor_id": "pg-gone", "placements": [{"placement": "home", "n": 2}],
+                         "blocks": [{"slot": "gone_slot"}]})
+    assert len(body["placements"][0]["items"]) == 2
+    [block] = body["blocks"]
+    assert block["block"] is None and "gone_slot" in block["unknown_slot"]
+    assert client.get("/v1/blocks/gone_slot").status_code == 404
+
+
 def test_bad_input_is_a_4xx_naming_the_field(client: TestClient) -> None:
     cases = [
         ({"placements": [{"placement": "home", "n": 0}]}, "placements[0].n"),
         ({"placements": [{"placement": "home"}, {"placement": "nowhere"}]}, "placements[1].placement"),
-        ({"blocks": [{"slot": "no_such_slot"}]}, "blocks[0].slot"),
         ({"blocks": [{"slot": "Not A Name"}]}, "blocks[0].slot"),
         ({"placements": [{"placement": "home", "colour": "red"}]}, "placements[0].colour"),
         ({"placements": [{"placement": "home"}], "fields": "colour"}, "fields"),
