@@ -41,13 +41,12 @@ import httpx
 from engine.settings import Settings
 from engine.store.server import free_port, start_redis
 from engine.threads import limit_blas_threads
-from load_tests import reports
+from load_tests import noop_page, reports
 from load_tests.bench import ADMIN_KEY, UNREACHED_LIMITS, log_tail, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STRIP_MARK = "vitrine:strip:home"
 PAGE_ROUTE = "/v1/page"  # the snippet's one request for the page's strips and blocks
-NOOP_HTML = "VITRINE_BENCH_NOOP_HTML"  # the no-op app's page
 DATA_LINES = 20_000  # invoice lines of the demo shop's data: ~2,500 items, ~600 customers
 IDENTITY_SECRET = "bench-identity-secret-not-a-secret"
 SNIPPET_TAG = re.compile(r"<script [^>]*src=\"/sdk/[^\"]*vitrine\.js\"[^>]*></script>\s*")
@@ -145,12 +144,12 @@ def _servers(tmp: Path, lines: int) -> Iterator[tuple[str, str]]:
         _wait_serving(shop, procs[-1], log)
         _static_copy(shop, tmp / "static")
         noop_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", f"{__name__}:noop_app",
+        procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "load_tests.noop_page:app",
                                        "--host", "127.0.0.1", "--port", str(noop_port), "--no-access-log"],
-                                      env={**os.environ, NOOP_HTML: str(tmp / "static" / "index.html")},
+                                      env={**os.environ, noop_page.PAGE: str(tmp / "static" / "index.html")},
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         noop = f"http://127.0.0.1:{noop_port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90
         while True:
             try:
                 httpx.get(noop + "/")
@@ -165,21 +164,6 @@ def _servers(tmp: Path, lines: int) -> Iterator[tuple[str, str]]:
             proc.terminate()
             proc.wait(timeout=30)
         redis.stop()
-
-
-def noop_app() -> Any:
-    """The no-op: one static page, sent with the shop pages' caching (``no-store``) by the same server
-    software, so that the two differ only by what the shop does."""
-    from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse
-    from starlette.routing import Route
-
-    html = Path(os.environ[NOOP_HTML]).read_text()
-
-    async def page(request: Any) -> HTMLResponse:
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
-
-    return Starlette(routes=[Route("/", page), Route("/index.html", page)])
 
 
 def server_times(base: str) -> dict[str, dict[str, float]]:
