@@ -15,6 +15,7 @@ Trending counters are updated by the same applier call (atomically with the prof
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -114,14 +115,32 @@ def _record(event: Any) -> Record:
                   offset=message.offset)
 
 
+async def arrives(channel: Any, deadline: float) -> bool:
+    """Whether an event is waiting in ``channel`` by ``deadline`` (loop time). faust hands the
+    agent one message per turn of the event loop, so the channel is often empty between two
+    messages of the same fetch; yielding the loop until the next lands (or the deadline passes)
+    makes batches of many events, each batch costing its Redis round trips once."""
+    loop = asyncio.get_running_loop()
+    while channel.empty():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0)
+    return True
+
+
 def _apply_events_agent(app: StreamApp) -> Any:
     async def apply_events(stream: faust.StreamT) -> Any:
         manual = stream.noack()
         batch: list[Any] = []
+        loop = asyncio.get_running_loop()
+        linger_s = app.settings.kafka_batch_linger_ms / 1000
+        deadline = 0.0
         async for event in manual.events():
             batch.append(event)
-            if len(batch) < app.settings.kafka_batch_max and not stream.channel.empty():
-                continue  # more is already waiting: take it into this batch
+            if len(batch) == 1:
+                deadline = loop.time() + linger_s
+            if len(batch) < app.settings.kafka_batch_max and await arrives(stream.channel, deadline):
+                continue  # more is waiting: take it into this batch
             processor = app.processor
             assert processor is not None, "StreamApp.on_start builds the processor"
             result = await processor.process([_record(e) for e in batch])
