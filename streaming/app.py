@@ -1,13 +1,13 @@
 """The workers' faust app: one agent that applies the events topic to the profiles in Redis.
 
-Batching: the agent iterates faust's stream without acking (``stream.noack()``) and takes what is
-already waiting in it (up to ``VITRINE_KAFKA_BATCH_MAX``) into one ``EventApplier.apply`` call (one
-pipelined read, one pipelined write): a busy worker makes few Redis round trips, an idle one
-applies each event the moment it arrives. ``stream.take(max_, within=)`` was measured instead: its
-window cuts batches by time, so on a loaded worker they stayed small and the worker ran at a
-fraction of faust's own rate (bench-stream's no-op agent). Events are acknowledged (so their
-offsets can be committed) only after their batch is applied or dead-lettered; a batch cut short
-by a stop or a crash is delivered again: at-least-once, made exact by the applier's per-event dedup.
+Batching: the agent iterates faust's stream without acking (``stream.noack()``) and hands each
+event to ``streaming.batching.Batches``, which keeps a batch open while more arrives within
+``VITRINE_KAFKA_BATCH_LINGER_MS`` (up to ``VITRINE_KAFKA_BATCH_MAX`` events) and applies it in one
+``EventApplier.apply`` call (one pipelined read, one pipelined write). ``stream.take(max_,
+within=)`` was measured instead: its window cuts batches by time, so on a loaded worker they stayed
+small. Events are acknowledged (so their offsets can be committed) only after their batch is
+applied or dead-lettered; a batch cut short by a stop or a crash is delivered again: at-least-once,
+made exact by the applier's per-event dedup.
 
 Trending counters are updated by the same applier call (atomically with the profile), and
 "bought together" is learned by ``vitrine train`` from the same history, so there is one agent.
@@ -15,7 +15,6 @@ Trending counters are updated by the same applier call (atomically with the prof
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -24,7 +23,8 @@ import faust
 from engine.runtime import Engine
 from engine.settings import Settings
 from streaming.metrics import WorkerMetrics
-from streaming.processor import BatchProcessor, DeadLetter, Record
+from streaming.batching import Batches
+from streaming.processor import BatchProcessor, BatchResult, DeadLetter, Record
 from streaming.topics import ensure_topics
 from streaming.transport import broker_urls
 
@@ -115,41 +115,25 @@ def _record(event: Any) -> Record:
                   offset=message.offset)
 
 
-async def arrives(channel: Any, deadline: float) -> bool:
-    """Whether an event is waiting in ``channel`` by ``deadline`` (loop time). faust hands the
-    agent one message per turn of the event loop, so the channel is often empty between two
-    messages of the same fetch; yielding the loop until the next lands (or the deadline passes)
-    makes batches of many events, each batch costing its Redis round trips once."""
-    loop = asyncio.get_running_loop()
-    while channel.empty():
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0)
-    return True
-
-
 def _apply_events_agent(app: StreamApp) -> Any:
     async def apply_events(stream: faust.StreamT) -> Any:
         manual = stream.noack()
-        batch: list[Any] = []
-        loop = asyncio.get_running_loop()
-        linger_s = app.settings.kafka_batch_linger_ms / 1000
-        deadline = 0.0
-        async for event in manual.events():
-            batch.append(event)
-            if len(batch) == 1:
-                deadline = loop.time() + linger_s
-            if len(batch) < app.settings.kafka_batch_max and await arrives(stream.channel, deadline):
-                continue  # more is waiting: take it into this batch
+
+        async def apply(batch: list[Any]) -> BatchResult:
             processor = app.processor
             assert processor is not None, "StreamApp.on_start builds the processor"
             result = await processor.process([_record(e) for e in batch])
             for done in batch:  # applied or dead-lettered: now their offsets may be committed
                 await manual.ack(done)
-            batch.clear()
             if result.duplicates:
                 log.info("skipped %d events applied before (redelivered after a restart or rebalance)",
                          result.duplicates)
-            yield result
+            return result
+
+        batches = Batches(apply, stream.channel, linger_s=app.settings.kafka_batch_linger_ms / 1000,
+                          batch_max=app.settings.kafka_batch_max)
+        async for event in manual.events():
+            for result in await batches.add(event):
+                yield result
 
     return apply_events
