@@ -221,9 +221,6 @@ class Settings(BaseSettings):
                                              "rejoin when partitions move.")
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a worker's fetch waits for data (faust hard-codes 1500).")
     kafka_batch_max: int = Field(1000, ge=1, description="Most events a worker applies in one Redis round trip.")
-    kafka_batch_linger_ms: float = Field(2.0, ge=0, le=1000, description="How long a worker waits for more "
-                                         "events before applying a batch that found nothing more waiting: "
-                                         "bigger batches, at most this much later; 0: apply at once.")
     kafka_produce_timeout_s: float = Field(5.0, gt=0, description="The API answers 503 if the brokers have not acknowledged by then.")
 
     # --- operations (engine.logs, engine.observe, streaming.metrics) ---
