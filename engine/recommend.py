@@ -41,7 +41,7 @@ from engine.merch.stage import apply_rules, pool_size
 from engine.ranking.filters import ItemFilter, allowed
 from engine.ranking.request import Read, RecoRequest
 from engine.ranking.rerank import rerank
-from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions, with_new_items
+from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
 
@@ -233,16 +233,14 @@ class Recommender:
         if wants_list and not degraded:
             kept = stored.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
                                         self._settings.session_timeout_s)
-        if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not any(declared):
+        # New items join a for-you list by the person's items: that needs the profile read below.
+        exploring = int(self._settings.new_item_share * pool) > 0 and bool(model and model.view(catalogue).new_items)
+        if (kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not exploring
+                and not any(declared)):
             # The list as applying the person's last events left it: it only exists for whoever may
-            # have one, so nothing else needs reading from their profile (engine.ranking.stored)
-            # but, while the catalogue has new items, which of them are alike the person's items.
+            # have one, so nothing else needs reading from their profile (engine.ranking.stored).
             picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
             if picks is not None and len(picks) == pool:
-                if int(self._settings.new_item_share * pool) > 0 and model.view(catalogue).new_items:
-                    ctx = self._context(req.visitor_id, loaded, True, model, now, pool, trend, req.item_id,
-                                        req.category)
-                    picks = with_new_items(model, catalogue, ctx, picks)
                 self.observe_stored_list(True)
                 return self._response(req, snap, arm, model, picks, degraded=False)
         # A request whose profile could not be read is not personal either: without it, nobody can

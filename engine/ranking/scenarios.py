@@ -184,12 +184,7 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     """
     if model is None:
         return []
-    return with_new_items(model, catalogue, ctx, _model_for_you(model, catalogue, ctx))
-
-
-def with_new_items(model: ServedModel, catalogue: Catalogue, ctx: Context, picks: list[Pick]) -> list[Pick]:
-    """``for_you``'s model picks with their last ``ctx.new_item_share`` given to new items alike
-    the person's (``_new_for_person``); a stored list takes them here too, as it holds none."""
+    picks = _model_for_you(model, catalogue, ctx)
     slots = int(ctx.new_item_share * ctx.n)
     if not picks or not slots or not model.view(catalogue).new_items:
         return picks
