@@ -18,8 +18,9 @@ from api.auth import require_customer, require_site
 from api.openapi import doc, ok, request_body
 from api.query import invalid_request, parse_body, require_json
 from api.responses import json_response
-from api.routes.blocks import SlotBlock
-from api.routes.recommendations import FIELDS_DESCRIPTION, FIELDS_PATTERN, Recommendations, detail_fields
+from api.routes.blocks import SlotBlock, block_with_details
+from api.routes.recommendations import (FIELDS_DESCRIPTION, FIELDS_PATTERN, Recommendations, detail_fields,
+                                        normal_categories)
 from api.visitor_cookie import request_visitor, with_visitor_cookie
 from engine.catalog import CATEGORY_PATTERN
 from engine.catalog.details import with_details
@@ -104,13 +105,13 @@ async def post_page(request: Request) -> Response:
     if fields:
         items = engine.catalogue.current.items
         placements = [with_details(p, items, fields) for p in placements]
-        blocks = [_block_details(b, items, fields) for b in blocks]
+        blocks = [block_with_details(b, items, fields) for b in blocks]
     return with_visitor_cookie(request, json_response({"placements": placements, "blocks": blocks}), issued)
 
 
 async def _placement(engine: Any, asked: PagePlacement, visitor_id: str, customer_id: str | None,
                      index: int) -> dict[str, Any]:
-    categories = tuple(dict.fromkeys(c.strip().lower() for c in asked.category or ()))
+    categories = normal_categories(asked.category)
     req = RecoRequest(placement=asked.placement, visitor_id=visitor_id, customer_id=customer_id,
                       item_id=asked.item_id, category=categories[0] if categories else None, n=asked.n,
                       filter=ItemFilter(categories=categories) if categories else None)
@@ -129,9 +130,3 @@ async def _block(engine: Any, asked: PageBlock, visitor_id: str, customer_id: st
         return {"slot": asked.slot, "rules_version": engine.rules.current.version, "block": None,
                 "unknown_slot": str(exc)}
 
-
-def _block_details(body: dict[str, Any], items: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    recommendations = (body.get("block") or {}).get("recommendations")
-    if not (recommendations and recommendations.get("items")):
-        return body
-    return {**body, "block": {**body["block"], "recommendations": with_details(recommendations, items, fields)}}
