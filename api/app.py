@@ -24,8 +24,8 @@ from api.query import invalid_request
 from api.ratelimit import RateLimits
 from api.responses import ApiError, error_response
 from api import web
-from api.routes import (admin, blocks, events, health, items, merch, people, preferences, recommendations, rerank,
-                        rules_file, segments, triggers)
+from api.routes import (admin, blocks, events, health, items, merch, page, people, preferences, recommendations,
+                        rerank, rules_file, segments, triggers)
 from engine import logs, tasks
 from engine.ingest import catchup
 from engine.ingest import retention
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # their routes carry their own dependencies (the admin key checks).
     # Matching is linear in the number of routes, so the site's busiest routes go first, ahead of
     # FastAPI's own documentation routes.
-    app.router.routes[:0] = [route for module in (recommendations, events, blocks, health)
+    app.router.routes[:0] = [route for module in (recommendations, page, events, blocks, health)
                              for route in module.router.routes]
     for module in (rerank, items, admin, merch, people, preferences, rules_file, segments, triggers):
         app.router.routes.extend(module.router.routes)

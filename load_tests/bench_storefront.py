@@ -6,13 +6,14 @@ It starts its own redis-server and ``vitrine serve`` (demo storefront on, one wo
 imported, and a small model trained on them), and drives headless Chromium (``/usr/bin/chromium``,
 Playwright) at the home page: cold (a new browser context: no cache, no cookies, a new visitor)
 and warm (back to it from another page of the site), N times each. Next to it, in the same rounds, a no-op:
-the same home page's HTML without the snippet, served as a static file by the standard library's
-HTTP server (its stylesheet still comes from Vitrine), so the figures also read as ratios.
+the same home page's HTML without the snippet, served as the shop's pages are (uvicorn, one worker,
+``Cache-Control: no-store``; its stylesheet still comes from Vitrine), so the figures also read as ratios.
 
 Per load it reads the Navigation Timing (first contentful paint, DOMContentLoaded, load), the
 snippet's ``vitrine:strip:home`` mark (the for-you strip is in the page), and the Resource Timing
-of each request (when it started and ended: where the time goes). ``--trace`` also saves a
-Chromium trace of one warm load (open it in chrome://tracing or Perfetto).
+of each request (when it started and ended: where the time goes), and, from the server's own
+``/metrics``, the mean time it spent on each route. ``--trace`` also saves a Chromium trace of one
+warm load (open it in chrome://tracing or Perfetto).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ import httpx
 from engine.settings import Settings
 from engine.store.server import free_port, start_redis
 from engine.threads import limit_blas_threads
-from load_tests import reports
+from load_tests import noop_page, reports
 from load_tests.bench import ADMIN_KEY, UNREACHED_LIMITS, log_tail, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STRIP_MARK = "vitrine:strip:home"
+PAGE_ROUTE = "/v1/page"  # the snippet's one request for the page's strips and blocks
 DATA_LINES = 20_000  # invoice lines of the demo shop's data: ~2,500 items, ~600 customers
 IDENTITY_SECRET = "bench-identity-secret-not-a-secret"
 SNIPPET_TAG = re.compile(r"<script [^>]*src=\"/sdk/[^\"]*vitrine\.js\"[^>]*></script>\s*")
@@ -142,11 +144,12 @@ def _servers(tmp: Path, lines: int) -> Iterator[tuple[str, str]]:
         _wait_serving(shop, procs[-1], log)
         _static_copy(shop, tmp / "static")
         noop_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "http.server", "--protocol", "HTTP/1.1", "--bind",
-                                       "127.0.0.1", "--directory", str(tmp / "static"), str(noop_port)],
+        procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "load_tests.noop_page:app",
+                                       "--host", "127.0.0.1", "--port", str(noop_port), "--no-access-log"],
+                                      env={**os.environ, noop_page.PAGE: str(tmp / "static" / "index.html")},
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         noop = f"http://127.0.0.1:{noop_port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90
         while True:
             try:
                 httpx.get(noop + "/")
@@ -163,12 +166,31 @@ def _servers(tmp: Path, lines: int) -> Iterator[tuple[str, str]]:
         redis.stop()
 
 
+def server_times(base: str) -> dict[str, dict[str, float]]:
+    """Mean ms the server spent per route and method (``/metrics``), with the request count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(httpx.get(base + "/metrics").text):
+        if family.name != "vitrine_http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            key = f"{sample.labels['method']} {sample.labels['route']}"
+            if sample.name.endswith("_sum"):
+                sums[key] += sample.value
+            elif sample.name.endswith("_count"):
+                counts[key] += sample.value
+    return {key: {"mean_ms": round(1000 * sums[key] / counts[key], 2), "count": int(counts[key])}
+            for key in sorted(counts) if counts[key]}
+
+
 def _load(page: Any, url: str, shop: bool) -> dict[str, Any]:
     """Nothing is evaluated in the page until it is loaded and the strip's answer is in: Playwright's
     in-page helpers (``wait_for_function``, selectors) compile a large script on their first use,
     which would hold the page's main thread just while the snippet renders."""
     if shop:
-        with page.expect_response(lambda r: "placement=home" in r.url, timeout=15_000) as answer:
+        with page.expect_response(lambda r: r.url.endswith(PAGE_ROUTE), timeout=15_000) as answer:
             page.goto(url, wait_until="load")
         answer.value.finished()
     else:
@@ -266,6 +288,11 @@ def markdown(report: dict[str, Any]) -> str:
     for kind, requests in report["summary"]["requests"].items():
         lines += ["", f"{kind}, requests (median start -> end, ms from navigation start):"]
         lines += [f"  {name}: {r['start_ms']} -> {r['end_ms']}" for name, r in requests.items()]
+    lines += ["", "server, mean ms per request (count), all rounds:"]
+    lines += [f"  {key}: {t['mean_ms']} ({t['count']})" for key, t in report.get("server_ms", {}).items()]
+    if "load_average" in report:
+        lines += ["", f"load average (1, 5, 15 min) before: {report['load_average']['before']}, "
+                      f"after: {report['load_average']['after']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -274,9 +301,13 @@ def run(rounds: int, lines: int = DATA_LINES, trace: Path | None = None) -> dict
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-storefront-") as tmp_name:
         with _servers(Path(tmp_name), lines) as (shop, noop):
             print(f"measuring {rounds} rounds...", flush=True)
+            load_before = os.getloadavg()
             loads = measure(shop, noop, rounds, trace)
+            server = server_times(shop)
     return {"started_at": started, "rounds": rounds, "data_lines": lines, "loads": loads,
-            "summary": summarise(loads)}
+            "load_average": {"before": [round(x, 2) for x in load_before],
+                             "after": [round(x, 2) for x in os.getloadavg()]},
+            "server_ms": server, "summary": summarise(loads)}
 
 
 def main(argv: list[str] | None = None) -> int:

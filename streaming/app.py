@@ -15,6 +15,7 @@ Trending counters are updated by the same applier call (atomically with the prof
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,11 +24,12 @@ import faust
 from engine.runtime import Engine
 from engine.settings import Settings
 from streaming.metrics import WorkerMetrics
-from streaming.processor import BatchProcessor, DeadLetter, Record
+from streaming.processor import BatchProcessor, BatchResult, DeadLetter, Record
 from streaming.topics import ensure_topics
 from streaming.transport import broker_urls
 
 log = logging.getLogger(__name__)
+BATCH_HOLD_S = 0.002  # how long a batch waits for an event that was already in the buffer
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -117,20 +119,47 @@ def _record(event: Any) -> Record:
 def _apply_events_agent(app: StreamApp) -> Any:
     async def apply_events(stream: faust.StreamT) -> Any:
         manual = stream.noack()
+        events = manual.events().__aiter__()
         batch: list[Any] = []
-        async for event in manual.events():
-            batch.append(event)
-            if len(batch) < app.settings.kafka_batch_max and not stream.channel.empty():
-                continue  # more is already waiting: take it into this batch
-            processor = app.processor
-            assert processor is not None, "StreamApp.on_start builds the processor"
-            result = await processor.process([_record(e) for e in batch])
-            for done in batch:  # applied or dead-lettered: now their offsets may be committed
-                await manual.ack(done)
-            batch.clear()
-            if result.duplicates:
-                log.info("skipped %d events applied before (redelivered after a restart or rebalance)",
-                         result.duplicates)
-            yield result
+        upcoming: asyncio.Future | None = None
+        try:
+            while True:
+                if upcoming is None:
+                    upcoming = asyncio.ensure_future(events.__anext__())
+                if batch:
+                    # More was waiting when the last event came: take it into this batch, but never
+                    # wait for it while holding unacknowledged events. A rebalance clears the
+                    # stream's buffer and then waits for every delivered event to be acknowledged;
+                    # a batch held across that wait would stall the rebalance for good.
+                    done, _ = await asyncio.wait((upcoming,), timeout=BATCH_HOLD_S)
+                    if not done:
+                        yield await _flush(app, manual, batch)
+                        continue
+                try:
+                    event = await upcoming
+                except StopAsyncIteration:  # the stream ended (the worker stops)
+                    upcoming = None
+                    break
+                upcoming = None
+                batch.append(event)
+                if len(batch) >= app.settings.kafka_batch_max or stream.channel.empty():
+                    yield await _flush(app, manual, batch)
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
 
     return apply_events
+
+
+async def _flush(app: StreamApp, manual: Any, batch: list[Any]) -> BatchResult:
+    """Apply the batch, then acknowledge it (applied or dead-lettered: its offsets may now be
+    committed)."""
+    processor = app.processor
+    assert processor is not None, "StreamApp.on_start builds the processor"
+    result = await processor.process([_record(e) for e in batch])
+    for done in batch:
+        await manual.ack(done)
+    batch.clear()
+    if result.duplicates:
+        log.info("skipped %d events applied before (redelivered after a restart or rebalance)", result.duplicates)
+    return result

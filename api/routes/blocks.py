@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -62,9 +63,14 @@ async def get_block(request: Request) -> Response:
         body = await engine.blocks.pick(query.slot, visitor_id, query.customer_id, query.item_id)
     except UnknownSlot as exc:
         raise ApiError(404, str(exc), [{"field": "slot", "message": str(exc)}]) from None
-    recommendations = (body.get("block") or {}).get("recommendations")
-    if fields and recommendations and recommendations.get("items"):
-        block = {**body["block"], "recommendations": with_details(recommendations, engine.catalogue.current.items,
-                                                                  fields)}
-        body = {**body, "block": block}
+    if fields:
+        body = block_with_details(body, engine.catalogue.current.items, fields)
     return with_visitor_cookie(request, json_response(body), issued)
+
+
+def block_with_details(body: dict[str, Any], items: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """A block answer whose recommendations carry the asked item ``fields``."""
+    recommendations = (body.get("block") or {}).get("recommendations")
+    if not (recommendations and recommendations.get("items")):
+        return body
+    return {**body, "block": {**body["block"], "recommendations": with_details(recommendations, items, fields)}}

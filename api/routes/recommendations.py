@@ -39,6 +39,11 @@ def detail_fields(fields: str | None) -> tuple[str, ...]:
     return asked
 
 
+def normal_categories(asked: list[str] | None) -> tuple[str, ...]:
+    """Category filters as the catalogue keys them: trimmed, lower case, each once, in the order asked."""
+    return tuple(dict.fromkeys(c.strip().lower() for c in asked or ()))
+
+
 class RecommendationsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -76,7 +81,7 @@ class RecommendationsQuery(BaseModel):
         if not (self.category or self.brand or self.attr or self.price_min is not None
                 or self.price_max is not None or not self.in_stock):
             return None
-        return ItemFilter(categories=tuple(dict.fromkeys(c.strip().lower() for c in self.category or ())),
+        return ItemFilter(categories=normal_categories(self.category),
                           brands=tuple(dict.fromkeys(b.strip().lower() for b in self.brand or ())),
                           price_min=self.price_min, price_max=self.price_max, in_stock=self.in_stock,
                           attributes=tuple(sorted((self.attr or {}).items())))

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
                               ResponseError, TryAgainError)
 
 from engine.merch import exposure
 
 from engine.store import keys
-from engine.store.latency import RedisLatency
+from engine.store.latency import LatencyHistogram, RedisLatency
 from engine.events.schema import Event
 from engine.catalog import ItemLookup
 from engine.profiles.codec import EMPTY_PROFILE, encode
@@ -340,22 +341,20 @@ class EventApplier:
         """(profile, b"0"/b"1" seen flags, exposure) per visitor, the customers' profiles, then their
         aliases (``keys.alias``): one script call per ``CHUNK`` visitors, all in one pipeline (one
         round trip)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for start in range(0, max(len(visitor_ids), 1), CHUNK):
-                chunk = visitor_ids[start:start + CHUNK]
-                keys_: list[str] = []
-                args: list[object] = [len(chunk)]
-                for vid in chunk:
-                    keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1),
-                              keys.exposure(vid)]
-                    args.append(b"".join(fingerprints[vid]))
-                if start + CHUNK >= len(visitor_ids):
-                    keys_ += [keys.customer(cid) for cid in customer_ids] + [keys.alias(c) for c in customer_ids]
-                await self._read_script(keys=keys_, args=args, client=pipe)
-            started = time.perf_counter()
-            executed = await pipe.execute()
-            self._read_latency.observe(time.perf_counter() - started)
-            replies = [value for chunk in executed for value in chunk]
+        calls: list[tuple[AsyncScript, list[str], list[object]]] = []
+        for start in range(0, max(len(visitor_ids), 1), CHUNK):
+            chunk = visitor_ids[start:start + CHUNK]
+            keys_: list[str] = []
+            args: list[object] = [len(chunk)]
+            for vid in chunk:
+                keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1),
+                          keys.exposure(vid)]
+                args.append(b"".join(fingerprints[vid]))
+            if start + CHUNK >= len(visitor_ids):
+                keys_ += [keys.customer(cid) for cid in customer_ids] + [keys.alias(c) for c in customer_ids]
+            calls.append((self._read_script, keys_, args))
+        executed = await self._run(calls, self._read_latency)
+        replies = [value for chunk in executed for value in chunk]
         split, n = 3 * len(visitor_ids), len(customer_ids)
         return replies[:split], replies[split:split + n], replies[split + n:]
 
@@ -364,26 +363,44 @@ class EventApplier:
         Redis serves nobody else while a script runs."""
         expire_at = int((bucket + 2) * self._window)
         writing = [plan for plan in plans if plan.done]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(writing), CHUNK):
-                chunk = writing[start:start + CHUNK]
-                keys_: list[str] = []
-                args: list[object] = [expire_at, len(chunk)]
-                for plan in chunk:
-                    cas_keys = list(plan.cas)
-                    keys_ += cas_keys
-                    keys_ += [keys.dedup(plan.visitor_id, bucket), keys.dedup(plan.visitor_id, bucket - 1)]
-                    args.append(len(cas_keys))
-                    for key in cas_keys:
-                        cas = plan.cas[key]
-                        args += [cas.old, cas.new or b"", cas.ttl]
-                    args += [b"".join(plan.fps), len(plan.trending)]
-                    for (key, item), (incr, trend_expire) in plan.trending.items():
-                        keys_.append(key)
-                        args += [item, incr, trend_expire]
-                await self._script(keys=keys_, args=args, client=pipe)
-            started = time.perf_counter()
-            executed = await pipe.execute()
-            self._write_latency.observe(time.perf_counter() - started)
-            written = iter([bool(ok) for chunk in executed for ok in chunk])
+        calls: list[tuple[AsyncScript, list[str], list[object]]] = []
+        for start in range(0, len(writing), CHUNK):
+            chunk = writing[start:start + CHUNK]
+            keys_: list[str] = []
+            args: list[object] = [expire_at, len(chunk)]
+            for plan in chunk:
+                cas_keys = list(plan.cas)
+                keys_ += cas_keys
+                keys_ += [keys.dedup(plan.visitor_id, bucket), keys.dedup(plan.visitor_id, bucket - 1)]
+                args.append(len(cas_keys))
+                for key in cas_keys:
+                    cas = plan.cas[key]
+                    args += [cas.old, cas.new or b"", cas.ttl]
+                args += [b"".join(plan.fps), len(plan.trending)]
+                for (key, item), (incr, trend_expire) in plan.trending.items():
+                    keys_.append(key)
+                    args += [item, incr, trend_expire]
+            calls.append((self._script, keys_, args))
+        executed = await self._run(calls, self._write_latency) if calls else []
+        written = iter([bool(ok) for chunk in executed for ok in chunk])
         return [next(written) if plan.done else True for plan in plans]
+
+    async def _run(self, calls: list[tuple[AsyncScript, list[str], list[object]]], latency: LatencyHistogram) -> list:
+        """The script calls in one pipeline, one round trip: sent as EVALSHA, since redis-py's
+        pipeline would first ask SCRIPT EXISTS in a round trip of its own. A server that lost the
+        scripts (restarted, flushed) answers NOSCRIPT: they are loaded and the calls sent again."""
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, keys_, args in calls:
+                    pipe.evalsha(script.sha, len(keys_), *keys_, *args)
+                try:
+                    started = time.perf_counter()
+                    executed = await pipe.execute()
+                    latency.observe(time.perf_counter() - started)
+                    return executed
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            for script in {script for script, _, _ in calls}:
+                await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")

@@ -87,7 +87,8 @@ def test_every_error_answer_has_the_error_shape(spec: dict[str, Any]) -> None:
 def test_every_body_route_documents_its_json_body_with_examples(spec: dict[str, Any]) -> None:
     with_body = {(m, p) for m, p, op in operations(spec) if "requestBody" in op}
     assert with_body == {("POST", "/v1/events"), ("PUT", "/v1/items"), ("DELETE", "/v1/items"),
-                         ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank"), ("POST", "/v1/admin/rules/check"),
+                         ("POST", "/v1/admin/preview"), ("POST", "/v1/rerank"), ("POST", "/v1/page"),
+                         ("POST", "/v1/admin/rules/check"),
                          ("PUT", "/v1/admin/rules"), ("POST", "/v1/admin/rules/rollback"),
                          ("PUT", "/v1/visitors/{visitor_id}/preferences"), ("POST", "/v1/customers/merge")}
     for method, path, op in operations(spec):

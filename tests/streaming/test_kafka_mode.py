@@ -58,8 +58,22 @@ def test_events_through_the_api_reach_profiles_and_recommendations(kafka_setting
 
 def assigned_partitions(worker: VitrineProcess, topic: str) -> set[int]:
     """The last assignment faust logged for ``topic`` (its "Topic Partition Set" table)."""
-    found = re.findall(rf"\| {re.escape(topic)}\s+\| \{{([\d, ]*)\}}", worker.output())
-    return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
+    found = re.findall(rf"\| {re.escape(topic)}\s+\| \{{([\d, -]*)\}}", worker.output())
+    return partition_set(found[-1]) if found else set()
+
+
+def partition_set(text: str) -> set[int]:
+    """faust's notation: ``0, 2`` or a range ``0-3`` (``{0-1}`` is partitions 0 and 1)."""
+    partitions: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        partitions.update(range(int(first), int(last or first) + 1))
+    return partitions
+
+
+def test_faust_partition_sets_are_read_with_their_ranges() -> None:
+    assert partition_set("0-1") == {0, 1} and partition_set("0, 2") == {0, 2}
+    assert partition_set("0-1, 3") == {0, 1, 3} and partition_set("") == set()
 
 
 def test_two_workers_share_the_partitions(kafka_settings: Settings, start_worker) -> None:
@@ -79,6 +93,26 @@ def test_two_workers_share_the_partitions(kafka_settings: Settings, start_worker
                     and mine | theirs == set(range(kafka_settings.kafka_partitions)))
 
     wait_until(shared, what="each worker to own a disjoint share of the partitions")
+
+
+def test_workers_joining_mid_stream_lose_nothing_and_count_nothing_twice(
+        kafka_settings: Settings, start_worker) -> None:
+    """Each join revokes every partition mid-stream: the events delivered but not applied yet must
+    be applied (or redelivered) and the rebalance must complete, not wait for them forever."""
+    visitors, per_visitor = 40, 20
+    events = [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % visitors}", "item_id": "85123A"}
+              for i in range(visitors * per_visitor)]
+    r = redis.Redis.from_url(kafka_settings.redis_url)
+    workers = [start_worker()]
+    with TestClient(create_app(kafka_settings)) as api:
+        for n, start in enumerate(range(0, len(events), 20)):
+            assert api.post("/v1/events", json={"events": events[start:start + 20]}).status_code == 200
+            if n in (8, 24):
+                workers.append(start_worker())
+            time.sleep(0.05)
+    wait_until(lambda: all(visitor(r, f"v-{v}").get("ct") == {"85123A": per_visitor} for v in range(visitors)),
+               what="the workers to apply every event once")
+    assert not any("Task timed out" in worker.output() for worker in workers)
 
 
 def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(

@@ -12,7 +12,7 @@
  */
 (function () {
   "use strict";
-  var VERSION = "1.1.2";
+  var VERSION = "1.2.0";
   var script = document.currentScript;
   var attr = function (name, fallback) {
     var value = script && script.getAttribute("data-" + name);
@@ -271,71 +271,80 @@
     });
   }
 
-  function query(params) {
-    if (cfg.customerId && cfg.customerToken) {
-      params.customer_id = cfg.customerId;
-      params.customer_token = cfg.customerToken;
-    }
-    return Object.keys(params).filter(function (k) { return params[k] !== null && params[k] !== undefined; })
-      .map(function (k) { return encodeURIComponent(k) + "=" + encodeURIComponent(params[k]); }).join("&");
-  }
-
   function fail(target) {
     target.setAttribute("data-vitrine-state", "unavailable");
     target.hidden = true;
   }
 
-  function placement(target) {
-    var name = target.getAttribute("data-vitrine-placement");
-    var path = "/v1/recommendations?" + query({ placement: name, item_id: target.getAttribute("data-vitrine-item"),
-                                                category: target.getAttribute("data-vitrine-category"),
-                                                n: target.getAttribute("data-vitrine-n") || 8,
-                                                fields: DETAILS });
-    return request(path).then(function (body) {
-      if (!body.items.length) return fail(target);
-      return renderStrip(target, body, target.getAttribute("data-vitrine-title"), "reco:" + name);
-    }).then(function () { mark("strip:" + name); }, function () { fail(target); });
+  // One request for every strip and block of the page (POST /v1/page), sent as text/plain so that
+  // another origin needs no CORS preflight for it.
+  function render(targets) {
+    var strips = targets.filter(function (t) { return t.hasAttribute("data-vitrine-placement"); });
+    var slots = targets.filter(function (t) { return t.hasAttribute("data-vitrine-block"); });
+    if (!strips.length && !slots.length) return Promise.resolve(null);
+    var ask = { fields: DETAILS, placements: strips.map(function (t) {
+      var category = t.getAttribute("data-vitrine-category");
+      return { placement: t.getAttribute("data-vitrine-placement"), item_id: t.getAttribute("data-vitrine-item") || undefined,
+               category: category ? [category] : undefined, n: parseInt(t.getAttribute("data-vitrine-n") || "8", 10) };
+    }), blocks: slots.map(function (t) {
+      return { slot: t.getAttribute("data-vitrine-block"), item_id: t.getAttribute("data-vitrine-item") || undefined };
+    }) };
+    if (cfg.customerId && cfg.customerToken) {
+      ask.customer_id = cfg.customerId;
+      ask.customer_token = cfg.customerToken;
+    }
+    var h = headers(false);
+    h["content-type"] = "text/plain";
+    return request("/v1/page", { method: "POST", body: JSON.stringify(ask), headers: h }).then(function (answer) {
+      return Promise.all(strips.map(function (t, i) { return placement(t, answer.placements[i]); })
+        .concat(slots.map(function (t, i) { return block(t, answer.blocks[i]); })));
+    }).catch(function () { targets.forEach(fail); });
   }
 
-  function block(target) {
+  function placement(target, body) {
+    var name = target.getAttribute("data-vitrine-placement");
+    if (!body.items.length) return fail(target);
+    return renderStrip(target, body, target.getAttribute("data-vitrine-title"), "reco:" + name)
+      .then(function () { mark("strip:" + name); }, function () { fail(target); });
+  }
+
+  function block(target, body) {
     var slot = target.getAttribute("data-vitrine-block");
-    var path = "/v1/blocks/" + encodeURIComponent(slot) + "?" + query({ item_id: target.getAttribute("data-vitrine-item"),
-                                                                        fields: DETAILS });
-    return request(path).then(function (body) {
-      var b = body.block;
-      if (!b) return fail(target);
-      var box = el("section", "vitrine-block vitrine-" + (b.kind || "banner"));
-      box.setAttribute("data-block-id", b.id);
-      var heading = el("h2", "vitrine-block-title");
-      var text = el("p", "vitrine-block-body");
-      if (b.format === "html") { // values are escaped by the server; the markup is the merchandiser's
-        heading.innerHTML = b.title || "";
-        text.innerHTML = b.body || "";
-      } else {
-        heading.textContent = b.title || "";
-        text.textContent = b.body || "";
-      }
-      box.appendChild(heading);
-      if (b.body) box.appendChild(text);
-      if (b.link) {
-        var cta = el("a", "vitrine-cta", b.cta || "See more");
-        cta.href = b.link;
-        cta.addEventListener("click", function () {
-          track("block_click", { properties: { block_id: b.id } });
-          flushOnLeave();
-        });
-        box.appendChild(cta);
-      }
-      target.textContent = "";
-      target.appendChild(box);
-      target.setAttribute("data-vitrine-state", "ready");
-      seen(box, function () { track("block_impression", { properties: { block_id: b.id } }); });
-      if (b.recommendations && b.recommendations.items && b.recommendations.items.length) {
-        var strip = el("div", "vitrine-block-strip");
-        box.appendChild(strip);
-        return renderStrip(strip, b.recommendations, null, "reco:" + (b.recommendations.placement || b.id));
-      }
-    }).then(function () { mark("block:" + slot); }, function () { fail(target); });
+    var b = body.block;
+    if (!b) return fail(target);
+    var box = el("section", "vitrine-block vitrine-" + (b.kind || "banner"));
+    box.setAttribute("data-block-id", b.id);
+    var heading = el("h2", "vitrine-block-title");
+    var text = el("p", "vitrine-block-body");
+    if (b.format === "html") { // values are escaped by the server; the markup is the merchandiser's
+      heading.innerHTML = b.title || "";
+      text.innerHTML = b.body || "";
+    } else {
+      heading.textContent = b.title || "";
+      text.textContent = b.body || "";
+    }
+    box.appendChild(heading);
+    if (b.body) box.appendChild(text);
+    if (b.link) {
+      var cta = el("a", "vitrine-cta", b.cta || "See more");
+      cta.href = b.link;
+      cta.addEventListener("click", function () {
+        track("block_click", { properties: { block_id: b.id } });
+        flushOnLeave();
+      });
+      box.appendChild(cta);
+    }
+    target.textContent = "";
+    target.appendChild(box);
+    target.setAttribute("data-vitrine-state", "ready");
+    seen(box, function () { track("block_impression", { properties: { block_id: b.id } }); });
+    var done = Promise.resolve(null);
+    if (b.recommendations && b.recommendations.items && b.recommendations.items.length) {
+      var strip = el("div", "vitrine-block-strip");
+      box.appendChild(strip);
+      done = renderStrip(strip, b.recommendations, null, "reco:" + (b.recommendations.placement || b.id));
+    }
+    return done.then(function () { mark("block:" + slot); }, function () { fail(target); });
   }
 
   function seen(node, callback) {
@@ -380,10 +389,13 @@
     });
   }
 
-  // The strips' and blocks' requests leave first: the rest of the page's set-up runs while they travel.
+  function marked() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-vitrine-placement], [data-vitrine-block]"));
+  }
+
+  // The page's one request leaves first: the rest of the page's set-up runs while it travels.
   function start() {
-    document.querySelectorAll("[data-vitrine-block]").forEach(block);
-    document.querySelectorAll("[data-vitrine-placement]").forEach(placement);
+    render(marked());
     initConsent();
     pageEvents();
     clicks();
@@ -395,7 +407,7 @@
 
   window.Vitrine = { version: VERSION, track: track, flush: flush, consent: setConsent,
                      hasConsent: consent, refresh: function () {
-                       document.querySelectorAll("[data-vitrine-placement]").forEach(placement);
+                       return render(marked().filter(function (t) { return t.hasAttribute("data-vitrine-placement"); }));
                      } };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -127,3 +127,22 @@ def test_trending_reflects_recent_events_and_ignores_old_ones(redis_url: str) ->
         await redis.aclose()
 
     run(scenario())
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(redis_url: str) -> None:
+    """The scripts go as EVALSHA without asking SCRIPT EXISTS first: a server that lost them
+    (restarted, SCRIPT FLUSH) answers NOSCRIPT, and the applier loads them and carries on."""
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        app = applier(redis)
+        await redis.script_flush()
+        stats = await app.apply([ev("product_view", visitor="noscript", event_id="ns1", item_id="a")])
+        assert stats.applied == 1
+        await redis.script_flush()
+        again = await app.apply([ev("product_view", visitor="noscript", event_id="ns1", item_id="a"),
+                                 ev("product_view", visitor="noscript", event_id="ns2", item_id="b")])
+        assert (again.applied, again.duplicates) == (1, 1)
+        assert (await visitor(redis, "noscript")).session_items == ["b", "a"]
+        await redis.aclose()
+
+    run(scenario())

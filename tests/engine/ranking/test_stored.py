@@ -175,6 +175,30 @@ def test_a_request_that_found_no_list_has_it_made_again(with_engine, demo_files:
     with_engine(body)
 
 
+def test_a_stored_list_serves_while_the_catalogue_has_new_items(with_engine,  # noqa: ANN001
+                                                                demo_files: tuple[Path, Path]) -> None:
+    """A new item alike the person's items takes the list's exploration slot on the stored list as it
+    does on the live one: new items do not send every request back to scoring."""
+    session = sessions_from_baskets(demo_files[1], 1, seed=17)[0]
+
+    async def body(engine: Engine) -> None:
+        await browse(engine, "pn", session, time.time() - 300)
+        anchor = engine.catalogue.current.items[session[-1][1]]
+        await upsert_items(engine.redis, [anchor.model_copy(update={"item_id": "NEW-PN"})])
+        await engine.catalogue.refresh()
+        live = await lists(engine, "pn", n=10)
+        assert live[-1][0] == "NEW-PN" and live[-1][2].startswith("similar_content:")
+        await engine.precomputer.flush()  # the catalogue grew: that request had the list made again
+        await tamper(engine, "pn")
+        served = await lists(engine, "pn", n=10)
+        assert served[-1] == ("NEW-PN", served[-2][1], live[-1][2])  # explored on the stored list
+        assert served[:9] != live[:9] and served[0][1] <= served[8][1]  # the tampered (ascending) list
+        await engine.redis.delete(keys.for_you("pn"))
+        assert await lists(engine, "pn", n=10) == live
+
+    with_engine(body)
+
+
 def test_lists_can_be_switched_off(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> None:
     """VITRINE_STORE_LISTS=false: events are applied without storing lists, requests score."""
     async def main() -> None:
