@@ -95,9 +95,10 @@ class Settings(BaseSettings):
         ".../<master>/<db>[?sentinel_password=...]`. Unset: the data dir's own redis-server, shared by its "
         "commands (engine/store/README.md)."
     )
-    redis_cluster: bool = Field(False, description="`VITRINE_REDIS_URL` names one node of a Redis Cluster. Only "
-                                "the event applier is cluster-safe so far; `Engine` (serve, workers, CLI) refuses "
-                                "to start and lists what is not (engine/store/README.md#redis-cluster).")
+    redis_cluster: bool = Field(False, description="`VITRINE_REDIS_URL` names one node of a Redis Cluster. Events, "
+                                "recommendations and the catalogue work; login merges, triggers, preferences, "
+                                "segment counts, replay and erasure are off (their requests answer 501), as "
+                                "logged at startup (engine/store/README.md#redis-cluster).")
     redis_cluster_replicas: int = Field(1, ge=0, description="Replicas every cluster write must reach (`WAIT`) "
                                         "before its events count as applied; 0 accepts losing the last writes of "
                                         "a primary that dies before its replica has them.")

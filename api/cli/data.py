@@ -15,6 +15,7 @@ from engine.ingest import catchup, replay
 from engine.ingest.checkpoint import Checkpoint
 from engine.ingest.importer import LogUnwritable, import_events, import_events_to_log, import_items
 from engine.runtime import Engine
+from engine.store import cluster
 from engine.settings import Settings
 
 # ------------------------------------------------------------------------------- import
@@ -129,5 +130,8 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.redis_cluster:  # it scans and deletes keys on one server (engine.store.cluster)
+        print(f"vitrine replay: {cluster.refuse('replay')}", file=sys.stderr)
+        return 2
     with redis_for(settings) as url:
         return asyncio.run(_replay(settings, url, args.reset))

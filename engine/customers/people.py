@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from engine.catalog import ItemLookup
 from engine.customers.merge import root
@@ -31,7 +31,7 @@ from engine.profiles import preferences, viewers
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import describe
-from engine.store import keys
+from engine.store import cluster, keys
 
 
 @dataclass
@@ -166,6 +166,8 @@ class Erasure:
 async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: float, now: float) -> Erasure:
     """Tombstone first (from then on no reader uses their events), then the Redis keys, then the
     log segments that are closed and applied are rewritten without their lines."""
+    if isinstance(redis, RedisCluster):  # refused before the tombstone: it deletes keys of several slots
+        raise cluster.refuse("erasure")
     await asyncio.to_thread(erased.record, log_dir, person.visitor_ids, person.customer_ids, now)
     await preferences.unindex(redis, owners(person))  # while the records still say which items
     await viewers.unindex(redis, [o.member for o in owners(person)])

@@ -1,21 +1,26 @@
 """What runs on a Redis Cluster (``VITRINE_REDIS_CLUSTER``) and what does not yet.
 
-A part not listed as safe would send one script or transaction over keys of several slots, which a
-cluster refuses with ``CROSSSLOT`` on some requests and not others; so the engine refuses to start
-in cluster mode instead of half-working (engine/store/README.md#redis-cluster).
+A part not listed as safe would send one script or transaction over keys of several slots. The
+engine starts on a cluster and says at startup which features are off; a request to one of them
+answers ``501`` naming it (api/app.py) before anything is written: redis-py checks a script's or a
+transaction's keys for one slot before sending it (engine/store/README.md#redis-cluster).
 """
 
 from __future__ import annotations
 
-CLUSTER_SAFE = ("applying events (engine.ingest.cluster.ClusterApplier)",)
+CLUSTER_SAFE = (
+    "applying events (engine.ingest.cluster.ClusterApplier)",
+    "request reads: recommendations, blocks, page, rerank (engine.store.cluster_reads)",
+    "catalogue reads and writes (engine.catalog: its keys share the tag {items})",
+    "paging, stored for-you lists, trending, the event log's checkpoint and retention",
+)
 
 NOT_CLUSTER_SAFE = (
-    "request reads (engine.store.reads: one pipelined connection to one server)",
-    "catalogue writes (engine.catalog: WATCH/MULTI over items, items:v, items:g)",
     "login merges (engine.customers.merge, logins: one script over several customers' keys)",
     "triggers (engine.triggers: the queue, once-index and a person's keys in one script)",
     "preferences, watchers and viewers (engine.profiles: a profile and w:/wb: keys in one MULTI)",
-    "replay, retention and erasure (engine.ingest: SCAN and DEL on one server)",
+    "segment counts, people search and admin views reading several people in one MGET",
+    "replay and erasure (engine.ingest: SCAN and DEL on one server)",
 )
 
 
@@ -23,7 +28,11 @@ class ClusterUnsupported(RuntimeError):
     """Cluster mode asked of a part that would send cross-slot commands."""
 
 
+def limits() -> str:
+    """What a process started in cluster mode logs: what is off."""
+    return ("VITRINE_REDIS_CLUSTER=true: these features are off on a Redis Cluster (their requests answer 501): "
+            f"{'; '.join(NOT_CLUSTER_SAFE)}. Cluster-safe: {'; '.join(CLUSTER_SAFE)}.")
+
+
 def refuse(what: str) -> ClusterUnsupported:
-    return ClusterUnsupported(
-        f"VITRINE_REDIS_CLUSTER=true: {what} cannot run on a Redis Cluster yet. Cluster-safe: "
-        f"{'; '.join(CLUSTER_SAFE)}. Not yet: {'; '.join(NOT_CLUSTER_SAFE)}.")
+    return ClusterUnsupported(f"{what} cannot run on a Redis Cluster yet (VITRINE_REDIS_CLUSTER=true)")

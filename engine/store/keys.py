@@ -24,12 +24,27 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 from redis.crc import key_slot
 
 CATALOGUE = "items"
 CATALOGUE_VERSION = "items:v"
 CATALOGUE_GROWN = "items:g"  # bumped when an item becomes recommendable (engine.catalog)
+
+
+class CatalogueKeys(NamedTuple):
+    items: str
+    version: str
+    grown: str
+
+
+def catalogue_keys(cluster: bool) -> CatalogueKeys:
+    """The catalogue's keys. Its transactions span all three, which a Redis Cluster allows in one
+    slot only: there they share the hash tag ``{items}`` (one Redis keeps its names)."""
+    if cluster:
+        return CatalogueKeys("{items}", "{items}:v", "{items}:g")
+    return CatalogueKeys(CATALOGUE, CATALOGUE_VERSION, CATALOGUE_GROWN)
 LOG_APPLIED = "log:applied"  # how far the durable log is applied (engine.ingest.checkpoint)
 
 # Everything the apply path derives from events: profiles, customers, dedup memory, trending,

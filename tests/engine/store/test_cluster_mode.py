@@ -1,7 +1,8 @@
-"""Cluster mode refuses, at startup and by name, what is not cluster-safe yet."""
+"""Cluster mode: the engine starts with the cluster-safe parts and names, at startup, what is off."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,20 @@ from engine.ranking.trending import TrendingClock
 from engine.runtime import Engine
 from engine.store import keys
 from engine.store.cluster import NOT_CLUSTER_SAFE, ClusterUnsupported
+from engine.store.cluster_reads import ClusterReader
 from tests.conftest import make_settings
 
 
-def test_engine_refuses_cluster_mode_listing_what_is_not_safe(tmp_path: Path) -> None:
+def test_engine_in_cluster_mode_uses_the_cluster_parts_and_names_what_is_off(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path, "redis://127.0.0.1:1/0", redis_cluster=True)
-    with pytest.raises(ClusterUnsupported) as refused:
-        Engine(settings, "redis://127.0.0.1:1/0")
-    message = str(refused.value)
-    assert "VITRINE_REDIS_CLUSTER" in message and "engine.ingest.cluster" in message
-    assert all(part in message for part in NOT_CLUSTER_SAFE)
+    with caplog.at_level(logging.WARNING, logger="engine.runtime"):
+        engine = Engine(settings, "redis://127.0.0.1:1/0")
+    assert isinstance(engine.redis, RedisCluster)
+    assert isinstance(engine.applier, ClusterApplier) and isinstance(engine.reads, ClusterReader)
+    assert all(part in caplog.text for part in NOT_CLUSTER_SAFE)
+    with pytest.raises(ClusterUnsupported, match="triggers"):
+        engine.trigger_runner()
 
 
 def test_cluster_applier_refuses_the_parts_that_write_across_people() -> None:

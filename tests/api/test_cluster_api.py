@@ -1,0 +1,111 @@
+"""The core API flow on a real three-primary Redis Cluster (tests/redis_cluster.py): catalogue in,
+events in through POST /v1/events, personal recommendations out; and the features not cluster-safe
+yet answer 501 without writing anything."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from engine.catalog import upsert_items
+from engine.events import erased
+from engine.ingest.importer import ImportReport, read_items
+from engine.store import keys
+from engine.store.connect import connect_cluster
+from tests.conftest import ADMIN, make_settings
+from tests.redis_cluster import Cluster, start_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    started = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def client(cluster: Cluster, data_dir: Path, demo_files: tuple[Path, Path]) -> Iterator[TestClient]:
+    async def load() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        await redis.flushall()
+        await upsert_items(redis, read_items(demo_files[0], ImportReport()))
+        await redis.aclose()
+
+    asyncio.run(load())
+    settings = make_settings(data_dir, cluster.url, redis_cluster=True)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, *events: dict) -> None:
+    r = client.post("/v1/events", json={"events": list(events)}, headers=ADMIN)  # customer ids: admin key
+    assert r.status_code == 200, r.text
+
+
+def reco(client: TestClient, **params: object) -> dict:
+    r = client.get("/v1/recommendations", params=params, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "degraded" not in body, body
+    return body
+
+
+def test_events_in_recommendations_out(client: TestClient, cluster: Cluster) -> None:
+    post(client, *[{"event_id": f"r{i}", "type": "product_view", "visitor_id": "cv", "item_id": item}
+                   for i, item in enumerate(["85123A", "21232", "22423"])])
+    assert [i["item_id"] for i in reco(client, placement="recent", visitor_id="cv")["items"]] == [
+        "22423", "21232", "85123A"]
+    home = reco(client, placement="home", visitor_id="cv", n=5)
+    assert home["items"] and home["items"][0]["reason"].startswith("because_you_"), home
+    # A login stitches the cookie to a customer in another slot; the customer's purchase is on both.
+    post(client, {"event_id": "l1", "type": "login", "visitor_id": "cv", "customer_id": "cust-1"},
+         {"event_id": "p1", "type": "purchase", "visitor_id": "cv", "customer_id": "cust-1", "item_id": "21232",
+          "price": 2.5})
+    assert cluster.primary_of(keys.visitor("cv")) != cluster.primary_of(keys.customer("cust-1"))
+    profile = client.get("/v1/profiles/cv", headers=ADMIN).json()
+    assert profile["customer_id"] == "cust-1" and profile["customer"]["orders"], profile
+    # The visitor's and the customer's keys in one request: one MGET per slot, sent together.
+    for params in ({"visitor_id": "cv", "customer_id": "cust-1"}, {"visitor_id": "cv"}):
+        body = reco(client, placement="home", n=5, **params)
+        assert "21232" not in [i["item_id"] for i in body["items"]]  # purchased: excluded
+    # Redelivered events change nothing.
+    post(client, {"event_id": "p1", "type": "purchase", "visitor_id": "cv", "customer_id": "cust-1",
+                  "item_id": "21232", "price": 2.5})
+    assert client.get("/v1/profiles/cv", headers=ADMIN).json()["customer"] == profile["customer"]
+
+
+def test_catalogue_writes_share_one_slot(client: TestClient, cluster: Cluster) -> None:
+    r = client.put("/v1/items", headers=ADMIN, json={"items": [{"item_id": "NEW-1", "title": "New",
+                                                                "category": "home.decor", "price": 3.0}]})
+    assert r.status_code == 200, r.text
+    version = r.json()["catalogue_version"]
+    r = client.request("DELETE", "/v1/items", headers=ADMIN, json={"item_ids": ["NEW-1"]})
+    assert r.status_code == 200, r.text
+    assert client.app.state.engine.catalogue.current.version > version
+    assert len({cluster.primary_of(k).port for k in keys.catalogue_keys(True)}) == 1
+
+
+def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestClient, cluster: Cluster) -> None:
+    r = client.put("/v1/visitors/pv/preferences", json={"favourite_categories": ["home.decor"], "watches": ["85123A"]})
+    assert r.status_code == 501, r.text
+    assert r.json()["errors"][0]["field"] == "redis"
+
+    async def written() -> list[bytes | None]:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        values = [await redis.get(keys.visitor_preferences("pv")), await redis.get(keys.watchers("85123A"))]
+        await redis.aclose()
+        return values
+
+    assert asyncio.run(written()) == [None, None]
+    post(client, {"event_id": "e1", "type": "product_view", "visitor_id": "gone", "item_id": "85123A"})
+    r = client.delete("/v1/people/gone", headers=ADMIN)
+    assert r.status_code == 501, r.text
+    assert client.get("/v1/profiles/gone", headers=ADMIN).json()["visitor"]["session"]["items"] == ["85123A"]
+    assert not (client.app.state.settings.log_dir / erased.FILE).exists()  # no tombstone either
