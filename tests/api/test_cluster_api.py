@@ -75,6 +75,12 @@ def test_events_in_recommendations_out(client: TestClient, cluster: Cluster) -> 
     for params in ({"visitor_id": "cv", "customer_id": "cust-1"}, {"visitor_id": "cv"}):
         body = reco(client, placement="home", n=5, **params)
         assert "21232" not in [i["item_id"] for i in body["items"]]  # purchased: excluded
+    page = client.post("/v1/page", json={"visitor_id": "cv", "placements": [
+        {"placement": "home", "n": 4}, {"placement": "recent", "n": 3}]}).json()
+    assert [p["items"] for p in page["placements"]][1] == reco(client, placement="recent", visitor_id="cv", n=3)["items"]
+    assert all("degraded" not in p for p in page["placements"]), page
+    ranked = client.post("/v1/rerank", json={"visitor_id": "cv", "items": ["85123A", "22423", "84029E"]}).json()
+    assert "degraded" not in ranked and len(ranked["items"]) == 3, ranked
     # Redelivered events change nothing.
     post(client, {"event_id": "p1", "type": "purchase", "visitor_id": "cv", "customer_id": "cust-1",
                   "item_id": "21232", "price": 2.5})
