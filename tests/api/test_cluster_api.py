@@ -5,6 +5,7 @@ yet answer 501 without writing anything."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,34 @@ def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestC
     assert r.status_code == 501, r.text
     assert client.get("/v1/profiles/gone", headers=ADMIN).json()["visitor"]["session"]["items"] == ["85123A"]
     assert not (client.app.state.settings.log_dir / erased.FILE).exists()  # no tombstone either
+
+
+def test_a_primary_killed_mid_stream_loses_and_doubles_nothing(client: TestClient, cluster: Cluster) -> None:
+    """Carts are sums: a lost event leaves one short, a doubled one one over. Every batch is also
+    sent twice (a client's retry). Requests keep answering 200 while the slot has no primary."""
+    visitors = [f"fo{n}" for n in range(8)]
+    victim = cluster.primary_of(keys.visitor(visitors[0]))
+    assert len({cluster.primary_of(keys.visitor(v)).port for v in visitors}) == 3
+    rounds = 24
+    waited = 0  # answers whose events waited in the backlog: the outage was hit
+    for r in range(rounds):
+        if r == 8:
+            cluster.kill(victim)
+        batch = [{"event_id": f"{v}-{r}", "type": "add_to_cart", "visitor_id": v, "item_id": "85123A"}
+                 for v in visitors]
+        for _ in range(2):
+            answer = client.post("/v1/events", json={"events": batch})
+            assert answer.status_code == 200, answer.text
+            waited += not answer.json()["profiles_updated"]
+        assert client.get("/v1/recommendations", params={"placement": "home", "visitor_id": visitors[0]}
+                          ).status_code == 200
+    cluster.wait_healthy()
+    cluster.restart(victim)
+    writer = client.app.state.sink.writer
+    give_up = time.monotonic() + 120
+    while writer.backlog and time.monotonic() < give_up:
+        time.sleep(0.2)
+    assert writer.backlog == 0 and waited
+    carts = {v: client.get(f"/v1/profiles/{v}", headers=ADMIN).json()["visitor"]["cart"] for v in visitors}
+    assert carts == {v: {"85123A": rounds} for v in visitors}
+    cluster.wait_healthy()
