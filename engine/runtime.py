@@ -26,6 +26,7 @@ from engine.catalog import content
 from engine.ranking.sessions import LiveSessions
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.shapes import ProfileConfig
+from engine.profiles.store import KeyReader
 from engine.paging import Pager
 from engine.recommend import Recommender
 from engine.store import cluster
@@ -64,6 +65,9 @@ class Engine:
         if on_cluster:
             log.warning(cluster.limits())
         self.redis = (connect_cluster if on_cluster else connect)(redis_url, timeout_s=settings.redis_socket_timeout_s)
+        # The admin and preferences routes' profile reads (engine.profiles.store.KeyReader): a
+        # visitor's and a customer's keys, one MGET per slot on a cluster.
+        self.read_keys: KeyReader = self.redis.mget_nonatomic if on_cluster else self.redis.mget
         self.redis_latency = RedisLatency()  # exported by engine.observe
         self.catalogue = CatalogueCache(self.redis, prepare=lambda c: self._prepare(self.models.current, c))
         self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))

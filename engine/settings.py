@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         "commands (engine/store/README.md)."
     )
     redis_cluster: bool = Field(False, description="`VITRINE_REDIS_URL` names one node of a Redis Cluster. Events, "
-                                "recommendations and the catalogue work; login merges, triggers, preferences, "
+                                "recommendations, the catalogue and preferences work; login merges, triggers, "
                                 "segment counts, replay and erasure are off (their requests answer 501), as "
                                 "logged at startup (engine/store/README.md#redis-cluster).")
     redis_cluster_replicas: int = Field(1, ge=0, description="Replicas every cluster write must reach (`WAIT`) "

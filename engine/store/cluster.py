@@ -12,13 +12,14 @@ CLUSTER_SAFE = (
     "applying events (engine.ingest.cluster.ClusterApplier)",
     "request reads: recommendations, blocks, page, rerank (engine.store.cluster_reads)",
     "catalogue reads and writes (engine.catalog: its keys share the tag {items})",
+    "declared preferences (engine.profiles.preferences: the record and its index entries written apart)",
     "paging, stored for-you lists, trending, the event log's checkpoint and retention",
 )
 
 NOT_CLUSTER_SAFE = (
     "login merges (engine.customers.merge, logins: one script over several customers' keys)",
-    "triggers (engine.triggers: the queue, once-index and a person's keys in one script)",
-    "preferences, watchers and viewers (engine.profiles: a profile and w:/wb: keys in one MULTI)",
+    "triggers, with the viewers index they keep (engine.triggers: the queue, once-index and a person's keys "
+    "in one script)",
     "segment counts, people search and admin views reading several people in one MGET",
     "replay and erasure (engine.ingest: SCAN and DEL on one server)",
 )

@@ -99,18 +99,37 @@ def test_catalogue_writes_share_one_slot(client: TestClient, cluster: Cluster) -
     assert len({cluster.primary_of(k).port for k in keys.catalogue_keys(True)}) == 1
 
 
-def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestClient, cluster: Cluster) -> None:
-    r = client.put("/v1/visitors/pv/preferences", json={"favourite_categories": ["home.decor"], "watches": ["85123A"]})
-    assert r.status_code == 501, r.text
-    assert r.json()["errors"][0]["field"] == "redis"
-
-    async def written() -> list[bytes | None]:
+def test_preferences_write_the_record_and_its_index_entries_apart(client: TestClient, cluster: Cluster) -> None:
+    async def stored() -> tuple[bytes | None, list[bytes], set[bytes]]:
         redis = connect_cluster(cluster.url, timeout_s=5)
-        values = [await redis.get(keys.visitor_preferences("pv")), await redis.get(keys.watchers("85123A"))]
+        values = (await redis.get(keys.visitor_preferences("pv")), await redis.zrange(keys.watchers("85123A"), 0, -1),
+                  await redis.smembers(keys.interest_category("home")))
         await redis.aclose()
         return values
 
-    assert asyncio.run(written()) == [None, None]
+    body = {"favourite_categories": ["home"], "watches": ["85123A"]}
+    r = client.put("/v1/visitors/pv/preferences", json=body)
+    assert r.status_code == 200, r.text
+    got = client.get("/v1/visitors/pv/preferences").json()
+    assert (got["favourite_categories"], got["watches"]) == (["home"], ["85123A"])
+    record, watchers, interested = asyncio.run(stored())
+    assert record and watchers == [b"v:pv"] and interested == {b"v:pv"}
+    assert reco(client, placement="home", visitor_id="pv", n=5)["items"]  # reads pv:{pv} with the profile
+    r = client.put("/v1/visitors/pv/preferences", json={"favourite_categories": [], "watches": []})
+    assert r.status_code == 200, r.text
+    record, watchers, interested = asyncio.run(stored())
+    assert record and watchers == [] and interested == set()
+
+
+def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestClient, cluster: Cluster) -> None:
+    post(client, {"event_id": "m1", "type": "purchase", "visitor_id": "m1", "customer_id": "cust-1", "item_id": "21232",
+                  "price": 1}, {"event_id": "m2", "type": "purchase", "visitor_id": "m2", "customer_id": "ccx",
+                                "item_id": "22423", "price": 1})
+    before = client.get("/v1/customers/cust-1", headers=ADMIN)
+    r = client.post("/v1/customers/merge", json={"into": "cust-1", "from": ["ccx"]}, headers=ADMIN)
+    assert r.status_code == 501, r.text
+    assert r.json()["errors"][0]["field"] == "redis"
+    assert client.get("/v1/customers/cust-1", headers=ADMIN).json() == before.json()
     post(client, {"event_id": "e1", "type": "product_view", "visitor_id": "gone", "item_id": "85123A"})
     r = client.delete("/v1/people/gone", headers=ADMIN)
     assert r.status_code == 501, r.text
