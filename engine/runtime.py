@@ -32,7 +32,7 @@ from engine.recommend import Recommender
 from engine.store import cluster
 from engine.ingest.cluster import ClusterApplier
 from engine.store.cluster_reads import ClusterReader
-from engine.store.connect import connect, connect_cluster
+from engine.store.connect import connect_to
 from engine.store.latency import RedisLatency
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
@@ -64,7 +64,7 @@ class Engine:
         on_cluster = settings.redis_cluster
         if on_cluster:
             log.warning(cluster.limits())
-        self.redis = (connect_cluster if on_cluster else connect)(redis_url, timeout_s=settings.redis_socket_timeout_s)
+        self.redis = connect_to(redis_url, cluster=on_cluster, timeout_s=settings.redis_socket_timeout_s)
         # The admin and preferences routes' profile reads (engine.profiles.store.KeyReader): a
         # visitor's and a customer's keys, one MGET per slot on a cluster.
         self.read_keys: KeyReader = self.redis.mget_nonatomic if on_cluster else self.redis.mget

@@ -32,7 +32,7 @@ from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import iso
 from engine.profiles.viewers import Viewer
-from engine.store import keys
+from engine.store import cluster, keys
 
 SOURCE_PATTERN = r"^[\w .:/-]{1,64}$"
 WATCHERS_READ = 500  # index entries checked per round trip by ``watchers``
@@ -245,8 +245,8 @@ async def unindex(redis: Redis, owners: list[Owner]) -> None:
     profiles' wishlists (an erasure: run it before the records and profiles themselves are deleted)."""
     if not owners:
         return
-    raws = await redis.mget([*(o.key for o in owners), *(o.profile_key for o in owners)])
-    async with redis.pipeline(transaction=True) as pipe:
+    raws = await cluster.mget(redis, [*(o.key for o in owners), *(o.profile_key for o in owners)])
+    async with redis.pipeline(transaction=cluster.transactions(redis)) as pipe:
         for i, owner in enumerate(owners):
             declared = Declared.decode(raws[i])
             for item in declared.items() | set(_wishlist(owner, raws[len(owners) + i])):

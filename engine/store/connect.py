@@ -46,6 +46,11 @@ def connect(url: str, *, timeout_s: float | None = None) -> Redis:
     return Redis.from_url(url, **options)
 
 
+def connect_to(url: str, *, cluster: bool, timeout_s: float | None = None) -> Redis | RedisCluster:
+    """``connect_cluster`` when ``cluster`` (``VITRINE_REDIS_CLUSTER``), else ``connect``."""
+    return (connect_cluster if cluster else connect)(url, timeout_s=timeout_s)
+
+
 async def answers(redis: Redis, timeout_s: float = 0.5) -> str:
     """``"ok"``, or why not: what a readiness probe reports."""
     try:

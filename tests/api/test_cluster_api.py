@@ -126,15 +126,35 @@ def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestC
                   "price": 1}, {"event_id": "m2", "type": "purchase", "visitor_id": "m2", "customer_id": "ccx",
                                 "item_id": "22423", "price": 1})
     before = client.get("/v1/customers/cust-1", headers=ADMIN)
+    assert before.status_code == 200, before.text
     r = client.post("/v1/customers/merge", json={"into": "cust-1", "from": ["ccx"]}, headers=ADMIN)
     assert r.status_code == 501, r.text
     assert r.json()["errors"][0]["field"] == "redis"
     assert client.get("/v1/customers/cust-1", headers=ADMIN).json() == before.json()
-    post(client, {"event_id": "e1", "type": "product_view", "visitor_id": "gone", "item_id": "85123A"})
-    r = client.delete("/v1/people/gone", headers=ADMIN)
-    assert r.status_code == 501, r.text
-    assert client.get("/v1/profiles/gone", headers=ADMIN).json()["visitor"]["session"]["items"] == ["85123A"]
-    assert not (client.app.state.settings.log_dir / erased.FILE).exists()  # no tombstone either
+
+
+def test_a_person_is_exported_and_erased_across_slots(client: TestClient, cluster: Cluster) -> None:
+    post(client, {"event_id": "g1", "type": "product_view", "visitor_id": "gone", "item_id": "85123A"})
+    assert client.put("/v1/visitors/gone/preferences", json={"watches": ["85123A"]}).status_code == 200
+    post(client, {"event_id": "g2", "type": "purchase", "visitor_id": "gone", "customer_id": "cust-1",
+                  "item_id": "21232", "price": 1})
+    assert cluster.primary_of(keys.visitor("gone")) != cluster.primary_of(keys.customer("cust-1"))
+    exported = client.get("/v1/people/cust-1/export", headers=ADMIN)
+    assert exported.status_code == 200, exported.text
+    assert exported.json()["ids"] == {"visitor_ids": ["gone"], "customer_ids": ["cust-1"], "email_sha256": []}
+    assert [e["event_id"] for e in exported.json()["events"]] == ["g1", "g2"]
+    r = client.delete("/v1/people/cust-1", headers=ADMIN)
+    assert r.status_code == 200, r.text
+
+    async def left() -> list[object]:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        values = [await redis.get(keys.visitor("gone")), await redis.get(keys.customer("cust-1")),
+                  await redis.get(keys.visitor_preferences("gone")), await redis.zrange(keys.watchers("85123A"), 0, -1)]
+        await redis.aclose()
+        return values
+
+    assert asyncio.run(left()) == [None, None, None, []]
+    assert (client.app.state.settings.log_dir / erased.FILE).exists()
 
 
 def test_a_primary_killed_mid_stream_loses_and_doubles_nothing(client: TestClient, cluster: Cluster) -> None:
