@@ -15,7 +15,6 @@ from engine.ingest import catchup, replay
 from engine.ingest.checkpoint import Checkpoint
 from engine.ingest.importer import LogUnwritable, import_events, import_events_to_log, import_items
 from engine.runtime import Engine
-from engine.store import cluster
 from engine.settings import Settings
 
 # ------------------------------------------------------------------------------- import
@@ -126,12 +125,9 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
               f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
         return 0
     finally:
-        await engine.redis.aclose()
+        await engine.stop()
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.redis_cluster:  # it scans and deletes keys on one server (engine.store.cluster)
-        print(f"vitrine replay: {cluster.refuse('replay')}", file=sys.stderr)
-        return 2
     with redis_for(settings) as url:
         return asyncio.run(_replay(settings, url, args.reset))

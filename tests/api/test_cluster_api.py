@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.cli.data import _replay
 from engine.catalog import upsert_items
 from engine.events import erased
 from engine.ingest.importer import ImportReport, read_items
@@ -155,6 +156,30 @@ def test_a_person_is_exported_and_erased_across_slots(client: TestClient, cluste
 
     assert asyncio.run(left()) == [None, None, None, []]
     assert (client.app.state.settings.log_dir / erased.FILE).exists()
+
+
+def test_replay_rebuilds_the_same_profiles(client: TestClient, cluster: Cluster,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``vitrine replay --reset`` on a cluster: the deletes scan every primary, the log is applied
+    again through the cluster applier."""
+    post(client, *[{"event_id": f"rp{n}", "type": "add_to_cart", "visitor_id": f"rv{n % 4}", "item_id": "85123A"}
+                   for n in range(12)],
+         {"event_id": "rp-l", "type": "login", "visitor_id": "rv0", "customer_id": "cust-1"},
+         {"event_id": "rp-p", "type": "purchase", "visitor_id": "rv0", "customer_id": "cust-1", "item_id": "21232",
+          "price": 1})
+    wanted = [*(keys.visitor(f"rv{n}") for n in range(4)), keys.customer("cust-1")]
+
+    async def stored() -> dict[str, bytes | None]:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        values = {key: await redis.get(key) for key in wanted}
+        await redis.aclose()
+        return values
+
+    before = asyncio.run(stored())
+    assert all(before.values())
+    assert asyncio.run(_replay(client.app.state.settings, cluster.url, reset=True)) == 0
+    assert "14 applied, 0 duplicates" in capsys.readouterr().out  # all deleted first, all applied again
+    assert asyncio.run(stored()) == before
 
 
 def test_a_primary_killed_mid_stream_loses_and_doubles_nothing(client: TestClient, cluster: Cluster) -> None:
