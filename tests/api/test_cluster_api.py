@@ -122,6 +122,19 @@ def test_preferences_write_the_record_and_its_index_entries_apart(client: TestCl
     assert record and watchers == [] and interested == set()
 
 
+def test_segment_counts_scan_every_primary(client: TestClient, cluster: Cluster) -> None:
+    visitors = [f"sg{n}" for n in range(12)]
+    assert len({cluster.primary_of(keys.visitor(v)).port for v in visitors}) == 3
+    post(client, *[{"event_id": f"sg-{v}", "type": "product_view", "visitor_id": v, "item_id": "85123A"}
+                   for v in visitors],
+         {"event_id": "sg-buy", "type": "purchase", "visitor_id": "sg0", "customer_id": "cust-1", "item_id": "21232",
+          "price": 1})
+    body = client.get("/v1/admin/segments", headers=ADMIN).json()
+    assert (body["sample_size"], body["total"]) == (12, 12), body
+    assert body["count_method"] == "counted over all 12 visitor profiles"
+    assert {s["name"]: s["count"] for s in body["segments"]}["new"] == 12
+
+
 def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestClient, cluster: Cluster) -> None:
     post(client, {"event_id": "m1", "type": "purchase", "visitor_id": "m1", "customer_id": "cust-1", "item_id": "21232",
                   "price": 1}, {"event_id": "m2", "type": "purchase", "visitor_id": "m2", "customer_id": "ccx",
