@@ -143,7 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("%s %s: not available on a Redis Cluster (%s)", request.method, request.url.path,
                     type(exc).__name__)
         return error_response(501, "Not available on a Redis Cluster yet (VITRINE_REDIS_CLUSTER=true)",
-                              [{"field": "redis", "message": "not cluster-safe yet: engine/store/README.md#redis-cluster"}])
+                              [{"field": "redis",
+                                "message": "not cluster-safe yet: engine/store/README.md#redis-cluster"}])
 
     @app.exception_handler(RedisError)
     async def _redis_error(request: Request, exc: RedisError) -> Response:

@@ -80,8 +80,8 @@ class Engine:
                                         state_ttl_s=settings.customer_ttl_s,
                                         viewers_ttl_s=settings.trigger_viewers_ttl_s, viewers_max=settings.watchers_max)
         # Triggers are off on a cluster: no catalogue change is recorded for them.
-        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook,
-                                                  (lambda: {}) if on_cluster else lambda: self.rules.current.rules.triggers)
+        triggers = (lambda: {}) if on_cluster else lambda: self.rules.current.rules.triggers
+        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook, triggers)
         applier_options: dict[str, Any] = dict(
             visitor_ttl_s=settings.visitor_ttl_s,
             bounce_ttl_s=settings.visitor_bounce_ttl_s,

@@ -215,7 +215,8 @@ async def load_catalogue(redis: Redis) -> Catalogue:
 
 async def item_ids(redis: Redis) -> set[str]:
     """The ids of the catalogue's items (empty: the shop has sent no catalogue)."""
-    return {item_id.decode() for item_id in await redis.hkeys(keys.catalogue_keys(isinstance(redis, RedisCluster)).items)}
+    items = keys.catalogue_keys(isinstance(redis, RedisCluster)).items
+    return {item_id.decode() for item_id in await redis.hkeys(items)}
 
 
 def parse_catalogue(version: int, raw: dict[bytes, bytes], grown: int = 0) -> Catalogue:
