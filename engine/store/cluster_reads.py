@@ -46,8 +46,11 @@ class ClusterReader:
         if not keys:
             return []
         if not self._ready:
-            async with asyncio.timeout_at(deadline):
-                await self._cluster.initialize()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._cluster.initialize()
+            except RedisClusterException as exc:  # no node reachable: a Redis error to the request path
+                raise ConnectionError(f"no cluster node answers: {exc}") from exc
             self._ready = True
         slots = [key_slot(key.encode()) for key in keys]
         first = slots[0]

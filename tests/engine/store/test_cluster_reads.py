@@ -83,3 +83,14 @@ def test_reads_follow_a_promoted_replica(cluster: Cluster) -> None:
     assert failed > 0  # the dead primary's reads failed first
     assert value == b"profile"
     cluster.wait_healthy()
+
+
+def test_an_unreachable_cluster_is_a_redis_error() -> None:
+    """What ``Recommender.read`` turns into a degraded answer, not a failed request."""
+    async def scenario() -> None:
+        reader = ClusterReader(connect_cluster("redis://127.0.0.1:1/0", timeout_s=0.5))
+        with pytest.raises(RedisError):
+            await reader.mget([keys.visitor("x")], asyncio.get_running_loop().time() + 2)
+        await reader.aclose()
+
+    asyncio.run(scenario())
