@@ -52,8 +52,8 @@ async def find(redis: Redis, person_id: str) -> Person:
     """The person ``person_id`` names, as a customer id or a visitor id (or both). When Redis holds
     nothing under either (expired, or never profiled), the id stands for itself as both: its logged
     events may still be there, to export or to erase."""
-    raw_customer, raw_visitor, target = await cluster.mget(redis, [keys.customer(person_id), keys.visitor(person_id),
-                                                          keys.alias(person_id)])
+    raw_customer, raw_visitor, target = await cluster.mget(
+        redis, [keys.customer(person_id), keys.visitor(person_id), keys.alias(person_id)])
     person = Person()
     customer_id = target.decode() if target else person_id if raw_customer else None
     if raw_visitor:
@@ -121,7 +121,7 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
     events (which hold the consent history)."""
     visitors = person.visitor_ids
     raws = await cluster.mget(redis, [*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors),
-                             *(keys.customer(c) for c in person.customer_ids)]) if person else []
+                                      *(keys.customer(c) for c in person.customer_ids)]) if person else []
     customer_id = person.customer_ids[0] if person.customer_ids else None
     raw_customer = raws[2 * len(visitors)] if customer_id else None
     customer = CustomerProfile.decode(raw_customer) if raw_customer else None
