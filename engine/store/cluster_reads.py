@@ -8,9 +8,10 @@ round trip of wall time. Shared keys (catalogue, trending, rules) are not read p
 are cached in process as on one Redis (``engine.catalog``, ``engine.ranking.trending``).
 
 Each primary gets its own ``PipelinedReader`` (deadlines, reconnects and the watchdog as on one
-Redis). A ``MOVED``/``ASK`` answer or a lost node fails the read (the request degrades, as when
-one Redis fails) and re-reads the slot map in the background, so the next requests go to the
-promoted replica.
+Redis); the MGETs of one request are all sent before any is awaited, with no task each. A
+``MOVED``/``ASK`` answer or a lost node fails the read (the request degrades, as when one Redis
+fails) and re-reads the slot map in the background, so the next requests go to the promoted
+replica.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import contextlib
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError, RedisClusterException, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 
 from engine.store.latency import LatencyHistogram
 from engine.store.reads import PipelinedReader
@@ -55,19 +55,31 @@ class ClusterReader:
         slots = [key_slot(key.encode()) for key in keys]
         first = slots[0]
         if all(slot == first for slot in slots):
-            return await self._on_slot(first, keys, deadline)
+            reader = self._reader(first)
+            try:
+                return await reader.mget(keys, deadline)
+            except RedisError as exc:
+                self._failed(exc)
+                raise
         groups: dict[int, list[int]] = {}
         for n, slot in enumerate(slots):
             groups.setdefault(slot, []).append(n)
-        replies = await asyncio.gather(*(self._on_slot(slot, [keys[n] for n in positions], deadline)
-                                         for slot, positions in groups.items()))
+        readers = [self._reader(slot) for slot in groups]  # before anything is sent
+        pending = [reader.sent(group, deadline) or reader.mget(group, deadline)
+                   for reader, group in zip(readers, ([keys[n] for n in positions] for positions in groups.values()))]
+        replies = await asyncio.gather(*pending, return_exceptions=True)  # every reply taken, failed or not
         values: list[bytes | None] = [None] * len(keys)
         for positions, reply in zip(groups.values(), replies):
+            if isinstance(reply, BaseException):
+                if isinstance(reply, RedisError):
+                    self._failed(reply)
+                raise reply
             for n, value in zip(positions, reply):
                 values[n] = value
         return values
 
-    async def _on_slot(self, slot: int, keys: list[str], deadline: float | None) -> list[bytes | None]:
+    def _reader(self, slot: int) -> PipelinedReader:
+        """The reader of the primary serving ``slot``."""
         try:
             node = self._cluster.nodes_manager.get_node_from_slot(slot)
         except RedisClusterException as exc:  # no primary known for the slot (a failover under way)
@@ -76,15 +88,13 @@ class ClusterReader:
         reader = self._readers.get(node.name)
         if reader is None:
             reader = self._readers[node.name] = PipelinedReader(_client_of(node), self._latency)
-        try:
-            return await reader.mget(keys, deadline)
-        except (ConnectionError, RedisTimeoutError):
+        return reader
+
+    def _failed(self, exc: RedisError) -> None:
+        """A lost node, or an answer saying the slot moved: re-read the slot map. (Not a read past its
+        caller's deadline: a slow Redis would have every request ask for the map.)"""
+        if isinstance(exc, ConnectionError) or str(exc).startswith(_REDIRECTED):
             self._refresh_map()
-            raise
-        except ResponseError as exc:
-            if str(exc).startswith(_REDIRECTED):
-                self._refresh_map()
-            raise
 
     def _refresh_map(self) -> None:
         """Re-read the slot map once in the background; requests meanwhile degrade."""
