@@ -60,6 +60,7 @@ def reco(client: TestClient, **params: object) -> dict:
 
 
 def test_events_in_recommendations_out(client: TestClient, cluster: Cluster) -> None:
+    assert client.get("/ready").status_code == 200, client.get("/ready").text
     post(client, *[{"event_id": f"r{i}", "type": "product_view", "visitor_id": "cv", "item_id": item}
                    for i, item in enumerate(["85123A", "21232", "22423"])])
     assert [i["item_id"] for i in reco(client, placement="recent", visitor_id="cv")["items"]] == [
