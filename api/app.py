@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import ClusterCrossSlotError, RedisClusterException, RedisError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
@@ -34,6 +34,7 @@ from engine.events.log import EventLog
 from engine.events.fields import field_path
 from engine.ingest.writer import EmbeddedSink, EventSink
 from engine.runtime import Engine
+from engine.store.cluster import ClusterUnsupported
 from engine.settings import Settings
 from engine.triggers.outbound import Publisher
 
@@ -86,12 +87,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sink.start()
         app.state.engine = engine
         app.state.sink = sink
-        app.state.triggers = engine.trigger_runner(publisher=_outbound(settings, sink))
-        app.state.triggers.start()
+        # Triggers are off on a Redis Cluster (engine.store.cluster).
+        app.state.triggers = None if settings.redis_cluster else engine.trigger_runner(
+            publisher=_outbound(settings, sink))
+        if app.state.triggers is not None:
+            app.state.triggers.start()
         try:
             yield
         finally:
-            await app.state.triggers.stop()
+            if app.state.triggers is not None:
+                await app.state.triggers.stop()
             await sink.close()
             for task in background:
                 await tasks.stop(task)
@@ -130,10 +135,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         error = invalid_request(errors)
         return error_response(error.status_code, error.message, error.errors)
 
+    @app.exception_handler(ClusterUnsupported)
+    @app.exception_handler(RedisClusterException)
+    async def _not_on_cluster(request: Request, exc: Exception) -> Response:
+        """A feature that would write or read across hash slots, on a Redis Cluster (engine.store.cluster):
+        redis-py refused it before sending anything."""
+        log.warning("%s %s: not available on a Redis Cluster (%s)", request.method, request.url.path,
+                    type(exc).__name__)
+        return error_response(501, "Not available on a Redis Cluster yet (VITRINE_REDIS_CLUSTER=true)",
+                              [{"field": "redis",
+                                "message": "not cluster-safe yet: engine/store/README.md#redis-cluster"}])
+
     @app.exception_handler(RedisError)
     async def _redis_error(request: Request, exc: RedisError) -> Response:
         """Routes that need Redis (admin, catalogue) when it is down or hung: the request can be
         retried, nothing is wrong with it. Site routes degrade instead and never get here."""
+        if isinstance(exc, ClusterCrossSlotError):
+            return await _not_on_cluster(request, exc)
         log.warning("%s %s: redis unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, exc)
         return error_response(503, f"Redis is unavailable, retry later ({type(exc).__name__})",
                                [{"field": "redis", "message": "unavailable"}], headers={"Retry-After": "1"})

@@ -33,6 +33,7 @@ from engine.profiles.consent import last_withdrawal, withdrawn
 from engine.profiles.preferences import Declared, interests_of
 from engine.ranking.declared import lift
 from engine.profiles.shapes import VisitorProfile
+from engine.store.cluster_reads import ClusterReader
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
 from engine.merch.segments import Scorer, members
@@ -57,7 +58,7 @@ class UnknownPlacement(ValueError):
 
 
 class Recommender:
-    def __init__(self, reader: PipelinedReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
+    def __init__(self, reader: PipelinedReader | ClusterReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
                  trending: TrendingReader, rules: RulesHolder | None = None, *, lists_redis: Redis | None = None,
                  observe_stored_list: Callable[[bool], None] | None = None) -> None:
         """``lists_redis`` (a client that may write) stores for-you lists in the background when

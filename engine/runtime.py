@@ -26,9 +26,13 @@ from engine.catalog import content
 from engine.ranking.sessions import LiveSessions
 from engine.ranking.model import ModelHolder, ServedModel
 from engine.profiles.shapes import ProfileConfig
+from engine.profiles.store import KeyReader
 from engine.paging import Pager
 from engine.recommend import Recommender
-from engine.store.connect import connect
+from engine.store import cluster
+from engine.ingest.cluster import ClusterApplier
+from engine.store.cluster_reads import ClusterReader
+from engine.store.connect import connect_to
 from engine.store.latency import RedisLatency
 from engine.store.reads import PipelinedReader
 from engine.merch.live import RulesHolder, RulesSnapshot
@@ -57,7 +61,13 @@ class Engine:
         no model, so applying events stores no for-you lists."""
         self.settings = settings
         self.serve_models = serve_models
-        self.redis = connect(redis_url, timeout_s=settings.redis_socket_timeout_s)
+        on_cluster = settings.redis_cluster
+        if on_cluster:
+            log.warning(cluster.limits())
+        self.redis = connect_to(redis_url, cluster=on_cluster, timeout_s=settings.redis_socket_timeout_s)
+        # The admin and preferences routes' profile reads (engine.profiles.store.KeyReader): a
+        # visitor's and a customer's keys, one MGET per slot on a cluster.
+        self.read_keys: KeyReader = self.redis.mget_nonatomic if on_cluster else self.redis.mget
         self.redis_latency = RedisLatency()  # exported by engine.observe
         self.catalogue = CatalogueCache(self.redis, prepare=lambda c: self._prepare(self.models.current, c))
         self.models = ModelHolder(settings.models_dir, prepare=lambda m: self._prepare(m, self.catalogue.current))
@@ -69,12 +79,10 @@ class Engine:
                                         shop_model=lambda: customer_value.load(settings.models_dir),
                                         state_ttl_s=settings.customer_ttl_s,
                                         viewers_ttl_s=settings.trigger_viewers_ttl_s, viewers_max=settings.watchers_max)
-        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook,
-                                                  lambda: self.rules.current.rules.triggers)
-        self.applier = EventApplier(
-            self.redis,
-            self.catalogue.info,
-            profile_config(settings),
+        # Triggers are off on a cluster: no catalogue change is recorded for them.
+        triggers = (lambda: {}) if on_cluster else lambda: self.rules.current.rules.triggers
+        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook, triggers)
+        applier_options: dict[str, Any] = dict(
             visitor_ttl_s=settings.visitor_ttl_s,
             bounce_ttl_s=settings.visitor_bounce_ttl_s,
             customer_ttl_s=settings.customer_ttl_s,
@@ -86,14 +94,23 @@ class Engine:
             known_item=self._item_exists,
             on_applied=self._lists_changed if serve_models and settings.store_lists else None,
             observe=self.live_sessions.observe if self.live_sessions is not None else None,
-            logins=functools.partial(logins.after_apply, self.redis, settings),
-            triggers=self.trigger_hook,
             latency=self.redis_latency,
         )
+        self.applier: EventApplier
+        if on_cluster:  # without the login merges and the trigger hook (engine.store.cluster)
+            self.applier = ClusterApplier(self.redis, self.catalogue.info, profile_config(settings),
+                                          replicas=settings.redis_cluster_replicas,
+                                          timeout_s=settings.redis_socket_timeout_s, **applier_options)
+        else:
+            self.applier = EventApplier(self.redis, self.catalogue.info, profile_config(settings),
+                                        logins=functools.partial(logins.after_apply, self.redis, settings),
+                                        triggers=self.trigger_hook, **applier_options)
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
         # The request path's reads, cheaper than redis-py's.
-        self.reads = PipelinedReader(self.redis, self.redis_latency.histogram("read"))
+        self.reads: PipelinedReader | ClusterReader = (
+            ClusterReader(self.redis, self.redis_latency.histogram("read")) if on_cluster
+            else PipelinedReader(self.redis, self.redis_latency.histogram("read")))
         self.recommender = Recommender(self.reads, settings, self.models, self.catalogue, self.trending,
                                        self.rules, lists_redis=self.redis, observe_stored_list=observe_stored_list)
         self.recommender.scorer = scores.scorer(settings.models_dir)
@@ -203,6 +220,8 @@ class Engine:
         """The triggers' background work (the API runs one per process; claims are atomic).
         ``publisher``: the outbound topic's producer (Kafka mode; the edge builds it)."""
         s = self.settings
+        if s.redis_cluster:
+            raise cluster.refuse("triggers")
         config = RunnerConfig(webhook_url=s.trigger_webhook_url,
                               webhook_secret=s.trigger_webhook_secret.get_secret_value() if s.trigger_webhook_secret
                               else "", timeout_s=s.trigger_webhook_timeout_s, attempts=s.trigger_webhook_attempts,
@@ -227,8 +246,10 @@ class Engine:
         if self.precomputer is not None:
             await self.precomputer.aclose()
         await self.reads.aclose()
+        if isinstance(self.applier, ClusterApplier):
+            await self.applier.aclose()
         await self.redis.aclose()
-        pool = self.redis.connection_pool
+        pool = getattr(self.redis, "connection_pool", None)
         if isinstance(pool, SentinelConnectionPool):  # the clients that ask the sentinels
             for client in pool.sentinel_manager.sentinels:
                 await client.aclose()

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         ".../<master>/<db>[?sentinel_password=...]`. Unset: the data dir's own redis-server, shared by its "
         "commands (engine/store/README.md)."
     )
+    redis_cluster: bool = Field(False, description="`VITRINE_REDIS_URL` names one node of a Redis Cluster. Events, "
+                                "recommendations, the catalogue, preferences, export, erasure, segment counts "
+                                "and replay work; login merges and triggers are off (their requests answer 501), as "
+                                "logged at startup (engine/store/README.md#redis-cluster).")
+    redis_cluster_replicas: int = Field(1, ge=0, description="Replicas every cluster write must reach (`WAIT`) "
+                                        "before its events count as applied; 0 accepts losing the last writes of "
+                                        "a primary that dies before its replica has them.")
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
                                    "marked degraded.")

@@ -125,7 +125,7 @@ async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
               f"{stats.applied} applied, {stats.duplicates} duplicates skipped")
         return 0
     finally:
-        await engine.redis.aclose()
+        await engine.stop()
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,7 +19,7 @@ from engine.events.history import interactions, interactions_from_log
 from engine.ingest.importer import ImportReport, read_events, read_items
 from engine.training.offline import OfflineRanker
 from engine.runtime import profile_config
-from engine.store.connect import connect
+from engine.store.connect import connect_to
 from engine.settings import BLEND_SIGNALS, Settings
 from engine.training import AfterTrain, gated_train, train_config
 from models import datasets, quality, report
@@ -80,7 +80,7 @@ def _catalogue_ids(settings: Settings) -> set[str] | None:
     when Redis cannot be read (then training uses every item the events name, and says so)."""
 
     async def read(url: str) -> set[str]:
-        redis = connect(url, timeout_s=settings.redis_socket_timeout_s)
+        redis = connect_to(url, cluster=settings.redis_cluster, timeout_s=settings.redis_socket_timeout_s)
         try:
             return await item_ids(redis)
         finally:

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from engine.catalog import Catalogue, load_catalogue
 from engine.merch.live import parse_file
 from engine.merch.loader import RulesInvalid
-from engine.store.connect import connect
+from engine.store.connect import connect_to
 from engine.settings import Settings
 from engine.store.server import running_url
 
@@ -27,7 +27,7 @@ def _catalogue_for_rules(settings: Settings) -> tuple[Catalogue | None, str]:
                       f"is running for {settings.redis_dir})")
 
     async def load() -> Catalogue:
-        redis = connect(url, timeout_s=5.0)
+        redis = connect_to(url, cluster=settings.redis_cluster, timeout_s=5.0)
         try:
             return await load_catalogue(redis)
         finally:

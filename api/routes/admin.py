@@ -58,7 +58,7 @@ class Reloaded(BaseModel):
 async def get_profile(request: Request) -> Response:
     visitor_id = path_id(request, "visitor_id")
     engine = request.app.state.engine
-    visitor, customer, customer_id = await load_profiles(engine.redis.mget, visitor_id, None)
+    visitor, customer, customer_id = await load_profiles(engine.read_keys, visitor_id, None)
     owner = Owner("c", customer_id) if customer_id else Owner("v", visitor_id)
     record = await preferences.load(engine.redis, owner)
     declared = readable(record, visitor, customer, engine.settings.consent_required)

@@ -79,7 +79,7 @@ async def _owner(request: Request, visitor_id: str) -> tuple[Owner, VisitorProfi
     """Whose record the request addresses, after the token check; and the person's profiles."""
     query = parse_query(PreferencesQuery, request)
     engine = request.app.state.engine
-    visitor, customer, linked = await load_profiles(engine.redis.mget, visitor_id, query.customer_id)
+    visitor, customer, linked = await load_profiles(engine.read_keys, visitor_id, query.customer_id)
     customer_id = query.customer_id or linked
     await require_customer(request, customer_id, query.customer_token)
     if customer_id is None:
@@ -134,7 +134,7 @@ async def put_preferences(request: Request) -> Response:
     now = time.time()
     if body.channels is not None and (chosen := body.channels.chosen()):
         await _record_choices(request, visitor_id, owner, chosen, body.source, now)
-        visitor, customer, _ = await load_profiles(engine.redis.mget, visitor_id, owner.id if owner.kind == "c" else None)
+        visitor, customer, _ = await load_profiles(engine.read_keys, visitor_id, owner.id if owner.kind == "c" else None)
     old = await preferences.load(engine.redis, owner)
     new = Declared.of(body, now, old)
     ttl = settings.customer_ttl_s if owner.kind == "c" else settings.visitor_ttl_s

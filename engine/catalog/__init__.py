@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
@@ -129,18 +129,19 @@ async def upsert_changes(redis: Redis, items: Iterable[Item], *,
     if not items:
         return 0, []
     ids = [i.item_id for i in items]
+    k = keys.catalogue_keys(isinstance(redis, RedisCluster))
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
-                await pipe.watch(keys.CATALOGUE)
-                existing = await pipe.hmget(keys.CATALOGUE, ids)
+                await pipe.watch(k.items)
+                existing = await pipe.hmget(k.items, ids)
                 mapping, grows = await asyncio.to_thread(_stored, items, existing, time.time())
                 changes = await asyncio.to_thread(_changes, ids, existing, mapping)
                 pipe.multi()
-                pipe.hset(keys.CATALOGUE, mapping=mapping)
-                pipe.incr(keys.CATALOGUE_VERSION)
+                pipe.hset(k.items, mapping=mapping)
+                pipe.incr(k.version)
                 if grows:
-                    pipe.incr(keys.CATALOGUE_GROWN)
+                    pipe.incr(k.grown)
                 if record is not None and changes:
                     record(pipe, changes)
                 await pipe.execute()
@@ -191,28 +192,31 @@ async def delete_items(redis: Redis, item_ids: Iterable[str]) -> int:
     item_ids = list(item_ids)
     if not item_ids:
         return 0
+    k = keys.catalogue_keys(isinstance(redis, RedisCluster))
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hdel(keys.CATALOGUE, *item_ids)
-        pipe.incr(keys.CATALOGUE_VERSION)
-        pipe.hlen(keys.CATALOGUE)
+        pipe.hdel(k.items, *item_ids)
+        pipe.incr(k.version)
+        pipe.hlen(k.items)
         deleted, _, left = await pipe.execute()
     if not left:  # no catalogue at all: every item of the model is recommendable again
-        await redis.incr(keys.CATALOGUE_GROWN)
+        await redis.incr(k.grown)
     return int(deleted)
 
 
 async def load_catalogue(redis: Redis) -> Catalogue:
+    k = keys.catalogue_keys(isinstance(redis, RedisCluster))
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.get(keys.CATALOGUE_VERSION)
-        pipe.get(keys.CATALOGUE_GROWN)
-        pipe.hgetall(keys.CATALOGUE)
+        pipe.get(k.version)
+        pipe.get(k.grown)
+        pipe.hgetall(k.items)
         version, grown, raw = await pipe.execute()
     return await asyncio.to_thread(parse_catalogue, int(version or 0), raw, int(grown or 0))
 
 
 async def item_ids(redis: Redis) -> set[str]:
     """The ids of the catalogue's items (empty: the shop has sent no catalogue)."""
-    return {item_id.decode() for item_id in await redis.hkeys(keys.CATALOGUE)}
+    items = keys.catalogue_keys(isinstance(redis, RedisCluster)).items
+    return {item_id.decode() for item_id in await redis.hkeys(items)}
 
 
 def parse_catalogue(version: int, raw: dict[bytes, bytes], grown: int = 0) -> Catalogue:
@@ -226,6 +230,7 @@ class CatalogueCache:
     def __init__(self, redis: Redis, prepare: Callable[[Catalogue], None] | None = None) -> None:
         """``prepare`` runs in a thread on a new snapshot before it goes live."""
         self._redis = redis
+        self._version_key = keys.catalogue_keys(isinstance(redis, RedisCluster)).version
         self.current: Catalogue = EMPTY
         self._prepare = prepare
         self._lock = asyncio.Lock()
@@ -233,7 +238,7 @@ class CatalogueCache:
     async def refresh(self) -> bool:
         """Reload if the catalogue changed; True when a new snapshot went live."""
         async with self._lock:
-            version = int(await self._redis.get(keys.CATALOGUE_VERSION) or 0)
+            version = int(await self._redis.get(self._version_key) or 0)
             if version == self.current.version and (version or not self.current.items):
                 return False
             catalogue = await load_catalogue(self._redis)

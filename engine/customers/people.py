@@ -31,7 +31,7 @@ from engine.profiles import preferences, viewers
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import describe
-from engine.store import keys
+from engine.store import cluster, keys
 
 
 @dataclass
@@ -52,8 +52,8 @@ async def find(redis: Redis, person_id: str) -> Person:
     """The person ``person_id`` names, as a customer id or a visitor id (or both). When Redis holds
     nothing under either (expired, or never profiled), the id stands for itself as both: its logged
     events may still be there, to export or to erase."""
-    raw_customer, raw_visitor, target = await redis.mget([keys.customer(person_id), keys.visitor(person_id),
-                                                          keys.alias(person_id)])
+    raw_customer, raw_visitor, target = await cluster.mget(
+        redis, [keys.customer(person_id), keys.visitor(person_id), keys.alias(person_id)])
     person = Person()
     customer_id = target.decode() if target else person_id if raw_customer else None
     if raw_visitor:
@@ -120,13 +120,13 @@ async def export(redis: Redis, person: Person, *, log_dir: Path, session_timeout
     """One JSON document: profiles, linked ids, exposure and experiment state, and the logged
     events (which hold the consent history)."""
     visitors = person.visitor_ids
-    raws = await redis.mget([*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors),
-                             *(keys.customer(c) for c in person.customer_ids)]) if person else []
+    raws = await cluster.mget(redis, [*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors),
+                                      *(keys.customer(c) for c in person.customer_ids)]) if person else []
     customer_id = person.customer_ids[0] if person.customer_ids else None
     raw_customer = raws[2 * len(visitors)] if customer_id else None
     customer = CustomerProfile.decode(raw_customer) if raw_customer else None
     records = owners(person)
-    declared = await redis.mget([o.key for o in records]) if records else []
+    declared = await cluster.mget(redis, [o.key for o in records]) if records else []
     interests = preferences.interests_of([preferences.Declared.decode(raw) for raw in declared if raw])
     profiles = []
     for i, v in enumerate(visitors):

@@ -25,7 +25,7 @@ from engine.profiles.preferences import Declared as Record, Owner, interests_of
 from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import iso
-from engine.store import keys
+from engine.store import cluster, keys
 
 SCAN_COUNT = 1000
 MAX_SCAN_PER_SAMPLE = 50  # keys looked at per sampled profile at most: bounds the work in a Redis of few visitors
@@ -46,17 +46,18 @@ class Sample:
 async def sample_profiles(redis: Redis, size: int, declared: bool = False) -> Sample:
     """Up to ``size`` visitor profiles (and their customers) found by a bounded SCAN; with
     ``declared``, their declared interests too."""
-    cursor, scanned, found = 0, 0, []
-    while True:
-        cursor, batch = await redis.scan(cursor, count=SCAN_COUNT)
-        scanned += len(batch)
-        found += [k for k in (b if isinstance(b, bytes) else b.encode() for b in batch) if k.startswith(_VISITOR_PREFIX)]
-        if cursor == 0 or len(found) >= size or scanned >= MAX_SCAN_PER_SAMPLE * size:
+    scanned, found, exact = 0, [], True
+    async for key in redis.scan_iter(count=SCAN_COUNT):  # on a cluster: every primary's keys in turn
+        if len(found) >= size or scanned >= MAX_SCAN_PER_SAMPLE * size:
+            exact = False
             break
-    exact = cursor == 0
+        scanned += 1
+        key = key if isinstance(key, bytes) else key.encode()
+        if key.startswith(_VISITOR_PREFIX):
+            found.append(key)
     total = len(found) if exact else round(len(found) * await redis.dbsize() / max(scanned, 1))
     found = list(dict.fromkeys(found))[:size]  # SCAN may return a key twice
-    raws = await redis.mget(found) if found else []
+    raws = await cluster.mget(redis, found) if found else []
     ids, visitors, linked = [], [], []
     for key, raw in zip(found, raws):
         if not raw:
@@ -66,12 +67,12 @@ async def sample_profiles(redis: Redis, size: int, declared: bool = False) -> Sa
         linked.append(VisitorProfile.customer_of(data))
         visitors.append(VisitorProfile.from_stored(data))
     wanted = sorted({c for c in linked if c})
-    by_id = dict(zip(wanted, await redis.mget([keys.customer(c) for c in wanted]))) if wanted else {}
+    by_id = dict(zip(wanted, await cluster.mget(redis, [keys.customer(c) for c in wanted]))) if wanted else {}
     customers = [CustomerProfile.decode(by_id[c]) if c and by_id.get(c) else None for c in linked]
     interests = None
     if declared and ids:
         owners = [Owner("c", c) if c else Owner("v", v) for v, c in zip(ids, linked)]
-        records = await redis.mget([o.key for o in owners])
+        records = await cluster.mget(redis, [o.key for o in owners])
         interests = [interests_of([Record.decode(r)]) if r and not withdrawn(v, c) else ((), ())
                      for r, v, c in zip(records, visitors, customers)]
     return Sample(ids, visitors, customers, max(total, len(ids)), exact, interests)

@@ -17,7 +17,7 @@ from engine.profiles import consent, preferences
 from engine.profiles.preferences import Declared
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import DAY, _affinity, iso
-from engine.store import keys
+from engine.store import cluster, keys
 from models.customer_value import ShopModel
 
 WINDOWS_DAYS = (1, 7, 30)
@@ -73,7 +73,7 @@ async def customer_view(redis: Redis, customer_id: str, model: ShopModel | None,
     merged_away = await merged_ids(redis, customer_id)
     c = CustomerProfile.decode(raw)
     visitors = c.visitors
-    raws = await redis.mget([*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors)]) \
+    raws = await cluster.mget(redis, [*(keys.visitor(v) for v in visitors), *(keys.exposure(v) for v in visitors)]) \
         if visitors else []
     profiles = [VisitorProfile.decode(r) for r in raws[:len(visitors)]]
     latest = max(profiles, key=lambda v: v.last_seen, default=VisitorProfile())

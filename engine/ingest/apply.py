@@ -12,6 +12,7 @@ pipeline with four commands per visitor, and short calls keep Redis responsive t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import time
@@ -114,6 +115,14 @@ class _Plan:
     trending: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     duplicates: int = 0
     triggers: list[TriggerOp] = field(default_factory=list)
+    touched: dict[str, list[bytes]] = field(default_factory=dict)  # customer id -> fingerprints that changed it
+    counts: list[tuple[bytes, str, str, float, int]] = field(default_factory=list)  # per event, for the cluster
+
+    def count(self, fp: bytes, key: str, member: str, incr: float, expire_at: int) -> None:
+        """Add to a shared counter (a zset member): summed per plan, and kept per event, which the
+        cluster applier counts once each (engine.ingest.cluster)."""
+        self.trending[(key, member)] = (self.trending.get((key, member), (0.0, 0))[0] + incr, expire_at)
+        self.counts.append((fp, key, member, incr, expire_at))
 
 
 class EventApplier:
@@ -256,23 +265,25 @@ class EventApplier:
                     shown = exposure.Exposure()
                 new_customer = customer is None or not customer.first_seen
                 visits = visitor.visits
+                replayed = customer is not None and self._customer_has(cid, fp)
+                kept = copy.deepcopy(customer) if replayed else None
                 applied = fold_event(visitor, customer, event, self._lookup, self._cfg)
                 visitor = applied.visitor
-                if applied.customer is not None and applied.customer_id:
+                if replayed and cid:  # the customer holds this event already: only the visitor takes it
+                    loaded[cid] = kept
+                elif applied.customer is not None and applied.customer_id:
                     loaded[applied.customer_id] = applied.customer
                     changed.add(applied.customer_id)
+                    plan.touched.setdefault(applied.customer_id, []).append(fp)
                 if applied.trending:
                     key, growth, expire_at = self._clock.increment(1.0, event.ts)
                     if expire_at > now:  # an old event's epoch is gone already
                         for item, weight in applied.trending:
-                            if not self._known_item(item):
-                                continue
-                            total = plan.trending.get((key, item), (0.0, 0))[0]
-                            plan.trending[(key, item)] = (total + weight * growth, expire_at)
+                            if self._known_item(item):
+                                plan.count(fp, key, item, weight * growth, expire_at)
                 forgotten = withdrawn(visitor, loaded.get(cid) if cid else None, self._cfg.consent_required)
                 if event.type == "add_to_wishlist" and not forgotten:  # the watchers index, written with the watch
-                    key, member = keys.watchers(event.item_id or ""), watcher_member(vid, applied.customer_id)
-                    plan.trending[(key, member)] = (plan.trending.get((key, member), (0.0, 0))[0] + 1, 0)
+                    plan.count(fp, keys.watchers(event.item_id or ""), watcher_member(vid, applied.customer_id), 1, 0)
                 if self._triggers is not None and not forgotten:
                     owner = applied.customer_id or cid
                     plan.triggers += self._triggers.decide(
@@ -282,8 +293,7 @@ class EventApplier:
                     counters = exposure.fold(shown, event, self._price_of, retention_s=self._exposure_retention,
                                              attribution_s=self._attribution_window, known=self._known_arm)
                     for key, member, incr in counters:  # same zset-increment path as trending
-                        total = plan.trending.get((key, member), (0.0, 0))[0] + incr
-                        plan.trending[(key, member)] = (total, 0)  # 0: no TTL, never evicted
+                        plan.count(fp, key, member, incr, 0)  # 0: no TTL, never evicted
                 elif forgotten:  # what the person was shown and clicked goes with the rest
                     shown = exposure.Exposure()
                 plan.done.append(event)
@@ -316,6 +326,11 @@ class EventApplier:
                     if cas.new is not None:
                         chained[key] = cas.new
         return plans, needed
+
+    def _customer_has(self, customer_id: str, fp: bytes) -> bool:
+        """Whether the customer's profile holds this event already. One Redis writes a visitor and
+        their customer in one script, so never; the cluster applier writes them apart."""
+        return False
 
     def _price_of(self, item_id: str) -> float | None:
         info = self._lookup(item_id)

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from engine.catalog import CATEGORY_PATTERN
 from engine.events.schema import CHANNELS, ID_PATTERN
@@ -32,7 +32,7 @@ from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import iso
 from engine.profiles.viewers import Viewer
-from engine.store import keys
+from engine.store import cluster, keys
 
 SOURCE_PATTERN = r"^[\w .:/-]{1,64}$"
 WATCHERS_READ = 500  # index entries checked per round trip by ``watchers``
@@ -197,7 +197,10 @@ async def load(redis: Redis, owner: Owner) -> Declared:
 
 async def save(redis: Redis, owner: Owner, new: Declared, old: Declared, *, ttl_s: int, watchers_max: int) -> None:
     """Replace the record and move its index entries (watchers, declared interests), in one
-    transaction."""
+    transaction (on a Redis Cluster, where they live in different slots: ``_save_apart``)."""
+    if isinstance(redis, RedisCluster):
+        await _save_apart(redis, owner, new, old, ttl_s=ttl_s, watchers_max=watchers_max)
+        return
     member = owner.member
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(owner.key, new.encode(), ex=ttl_s)
@@ -210,13 +213,40 @@ async def save(redis: Redis, owner: Owner, new: Declared, old: Declared, *, ttl_
         await pipe.execute()
 
 
+async def _save_apart(redis: RedisCluster, owner: Owner, new: Declared, old: Declared, *, ttl_s: int,
+                      watchers_max: int) -> None:
+    """``save`` in three steps: the index entries the new record adds, the record, then the
+    entries it dropped. A crash between them leaves only extra entries, which the index readers
+    drop as they check each against the record (``watchers``, engine.profiles.interests), never
+    a missing one."""
+    member = owner.member
+    before, after = interests.index_keys(old), interests.index_keys(new)
+    added, dropped = new.items() - old.items(), old.items() - new.items()
+    if added or after - before:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in after - before:
+                pipe.sadd(key, member)
+            for item in added:
+                pipe.zincrby(keys.watchers(item), 1, member)
+                pipe.zremrangebyrank(keys.watchers(item), 0, -watchers_max - 1)
+            await pipe.execute()
+    await redis.set(owner.key, new.encode(), ex=ttl_s)
+    if dropped or before - after:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in before - after:
+                pipe.srem(key, member)
+            for item in dropped:
+                pipe.zrem(keys.watchers(item), member)
+            await pipe.execute()
+
+
 async def unindex(redis: Redis, owners: list[Owner]) -> None:
     """Remove every watchers-index and interest-index entry of the owners' records and of their
     profiles' wishlists (an erasure: run it before the records and profiles themselves are deleted)."""
     if not owners:
         return
-    raws = await redis.mget([*(o.key for o in owners), *(o.profile_key for o in owners)])
-    async with redis.pipeline(transaction=True) as pipe:
+    raws = await cluster.mget(redis, [*(o.key for o in owners), *(o.profile_key for o in owners)])
+    async with redis.pipeline(transaction=cluster.transactions(redis)) as pipe:
         for i, owner in enumerate(owners):
             declared = Declared.decode(raws[i])
             for item in declared.items() | set(_wishlist(owner, raws[len(owners) + i])):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from engine.store import keys
+from engine.store import cluster, keys
 
 PER_PERSON = 200  # items whose views and cart adds one person's hash counts
 READ = 500
@@ -81,7 +81,7 @@ async def unindex(redis: Redis, people: list[str]) -> None:
         for person in people:
             pipe.hkeys(keys.viewed_items(person))
         fields = await pipe.execute()
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=cluster.transactions(redis)) as pipe:
         for person, names in zip(people, fields):
             for item in {name[1:] if name.startswith("+") else name
                          for name in (f.decode() if isinstance(f, bytes) else f for f in names)}:

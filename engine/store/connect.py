@@ -6,11 +6,17 @@ import asyncio
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def connect_cluster(url: str, *, timeout_s: float | None = None) -> RedisCluster:
+    """A Redis Cluster client from the URL of any one of its nodes: redis-py reads the slot map
+    from it and follows ``MOVED`` redirections and failovers."""
+    return RedisCluster.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s or 2.0, 2.0))
 
 
 def connect(url: str, *, timeout_s: float | None = None) -> Redis:
@@ -38,6 +44,11 @@ def connect(url: str, *, timeout_s: float | None = None) -> Redis:
         return sentinel.master_for(master or "mymaster", db=int(db or 0), username=unquote(user) or None,
                                    password=unquote(password) or None, **options)
     return Redis.from_url(url, **options)
+
+
+def connect_to(url: str, *, cluster: bool, timeout_s: float | None = None) -> Redis | RedisCluster:
+    """``connect_cluster`` when ``cluster`` (``VITRINE_REDIS_CLUSTER``), else ``connect``."""
+    return (connect_cluster if cluster else connect)(url, timeout_s=timeout_s)
 
 
 async def answers(redis: Redis, timeout_s: float = 0.5) -> str:

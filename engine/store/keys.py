@@ -14,7 +14,8 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 - No TTL: identity (``ca:``, ``ci:``, ``em:``, engine.customers.merge): which customer ids are
   one person must outlive the profiles, or a merged id's later events would start a second record.
 - A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
-  and trending epochs (``tr:``). A full Redis forgets its idlest visitors as if their TTL had passed. Every
+  and trending epochs (``tr:``); on a cluster also the dedup memory of customers and counters
+  (``dc:``, ``tk:``), which lives as long as the visitors' ``d:``. A full Redis forgets its idlest visitors as if their TTL had passed. Every
   apply of a visitor reads and writes their profile, dedup buckets and exposure together, so these
   age together; and the events a retry, a redelivery or a catch-up replays are recent ones, whose
   dedup buckets are among the most recently used keys, which go last.
@@ -22,15 +23,34 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
+from redis.crc import key_slot
+
 CATALOGUE = "items"
 CATALOGUE_VERSION = "items:v"
 CATALOGUE_GROWN = "items:g"  # bumped when an item becomes recommendable (engine.catalog)
+
+
+class CatalogueKeys(NamedTuple):
+    items: str
+    version: str
+    grown: str
+
+
+def catalogue_keys(cluster: bool) -> CatalogueKeys:
+    """The catalogue's keys. Its transactions span all three, which a Redis Cluster allows in one
+    slot only: there they share the hash tag ``{items}`` (one Redis keeps its names)."""
+    if cluster:
+        return CatalogueKeys("{items}", "{items}:v", "{items}:g")
+    return CatalogueKeys(CATALOGUE, CATALOGUE_VERSION, CATALOGUE_GROWN)
 LOG_APPLIED = "log:applied"  # how far the durable log is applied (engine.ingest.checkpoint)
 
 # Everything the apply path derives from events: profiles, customers, dedup memory, trending,
 # exposure state and experiment counters. Rebuilding one without the others would count events
 # twice (counters) or skip them (dedup), so replay resets them together.
-DERIVED_FROM_EVENTS = ("v:*", "c:*", "d:*", "tr:*", "x:*", "xp:*")
+DERIVED_FROM_EVENTS = ("v:*", "c:*", "d:*", "tr:*", "x:*", "xp:*", "dc:*", "tk:*")
 
 
 def visitor(visitor_id: str) -> str:
@@ -64,6 +84,32 @@ def is_customer(key: str) -> bool:
 
 def dedup(visitor_id: str, bucket: int) -> str:
     return f"d:{{{visitor_id}}}:{bucket}"
+
+
+def customer_dedup(customer_id: str, bucket: int) -> str:
+    """The events already applied to a customer's profile, on a Redis Cluster (engine.ingest.cluster),
+    where the customer is written apart from the visitor: same slot as ``c:{id}``."""
+    return f"dc:{{{customer_id}}}:{bucket}"
+
+
+@functools.cache
+def _slot_tags() -> dict[int, str]:
+    """A short hash tag per cluster slot: the table Redis's CRC16 gives for 0, 1, 2, ..."""
+    tags: dict[int, str] = {}
+    n = 0
+    while len(tags) < 16384:
+        tags.setdefault(key_slot(str(n).encode()), str(n))
+        n += 1
+    return tags
+
+
+def counter_token(key: str, bucket: int) -> str:
+    """The events already counted in a shared counter (trending, experiment, watchers) on a Redis
+    Cluster (engine.ingest.cluster). It must share the counter's slot whatever the counter's name
+    holds (an item id may contain braces), hence a tag looked up by slot rather than copied."""
+    if "{" not in key and "}" not in key:
+        return f"tk:{{{key}}}:{bucket}"
+    return f"tk:{{{_slot_tags()[key_slot(key.encode())]}}}:{key}:{bucket}"
 
 
 def trending(epoch: int) -> str:

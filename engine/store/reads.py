@@ -223,6 +223,15 @@ class PipelinedReader:
                     connection = await self._connected()
         return await connection.send("MGET", *keys, deadline=deadline)  # type: ignore[no-any-return]
 
+    def sent(self, keys: list[str], deadline: float | None = None) -> asyncio.Future[Any] | None:
+        """``mget``'s reply as a future, the command sent now, when the connection is open (so that
+        several reads can be sent before any is awaited, without a task each); None when it must
+        connect first: then ``mget``."""
+        connection = self._connection
+        if connection is None or not connection.usable or connection.loop is not asyncio.get_running_loop():
+            return None
+        return connection.send("MGET", *keys, deadline=deadline)
+
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None and connection.loop is asyncio.get_running_loop():
