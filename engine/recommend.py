@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from engine.store import keys
 
 from engine.ranking import stored
-from engine.ranking.stored import Precomputer
+from engine.ranking.stored import NEW_SPARE, Precomputer
 from engine.profiles.affinity import affinity_owner, relative
 from engine.store.breaker import Breaker
 from engine.catalog import Catalogue, CatalogueCache
@@ -42,7 +42,8 @@ from engine.merch.stage import apply_rules, pool_size
 from engine.ranking.filters import ItemFilter, allowed
 from engine.ranking.request import Read, RecoRequest
 from engine.ranking.rerank import rerank
-from engine.ranking.scenarios import SCENARIOS, Context, Pick, base_exclusions
+from engine.ranking.scenarios import (SCENARIOS, Context, Pick, base_exclusions, exploration_window, explore,
+                                      new_for_person)
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
 
@@ -86,7 +87,7 @@ class Recommender:
                             if lists_redis is not None else None)
         # What shapes a for-you list besides the person, model and catalogue (engine.ranking.stored).
         self._list_config = (f"{settings.exclude_seen:d}{settings.exclude_purchased:d}"
-                             f"{settings.consent_required:d}{settings.session_timeout_s}")
+                             f"{settings.consent_required:d}{settings.session_timeout_s}|{settings.new_item_share}")
 
     def lists_changed(self, visitor_ids: list[str]) -> None:
         """Whose for-you list no longer matches (their events were just applied; a request found it
@@ -192,10 +193,15 @@ class Recommender:
             return None
         catalogue = self.catalogue.current
         ctx = self._context(visitor_id, loaded, True, model, time.time(), n, [])
-        ctx.new_item_share = 0.0  # a stored list holds the model's items; requests add new ones
+        ctx.new_item_share = 0.0  # the model's items; the new ones, kept apart, join them when served
         picks = SCENARIOS["for_you"](model, catalogue, ctx)
+        # Every slot a served list may give to new items, and a few more for those going out of stock.
+        slots = int(self._settings.new_item_share * n)
+        keep = slots + NEW_SPARE if slots and model.view(catalogue).new_items else 0
+        new = new_for_person(model, catalogue, ctx, keep) if keep else []
         visit = stored.Visit.of(ctx.visitor, ctx.now, ctx.session_timeout_s)
-        return stored.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model)
+        return stored.encode(self._stamp(model, catalogue, loaded), visit, picks, len(picks) < n, model, new,
+                             not keep or len(new) < keep, exploration_window(model, catalogue))
 
     async def recommend(self, req: RecoRequest, snapshot: RulesSnapshot | None = None,
                         now: float | None = None) -> dict[str, Any]:
@@ -216,31 +222,37 @@ class Recommender:
         if gate is not None:
             outside_arm = snap.assign(req.visitor_id or req.customer_id, req.placement, now, eligible=False)
             outside = (outside_arm, snap.effective(req.placement, outside_arm, now, model, catalogue))
-        effs = (eff, outside[1]) if outside else (eff,)
-        repeats = arm.personalised and req.visitor_id and any(e.repetition is not None for e in effs)
+        # What either set of rules needs (the same one twice without a gate).
+        other = outside[1] if outside else eff
+        repeats = arm.personalised and req.visitor_id and (eff.repetition or other.repetition) is not None
         extra = (keys.exposure(req.visitor_id),) if repeats and req.visitor_id else ()
-        pool = max(pool_size(e, req.n) for e in effs)
+        pool = pool_size(eff, req.n) if other is eff else max(pool_size(eff, req.n), pool_size(other, req.n))
         wants_list = (model is not None and arm.personalised and req.visitor_id is not None and gate is None
                       and "for_you" in eff.chain and pool <= stored.LIST_SIZE and self._settings.store_lists
                       and req.filter is None and not req.exclude)
         if wants_list:
             extra += (keys.for_you(req.visitor_id),)  # type: ignore[arg-type]
-        boosts = self._settings.declared_boost > 0 and any("for_you" in e.chain for e in effs)
-        by_segment = gate is not None or any(e.by_segment for e in effs)
+        boosts = self._settings.declared_boost > 0 and ("for_you" in eff.chain or "for_you" in other.chain)
+        by_segment = gate is not None or eff.by_segment or other.by_segment
         declares = boosts or (by_segment and snap.segments.needs_declared)
-        loaded, trend, degraded = await self.read(req, any("trending" in e.chain for e in effs), extra, declares)
+        loaded, trend, degraded = await self.read(req, "trending" in eff.chain or "trending" in other.chain, extra,
+                                                  declares)
         declared = interests_of([Declared.decode(r) for r in loaded.raw_preferences])
         kept = None
         if wants_list and not degraded:
             kept = stored.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
                                         self._settings.session_timeout_s)
         # New items join a for-you list by the person's items: that needs the profile read below.
-        exploring = int(self._settings.new_item_share * pool) > 0 and bool(model and model.view(catalogue).new_items)
-        if (kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not exploring
-                and not any(declared)):
+        if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not any(declared):
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.ranking.stored).
-            picks = kept.serve(model.item_ids, model.view(catalogue).available_flags, set(), pool)
+            view = model.view(catalogue)  # type: ignore[union-attr]
+            picks = kept.serve(model.item_ids, view.available_flags, set(), pool)  # type: ignore[union-attr]
+            slots = int(self._settings.new_item_share * pool)
+            if picks and slots and view.new_items:  # as for_you explores
+                new = (kept.new_items(catalogue.is_available, slots)
+                       if kept.new_window == exploration_window(model, catalogue) else None)  # type: ignore[arg-type]
+                picks = explore(picks, new, pool) if new is not None else None
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)
                 return self._response(req, snap, arm, model, picks, degraded=False)

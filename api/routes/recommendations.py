@@ -168,11 +168,14 @@ def _as_sent(field: str) -> str:
 def _repeated(request: Request) -> dict[str, Any]:
     """The query's repeatable parameters as lists, and ``attr[NAME]`` ones as a dict (a plain
     query keeps its last value per name, api.query)."""
+    raw = request.scope["query_string"]
+    if b"category" not in raw and b"brand" not in raw and b"attr" not in raw and b"%" not in raw:
+        return {}  # the usual request (a percent-encoded name could be any of them)
     params, out = request.query_params, {}
     for name in ("category", "brand"):
         if name in params:
             out[name] = params.getlist(name)
-    if b"attr" in request.scope["query_string"]:
+    if b"attr" in raw or b"%" in raw:
         attrs = {k[5:-1]: v for k, v in params.multi_items() if k.startswith("attr[") and k.endswith("]")}
         if attrs:
             out["attr"] = attrs

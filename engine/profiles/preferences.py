@@ -347,6 +347,8 @@ async def interested(redis: Redis, category: str | None, brand: str | None) -> l
 def interests_of(records: list[Declared]) -> tuple[list[str], list[str]]:
     """Favourite categories and brands across the person's records (their cookie's and their
     customer's), customer's first."""
+    if not records:  # most people: the request path asks for every for-you list
+        return [], []
     categories = list(dict.fromkeys(c for r in records for c in r.categories))
     brands = list(dict.fromkeys(b for r in records for b in r.brands))
     return categories, brands

@@ -58,30 +58,38 @@ async def load_profiles_with(read: KeyReader, visitor_id: str | None, customer_i
     customer it was merged into."""
     if not visitor_id and not customer_id and not extra_keys:
         return Loaded(None, [])
-    prefs = [*([keys.visitor_preferences(visitor_id)] if visitor_id else []),
-             *([keys.customer_preferences(customer_id)] if customer_id else [])] if preferences else []
-    wanted = [*([keys.visitor(visitor_id)] if visitor_id else []),
-              *([keys.customer(customer_id)] if customer_id else []), *extra_keys, *prefs]
+    wanted = [keys.visitor(visitor_id)] if visitor_id else []
+    if customer_id:
+        wanted.append(keys.customer(customer_id))
+    wanted += extra_keys
+    if preferences:
+        if visitor_id:
+            wanted.append(keys.visitor_preferences(visitor_id))
+        if customer_id:
+            wanted.append(keys.customer_preferences(customer_id))
     replies = await read(wanted)
     raw_visitor = replies.pop(0) if visitor_id else None
     raw_customer = replies.pop(0) if customer_id else None
     raw_prefs = replies[len(extra_keys):]
     del replies[len(extra_keys):]
     visitor_data = None
-
-    async def customer_of(cid: str) -> bytes | None:
-        raw, *more = await read([keys.customer(cid), *([keys.customer_preferences(cid)] if preferences else [])])
-        raw_prefs.extend(more)
-        return raw
-
     if customer_id is None and VisitorProfile.maybe_linked(raw_visitor):
         visitor_data = decode_dict(raw_visitor)
         if customer_id := VisitorProfile.customer_of(visitor_data):
-            raw_customer = await customer_of(customer_id)
+            raw_customer = await _customer(read, customer_id, preferences, raw_prefs)
     if customer_id and not raw_customer:  # merged into another (engine.customers.merge), or new
         target = (await read([keys.alias(customer_id)]))[0]
         if target:
             customer_id = target.decode()
-            raw_customer = await customer_of(customer_id)
+            raw_customer = await _customer(read, customer_id, preferences, raw_prefs)
     return Loaded(customer_id, replies, raw_visitor or b"", raw_customer or b"", visitor_data,
                   [r for r in raw_prefs if r])
+
+
+async def _customer(read: KeyReader, customer_id: str, preferences: bool, raw_prefs: list[bytes | None]
+                    ) -> bytes | None:
+    """A customer's profile, read after the first MGET named them; their preferences join ``raw_prefs``."""
+    raw, *more = await read([keys.customer(customer_id), *([keys.customer_preferences(customer_id)]
+                                                            if preferences else [])])
+    raw_prefs.extend(more)
+    return raw

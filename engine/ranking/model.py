@@ -44,8 +44,9 @@ class CatalogueView:
     # popularity. Built with the view, so asking for a category that does not exist (a query
     # string, an event property) costs a dict miss and leaves nothing behind.
     category_items: dict[str, np.ndarray]
-    # Available items the model cannot know (added after its data was read), newest first: the
-    # candidates of exploration (engine.ranking.scenarios).
+    # Items the model cannot know (added after its data was read), newest first: the candidates of
+    # exploration (engine.ranking.scenarios), which checks their stock. Out-of-stock ones keep their
+    # place, so that one going out of stock does not change which are the newest.
     new_items: tuple[str, ...] = ()
 
 
@@ -189,7 +190,7 @@ class ServedModel:
 
     def _new_items(self, catalogue: Catalogue) -> tuple[str, ...]:
         new = [(item.added_at, item_id) for item_id, item in catalogue.items.items()
-               if item.in_stock and item.added_at is not None and item.added_at > self.read_at
+               if item.added_at is not None and item.added_at > self.read_at
                and item_id not in self.item_index]
         return tuple(item_id for _, item_id in sorted(new, reverse=True))
 

@@ -177,7 +177,7 @@ def explain(model: ServedModel, ctx: Context, scored: Scored, top: np.ndarray, v
 
 def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:
     """The person's blend (``person_scores``), best first, each pick with its reason (``explain``);
-    the last ``ctx.new_item_share`` of it new items alike what they touched (``_new_for_person``).
+    the last ``ctx.new_item_share`` of it new items alike what they touched (``new_for_person``).
 
     Items the person already touched are left out unless ``ctx.exclude_seen`` is off (then they
     compete with the rest, as ``buy_again`` or ``viewed_before``).
@@ -188,7 +188,7 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     slots = int(ctx.new_item_share * ctx.n)
     if not picks or not slots or not model.view(catalogue).new_items:
         return picks
-    return _explore(picks, _new_for_person(model, catalogue, ctx, slots), ctx.n)
+    return explore(picks, new_for_person(model, catalogue, ctx, slots), ctx.n)
 
 
 def _model_for_you(model: ServedModel, catalogue: Catalogue, ctx: Context) -> list[Pick]:
@@ -209,7 +209,7 @@ def _model_for_you(model: ServedModel, catalogue: Catalogue, ctx: Context) -> li
     return explain(model, ctx, scored, top, values)
 
 
-def _explore(picks: list[Pick], new: list[tuple[str, str]], n: int) -> list[Pick]:
+def explore(picks: list[Pick], new: list[tuple[str, str]], n: int) -> list[Pick]:
     """``picks`` with their last slots of ``n`` given to ``new`` (item, reason) pairs, scored as
     the last pick kept: exploration, small by setting, never ahead of what the model ranks."""
     if not new:
@@ -224,7 +224,7 @@ def _shown_new(model: ServedModel, catalogue: Catalogue, ctx: Context) -> list[s
             if item not in ctx.excluded and ctx.may_show(catalogue, item)]
 
 
-def _new_for_person(model: ServedModel, catalogue: Catalogue, ctx: Context, k: int) -> list[tuple[str, str]]:
+def new_for_person(model: ServedModel, catalogue: Catalogue, ctx: Context, k: int) -> list[tuple[str, str]]:
     """Up to ``k`` of the ``NEWEST`` new items most alike the person's strongest items (``ANCHORS``
     of them), at least ``MIN_ALIKE`` (cosine of engine.catalog.content), each named by the item it
     resembles."""
@@ -243,6 +243,13 @@ def _new_for_person(model: ServedModel, catalogue: Catalogue, ctx: Context, k: i
     best, closest = alike.max(axis=1), alike.argmax(axis=1)
     order = [c for c in np.argsort(-best, kind="stable").tolist() if best[c] >= MIN_ALIKE][:k]
     return [(candidates[c], f"similar_content:{anchors[closest[c]]}") for c in order]
+
+
+def exploration_window(model: ServedModel, catalogue: Catalogue) -> str:
+    """The oldest of the ``NEWEST`` new items ``new_for_person`` compares ("" while there are fewer):
+    the same one means the same candidates, but for their stock (engine.ranking.stored)."""
+    new = model.view(catalogue).new_items
+    return new[NEWEST - 1] if len(new) >= NEWEST else ""
 
 
 # For-you exploration: the person's items it compares new items with, how alike one must be (a
@@ -290,7 +297,7 @@ def similar(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     slots = int(ctx.new_item_share * ctx.n)
     if not picks or not slots:
         return picks
-    return _explore(picks, _new_alike(model, catalogue, ctx, anchor, slots, {p.item_id for p in picks}), ctx.n)
+    return explore(picks, _new_alike(model, catalogue, ctx, anchor, slots, {p.item_id for p in picks}), ctx.n)
 
 
 def _new_alike(model: ServedModel, catalogue: Catalogue, ctx: Context, anchor: str, k: int,
@@ -366,7 +373,7 @@ def category_bestsellers(model: ServedModel | None, catalogue: Catalogue, ctx: C
         return picks
     new = [(item, "new_arrival") for item in _shown_new(model, catalogue, ctx)
            if under(catalogue.items[item].category or "", category)]
-    return _explore(picks, new[:slots], ctx.n)
+    return explore(picks, new[:slots], ctx.n)
 
 
 def same_category(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> list[Pick]:

@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import logging
 import struct
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple, Protocol
 
 import msgpack
@@ -43,6 +43,7 @@ from engine.ranking.request import Pick
 log = logging.getLogger(__name__)
 
 LIST_SIZE = 20  # picks stored: placements asking for more (or losing more to exclusions) compute live
+NEW_SPARE = 2  # new items kept beyond a list's exploration slots, for those going out of stock
 BATCH = 16  # lists computed between two turns of the event loop: what a request may wait behind
 MAX_BACKLOG = 100_000  # visitors waiting for their list
 # Lists are computed this long after the events that call for them: the requests a page makes
@@ -77,6 +78,11 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
     prefixes: list[str]
     anchors: list[int]  # flat pairs: a position in ``prefixes``, then a model index or -1
     complete: bool  # the catalogue had no more candidates than these
+    # Exploration (engine.ranking.scenarios.new_for_person): the new items alike the person's, best
+    # first, as (item, reason); ``new_complete``: no other new item qualified.
+    new: Sequence[tuple[str, str]] = ()
+    new_complete: bool = True
+    new_window: str = ""  # which new items were compared (scenarios.exploration_window)
 
     def serve(self, item_ids: list[str], available: bytes, excluded: set[str], n: int) -> list[Pick] | None:
         """``for_you``'s first ``n`` picks, or None if the list is too short to know them.
@@ -87,19 +93,27 @@ class Stored(NamedTuple):  # a tuple, not a dataclass: one is decoded per reques
         keeps the rest in the live order, so the first ``n`` left are the live answer, if ``n``
         are left or the catalogue had no more."""
         picks: list[Pick] = []
+        if n <= 0:
+            return picks
         prefixes, anchors = self.prefixes, self.anchors
         reasons: list[str | None] = [None] * (len(anchors) // 2)  # a few anchors recur: each built once
         for i, score, r in zip(self.items, self.scores, self.reason_ids):
-            if len(picks) == n:
-                return picks
-            item = item_ids[i]
-            if available[i] and item not in excluded:
+            if available[i] and (item := item_ids[i]) not in excluded:
                 reason = reasons[r]
                 if reason is None:
                     prefix, anchor = prefixes[anchors[2 * r]], anchors[2 * r + 1]
                     reason = reasons[r] = prefix if anchor < 0 else f"{prefix}:{item_ids[anchor]}"
                 picks.append(_pick((item, score, reason)))
-        return picks if len(picks) == n or self.complete else None
+                if len(picks) == n:
+                    return picks
+        return picks if self.complete else None
+
+    def new_items(self, available: Callable[[str], bool], k: int) -> list[tuple[str, str]] | None:
+        """The first ``k`` new items still ``available``: what exploring live would pick, since
+        none has come in since (``Catalogue.grown`` is in the digest); None if too few are kept
+        to know them."""
+        picked = [pair for pair in self.new if available(pair[0])][:k]
+        return picked if len(picked) == k or self.new_complete else None
 
 
 def digest(model: ServedModel, catalogue: Catalogue, config: str, customer_id: str | None,
@@ -114,7 +128,8 @@ def digest(model: ServedModel, catalogue: Catalogue, config: str, customer_id: s
     return stamp.digest()
 
 
-def encode(stamp: bytes, visit: Visit, picks: list[Pick], complete: bool, model: ServedModel) -> bytes:
+def encode(stamp: bytes, visit: Visit, picks: list[Pick], complete: bool, model: ServedModel,
+           new: Sequence[tuple[str, str]] = (), new_complete: bool = True, new_window: str = "") -> bytes:
     """Compact, as it is kept per visitor on the site: item indices (16-bit while the model has
     fewer than 65,536 items) and float32 scores as arrays; reasons as a table of (prefix, item)
     pairs, since a few anchors recur: ``because_you_viewed:85123A`` is the prefix
@@ -133,7 +148,8 @@ def encode(stamp: bytes, visit: Visit, picks: list[Pick], complete: bool, model:
     items = np.array([model.item_index[p.item_id] for p in picks], dtype=width).tobytes()
     scores = np.array([p.score for p in picks], dtype="<f4").tobytes()
     return msgpack.packb([stamp, complete, items, scores, bytes(reason_ids), list(prefixes),
-                          [i for anchor in anchors for i in anchor], *visit])
+                          [i for anchor in anchors for i in anchor], [i for pair in new for i in pair],
+                          new_complete, new_window, *visit])
 
 
 def decode(raw: bytes | None, stamp: bytes, now: float, session_timeout_s: float) -> Stored | None:
@@ -142,12 +158,14 @@ def decode(raw: bytes | None, stamp: bytes, now: float, session_timeout_s: float
     if not raw:
         return None
     try:
-        stored_stamp, complete, items, scores, reason_ids, prefixes, anchors, *visit = msgpack.unpackb(raw)
+        stored_stamp, complete, items, scores, reason_ids, prefixes, anchors, new, new_complete, new_window, \
+            *visit = msgpack.unpackb(raw)
         if stored_stamp != stamp or not Visit(*visit).holds(now, session_timeout_s):
             return None
         k = len(reason_ids)
         indices = struct.unpack(f"<{k}{'H' if len(items) == 2 * k else 'i'}", items)
-        return Stored(indices, struct.unpack(f"<{k}f", scores), reason_ids, prefixes, anchors, bool(complete))
+        return Stored(indices, struct.unpack(f"<{k}f", scores), reason_ids, prefixes, anchors, bool(complete),
+                      tuple(zip(new[::2], new[1::2])), bool(new_complete), new_window)
     except (ValueError, TypeError, IndexError, struct.error):  # not a list of ours: compute live
         return None
 

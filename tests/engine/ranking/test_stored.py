@@ -15,7 +15,7 @@ import redis.asyncio
 
 from engine.store import keys
 
-from engine.ranking import stored
+from engine.ranking import scenarios, stored
 from engine.catalog import Item, delete_items, load_catalogue, upsert_items
 from engine.events.schema import Event
 from engine.ingest.importer import ImportReport, read_items
@@ -193,8 +193,26 @@ def test_a_stored_list_serves_while_the_catalogue_has_new_items(with_engine,  # 
         served = await lists(engine, "pn", n=10)
         assert served[-1] == ("NEW-PN", served[-2][1], live[-1][2])  # explored on the stored list
         assert served[:9] != live[:9] and served[0][1] <= served[8][1]  # the tampered (ascending) list
+        # The new items alike the person's were stored with the list: a request does not look again.
+        raw = msgpack.unpackb(await stored_list(engine, "pn"))
+        assert raw[7][:2] == ["NEW-PN", live[-1][2]]
+        raw[7][1] = "similar_content:stored"
+        await engine.redis.set(keys.for_you("pn"), msgpack.packb(raw))
+        assert (await lists(engine, "pn", n=10))[-1] == ("NEW-PN", served[-2][1], "similar_content:stored")
+        # Another of the newest new items deleted: the person's could be others now, they are looked for.
+        newest = engine.models.current.view(engine.catalogue.current).new_items
+        assert len(newest) > scenarios.NEWEST  # the demo catalogue, loaded after training
+        await delete_items(engine.redis, [newest[1]])
+        await engine.catalogue.refresh()
+        assert (await lists(engine, "pn", n=10))[-1] == ("NEW-PN", served[-2][1], live[-1][2])
         await engine.redis.delete(keys.for_you("pn"))
         assert await lists(engine, "pn", n=10) == live
+        await engine.precomputer.flush()
+        await tamper(engine, "pn")
+        await upsert_items(engine.redis, [anchor.model_copy(update={"item_id": "NEW-PN", "in_stock": False})])
+        await engine.catalogue.refresh()  # out of stock: the stored list still serves, without it
+        without = await lists(engine, "pn", n=10)
+        assert without[:9] == served[:9] and len(without) == 10 and "NEW-PN" not in {i for i, _, _ in without}
 
     with_engine(body)
 
@@ -327,6 +345,19 @@ def test_a_list_reads_back_as_it_was_written(n_items: int) -> None:
     in_stock[7] = 0  # out of stock since: the rest keep their order and reasons (a complete list)
     assert stored_list.serve(item_ids, bytes(in_stock), {item_ids[2]}, 10) == [picks[0], picks[3], picks[4]]
     assert stored.decode(b"\x93not ours", b"stamp123", 1000, 1800) is None
+
+
+def test_the_new_items_kept_with_a_list_serve_while_enough_are_in_stock() -> None:
+    model = SimpleNamespace(item_ids=["a", "b"], item_index={"a": 0, "b": 1})
+    new = [("n1", "similar_content:a"), ("n2", "similar_content:b"), ("n3", "similar_content:a")]
+    for complete in (True, False):
+        raw = stored.encode(b"s", stored.Visit(False, None), [Pick("a", 1.0, "for_you")], True, model,  # type: ignore[arg-type]
+                            new, complete, "n9")
+        kept = stored.decode(raw, b"s", 0, 1800)
+        assert kept is not None and kept.new_window == "n9" and list(kept.new) == new
+        assert kept.new_items(lambda item: item != "n1", 2) == new[1:]
+        # two asked, one left in stock: known only if no other new item qualified when it was stored
+        assert kept.new_items(lambda item: item == "n2", 2) == ([new[1]] if complete else None)
 
 
 def test_a_list_holds_while_its_visit_stands_as_it_was() -> None:
