@@ -131,10 +131,13 @@ def _apply_events_agent(app: StreamApp) -> Any:
                     # wait for it while holding unacknowledged events. A rebalance clears the
                     # stream's buffer and then waits for every delivered event to be acknowledged;
                     # a batch held across that wait would stall the rebalance for good.
-                    done, _ = await asyncio.wait((upcoming,), timeout=BATCH_HOLD_S)
-                    if not done:
-                        yield await _flush(app, manual, batch)
-                        continue
+                    if not upcoming.done():
+                        await asyncio.sleep(0)  # one loop turn: enough for an event already buffered
+                    if not upcoming.done():
+                        done, _ = await asyncio.wait((upcoming,), timeout=BATCH_HOLD_S)
+                        if not done:
+                            yield await _flush(app, manual, batch)
+                            continue
                 try:
                     event = await upcoming
                 except StopAsyncIteration:  # the stream ended (the worker stops)

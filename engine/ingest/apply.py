@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgpack
+
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import (ClusterDownError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
@@ -53,6 +55,11 @@ CHUNK = 64  # visitors per script call
 def fingerprint(event_id: str) -> bytes:
     """8 bytes per remembered event instead of the whole id: dedup memory is per event."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def _pack(args: list[object]) -> bytes:
+    """Script arguments as one MessagePack array for Lua's ``cmsgpack`` (strings as raw bytes)."""
+    return msgpack.packb(args, use_bin_type=False)
 
 
 class ApplyContention(RuntimeError):
@@ -360,7 +367,8 @@ class EventApplier:
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
         """One script call per ``CHUNK`` plans, all in one pipeline. Chunks keep each call short:
-        Redis serves nobody else while a script runs."""
+        Redis serves nobody else while a script runs. The arguments go as one MessagePack array:
+        the client's cost is per argument, and a plan has several per event."""
         expire_at = int((bucket + 2) * self._window)
         writing = [plan for plan in plans if plan.done]
         calls: list[tuple[AsyncScript, list[str], list[object]]] = []
@@ -373,14 +381,13 @@ class EventApplier:
                 keys_ += cas_keys
                 keys_ += [keys.dedup(plan.visitor_id, bucket), keys.dedup(plan.visitor_id, bucket - 1)]
                 args.append(len(cas_keys))
-                for key in cas_keys:
-                    cas = plan.cas[key]
-                    args += [cas.old, cas.new or b"", cas.ttl]
-                args += [b"".join(plan.fps), len(plan.trending)]
+                for cas in plan.cas.values():
+                    args += (cas.old, cas.new or b"", cas.ttl)
+                args += (b"".join(plan.fps), len(plan.trending))
                 for (key, item), (incr, trend_expire) in plan.trending.items():
                     keys_.append(key)
-                    args += [item, incr, trend_expire]
-            calls.append((self._script, keys_, args))
+                    args += (item, repr(incr), trend_expire)
+            calls.append((self._script, keys_, [_pack(args)]))
         executed = await self._run(calls, self._write_latency) if calls else []
         written = iter([bool(ok) for chunk in executed for ok in chunk])
         return [next(written) if plan.done else True for plan in plans]

@@ -5,13 +5,16 @@
 -- at-least-once delivery exact. Plans run in order, so a customer changed by one plan is the
 -- "old" value the next plan touching it compares with.
 --
--- ARGV: dedup expire-at, number of plans, then per plan:
+-- ARGV: dedup expire-at, number of plans, then per plan (or all of it as one MessagePack array, one
+--       argument: the client's cost is per argument, so the single-Redis applier packs them):
 --       n_cas, per profile (old value or '', new value or '' to keep, ttl seconds),
---       the 8-byte event fingerprints concatenated (one argument), n_trend, per trending key
---       (member, increment, expire-at; 0: no TTL, for counters that must outlive any eviction).
+--       the 8-byte event fingerprints concatenated, n_trend, per trending key
+--       (member, increment as a string, expire-at; 0: no TTL, for counters that must outlive any
+--       eviction).
 -- KEYS: per plan: its n_cas profile keys, its current and previous dedup buckets, its n_trend
 --       trending keys.
 -- Returns one 1 (written) or 0 (conflict) per plan.
+local ARGV = #ARGV == 1 and cmsgpack.unpack(ARGV[1]) or ARGV
 local dedup_expire_at = ARGV[1]
 local n_plans = tonumber(ARGV[2])
 local a, k = 3, 1
@@ -50,7 +53,7 @@ for p = 1, n_plans do
     for t = 0, n_trend - 1 do
       local key, arg = KEYS[k + n_cas + 2 + t], trend_at + 1 + 3 * t
       redis.call('ZINCRBY', key, ARGV[arg + 1], ARGV[arg])
-      if ARGV[arg + 2] == '0' then redis.call('PERSIST', key) else redis.call('EXPIREAT', key, ARGV[arg + 2]) end
+      if tonumber(ARGV[arg + 2]) == 0 then redis.call('PERSIST', key) else redis.call('EXPIREAT', key, ARGV[arg + 2]) end
     end
   end
   results[p] = ok
