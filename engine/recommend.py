@@ -215,7 +215,7 @@ class Recommender:
         catalogue = self.catalogue.current
         arm = snap.assign(req.visitor_id or req.customer_id, req.placement, now)
         eff = snap.effective(req.placement, arm, now, model, catalogue)
-        gate = snap.gate(arm)
+        gate = snap.gate(arm) if arm.experiment else None
         # An experiment for some segments: whether this person is in it is known after the read, so
         # the read serves both the arm and what they get outside it.
         outside = None

@@ -129,7 +129,8 @@ async def get_recommendations(request: Request) -> Response:
     """The hot path: checks and parsing are plain calls, not FastAPI dependencies (see api.query)."""
     await require_site(request)
     query = _parse(request)
-    _check(query)
+    if query.offset is not None or query.recommendation_id is not None or query.price_max is not None:
+        _check(query)
     fields = detail_fields(query.fields)
     await require_customer(request, query.customer_id, query.customer_token)
     visitor_id, issued = request_visitor(request, query.visitor_id)
@@ -150,6 +151,9 @@ async def get_recommendations(request: Request) -> Response:
 
 
 def _parse(request: Request) -> RecommendationsQuery:
+    raw = request.scope["query_string"]
+    if b"category" not in raw and b"brand" not in raw and b"attr" not in raw and b"%" not in raw:
+        return parse_query(RecommendationsQuery, request)  # the usual request: nothing repeatable
     try:
         return parse_query(RecommendationsQuery, request, **_repeated(request))
     except ApiError as exc:  # errors name the parameters as sent: category (repeated), attr[colour]
@@ -168,10 +172,7 @@ def _as_sent(field: str) -> str:
 def _repeated(request: Request) -> dict[str, Any]:
     """The query's repeatable parameters as lists, and ``attr[NAME]`` ones as a dict (a plain
     query keeps its last value per name, api.query)."""
-    raw = request.scope["query_string"]
-    if b"category" not in raw and b"brand" not in raw and b"attr" not in raw and b"%" not in raw:
-        return {}  # the usual request (a percent-encoded name could be any of them)
-    params, out = request.query_params, {}
+    raw, params, out = request.scope["query_string"], request.query_params, {}
     for name in ("category", "brand"):
         if name in params:
             out[name] = params.getlist(name)

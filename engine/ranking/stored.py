@@ -165,7 +165,7 @@ def decode(raw: bytes | None, stamp: bytes, now: float, session_timeout_s: float
         k = len(reason_ids)
         indices = struct.unpack(f"<{k}{'H' if len(items) == 2 * k else 'i'}", items)
         return Stored(indices, struct.unpack(f"<{k}f", scores), reason_ids, prefixes, anchors, bool(complete),
-                      tuple(zip(new[::2], new[1::2])), bool(new_complete), new_window)
+                      tuple(zip(new[::2], new[1::2])) if new else (), bool(new_complete), new_window)
     except (ValueError, TypeError, IndexError, struct.error):  # not a list of ours: compute live
         return None
 
