@@ -109,9 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to try")
     p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
-    p.add_argument("--new-items", action=argparse.BooleanOptionalAction, default=True,
-                   help="load the whole demo catalogue after training, so items the model lacks are new "
-                        "(default); --no-new-items loads only the model's items")
+    p.add_argument("--new-items", action="store_true",
+                   help="leave every 50th catalogue item out of training, so that for-you lists explore them")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
 
     p = command("evaluate-customers", "customers:cmd_evaluate_customers",

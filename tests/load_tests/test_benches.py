@@ -131,21 +131,24 @@ def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
         proc.wait()
 
 
-def test_bench_without_new_items_loads_only_the_models_items(redis_url: str, tmp_path: Path) -> None:
-    """``vitrine bench --no-new-items``: the catalogue holds the model's items only, so nothing in
-    it is new to the model (no exploration); by default every in-stock item is loaded."""
+def test_bench_new_items_are_left_out_of_training_and_loaded_after_it(redis_url: str, tmp_path: Path) -> None:
+    """``vitrine bench --new-items``: the held-out items give no training rows, and the catalogue
+    loaded after training has them (in stock), so they are new to the model."""
     import asyncio
 
     import redis as redis_sync
 
+    from engine.events.history import interactions
     from engine.store import keys
-    from load_tests.bench import load_items
+    from load_tests.bench import AllBut, held_out_items, load_items
 
     items_csv = tmp_path / "items.csv"
     items_csv.write_text("item_id,title,category,in_stock\nm1,Mug,home,true\nm2,Cup,home,true\n"
                          "n1,New mug,home,true\no1,Old mug,home,false\n")
-    assert sorted(asyncio.run(load_items(redis_url, items_csv, {"m1", "m2"}))) == ["m1", "m2"]
-    client = redis_sync.Redis.from_url(redis_url)
-    assert not client.hexists(keys.CATALOGUE, "n1")
+    held = held_out_items(items_csv, every=2)
+    assert held == {"m1", "n1"}
+    events = [{"event_id": f"e{n}", "type": "purchase", "visitor_id": "v", "item_id": item, "ts": 1000.0 + n}
+              for n, item in enumerate(["m1", "m2", "n1"])]
+    assert {row.item_id for row in interactions(events, catalogue=AllBut(held))} == {"m2"}
     assert sorted(asyncio.run(load_items(redis_url, items_csv))) == ["m1", "m2", "n1"]
-    assert client.hexists(keys.CATALOGUE, "n1")
+    assert redis_sync.Redis.from_url(redis_url).hexists(keys.CATALOGUE, "n1")
