@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from engine.store.server import RedisServer, free_port, start_redis
 from engine.settings import Settings
 from engine.threads import limit_blas_threads
+from tests.redis_cluster import Cluster, start_cluster
 
 ADMIN_KEY = "test-admin-key-0123456789"
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -165,3 +166,13 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real 3-primary, 3-replica Redis Cluster on 127.0.0.1 (tests.redis_cluster), one per test module."""
+    started = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -20,16 +20,7 @@ from engine.ingest.importer import ImportReport, read_items
 from engine.store import keys
 from engine.store.connect import connect_cluster
 from tests.conftest import ADMIN, make_settings
-from tests.redis_cluster import Cluster, start_cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = start_cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield started
-    finally:
-        started.stop()
+from tests.redis_cluster import Cluster
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ from tests.redis_cluster import Cluster, start_cluster
 
 INFO = {f"i{n}": ItemInfo("c.x", None, 1.0) for n in range(10)}
 _ids = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = start_cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def ev(type_: str, visitor: str, ts: float, **fields: object) -> Event:

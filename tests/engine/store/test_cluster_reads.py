@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,7 @@ from redis.exceptions import RedisError
 from engine.store import keys
 from engine.store.cluster_reads import ClusterReader
 from engine.store.connect import connect_cluster
-from tests.redis_cluster import Cluster, start_cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = start_cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield started
-    finally:
-        started.stop()
+from tests.redis_cluster import Cluster
 
 
 def test_keys_of_several_slots_come_back_in_order(cluster: Cluster) -> None:
