@@ -59,9 +59,9 @@ class UnknownPlacement(ValueError):
 
 
 class Recommender:
-    def __init__(self, reader: PipelinedReader | ClusterReader, settings: Settings, models: ModelHolder, catalogue: CatalogueCache,
-                 trending: TrendingReader, rules: RulesHolder | None = None, *, lists_redis: Redis | None = None,
-                 observe_stored_list: Callable[[bool], None] | None = None) -> None:
+    def __init__(self, reader: PipelinedReader | ClusterReader, settings: Settings, models: ModelHolder,
+                 catalogue: CatalogueCache, trending: TrendingReader, rules: RulesHolder | None = None, *,
+                 lists_redis: Redis | None = None, observe_stored_list: Callable[[bool], None] | None = None) -> None:
         """``lists_redis`` (a client that may write) stores for-you lists in the background when
         ``settings.store_lists``; ``observe_stored_list`` is told, for each personal request that
         could use a stored list, whether one matched (the API counts them for /metrics)."""
@@ -242,7 +242,6 @@ class Recommender:
         if wants_list and not degraded:
             kept = stored.decode(loaded.extra[-1], self._stamp(model, catalogue, loaded), now,
                                         self._settings.session_timeout_s)
-        # New items join a for-you list by the person's items: that needs the profile read below.
         if kept is not None and eff.chain[0] == "for_you" and not eff.has_rules and not any(declared):
             # The list as applying the person's last events left it: it only exists for whoever may
             # have one, so nothing else needs reading from their profile (engine.ranking.stored).
