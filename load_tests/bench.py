@@ -142,7 +142,20 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError("server not ready in time")
 
 
-async def _measure(port: int, visitor_ids: list[str], config: BenchConfig) -> list[LoadResult]:
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (uvicorn's workers), from /proc; 0.0
+    where there is no /proc (the figure is then left out)."""
+    try:
+        total = 0.0
+        for child in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return total
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+async def _measure(port: int, visitor_ids: list[str], config: BenchConfig, pid: int) -> list[LoadResult]:
     items = visitor_ids
 
     def noop(_: int) -> str:
@@ -158,9 +171,11 @@ async def _measure(port: int, visitor_ids: list[str], config: BenchConfig) -> li
         rounds: dict[str, list[LoadResult]] = {"noop": [], "recommendations:home": []}
         for round_ in range(ROUNDS):
             for name, path in (("noop", noop), ("recommendations:home", home)):
-                rounds[name].append(await run_load(name, "127.0.0.1", port, path, connections=connections,
-                                                   seconds=config.seconds / ROUNDS,
-                                                   warmup_s=0.5 if round_ == 0 else 0.1))
+                cpu = process_cpu_s(pid)
+                load = await run_load(name, "127.0.0.1", port, path, connections=connections,
+                                      seconds=config.seconds / ROUNDS, warmup_s=0.5 if round_ == 0 else 0.1)
+                load.server_cpu_s = process_cpu_s(pid) - cpu
+                rounds[name].append(load)
         results += [LoadResult.combined(loads) for loads in rounds.values()]
     return results
 
@@ -173,6 +188,8 @@ def _ratios(results: list[LoadResult]) -> dict[str, float]:
         out[f"p99_ratio_c{connections}"] = round(reco.percentile(99) / noop.percentile(99), 2)
         out[f"p50_ratio_c{connections}"] = round(reco.percentile(50) / noop.percentile(50), 2)
         out[f"rps_ratio_c{connections}"] = round(reco.rps / noop.rps, 2) if noop.rps else 0.0
+        if reco.server_cpu_us is not None and noop.server_cpu_us is not None:
+            out[f"server_cpu_ratio_c{connections}"] = round(reco.server_cpu_us / noop.server_cpu_us, 2)
     return out
 
 
@@ -220,7 +237,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                 try:
                     wait_ready(port, proc, log)
                     print(f"measuring with {workers} worker(s)...", flush=True)
-                    results = uvloop.run(_measure(port, visitor_ids, config))
+                    results = uvloop.run(_measure(port, visitor_ids, config, proc.pid))
                     failed = [r.name for r in results if r.errors or set(r.statuses) - {200}]
                     if failed:  # what failed fast measures nothing
                         raise RuntimeError(f"requests failed ({', '.join(failed)}); server log:\n{log_tail(log)}")
@@ -271,11 +288,13 @@ def markdown(report: dict[str, Any]) -> str:
              f"Redis over {report['config']['redis']}.", ""]
     for run_ in report["runs"]:
         lines += [f"## {run_['workers']} uvicorn worker(s)", "",
-                  "| endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | errors | load generator CPU |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | errors | load generator CPU "
+                  "| server CPU µs/request |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in run_["results"]:
             lines.append(f"| {r['name']} | {r['connections']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | "
-                         f"{r['p99_ms']} | {r['errors'] + r['non_200']} | {r.get('client_cpu', '')} |")
+                         f"{r['p99_ms']} | {r['errors'] + r['non_200']} | {r.get('client_cpu', '')} | "
+                         f"{r.get('server_cpu_us', '')} |")
         lines += ["", "Ratios (recommendations / no-op): " +
                   ", ".join(f"{k} = {v}" for k, v in run_["ratios"].items()), ""]
         bound = [r for r in run_["results"] if r.get("client_cpu", 0) >= CLIENT_BOUND]

@@ -62,6 +62,11 @@ class LoadResult:
     # This process's CPU time over wall time during the load: near 1.0, the load generator (one
     # core) and not the server set the pace, and a throughput read from it is the client's.
     client_cpu: float = 0.0
+    # The server's CPU seconds over the whole load, warm-up included, and the requests answered in
+    # it (``server_cpu_us``): what a request costs the server, which a shared machine's load moves
+    # far less than the throughput it allows. Set by callers that know the server's process.
+    server_cpu_s: float = 0.0
+    answered: int = 0
 
     @classmethod
     def combined(cls, loads: list[LoadResult]) -> LoadResult:
@@ -74,7 +79,8 @@ class LoadResult:
         return cls(name=first.name, connections=first.connections, seconds=seconds,
                    latencies_ms=[ms for load in loads for ms in load.latencies_ms],
                    errors=sum(load.errors for load in loads), statuses=statuses,
-                   client_cpu=sum(load.client_cpu * load.seconds for load in loads) / seconds)
+                   client_cpu=sum(load.client_cpu * load.seconds for load in loads) / seconds,
+                   server_cpu_s=sum(load.server_cpu_s for load in loads), answered=sum(load.answered for load in loads))
 
     @property
     def requests(self) -> int:
@@ -83,6 +89,11 @@ class LoadResult:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def server_cpu_us(self) -> float | None:
+        """The server's CPU per request answered, in µs (None when it was not measured)."""
+        return 1e6 * self.server_cpu_s / self.answered if self.server_cpu_s and self.answered else None
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
@@ -99,6 +110,7 @@ class LoadResult:
             "errors": self.errors,
             "non_200": sum(n for s, n in self.statuses.items() if s != 200),
             "client_cpu": round(self.client_cpu, 2),
+            **({"server_cpu_us": round(self.server_cpu_us)} if self.server_cpu_us is not None else {}),
         }
 
 
@@ -133,6 +145,7 @@ async def _connection(host: str, port: int, next_path: Callable[[int], str], dea
                 result.errors += 1
                 return
             elapsed = time.perf_counter() - started
+            result.answered += 1
             if started >= warmup_until:
                 result.latencies_ms.append(elapsed * 1000)
                 result.statuses[status] = result.statuses.get(status, 0) + 1

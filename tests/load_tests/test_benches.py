@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,13 +105,31 @@ def test_loads_taken_in_rounds_are_reported_as_one() -> None:
     """The bench alternates the endpoints in rounds; each endpoint's rounds pool into one load."""
     from load_tests.httpload import LoadResult
 
-    first = LoadResult("noop", 1, 2.0, [1.0, 2.0, 3.0], 0, {200: 3}, client_cpu=0.5)
-    second = LoadResult("noop", 1, 1.0, [4.0], 1, {200: 1, 503: 1}, client_cpu=0.8)
+    first = LoadResult("noop", 1, 2.0, [1.0, 2.0, 3.0], 0, {200: 3}, client_cpu=0.5, server_cpu_s=0.003, answered=5)
+    second = LoadResult("noop", 1, 1.0, [4.0], 1, {200: 1, 503: 1}, client_cpu=0.8, server_cpu_s=0.001, answered=3)
     both = LoadResult.combined([first, second])
     assert (both.name, both.connections, both.seconds, both.requests) == ("noop", 1, 3.0, 4)
     assert both.rps == 4 / 3 and both.percentile(50) == 2.5
     assert both.errors == 1 and both.statuses == {200: 4, 503: 1}
     assert both.client_cpu == (0.5 * 2 + 0.8 * 1) / 3
+    assert both.server_cpu_us == pytest.approx(500.0)  # warm-up requests count: the CPU covers them
+    assert LoadResult("noop", 1, 1.0).server_cpu_us is None  # not measured
+
+
+def test_the_server_cpu_read_covers_the_process_and_its_children() -> None:
+    """The bench's server with several workers is a parent and its worker processes."""
+    from load_tests.bench import process_cpu_s
+
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, "
+                               "'-c', 'import time\\nend = time.process_time() + 0.5\\nwhile time.process_time() < end: pass'])"])
+    try:
+        seen = 0.0
+        while parent.poll() is None:
+            seen = max(seen, process_cpu_s(parent.pid))
+            time.sleep(0.02)
+        assert seen >= 0.3  # the child's busy half second, read through its parent
+    finally:
+        parent.wait()
 
 
 def test_bench_reports_the_log_of_a_server_that_failed(tmp_path: Path) -> None:
