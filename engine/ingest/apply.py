@@ -244,10 +244,8 @@ class EventApplier:
             changed: set[str] = set()
             seen_in_batch: set[bytes] = set()
             for event, fp, recorded in zip(pending[vid], fingerprints[vid], seen):
-                if recorded == 49 or fp in seen_in_batch:  # b"1"
-                    if plan.done:  # keep the queue a prefix: stop before a duplicate mid-fold
-                        break
-                    plan.duplicates += 1
+                if recorded == 49 or fp in seen_in_batch:  # b"1": applied already, or earlier in this batch
+                    plan.duplicates += 1  # skipped where it stands: what the round consumes stays a prefix
                     continue
                 cid = event.customer_id or visitor.customer_id
                 if cid and cid not in customers:

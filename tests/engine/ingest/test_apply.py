@@ -67,6 +67,22 @@ def test_replayed_events_change_nothing(redis_url: str) -> None:
     run(scenario())
 
 
+def test_a_redelivered_backlog_with_each_event_twice_applies_in_one_round(redis_url: str) -> None:
+    """A client retry or a redelivery interleaves copies with new events: each copy is skipped where
+    it stands, and the rest of the visitor's events still fold in the same round."""
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        app = applier(redis)
+        await app.apply([ev("add_to_cart", visitor="vr", event_id="r0", item_id="a")])  # applied before
+        events = [ev("add_to_cart", visitor="vr", event_id=f"r{n}", item_id="a") for n in range(40)]
+        stats = await app.apply([e for event in events for e in (event, event)])
+        assert (stats.applied, stats.duplicates, stats.rounds) == (39, 41, 1)
+        assert (await visitor(redis, "vr")).cart == {"a": 40}
+        await redis.aclose()
+
+    run(scenario())
+
+
 def test_concurrent_appliers_lose_no_update_and_count_nothing_twice(redis_url: str) -> None:
     """Two processes' worth of appliers race on the same visitor and customer, with every event
     delivered twice (at-least-once); the compare-and-set makes the counts exact."""
