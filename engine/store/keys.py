@@ -114,6 +114,7 @@ def counter_token(key: str, bucket: int) -> str:
     return f"tk:{{{_slot_tags()[key_slot(key.encode())]}}}:{key}:{bucket}"
 
 
+@functools.lru_cache(maxsize=8192)  # each applied visitor's is named by the read and by the write
 def erasure(profile_key: str) -> str:
     """When a person (``visitor(id)`` or ``customer(id)``) was last erased: events accepted up to
     then are not applied (engine.ingest.apply), wherever they still wait (the apply queue, a Kafka
