@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.catalog import Item, upsert_changes, upsert_items
@@ -47,6 +48,11 @@ LAMP = Item(item_id="SKU-L", title="Lamp", price=30.0, in_stock=False)
 
 def run(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body: Any) -> None:
     (tmp_path / "rules.yaml").write_text(RULES)
+    run_with_rules(tmp_path, cluster, receiver, clock, body)
+
+
+def run_with_rules(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body: Any) -> None:
+    """The engine on the cluster (flushed) with ``tmp_path/rules.yaml``, its runner on ``clock``."""
     settings = make_settings(tmp_path, cluster.url, redis_cluster=True, rules_file=tmp_path / "rules.yaml",
                              trigger_webhook_url=receiver.url, trigger_webhook_secret=SECRET)
 
@@ -147,9 +153,7 @@ def test_a_price_drop_reaches_who_viewed_it_through_the_viewers_index(tmp_path: 
         await engine.applier.apply([opt_in("v1", now), opt_in("v2", now),
                                     *[event("product_view", "v1", now + i, item_id="SKU-V") for i in range(2)],
                                     event("product_view", "v2", now, item_id="SKU-V")])
-        assert cluster.primary_of(keys.item_viewers("SKU-V")).port != cluster.primary_of(
-            keys.viewed_items("v:v1")).port or cluster.primary_of(keys.item_viewers("SKU-V")).port != \
-            cluster.primary_of(keys.viewed_items("v:v2")).port
+        assert key_slot(keys.item_viewers("SKU-V").encode()) != key_slot(keys.viewed_items("v:v1").encode())
         assert sorted((v.person, v.views) for v in await viewers.viewers(redis, "SKU-V")) == [("v:v1", 2), ("v:v2", 1)]
         # A crash between the person's count and the item's entry: no entry without its count.
         noter = viewers.Noter(redis, 3600, 100)
@@ -167,3 +171,46 @@ def test_a_price_drop_reaches_who_viewed_it_through_the_viewers_index(tmp_path: 
     with Receiver(SECRET) as receiver:
         run(tmp_path, cluster, receiver, clock, body)
     assert [(d["trigger"], d["visitor_id"]) for d in receiver.received] == [("drop", "v1")]
+
+
+def test_a_value_tier_and_a_welcome_fire_once_each(tmp_path: Path, cluster: Cluster) -> None:
+    t0 = time.time()
+    clock = Clock(t0)
+    rules = """
+triggers:
+  upgraded:
+    kind: value_tier
+    tiers: [bronze, silver, gold]
+    direction: up
+    channel: email
+    control: 0
+    payload: {title: "Welcome to {tier|}"}
+  hello:
+    kind: welcome
+    channel: email
+    control: 0
+"""
+
+    def login(ts: float, tier: str) -> Any:
+        return event("login", "v1", ts, customer_id="c1", properties={"tier": tier})
+
+    async def body(engine: Engine, runner: Any) -> None:
+        redis = engine.redis
+        assert key_slot(keys.trigger_tiers("c1").encode()) != key_slot(b"{tg}")  # one script would be refused
+        await engine.applier.apply([opt_in("v1", t0), login(t0 + 1, "bronze")])  # the first tier: recorded
+        await engine.applier.apply([login(t0 + 2, "silver"), login(t0 + 3, "silver")])  # swapped in tg:vt:, armed
+        clock.now = t0 + 10
+        assert await runner.tick() == (1, 1)
+        clock.now = t0 + 400  # the welcome, 5 minutes after the first login
+        assert await runner.tick() == (1, 1)
+        await engine.applier.apply([login(t0 + 500, "silver")])
+        clock.now = t0 + 1000
+        assert await runner.tick() == (0, 0)
+        assert await redis.hgetall(keys.trigger_tiers("c1")) == {b"upgraded": b"silver"}
+        assert await redis.hkeys(trigger_keys.names(True).once) == [b"hello|c:c1"]
+
+    (tmp_path / "rules.yaml").write_text(rules)
+    with Receiver(SECRET) as receiver:
+        run_with_rules(tmp_path, cluster, receiver, clock, body)
+    assert [(d["trigger"], d["customer_id"], d["context"]) for d in receiver.received] == [
+        ("upgraded", "c1", {"tier": "silver", "from": "bronze"}), ("hello", "c1", {})]
