@@ -17,6 +17,7 @@ without its entry (the person is reached from their next view on), never an entr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -94,9 +95,17 @@ class Noter:
 
     async def note(self, person: str, item_id: str, carted: bool, now: float) -> None:
         """On a cluster: the person's count, then (when counted) the item's entry."""
+        if await self.count(None, person, item_id, carted):
+            await self.index(None, person, item_id, now)
+
+    async def count(self, pipe: Any, person: str, item_id: str, carted: bool) -> Any:
+        """The first step (``NOTE_PERSON``), queued on ``pipe`` when given: 1 when counted."""
         field = f"+{item_id}" if carted else item_id
-        if await self._person(keys=[keys.viewed_items(person)], args=[field, self._ttl_s, PER_PERSON]):
-            await self._item(keys=[keys.item_viewers(item_id)], args=[person, now, self._ttl_s, self._cap])
+        return await cluster.call(self._person, [keys.viewed_items(person)], [field, self._ttl_s, PER_PERSON], pipe)
+
+    async def index(self, pipe: Any, person: str, item_id: str, now: float) -> Any:
+        """The second step (``NOTE_ITEM``), queued on ``pipe`` when given."""
+        return await cluster.call(self._item, [keys.item_viewers(item_id)], [person, now, self._ttl_s, self._cap], pipe)
 
 
 async def viewers(redis: Redis, item_id: str) -> list[Viewer]:

@@ -6,7 +6,8 @@ sends what the batch decided in one pipeline after the profiles are written. Occ
 due time is already long past (a replay of old events) are not scheduled.
 
 On a Redis Cluster the batch is one transaction in the ``{tg}`` slot (queue, once-index, counters)
-and, before it, a step per person in their own slot: a value tier is swapped in ``tg:vt:`` first
+and, before it, the steps in the people's own slots (pipelined across the nodes, in the batch's
+order per slot): a value tier is swapped in ``tg:vt:`` first
 and its occurrence armed in the transaction; a conversion reads ``tg:t:`` first and counts in the
 transaction; a view is counted in ``wp:`` then ``wb:`` (``engine.profiles.viewers``). As on one
 Redis, these writes come after the events are applied and are not retried: a crash in between loses
@@ -250,33 +251,58 @@ class TriggerHook:
             log.warning("%d trigger updates lost (%s: %s)", len(ops), type(exc).__name__, exc)
 
     async def _write_cluster(self, ops: list[Op]) -> None:
-        """``write`` on a cluster: each person's step awaited in order, the ``{tg}`` writes they
-        lead to queued on one transaction sent last."""
+        """``write`` on a cluster: first each person's steps (in order per person, people at once),
+        then the ``{tg}`` writes they lead to, in the batch's order, as one transaction."""
         names = self._names
+        found = await self._person_steps(ops)
         async with self._redis.pipeline(transaction=True) as pipe:
-            for op in ops:
+            for n, op in enumerate(ops):
                 if op.kind == "arm":
                     self.queue.put(pipe, op.member, op.due, op.data or {})
                 elif op.kind == "cancel":
                     self.queue.cancel(pipe, op.member)
                 elif op.kind == "moved" and op.moved is not None:
-                    tid, person = op.member.split("|", 1)
-                    old = await self._swap(keys=[store_keys.trigger_tiers(person.split(":", 1)[1])],
-                                           args=[tid, op.moved.value, self._state_ttl_s])
+                    old = found[n]
                     old = old.decode() if isinstance(old, bytes) else old
                     if old and old != op.moved.value and old in op.moved.fires_from:
                         self.queue.put(pipe, op.member, op.due, {**(op.data or {}), "from": old})
-                elif op.kind == "note" and op.data is not None:
-                    await self._noter.note(op.member, op.data["i"], op.data["c"], op.due)
                 elif op.kind == "once":
                     await cluster.call(self._once, [self.queue.due_key, self.queue.data_key, names.once],
                                        [op.member, op.member, op.due, orjson.dumps(op.data)], pipe)
-                else:
-                    touches = await self._redis.hgetall(store_keys.trigger_touches(op.member))
-                    for tid, touch in touches.items():
+                elif op.kind == "convert":
+                    for tid, touch in (found[n] or {}).items():
                         arm, ts, window = touch.decode().split("|")
                         if float(ts) <= op.due <= float(ts) + float(window):
                             pipe.sadd(names.converted(tid.decode(), arm), op.member)
                             if op.revenue > 0:
                                 pipe.hincrbyfloat(names.revenue(tid.decode(), arm), op.member, op.revenue)
             await pipe.execute()
+
+    async def _person_steps(self, ops: list[Op]) -> dict[int, Any]:
+        """The steps in a person's own slot, by op index: a value tier's swap (the tier recorded
+        before), a conversion's touches, a view's count; then the counted views' index entries.
+        Each is one pipeline across the cluster's nodes, which keeps a slot's commands in order."""
+        stepped: list[int] = []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for n, op in enumerate(ops):
+                if op.kind == "moved" and op.moved is not None:
+                    tid, person = op.member.split("|", 1)
+                    await cluster.call(self._swap, [store_keys.trigger_tiers(person.split(":", 1)[1])],
+                                       [tid, op.moved.value, self._state_ttl_s], pipe)
+                elif op.kind == "note" and op.data is not None:
+                    await self._noter.count(pipe, op.member, op.data["i"], op.data["c"])
+                elif op.kind == "convert":
+                    pipe.hgetall(store_keys.trigger_touches(op.member))
+                else:
+                    continue
+                stepped.append(n)
+            replies = await pipe.execute() if stepped else []
+        found = dict(zip(stepped, replies))
+        views = [n for n in stepped if ops[n].kind == "note" and found[n]]
+        if views:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for n in views:
+                    op = ops[n]
+                    await self._noter.index(pipe, op.member, (op.data or {})["i"], op.due)
+                await pipe.execute()
+        return found
