@@ -51,10 +51,11 @@ def run(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body
     run_with_rules(tmp_path, cluster, receiver, clock, body)
 
 
-def run_with_rules(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body: Any) -> None:
+def run_with_rules(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body: Any,
+                   **overrides: object) -> None:
     """The engine on the cluster (flushed) with ``tmp_path/rules.yaml``, its runner on ``clock``."""
     settings = make_settings(tmp_path, cluster.url, redis_cluster=True, rules_file=tmp_path / "rules.yaml",
-                             trigger_webhook_url=receiver.url, trigger_webhook_secret=SECRET)
+                             trigger_webhook_url=receiver.url, trigger_webhook_secret=SECRET, **overrides)
 
     async def main() -> None:
         redis = connect_cluster(cluster.url, timeout_s=5)
@@ -214,3 +215,27 @@ triggers:
         run_with_rules(tmp_path, cluster, receiver, clock, body)
     assert [(d["trigger"], d["customer_id"], d["context"]) for d in receiver.received] == [
         ("upgraded", "c1", {"tier": "silver", "from": "bronze"}), ("hello", "c1", {})]
+
+
+def test_a_failing_webhook_is_retried_then_dead_lettered_in_one_slot(tmp_path: Path, cluster: Cluster) -> None:
+    t0 = time.time()
+    clock = Clock(t0)
+
+    async def body(engine: Engine, runner: Any) -> None:
+        names = trigger_keys.names(True)
+        await engine.applier.apply([opt_in("v1", t0), event("add_to_cart", "v1", t0 + 1, item_id="i1")])
+        clock.now = t0 + 61 * 60
+        assert await runner.tick() == (1, 1)  # posted: 503, retried after the backoff
+        clock.now += 3600
+        assert await runner.tick() == (0, 1)  # 503 again: the last attempt, dead-lettered
+        clock.now += 3600
+        assert await runner.tick() == (0, 0)
+        assert await engine.redis.llen(names.dead) == 1
+        assert await engine.redis.hgetall(names.stats("cart-reminder")) == {
+            b"sent:deliveries": b"1", b"webhook:retried": b"1", b"webhook:dead_letter": b"1"}
+
+    (tmp_path / "rules.yaml").write_text(RULES)
+    with Receiver(SECRET, fail_first=10) as receiver:
+        run_with_rules(tmp_path, cluster, receiver, clock, body, trigger_webhook_attempts=2,
+                       trigger_webhook_backoff_s=10.0)
+    assert receiver.requests == 2 and receiver.received == []
