@@ -8,7 +8,11 @@ transaction's or an MGET's keys for one slot before sending it (engine/store/REA
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
+from redis.commands.core import AsyncScript
 
 CLUSTER_SAFE = (
     "applying events (engine.ingest.cluster.ClusterApplier)",
@@ -18,12 +22,12 @@ CLUSTER_SAFE = (
     "export and erasure of a person, the customer view (engine.customers: one MGET or DEL per slot)",
     "vitrine replay and segment counts (redis-py's SCAN visits every primary; DEL and MGET go per slot)",
     "paging, stored for-you lists, trending, the event log's checkpoint and retention",
+    "triggers and the viewers index they read (engine.triggers: shared keys under {tg}; a person's keys "
+    "written in steps of their own)",
 )
 
 NOT_CLUSTER_SAFE = (
     "login merges (engine.customers.merge, logins: one script over several customers' keys)",
-    "triggers, with the viewers index they keep (engine.triggers: the queue, once-index and a person's keys "
-    "in one script)",
 )
 
 
@@ -54,3 +58,17 @@ def transactions(redis: Redis | RedisCluster) -> bool:
     """Whether a MULTI may span slots: not on a cluster. Index clean-ups (removals, idempotent) then
     go as a plain pipeline."""
     return not isinstance(redis, RedisCluster)
+
+
+def on_cluster(redis: Any) -> bool:
+    """Whether ``redis`` (a client) talks to a Redis Cluster."""
+    return isinstance(redis, RedisCluster)
+
+
+async def call(script: AsyncScript, keys: list[str], args: list[Any], client: Any = None) -> Any:
+    """Run a registered script, queued on ``client`` when it is a pipeline. On a cluster's
+    pipeline the script goes as EVAL: redis-py queues EVALSHA there without loading the script on
+    the slot's node first."""
+    if isinstance(client, ClusterPipeline):
+        return client.eval(script.script, len(keys), *keys, *args)
+    return await script(keys=keys, args=args, client=client)

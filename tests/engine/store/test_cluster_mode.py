@@ -14,8 +14,9 @@ from engine.profiles.shapes import ProfileConfig
 from engine.ranking.trending import TrendingClock
 from engine.runtime import Engine
 from engine.store import keys
-from engine.store.cluster import NOT_CLUSTER_SAFE, ClusterUnsupported
+from engine.store.cluster import NOT_CLUSTER_SAFE
 from engine.store.cluster_reads import ClusterReader
+from engine.triggers import keys as trigger_keys
 from tests.conftest import make_settings
 
 
@@ -27,8 +28,9 @@ def test_engine_in_cluster_mode_uses_the_cluster_parts_and_names_what_is_off(
     assert isinstance(engine.redis, RedisCluster)
     assert isinstance(engine.applier, ClusterApplier) and isinstance(engine.reads, ClusterReader)
     assert all(part in caplog.text for part in NOT_CLUSTER_SAFE)
-    with pytest.raises(ClusterUnsupported, match="triggers"):
-        engine.trigger_runner()
+    assert "triggers" not in " ".join(NOT_CLUSTER_SAFE)
+    runner = engine.trigger_runner()  # triggers run on a cluster, with its key names
+    assert runner.names.cluster and engine.catalogue_changes.queue.due_key == "{items}:tg:i"
 
 
 def test_cluster_applier_refuses_the_parts_that_write_across_people() -> None:
@@ -44,3 +46,14 @@ def test_counter_tokens_share_the_counters_slot(counter: str) -> None:
     token = keys.counter_token(counter, 7)
     assert key_slot(token.encode()) == key_slot(counter.encode())
     assert token != keys.counter_token(counter, 8)
+
+
+def test_the_triggers_shared_keys_share_one_slot_on_a_cluster_and_keep_their_names_on_one_redis() -> None:
+    one, many = trigger_keys.names(False), trigger_keys.names(True)
+    assert (one.once, one.deliveries, one.dead, one.stats("t"), one.changes) == (
+        "tg:once", "tg:deliveries", "tg:dead", "tg:n:t", "tg:{tg}:i")
+    shared = [many.once, many.deliveries, many.held_out, many.dead, many.stats("t"), many.people("t", "sent"),
+              many.converted("t", "sent"), many.revenue("t", "control"), many.committed, trigger_keys.OCCURRENCES,
+              trigger_keys.data(trigger_keys.OUTBOX), trigger_keys.TOPIC]
+    assert {key_slot(k.encode()) for k in shared} == {key_slot(b"{tg}")}
+    assert key_slot(many.changes.encode()) == key_slot(keys.catalogue_keys(True).items.encode())
