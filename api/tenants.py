@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
 from api.responses import error_body
-from engine import logs, tenants
+from engine import logs
+from engine.tenants import CURRENT
+from engine.tenants import config as tenants
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,12 +68,12 @@ class TenantRouter:
             return
         root = scope.get("root_path", "") + PREFIX + tenant
         shop.in_flight += 1
-        named = logs.TENANT.set(tenant)  # the shop's background tasks, started below, inherit it
+        named = CURRENT.set(tenant)  # the shop's background tasks, started below, inherit it
         try:
             app = await self._started(tenant, shop)
             await app({**scope, "root_path": root, "app_root_path": scope.get("app_root_path", root)}, receive, send)
         finally:
-            logs.TENANT.reset(named)
+            CURRENT.reset(named)
             shop.in_flight -= 1
             shop.last_used = time.monotonic()
 
@@ -102,10 +104,15 @@ class TenantRouter:
                 log.info("tenant %s stopped: over VITRINE_TENANT_MEMORY_MB", tenant)
 
     async def _stop(self, tenant: str, shop: _Shop) -> None:
-        async with shop.lock:
-            stack, shop.app, shop.stack = shop.stack, None, None
-            if stack is not None:
-                await stack.aclose()
+        """The shop's shutdown, as its own work (another shop's request may be evicting it)."""
+        named = CURRENT.set(tenant)
+        try:
+            async with shop.lock:
+                stack, shop.app, shop.stack = shop.stack, None, None
+                if stack is not None:
+                    await stack.aclose()
+        finally:
+            CURRENT.reset(named)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -11,24 +11,23 @@ whose work it is: ``tenant`` in JSON, ``[tenant]`` before a text line's message.
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+from engine.tenants import current
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "message")
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 RENAMED = {"asctime": "time", "levelname": "level", "name": "logger"}
-# The shop whose request or background work is running (api.tenants sets it; tasks inherit it).
-TENANT: ContextVar[str | None] = ContextVar("vitrine_tenant", default=None)
 
 
 class TenantFilter(logging.Filter):
     """Names the current shop on each record: a ``tenant`` field, and the text line's prefix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        tenant = TENANT.get()
+        tenant = current()
         if tenant is not None and getattr(record, "tenant", None) is None:
             record.tenant = tenant
             record.msg = f"[{tenant}] {record.msg}"

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.tenant is None:
             return int(run(args, settings) or 0)
         from api.cli.common import redis_for  # noqa: PLC0415 - after the settings, as the command modules
-        from engine.tenants import TenantsInvalid, settings_for  # noqa: PLC0415
+        from engine.tenants import work_for  # noqa: PLC0415
+        from engine.tenants.config import TenantsInvalid, settings_for  # noqa: PLC0415
 
         with redis_for(settings) as url:  # the deployment's Redis: a shop's is one of its databases
             try:
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             except TenantsInvalid as exc:
                 print(f"vitrine: invalid settings: {exc}", file=sys.stderr)
                 return 2
+            work_for(shop.tenant)
             return int(run(args, shop) or 0)
     except KeyboardInterrupt:
         return 130

@@ -14,7 +14,7 @@ from api.cli.common import ensure_admin_key, redis_for
 from api.cli.retrain import Retrainer
 from api.metrics import export_task_failures
 from api.server import raise_open_files_limit, uvicorn_options
-from engine import tenants
+from engine.tenants import config as tenants
 from engine.settings import Settings
 
 
@@ -68,6 +68,9 @@ def with_http_args(args: argparse.Namespace, settings: Settings) -> Settings:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_http_args(args, settings)
+    if settings.tenant:
+        print("vitrine serve: it serves every shop of the tenants file; unset VITRINE_TENANT", file=sys.stderr)
+        return 2
     if settings.tenants_file and settings.workers > 1:
         print("vitrine serve: one worker process with a tenants file (each shop's metrics are its process's)",
               file=sys.stderr)

@@ -18,22 +18,25 @@ from fastapi.testclient import TestClient
 
 from api.auth import require_admin
 from api.tenants import TenantRouter
-from engine import logs, tenants
+from engine import logs
+from engine.tenants import CURRENT
+from engine.tenants import config as tenants
 from engine.settings import Settings
 from engine.store import keys
-from engine.tenants import TenantsInvalid, with_database
+from engine.tenants.config import TenantsInvalid, with_database
 from tests.conftest import make_settings
+from tests.redis_cluster import Cluster
 
 KEY_A, KEY_B = "admin-key-of-shop-a-0123", "admin-key-of-shop-b-0123"
-SHOPS = {"shop-a": {"admin_key": KEY_A, "site_keys": ["pk-a"], "redis_db": 1},
+SHOPS = {"shop-a": {"admin_key": KEY_A, "site_keys": ["pk-a"]},  # the deployment's Redis, shared
          "shop-b": {"admin_key": KEY_B, "site_keys": ["pk-b"], "redis_db": 2, "consent_required": True,
                     "event_weights": {"product_view": 2.0, "purchase": 8.0}}}
 
 
-def base_settings(tmp_path: Path, redis_url: str, shops: dict) -> Settings:
+def base_settings(tmp_path: Path, redis_url: str, shops: dict, **settings: object) -> Settings:
     path = tmp_path / "tenants.yaml"
     path.write_text(yaml.safe_dump({"tenants": shops}))
-    return make_settings(tmp_path, redis_url, tenants_file=path)
+    return make_settings(tmp_path, redis_url, tenants_file=path, **settings)
 
 
 @pytest.fixture
@@ -71,13 +74,37 @@ def test_each_shop_keeps_its_own_profiles_keys_and_settings(router: TenantRouter
             refused = client.get(f"/t/{tenant}/v1/recommendations", params={"placement": "home"},
                                  headers={"X-API-Key": key})
             assert refused.status_code == 403, (tenant, key)
-    databases = {db: redis.Redis.from_url(with_database(redis_url, db)) for db in (0, 1, 2)}
-    assert databases[1].exists(keys.visitor("v-1")) and not databases[1].exists(keys.visitor("v-2"))
-    assert databases[2].exists(keys.visitor("v-2")) and not databases[2].exists(keys.visitor("v-1"))
-    assert databases[0].dbsize() == 0
+    shared, own = redis.Redis.from_url(redis_url), redis.Redis.from_url(with_database(redis_url, 2))
+    assert shared.exists("t.shop-a:v:{v-1}") and not shared.exists(keys.visitor("v-1"))
+    assert {key[:9] for key in shared.keys()} == {b"t.shop-a:"}  # every key of shop-a carries its id
+    assert own.exists("t.shop-b:v:{v-2}") and not own.exists("t.shop-b:v:{v-1}")
     for tenant in SHOPS:  # each shop's event log in its own data dir
         log_dir = router._shops[tenant].settings.data_dir / "log"
         assert any(log_dir.glob("*.jsonl")), tenant
+
+
+def test_shops_share_a_redis_cluster_each_under_its_own_prefix(cluster: Cluster, tmp_path: Path,
+                                                               trained_models: Path) -> None:
+    shops = {"shop-a": {"admin_key": KEY_A, "site_keys": ["pk-a"]},
+             "shop-b": {"admin_key": KEY_B, "site_keys": ["pk-b"], "session_timeout_s": 600}}
+    for tenant in shops:
+        shutil.copytree(trained_models, tmp_path / "tenants" / tenant / "models")
+    router = TenantRouter(tenants.load(base_settings(tmp_path, cluster.url, shops, redis_cluster=True)))
+    with TestClient(router) as client:
+        for tenant, items in (("shop-a", ("85123A", "71053")), ("shop-b", ("22423",))):
+            sent = client.post(f"/t/{tenant}/v1/events", json=views("v-1", *items),
+                               headers={"X-API-Key": f"pk-{tenant[-1]}"})
+            assert sent.status_code == 200 and sent.json()["profiles_updated"] is True, sent.text
+        for tenant, items in (("shop-a", ["71053", "85123A"]), ("shop-b", ["22423"])):
+            recent = client.get(f"/t/{tenant}/v1/recommendations", headers={"X-API-Key": f"pk-{tenant[-1]}"},
+                                params={"placement": "recent", "visitor_id": "v-1"})
+            assert [i["item_id"] for i in recent.json()["items"]] == items
+        exported = client.get("/t/shop-b/v1/people/v-1/export", headers={"X-API-Key": KEY_B}).json()
+        assert [e["item_id"] for e in exported["events"]] == ["22423"]
+    nodes = [redis.Redis(host="127.0.0.1", port=server.port) for server in cluster.servers
+             if server.process.poll() is None]
+    found = {key for node in nodes for key in node.keys("*v:{v-1}")}
+    assert found == {b"t.shop-a:v:{v-1}", b"t.shop-b:v:{v-1}"}
 
 
 def test_no_admin_route_of_a_shop_opens_to_another_shops_admin_key(router: TenantRouter) -> None:
@@ -118,6 +145,8 @@ def test_shops_start_at_their_first_request_and_stop_past_the_memory_budget(tmp_
         assert router.running() == ["shop-b"]  # over 1 MB: the one not asked for lately stopped
         again = client.get("/t/shop-a/v1/recommendations", params=home, headers={"X-API-Key": "pk-a"})
         assert again.status_code == 200 and again.json()["model_version"] and router.running() == ["shop-a"]
+    # shop-b lives in a database of its own: the shared one holds only shop-a's keys
+    assert {key[:9] for key in redis.Redis.from_url(redis_url).keys()} == {b"t.shop-a:"}
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -125,7 +154,6 @@ def test_shops_start_at_their_first_request_and_stop_past_the_memory_budget(tmp_
     ({"Shop A": {"admin_key": KEY_A, "redis_db": 1}}, "tenants.Shop A"),
     ({"shop-a": {"admin_key": KEY_A, "redis_db": 1, "port": 9000}}, "tenants.shop-a.port"),
     ({"shop-a": {"admin_key": KEY_A, "redis_db": 1, "colour": "red"}}, "tenants.shop-a.colour"),
-    ({"shop-a": {"admin_key": KEY_A}}, "tenants.shop-a.redis_db"),
     ({"shop-a": {"admin_key": KEY_A, "redis_db": 0}}, "tenants.shop-a.redis_db"),
     ({"shop-a": {"admin_key": KEY_A, "redis_db": 1, "shop_timezone": "Mars/Olympus"}}, "tenants.shop-a.shop_timezone"),
     ({"shop-a": {"admin_key": "short", "redis_db": 1}}, "tenants.shop-a.admin_key"),
@@ -134,8 +162,9 @@ def test_shops_start_at_their_first_request_and_stop_past_the_memory_budget(tmp_
     ({"shop-a": {"admin_key": KEY_A, "redis_db": 1, "site_keys": [KEY_B]}, "shop-b": {"admin_key": KEY_B,
                                                                                      "redis_db": 2}},
      "tenants.shop-b.admin_key"),
-    ({"shop-a": {"admin_key": KEY_A, "redis_db": 1}, "shop-b": {"admin_key": KEY_B, "redis_db": 1}},
-     "tenants.shop-b.redis_url"),
+    ({"shop-a": {"admin_key": KEY_A, "redis_db": 1, "redis_url": "redis://127.0.0.1:1/0"}},
+     "tenants.shop-a.redis_db"),
+    ({"shop-a": {"admin_key": KEY_A, "console": True}}, "tenants.shop-a.console"),
     ({"shop-a": {"admin_key": KEY_A, "redis_db": 1, "rules_file": "rules.yaml"},
       "shop-b": {"admin_key": KEY_B, "redis_db": 2, "rules_file": "rules.yaml"}}, "tenants.shop-b.rules_file"),
 ])
@@ -168,9 +197,9 @@ def test_log_lines_say_whose_work_they_are() -> None:
     logger.addHandler(handler)
     try:
         logger.warning("no shop")
-        token = logs.TENANT.set("shop-a")
+        token = CURRENT.set("shop-a")
         logger.warning("model %s loaded", "m1")
-        logs.TENANT.reset(token)
+        CURRENT.reset(token)
     finally:
         logger.removeHandler(handler)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())

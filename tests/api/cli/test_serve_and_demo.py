@@ -182,9 +182,10 @@ def test_demo_command_imports_trains_serves_and_its_curl_lines_work(tmp_path: Pa
 
 
 def test_serve_with_a_tenants_file_serves_each_shop_and_commands_work_for_one(tmp_path: Path) -> None:
-    """One `vitrine serve` for two shops on its own Redis (a database each); `VITRINE_TENANT`
-    points a command at one shop: a replay with --reset there leaves the other as it was."""
-    shops = {"shop-a": {"admin_key": "admin-key-of-shop-a-0123", "redis_db": 1},
+    """One `vitrine serve` for two shops on its own Redis (one shop in a database of its own);
+    `VITRINE_TENANT` points a command at one shop: a replay with --reset there leaves the other as
+    it was."""
+    shops = {"shop-a": {"admin_key": "admin-key-of-shop-a-0123"},
              "shop-b": {"admin_key": "admin-key-of-shop-b-0123", "redis_db": 2}}
     tenants_file = tmp_path / "tenants.json"
     tenants_file.write_text(json.dumps({"tenants": shops}))  # JSON is YAML
@@ -199,16 +200,17 @@ def test_serve_with_a_tenants_file_serves_each_shop_and_commands_work_for_one(tm
         assert httpx.get(f"{base}/t/shop-c/v1/recommendations?placement=home").status_code == 404
         socket = socket_path(tmp_path / "redis")
         assert socket is not None and socket.is_socket()
-        db = {n: redis.Redis.from_url(f"unix://{socket}?db={n}") for n in (1, 2)}
-        before_b = db[2].get("v:{v}")
-        assert before_b and b"item-shop-b" in before_b and b"item-shop-a" in (db[1].get("v:{v}") or b"")
+        db = {n: redis.Redis.from_url(f"unix://{socket}?db={n}") for n in (0, 2)}
+        before_b = db[2].get("t.shop-b:v:{v}")
+        assert before_b and b"item-shop-b" in before_b and b"item-shop-a" in (db[0].get("t.shop-a:v:{v}") or b"")
         env = {**without_settings(), "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_TENANTS_FILE": str(tenants_file),
                "VITRINE_TENANT": "shop-a"}
-        db[1].set("v:{stray}", b"x")  # not from shop-a's log: a reset replay removes it
+        db[0].set("t.shop-a:v:{stray}", b"x")  # not from shop-a's log: a reset replay removes it
+        db[0].set("t.shop-b:v:{stray}", b"x")  # nor shop-b's, in the same database: it stays
         replayed = run(["replay", "--reset"], env)
         assert replayed.returncode == 0, replayed.stderr
-        assert db[1].get("v:{stray}") is None and db[1].exists("v:{v}")
-        assert db[2].get("v:{v}") == before_b
+        assert db[0].get("t.shop-a:v:{stray}") is None and db[0].exists("t.shop-a:v:{v}")
+        assert db[0].get("t.shop-b:v:{stray}") == b"x" and db[2].get("t.shop-b:v:{v}") == before_b
         unknown = run(["replay"], {**env, "VITRINE_TENANT": "shop-z"})
         assert unknown.returncode == 2 and "shop-z" in unknown.stderr
     finally:

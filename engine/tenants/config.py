@@ -1,9 +1,10 @@
 """Several shops in one deployment: the tenants file, and each shop's own settings.
 
 One server process serves every shop the file names (api.tenants routes ``/t/{tenant}/...`` to the
-shop's own app). Each shop has its own admin and site keys, Redis database, data dir (models,
-rules, event log, audit) and events topic, and any setting that differs between shops (event
-weights, consent mode, time zone...). A command (`vitrine train`, `import`, `worker`...) works for
+shop's own app). Each shop has its own admin and site keys, data dir (models, rules, event log,
+audit), events topic and Redis keys (all under ``t.<tenant>:``, in the deployment's Redis or
+cluster; ``redis_db`` or ``redis_url`` puts a shop in a database or a Redis of its own), and any
+setting that differs between shops (event weights, consent mode, time zone...). A command (`vitrine train`, `import`, `worker`...) works for
 the one shop ``VITRINE_TENANT`` names. Without a tenants file nothing changes: one shop.
 
 ```yaml
@@ -11,7 +12,6 @@ tenants:
   shop-a:
     admin_key: a-long-admin-key-of-shop-a
     site_keys: [pk-shop-a]
-    redis_db: 1                # of the deployment's Redis; or redis_url: redis://...
     shop_timezone: Europe/Paris
   shop-b:
     admin_key: a-long-admin-key-of-shop-b
@@ -36,6 +36,8 @@ TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Settings of the process, not of a shop: a tenant cannot set them.
 PROCESS_WIDE = frozenset({"host", "port", "workers", "tenants_file", "tenant", "tenant_memory_mb", "log_format",
                           "redis_server", "redis_maxmemory", "redis_maxmemory_policy", "retrain_interval_s"})
+# Pages whose links assume the site's root (api.web): not served under /t/<tenant>/.
+ONE_SHOP_PAGES = frozenset({"console", "demo_storefront"})
 # What a tenant's entry may hold besides settings: its database on the deployment's Redis.
 REDIS_DB = "redis_db"
 
@@ -88,25 +90,27 @@ def _shop(base: Settings, tenant: str, entry: Any) -> Settings:
     for name in changes:
         if name in PROCESS_WIDE:
             raise TenantsInvalid(f"{where}.{name}", "a setting of the whole process, not of one shop")
+        if name in ONE_SHOP_PAGES and changes[name]:
+            raise TenantsInvalid(f"{where}.{name}", "a page of a one-shop deployment; a shop of a tenants file "
+                                                    "manages its rules through its admin API")
         if name != REDIS_DB and name not in Settings.model_fields:
             raise TenantsInvalid(f"{where}.{name}", "not a setting (engine/README.md lists them)")
     if not changes.get("admin_key"):
         raise TenantsInvalid(f"{where}.admin_key", "each shop needs its own admin key")
     db = changes.pop(REDIS_DB, None)
-    if "redis_url" not in changes:
+    if db is not None:
         if not isinstance(db, int) or isinstance(db, bool) or db < 1:
-            raise TenantsInvalid(f"{where}.{REDIS_DB}", "a database number of the deployment's Redis (1 or more; "
-                                                         "0 is a single shop's), or set redis_url")
+            raise TenantsInvalid(f"{where}.{REDIS_DB}", "a database number of the deployment's Redis (1 or more)")
+        if "redis_url" in changes:
+            raise TenantsInvalid(f"{where}.{REDIS_DB}", "give redis_url or redis_db, not both")
         if base.redis_cluster:
-            raise TenantsInvalid(f"{where}.redis_url", "a Redis Cluster has one database: give each shop its own "
-                                                       "cluster's redis_url")
+            raise TenantsInvalid(f"{where}.{REDIS_DB}", "a Redis Cluster has one database: shops share it, each "
+                                                       "under its own key prefix")
         if base.redis_url:
             changes["redis_url"] = with_database(base.redis_url, db)
-    elif db is not None:
-        raise TenantsInvalid(f"{where}.{REDIS_DB}", "give redis_url or redis_db, not both")
     changes.setdefault("data_dir", base.data_dir / "tenants" / tenant)
     values = {name: getattr(base, name) for name in Settings.model_fields}
-    values.update(changes, tenant=tenant)
+    values.update(changes, tenant=tenant, **dict.fromkeys(ONE_SHOP_PAGES, False))
     try:
         return Settings(**values)
     except ValidationError as exc:
@@ -125,11 +129,12 @@ def with_database(url: str, db: int) -> str:
 
 
 def _check_apart(shops: dict[str, Settings]) -> None:
-    """No two shops may share what keeps them apart: keys, database, data dir, rules file, topic."""
+    """No two shops may share what keeps them apart: keys, data dir, rules file, events topic. They
+    may share a Redis: each shop's keys start with its own prefix (engine.tenants)."""
     seen: dict[tuple[str, str], str] = {}
     for tenant, shop in shops.items():
         owned = [("admin_key", shop.admin_key or "")] + [("site_keys", key) for key in shop.site_keys]
-        owned += [("redis_url", shop.redis_url or ""), ("data_dir", str(shop.data_dir.resolve())),
+        owned += [("data_dir", str(shop.data_dir.resolve())),
                   ("rules_file", str(shop.rules_file.resolve()) if shop.rules_file else "")]
         if shop.mode == "kafka":
             owned += [("kafka_events_topic", shop.kafka_events_topic), ("kafka_group_id", shop.kafka_group_id)]
