@@ -151,6 +151,18 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError("server not ready in time")
 
 
+def wait_personal(port: int, visitor_id: str, timeout: float = 30) -> None:
+    """Until ``home`` answers from Redis (not ``degraded``): a server's first reads (a cluster
+    client's slot map, a breaker opened by a slow first read) must not fall into a measured load."""
+    client, deadline = Http(port), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, answer = client.call("GET", f"/v1/recommendations?placement=home&visitor_id={visitor_id}")
+        if status == 200 and not answer.get("degraded"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"recommendations still degraded (or failing) after {timeout}s")
+
+
 def process_cpu_s(pid: int) -> float:
     """CPU seconds used so far by a process and its children (uvicorn's workers), from /proc; 0.0
     where there is no /proc (the figure is then left out)."""
@@ -296,6 +308,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                     proc = start_server(port, workers, target_env, log)
                     try:
                         wait_ready(port, proc, log)
+                        wait_personal(port, visitor_ids[0])
                         print(f"measuring with {workers} worker(s) on {ON[redis_name]}...", flush=True)
                         results = uvloop.run(_measure(port, visitor_ids, config, proc.pid, counter))
                         failed = [r.name for r in results if r.errors or set(r.statuses) - {200}]
@@ -373,14 +386,19 @@ def markdown(report: dict[str, Any]) -> str:
         on = f", {ON[run_['redis']]}" if "redis" in run_ else ""
         lines += [f"## {run_['workers']} uvicorn worker(s){on}", "",
                   "| endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | errors | load generator CPU "
-                  "| server CPU µs/request | Redis commands/request |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| server CPU µs/request | Redis commands/request | degraded |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in run_["results"]:
             lines.append(f"| {r['name']} | {r['connections']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | "
                          f"{r['p99_ms']} | {r['errors'] + r['non_200']} | {r.get('client_cpu', '')} | "
-                         f"{r.get('server_cpu_us', '')} | {r.get('redis_commands_per_request', '')} |")
+                         f"{r.get('server_cpu_us', '')} | {r.get('redis_commands_per_request', '')} | {r.get('degraded', '')} |")
         lines += ["", "Ratios (recommendations / no-op): " +
                   ", ".join(f"{k} = {v}" for k, v in run_["ratios"].items()), ""]
+        degraded = [r for r in run_["results"] if r.get("degraded")]
+        if degraded:
+            lines += ["Answers marked degraded (Redis slow or failing, or its breaker open: the model alone, a "
+                      "cheaper path): " + ", ".join(f"{r['degraded']} of {r['name']} at {r['connections']} "
+                                                   "connections" for r in degraded) + ".", ""]
         bound = [r for r in run_["results"] if r.get("client_cpu", 0) >= CLIENT_BOUND]
         if bound:
             lines += ["Load generator near a full core (client-bound, the server had room left): " +

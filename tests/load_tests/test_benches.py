@@ -116,6 +116,35 @@ def test_loads_taken_in_rounds_are_reported_as_one() -> None:
     assert LoadResult("noop", 1, 1.0).server_cpu_us is None  # not measured
 
 
+def test_the_load_generator_counts_degraded_answers() -> None:
+    """A recommendation answered from the model alone (``"degraded":true``) is counted, so that a
+    load that measured the cheaper path says so."""
+    import asyncio
+
+    from load_tests.httpload import run_load
+
+    async def load() -> tuple[int, int]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            n = 0
+            try:
+                while await reader.readuntil(b"\r\n\r\n"):
+                    body = b'{"items":[],"degraded":true}' if n % 2 else b'{"items":[]}'
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    n += 1
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()  # the load generator hung up
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        result = await run_load("home", "127.0.0.1", port, lambda n: "/", connections=1, seconds=0.3, warmup_s=0)
+        server.close()
+        return result.requests, result.degraded
+
+    requests, degraded = asyncio.run(load())
+    assert requests > 10 and abs(degraded - requests / 2) <= 1
+
+
 def test_the_server_cpu_read_covers_the_process_and_its_children() -> None:
     """The bench's server with several workers is a parent and its worker processes."""
     from load_tests.bench import process_cpu_s
@@ -188,6 +217,7 @@ def test_bench_on_a_cluster_reports_both_redis_setups_side_by_side(tmp_path: Pat
         assert sorted(results) == [("noop", 1), ("noop", 4), ("recommendations:home", 1), ("recommendations:home", 4)]
         for r in results.values():
             assert r["requests"] > 50 and r["rps"] > 0 and r["errors"] == 0 and r["non_200"] == 0
+            assert r["degraded"] < r["requests"] / 10  # Redis answered: a stall may open the breaker once
             assert 0 < r["p50_ms"] <= r["p99_ms"] < 1000 and r["server_cpu_us"] > 0
         # A home request reads its visitor's keys with one MGET (one slot, on the cluster too); a
         # no-op reads nothing, so only background polls count there.
