@@ -318,9 +318,13 @@ def run(config: BenchConfig) -> dict[str, Any]:
                     finally:
                         proc.terminate()
                         proc.wait(timeout=30)
+                    # Why answers were degraded, as the server logged it (a timeout, a connection error).
+                    warnings = [line for line in log.read_text(errors="replace").splitlines()
+                                if "redis unavailable" in line]
                     report["runs"].append({"workers": workers, "redis": redis_name,
                                            "results": [r.summary() for r in results],
-                                           "ratios": _ratios(results), "freshness_ms": freshness})
+                                           "ratios": _ratios(results), "freshness_ms": freshness,
+                                           "degraded_warnings": warnings[:10]})
             if config.cluster:
                 runs = {(r["redis"], r["workers"]): r["results"] for r in report["runs"]}
                 report["cluster_vs_single"] = {
@@ -398,7 +402,8 @@ def markdown(report: dict[str, Any]) -> str:
         if degraded:
             lines += ["Answers marked degraded (Redis slow or failing, or its breaker open: the model alone, a "
                       "cheaper path): " + ", ".join(f"{r['degraded']} of {r['name']} at {r['connections']} "
-                                                   "connections" for r in degraded) + ".", ""]
+                                                   "connections" for r in degraded) + ". The server logged: " +
+                      ("; ".join(f"`{w[-160:]}`" for w in run_.get("degraded_warnings", [])) or "nothing"), ""]
         bound = [r for r in run_["results"] if r.get("client_cpu", 0) >= CLIENT_BOUND]
         if bound:
             lines += ["Load generator near a full core (client-bound, the server had room left): " +
