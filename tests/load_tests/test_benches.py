@@ -202,11 +202,16 @@ def test_bench_new_items_are_left_out_of_training_and_loaded_after_it(redis_url:
     assert redis_sync.Redis.from_url(redis_url).hexists(keys.CATALOGUE, "n1")
 
 
-def test_bench_on_a_cluster_reports_both_redis_setups_side_by_side(tmp_path: Path) -> None:
+def test_bench_on_a_cluster_reports_both_redis_setups_side_by_side(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``vitrine bench --cluster``, tiny: in one run, the same shop served from one Redis and from a
     real 3-primary, 3-replica Redis Cluster, each endpoint answered without an error on both, with
     the ratios to each one's own no-op, the Redis commands per request, and cluster / single."""
     from load_tests.bench import BenchConfig, markdown, run
+
+    # The servers' Redis budget is 1 s, not 50 ms, as in the other tests (tests/conftest.py): on a
+    # loaded test machine a read can miss 50 ms, and the breaker would then skip Redis for a second.
+    monkeypatch.setenv("VITRINE_REDIS_TIMEOUT_S", "1")
 
     report = run(BenchConfig(seconds=0.8, connections=4, workers=(1,), visitors=60, freshness_samples=5,
                              cluster=True, out_dir=tmp_path))
@@ -217,7 +222,7 @@ def test_bench_on_a_cluster_reports_both_redis_setups_side_by_side(tmp_path: Pat
         assert sorted(results) == [("noop", 1), ("noop", 4), ("recommendations:home", 1), ("recommendations:home", 4)]
         for r in results.values():
             assert r["requests"] > 50 and r["rps"] > 0 and r["errors"] == 0 and r["non_200"] == 0
-            assert r["degraded"] < r["requests"] / 10  # Redis answered: a stall may open the breaker once
+            assert r["degraded"] == 0  # every answer read Redis
             assert 0 < r["p50_ms"] <= r["p99_ms"] < 1000 and r["server_cpu_us"] > 0
         # A home request reads its visitor's keys with one MGET (one slot, on the cluster too); a
         # no-op reads nothing, so only background polls count there.
