@@ -3,7 +3,8 @@ collector (``VITRINE_LOG_FORMAT=json``).
 
 The JSON lines carry the time, level, logger and message (and a traceback when there is one),
 nothing taken from the request: the log lines themselves never name a person (ids of visitors and
-customers stay out of messages). python-json-logger does the formatting (escaping, exceptions,
+customers stay out of messages). In a process serving several shops (api.tenants) each line says
+whose work it is: ``tenant`` in JSON, ``[tenant]`` before a text line's message. python-json-logger does the formatting (escaping, exceptions,
 ``extra`` fields) rather than a hand-written formatter.
 """
 
@@ -14,10 +15,23 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from engine.tenants import current
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "message")
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 RENAMED = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+class TenantFilter(logging.Filter):
+    """Names the current shop on each record: a ``tenant`` field, and the text line's prefix."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        tenant = current()
+        if tenant is not None and getattr(record, "tenant", None) is None:
+            record.tenant = tenant
+            record.msg = f"[{tenant}] {record.msg}"
+        return True
 
 
 def formatter(log_format: str) -> logging.Formatter:
@@ -32,9 +46,11 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format=TEXT_FORMAT)
-    if log_format == "json":
-        for handler in root.handlers:
+    for handler in root.handlers:
+        if log_format == "json":
             handler.setFormatter(formatter(log_format))
+        if not any(isinstance(f, TenantFilter) for f in handler.filters):
+            handler.addFilter(TenantFilter())
 
 
 def dict_config(log_format: str, level: str = "INFO") -> dict[str, Any] | None:

@@ -331,6 +331,16 @@ class Settings(BaseSettings):
     shared_data_dir: Path = Field(SHARED_DATA_DIR, description="Where `vitrine evaluate --dataset taobao` "
                                  "reads the Taobao data.")
 
+    # --- several shops in one deployment (engine/tenants.py) ---
+    tenants_file: Path | None = Field(None, description="A YAML file of the shops this deployment serves, each "
+                                      "with the settings that differ (its keys, Redis database, data dir...); "
+                                      "`vitrine serve` then serves each at /t/<tenant>/. Unset: one shop.")
+    tenant: str | None = Field(None, description="The shop of the tenants file a command works for (`vitrine "
+                               "train`, `import`, `worker`...); the server serves them all.")
+    tenant_memory_mb: int = Field(0, ge=0, description="With a tenants file: past this resident memory the server "
+                                  "stops the shops least recently asked for (their model, rules and catalogue are "
+                                  "loaded again at their next request); 0: no limit.")
+
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard_origin(cls, origins: list[str]) -> list[str]:

@@ -26,7 +26,9 @@ CLI_ONLY = {("api", "load_tests")}
 
 # engine/, bottom-up: a unit may import only units on lower floors (and itself).
 FLOORS = [
-    {"engine.settings", "engine.tasks", "engine.threads", "engine.logs"},
+    {"engine.settings", "engine.tasks", "engine.threads"},
+    {"engine.tenants"},
+    {"engine.logs"},
     {"engine.store"},
     {"engine.events"},
     {"engine.catalog"},

@@ -166,6 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     module, function = args.run.split(":")
     try:
         run = getattr(importlib.import_module(f"api.cli.{module}"), function)
-        return int(run(args, settings) or 0)
+        if settings.tenant is None:
+            return int(run(args, settings) or 0)
+        from api.cli.common import redis_for  # noqa: PLC0415 - after the settings, as the command modules
+        from engine.tenants import work_for  # noqa: PLC0415
+        from engine.tenants.config import TenantsInvalid, settings_for  # noqa: PLC0415
+
+        with redis_for(settings) as url:  # the deployment's Redis: a shop's is one of its databases
+            try:
+                shop = settings_for(settings.model_copy(update={"redis_url": settings.redis_url or url}))
+            except TenantsInvalid as exc:
+                print(f"vitrine: invalid settings: {exc}", file=sys.stderr)
+                return 2
+            work_for(shop.tenant)
+            return int(run(args, shop) or 0)
     except KeyboardInterrupt:
         return 130

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 
 from api.responses import ApiError
 from api.web.pages import form, render
-from engine.catalog import Item
+from engine.catalog import Catalogue, Item
 from engine.events.schema import ID_PATTERN
 from engine.profiles.tokens import customer_token
 
@@ -46,25 +46,24 @@ def _cart(request: Request) -> list[str]:
     return [i for i in request.cookies.get(CART_COOKIE, "").split(",") if _ID.match(i)][:50]
 
 
-def categories(items: dict[str, Item]) -> list[tuple[str, int]]:
+def categories(catalogue: Catalogue) -> list[tuple[str, int]]:
     """Top-level categories with their in-stock item counts, largest first: a pass over the whole
-    catalogue, so each snapshot's is counted once (a snapshot's items never change)."""
-    if _counted[0] is not items:
-        counts = Counter(item.category.split(".")[0] for item in items.values() if item.category and item.in_stock)
-        _counted[:] = [items, counts.most_common()]
-    return _counted[1]
-
-
-_counted: list = [None, []]  # the snapshot's items last counted (held, so its id is not reused), their counts
+    catalogue, so it is counted once per snapshot."""
+    counted = catalogue.derived.get(categories)
+    if counted is None:
+        items = catalogue.items.values()
+        counts = Counter(item.category.split(".")[0] for item in items if item.category and item.in_stock)
+        counted = catalogue.derived[categories] = counts.most_common()
+    return counted
 
 
 def shop_page(request: Request, name: str, status: int = 200, **context: object) -> Response:
     """A shop page: the template with the header's context (customer, categories, basket)."""
     customer, token = _customer(request)
-    items = _catalogue(request)
+    catalogue = request.app.state.engine.catalogue.current
     return render(request, f"shop/{name}", {
         "customer": customer, "customer_token": token, "can_login": bool(request.app.state.settings.identity_secret),
-        "demo_customers": DEMO_CUSTOMERS, "categories": categories(items)[:12], "cart_count": len(_cart(request)),
+        "demo_customers": DEMO_CUSTOMERS, "categories": categories(catalogue)[:12], "cart_count": len(_cart(request)),
         **context}, status)
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
@@ -79,6 +79,9 @@ class Catalogue:
     # not by the rest (prices, titles, stock-outs, deletions): a for-you list ranked before such a
     # change is still exact once the now unavailable items are dropped (engine.ranking.stored).
     grown: int = 0
+    # What is computed from this snapshot alone (its content index, filter columns, category counts),
+    # kept with it: it goes when the snapshot does, and each shop of a process has its own.
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -84,18 +84,16 @@ def build(catalogue: Catalogue) -> ContentIndex:
     return ContentIndex(catalogue.version, item_ids, {i: r for r, i in enumerate(item_ids)}, matrix, added_at)
 
 
-_current: tuple[dict[str, Item], ContentIndex] | None = None  # (the catalogue's items, their index)
 _lock = Lock()
 
 
 def for_catalogue(catalogue: Catalogue) -> ContentIndex:
     """The index of this catalogue snapshot, built on first use (the catalogue's preparation
-    builds it before the snapshot goes live, ``engine.runtime``)."""
-    global _current  # noqa: PLW0603 - one index per process, replaced with the catalogue
-    current = _current
-    if current is not None and current[0] is catalogue.items:
-        return current[1]
-    with _lock:
-        if _current is None or _current[0] is not catalogue.items:
-            _current = (catalogue.items, build(catalogue))
-        return _current[1]
+    builds it before the snapshot goes live, ``engine.runtime``) and kept with the snapshot."""
+    index = catalogue.derived.get(ContentIndex)
+    if index is None:
+        with _lock:
+            index = catalogue.derived.get(ContentIndex)
+            if index is None:
+                index = catalogue.derived[ContentIndex] = build(catalogue)
+    return index

@@ -30,7 +30,6 @@ from engine.store import cluster, keys
 SCAN_COUNT = 1000
 MAX_SCAN_PER_SAMPLE = 50  # keys looked at per sampled profile at most: bounds the work in a Redis of few visitors
 SAMPLE_MEMBERS = 10
-_VISITOR_PREFIX = keys.visitor("")[:3].encode()  # b"v:{"
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,14 @@ async def sample_profiles(redis: Redis, size: int, declared: bool = False) -> Sa
     """Up to ``size`` visitor profiles (and their customers) found by a bounded SCAN; with
     ``declared``, their declared interests too."""
     scanned, found, exact = 0, [], True
+    visitor_prefix = keys.visitor("")[:-1].encode()  # b"v:{", after the shop's prefix if any
     async for key in redis.scan_iter(count=SCAN_COUNT):  # on a cluster: every primary's keys in turn
         if len(found) >= size or scanned >= MAX_SCAN_PER_SAMPLE * size:
             exact = False
             break
         scanned += 1
         key = key if isinstance(key, bytes) else key.encode()
-        if key.startswith(_VISITOR_PREFIX):
+        if key.startswith(visitor_prefix):
             found.append(key)
     total = len(found) if exact else round(len(found) * await redis.dbsize() / max(scanned, 1))
     found = list(dict.fromkeys(found))[:size]  # SCAN may return a key twice
@@ -63,7 +63,7 @@ async def sample_profiles(redis: Redis, size: int, declared: bool = False) -> Sa
         if not raw:
             continue  # expired since the scan
         data = decode_dict(raw)
-        ids.append(key.decode()[3:-1])
+        ids.append(keys.visitor_of(key.decode()))
         linked.append(VisitorProfile.customer_of(data))
         visitors.append(VisitorProfile.from_stored(data))
     wanted = sorted({c for c in linked if c})

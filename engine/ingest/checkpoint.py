@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from engine.store import keys
 
-KEY = keys.LOG_APPLIED
 CREATED = "created"
 
 
@@ -32,9 +31,10 @@ class Positions:
 class Checkpoint:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self.key = keys.log_applied()  # the shop of the process or request that makes it
 
     async def load(self) -> Positions:
-        raw = await self._redis.hgetall(KEY)
+        raw = await self._redis.hgetall(self.key)
         fields = {k.decode(): int(v) for k, v in raw.items()}
         complete = fields.pop(CREATED, None) is not None
         return Positions(fields, complete)
@@ -43,15 +43,15 @@ class Checkpoint:
         """Move the offsets; ``complete`` marks the checkpoint complete (kept from the first time)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             if offsets:
-                pipe.hset(KEY, mapping=offsets)  # type: ignore[arg-type]
+                pipe.hset(self.key, mapping=offsets)  # type: ignore[arg-type]
             if complete:
-                pipe.hsetnx(KEY, CREATED, int(time.time()))
+                pipe.hsetnx(self.key, CREATED, int(time.time()))
             await pipe.execute()
 
     async def forget(self, segments: Iterable[str]) -> None:
         names = list(segments)
         if names:
-            await self._redis.hdel(KEY, *names)
+            await self._redis.hdel(self.key, *names)
 
     async def delete(self) -> None:
-        await self._redis.unlink(KEY)
+        await self._redis.unlink(self.key)

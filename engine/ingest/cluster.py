@@ -99,7 +99,7 @@ class ClusterApplier(EventApplier):
         for i, plan in enumerate(writing):
             for key, cas in plan.cas.items():
                 if keys.is_customer(key):
-                    cid = key[3:-1]  # c:{id}
+                    cid = keys.customer_of(key)
                     first.append(([key, keys.customer_dedup(cid, bucket), keys.customer_dedup(cid, bucket - 1)],
                                   [expire_at, 1, 1, cas.old, cas.new or b"", cas.ttl,
                                    b"".join(plan.touched.get(cid, [])), 0]))

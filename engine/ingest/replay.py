@@ -16,7 +16,6 @@ from collections.abc import AsyncIterable
 
 from redis.asyncio import Redis
 
-from engine.ingest import checkpoint
 from engine.ingest.apply import EventApplier
 from engine.ingest.isolate import Tally, apply_isolating
 from engine.events.schema import Event
@@ -25,17 +24,17 @@ from engine.store import keys
 
 
 async def has_profiles(redis: Redis) -> bool:
-    for pattern in keys.DERIVED_FROM_EVENTS:
+    for pattern in keys.derived_from_events():
         async for _ in redis.scan_iter(match=pattern, count=1000):
             return True
     return False
 
 
 async def delete_profiles(redis: Redis) -> int:
-    """Everything derived from events (``keys.DERIVED_FROM_EVENTS``) and the log's checkpoint
+    """Everything derived from events (``keys.derived_from_events``) and the log's checkpoint
     (nothing is applied any more); the catalogue stays."""
-    deleted = await redis.unlink(checkpoint.KEY)
-    for pattern in keys.DERIVED_FROM_EVENTS:
+    deleted = await redis.unlink(keys.log_applied())
+    for pattern in keys.derived_from_events():
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
             batch.append(key)

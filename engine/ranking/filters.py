@@ -173,16 +173,13 @@ def _build(model: ServedModel | None, catalogue: Catalogue, item_filter: ItemFil
                    np.where(mask, np.float32(0), np.float32(-np.inf)).astype(np.float32), order[mask[order]])
 
 
-_columns_cache: tuple[str, dict[str, Item], Columns] | None = None
-
-
 def _columns(model: ServedModel, catalogue: Catalogue) -> Columns:
-    global _columns_cache  # noqa: PLW0603 - one per process: the live model and catalogue
-    cached = _columns_cache
-    if cached is not None and cached[0] == model.version and cached[1] is catalogue.items:
-        return cached[2]
+    """The catalogue's columns in the model's item order, kept with the snapshot for the live model."""
+    cached = catalogue.derived.get(Columns)
+    if cached is not None and cached[0] == model.version:
+        return cached[1]
     columns = Columns.of(model, catalogue)
-    _columns_cache = (model.version, catalogue.items, columns)
+    catalogue.derived[Columns] = (model.version, columns)
     return columns
 
 

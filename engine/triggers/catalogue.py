@@ -132,15 +132,16 @@ class CatalogueChanges:
         for op in ops:
             triples += [op.member, op.due, orjson.dumps(op.data)]
         if self._names.cluster:
-            armed = await self._arm_once(keys=[self._names.committed, keys.OCCURRENCES, keys.data(keys.OCCURRENCES)],
+            occurrences = self._names.occurrences
+            armed = await self._arm_once(keys=[self._names.committed, occurrences, keys.data(occurrences)],
                                          args=[member, self._clock(), COMMITTED_KEPT_S, *triples])
             async with self._redis.pipeline(transaction=True) as pipe:
                 await self.queue.done(pipe, member, raw)
                 await pipe.execute()
             return len(ops) if armed else 0
         args: list[Any] = [member, raw, *triples]
-        ok = await self._commit(keys=[self.queue.due_key, self.queue.data_key, keys.OCCURRENCES,
-                                      keys.data(keys.OCCURRENCES)], args=args)
+        ok = await self._commit(keys=[self.queue.due_key, self.queue.data_key, self._names.occurrences,
+                                      keys.data(self._names.occurrences)], args=args)
         return len(ops) if ok else 0
 
     async def drain(self, now: float) -> None:

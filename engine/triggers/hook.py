@@ -71,7 +71,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return old
 """
 
-# A purchase or a return visit within a touch's window converts the person in that trigger's arm.
+# A purchase or a return visit within a touch's window converts the person in that trigger's arm;
+# ARGV[4]: the counters' prefix (keys.Names.prefix).
 _CONVERT = """
 local t = redis.call('HGETALL', KEYS[1])
 local now, revenue = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -79,9 +80,9 @@ for i = 1, #t, 2 do
   local arm, ts, win = string.match(t[i + 1], '^([^|]+)|([^|]+)|([^|]+)$')
   ts, win = tonumber(ts), tonumber(win)
   if ts and now >= ts and now <= ts + win then
-    redis.call('SADD', 'tg:c:' .. t[i] .. ':' .. arm, ARGV[3])
+    redis.call('SADD', ARGV[4] .. 'c:' .. t[i] .. ':' .. arm, ARGV[3])
     if revenue > 0 then
-      redis.call('HINCRBYFLOAT', 'tg:r:' .. t[i] .. ':' .. arm, ARGV[3], ARGV[2])
+      redis.call('HINCRBYFLOAT', ARGV[4] .. 'r:' .. t[i] .. ':' .. arm, ARGV[3], ARGV[2])
     end
   end
 end
@@ -124,13 +125,13 @@ class TriggerHook:
         self._state_ttl_s = state_ttl_s
         self._viewers = (viewers_ttl_s, viewers_max)
         self._by_kind: tuple[dict[str, Any] | None, dict[str, list[tuple[str, Any]]]] = (None, {})
-        self.queue = Queue(redis, keys.OCCURRENCES)
+        self._names = keys.names(cluster.on_cluster(redis))
+        self.queue = Queue(redis, self._names.occurrences)
         self._once = redis.register_script(_ARM_ONCE)
         self._convert = redis.register_script(_CONVERT)
         self._moved = redis.register_script(_MOVED)
         self._swap = redis.register_script(_SWAP)
         self._noter = viewers.Noter(redis, viewers_ttl_s, viewers_max)
-        self._names = keys.names(cluster.on_cluster(redis))
 
     def _index(self) -> dict[str, list[tuple[str, Any]]]:
         defined = self._triggers()
@@ -245,7 +246,7 @@ class TriggerHook:
                                    args=[op.member, op.member, op.due, orjson.dumps(op.data)], client=pipe)
                     else:
                         await self._convert(keys=[store_keys.trigger_touches(op.member)],
-                                            args=[op.due, op.revenue, op.member], client=pipe)
+                                            args=[op.due, op.revenue, op.member, self._names.prefix], client=pipe)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("%d trigger updates lost (%s: %s)", len(ops), type(exc).__name__, exc)

@@ -10,6 +10,8 @@ catalogue's own transaction. One Redis keeps the names below."""
 
 from __future__ import annotations
 
+from engine.tenants import key_prefix
+
 OCCURRENCES = "tg:{tg}:o"  # pending occurrences: a due-time zset, and a hash of their data (":d")
 OUTBOX = "tg:{tg}:w"  # webhook documents to post: a next-attempt zset and a hash of the documents
 TOPIC = "tg:{tg}:k"  # documents to produce to the outbound Kafka topic: the same shape
@@ -25,13 +27,15 @@ def data(queue: str) -> str:
 
 
 class Names:
-    """The shared keys' names: ``prefix`` is ``tg:`` on one Redis, ``tg:{tg}:`` on a cluster."""
+    """The shared keys' names: ``prefix`` is ``tg:`` on one Redis, ``tg:{tg}:`` on a cluster, each
+    after the shop's own prefix (``shop``, engine.tenants) in a process serving several."""
 
-    def __init__(self, cluster: bool) -> None:
+    def __init__(self, cluster: bool, shop: str = "") -> None:
         self.cluster = cluster
-        self.prefix = "tg:{tg}:" if cluster else "tg:"
-        self.changes = "{items}:tg:i" if cluster else CHANGES
-        self.committed = "tg:{tg}:i:c"  # cluster only: catalogue changes already fanned out (zset id -> time)
+        self.prefix = f"{shop}tg:{{tg}}:" if cluster else f"{shop}tg:"
+        self.occurrences, self.outbox, self.topic = shop + OCCURRENCES, shop + OUTBOX, shop + TOPIC
+        self.changes = f"{shop}{{items}}:tg:i" if cluster else shop + CHANGES
+        self.committed = f"{shop}tg:{{tg}}:i:c"  # cluster only: catalogue changes already fanned out (id -> time)
         self.once = self.prefix + "once"
         self.deliveries = self.prefix + "deliveries"
         self.held_out = self.prefix + "held"
@@ -52,25 +56,30 @@ class Names:
         return f"{self.prefix}r:{trigger}:{arm}"
 
 
-_NAMES = {False: Names(False), True: Names(True)}
+_NAMES: dict[tuple[bool, str], Names] = {}
 
 
 def names(cluster: bool) -> Names:
-    return _NAMES[cluster]
+    """The current shop's names (engine.tenants)."""
+    shop = key_prefix()
+    found = _NAMES.get((cluster, shop))
+    if found is None:
+        found = _NAMES[(cluster, shop)] = Names(cluster, shop)
+    return found
 
 
 def stats(trigger: str) -> str:
     """Counters on one Redis (``Names.stats``)."""
-    return _NAMES[False].stats(trigger)
+    return names(False).stats(trigger)
 
 
 def people(trigger: str, arm: str) -> str:
-    return _NAMES[False].people(trigger, arm)
+    return names(False).people(trigger, arm)
 
 
 def converted(trigger: str, arm: str) -> str:
-    return _NAMES[False].converted(trigger, arm)
+    return names(False).converted(trigger, arm)
 
 
 def revenue(trigger: str, arm: str) -> str:
-    return _NAMES[False].revenue(trigger, arm)
+    return names(False).revenue(trigger, arm)

@@ -59,8 +59,8 @@ class TopicOutbox:
         self.redis = redis
         self.publisher = publisher
         self.secret = secret
-        self.queue = Queue(redis, keys.TOPIC)
         self.names = keys.names(cluster.on_cluster(redis))
+        self.queue = Queue(redis, self.names.topic)
         self.lease_s = publisher.timeout_s * 2 + 5  # also the wait before a failed publish is retried
 
     def put(self, pipe: Pipeline, doc: dict[str, Any], now: float) -> None:

@@ -91,12 +91,12 @@ class TriggerRunner:
         self.recommender = recommender
         self.clock = clock
         self.tz = ZoneInfo(config.timezone)
-        self.occurrences = Queue(redis, keys.OCCURRENCES)
-        self.outbox = Queue(redis, keys.OUTBOX)
+        self.names = keys.names(cluster.on_cluster(redis))
+        self.occurrences = Queue(redis, self.names.occurrences)
+        self.outbox = Queue(redis, self.names.outbox)
         self.changes = changes
         self.topic = TopicOutbox(redis, publisher, config.webhook_secret) if publisher is not None else None
         self.caps = Caps(redis, SENDS_KEPT_S)
-        self.names = keys.names(cluster.on_cluster(redis))
         self._mget = redis.mget_nonatomic if self.names.cluster else redis.mget
         self.http = httpx.AsyncClient(timeout=config.timeout_s, limits=httpx.Limits(
             max_connections=CONCURRENT_POSTS, max_keepalive_connections=CONCURRENT_POSTS))

@@ -34,7 +34,7 @@ def item(client: TestClient, item_id: str) -> dict:
 def counters(client: TestClient) -> tuple[int, int]:
     """The catalogue's version and growth counters, as stored."""
     with redis.Redis.from_url(client.app.state.settings.redis_url) as r:  # type: ignore[attr-defined]
-        version, grown = r.mget(keys.CATALOGUE_VERSION, keys.CATALOGUE_GROWN)
+        version, grown = r.mget(keys.catalogue_keys(False).version, keys.catalogue_keys(False).grown)
     return int(version or 0), int(grown or 0)
 
 

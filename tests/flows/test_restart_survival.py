@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from engine.ingest.checkpoint import KEY as CHECKPOINT
+from engine.store.keys import log_applied
 from tests.api.cli.test_serve_and_demo import start, wait_healthy
 from tests.engine.store.test_server import servers_on, wait_written
 
@@ -50,7 +50,7 @@ def redis_state(data_dir: Path) -> dict[bytes, Any]:
     with redis.Redis(host="127.0.0.1", port=port) as client:
         state = {}
         for key in client.scan_iter(count=1000):
-            if key.startswith(b"f:") or key == CHECKPOINT.encode():
+            if key.startswith(b"f:") or key == log_applied().encode():
                 continue
             how = read[client.type(key)]
             value = how(client, key) if callable(how) else getattr(client, how)(key)
@@ -61,7 +61,7 @@ def redis_state(data_dir: Path) -> dict[bytes, Any]:
 def checkpoint(data_dir: Path) -> dict[bytes, bytes]:
     port = json.loads((data_dir / "redis" / "redis.json").read_text())["port"]
     with redis.Redis(host="127.0.0.1", port=port) as client:
-        return client.hgetall(CHECKPOINT)
+        return client.hgetall(log_applied())
 
 
 def post(port: int, admin_key: str, body: object) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def test_bench_new_items_are_left_out_of_training_and_loaded_after_it(redis_url:
               for n, item in enumerate(["m1", "m2", "n1"])]
     assert {row.item_id for row in interactions(events, catalogue=AllBut(held))} == {"m2"}
     assert sorted(asyncio.run(load_items(redis_url, items_csv))) == ["m1", "m2", "n1"]
-    assert redis_sync.Redis.from_url(redis_url).hexists(keys.CATALOGUE, "n1")
+    assert redis_sync.Redis.from_url(redis_url).hexists(keys.catalogue_keys(False).items, "n1")
 
 
 def test_bench_on_a_cluster_reports_both_redis_setups_side_by_side(tmp_path: Path,

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli.quality import train
 from engine.store import keys
+from engine.tenants import config as tenants
 from engine.events.log import read_raw
 from engine.events.history import interactions
 from engine.store.server import free_port
@@ -74,6 +75,25 @@ def test_an_erase_reaches_the_events_still_in_the_topic(kafka_settings: Settings
     assert visitor(r, "v-kept").get("si") == ["84406B"]
     dropped = lambda: sum(map(int, re.findall(r"dropped (\d+) events of people erased", worker.output())))  # noqa: E731
     wait_until(lambda: dropped() == 2, what="the worker to say it dropped both")
+
+
+def test_a_worker_for_one_shop_applies_its_topic_under_its_prefix(kafka_settings: Settings, tmp_path) -> None:  # noqa: ANN001
+    """`VITRINE_TENANT=shop-a vitrine worker`: shop-a's topic, shop-a's keys, in the Redis it shares."""
+    shops = {tenant: {"admin_key": f"admin-key-of-{tenant}-0123", "kafka_events_topic": f"{tenant}-events",
+                      "kafka_group_id": f"{tenant}-workers"} for tenant in ("shop-a", "shop-b")}
+    tenants_file = tmp_path / "tenants.json"
+    tenants_file.write_text(orjson.dumps({"tenants": shops}).decode())
+    base = kafka_settings.model_copy(update={"tenants_file": tenants_file})
+    shop_a = tenants.load(base)["shop-a"]
+    worker = VitrineProcess(["worker", "--loglevel", "info"], base.model_copy(update={"tenant": "shop-a"}),
+                            tmp_path / "worker.log")
+    try:
+        asyncio.run(produce(shop_a, [(b"v-t", event_bytes("t-1", "v-t", "85123A"))]))
+        r = redis.Redis.from_url(kafka_settings.redis_url)
+        wait_until(lambda: r.exists("t.shop-a:v:{v-t}"), what="shop-a's worker to apply its event")
+        assert not r.exists(keys.visitor("v-t")) and not r.exists("t.shop-b:v:{v-t}")
+    finally:
+        worker.stop()
 
 
 def assigned_partitions(worker: VitrineProcess, topic: str) -> set[int]:

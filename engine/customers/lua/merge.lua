@@ -9,6 +9,7 @@
 --       per source: old profile, its history entry (JSON); per cookie: old, new, ttl.
 local into = ARGV[1]
 local n_sources, n_cookies = tonumber(ARGV[2]), tonumber(ARGV[3])
+local shop = string.sub(KEYS[1], 1, #KEYS[1] - #into - 4)  -- before 'c:{<into>}': the shop's key prefix
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[4] or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 for s = 0, n_sources - 1 do
   local k, a = 4 + 3 * s, 7 + 2 * s
@@ -21,12 +22,12 @@ end
 redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[6])
 for s = 0, n_sources - 1 do
   local k, a = 4 + 3 * s, 7 + 2 * s
-  local source = string.sub(KEYS[k], 4, -2)  -- c:{id}
+  local source = string.sub(KEYS[k], #shop + 4, -2)  -- c:{id}
   local moved = redis.call('HGETALL', KEYS[k + 1])
   for i = 1, #moved, 2 do
     redis.call('HSET', KEYS[2], moved[i], moved[i + 1])
     if string.sub(moved[i], 1, 2) == 'm:' then  -- merged into the source before: now into the survivor
-      redis.call('SET', 'ca:{' .. string.sub(moved[i], 3) .. '}', into)
+      redis.call('SET', shop .. 'ca:{' .. string.sub(moved[i], 3) .. '}', into)
     end
   end
   redis.call('HSET', KEYS[2], 'm:' .. source, ARGV[a + 1])

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from engine.store.server import free_port
+from engine.store.server import free_port, socket_path
 from tests.conftest import without_settings
 from models import artifacts
 
@@ -176,6 +176,43 @@ def test_demo_command_imports_trains_serves_and_its_curl_lines_work(tmp_path: Pa
         profile = httpx.get(f"http://127.0.0.1:{port}/v1/profiles/demo-visitor-1", headers={"X-API-Key": key}).json()
         assert profile["visitor"]["session"]["items"] == ["85123A"]
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 404  # `serve` shows no demo shop
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_serve_with_a_tenants_file_serves_each_shop_and_commands_work_for_one(tmp_path: Path) -> None:
+    """One `vitrine serve` for two shops on its own Redis (one shop in a database of its own);
+    `VITRINE_TENANT` points a command at one shop: a replay with --reset there leaves the other as
+    it was."""
+    shops = {"shop-a": {"admin_key": "admin-key-of-shop-a-0123"},
+             "shop-b": {"admin_key": "admin-key-of-shop-b-0123", "redis_db": 2}}
+    tenants_file = tmp_path / "tenants.json"
+    tenants_file.write_text(json.dumps({"tenants": shops}))  # JSON is YAML
+    port, proc = start(["serve"], tmp_path, tenants_file=str(tenants_file))
+    try:
+        wait_healthy(port, proc)
+        base = f"http://127.0.0.1:{port}"
+        for tenant in shops:
+            sent = httpx.post(f"{base}/t/{tenant}/v1/events", json={
+                "event_id": "s1", "type": "product_view", "visitor_id": "v", "item_id": f"item-{tenant}"})
+            assert sent.status_code == 200 and sent.json()["profiles_updated"] is True
+        assert httpx.get(f"{base}/t/shop-c/v1/recommendations?placement=home").status_code == 404
+        socket = socket_path(tmp_path / "redis")
+        assert socket is not None and socket.is_socket()
+        db = {n: redis.Redis.from_url(f"unix://{socket}?db={n}") for n in (0, 2)}
+        before_b = db[2].get("t.shop-b:v:{v}")
+        assert before_b and b"item-shop-b" in before_b and b"item-shop-a" in (db[0].get("t.shop-a:v:{v}") or b"")
+        env = {**without_settings(), "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_TENANTS_FILE": str(tenants_file),
+               "VITRINE_TENANT": "shop-a"}
+        db[0].set("t.shop-a:v:{stray}", b"x")  # not from shop-a's log: a reset replay removes it
+        db[0].set("t.shop-b:v:{stray}", b"x")  # nor shop-b's, in the same database: it stays
+        replayed = run(["replay", "--reset"], env)
+        assert replayed.returncode == 0, replayed.stderr
+        assert db[0].get("t.shop-a:v:{stray}") is None and db[0].exists("t.shop-a:v:{v}")
+        assert db[0].get("t.shop-b:v:{stray}") == b"x" and db[2].get("t.shop-b:v:{v}") == before_b
+        unknown = run(["replay"], {**env, "VITRINE_TENANT": "shop-z"})
+        assert unknown.returncode == 2 and "shop-z" in unknown.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

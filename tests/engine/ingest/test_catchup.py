@@ -19,7 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from engine.store import keys
 from engine.ingest.apply import ApplyStats, EventApplier
 from engine.ingest.catchup import SegmentInfo, catch_up, plan
-from engine.ingest.checkpoint import CREATED, KEY, Checkpoint, Positions
+from engine.ingest.checkpoint import CREATED, Checkpoint, Positions
+from engine.store.keys import log_applied
 from engine.events.log import EventLog, encode, read_lines, segments
 from engine.events.schema import Event
 from engine.ingest.writer import EmbeddedSink
@@ -196,8 +197,8 @@ def test_catch_up_applies_only_what_the_checkpoint_has_not_seen(tmp_path: Path, 
     assert asyncio.run(run()) == [12, 8, 4, 0]
     assert carts(redis_url, ["v0", "v1", "v2", "v3"]) == {"v0": 5, "v1": 5, "v2": 5, "v3": 5}
     with redis.Redis.from_url(redis_url) as client:
-        assert int(client.hget(KEY, segment)) == ends[-1]  # the torn line is not counted in
-        assert client.hexists(KEY, CREATED) and client.ttl(KEY) == -1
+        assert int(client.hget(log_applied(), segment)) == ends[-1]  # the torn line is not counted in
+        assert client.hexists(log_applied(), CREATED) and client.ttl(log_applied()) == -1
 
 
 def test_first_start_after_upgrading_applies_only_the_dedup_window(tmp_path: Path, redis_url: str) -> None:
@@ -273,6 +274,6 @@ def test_imported_events_are_checkpointed_so_no_start_applies_them_again(tmp_pat
     assert done.returncode == 0, done.stderr
     [segment] = segments(tmp_path / "log")
     with redis.Redis.from_url(redis_url) as client:
-        assert int(client.hget(KEY, segment.name)) == segment.stat().st_size
+        assert int(client.hget(log_applied(), segment.name)) == segment.stat().st_size
     again = vitrine(["replay"], tmp_path, redis_url)
     assert again.returncode == 0 and "replayed 0 events" in again.stdout

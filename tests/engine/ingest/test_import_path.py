@@ -11,7 +11,8 @@ from pathlib import Path
 import redis
 
 from engine.events.log import EventLog, segments
-from engine.ingest.checkpoint import KEY, Checkpoint
+from engine.ingest.checkpoint import Checkpoint
+from engine.store.keys import log_applied
 from engine.ingest.importer import import_events_to_log
 from engine.profiles import VisitorProfile
 from engine.runtime import Engine
@@ -45,4 +46,4 @@ def test_an_import_skips_what_cannot_be_applied_applies_the_rest_and_moves_the_c
         carts = {v: VisitorProfile.decode(client.get(keys.visitor(v))).cart for v in ("v1", "v2")}
         assert carts == {"v1": {"A": 3}, "v2": {"A": 2}}
         assert client.get(keys.visitor("v-corrupt")) == b"\x07"  # left as it was, nobody blocked
-        assert int(client.hget(KEY, segment.name)) == segment.stat().st_size  # skipped counts as done
+        assert int(client.hget(log_applied(), segment.name)) == segment.stat().st_size  # skipped counts as done

@@ -15,7 +15,8 @@ import redis
 from engine import tasks
 
 from engine.ingest import retention
-from engine.ingest.checkpoint import KEY, Checkpoint
+from engine.ingest.checkpoint import Checkpoint
+from engine.store.keys import log_applied
 from engine.events.log import EventLog, read_lines, segments
 from engine.events.schema import Event
 from engine.events.history import interactions, interactions_from_log
@@ -90,7 +91,7 @@ def test_retention_keeps_what_training_reads_and_every_consent_record(tmp_path: 
     assert [d["event_id"] for _, d in read_lines(log_dir / consent)] == ["w-off", "g1"]
     assert (log_dir / consent).stat().st_mtime == consent_mtime
     with redis.Redis.from_url(redis_url) as client:
-        assert {k.decode() for k in client.hkeys(KEY)} == {"created", consent, unapplied, recent}
+        assert {k.decode() for k in client.hkeys(log_applied())} == {"created", consent, unapplied, recent}
     # Training reads the same rows: k's recent view; w's is left out, w having withdrawn before.
     rows_after = list(interactions_from_log(log_dir, since=since))
     assert rows_after == rows_before and [(r.visitor_id, r.item_id) for r in rows_after] == [("k", "B")]

@@ -310,12 +310,12 @@ def test_the_growth_counter_moves_only_when_an_item_becomes_recommendable(redis_
     async def main() -> None:
         client = redis.asyncio.Redis.from_url(redis_url)
         items = [Item(item_id=f"grow-{time.time_ns()}-{n}", title="mug", price=4.0) for n in range(3)]
-        base = int(await client.get(keys.CATALOGUE_GROWN) or 0)
+        base = int(await client.get(keys.catalogue_keys(False).grown) or 0)
 
         async def grown_by(change: Awaitable[object]) -> int:
-            before = int(await client.get(keys.CATALOGUE_GROWN) or 0)
+            before = int(await client.get(keys.catalogue_keys(False).grown) or 0)
             await change
-            return int(await client.get(keys.CATALOGUE_GROWN) or 0) - before
+            return int(await client.get(keys.catalogue_keys(False).grown) or 0) - before
 
         assert await grown_by(upsert_items(client, items)) == 1  # new items
         assert await grown_by(upsert_items(client, [items[0].model_copy(update={"price": 9.5})])) == 0

@@ -47,7 +47,7 @@ def test_memory_pressure_evicts_idle_visitors_never_the_catalogue_or_counters(tm
             await engine.applier.apply(shown)
             xp = keys.experiment("home-test")
             counters = await admin.zrange(xp, 0, -1, withscores=True)
-            catalogue = await admin.hgetall(keys.CATALOGUE)
+            catalogue = await admin.hgetall(keys.catalogue_keys(False).items)
             assert dict(counters) == {"a:impressions": 20.0, "a:visitors": 20.0} and await admin.ttl(xp) == -1
 
             used = int((await admin.info("memory"))["used_memory"])
@@ -56,7 +56,7 @@ def test_memory_pressure_evicts_idle_visitors_never_the_catalogue_or_counters(tm
                 await engine.applier.apply([event(f"v-{n}", f"v{n}", item_id=f"i{n % 2000}")
                                             for n in range(start, start + 500)])
             assert int((await admin.info("stats"))["evicted_keys"]) > 0
-            assert await admin.hgetall(keys.CATALOGUE) == catalogue
+            assert await admin.hgetall(keys.catalogue_keys(False).items) == catalogue
             assert await admin.zrange(xp, 0, -1, withscores=True) == counters
             visitors = [key async for key in admin.scan_iter(match="v:*", count=1000)]
             assert 0 < len(visitors) < 8000
