@@ -97,8 +97,9 @@ class Engine:
             latency=self.redis_latency,
         )
         self.applier: EventApplier
-        if on_cluster:  # without the login merges and the trigger hook (engine.store.cluster)
+        if on_cluster:  # without the trigger hook (engine.store.cluster)
             self.applier = ClusterApplier(self.redis, self.catalogue.info, profile_config(settings),
+                                          logins=functools.partial(logins.after_apply, self.redis, settings),
                                           replicas=settings.redis_cluster_replicas,
                                           timeout_s=settings.redis_socket_timeout_s, **applier_options)
         else:

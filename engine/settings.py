@@ -96,8 +96,8 @@ class Settings(BaseSettings):
         "commands (engine/store/README.md)."
     )
     redis_cluster: bool = Field(False, description="`VITRINE_REDIS_URL` names one node of a Redis Cluster. Events, "
-                                "recommendations, the catalogue, preferences, export, erasure, segment counts "
-                                "and replay work; login merges and triggers are off (their requests answer 501), as "
+                                "recommendations, the catalogue, preferences, export, erasure, segment counts, "
+                                "customer merges and replay work; triggers are off (their requests answer 501), as "
                                 "logged at startup (engine/store/README.md#redis-cluster).")
     redis_cluster_replicas: int = Field(1, ge=0, description="Replicas every cluster write must reach (`WAIT`) "
                                         "before its events count as applied; 0 accepts losing the last writes of "

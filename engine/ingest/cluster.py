@@ -48,14 +48,14 @@ class NotReplicated(RedisError):
 
 
 class ClusterApplier(EventApplier):
-    """``EventApplier`` for a ``RedisCluster`` client. The login merges and trigger hook write
-    across people in ways not made cluster-safe yet, so they are refused here."""
+    """``EventApplier`` for a ``RedisCluster`` client. The trigger hook writes across people in
+    ways not made cluster-safe yet, so it is refused here; login merges run in single-slot steps
+    (engine.customers.merge_apart)."""
 
     def __init__(self, redis: RedisCluster, *args: Any, replicas: int = 1, timeout_s: float = 5.0,
                  **kwargs: Any) -> None:
-        for part in ("logins", "triggers"):
-            if kwargs.get(part) is not None:
-                raise ValueError(f"{part} is not cluster-safe yet (engine/store/README.md#redis-cluster)")
+        if kwargs.get("triggers") is not None:
+            raise ValueError("triggers is not cluster-safe yet (engine/store/README.md#redis-cluster)")
         super().__init__(redis, *args, **kwargs)
         self._cluster = redis
         self._replicas = replicas

@@ -16,12 +16,12 @@ CLUSTER_SAFE = (
     "catalogue reads and writes (engine.catalog: its keys share the tag {items})",
     "declared preferences (engine.profiles.preferences: the record and its index entries written apart)",
     "export and erasure of a person, the customer view (engine.customers: one MGET or DEL per slot)",
+    "customer merges, by hand and at login (engine.customers.merge_apart: single-slot steps a retry completes)",
     "vitrine replay and segment counts (redis-py's SCAN visits every primary; DEL and MGET go per slot)",
     "paging, stored for-you lists, trending, the event log's checkpoint and retention",
 )
 
 NOT_CLUSTER_SAFE = (
-    "login merges (engine.customers.merge, logins: one script over several customers' keys)",
     "triggers, with the viewers index they keep (engine.triggers: the queue, once-index and a person's keys "
     "in one script)",
 )

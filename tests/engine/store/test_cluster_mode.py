@@ -33,9 +33,11 @@ def test_engine_in_cluster_mode_uses_the_cluster_parts_and_names_what_is_off(
 
 def test_cluster_applier_refuses_the_parts_that_write_across_people() -> None:
     client = RedisCluster(host="127.0.0.1", port=1)
-    with pytest.raises(ValueError, match="logins is not cluster-safe"):
+    with pytest.raises(ValueError, match="triggers is not cluster-safe"):
         ClusterApplier(client, lambda item: None, ProfileConfig(), visitor_ttl_s=1, customer_ttl_s=1,
-                       dedup_window_s=1, trending_clock=TrendingClock(3600), logins=lambda events: None)
+                       dedup_window_s=1, trending_clock=TrendingClock(3600), triggers=object())
+    ClusterApplier(client, lambda item: None, ProfileConfig(), visitor_ttl_s=1, customer_ttl_s=1,
+                   dedup_window_s=1, trending_clock=TrendingClock(3600), logins=lambda events: None)
 
 
 @pytest.mark.parametrize("counter", ["tr:2941", "xp:homepage", "w:sku-1", "w:{odd}", "w:a}b{", "w:}{x}"])

@@ -1,0 +1,171 @@
+"""Customer merges on a real three-primary Redis Cluster (tests/redis_cluster.py): two customers in
+different slots merged by a login with the same hashed email end as on one Redis, and a merge
+interrupted after any of its single-slot steps is completed by the redelivered login, with nothing
+lost or counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+import pytest
+from redis.asyncio import Redis, RedisCluster
+
+from engine.customers import merge_apart
+from engine.customers.combine import combine
+from engine.customers.logins import emails, match
+from engine.customers.merge import Apart, Merged, merge
+from engine.customers.people import find
+from engine.events.schema import Event
+from engine.ingest.apply import EventApplier
+from engine.profiles.codec import encode
+from engine.profiles.shapes import CustomerProfile, ProfileConfig
+from engine.ranking.trending import TrendingClock
+from engine.store import keys
+from engine.store.connect import connect_cluster
+from engine.ingest.cluster import ClusterApplier
+from tests.engine.ingest.test_cluster import INFO, ev
+from tests.redis_cluster import Cluster
+
+SHA = "cd" * 32
+WINDOW = 600
+HALF_LIFE = 86400.0
+COOKIES = ("o1", "o2", "n1")
+
+
+def logins_of(redis: Redis | RedisCluster, done: list[Merged]) -> Callable[[list[Event]], Awaitable[None]]:
+    """The applier's login hook, merging with the test's settings."""
+    async def merger(into: str, sources: list[str]) -> Merged:
+        done.append(await merge(redis, into, sources, by="login", auto=True, now=1.0, customer_ttl_s=7200,
+                                visitor_ttl_s=3600, half_life_s=HALF_LIFE, apart=Apart(WINDOW, 1, 5.0)))
+        return done[-1]
+
+    async def hook(events: list[Event]) -> None:
+        await match(redis, emails(events), merger)
+    return hook
+
+
+def applier(redis: RedisCluster, logins: Callable[[list[Event]], Awaitable[None]] | None) -> ClusterApplier:
+    return ClusterApplier(redis, INFO.get, ProfileConfig(), visitor_ttl_s=3600, customer_ttl_s=7200,
+                          dedup_window_s=WINDOW, trending_clock=TrendingClock(3600), logins=logins)
+
+
+def batches() -> list[list[Event]]:
+    """An older customer on two cookies, then a newer one logging in with the same hashed email."""
+    t = time.time() - 300
+    return [
+        [ev("login", "o1", t, customer_id="old", properties={"email_sha256": SHA}),
+         ev("purchase", "o1", t + 1, item_id="i1", price=3.0), ev("product_view", "o1", t + 2, item_id="i2"),
+         ev("login", "o2", t + 3, customer_id="old")],
+        [ev("login", "n1", t + 10, customer_id="new"), ev("purchase", "n1", t + 11, item_id="i3", price=2.0),
+         ev("add_to_cart", "n1", t + 12, item_id="i4", quantity=1)],
+        [ev("login", "n1", t + 20, customer_id="new", properties={"email_sha256": SHA}),
+         ev("purchase", "n1", t + 21, item_id="i5", price=5.0)],
+    ]
+
+
+async def state(redis: Redis | RedisCluster) -> dict[str, object]:
+    """Everything a merge writes, and what an export or erasure finds for each id."""
+    out: dict[str, object] = {k: await redis.get(k) for k in (
+        keys.customer("old"), keys.customer("new"), keys.alias("new"), keys.alias("old"), *map(keys.visitor, COOKIES))}
+    out["identity"] = await redis.hgetall(keys.identity("old"))
+    out["identity:new"] = await redis.hgetall(keys.identity("new"))
+    out["pending"] = await redis.exists(keys.merging("new"))
+    out["person"] = [await find(redis, person) for person in ("new", "old", "n1")]
+    return out
+
+
+async def reference(redis_url: str, applied: list[list[Event]]) -> dict[str, object]:
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    done: list[Merged] = []
+    one = EventApplier(redis, INFO.get, ProfileConfig(), visitor_ttl_s=3600, customer_ttl_s=7200,
+                       dedup_window_s=WINDOW, trending_clock=TrendingClock(3600), logins=logins_of(redis, done))
+    for batch in applied:
+        await one.apply(batch)
+    assert [(m.into, m.merged) for m in done] == [("old", ["new"])]
+    expected = await state(redis)
+    await redis.aclose()
+    return expected
+
+
+def test_a_login_merges_customers_of_different_slots_as_on_one_redis(cluster: Cluster, redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        await redis.flushall()
+        assert cluster.primary_of(keys.customer("old")).port != cluster.primary_of(keys.customer("new")).port
+        events = batches()
+        done: list[Merged] = []
+        app = applier(redis, logins_of(redis, done))
+        for batch in events:
+            await app.apply(batch)
+        assert [(m.into, m.merged) for m in done] == [("old", ["new"])]
+        expected = await reference(redis_url, events)
+        got = await state(redis)
+        assert got == expected
+        assert CustomerProfile.decode(got[keys.customer("old")]).orders == 3  # type: ignore[arg-type]
+        assert got[keys.alias("new")] == b"old" and not got["pending"]
+        merged = orjson.loads(got["identity"][b"m:new"])  # type: ignore[index]
+        assert merged == {"at": 1.0, "by": "login", "auto": True}
+        # The login redelivered changes nothing; a later one merges nothing more.
+        await app.apply(events[2])
+        assert await state(redis) == expected
+        await app.apply([ev("login", "n1", time.time(), customer_id="new", properties={"email_sha256": SHA})])
+        after = await state(redis)
+        assert [m.merged for m in done if m.merged] == [["new"]]
+        kept = ("identity", "identity:new", "pending", keys.alias("new"), keys.customer("new"))
+        assert {k: after[k] for k in kept} == {k: expected[k] for k in kept}
+        assert CustomerProfile.decode(after[keys.customer("old")]).orders == 3  # type: ignore[arg-type]
+        await app.aclose()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("reached", ["seal", "absorb", "relink"])
+def test_a_merge_interrupted_after_any_step_is_completed_by_the_redelivered_login(
+        cluster: Cluster, redis_url: str, reached: str) -> None:
+    """The process dies after ``reached``: the state left reads through the alias, and the login
+    applied again completes the merge, ending as on one Redis with every order counted once."""
+    async def scenario() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        await redis.flushall()
+        events = batches()
+        done: list[Merged] = []
+        app = applier(redis, logins_of(redis, done))
+        for batch in events[:2]:  # the older customer's hash is indexed
+            await app.apply(batch)
+        dying = applier(redis, None)  # the process dies before its login merge: run step by step below
+        await dying.apply(events[2])
+        await dying.aclose()
+        bucket = int(time.time() // WINDOW)
+        history = orjson.dumps({"at": 1.0, "by": "login", "auto": True})
+        sealed = await merge_apart.seal(redis, "new", "old", history, bucket, replicas=1, timeout_s=5.0)
+        assert isinstance(sealed, merge_apart.Sealed) and sealed.fingerprints  # the events already in it
+        assert await merge_apart.seal(redis, "new", "old", history, bucket, replicas=1, timeout_s=5.0) == sealed
+        if reached in ("absorb", "relink"):
+            old = await redis.get(keys.customer("old"))
+            new = encode(combine(CustomerProfile.decode(old), CustomerProfile.decode(sealed.profile), HALF_LIFE))
+            assert await merge_apart.absorb(redis, sealed, "old", old, new, ttl_s=7200, window_s=WINDOW,
+                                            replicas=1, timeout_s=5.0) == 2
+        if reached == "relink":
+            await merge_apart.repoint(redis, ["new"], "old")
+            assert await merge_apart.relink(redis, ["n1"], "new", "old", ttl_s=3600, replicas=1, timeout_s=5.0,
+                                            rounds=4)
+        left = await state(redis)
+        assert left[keys.alias("new")] == b"old" and left["pending"] and left[keys.customer("new")] is None
+        await app.apply(events[2])  # redelivered: every event a duplicate, the login matched again
+        assert [(m.into, m.merged) for m in done if m.merged] == [("old", ["new"])]
+        assert await state(redis) == await reference(redis_url, events)
+        assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 3
+        # The dedup memory moved with the profile: the newer customer's purchase arriving where its
+        # visitor has no record of it (as after a crash between the applier's customer write and its
+        # visitor write), now redirected to the survivor, is not counted a second time.
+        await app.apply([events[1][1].model_copy(update={"visitor_id": "n9", "customer_id": "new"})])
+        assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 3
+        await app.aclose()
+        await redis.aclose()
+
+    asyncio.run(scenario())
