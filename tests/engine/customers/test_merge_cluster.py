@@ -20,7 +20,7 @@ from engine.customers.merge import Apart, Merged, merge
 from engine.customers.people import find
 from engine.events.schema import Event
 from engine.ingest.apply import EventApplier
-from engine.profiles.codec import encode
+from engine.profiles.codec import decode_dict, encode
 from engine.profiles.shapes import CustomerProfile, ProfileConfig
 from engine.ranking.trending import TrendingClock
 from engine.store import keys
@@ -166,6 +166,43 @@ def test_a_merge_interrupted_after_any_step_is_completed_by_the_redelivered_logi
         await app.apply([events[1][1].model_copy(update={"visitor_id": "n9", "customer_id": "new"})])
         assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 3
         await app.aclose()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_merge_racing_with_events_counts_every_order_once(cluster: Cluster) -> None:
+    """Three appliers deliver every event twice while the merge runs: each step's compare-and-set
+    or the seal's tombstone sends the loser back to re-read, so every order counts once."""
+    async def scenario() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        await redis.flushall()
+        clients = [connect_cluster(cluster.url, timeout_s=5) for _ in range(3)]
+        apps = [applier(client, None) for client in clients]
+        t = time.time() - 120
+        await apps[0].apply([ev("purchase", "va", t, customer_id="old", item_id="i1", price=1.0),
+                             ev("purchase", "vb", t, customer_id="new", item_id="i2", price=2.0)])
+        events = [ev("purchase", f"vb{i % 3}", t + i, customer_id="new" if i % 2 else "old", item_id="i1", price=1.0)
+                  for i in range(60)]
+        chunks = [events[i:i + 4] for i in range(0, 60, 4)]
+        jobs = [apps[n % 3].apply(c) for n, c in enumerate(chunks + chunks)]  # every event delivered twice
+        results = await asyncio.gather(merge(redis, "old", ["new"], by="test", auto=False, now=1.0,
+                                             customer_ttl_s=7200, visitor_ttl_s=3600, half_life_s=HALF_LIFE,
+                                             apart=Apart(WINDOW, 1, 5.0)), *jobs)
+        assert results[0].merged == ["new"]
+        survivor = CustomerProfile.decode(await redis.get(keys.customer("old")))
+        assert (survivor.orders, survivor.revenue) == (62, 63.0)
+        assert not await redis.exists(keys.customer("new"), keys.merging("new"))
+        assert await redis.get(keys.alias("new")) == b"old"
+        for cookie in ("vb", "vb0", "vb1", "vb2"):  # relinked, by the merge or by their next event
+            assert decode_dict(await redis.get(keys.visitor(cookie)))["c"] == "old"
+        again = await merge(redis, "old", ["new"], by="test", auto=False, now=2.0, customer_ttl_s=7200,
+                            visitor_ttl_s=3600, half_life_s=HALF_LIFE, apart=Apart(WINDOW, 1, 5.0))
+        assert (again.merged, again.already) == ([], ["new"])
+        assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 62
+        for app, client in zip(apps, clients):
+            await app.aclose()
+            await client.aclose()
         await redis.aclose()
 
     asyncio.run(scenario())
