@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import orjson
 import pytest
@@ -19,7 +20,7 @@ from engine.customers.logins import emails, match
 from engine.customers.merge import Apart, Merged, merge
 from engine.customers.people import find
 from engine.events.schema import Event
-from engine.ingest.apply import EventApplier
+from engine.ingest.apply import EventApplier, transient
 from engine.profiles.codec import decode_dict, encode
 from engine.profiles.shapes import CustomerProfile, ProfileConfig
 from engine.ranking.trending import TrendingClock
@@ -27,7 +28,7 @@ from engine.store import keys
 from engine.store.connect import connect_cluster
 from engine.ingest.cluster import ClusterApplier
 from tests.engine.ingest.test_cluster import INFO, ev
-from tests.redis_cluster import Cluster
+from tests.redis_cluster import Cluster, start_cluster
 
 SHA = "cd" * 32
 WINDOW = 600
@@ -206,3 +207,48 @@ def test_a_merge_racing_with_events_counts_every_order_once(cluster: Cluster) ->
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_sealed_merge_survives_a_failover_and_is_completed(tmp_path: Path, redis_url: str) -> None:
+    """The seal waited for a replica: SIGKILL the primary holding the pending record, let its
+    replica take over, and the redelivered login completes the merge as on one Redis."""
+    own = start_cluster(tmp_path / "failover")
+    try:
+        asyncio.run(_seal_then_failover(own, redis_url))
+    finally:
+        own.stop()
+
+
+async def _seal_then_failover(cluster: Cluster, redis_url: str) -> None:
+    redis = connect_cluster(cluster.url, timeout_s=2)
+    events = batches()
+    done: list[Merged] = []
+    app = applier(redis, logins_of(redis, done))
+    for batch in events[:2]:
+        await app.apply(batch)
+    dying = applier(redis, None)
+    await dying.apply(events[2])
+    await dying.aclose()
+    history = orjson.dumps({"at": 1.0, "by": "login", "auto": True})
+    sealed = await merge_apart.seal(redis, "new", "old", history, int(time.time() // WINDOW), replicas=1,
+                                    timeout_s=2.0)
+    assert isinstance(sealed, merge_apart.Sealed)
+    victim = cluster.primary_of(keys.merging("new"))
+    cluster.kill(victim)
+    cluster.wait_healthy()
+    cluster.restart(victim)  # back as the promoted replica's replica: writes can be replicated again
+    after = connect_cluster(cluster.url, timeout_s=2)
+    assert await merge_apart.pending(after, "new") == sealed  # the promoted replica holds the seal
+    assert (await after.get(keys.alias("new")), await after.get(keys.customer("new"))) == (b"old", None)
+    await after.aclose()
+    for _ in range(100):
+        try:
+            await app.apply(events[2])  # redelivered
+            break
+        except Exception as exc:  # noqa: BLE001 - a worker retries what is transient
+            assert transient(exc), exc
+            await asyncio.sleep(0.2)
+    assert [(m.into, m.merged) for m in done if m.merged] == [("old", ["new"])]
+    assert await state(redis) == await reference(redis_url, events)
+    await app.aclose()
+    await redis.aclose()
