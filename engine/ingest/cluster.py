@@ -13,7 +13,9 @@ different slots, so each round writes in two steps, reusing ``lua/apply.lua`` pe
 
 A crash, a failed compare or a failover after step 1 leaves the events unrecorded for the
 visitor, so they are applied again; the customer and the counters find the fingerprints and
-take them once (``_customer_has``), the visitor takes them now. Each step ends with ``WAIT`` on
+take them once (``_customer_has``), the visitor takes them now. A customer id merged away
+(engine.customers.merge_apart) lends its fingerprints to its survivor: the events its profile held
+reach the survivor with it. Each step ends with ``WAIT`` on
 every primary written, on the connection that wrote, so an event counts as applied only once
 a replica holds it: a primary killed afterwards loses nothing its promoted replica lacks.
 
@@ -88,6 +90,9 @@ class ClusterApplier(EventApplier):
             profiles.append(profile)
             aliases.append(alias)
             self._customer_seen[cid] = {fp for fp, flag in zip(every, seen or b"") if flag == 49}  # b"1"
+        for cid, alias in zip(customer_ids, aliases):
+            if alias:  # merged away: the events its profile held went, or are going, to the survivor with it
+                self._customer_seen.setdefault(alias.decode(), set()).update(self._customer_seen[cid])
         return visitor_replies, profiles, aliases
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:

@@ -142,7 +142,8 @@ def merge_story(client: TestClient) -> dict[str, object]:
     post(client, {"event_id": "m1", "type": "purchase", "visitor_id": "m1", "customer_id": "cust-1", "item_id": "21232",
                   "price": 1, "timestamp": next(at)},
          {"event_id": "m2", "type": "purchase", "visitor_id": "m2", "customer_id": "ccy", "item_id": "22423",
-          "price": 2, "timestamp": next(at)})
+          "price": 2, "timestamp": next(at)},
+         {"event_id": "w2", "type": "add_to_wishlist", "visitor_id": "m2", "item_id": "84029E", "timestamp": next(at)})
     r = client.put("/v1/visitors/m2/preferences", json={"watches": ["85123A"]}, headers=ADMIN)
     assert r.status_code == 200, r.text
     answers = [client.post("/v1/customers/merge", json={"into": "cust-1", "from": ["ccy"]}, headers=ADMIN)
@@ -187,6 +188,14 @@ def test_customer_merges_across_slots_show_what_one_redis_shows(client: TestClie
     assert shown["ccy"]["view"]["declared_preferences"]["watches"] == ["85123A"], shown  # type: ignore[index]
     ids = shown["lg-b"]["export"]["ids"]  # type: ignore[index]
     assert ids == {"visitor_ids": ["la", "lb"], "customer_ids": ["lg-a", "lg-b"], "email_sha256": ["ef" * 32]}, ids
+
+    async def watching() -> list[bytes]:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        members = await redis.zrange(keys.watchers("84029E"), 0, -1)
+        await redis.aclose()
+        return members
+
+    assert asyncio.run(watching()) == [b"c:cust-1"]  # the wishlist moved to the survivor's record
     shutil.copytree(trained_models, tmp_path / "one" / "models")
 
     async def load() -> None:
