@@ -87,9 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sink.start()
         app.state.engine = engine
         app.state.sink = sink
-        # Triggers are off on a Redis Cluster (engine.store.cluster).
-        app.state.triggers = None if settings.redis_cluster else engine.trigger_runner(
-            publisher=_outbound(settings, sink))
+        app.state.triggers = engine.trigger_runner(publisher=_outbound(settings, sink))
         if app.state.triggers is not None:
             app.state.triggers.start()
         try:

@@ -92,9 +92,10 @@ class EngineCollector(Collector):
         try:
             defined = sorted(engine.rules.current.rules.triggers)
             if defined:
+                names = trigger_keys.names(engine.settings.redis_cluster)
                 async with engine.redis.pipeline(transaction=False) as pipe:
                     for trigger in defined:
-                        pipe.hgetall(trigger_keys.stats(trigger))
+                        pipe.hgetall(names.stats(trigger))
                     replies = await pipe.execute()
                 self._triggers = {t: {k.decode(): int(v) for k, v in r.items()} for t, r in zip(defined, replies)}
             else:

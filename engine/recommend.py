@@ -43,7 +43,7 @@ from engine.ranking.filters import ItemFilter, allowed
 from engine.ranking.request import Read, RecoRequest
 from engine.ranking.rerank import rerank
 from engine.ranking.scenarios import (SCENARIOS, Context, Pick, base_exclusions, exploration_window, explore,
-                                      new_for_person)
+                                      new_for_person, stored_new)
 from engine.settings import Settings
 from engine.ranking.trending import TrendingReader
 
@@ -249,8 +249,7 @@ class Recommender:
             picks = kept.serve(model.item_ids, view.available_flags, set(), pool)  # type: ignore[union-attr]
             slots = int(self._settings.new_item_share * pool)
             if picks and slots and view.new_items:  # as for_you explores
-                new = (kept.new_items(catalogue.is_available, slots)
-                       if kept.new_window == exploration_window(model, catalogue) else None)  # type: ignore[arg-type]
+                new = stored_new(model, catalogue, kept, slots, catalogue.is_available)  # type: ignore[arg-type]
                 picks = explore(picks, new, pool) if new is not None else None
             if picks is not None and len(picks) == pool:
                 self.observe_stored_list(True)

@@ -79,9 +79,8 @@ class Engine:
                                         shop_model=lambda: customer_value.load(settings.models_dir),
                                         state_ttl_s=settings.customer_ttl_s,
                                         viewers_ttl_s=settings.trigger_viewers_ttl_s, viewers_max=settings.watchers_max)
-        # Triggers are off on a cluster: no catalogue change is recorded for them.
-        triggers = (lambda: {}) if on_cluster else lambda: self.rules.current.rules.triggers
-        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook, triggers)
+        self.catalogue_changes = CatalogueChanges(self.redis, self.trigger_hook,
+                                                  lambda: self.rules.current.rules.triggers)
         applier_options: dict[str, Any] = dict(
             visitor_ttl_s=settings.visitor_ttl_s,
             bounce_ttl_s=settings.visitor_bounce_ttl_s,
@@ -97,10 +96,10 @@ class Engine:
             latency=self.redis_latency,
         )
         self.applier: EventApplier
-        if on_cluster:  # without the trigger hook (engine.store.cluster)
+        if on_cluster:
             self.applier = ClusterApplier(self.redis, self.catalogue.info, profile_config(settings),
                                           logins=functools.partial(logins.after_apply, self.redis, settings),
-                                          replicas=settings.redis_cluster_replicas,
+                                          replicas=settings.redis_cluster_replicas, triggers=self.trigger_hook,
                                           timeout_s=settings.redis_socket_timeout_s, **applier_options)
         else:
             self.applier = EventApplier(self.redis, self.catalogue.info, profile_config(settings),
@@ -221,8 +220,6 @@ class Engine:
         """The triggers' background work (the API runs one per process; claims are atomic).
         ``publisher``: the outbound topic's producer (Kafka mode; the edge builds it)."""
         s = self.settings
-        if s.redis_cluster:
-            raise cluster.refuse("triggers")
         config = RunnerConfig(webhook_url=s.trigger_webhook_url,
                               webhook_secret=s.trigger_webhook_secret.get_secret_value() if s.trigger_webhook_secret
                               else "", timeout_s=s.trigger_webhook_timeout_s, attempts=s.trigger_webhook_attempts,

@@ -29,7 +29,7 @@ async def burst(port: int, requests: int, connections: int, make: Callable[[int]
         try:
             for n in counter:
                 writer.write(make(n))
-                statuses[await _read_response(reader)] += 1
+                statuses[(await _read_response(reader))[0]] += 1
         finally:
             writer.close()
 

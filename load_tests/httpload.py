@@ -67,6 +67,12 @@ class LoadResult:
     # far less than the throughput it allows. Set by callers that know the server's process.
     server_cpu_s: float = 0.0
     answered: int = 0
+    # Commands the Redis servers executed over the load (INFO commandstats, summed over nodes),
+    # when the caller counts them: per request answered, what a request costs Redis.
+    redis_commands: int | None = None
+    # Answers marked ``degraded`` (Redis slow, failing or behind an open breaker: the model alone),
+    # among those recorded: they measure a cheaper path than the one asked for.
+    degraded: int = 0
 
     @classmethod
     def combined(cls, loads: list[LoadResult]) -> LoadResult:
@@ -80,7 +86,10 @@ class LoadResult:
                    latencies_ms=[ms for load in loads for ms in load.latencies_ms],
                    errors=sum(load.errors for load in loads), statuses=statuses,
                    client_cpu=sum(load.client_cpu * load.seconds for load in loads) / seconds,
-                   server_cpu_s=sum(load.server_cpu_s for load in loads), answered=sum(load.answered for load in loads))
+                   server_cpu_s=sum(load.server_cpu_s for load in loads), answered=sum(load.answered for load in loads),
+                   redis_commands=None if any(load.redis_commands is None for load in loads)
+                   else sum(load.redis_commands or 0 for load in loads),
+                   degraded=sum(load.degraded for load in loads))
 
     @property
     def requests(self) -> int:
@@ -94,6 +103,11 @@ class LoadResult:
     def server_cpu_us(self) -> float | None:
         """The server's CPU per request answered, in µs (None when it was not measured)."""
         return 1e6 * self.server_cpu_s / self.answered if self.server_cpu_s and self.answered else None
+
+    @property
+    def redis_commands_per_request(self) -> float | None:
+        """Redis commands per request answered (None when they were not counted)."""
+        return self.redis_commands / self.answered if self.redis_commands is not None and self.answered else None
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
@@ -109,21 +123,25 @@ class LoadResult:
             "p99_ms": round(self.percentile(99), 3),
             "errors": self.errors,
             "non_200": sum(n for s, n in self.statuses.items() if s != 200),
+            "degraded": self.degraded,
             "client_cpu": round(self.client_cpu, 2),
             **({"server_cpu_us": round(self.server_cpu_us)} if self.server_cpu_us is not None else {}),
+            **({"redis_commands_per_request": round(self.redis_commands_per_request, 3)}
+               if self.redis_commands_per_request is not None else {}),
         }
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+DEGRADED = b'"degraded":true'
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
     for line in head.split(b"\r\n")[1:]:
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
+    return status, await reader.readexactly(length) if length else b""
 
 
 async def _connection(host: str, port: int, next_path: Callable[[int], str], deadline: float,
@@ -140,7 +158,7 @@ async def _connection(host: str, port: int, next_path: Callable[[int], str], dea
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             started = time.perf_counter()
             try:
-                status = await _read_response(reader)
+                status, body = await _read_response(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 result.errors += 1
                 return
@@ -149,6 +167,8 @@ async def _connection(host: str, port: int, next_path: Callable[[int], str], dea
             if started >= warmup_until:
                 result.latencies_ms.append(elapsed * 1000)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
+                if DEGRADED in body:
+                    result.degraded += 1
     finally:
         writer.close()
 

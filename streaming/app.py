@@ -165,4 +165,6 @@ async def _flush(app: StreamApp, manual: Any, batch: list[Any]) -> BatchResult:
     batch.clear()
     if result.duplicates:
         log.info("skipped %d events applied before (redelivered after a restart or rebalance)", result.duplicates)
+    if result.erased:
+        log.info("dropped %d events of people erased after they were accepted", result.erased)
     return result

@@ -52,6 +52,7 @@ class DeadLetter:
 class BatchResult:
     applied: int = 0
     duplicates: int = 0
+    erased: int = 0  # accepted before their person was erased
     dead: list[DeadLetter] = field(default_factory=list)
 
 
@@ -99,6 +100,7 @@ class BatchProcessor:
                                         retry_if=transient)
             result.applied += outcome.stats.applied
             result.duplicates += outcome.stats.duplicates
+            result.erased += outcome.stats.erased
             result.dead += [DeadLetter(good[id(r.event)], f"processing failed: {describe(r.error)}")
                             for r in outcome.rejected]
         if result.dead:

@@ -8,7 +8,7 @@
     vitrine worker                    (Kafka mode) apply the events topic to the profiles
     vitrine replay [--reset]          apply the event log past its checkpoint; --reset: rebuild everything
     vitrine bench-stream              freshness and events/s, embedded and Kafka
-    vitrine bench [--seconds --connections --workers 1 2]
+    vitrine bench [--seconds --connections --workers 1 2 --cluster]
     vitrine check-rules rules.yaml    validate a merchandising rules file
 
 Without ``VITRINE_REDIS_URL`` the commands of one data dir share a local redis-server that keeps

@@ -18,7 +18,8 @@ def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     config = BenchConfig(seconds=args.seconds, connections=args.connections, workers=tuple(args.workers),
-                         visitors=args.visitors, new_items=args.new_items, out_dir=args.out)
+                         visitors=args.visitors, new_items=args.new_items, out_dir=args.out,
+                         cluster=args.cluster)
     report = run(config)
     print(markdown(report))
     json_path, md_path = write_reports(report, args.out)

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visitors", type=int, default=2000, help="visitor profiles to create (default 2000)")
     p.add_argument("--new-items", action="store_true",
                    help="leave every 50th catalogue item out of training, so that for-you lists explore them")
+    p.add_argument("--cluster", action="store_true",
+                   help="also start a Redis Cluster (3 primaries + 3 replicas) with the same shop and measure on it, "
+                        "next to the single Redis")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where to write the reports")
 
     p = command("evaluate-customers", "customers:cmd_evaluate_customers",

@@ -98,7 +98,7 @@ async def put_items(request: Request) -> Response:
     count, changes = await upsert_changes(engine.redis, items, record=engine.catalogue_changes.record)
     await engine.catalogue.refresh()
     response = json_response({"upserted": count, "catalogue_version": engine.catalogue.current.version})
-    if changes and not engine.settings.redis_cluster:  # no triggers on a cluster (engine.store.cluster)
+    if changes:
         response.background = BackgroundTask(engine.catalogue_changes.run_all)
     return response
 

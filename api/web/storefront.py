@@ -47,9 +47,15 @@ def _cart(request: Request) -> list[str]:
 
 
 def categories(items: dict[str, Item]) -> list[tuple[str, int]]:
-    """Top-level categories with their in-stock item counts, largest first."""
-    counts = Counter(item.category.split(".")[0] for item in items.values() if item.category and item.in_stock)
-    return counts.most_common()
+    """Top-level categories with their in-stock item counts, largest first: a pass over the whole
+    catalogue, so each snapshot's is counted once (a snapshot's items never change)."""
+    if _counted[0] is not items:
+        counts = Counter(item.category.split(".")[0] for item in items.values() if item.category and item.in_stock)
+        _counted[:] = [items, counts.most_common()]
+    return _counted[1]
+
+
+_counted: list = [None, []]  # the snapshot's items last counted (held, so its id is not reused), their counts
 
 
 def shop_page(request: Request, name: str, status: int = 200, **context: object) -> Response:

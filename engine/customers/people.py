@@ -164,9 +164,14 @@ class Erasure:
 
 
 async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: float, now: float) -> Erasure:
-    """Tombstone first (from then on no reader uses their events), then the Redis keys, then the
-    log segments that are closed and applied are rewritten without their lines."""
+    """Tombstones first (from then on no reader of the log uses their events, and no applier the
+    events still waiting in its queue or a topic), then the Redis keys, then the log segments that
+    are closed and applied are rewritten without their lines."""
     await asyncio.to_thread(erased.record, log_dir, person.visitor_ids, person.customer_ids, now)
+    async with redis.pipeline(transaction=False) as pipe:  # one slot per person: no transaction on a cluster
+        for key in [*map(keys.visitor, person.visitor_ids), *map(keys.customer, person.customer_ids)]:
+            pipe.set(keys.erasure(key), repr(now))
+        await pipe.execute()
     await preferences.unindex(redis, owners(person))  # while the records still say which items
     await viewers.unindex(redis, [o.member for o in owners(person)])
     deleted = await redis.delete(*redis_keys(person, dedup_window_s, now)) if person else 0

@@ -101,6 +101,7 @@ def transient(exc: BaseException) -> bool:
 class ApplyStats:
     applied: int = 0
     duplicates: int = 0
+    erased: int = 0  # accepted before their person was erased: not applied
     rounds: int = 0
 
 
@@ -121,6 +122,7 @@ class _Plan:
     fps: list[bytes] = field(default_factory=list)
     trending: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     duplicates: int = 0
+    erased: int = 0
     triggers: list[TriggerOp] = field(default_factory=list)
     touched: dict[str, list[bytes]] = field(default_factory=dict)  # customer id -> fingerprints that changed it
     counts: list[tuple[bytes, str, str, float, int]] = field(default_factory=list)  # per event, for the cluster
@@ -195,9 +197,10 @@ class EventApplier:
             for plan, ok in zip(plans, results):
                 queue = pending[plan.visitor_id]
                 if ok:
-                    del queue[: len(plan.done) + plan.duplicates]
+                    del queue[: len(plan.done) + plan.duplicates + plan.erased]
                     stats.applied += len(plan.done)
                     stats.duplicates += plan.duplicates
+                    stats.erased += plan.erased
                     trigger_ops += plan.triggers
                     if plan.done:
                         written[plan.visitor_id] = None
@@ -223,22 +226,27 @@ class EventApplier:
         customer_ids = sorted({e.customer_id for q in pending.values() for e in q if e.customer_id}
                               | known_customers)
         fingerprints = {vid: [fingerprint(e.event_id) for e in pending[vid]] for vid in visitor_ids}
-        visitor_replies, customer_replies, alias_replies = await self._read(visitor_ids, fingerprints, customer_ids,
-                                                                            bucket)
+        visitor_replies, customer_replies, alias_replies, erasure_replies = await self._read(
+            visitor_ids, fingerprints, customer_ids, bucket)
         customers: dict[str, _Cas] = {
             cid: _Cas(old=raw or b"") for cid, raw in zip(customer_ids, customer_replies)
         }
         # A customer id merged into another (engine.customers.merge) stands for it: its events go
         # there. A merge in between changes a profile read here, so this plan's compare-and-set fails.
         aliases = {cid: target.decode() for cid, target in zip(customer_ids, alias_replies) if target}
+        # Events accepted up to a person's erasure are not theirs to apply any more (keys.erasure).
+        customer_erased = {cid: float(at) for cid, at in zip(customer_ids, erasure_replies) if at}
         loaded: dict[str, CustomerProfile] = {}  # folded in place, plan after plan
         plans: list[_Plan] = []
         needed: set[str] = set()
         now = time.time()
         for i, vid in enumerate(visitor_ids):
-            raw_visitor, seen, raw_exposure = visitor_replies[3 * i: 3 * i + 3]
+            raw_visitor, seen, raw_exposure, raw_erased = visitor_replies[4 * i: 4 * i + 4]
             plan = _Plan(visitor_id=vid)
             plan.cas[keys.visitor(vid)] = _Cas(old=raw_visitor or b"", ttl=self._visitor_ttl)
+            # Compared, never written: an erase between this read and the write makes the write fail.
+            plan.cas[keys.erasure(keys.visitor(vid))] = _Cas(old=raw_erased or b"")
+            erased_at = float(raw_erased) if raw_erased else None
             shown = exposure.Exposure.decode(raw_exposure)
             visitor = VisitorProfile.decode(raw_visitor)
             changed: set[str] = set()
@@ -246,6 +254,9 @@ class EventApplier:
             for event, fp, recorded in zip(pending[vid], fingerprints[vid], seen):
                 if recorded == 49 or fp in seen_in_batch:  # b"1": applied already, or earlier in this batch
                     plan.duplicates += 1  # skipped where it stands: what the round consumes stays a prefix
+                    continue
+                if erased_at is not None and event.rt <= erased_at:
+                    plan.erased += 1  # skipped where it stands, as a duplicate is
                     continue
                 cid = event.customer_id or visitor.customer_id
                 if cid and cid not in customers:
@@ -260,6 +271,9 @@ class EventApplier:
                         visitor.customer_id = cid
                     if event.customer_id:
                         event = event.model_copy(update={"customer_id": cid})
+                if cid in customer_erased and event.rt <= customer_erased[cid]:
+                    plan.erased += 1
+                    continue
                 customer = None
                 if cid:
                     if cid not in loaded:
@@ -318,7 +332,7 @@ class EventApplier:
                     plan.cas[keys.exposure(vid)] = _Cas(old=raw_exposure or b"", new=new_exposure,
                                                         ttl=self._exposure_retention)
                 plans.append(plan)
-            elif plan.duplicates:
+            elif plan.duplicates or plan.erased:
                 plans.append(plan)  # nothing to write, but the queue must advance
         # Customers changed by one visitor's plan are the "old" value of the next plan touching
         # them: the scripts run in order, so the chain holds or fails as a whole.
@@ -342,10 +356,10 @@ class EventApplier:
         return info.price if info is not None else None
 
     async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
-                    customer_ids: list[str], bucket: int) -> tuple[list, list, list]:
-        """(profile, b"0"/b"1" seen flags, exposure) per visitor, the customers' profiles, then their
-        aliases (``keys.alias``): one script call per ``CHUNK`` visitors, all in one pipeline (one
-        round trip)."""
+                    customer_ids: list[str], bucket: int) -> tuple[list, list, list, list]:
+        """(profile, b"0"/b"1" seen flags, exposure, erasure time) per visitor, then the customers'
+        profiles, aliases (``keys.alias``) and erasure times: one script call per ``CHUNK`` visitors,
+        all in one pipeline (one round trip)."""
         calls: list[tuple[AsyncScript, list[str], list[object]]] = []
         for start in range(0, max(len(visitor_ids), 1), CHUNK):
             chunk = visitor_ids[start:start + CHUNK]
@@ -353,15 +367,16 @@ class EventApplier:
             args: list[object] = [len(chunk)]
             for vid in chunk:
                 keys_ += [keys.visitor(vid), keys.dedup(vid, bucket), keys.dedup(vid, bucket - 1),
-                          keys.exposure(vid)]
+                          keys.exposure(vid), keys.erasure(keys.visitor(vid))]
                 args.append(b"".join(fingerprints[vid]))
             if start + CHUNK >= len(visitor_ids):
-                keys_ += [keys.customer(cid) for cid in customer_ids] + [keys.alias(c) for c in customer_ids]
+                keys_ += ([keys.customer(c) for c in customer_ids] + [keys.alias(c) for c in customer_ids]
+                          + [keys.erasure(keys.customer(c)) for c in customer_ids])
             calls.append((self._read_script, keys_, args))
         executed = await self._run(calls, self._read_latency)
         replies = [value for chunk in executed for value in chunk]
-        split, n = 3 * len(visitor_ids), len(customer_ids)
-        return replies[:split], replies[split:split + n], replies[split + n:]
+        split, n = 4 * len(visitor_ids), len(customer_ids)
+        return replies[:split], replies[split:split + n], replies[split + n:split + 2 * n], replies[split + 2 * n:]
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
         """One script call per ``CHUNK`` plans, all in one pipeline. Chunks keep each call short:

@@ -50,14 +50,12 @@ class NotReplicated(RedisError):
 
 
 class ClusterApplier(EventApplier):
-    """``EventApplier`` for a ``RedisCluster`` client. The trigger hook writes across people in
-    ways not made cluster-safe yet, so it is refused here; login merges run in single-slot steps
-    (engine.customers.merge_apart)."""
+    """``EventApplier`` for a ``RedisCluster`` client, with the login merges
+    (``engine.customers.merge_apart``) and the trigger hook (``engine.triggers.hook``), both
+    written slot by slot."""
 
     def __init__(self, redis: RedisCluster, *args: Any, replicas: int = 1, timeout_s: float = 5.0,
                  **kwargs: Any) -> None:
-        if kwargs.get("triggers") is not None:
-            raise ValueError("triggers is not cluster-safe yet (engine/store/README.md#redis-cluster)")
         super().__init__(redis, *args, **kwargs)
         self._cluster = redis
         self._replicas = replicas
@@ -76,24 +74,25 @@ class ClusterApplier(EventApplier):
         return fp in self._customer_seen.get(customer_id, ())
 
     async def _read(self, visitor_ids: list[str], fingerprints: dict[str, list[bytes]],
-                    customer_ids: list[str], bucket: int) -> tuple[list, list, list]:
+                    customer_ids: list[str], bucket: int) -> tuple[list, list, list, list]:
         every = [fp for vid in visitor_ids for fp in fingerprints[vid]]
-        calls: list[Call] = [([keys.visitor(v), keys.dedup(v, bucket), keys.dedup(v, bucket - 1), keys.exposure(v)],
-                              [1, b"".join(fingerprints[v])]) for v in visitor_ids]
+        calls: list[Call] = [([keys.visitor(v), keys.dedup(v, bucket), keys.dedup(v, bucket - 1), keys.exposure(v),
+                               keys.erasure(keys.visitor(v))], [1, b"".join(fingerprints[v])]) for v in visitor_ids]
         calls += [([keys.customer(c), keys.customer_dedup(c, bucket), keys.customer_dedup(c, bucket - 1),
-                    keys.alias(c)], [1, b"".join(every)]) for c in customer_ids]
+                    keys.alias(c), keys.erasure(keys.customer(c))], [1, b"".join(every)]) for c in customer_ids]
         replies = await self._run(_READ_SCRIPT, calls, wait=False)
         visitor_replies = [value for reply in replies[:len(visitor_ids)] for value in reply]
         self._customer_seen = {}
-        profiles, aliases = [], []
-        for cid, (profile, seen, alias) in zip(customer_ids, replies[len(visitor_ids):]):
+        profiles, aliases, erasures = [], [], []
+        for cid, (profile, seen, alias, erased_at) in zip(customer_ids, replies[len(visitor_ids):]):
             profiles.append(profile)
             aliases.append(alias)
+            erasures.append(erased_at)
             self._customer_seen[cid] = {fp for fp, flag in zip(every, seen or b"") if flag == 49}  # b"1"
         for cid, alias in zip(customer_ids, aliases):
             if alias:  # merged away: the events its profile held went, or are going, to the survivor with it
                 self._customer_seen.setdefault(alias.decode(), set()).update(self._customer_seen[cid])
-        return visitor_replies, profiles, aliases
+        return visitor_replies, profiles, aliases, erasures
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:
         expire_at = int((bucket + 2) * self._window)

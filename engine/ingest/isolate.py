@@ -93,6 +93,7 @@ async def _halve(apply: Apply, events: list[Event], outcome: Outcome) -> None:
         return
     outcome.stats.applied += stats.applied
     outcome.stats.duplicates += stats.duplicates
+    outcome.stats.erased += stats.erased
     outcome.stats.rounds += stats.rounds
 
 

@@ -291,7 +291,7 @@ async def watchers(redis: Redis, item_id: str) -> list[Watcher]:
     while members := await redis.zrevrange(index, start, start + WATCHERS_READ - 1):
         start += WATCHERS_READ
         owners = [Owner.parse(m.decode() if isinstance(m, bytes) else m) for m in members]
-        raws = await redis.mget([*(o.key for o in owners), *(o.profile_key for o in owners)])
+        raws = await cluster.mget(redis, [*(o.key for o in owners), *(o.profile_key for o in owners)])
         stale, refile = [], []
         for i, owner in enumerate(owners):
             declared = Declared.decode(raws[i])
@@ -306,7 +306,7 @@ async def watchers(redis: Redis, item_id: str) -> list[Watcher]:
                 if linked:
                     refile.append(Owner("c", linked))
         if refile:  # the cookie's wishes moved to its customer at login (engine.profiles.fold.stitch)
-            raws = await redis.mget([o.profile_key for o in refile])
+            raws = await cluster.mget(redis, [o.profile_key for o in refile])
             for owner, raw in zip(refile, raws):
                 if item_id in _wishlist(owner, raw) and owner.member not in found:
                     found[owner.member] = Watcher(owner.member, None, False)
@@ -323,11 +323,15 @@ async def interested(redis: Redis, category: str | None, brand: str | None) -> l
     matched = interests.item_keys(category, brand)
     if not matched:
         return []
-    members = sorted({m.decode() if isinstance(m, bytes) else m for m in await redis.sunion(matched)})
+    if isinstance(redis, RedisCluster):  # the index keys sit in slots of their own
+        union = {m for key in matched for m in await redis.smembers(key)}
+    else:
+        union = await redis.sunion(matched)
+    members = sorted({m.decode() if isinstance(m, bytes) else m for m in union})
     found: list[str] = []
     for start in range(0, len(members), WATCHERS_READ):
         chunk = [Owner.parse(m) for m in members[start:start + WATCHERS_READ]]
-        raws = await redis.mget([o.key for o in chunk])
+        raws = await cluster.mget(redis, [o.key for o in chunk])
         stale: list[tuple[Owner, Declared]] = []
         for owner, raw in zip(chunk, raws):
             declared = Declared.decode(raw)

@@ -7,13 +7,20 @@ item -> views, ``+item`` -> cart adds), and per item a sorted set of the people 
 (``wb:{item}``). Both are bounded: an entry older than the TTL goes, an item keeps its most recent
 ``cap`` people, a person at most ``PER_PERSON`` items. An erasure reads the person's hash to remove
 their entries (``unindex``); ``viewers`` checks each entry against the hash and drops stale ones.
+
+On a Redis Cluster the two keys sit in different slots: ``note`` counts in the person's hash first
+(``NOTE_PERSON``), then adds the item's entry (``NOTE_ITEM``). A crash in between leaves a count
+without its entry (the person is reached from their next view on), never an entry without counts
+(which ``viewers`` would drop anyway); adding the entry again changes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from engine.store import cluster, keys
 
@@ -36,6 +43,26 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+# The same in two single-slot steps. NOTE_PERSON: KEYS the person's counts; ARGV field, ttl, cap per
+# person; 1 when counted.
+NOTE_PERSON = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) == 1 and redis.call('HLEN', KEYS[1]) > tonumber(ARGV[3]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# NOTE_ITEM: KEYS the item's viewers; ARGV person, now, ttl, cap per item.
+NOTE_ITEM = """
+if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) == 1 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Viewer:
@@ -48,6 +75,37 @@ def note_args(person: str, item_id: str, carted: bool, now: float, ttl_s: int, c
     """The keys and arguments of ``NOTE`` for one product view (or cart add, ``carted``)."""
     field = f"+{item_id}" if carted else item_id
     return [keys.item_viewers(item_id), keys.viewed_items(person)], [person, field, now, ttl_s, cap, PER_PERSON]
+
+
+class Noter:
+    """Counts a view or cart add: ``NOTE`` in one script on one Redis; on a cluster ``NOTE_PERSON``
+    then ``NOTE_ITEM``, each in its own slot."""
+
+    def __init__(self, redis: Redis, ttl_s: int, cap: int) -> None:
+        self._cluster = cluster.on_cluster(redis)
+        self._ttl_s, self._cap = ttl_s, cap
+        self._note = redis.register_script(NOTE)
+        self._person = redis.register_script(NOTE_PERSON)
+        self._item = redis.register_script(NOTE_ITEM)
+
+    async def queue(self, pipe: Pipeline, person: str, item_id: str, carted: bool, now: float) -> None:
+        """One Redis: queued on ``pipe`` (the hook's pipeline)."""
+        names, values = note_args(person, item_id, carted, now, self._ttl_s, self._cap)
+        await self._note(keys=names, args=values, client=pipe)
+
+    async def note(self, person: str, item_id: str, carted: bool, now: float) -> None:
+        """On a cluster: the person's count, then (when counted) the item's entry."""
+        if await self.count(None, person, item_id, carted):
+            await self.index(None, person, item_id, now)
+
+    async def count(self, pipe: Any, person: str, item_id: str, carted: bool) -> Any:
+        """The first step (``NOTE_PERSON``), queued on ``pipe`` when given: 1 when counted."""
+        field = f"+{item_id}" if carted else item_id
+        return await cluster.call(self._person, [keys.viewed_items(person)], [field, self._ttl_s, PER_PERSON], pipe)
+
+    async def index(self, pipe: Any, person: str, item_id: str, now: float) -> Any:
+        """The second step (``NOTE_ITEM``), queued on ``pipe`` when given."""
+        return await cluster.call(self._item, [keys.item_viewers(item_id)], [person, now, self._ttl_s, self._cap], pipe)
 
 
 async def viewers(redis: Redis, item_id: str) -> list[Viewer]:

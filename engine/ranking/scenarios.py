@@ -188,7 +188,21 @@ def for_you(model: ServedModel | None, catalogue: Catalogue, ctx: Context) -> li
     slots = int(ctx.new_item_share * ctx.n)
     if not picks or not slots or not model.view(catalogue).new_items:
         return picks
-    return explore(picks, new_for_person(model, catalogue, ctx, slots), ctx.n)
+    new = None
+    if ctx.precomputed is not None:
+        new = stored_new(model, catalogue, ctx.precomputed, slots,
+                         lambda item: item not in ctx.excluded and ctx.may_show(catalogue, item))
+    return explore(picks, new_for_person(model, catalogue, ctx, slots) if new is None else new, ctx.n)
+
+
+def stored_new(model: ServedModel, catalogue: Catalogue, kept: Stored, slots: int,
+               available: Callable[[str], bool]) -> list[tuple[str, str]] | None:
+    """The ``slots`` new items ``new_for_person`` would give now, from those applying the person's
+    events kept (engine.ranking.stored), when they were compared with the same new items; None
+    when they were not, or too few of them are still ``available`` to know."""
+    if kept.new_window != exploration_window(model, catalogue):
+        return None
+    return kept.new_items(available, slots)
 
 
 def _model_for_you(model: ServedModel, catalogue: Catalogue, ctx: Context) -> list[Pick]:

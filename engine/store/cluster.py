@@ -8,7 +8,11 @@ transaction's or an MGET's keys for one slot before sending it (engine/store/REA
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
+from redis.commands.core import AsyncScript
 
 CLUSTER_SAFE = (
     "applying events (engine.ingest.cluster.ClusterApplier)",
@@ -19,12 +23,11 @@ CLUSTER_SAFE = (
     "customer merges, by hand and at login (engine.customers.merge_apart: single-slot steps a retry completes)",
     "vitrine replay and segment counts (redis-py's SCAN visits every primary; DEL and MGET go per slot)",
     "paging, stored for-you lists, trending, the event log's checkpoint and retention",
+    "triggers and the viewers index they read (engine.triggers: shared keys under {tg}; a person's keys "
+    "written in steps of their own)",
 )
 
-NOT_CLUSTER_SAFE = (
-    "triggers, with the viewers index they keep (engine.triggers: the queue, once-index and a person's keys "
-    "in one script)",
-)
+NOT_CLUSTER_SAFE: tuple[str, ...] = ()  # a part listed here is off on a cluster, its requests answering 501
 
 
 class ClusterUnsupported(RuntimeError):
@@ -32,7 +35,9 @@ class ClusterUnsupported(RuntimeError):
 
 
 def limits() -> str:
-    """What a process started in cluster mode logs: what is off."""
+    """What a process started in cluster mode logs: what is off, if anything."""
+    if not NOT_CLUSTER_SAFE:
+        return f"VITRINE_REDIS_CLUSTER=true: every feature runs on a Redis Cluster: {'; '.join(CLUSTER_SAFE)}."
     return ("VITRINE_REDIS_CLUSTER=true: these features are off on a Redis Cluster (their requests answer 501): "
             f"{'; '.join(NOT_CLUSTER_SAFE)}. Cluster-safe: {'; '.join(CLUSTER_SAFE)}.")
 
@@ -54,3 +59,17 @@ def transactions(redis: Redis | RedisCluster) -> bool:
     """Whether a MULTI may span slots: not on a cluster. Index clean-ups (removals, idempotent) then
     go as a plain pipeline."""
     return not isinstance(redis, RedisCluster)
+
+
+def on_cluster(redis: Any) -> bool:
+    """Whether ``redis`` (a client) talks to a Redis Cluster."""
+    return isinstance(redis, RedisCluster)
+
+
+async def call(script: AsyncScript, keys: list[str], args: list[Any], client: Any = None) -> Any:
+    """Run a registered script, queued on ``client`` when it is a pipeline. On a cluster's
+    pipeline the script goes as EVAL: redis-py queues EVALSHA there without loading the script on
+    the slot's node first."""
+    if isinstance(client, ClusterPipeline):
+        return client.eval(script.script, len(keys), *keys, *args)
+    return await script(keys=keys, args=args, client=client)

@@ -11,6 +11,7 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
   itself as it is read, engine.profiles.preferences) and the declared-interest index (``ic:``,
   ``ib:``, engine.profiles.interests, cleaned the same way). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
+- No TTL: erasures (``er:``, below), which must outlive any event still waiting to be applied.
 - No TTL: identity (``ca:``, ``ci:``, ``em:``, ``cm:``, engine.customers.merge): which customer ids are
   one person must outlive the profiles, or a merged id's later events would start a second record.
 - A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
@@ -24,6 +25,7 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NamedTuple
 
 from redis.crc import key_slot
@@ -116,6 +118,16 @@ def counter_token(key: str, bucket: int) -> str:
     if "{" not in key and "}" not in key:
         return f"tk:{{{key}}}:{bucket}"
     return f"tk:{{{_slot_tags()[key_slot(key.encode())]}}}:{key}:{bucket}"
+
+
+@functools.lru_cache(maxsize=8192)  # each applied visitor's is named by the read and by the write
+def erasure(profile_key: str) -> str:
+    """When a person (``visitor(id)`` or ``customer(id)``) was last erased: events accepted up to
+    then are not applied (engine.ingest.apply), wherever they still wait (the apply queue, a Kafka
+    topic). In the profile's slot, so applying compares it with the profile; the id is hashed, as
+    in the log's tombstones (engine.events.erased). No TTL: a topic can hold events for ever."""
+    digest = hashlib.sha256(profile_key.encode()).hexdigest()
+    return f"er:{{{_slot_tags()[key_slot(profile_key.encode())]}}}:{digest}"
 
 
 def trending(epoch: int) -> str:

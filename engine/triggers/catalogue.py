@@ -9,6 +9,13 @@ A change is claimed with a lease (``Queue.claim``); its occurrences are armed by
 also removes it from the outbox, and only if it is still there: two processes that both claimed it
 (a lease ran out) arm it once. The occurrences' ``armed`` is the change's time, so their
 idempotency keys are the same whichever process fans the change out.
+
+On a Redis Cluster the outbox is written in the catalogue's transaction, so it shares the
+catalogue's slot (``{items}:tg:i``) and the occurrences sit in ``{tg}``: the commit is two steps.
+First, in ``{tg}``, the occurrences are armed unless the change's id is already among the changes
+fanned out (``tg:{tg}:i:c``, kept ``COMMITTED_KEPT_S``), and the id is added there in the same
+script; then the change leaves the outbox. A crash in between leaves the change to be claimed
+again after its lease: its first step finds the id and arms nothing, the second removes it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from redis.exceptions import RedisError
 from engine.catalog import Change, Item
 from engine.profiles import preferences
 from engine.profiles.viewers import viewers
+from engine.store import cluster
 from engine.triggers import keys
 from engine.triggers.hook import Op, TriggerHook
 from engine.triggers.kinds import KINDS
@@ -35,6 +43,7 @@ from engine.triggers.queue import Queue
 log = logging.getLogger(__name__)
 LEASE_S = 120.0
 BATCH = 200
+COMMITTED_KEPT_S = 7 * 86400  # far longer than a change can wait, leased, for its removal
 
 # Arm the occurrences (member, due, data triples) and drop the change, only if it is still the one
 # claimed: a change another process committed already arms nothing again.
@@ -51,6 +60,21 @@ end
 return 1
 """
 
+# On a cluster, the first step: KEYS the changes fanned out, the occurrences' zset and hash; ARGV the
+# change's id, now, kept seconds, then the occurrences' triples. 1 when armed now.
+_ARM_ONCE = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+for i = 4, #ARGV, 3 do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 2])
+  redis.call('ZADD', KEYS[2], ARGV[i + 1], ARGV[i])
+end
+return 1
+"""
+
 
 class CatalogueChanges:
     def __init__(self, redis: Redis, hook: TriggerHook, triggers: Callable[[], dict[str, Any]], *,
@@ -61,8 +85,10 @@ class CatalogueChanges:
         self._hook = hook
         self._triggers = triggers
         self._clock = clock
-        self.queue = Queue(redis, keys.CHANGES)
+        self._names = keys.names(cluster.on_cluster(redis))
+        self.queue = Queue(redis, self._names.changes)
         self._commit = redis.register_script(_COMMIT)
+        self._arm_once = redis.register_script(_ARM_ONCE)
 
     def wanted(self) -> bool:
         return any(t.enabled and hasattr(KINDS[t.kind], "on_item_changed") for t in self._triggers().values())
@@ -102,9 +128,17 @@ class CatalogueChanges:
         if old is None:
             await self._hook.on_item_changed(old, new, self._interested(new), index="interests", at=data["at"],
                                              write=collect)
-        args: list[Any] = [member, raw]
+        triples: list[Any] = []
         for op in ops:
-            args += [op.member, op.due, orjson.dumps(op.data)]
+            triples += [op.member, op.due, orjson.dumps(op.data)]
+        if self._names.cluster:
+            armed = await self._arm_once(keys=[self._names.committed, keys.OCCURRENCES, keys.data(keys.OCCURRENCES)],
+                                         args=[member, self._clock(), COMMITTED_KEPT_S, *triples])
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await self.queue.done(pipe, member, raw)
+                await pipe.execute()
+            return len(ops) if armed else 0
+        args: list[Any] = [member, raw, *triples]
         ok = await self._commit(keys=[self.queue.due_key, self.queue.data_key, keys.OCCURRENCES,
                                       keys.data(keys.OCCURRENCES)], args=args)
         return len(ops) if ok else 0

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from engine.store import cluster
 from engine.triggers import keys
 
 PAGE = 500
@@ -25,7 +26,7 @@ def cursor(since: str | None) -> str:
 async def read(redis: Redis, since: str | None, trigger: str | None, limit: int) -> dict[str, Any]:
     start, out, last = cursor(since), [], since
     while len(out) < limit:
-        entries = await redis.xrange(keys.DELIVERIES, start, "+", count=PAGE)
+        entries = await redis.xrange(keys.names(cluster.on_cluster(redis)).deliveries, start, "+", count=PAGE)
         for entry_id, fields in entries:
             last = entry_id.decode()
             doc = orjson.loads(fields[b"doc"])

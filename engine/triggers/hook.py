@@ -4,6 +4,14 @@ and which count as a conversion for a recent delivery.
 ``decide`` is pure and cheap (most event types interest no kind: one dict lookup); ``write``
 sends what the batch decided in one pipeline after the profiles are written. Occurrences whose
 due time is already long past (a replay of old events) are not scheduled.
+
+On a Redis Cluster the batch is one transaction in the ``{tg}`` slot (queue, once-index, counters)
+and, before it, the steps in the people's own slots (pipelined across the nodes, in the batch's
+order per slot): a value tier is swapped in ``tg:vt:`` first
+and its occurrence armed in the transaction; a conversion reads ``tg:t:`` first and counts in the
+transaction; a view is counted in ``wp:`` then ``wb:`` (``engine.profiles.viewers``). As on one
+Redis, these writes come after the events are applied and are not retried: a crash in between loses
+them (nothing armed twice).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from engine.events.schema import Event
 from engine.profiles import viewers
 from engine.profiles.preferences import Watcher, watcher_member
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
+from engine.store import cluster
 from engine.store import keys as store_keys
 from engine.triggers import keys
 from engine.triggers.decisions import Arm, Moved, Noted, Seen
@@ -52,6 +61,14 @@ for i = 7, #ARGV do
   end
 end
 return 0
+"""
+
+# On a cluster, a value tier's first step: record the new value, return the one recorded before.
+_SWAP = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return old
 """
 
 # A purchase or a return visit within a touch's window converts the person in that trigger's arm.
@@ -111,7 +128,9 @@ class TriggerHook:
         self._once = redis.register_script(_ARM_ONCE)
         self._convert = redis.register_script(_CONVERT)
         self._moved = redis.register_script(_MOVED)
-        self._note = redis.register_script(viewers.NOTE)
+        self._swap = redis.register_script(_SWAP)
+        self._noter = viewers.Noter(redis, viewers_ttl_s, viewers_max)
+        self._names = keys.names(cluster.on_cluster(redis))
 
     def _index(self) -> dict[str, list[tuple[str, Any]]]:
         defined = self._triggers()
@@ -204,6 +223,9 @@ class TriggerHook:
         """One pipeline for a batch; a failure is logged, not raised: the events are applied
         already, and applying them again would not decide anything again (duplicates)."""
         try:
+            if self._names.cluster:
+                await self._write_cluster(ops)
+                return
             async with self._redis.pipeline(transaction=False) as pipe:
                 for op in ops:
                     if op.kind == "arm":
@@ -217,11 +239,9 @@ class TriggerHook:
                                           args=[op.member, op.due, orjson.dumps(op.data), tid, op.moved.value,
                                                 self._state_ttl_s, *op.moved.fires_from], client=pipe)
                     elif op.kind == "note" and op.data is not None:
-                        note_keys, note_args = viewers.note_args(op.member, op.data["i"], op.data["c"], op.due,
-                                                                 *self._viewers)
-                        await self._note(keys=note_keys, args=note_args, client=pipe)
+                        await self._noter.queue(pipe, op.member, op.data["i"], op.data["c"], op.due)
                     elif op.kind == "once":
-                        await self._once(keys=[self.queue.due_key, self.queue.data_key, keys.ONCE],
+                        await self._once(keys=[self.queue.due_key, self.queue.data_key, self._names.once],
                                    args=[op.member, op.member, op.due, orjson.dumps(op.data)], client=pipe)
                     else:
                         await self._convert(keys=[store_keys.trigger_touches(op.member)],
@@ -229,3 +249,60 @@ class TriggerHook:
                 await pipe.execute()
         except RedisError as exc:
             log.warning("%d trigger updates lost (%s: %s)", len(ops), type(exc).__name__, exc)
+
+    async def _write_cluster(self, ops: list[Op]) -> None:
+        """``write`` on a cluster: first each person's steps (in order per person, people at once),
+        then the ``{tg}`` writes they lead to, in the batch's order, as one transaction."""
+        names = self._names
+        found = await self._person_steps(ops)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for n, op in enumerate(ops):
+                if op.kind == "arm":
+                    self.queue.put(pipe, op.member, op.due, op.data or {})
+                elif op.kind == "cancel":
+                    self.queue.cancel(pipe, op.member)
+                elif op.kind == "moved" and op.moved is not None:
+                    old = found[n]
+                    old = old.decode() if isinstance(old, bytes) else old
+                    if old and old != op.moved.value and old in op.moved.fires_from:
+                        self.queue.put(pipe, op.member, op.due, {**(op.data or {}), "from": old})
+                elif op.kind == "once":
+                    await cluster.call(self._once, [self.queue.due_key, self.queue.data_key, names.once],
+                                       [op.member, op.member, op.due, orjson.dumps(op.data)], pipe)
+                elif op.kind == "convert":
+                    for tid, touch in (found[n] or {}).items():
+                        arm, ts, window = touch.decode().split("|")
+                        if float(ts) <= op.due <= float(ts) + float(window):
+                            pipe.sadd(names.converted(tid.decode(), arm), op.member)
+                            if op.revenue > 0:
+                                pipe.hincrbyfloat(names.revenue(tid.decode(), arm), op.member, op.revenue)
+            await pipe.execute()
+
+    async def _person_steps(self, ops: list[Op]) -> dict[int, Any]:
+        """The steps in a person's own slot, by op index: a value tier's swap (the tier recorded
+        before), a conversion's touches, a view's count; then the counted views' index entries.
+        Each is one pipeline across the cluster's nodes, which keeps a slot's commands in order."""
+        stepped: list[int] = []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for n, op in enumerate(ops):
+                if op.kind == "moved" and op.moved is not None:
+                    tid, person = op.member.split("|", 1)
+                    await cluster.call(self._swap, [store_keys.trigger_tiers(person.split(":", 1)[1])],
+                                       [tid, op.moved.value, self._state_ttl_s], pipe)
+                elif op.kind == "note" and op.data is not None:
+                    await self._noter.count(pipe, op.member, op.data["i"], op.data["c"])
+                elif op.kind == "convert":
+                    pipe.hgetall(store_keys.trigger_touches(op.member))
+                else:
+                    continue
+                stepped.append(n)
+            replies = await pipe.execute() if stepped else []
+        found = dict(zip(stepped, replies))
+        views = [n for n in stepped if ops[n].kind == "note" and found[n]]
+        if views:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for n in views:
+                    op = ops[n]
+                    await self._noter.index(pipe, op.member, (op.data or {})["i"], op.due)
+                await pipe.execute()
+        return found

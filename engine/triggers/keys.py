@@ -1,7 +1,12 @@
 """Redis keys of the triggers. The queues share the hash tag ``{tg}``: a claim script touches
 both keys of one queue. None carries a TTL: what is scheduled or counted must survive memory
 pressure. A person's own keys (their send log and touches) are ``engine.store.keys``', beside
-their other keys, so an erasure finds them."""
+their other keys, so an erasure finds them.
+
+On a Redis Cluster (``names(True)``) every shared key (once-index, streams, dead letters, counters)
+also carries ``{tg}``, so a decision's transaction and the hook's scripts stay in one slot; the
+catalogue changes' outbox carries the catalogue's ``{items}`` instead, as it is written in the
+catalogue's own transaction. One Redis keeps the names below."""
 
 from __future__ import annotations
 
@@ -19,20 +24,53 @@ def data(queue: str) -> str:
     return f"{queue}:d"
 
 
+class Names:
+    """The shared keys' names: ``prefix`` is ``tg:`` on one Redis, ``tg:{tg}:`` on a cluster."""
+
+    def __init__(self, cluster: bool) -> None:
+        self.cluster = cluster
+        self.prefix = "tg:{tg}:" if cluster else "tg:"
+        self.changes = "{items}:tg:i" if cluster else CHANGES
+        self.committed = "tg:{tg}:i:c"  # cluster only: catalogue changes already fanned out (zset id -> time)
+        self.once = self.prefix + "once"
+        self.deliveries = self.prefix + "deliveries"
+        self.held_out = self.prefix + "held"
+        self.dead = self.prefix + "dead"
+
+    def stats(self, trigger: str) -> str:
+        """Counters: suppressions by reason, deliveries and webhook outcomes."""
+        return f"{self.prefix}n:{trigger}"
+
+    def people(self, trigger: str, arm: str) -> str:
+        return f"{self.prefix}p:{trigger}:{arm}"
+
+    def converted(self, trigger: str, arm: str) -> str:
+        return f"{self.prefix}c:{trigger}:{arm}"
+
+    def revenue(self, trigger: str, arm: str) -> str:
+        """Hash person -> revenue within the attribution window."""
+        return f"{self.prefix}r:{trigger}:{arm}"
+
+
+_NAMES = {False: Names(False), True: Names(True)}
+
+
+def names(cluster: bool) -> Names:
+    return _NAMES[cluster]
+
+
 def stats(trigger: str) -> str:
-    """Counters: suppressions by reason, deliveries and webhook outcomes."""
-    return f"tg:n:{trigger}"
+    """Counters on one Redis (``Names.stats``)."""
+    return _NAMES[False].stats(trigger)
 
 
 def people(trigger: str, arm: str) -> str:
-    return f"tg:p:{trigger}:{arm}"
+    return _NAMES[False].people(trigger, arm)
 
 
 def converted(trigger: str, arm: str) -> str:
-    return f"tg:c:{trigger}:{arm}"
+    return _NAMES[False].converted(trigger, arm)
 
 
 def revenue(trigger: str, arm: str) -> str:
-    """Hash person -> revenue within the attribution window."""
-    return f"tg:r:{trigger}:{arm}"
-
+    return _NAMES[False].revenue(trigger, arm)

@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from engine.store import cluster
 from engine.triggers import keys, webhook
 from engine.triggers.queue import Queue
 
@@ -59,6 +60,7 @@ class TopicOutbox:
         self.publisher = publisher
         self.secret = secret
         self.queue = Queue(redis, keys.TOPIC)
+        self.names = keys.names(cluster.on_cluster(redis))
         self.lease_s = publisher.timeout_s * 2 + 5  # also the wait before a failed publish is retried
 
     def put(self, pipe: Pipeline, doc: dict[str, Any], now: float) -> None:
@@ -78,12 +80,12 @@ class TopicOutbox:
                         self.lease_s, exc)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for doc in docs:
-                    pipe.hincrby(keys.stats(doc["trigger"]), "topic:retried", 1)
+                    pipe.hincrby(self.names.stats(doc["trigger"]), "topic:retried", 1)
                 await pipe.execute()
             return 0
         async with self.redis.pipeline(transaction=True) as pipe:
             for (member, raw), doc in zip(claimed, docs):
                 await self.queue.done(pipe, member, raw)
-                pipe.hincrby(keys.stats(doc["trigger"]), "topic:produced", 1)
+                pipe.hincrby(self.names.stats(doc["trigger"]), "topic:produced", 1)
             await pipe.execute()
         return len(claimed)

@@ -14,6 +14,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from engine.store import cluster
 from engine.triggers import keys
 
 _CLAIM = """
@@ -64,7 +65,7 @@ class Queue:
 
     async def done(self, pipe: Pipeline, member: str, raw: bytes) -> None:
         """Queued on ``pipe``: remove the member if its data is still ``raw``."""
-        await self._done(keys=[self.due_key, self.data_key], args=[member, raw], client=pipe)
+        await cluster.call(self._done, [self.due_key, self.data_key], [member, raw], pipe)
 
     def again(self, pipe: Pipeline, member: str, due: float, data: dict[str, Any]) -> None:
         """Put back for later (quiet hours, a retry) with updated data."""

@@ -11,18 +11,20 @@ from typing import Any
 from redis.asyncio import Redis
 
 from engine.merch.experiments import report as experiment_report
+from engine.store import cluster
 from engine.triggers import keys
 
 ARMS = ("sent", "control")
 
 
 async def counters(redis: Redis, trigger_id: str) -> dict[str, Any]:
+    names = keys.names(cluster.on_cluster(redis))
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.stats(trigger_id))
+        pipe.hgetall(names.stats(trigger_id))
         for arm in ARMS:
-            pipe.scard(keys.people(trigger_id, arm))
-            pipe.scard(keys.converted(trigger_id, arm))
-            pipe.hvals(keys.revenue(trigger_id, arm))
+            pipe.scard(names.people(trigger_id, arm))
+            pipe.scard(names.converted(trigger_id, arm))
+            pipe.hvals(names.revenue(trigger_id, arm))
         replies = await pipe.execute()
     stats = {k.decode(): int(v) for k, v in replies[0].items()}
     out: dict[str, Any] = {"stats": stats}
@@ -74,10 +76,11 @@ async def trigger_report(redis: Redis, trigger_id: str, definition: Any) -> dict
 
 async def reported(redis: Redis, defined: set[str]) -> list[str]:
     """The triggers with a report: those defined, and those gone from the rules that left counters."""
-    prefix = keys.stats("")
-    gone = {k.decode().removeprefix(prefix) async for k in redis.scan_iter(match=keys.stats("*"), count=1000)}
+    names = keys.names(cluster.on_cluster(redis))
+    prefix = names.stats("")
+    gone = {k.decode().removeprefix(prefix) async for k in redis.scan_iter(match=names.stats("*"), count=1000)}
     return sorted(defined | gone)
 
 
 async def has_counters(redis: Redis, trigger_id: str) -> bool:
-    return bool(await redis.exists(keys.stats(trigger_id)))
+    return bool(await redis.exists(keys.names(cluster.on_cluster(redis)).stats(trigger_id)))

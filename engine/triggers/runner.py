@@ -6,6 +6,13 @@ occurrence was armed. A decision is written in one transaction with the occurren
 an occurrence yields one document, whichever process claims it and however often it restarts.
 ``post_due`` posts the documents to the webhook, backing off and dead-lettering. ``clock`` is
 injectable: tests move time instead of waiting.
+
+On a Redis Cluster the decision's transaction holds only ``{tg}`` keys (``keys.names``); the
+person's own keys are written before it, each in its own slot: the send in their caps
+(``engine.triggers.caps``, as on one Redis), then their touch (``tg:t:``, the attribution). A crash
+between those and the transaction leaves the occurrence claimed: claimed again after the lease, it
+finds its send recorded under the same idempotency key (not counted twice), rewrites the touch, and
+the transaction writes the document once. A crash after the transaction has nothing left to do.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from engine.merch.live import RulesSnapshot
 from engine.profiles import preferences
 from engine.profiles.store import load_profiles
 from engine.ranking.request import RecoRequest
+from engine.store import cluster
 from engine.store import keys as store_keys
 from engine.triggers import keys, suppress, webhook
 from engine.triggers.caps import Caps
@@ -88,6 +96,8 @@ class TriggerRunner:
         self.changes = changes
         self.topic = TopicOutbox(redis, publisher, config.webhook_secret) if publisher is not None else None
         self.caps = Caps(redis, SENDS_KEPT_S)
+        self.names = keys.names(cluster.on_cluster(redis))
+        self._mget = redis.mget_nonatomic if self.names.cluster else redis.mget
         self.http = httpx.AsyncClient(timeout=config.timeout_s, limits=httpx.Limits(
             max_connections=CONCURRENT_POSTS, max_keepalive_connections=CONCURRENT_POSTS))
         self._posts = asyncio.Semaphore(CONCURRENT_POSTS)
@@ -141,7 +151,7 @@ class TriggerRunner:
             await self.occurrences.done(pipe, member, raw)
             outcome = await self._outcome(pipe, member, data, trigger, snap, now)
             if outcome:
-                pipe.hincrby(keys.stats(tid), outcome, 1)
+                pipe.hincrby(self.names.stats(tid), outcome, 1)
             await pipe.execute()
 
     async def _outcome(self, pipe: Any, member: str, data: dict[str, Any], trigger: Any, snap: RulesSnapshot,
@@ -150,7 +160,7 @@ class TriggerRunner:
         if trigger is None or not trigger.enabled:
             return None  # removed from the rules since it was armed
         tid, vid, cid = data["t"], data["v"], data.get("c")
-        visitor, customer, cid = await load_profiles(self.redis.mget, vid, cid)
+        visitor, customer, cid = await load_profiles(self._mget, vid, cid)
         person_id = cid or vid
         declared: tuple[list[str], list[str]] = ([], [])
         if snap.segments.needs_declared or _declares(trigger.audience):
@@ -174,17 +184,25 @@ class TriggerRunner:
         if until is not None:
             self.occurrences.again(pipe, member, until, data)
             return f"deferred:{suppress.QUIET_HOURS}"
-        pipe.sadd(keys.people(tid, arm), person_id)
-        pipe.hset(store_keys.trigger_touches(person_id), tid, f"{arm}|{now}|{trigger.attribution_s}")
-        pipe.expire(store_keys.trigger_touches(person_id), max(t.attribution_s for t in snap.rules.triggers.values()))
-        pipe.hincrby(keys.stats(tid), f"{arm}:deliveries", 1)
+        pipe.sadd(self.names.people(tid, arm), person_id)
+        touches = store_keys.trigger_touches(person_id)
+        touch, kept = f"{arm}|{now}|{trigger.attribution_s}", max(t.attribution_s for t in snap.rules.triggers.values())
+        if self.names.cluster:  # its own slot: written before the transaction
+            async with self.redis.pipeline(transaction=True) as own:
+                own.hset(touches, tid, touch)
+                own.expire(touches, kept)
+                await own.execute()
+        else:
+            pipe.hset(touches, tid, touch)
+            pipe.expire(touches, kept)
+        pipe.hincrby(self.names.stats(tid), f"{arm}:deliveries", 1)
         if arm == "control":
             held = {"id": key, "trigger": tid, "visitor_id": vid, "customer_id": cid, "at": now}
-            pipe.xadd(keys.HELD_OUT, {"doc": orjson.dumps(held)}, maxlen=self.config.kept, approximate=True)
+            pipe.xadd(self.names.held_out, {"doc": orjson.dumps(held)}, maxlen=self.config.kept, approximate=True)
             return f"suppressed:{suppress.CONTROL_GROUP}"
         doc = await self._document(key, tid, trigger, person, vid, data, snap, now)
         body = orjson.dumps(doc)
-        pipe.xadd(keys.DELIVERIES, {"doc": body}, maxlen=self.config.kept, approximate=True)
+        pipe.xadd(self.names.deliveries, {"doc": body}, maxlen=self.config.kept, approximate=True)
         if self.config.webhook_url:
             self.outbox.put(pipe, key, now, {"doc": doc, "attempts": 0})
         if self.topic is not None:
@@ -231,18 +249,18 @@ class TriggerRunner:
                 tid = entry["doc"]["trigger"]
                 if error is None:
                     await self.outbox.done(pipe, member, raw)
-                    pipe.hincrby(keys.stats(tid), "webhook:delivered", 1)
+                    pipe.hincrby(self.names.stats(tid), "webhook:delivered", 1)
                     continue
                 attempts = entry["attempts"] + 1
                 if attempts >= self.config.attempts:
                     await self.outbox.done(pipe, member, raw)
-                    pipe.lpush(keys.DEAD, orjson.dumps({**entry, "attempts": attempts, "error": error, "at": now}))
-                    pipe.ltrim(keys.DEAD, 0, self.config.kept - 1)
-                    pipe.hincrby(keys.stats(tid), "webhook:dead_letter", 1)
+                    pipe.lpush(self.names.dead, orjson.dumps({**entry, "attempts": attempts, "error": error, "at": now}))
+                    pipe.ltrim(self.names.dead, 0, self.config.kept - 1)
+                    pipe.hincrby(self.names.stats(tid), "webhook:dead_letter", 1)
                     log.warning("webhook document %s dead-lettered after %d attempts (%s)", member, attempts, error)
                 else:
                     wait = webhook.backoff(attempts, self.config.backoff_s, self.config.max_backoff_s)
                     self.outbox.again(pipe, member, now + wait, {**entry, "attempts": attempts, "error": error})
-                    pipe.hincrby(keys.stats(tid), "webhook:retried", 1)
+                    pipe.hincrby(self.names.stats(tid), "webhook:retried", 1)
             await pipe.execute()
         return len(claimed)

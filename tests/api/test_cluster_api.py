@@ -1,6 +1,6 @@
 """The core API flow on a real three-primary Redis Cluster (tests/redis_cluster.py): catalogue in,
 events in through POST /v1/events, personal recommendations out; customer merges by hand and at login
-as on one Redis; and the triggers, not cluster-safe yet, off."""
+as on one Redis."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from engine.catalog import upsert_items
 from engine.events import erased
 from engine.ingest.importer import ImportReport, read_items
 from engine.store import keys
-from engine.store.cluster import ClusterUnsupported
 from engine.store.connect import connect_cluster
 from tests.conftest import ADMIN, make_settings
 from tests.redis_cluster import Cluster
@@ -128,12 +127,6 @@ def test_segment_counts_scan_every_primary(client: TestClient, cluster: Cluster)
     assert (body["sample_size"], body["total"]) == (12, 12), body
     assert body["count_method"] == "counted over all 12 visitor profiles"
     assert {s["name"]: s["count"] for s in body["segments"]}["new"] == 12
-
-
-def test_a_feature_not_cluster_safe_is_off(client: TestClient, cluster: Cluster) -> None:
-    assert client.app.state.triggers is None  # no trigger runner on a cluster
-    with pytest.raises(ClusterUnsupported, match="triggers"):
-        client.app.state.engine.trigger_runner()
 
 
 def merge_story(client: TestClient) -> dict[str, object]:

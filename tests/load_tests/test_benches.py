@@ -116,6 +116,35 @@ def test_loads_taken_in_rounds_are_reported_as_one() -> None:
     assert LoadResult("noop", 1, 1.0).server_cpu_us is None  # not measured
 
 
+def test_the_load_generator_counts_degraded_answers() -> None:
+    """A recommendation answered from the model alone (``"degraded":true``) is counted, so that a
+    load that measured the cheaper path says so."""
+    import asyncio
+
+    from load_tests.httpload import run_load
+
+    async def load() -> tuple[int, int]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            n = 0
+            try:
+                while await reader.readuntil(b"\r\n\r\n"):
+                    body = b'{"items":[],"degraded":true}' if n % 2 else b'{"items":[]}'
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    n += 1
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()  # the load generator hung up
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        result = await run_load("home", "127.0.0.1", port, lambda n: "/", connections=1, seconds=0.3, warmup_s=0)
+        server.close()
+        return result.requests, result.degraded
+
+    requests, degraded = asyncio.run(load())
+    assert requests > 10 and abs(degraded - requests / 2) <= 1
+
+
 def test_the_server_cpu_read_covers_the_process_and_its_children() -> None:
     """The bench's server with several workers is a parent and its worker processes."""
     from load_tests.bench import process_cpu_s
@@ -171,3 +200,43 @@ def test_bench_new_items_are_left_out_of_training_and_loaded_after_it(redis_url:
     assert {row.item_id for row in interactions(events, catalogue=AllBut(held))} == {"m2"}
     assert sorted(asyncio.run(load_items(redis_url, items_csv))) == ["m1", "m2", "n1"]
     assert redis_sync.Redis.from_url(redis_url).hexists(keys.CATALOGUE, "n1")
+
+
+def test_bench_on_a_cluster_reports_both_redis_setups_side_by_side(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vitrine bench --cluster``, tiny: in one run, the same shop served from one Redis and from a
+    real 3-primary, 3-replica Redis Cluster, each endpoint answered without an error on both, with
+    the ratios to each one's own no-op, the Redis commands per request, and cluster / single."""
+    from load_tests.bench import BenchConfig, markdown, run
+
+    # The servers' Redis budget is 1 s, not 50 ms, as in the other tests (tests/conftest.py): on a
+    # loaded test machine a read can miss 50 ms, and the breaker would then skip Redis for a second.
+    monkeypatch.setenv("VITRINE_REDIS_TIMEOUT_S", "1")
+
+    report = run(BenchConfig(seconds=0.8, connections=4, workers=(1,), visitors=60, freshness_samples=5,
+                             cluster=True, out_dir=tmp_path))
+    runs = {run_["redis"]: run_ for run_ in report["runs"]}
+    assert sorted(runs) == ["cluster", "single"] and all(r["workers"] == 1 for r in runs.values())
+    for run_ in runs.values():
+        results = {(r["name"], r["connections"]): r for r in run_["results"]}
+        assert sorted(results) == [("noop", 1), ("noop", 4), ("recommendations:home", 1), ("recommendations:home", 4)]
+        for r in results.values():
+            assert r["requests"] > 50 and r["rps"] > 0 and r["errors"] == 0 and r["non_200"] == 0
+            assert r["degraded"] == 0  # every answer read Redis
+            assert 0 < r["p50_ms"] <= r["p99_ms"] < 1000 and r["server_cpu_us"] > 0
+        # A home request reads its visitor's keys with one MGET (one slot, on the cluster too); a
+        # no-op reads nothing, so only background polls count there.
+        for connections in (1, 4):
+            assert 0.9 <= results[("recommendations:home", connections)]["redis_commands_per_request"] < 3
+            assert results[("noop", connections)]["redis_commands_per_request"] < 0.1
+        assert {"p99_ratio_c1", "rps_ratio_c4", "server_cpu_ratio_c1"} <= set(run_["ratios"])
+        assert all(v > 0 for v in run_["ratios"].values())
+        assert run_["freshness_ms"]["samples"] == 5
+    versus = report["cluster_vs_single"]["1"]
+    assert {"home_p50_c1", "home_p99_c1", "home_rps_c4", "home_server_cpu_c1", "home_redis_commands_c1",
+            "noop_rps_c1"} <= set(versus)
+    assert all(0.05 < v < 20 for v in versus.values())
+    assert report["apply"]["cluster_events_per_s_storing_lists"] > 0
+    text = markdown(report)
+    assert "1 uvicorn worker(s), one Redis" in text and "a Redis Cluster (3 primaries + 3 replicas)" in text
+    assert "## Redis Cluster / one Redis" in text and "home_p99_c1 = " in text

@@ -56,6 +56,26 @@ def test_events_through_the_api_reach_profiles_and_recommendations(kafka_setting
         assert home["items"] == live["items"] and home["items"][0]["reason"].startswith("because_you_viewed:")
 
 
+def test_an_erase_reaches_the_events_still_in_the_topic(kafka_settings: Settings, catalogue: None,
+                                                        start_worker) -> None:
+    """Events accepted before an erase and not yet applied (no worker was running) are dropped when a
+    worker reads them; the person's events accepted after it, and everyone else's, apply."""
+    r = redis.Redis.from_url(kafka_settings.redis_url)
+    with TestClient(create_app(kafka_settings)) as api:
+        before = [{"event_id": f"er-{i}", "type": "product_view", "visitor_id": visitor_id, "item_id": item}
+                  for i, (visitor_id, item) in enumerate([("v-gone", "85123A"), ("v-gone", "71053"),
+                                                          ("v-kept", "84406B")])]
+        assert api.post("/v1/events", json={"events": before}).status_code == 200
+        assert api.delete("/v1/people/v-gone", headers=ADMIN).status_code == 200
+        after = {"event_id": "er-9", "type": "product_view", "visitor_id": "v-gone", "item_id": "22423"}
+        assert api.post("/v1/events", json={"events": [after]}).status_code == 200
+    worker = start_worker()
+    wait_until(lambda: visitor(r, "v-gone").get("si") == ["22423"], what="the event after the erase to apply")
+    assert visitor(r, "v-kept").get("si") == ["84406B"]
+    dropped = lambda: sum(map(int, re.findall(r"dropped (\d+) events of people erased", worker.output())))  # noqa: E731
+    wait_until(lambda: dropped() == 2, what="the worker to say it dropped both")
+
+
 def assigned_partitions(worker: VitrineProcess, topic: str) -> set[int]:
     """The last assignment faust logged for ``topic`` (its "Topic Partition Set" table)."""
     found = re.findall(rf"\| {re.escape(topic)}\s+\| \{{([\d, -]*)\}}", worker.output())

@@ -1,17 +1,17 @@
 -- Read what applying a batch needs, in one call: each visitor's profile, which of its event
--- fingerprints are already recorded (current or previous dedup bucket) and its exposure state,
--- then customer profiles.
+-- fingerprints are already recorded (current or previous dedup bucket), its exposure state and
+-- when it was last erased, then customer keys.
 --
--- KEYS: per visitor (profile, dedup now, dedup previous, exposure), then customer profile keys.
+-- KEYS: per visitor (profile, dedup now, dedup previous, exposure, erasure), then customer keys.
 -- ARGV: number of visitors, then per visitor its 8-byte fingerprints concatenated (one argument:
 --       client-side cost is per argument).
 -- Returns per visitor: the profile (nil if none), a string with '1' (seen) or '0' per
--- fingerprint, the exposure state (nil if none); then each customer profile (nil if none).
+-- fingerprint, the exposure state and the erasure time (nil if none); then each customer key's value.
 local n_visitors = tonumber(ARGV[1])
 local out = {}
 local a = 2
 for i = 0, n_visitors - 1 do
-  local k = 4 * i
+  local k = 5 * i
   out[#out + 1] = redis.call('GET', KEYS[k + 1])
   local fps = ARGV[a]
   local seen = {}
@@ -25,7 +25,8 @@ for i = 0, n_visitors - 1 do
   end
   out[#out + 1] = table.concat(seen)
   out[#out + 1] = redis.call('GET', KEYS[k + 4])
+  out[#out + 1] = redis.call('GET', KEYS[k + 5])
   a = a + 1
 end
-for c = 4 * n_visitors + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[c]) end
+for c = 5 * n_visitors + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[c]) end
 return out

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from pathlib import Path
 
 from redis.asyncio import Redis
 
+from engine.customers import people
 from engine.store import keys
 from engine.ingest.apply import EventApplier
 from engine.events.schema import Event
@@ -161,4 +163,42 @@ def test_scripts_flushed_from_the_server_are_loaded_again(redis_url: str) -> Non
         assert (await visitor(redis, "noscript")).session_items == ["b", "a"]
         await redis.aclose()
 
+    run(scenario())
+
+
+def test_events_accepted_before_an_erase_are_not_applied(redis_url: str, tmp_path: Path) -> None:
+    """What still waits when a person is erased (an apply queue, a Kafka topic) does not bring them
+    back: their events accepted up to the erase are dropped, whichever cookie carries them, even when
+    the erase lands between the applier's read and its write; later events start a new profile."""
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        app = applier(redis)
+        t0 = time.time() - 60
+        await app.apply([ev("product_view", visitor="ve", item_id="a", ts=t0, customer_id="ce")])
+        erased_at = time.time()
+        await people.erase(redis, await people.find(redis, "ve"), log_dir=tmp_path, dedup_window_s=600,
+                           now=erased_at)
+        assert await redis.get(keys.visitor("ve")) is None and await redis.get(keys.customer("ce")) is None
+        waiting = [ev("add_to_cart", visitor="ve", item_id="a", ts=t0 + 1),
+                   ev("purchase", visitor="ve-phone", item_id="b", price=2.0, ts=t0 + 2, customer_id="ce")]
+        stats = await app.apply(waiting)
+        assert (stats.applied, stats.erased) == (0, 2)
+        for key in (keys.visitor("ve"), keys.visitor("ve-phone"), keys.customer("ce")):
+            assert await redis.get(key) is None
+        later = ev("product_view", visitor="ve", item_id="b")
+        assert (await app.apply([later])).applied == 1 and (await visitor(redis, "ve")).customer_id is None
+
+        class EraseBeforeWriting(EventApplier):
+            async def _write(self, plans, bucket):  # noqa: ANN001, ANN202
+                if not erasing.done():
+                    erasing.set_result(await people.erase(redis, await people.find(redis, "vr"), log_dir=tmp_path,
+                                                          dedup_window_s=600, now=time.time()))
+                return await super()._write(plans, bucket)
+        erasing: asyncio.Future = asyncio.get_running_loop().create_future()
+        racing = EraseBeforeWriting(redis, INFO.get, ProfileConfig(), visitor_ttl_s=3600, customer_ttl_s=7200,
+                                    dedup_window_s=600, trending_clock=TrendingClock(3600))
+        stats = await racing.apply([ev("product_view", visitor="vr", item_id="a", ts=time.time() - 1)])
+        assert (stats.applied, stats.erased, stats.rounds) == (0, 1, 2)
+        assert await redis.get(keys.visitor("vr")) is None
+        await redis.aclose()
     run(scenario())

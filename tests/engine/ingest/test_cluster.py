@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis, RedisCluster
 
 from engine.catalog import ItemInfo
+from engine.customers import people
 from engine.events.schema import Event
 from engine.ingest.apply import EventApplier, transient
 from engine.ingest.cluster import ClusterApplier, NotReplicated
@@ -157,3 +158,27 @@ async def _stream_through_failover(cluster: Cluster, redis_url: str) -> None:
     assert await stored(redis, wanted) == await reference(redis_url, batches, wanted)
     await app.aclose()
     await redis.aclose()
+
+
+def test_events_waiting_when_a_person_is_erased_are_dropped(cluster: Cluster, tmp_path: Path) -> None:
+    """The erasure tombstones sit in each profile's slot: the cluster applier drops a visitor's and a
+    customer's waiting events as one Redis does, and a later event starts afresh."""
+    async def scenario() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        app = applier(redis)
+        vid, cid, t0 = "cookie-e", "cust-e", time.time() - 30 * 86400  # too old for trending
+        assert redis.keyslot(keys.visitor(vid)) != redis.keyslot(keys.customer(cid))
+        assert redis.keyslot(keys.erasure(keys.visitor(vid))) == redis.keyslot(keys.visitor(vid))
+        assert redis.keyslot(keys.erasure(keys.customer(cid))) == redis.keyslot(keys.customer(cid))
+        await app.apply([ev("login", vid, t0, customer_id=cid), ev("product_view", vid, t0 + 1, item_id="i1")])
+        await people.erase(redis, await people.find(redis, vid), log_dir=tmp_path, dedup_window_s=600, now=time.time())
+        stats = await app.apply([ev("product_view", vid, t0 + 2, item_id="i2"),
+                                 ev("add_to_cart", "cookie-e2", t0 + 3, item_id="i3", customer_id=cid)])
+        assert (stats.applied, stats.erased) == (0, 2)
+        assert await stored(redis, [keys.visitor(vid), keys.visitor("cookie-e2"), keys.customer(cid)]) == dict.fromkeys(
+            [keys.visitor(vid), keys.visitor("cookie-e2"), keys.customer(cid)])
+        assert (await app.apply([ev("login", vid, time.time() + 1, customer_id="cust-e3")])).applied == 1
+        await app.aclose()
+        await redis.aclose()
+
+    asyncio.run(scenario())

@@ -19,6 +19,7 @@ from engine.ranking import scenarios, stored
 from engine.catalog import Item, delete_items, load_catalogue, upsert_items
 from engine.events.schema import Event
 from engine.ingest.importer import ImportReport, read_items
+from engine.profiles.preferences import Declared
 from engine.profiles.shapes import VisitorProfile
 from engine.ranking.request import RecoRequest
 from engine.runtime import Engine
@@ -199,6 +200,12 @@ def test_a_stored_list_serves_while_the_catalogue_has_new_items(with_engine,  # 
         raw[7][1] = "similar_content:stored"
         await engine.redis.set(keys.for_you("pn"), msgpack.packb(raw))
         assert (await lists(engine, "pn", n=10))[-1] == ("NEW-PN", served[-2][1], "similar_content:stored")
+        # Declared interests rank the list on the spot, from the stored one: the kept new items explore.
+        category = engine.catalogue.current.items[session[0][1]].category
+        await engine.redis.set(keys.visitor_preferences("pn"), Declared(categories=[category]).encode())
+        declared = {item: reason for item, _, reason in await lists(engine, "pn", n=10)}
+        assert declared["NEW-PN"] == "similar_content:stored" and "declared_interest" in declared.values()
+        await engine.redis.delete(keys.visitor_preferences("pn"))
         # Another of the newest new items deleted: the person's could be others now, they are looked for.
         newest = engine.models.current.view(engine.catalogue.current).new_items
         assert len(newest) > scenarios.NEWEST  # the demo catalogue, loaded after training
