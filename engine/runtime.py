@@ -96,8 +96,9 @@ class Engine:
             latency=self.redis_latency,
         )
         self.applier: EventApplier
-        if on_cluster:  # without the login merges (engine.store.cluster)
+        if on_cluster:
             self.applier = ClusterApplier(self.redis, self.catalogue.info, profile_config(settings),
+                                          logins=functools.partial(logins.after_apply, self.redis, settings),
                                           replicas=settings.redis_cluster_replicas, triggers=self.trigger_hook,
                                           timeout_s=settings.redis_socket_timeout_s, **applier_options)
         else:

@@ -97,8 +97,8 @@ class Settings(BaseSettings):
     )
     redis_cluster: bool = Field(False, description="`VITRINE_REDIS_URL` names one node of a Redis Cluster. Events, "
                                 "recommendations, the catalogue, preferences, export, erasure, segment counts, "
-                                "triggers and replay work; login merges are off (their requests answer 501), as "
-                                "logged at startup (engine/store/README.md#redis-cluster).")
+                                "triggers, customer merges and replay: every feature works, as logged at "
+                                "startup (engine/store/README.md#redis-cluster).")
     redis_cluster_replicas: int = Field(1, ge=0, description="Replicas every cluster write must reach (`WAIT`) "
                                         "before its events count as applied; 0 accepts losing the last writes of "
                                         "a primary that dies before its replica has them.")

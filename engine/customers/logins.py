@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from engine.customers.merge import Merged, MergeRefused, merge_recorded, root
 from engine.events.schema import Event
 from engine.profiles.shapes import CustomerProfile
 from engine.settings import Settings
-from engine.store import keys
+from engine.store import cluster, keys
 
 Merge = Callable[[str, list[str]], Awaitable[Merged]]  # (into, sources) -> what was merged
 
@@ -32,7 +32,9 @@ def emails(events: Iterable[Event]) -> list[tuple[str, str]]:
 
 
 async def match(redis: Redis, logins: list[tuple[str, str]], merge: Merge) -> list[Merged]:
-    """Index each login's hash and merge the customer ids that share one; returns the merges done."""
+    """Index each login's hash and merge the customer ids that share one; returns the merges done.
+    On a Redis Cluster a login of ids merged already goes through the merge again: it completes a
+    merge a crash left half done (engine.customers.merge_apart), and changes nothing otherwise."""
     done: list[Merged] = []
     for customer_id, sha in logins:
         mine = await root(redis, customer_id)
@@ -42,8 +44,13 @@ async def match(redis: Redis, logins: list[tuple[str, str]], merge: Merge) -> li
         held = await redis.get(keys.email(sha))
         holder = await root(redis, held.decode()) if held else mine
         if holder == mine:
+            merged_here = [c for c in dict.fromkeys([customer_id, held.decode() if held else mine]) if c != mine]
+            if merged_here and isinstance(redis, RedisCluster):  # an interrupted merge: completed now
+                completed = await merge(mine, merged_here)
+                if completed.merged:
+                    done.append(completed)
             continue
-        raws = await redis.mget([keys.customer(holder), keys.customer(mine)])
+        raws = await cluster.mget(redis, [keys.customer(holder), keys.customer(mine)])
         if not raws[0]:  # the holder's record is gone (expired or erased): the hash is the newcomer's
             await redis.set(keys.email(sha), mine)
             continue

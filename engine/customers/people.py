@@ -85,7 +85,7 @@ def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
     and reads the one before; older ones have expired)."""
     bucket = int(now // dedup_window_s)
     out = [k for c in person.customer_ids
-           for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c),
+           for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c), keys.merging(c),
                      keys.trigger_sends(c), keys.trigger_touches(c))]
     out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:

@@ -13,7 +13,9 @@ different slots, so each round writes in two steps, reusing ``lua/apply.lua`` pe
 
 A crash, a failed compare or a failover after step 1 leaves the events unrecorded for the
 visitor, so they are applied again; the customer and the counters find the fingerprints and
-take them once (``_customer_has``), the visitor takes them now. Each step ends with ``WAIT`` on
+take them once (``_customer_has``), the visitor takes them now. A customer id merged away
+(engine.customers.merge_apart) lends its fingerprints to its survivor: the events its profile held
+reach the survivor with it. Each step ends with ``WAIT`` on
 every primary written, on the connection that wrote, so an event counts as applied only once
 a replica holds it: a primary killed afterwards loses nothing its promoted replica lacks.
 
@@ -48,14 +50,12 @@ class NotReplicated(RedisError):
 
 
 class ClusterApplier(EventApplier):
-    """``EventApplier`` for a ``RedisCluster`` client. The login merges write across people in
-    ways not made cluster-safe yet, so they are refused here; the trigger hook writes slot by slot
-    (``engine.triggers.hook``)."""
+    """``EventApplier`` for a ``RedisCluster`` client, with the login merges
+    (``engine.customers.merge_apart``) and the trigger hook (``engine.triggers.hook``), both
+    written slot by slot."""
 
     def __init__(self, redis: RedisCluster, *args: Any, replicas: int = 1, timeout_s: float = 5.0,
                  **kwargs: Any) -> None:
-        if kwargs.get("logins") is not None:
-            raise ValueError("logins is not cluster-safe yet (engine/store/README.md#redis-cluster)")
         super().__init__(redis, *args, **kwargs)
         self._cluster = redis
         self._replicas = replicas
@@ -89,6 +89,9 @@ class ClusterApplier(EventApplier):
             aliases.append(alias)
             erasures.append(erased_at)
             self._customer_seen[cid] = {fp for fp, flag in zip(every, seen or b"") if flag == 49}  # b"1"
+        for cid, alias in zip(customer_ids, aliases):
+            if alias:  # merged away: the events its profile held went, or are going, to the survivor with it
+                self._customer_seen.setdefault(alias.decode(), set()).update(self._customer_seen[cid])
         return visitor_replies, profiles, aliases, erasures
 
     async def _write(self, plans: list[_Plan], bucket: int) -> list[bool]:

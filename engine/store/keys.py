@@ -15,7 +15,7 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
   ``ib:``, engine.profiles.interests, cleaned the same way). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
 - No TTL: erasures (``er:``, below), which must outlive any event still waiting to be applied.
-- No TTL: identity (``ca:``, ``ci:``, ``em:``, engine.customers.merge): which customer ids are
+- No TTL: identity (``ca:``, ``ci:``, ``em:``, ``cm:``, engine.customers.merge): which customer ids are
   one person must outlive the profiles, or a merged id's later events would start a second record.
 - A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
   and trending epochs (``tr:``); on a cluster also the dedup memory of customers and counters
@@ -83,6 +83,12 @@ def identity(customer_id: str) -> str:
     """A surviving customer's identity record (hash): ``m:<id>`` per id merged into it (when, by
     whom), ``e:<email sha256>`` per hashed email seen at its logins. No TTL, kept by replay."""
     return f"{_p()}ci:{{{customer_id}}}"
+
+
+def merging(customer_id: str) -> str:
+    """A customer id's merge begun and not finished, on a Redis Cluster (engine.customers.merge_apart):
+    the profile, identity record and event fingerprints the survivor absorbs. No TTL."""
+    return f"cm:{{{customer_id}}}"
 
 
 def email(email_sha256: str) -> str:

@@ -1,16 +1,18 @@
 """The core API flow on a real three-primary Redis Cluster (tests/redis_cluster.py): catalogue in,
-events in through POST /v1/events, personal recommendations out; and the features not cluster-safe
-yet answer 501 without writing anything."""
+events in through POST /v1/events, personal recommendations out; customer merges by hand and at login
+as on one Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from redis.asyncio import Redis
 
 from api.app import create_app
 from api.cli.data import _replay
@@ -127,16 +129,76 @@ def test_segment_counts_scan_every_primary(client: TestClient, cluster: Cluster)
     assert {s["name"]: s["count"] for s in body["segments"]}["new"] == 12
 
 
-def test_a_feature_not_cluster_safe_answers_501_and_writes_nothing(client: TestClient, cluster: Cluster) -> None:
+def merge_story(client: TestClient) -> dict[str, object]:
+    """Two customers merged by hand and two by a login with one hashed email: what the API shows."""
+    at = iter(f"2026-11-01T10:00:{n:02d}Z" for n in range(60))
     post(client, {"event_id": "m1", "type": "purchase", "visitor_id": "m1", "customer_id": "cust-1", "item_id": "21232",
-                  "price": 1}, {"event_id": "m2", "type": "purchase", "visitor_id": "m2", "customer_id": "ccx",
-                                "item_id": "22423", "price": 1})
-    before = client.get("/v1/customers/cust-1", headers=ADMIN)
-    assert before.status_code == 200, before.text
-    r = client.post("/v1/customers/merge", json={"into": "cust-1", "from": ["ccx"]}, headers=ADMIN)
-    assert r.status_code == 501, r.text
-    assert r.json()["errors"][0]["field"] == "redis"
-    assert client.get("/v1/customers/cust-1", headers=ADMIN).json() == before.json()
+                  "price": 1, "timestamp": next(at)},
+         {"event_id": "m2", "type": "purchase", "visitor_id": "m2", "customer_id": "ccy", "item_id": "22423",
+          "price": 2, "timestamp": next(at)},
+         {"event_id": "w2", "type": "add_to_wishlist", "visitor_id": "m2", "item_id": "84029E", "timestamp": next(at)})
+    r = client.put("/v1/visitors/m2/preferences", json={"watches": ["85123A"]}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    answers = [client.post("/v1/customers/merge", json={"into": "cust-1", "from": ["ccy"]}, headers=ADMIN)
+               for _ in range(2)]
+    assert [r.status_code for r in answers] == [200, 200], answers[0].text
+    assert [r.json() for r in answers] == [{"into": "cust-1", "merged": ["ccy"], "already": []},
+                                           {"into": "cust-1", "merged": [], "already": ["ccy"]}]
+    sha = "ef" * 32
+    for visitor, customer, item in (("la", "lg-a", "21232"), ("lb", "lg-b", "22423")):
+        post(client, {"event_id": f"l{visitor}", "type": "login", "visitor_id": visitor, "customer_id": customer,
+                      "properties": {"email_sha256": sha}, "timestamp": next(at)},
+             {"event_id": f"p{visitor}", "type": "purchase", "visitor_id": visitor, "item_id": item, "price": 3,
+              "timestamp": next(at)})
+    shown: dict[str, object] = {}
+    for person in ("ccy", "lg-b"):
+        view = client.get(f"/v1/customers/{person}", headers=ADMIN)
+        exported = client.get(f"/v1/people/{person}/export", headers=ADMIN)
+        assert view.status_code == exported.status_code == 200, (view.text, exported.text)
+        shown[person] = without_clock({"view": view.json(), "export": exported.json()})
+    return shown
+
+
+def without_clock(value: object) -> object:
+    """``value`` without the fields the server's clock sets (when received, merged, exported, declared)."""
+    if isinstance(value, dict):
+        return {k: without_clock(v) for k, v in value.items() if k not in ("rt", "at", "exported_at", "updated_at")}
+    if isinstance(value, list):
+        return [without_clock(v) for v in value]
+    return value
+
+
+def test_customer_merges_across_slots_show_what_one_redis_shows(client: TestClient, cluster: Cluster,
+                                                                redis_url: str, tmp_path: Path, trained_models: Path,
+                                                                demo_files: tuple[Path, Path]) -> None:
+    """By hand and at login: the merged view and export of each id are those of one Redis."""
+    assert cluster.primary_of(keys.customer("cust-1")) != cluster.primary_of(keys.customer("ccy"))
+    assert cluster.primary_of(keys.customer("lg-a")) != cluster.primary_of(keys.customer("lg-b"))
+    shown = merge_story(client)
+    assert shown["ccy"]["view"]["identity"]["merged_ids"] == ["ccy"], shown  # type: ignore[index]
+    assert shown["lg-b"]["view"]["customer_id"] == "lg-a", shown  # type: ignore[index]
+    assert shown["ccy"]["view"]["rfm"]["frequency"] == 2, shown  # type: ignore[index]
+    assert shown["ccy"]["view"]["declared_preferences"]["watches"] == ["85123A"], shown  # type: ignore[index]
+    ids = shown["lg-b"]["export"]["ids"]  # type: ignore[index]
+    assert ids == {"visitor_ids": ["la", "lb"], "customer_ids": ["lg-a", "lg-b"], "email_sha256": ["ef" * 32]}, ids
+
+    async def watching() -> list[bytes]:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        members = await redis.zrange(keys.watchers("84029E"), 0, -1)
+        await redis.aclose()
+        return members
+
+    assert asyncio.run(watching()) == [b"c:cust-1"]  # the wishlist moved to the survivor's record
+    shutil.copytree(trained_models, tmp_path / "one" / "models")
+
+    async def load() -> None:
+        redis = Redis.from_url(redis_url)
+        await upsert_items(redis, read_items(demo_files[0], ImportReport()))
+        await redis.aclose()
+
+    asyncio.run(load())
+    with TestClient(create_app(make_settings(tmp_path / "one", redis_url))) as one:
+        assert merge_story(one) == shown
 
 
 def test_a_person_is_exported_and_erased_across_slots(client: TestClient, cluster: Cluster) -> None:

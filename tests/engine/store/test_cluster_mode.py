@@ -20,24 +20,24 @@ from engine.triggers import keys as trigger_keys
 from tests.conftest import make_settings
 
 
-def test_engine_in_cluster_mode_uses_the_cluster_parts_and_names_what_is_off(
+def test_engine_in_cluster_mode_uses_the_cluster_parts_and_says_nothing_is_off(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path, "redis://127.0.0.1:1/0", redis_cluster=True)
     with caplog.at_level(logging.WARNING, logger="engine.runtime"):
         engine = Engine(settings, "redis://127.0.0.1:1/0")
     assert isinstance(engine.redis, RedisCluster)
     assert isinstance(engine.applier, ClusterApplier) and isinstance(engine.reads, ClusterReader)
-    assert all(part in caplog.text for part in NOT_CLUSTER_SAFE)
-    assert "triggers" not in " ".join(NOT_CLUSTER_SAFE)
+    assert NOT_CLUSTER_SAFE == () and "every feature runs on a Redis Cluster" in caplog.text
     runner = engine.trigger_runner()  # triggers run on a cluster, with its key names
     assert runner.names.cluster and engine.catalogue_changes.queue.due_key == "{items}:tg:i"
 
 
-def test_cluster_applier_refuses_the_parts_that_write_across_people() -> None:
+def test_cluster_applier_takes_the_login_merges_and_the_trigger_hook() -> None:
     client = RedisCluster(host="127.0.0.1", port=1)
-    with pytest.raises(ValueError, match="logins is not cluster-safe"):
-        ClusterApplier(client, lambda item: None, ProfileConfig(), visitor_ttl_s=1, customer_ttl_s=1,
-                       dedup_window_s=1, trending_clock=TrendingClock(3600), logins=lambda events: None)
+    app = ClusterApplier(client, lambda item: None, ProfileConfig(), visitor_ttl_s=1, customer_ttl_s=1,
+                         dedup_window_s=1, trending_clock=TrendingClock(3600), logins=lambda events: None,
+                         triggers=object())
+    assert app._logins is not None and app._triggers is not None
 
 
 @pytest.mark.parametrize("counter", ["tr:2941", "xp:homepage", "w:sku-1", "w:{odd}", "w:a}b{", "w:}{x}"])
