@@ -88,7 +88,7 @@ def identity(customer_id: str) -> str:
 def merging(customer_id: str) -> str:
     """A customer id's merge begun and not finished, on a Redis Cluster (engine.customers.merge_apart):
     the profile, identity record and event fingerprints the survivor absorbs. No TTL."""
-    return f"cm:{{{customer_id}}}"
+    return f"{_p()}cm:{{{customer_id}}}"
 
 
 def email(email_sha256: str) -> str:
