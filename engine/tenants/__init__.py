@@ -1,7 +1,7 @@
 """Which shop the running code works for, in a deployment of several (config.py: the tenants
 file). A process serving them all sets it per request (api.tenants); the tasks a request starts
-inherit it (``contextvars``). A process working for one shop (``VITRINE_TENANT``: a command, a
-worker, a server of that shop alone) sets it once for the whole process. Redis key names
+inherit it (``contextvars``). A process working for one shop (a command or a worker run with
+``VITRINE_TENANT``) sets it once for the whole process. Redis key names
 (engine.store.keys) and log lines (engine.logs) carry it; with none, names are a one-shop
 deployment's."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 CURRENT: ContextVar[str | None] = ContextVar("vitrine_tenant", default=None)
-_process: list[str | None] = [None]
+_process: list[str | None] = [None]  # the shop of a process that works for one (a list: set without `global`)
 
 
 def work_for(tenant: str | None) -> None:
@@ -24,5 +24,5 @@ def current() -> str | None:
 
 def key_prefix() -> str:
     """What the current shop's Redis keys start with: ``t.<tenant>:``, outside any hash tag."""
-    tenant = CURRENT.get() or _process[0]
+    tenant = current()
     return f"t.{tenant}:" if tenant else ""

@@ -4,8 +4,9 @@ One server process serves every shop the file names (api.tenants routes ``/t/{te
 shop's own app). Each shop has its own admin and site keys, data dir (models, rules, event log,
 audit), events topic and Redis keys (all under ``t.<tenant>:``, in the deployment's Redis or
 cluster; ``redis_db`` or ``redis_url`` puts a shop in a database or a Redis of its own), and any
-setting that differs between shops (event weights, consent mode, time zone...). A command (`vitrine train`, `import`, `worker`...) works for
-the one shop ``VITRINE_TENANT`` names. Without a tenants file nothing changes: one shop.
+setting that differs between shops (event weights, consent mode, time zone...). A command
+(`vitrine train`, `import`, `worker`...) works for the one shop ``VITRINE_TENANT`` names. Without a
+tenants file nothing changes: one shop.
 
 ```yaml
 tenants:
