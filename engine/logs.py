@@ -4,8 +4,8 @@ collector (``VITRINE_LOG_FORMAT=json``).
 The JSON lines carry the time, level, logger and message (and a traceback when there is one),
 nothing taken from the request: the log lines themselves never name a person (ids of visitors and
 customers stay out of messages). In a process serving several shops (api.tenants) each line says
-whose work it is: ``tenant`` in JSON, ``[tenant]`` before a text line's message. python-json-logger does the formatting (escaping, exceptions,
-``extra`` fields) rather than a hand-written formatter.
+whose work it is: ``tenant`` in JSON, ``[tenant]`` before a text line's message. python-json-logger
+does the formatting (escaping, exceptions, ``extra`` fields) rather than a hand-written formatter.
 """
 
 from __future__ import annotations
