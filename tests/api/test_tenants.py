@@ -149,6 +149,24 @@ def test_shops_start_at_their_first_request_and_stop_past_the_memory_budget(tmp_
     assert {key[:9] for key in redis.Redis.from_url(redis_url).keys()} == {b"t.shop-a:"}
 
 
+def test_a_shop_with_triggers_is_not_stopped_past_the_budget(tmp_path: Path, redis_url: str,
+                                                             trained_models: Path) -> None:
+    """Its runner sends what falls due at any hour: only the shop without triggers is stopped."""
+    rules = tmp_path / "shop-b-rules.yaml"
+    rules.write_text("triggers:\n  cart:\n    kind: cart_abandoned\n    after: 60m\n    channel: email\n")
+    shops = {"shop-a": SHOPS["shop-a"], "shop-b": {**SHOPS["shop-b"], "rules_file": str(rules)}}
+    for tenant in shops:
+        shutil.copytree(trained_models, tmp_path / "tenants" / tenant / "models")
+    router = TenantRouter(tenants.load(base_settings(tmp_path, redis_url, shops)), memory_mb=1)
+    with TestClient(router) as client:
+        home = {"placement": "home", "visitor_id": "v-9"}
+        client.get("/t/shop-b/v1/recommendations", params=home, headers={"X-API-Key": "pk-b"})
+        client.get("/t/shop-a/v1/recommendations", params=home, headers={"X-API-Key": "pk-a"})
+        assert router.running() == ["shop-b", "shop-a"]
+        client.get("/t/shop-b/v1/recommendations", params=home, headers={"X-API-Key": "pk-b"})
+        assert router.running() == ["shop-a", "shop-b"]  # shop-a stays too: shop-b was running already
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"shop-a": {"site_keys": ["pk-a"], "redis_db": 1}}, "tenants.shop-a.admin_key"),
     ({"Shop A": {"admin_key": KEY_A, "redis_db": 1}}, "tenants.Shop A"),
