@@ -88,13 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sink = sink
         app.state.triggers = engine.trigger_runner(publisher=_outbound(settings, sink))
-        if app.state.triggers is not None:
-            app.state.triggers.start()
+        app.state.triggers.start()
         try:
             yield
         finally:
-            if app.state.triggers is not None:
-                await app.state.triggers.stop()
+            await app.state.triggers.stop()
             await sink.close()
             for task in background:
                 await tasks.stop(task)
