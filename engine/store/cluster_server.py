@@ -125,6 +125,10 @@ def start_cluster(directory: Path) -> Cluster:
         _until(lambda: all(c.cluster("info")["cluster_state"] == "ok" for c in clients), what="cluster state")
         _until(lambda: all(c.info("replication").get("master_link_status") == "up" for c in clients[3:]),
                what="replicas")
+        # Every node must also know each primary's replica (gossip lags behind the links): a primary
+        # killed before the others know its replica leaves them refusing to vote for it.
+        _until(lambda: all(len(entry) >= 4 for c in clients for entry in c.cluster("slots")),
+               what="replicas known to every node")
         for c in clients:
             c.close()
     except BaseException:
