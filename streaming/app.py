@@ -5,9 +5,12 @@ already waiting in it (up to ``VITRINE_KAFKA_BATCH_MAX``) into one ``EventApplie
 pipelined read, one pipelined write): a busy worker makes few Redis round trips, an idle one
 applies each event the moment it arrives. ``stream.take(max_, within=)`` was measured instead: its
 window cuts batches by time, so on a loaded worker they stayed small and the worker ran at a
-fraction of faust's own rate (bench-stream's no-op agent). Events are acknowledged (so their
-offsets can be committed) only after their batch is applied or dead-lettered; a batch cut short
-by a stop or a crash is delivered again: at-least-once, made exact by the applier's per-event dedup.
+fraction of faust's own rate (bench-stream's no-op agent). A batch is applied while the next one
+is taken from the stream, so the Redis round trips of one overlap faust's per-message work on the
+other; the next is applied only once the one before is done, so one visitor's events stay in order.
+Events are acknowledged (so their offsets can be committed) only after their batch is applied or
+dead-lettered; a batch cut short by a stop or a crash is delivered again: at-least-once, made exact
+by the applier's per-event dedup.
 
 Trending counters are updated by the same applier call (atomically with the profile), and
 "bought together" is learned by ``vitrine train`` from the same history, so there is one agent.
@@ -122,6 +125,9 @@ def _apply_events_agent(app: StreamApp) -> Any:
         events = manual.events().__aiter__()
         batch: list[Any] = []
         upcoming: asyncio.Future | None = None
+        # The batch before this one, applied (its Redis round trips awaited) while this one is taken
+        # from the stream. It acknowledges its own events when done, whatever the agent awaits then.
+        applying: asyncio.Task[BatchResult] | None = None
         try:
             while True:
                 if upcoming is None:
@@ -136,8 +142,17 @@ def _apply_events_agent(app: StreamApp) -> Any:
                     if not upcoming.done():
                         done, _ = await asyncio.wait((upcoming,), timeout=BATCH_HOLD_S)
                         if not done:
-                            yield await _flush(app, manual, batch)
+                            if applying is not None:
+                                yield await applying
+                            applying, batch = _start_applying(app, manual, batch), []
                             continue
+                elif applying is not None and not upcoming.done():
+                    # Nothing to take yet: report the batch being applied as soon as it is done.
+                    await asyncio.wait((upcoming, applying), return_when=asyncio.FIRST_COMPLETED)
+                    if applying.done():
+                        result, applying = applying.result(), None
+                        yield result
+                        continue
                 try:
                     event = await upcoming
                 except StopAsyncIteration:  # the stream ended (the worker stops)
@@ -146,12 +161,23 @@ def _apply_events_agent(app: StreamApp) -> Any:
                 upcoming = None
                 batch.append(event)
                 if len(batch) >= app.settings.kafka_batch_max or stream.channel.empty():
-                    yield await _flush(app, manual, batch)
+                    if applying is not None:
+                        yield await applying
+                    applying, batch = _start_applying(app, manual, batch), []
+            if applying is not None:
+                result, applying = await applying, None
+                yield result
         finally:
             if upcoming is not None:
                 upcoming.cancel()
+            if applying is not None:  # stopped mid-batch: unacknowledged, so delivered again
+                applying.cancel()
 
     return apply_events
+
+
+def _start_applying(app: StreamApp, manual: Any, batch: list[Any]) -> asyncio.Task[BatchResult]:
+    return asyncio.ensure_future(_flush(app, manual, batch))
 
 
 async def _flush(app: StreamApp, manual: Any, batch: list[Any]) -> BatchResult:
@@ -162,7 +188,6 @@ async def _flush(app: StreamApp, manual: Any, batch: list[Any]) -> BatchResult:
     result = await processor.process([_record(e) for e in batch])
     for done in batch:
         await manual.ack(done)
-    batch.clear()
     if result.duplicates:
         log.info("skipped %d events applied before (redelivered after a restart or rebalance)", result.duplicates)
     if result.erased:

@@ -143,6 +143,53 @@ def test_a_batch_is_acknowledged_only_once_applied(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+class Gated(BatchProcessor):
+    """The real processor, held before each batch until the test lets it go: shows what the agent does
+    while a batch is being applied."""
+
+    def __init__(self, applier, dead_letters) -> None:
+        super().__init__(applier, dead_letters)
+        self.started: list[list[bytes]] = []
+        self.go = asyncio.Event()
+
+    async def process(self, records: list[Record]):
+        self.started.append([r.value for r in records])
+        await self.go.wait()
+        return await super().process(records)
+
+
+def test_the_next_batch_is_taken_while_one_is_applied_and_applied_after_it(tmp_path: Path,
+                                                                           redis_url: str) -> None:
+    app = make_app(tmp_path, redis_url, kafka_batch_max=1)
+
+    async def run() -> None:
+        engine = Engine(app.settings, redis_url, serve_models=False)
+        gated = Gated(engine.applier, Collected())
+        app.processor = gated
+        first, second, third = (view(f"e-{n}", "v-1", item) for n, item in enumerate(["85123A", "71053", "84406B"]))
+        async with app.apply_events.test_context() as agent:
+            sent = [await agent.put(value, key=b"v-1", wait=False) for value in (first, second, third)]
+            async with asyncio.timeout(30):
+                while not gated.started:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            # The first batch is being applied, and the second is already taken from the stream: it
+            # waits for the first to finish before it is applied (one visitor's events stay in order).
+            assert gated.started == [[first]]
+            [actor] = agent._actors
+            manual = actor.stream._next  # the agent's stream.noack()
+            assert manual.current_event.value == second
+            assert not any(event.message.acked for event in sent)
+            gated.go.set()
+            applied = await results(agent, 3)
+            assert gated.started == [[first], [second], [third]]
+            assert [r.applied for r in applied] == [1, 1, 1] and all(e.message.acked for e in sent)
+        await engine.redis.aclose()
+        assert (await stored_visitor(redis_url, "v-1"))["si"] == ["84406B", "71053", "85123A"]
+
+    asyncio.run(run())
+
+
 def test_a_batch_with_a_poison_event_applies_the_rest_in_order(tmp_path: Path, redis_url: str) -> None:
     async def run() -> None:
         engine = Engine(make_settings(tmp_path, redis_url), redis_url, serve_models=False)
