@@ -53,8 +53,8 @@ def invalid_request(errors: list[dict[str, str]]) -> ApiError:
 
 def parse_query(model: type[M], request: Request, **extra: Any) -> M:
     """The route's query (plus path values in ``extra``) as ``model``, or a 422 naming each field.
-    A repeated name keeps its last value. FastAPI has parsed the query string before the route runs
-    (``request.query_params``, cached on the request), so it is not parsed again here."""
+    A repeated name keeps its last value. ``request.query_params`` parses the query string once per
+    request (cached on the request), whether FastAPI's handler or this call asks first."""
     try:
         return model.model_validate(dict(request.query_params.items(), **extra))
     except ValidationError as exc:

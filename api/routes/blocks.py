@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.plain_route import PlainRoute
 from api.auth import require_customer, require_site
 from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok
@@ -19,7 +20,7 @@ from engine.merch.blocks import UnknownSlot
 from engine.events.schema import ID_PATTERN
 from engine.merch.schema import NAME
 
-router = APIRouter()
+router = APIRouter(route_class=PlainRoute)
 
 
 class BlockQuery(BaseModel):

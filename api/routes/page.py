@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.plain_route import PlainRoute
 from api.auth import require_customer, require_site
 from api.openapi import doc, ok, request_body
 from api.query import invalid_request, parse_body, require_json
@@ -31,7 +32,7 @@ from engine.ranking.filters import ItemFilter
 from engine.ranking.request import RecoRequest
 from engine.recommend import UnknownPlacement
 
-router = APIRouter()
+router = APIRouter(route_class=PlainRoute)
 MAX_PARTS = 20
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.plain_route import PlainRoute
 from api.auth import require_customer, require_site
 from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok
@@ -21,7 +22,7 @@ from engine.ranking.filters import ItemFilter
 from engine.ranking.request import RecoRequest
 from engine.recommend import UnknownPlacement
 
-router = APIRouter()
+router = APIRouter(route_class=PlainRoute)
 FIELDS_PATTERN = r"^[a-z_]+(,[a-z_]+)*$"
 FIELDS_DESCRIPTION = (f"Item fields to carry with each item (`details`), comma-separated, among {', '.join(FIELDS)}; "
                       "each item then also has `reason_title`, the title of the item its reason names. A page "

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.plain_route import PlainRoute
 from api.auth import require_customer, require_site
 from api.visitor_cookie import request_visitor, with_visitor_cookie
 from api.openapi import doc, ok, request_body
@@ -17,7 +18,7 @@ from api.routes.recommendations import RecommendedItem
 from engine.events.schema import ID_PATTERN
 from engine.ranking.rerank import MAX_ITEMS
 
-router = APIRouter()
+router = APIRouter(route_class=PlainRoute)
 
 
 class RerankRequest(BaseModel):
