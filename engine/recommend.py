@@ -80,7 +80,7 @@ class Recommender:
         self._degraded_logged_at = float("-inf")
         # Shared by every request-path read (recommendations, blocks, previews): one timeout makes
         # the next requests answer degraded at once instead of each waiting out its budget.
-        self.breaker = Breaker(settings.redis_breaker_open_s, settings.redis_timeout_s)
+        self.breaker = Breaker(settings.redis_breaker_open_s, settings.redis_timeout_s, settings.redis_breaker_failures)
         self.observe_stored_list = observe_stored_list or (lambda matched: None)
         # Lists expire with the visit they were computed in: after it they can no longer match.
         self.precomputer = (Precomputer(self, lists_redis, settings.session_timeout_s)

@@ -105,9 +105,12 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
                                    "marked degraded.")
-    redis_breaker_open_s: float = Field(1.0, gt=0, description="After a recommendation's or block's Redis read "
-                                        "failed, how long the next ones skip Redis and answer degraded at once; "
-                                        "then one request tries again.")
+    redis_breaker_open_s: float = Field(1.0, gt=0, description="Once recommendations' or blocks' Redis reads "
+                                        "failed (`VITRINE_REDIS_BREAKER_FAILURES` in a row), how long the next "
+                                        "ones skip Redis and answer degraded at once; then one request tries "
+                                        "again.")
+    redis_breaker_failures: int = Field(3, ge=1, description="Failed Redis reads in a row (timeouts, connection "
+                                        "errors) of recommendations and blocks that open the breaker.")
     redis_socket_timeout_s: float = Field(5.0, gt=0, description="Longest any Redis command may wait for "
                                           "an answer (a hung Redis then fails the call instead of "
                                           "stalling the poll loop, admin routes and workers).")

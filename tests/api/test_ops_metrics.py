@@ -131,7 +131,8 @@ def test_the_served_model_and_rules_versions_and_a_rejected_rules_file(client: T
 
 def test_degraded_answers_are_counted_by_cause(client: TestClient) -> None:
     recommender = client.app.state.engine.recommender
-    recommender.breaker.failed(client.portal.call(_loop_time))  # as after a failed read
+    for _ in range(client.app.state.settings.redis_breaker_failures):  # as after that many failed reads
+        recommender.breaker.failed(client.portal.call(_loop_time))
     r = client.get("/v1/recommendations", params={"placement": "home", "visitor_id": "d1"})
     assert r.json().get("degraded") is True
     samples = scraped(client)

@@ -1,5 +1,5 @@
-"""The request path's circuit breaker: a Redis that stops answering costs one request its read
-budget, not every request; once Redis answers again, the breaker closes."""
+"""The request path's circuit breaker: a Redis that stops answering costs a few requests their read
+budget, not every request; one slow read does not open it; once Redis answers again, it closes."""
 
 from __future__ import annotations
 
@@ -26,8 +26,23 @@ RULES = """blocks:
 OPEN_S = 2.0
 
 
+def test_failures_in_a_row_open_it_and_a_success_between_them_does_not() -> None:
+    breaker = Breaker(open_s=1.0, probe_s=0.05, failures=3)
+    breaker.failed(0.0)
+    breaker.failed(0.1)
+    breaker.succeeded()  # one slow read, then another: each degrades its own answer only
+    breaker.failed(0.2)
+    breaker.failed(0.3)
+    assert breaker.closed and breaker.allow(0.3) and breaker.trips == 0
+    breaker.failed(0.4)
+    assert not breaker.closed and breaker.trips == 1 and not breaker.allow(0.5)
+    assert breaker.allow(1.4)  # the probe
+    breaker.failed(1.45)  # a failed probe opens it again at once
+    assert not breaker.allow(1.5) and breaker.trips == 1
+
+
 def test_open_skips_then_one_probe_at_a_time_then_closed() -> None:
-    breaker = Breaker(open_s=1.0, probe_s=0.05)
+    breaker = Breaker(open_s=1.0, probe_s=0.05, failures=1)
     assert breaker.allow(0.0) and breaker.closed
     breaker.failed(0.0)
     assert not breaker.closed and breaker.trips == 1
@@ -43,7 +58,7 @@ def test_open_skips_then_one_probe_at_a_time_then_closed() -> None:
 
 
 def test_a_probe_whose_caller_went_away_holds_the_breaker_one_budget_only() -> None:
-    breaker = Breaker(open_s=1.0, probe_s=0.05)
+    breaker = Breaker(open_s=1.0, probe_s=0.05, failures=1)
     breaker.failed(0.0)
     assert breaker.allow(1.0)  # a probe, then its request is cancelled: neither failed nor succeeded
     assert not breaker.allow(1.04)
@@ -53,12 +68,15 @@ def test_a_probe_whose_caller_went_away_holds_the_breaker_one_budget_only() -> N
 @pytest.fixture
 def paused_redis(tmp_path: Path, trained_models: Path) -> Iterator[tuple[TestClient, RedisServer]]:
     """The app (recommendations and a content block) on a Redis of its own, which the test may
-    stop with SIGSTOP; it is resumed and stopped afterwards whatever happens."""
+    stop with SIGSTOP; it is resumed and stopped afterwards whatever happens. The breaker opens at
+    the first failed read, so that one request (not three, each waiting out the tests' 1 s budget)
+    shows it."""
     shutil.copytree(trained_models, tmp_path / "models")
     (tmp_path / "rules.yaml").write_text(RULES)
     server = start_redis(tmp_path / "redis", persist=False)
     try:
-        settings = make_settings(tmp_path, server.url, rules_file=tmp_path / "rules.yaml", redis_breaker_open_s=OPEN_S)
+        settings = make_settings(tmp_path, server.url, rules_file=tmp_path / "rules.yaml", redis_breaker_open_s=OPEN_S,
+                                 redis_breaker_failures=1)
         with TestClient(create_app(settings)) as app:
             yield app, server
     finally:
