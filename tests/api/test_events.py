@@ -16,6 +16,7 @@ from api.visitor_cookie import new_visitor_id
 from engine.events.schema import ID_PATTERN
 from engine.store.server import start_redis
 from tests.conftest import ADMIN, make_settings
+from tests.redis_clients import sync_client
 
 
 def profile(client: TestClient, visitor: str) -> dict:
@@ -197,10 +198,8 @@ def test_a_stalled_redis_holds_no_request(client: TestClient, redis_url: str) ->
     budget and applied once it answers again; recommendations answer degraded within theirs."""
     import time
 
-    import redis as redis_sync
-
     sink = client.app.state.sink
-    admin = redis_sync.Redis.from_url(redis_url)
+    admin = sync_client(redis_url)
     admin.execute_command("CLIENT", "PAUSE", 1500)
     started = time.monotonic()
     r = client.post("/v1/events", json={"event_id": "slow1", "type": "product_view", "visitor_id": "v-slow",
