@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from redis.cluster import RedisCluster
 
 from api.app import create_app
 from api.visitor_cookie import new_visitor_id
@@ -200,7 +201,8 @@ def test_a_stalled_redis_holds_no_request(client: TestClient, redis_url: str) ->
 
     sink = client.app.state.sink
     admin = sync_client(redis_url)
-    admin.execute_command("CLIENT", "PAUSE", 1500)
+    on_every_primary = {"target_nodes": RedisCluster.PRIMARIES} if isinstance(admin, RedisCluster) else {}
+    admin.execute_command("CLIENT", "PAUSE", 1500, **on_every_primary)
     started = time.monotonic()
     r = client.post("/v1/events", json={"event_id": "slow1", "type": "product_view", "visitor_id": "v-slow",
                                         "item_id": "85123A"})
