@@ -1,7 +1,10 @@
 """Shared fixtures: a real redis-server and a model trained on the real demo data.
 
 Redis runs on a free 127.0.0.1 port for the whole session and is flushed before each test that
-uses it; it is stopped when the session ends.
+uses it; it is stopped when the session ends. With ``VITRINE_TEST_REDIS=cluster`` the session's
+Redis is a real three-primary, three-replica Redis Cluster instead: ``redis_url`` names one of its
+nodes and ``make_settings`` sets ``redis_cluster``, so the same test modules run on a cluster;
+tests about one redis-server itself are marked ``single_redis`` and skipped there.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from engine.store.server import RedisServer, free_port, start_redis
 from engine.settings import Settings
 from engine.threads import limit_blas_threads
+from tests import redis_clients
+from tests.redis_clients import CLUSTER_MODE
 from tests.redis_cluster import Cluster, start_cluster
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -33,6 +37,27 @@ def pytest_configure(config: pytest.Config) -> None:
     the servers and commands the tests start inherit that."""
     limit_blas_threads()
     os.environ.setdefault("VITRINE_TUNE_TRIALS", "0")
+    config.addinivalue_line("markers", "single_redis(reason): the test is about one redis-server (its "
+                            "restart, files, databases, TLS, Sentinel); skipped with VITRINE_TEST_REDIS=cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the session cluster, run only the tests that use the session's Redis (the others, and the
+    tests on a ``cluster`` of their own, which compare it with one Redis or kill its nodes, run the
+    same in the single-Redis passes), and skip those marked ``single_redis``, saying why."""
+    if not CLUSTER_MODE:
+        return
+    kept, other = [], []
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        (kept if "session_redis_url" in uses and "cluster" not in uses else other).append(item)
+        marker = item.get_closest_marker("single_redis")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "about one redis-server")
+            item.add_marker(pytest.mark.skip(reason=f"single Redis only: {reason}"))
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +67,32 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The session's Redis Cluster when ``VITRINE_TEST_REDIS=cluster`` (never killed: the failover
+    tests start their own with ``cluster``)."""
+    started = start_cluster(tmp_path_factory.mktemp("session-cluster"))
+    redis_clients.cluster_ports.update(s.port for s in started.servers)
+    try:
+        yield started
+    finally:
+        redis_clients.cluster_ports.difference_update(s.port for s in started.servers)
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def session_redis_url(request: pytest.FixtureRequest) -> str:
+    """The session's Redis, as it is: one redis-server, or with ``VITRINE_TEST_REDIS=cluster`` a node
+    of the session cluster."""
+    return request.getfixturevalue("session_cluster" if CLUSTER_MODE else "redis_server").url
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
+def redis_url(session_redis_url: str) -> str:
+    """The session's Redis with every key flushed (on a cluster: on every primary)."""
+    with redis_clients.sync_client(session_redis_url) as client:
+        client.flushall()
+    return session_redis_url
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +143,8 @@ def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settin
     50 ms: on a loaded test machine a read can miss 50 ms, and the answer would come from the model
     alone; the tests of that fallback set their own budget."""
     values = {"data_dir": data_dir, "redis_url": redis_url, "admin_key": ADMIN_KEY, "model_poll_s": 0.2,
-              "rate_limits": False, "redis_timeout_s": 1.0}
+              "rate_limits": False, "redis_timeout_s": 1.0,
+              "redis_cluster": redis_url is not None and redis_clients.is_cluster_url(redis_url)}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -127,7 +173,7 @@ def client(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path],
     items, _ = demo_files
 
     async def load() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = redis_clients.async_client(redis_url)
         await upsert_items(client, read_items(items, ImportReport()))
         await client.aclose()
 

@@ -81,12 +81,14 @@ async def find(redis: Redis, person_id: str) -> Person:
 
 def redis_keys(person: Person, dedup_window_s: float, now: float) -> list[str]:
     """Every key of the person's, their identity record, aliases and email index entries included.
-    The dedup buckets are the current one and its neighbours (the applier writes the current bucket
-    and reads the one before; older ones have expired)."""
+    The dedup buckets (a visitor's ``d:``; on a cluster a customer's ``dc:`` too) are the current one
+    and its neighbours (the applier writes the current bucket and reads the one before; older ones
+    have expired)."""
     bucket = int(now // dedup_window_s)
     out = [k for c in person.customer_ids
            for k in (keys.customer(c), keys.customer_preferences(c), keys.alias(c), keys.identity(c), keys.merging(c),
-                     keys.trigger_sends(c), keys.trigger_touches(c))]
+                     keys.trigger_sends(c), keys.trigger_touches(c),
+                     *(keys.customer_dedup(c, b) for b in (bucket - 1, bucket, bucket + 1)))]
     out += [keys.email(sha) for sha in person.emails]
     for v in person.visitor_ids:
         out += [keys.visitor(v), keys.visitor_preferences(v), keys.for_you(v), keys.exposure(v), keys.pages(v),

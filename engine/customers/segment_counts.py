@@ -55,7 +55,7 @@ async def sample_profiles(redis: Redis, size: int, declared: bool = False) -> Sa
         key = key if isinstance(key, bytes) else key.encode()
         if key.startswith(visitor_prefix):
             found.append(key)
-    total = len(found) if exact else round(len(found) * await redis.dbsize() / max(scanned, 1))
+    total = len(found) if exact else round(len(found) * await cluster.dbsize(redis) / max(scanned, 1))
     found = list(dict.fromkeys(found))[:size]  # SCAN may return a key twice
     raws = await cluster.mget(redis, found) if found else []
     ids, visitors, linked = [], [], []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -36,6 +37,7 @@ from redis.exceptions import AskError, MovedError, RedisError
 
 from engine.ingest.apply import _READ_SCRIPT, _SCRIPT, EventApplier, _Plan
 from engine.store import keys
+from engine.store.latency import LatencyHistogram
 
 Call = tuple[list[str], list[Any]]  # the keys (one slot) and arguments of one script call
 
@@ -80,7 +82,7 @@ class ClusterApplier(EventApplier):
                                keys.erasure(keys.visitor(v))], [1, b"".join(fingerprints[v])]) for v in visitor_ids]
         calls += [([keys.customer(c), keys.customer_dedup(c, bucket), keys.customer_dedup(c, bucket - 1),
                     keys.alias(c), keys.erasure(keys.customer(c))], [1, b"".join(every)]) for c in customer_ids]
-        replies = await self._run(_READ_SCRIPT, calls, wait=False)
+        replies = await self._timed(self._read_latency, _READ_SCRIPT, calls, wait=False)
         visitor_replies = [value for reply in replies[:len(visitor_ids)] for value in reply]
         self._customer_seen = {}
         profiles, aliases, erasures = [], [], []
@@ -117,7 +119,7 @@ class ClusterApplier(EventApplier):
                 args += [member, incr, counter_expire]
             first.append(([keys.counter_token(key, bucket), keys.counter_token(key, bucket - 1)]
                           + [key] * len(members), args))
-        replies = await self._run(_SCRIPT, first, wait=True)
+        replies = await self._timed(self._write_latency, _SCRIPT, first, wait=True)
         failed = {owner[n] for n, reply in enumerate(replies[:len(owner)]) if not reply[0]}
         second: list[Call] = []
         committing = [i for i in range(len(writing)) if i not in failed]
@@ -130,9 +132,19 @@ class ClusterApplier(EventApplier):
                 args += [cas.old, cas.new or b"", cas.ttl]
             second.append((own + [keys.dedup(plan.visitor_id, bucket), keys.dedup(plan.visitor_id, bucket - 1)],
                            args + [b"".join(plan.fps), 0]))
-        committed = {i: bool(reply[0]) for i, reply in zip(committing, await self._run(_SCRIPT, second, wait=True))}
+        second_replies = await self._timed(self._write_latency, _SCRIPT, second, wait=True)
+        committed = {i: bool(reply[0]) for i, reply in zip(committing, second_replies)}
         ok = iter([committed.get(i, False) for i in range(len(writing))])
         return [next(ok) if plan.done else True for plan in plans]
+
+    async def _timed(self, latency: LatencyHistogram, script: str, calls: list[Call], *, wait: bool) -> list[Any]:
+        """``_run``, its time to the last primary's reply observed as one Redis's pipeline is."""
+        if not calls:
+            return []
+        started = time.perf_counter()
+        replies = await self._run(script, calls, wait=wait)
+        latency.observe(time.perf_counter() - started)
+        return replies
 
     async def _run(self, script: str, calls: list[Call], *, wait: bool) -> list[Any]:
         """Each call on the primary of its slot: one pipeline per primary, all at once, ending with

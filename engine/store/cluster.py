@@ -55,6 +55,15 @@ async def mget(redis: Redis | RedisCluster, names: list[str]) -> list[bytes | No
     return await redis.mget(names)  # type: ignore[no-any-return]
 
 
+async def dbsize(redis: Redis | RedisCluster) -> int:
+    """The number of keys: on a cluster the sum over its primaries (redis-py's ``dbsize`` asks one
+    node, a third of the keys on three primaries)."""
+    if isinstance(redis, RedisCluster):
+        sizes = [await redis.execute_command("DBSIZE", target_nodes=node) for node in redis.get_primaries()]
+        return sum(int(size) for size in sizes)
+    return int(await redis.dbsize())
+
+
 def transactions(redis: Redis | RedisCluster) -> bool:
     """Whether a MULTI may span slots: not on a cluster. Index clean-ups (removals, idempotent) then
     go as a plain pipeline."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from engine.store import keys
 from tests.conftest import ADMIN, make_settings
+from tests.redis_clients import sync_client
 
 
 def test_admin_endpoints_need_the_admin_key(client: TestClient) -> None:
@@ -105,7 +105,7 @@ def test_metrics_count_requests_and_events(client: TestClient) -> None:
 
 def test_metrics_count_stored_lists_matched_and_not(client: TestClient, redis_url: str) -> None:
     client.post("/v1/events", json={"event_id": "ml", "type": "product_view", "visitor_id": "ml", "item_id": "85123A"})
-    r = redis.Redis.from_url(redis_url)
+    r = sync_client(redis_url)
     deadline = time.monotonic() + 5
     while not r.exists(keys.for_you("ml")) and time.monotonic() < deadline:  # stored in the background
         time.sleep(0.01)

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from engine.triggers import keys
 from tests.conftest import ADMIN
 from tests.engine.triggers.receiver import Receiver
+from tests.redis_clients import is_cluster_url, sync_client
 
 SECRET = "whsec-test-0123456789abcdef"
 RULES = """
@@ -73,9 +73,10 @@ def tick(client: TestClient) -> tuple[int, int]:
 
 
 def stats(redis_url: str, trigger: str) -> dict[str, int]:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
-        return {k.decode(): int(v) for k, v in client.hgetall(keys.stats(trigger)).items()}
+        counters = client.hgetall(keys.names(is_cluster_url(redis_url)).stats(trigger))
+        return {k.decode(): int(v) for k, v in counters.items()}
     finally:
         client.close()
 
@@ -159,7 +160,7 @@ def test_a_new_item_reaches_the_people_who_declared_its_category_or_brand(client
     assert got == [("v-acme", "fresh", "SKU-N1", "kitchen.mugs"), ("v-kitchen", "fresh", "SKU-N1", "kitchen.mugs"),
                    ("v-mugs", "fresh", "SKU-N1", "kitchen.mugs")]
     assert stats(redis_url, "fresh") == {"sent:deliveries": 3, "webhook:delivered": 3, "suppressed:no_consent": 1}
-    store = redis.Redis.from_url(redis_url)
+    store = sync_client(redis_url)
     assert {m.decode() for m in store.smembers("ic:kitchen")} == {"v:v-kitchen", "v:v-quiet"}
     assert {m.decode() for m in store.smembers("ib:acme")} == {"v:v-acme"}
     store.close()
@@ -185,7 +186,7 @@ def test_a_price_drop_reaches_who_viewed_it_repeatedly_or_carted_it(client: Test
     events("v-glance", "product_view", 2)  # under min_views
     events("v-cart", "add_to_cart", 1)
     events("v-gone", "product_view", 4)
-    store = redis.Redis.from_url(redis_url)
+    store = sync_client(redis_url)
     assert {m.decode() for m in store.zrange("wb:SKU-V1", 0, -1)} == {"v:v-looker", "v:v-glance", "v:v-cart",
                                                                       "v:v-gone"}
     assert store.hgetall("wp:v:v-looker") == {b"SKU-V1": b"3"} and store.hgetall("wp:v:v-cart") == {b"+SKU-V1": b"1"}

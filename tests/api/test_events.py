@@ -10,12 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from redis.cluster import RedisCluster
 
 from api.app import create_app
 from api.visitor_cookie import new_visitor_id
 from engine.events.schema import ID_PATTERN
 from engine.store.server import start_redis
 from tests.conftest import ADMIN, make_settings
+from tests.redis_clients import sync_client
 
 
 def profile(client: TestClient, visitor: str) -> dict:
@@ -197,11 +199,10 @@ def test_a_stalled_redis_holds_no_request(client: TestClient, redis_url: str) ->
     budget and applied once it answers again; recommendations answer degraded within theirs."""
     import time
 
-    import redis as redis_sync
-
     sink = client.app.state.sink
-    admin = redis_sync.Redis.from_url(redis_url)
-    admin.execute_command("CLIENT", "PAUSE", 1500)
+    admin = sync_client(redis_url)
+    on_every_primary = {"target_nodes": RedisCluster.PRIMARIES} if isinstance(admin, RedisCluster) else {}
+    admin.execute_command("CLIENT", "PAUSE", 1500, **on_every_primary)
     started = time.monotonic()
     r = client.post("/v1/events", json={"event_id": "slow1", "type": "product_view", "visitor_id": "v-slow",
                                         "item_id": "85123A"})

@@ -20,15 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from engine.store.server import RedisServer
 from engine.settings import Settings
 from tests.conftest import ADMIN, LiveServer, make_settings
 from tests.engine.merch.test_loader import example_rules
+from tests.redis_clients import async_client, sync_client
 
 EXAMPLES = int(os.environ.get("VITRINE_FUZZ_EXAMPLES", "25"))
 # What the schema cannot say, the API still checks: an unknown placement, a customer id without its
@@ -62,17 +61,17 @@ schema = schemathesis.openapi.from_dict(_document(), config=CONFIG)
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(redis_server: RedisServer, demo_files: tuple[Path, Path], trained_models: Path,
+def fuzz_server(session_redis_url: str, demo_files: tuple[Path, Path], trained_models: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     from api.app import create_app
     from engine.catalog import upsert_items
     from engine.ingest.importer import ImportReport, read_items
 
-    with redis.Redis.from_url(redis_server.url) as client:
+    with sync_client(session_redis_url) as client:
         client.flushall()
 
     async def load() -> None:
-        client = redis.asyncio.Redis.from_url(redis_server.url)
+        client = async_client(session_redis_url)
         await upsert_items(client, read_items(demo_files[0], ImportReport()))
         await client.aclose()
 
@@ -80,7 +79,7 @@ def fuzz_server(redis_server: RedisServer, demo_files: tuple[Path, Path], traine
     data_dir = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(trained_models, data_dir / "models")
     (data_dir / "rules.yaml").write_text(example_rules())
-    app = create_app(make_settings(data_dir, redis_server.url, site_keys=["fuzz-site-key"],
+    app = create_app(make_settings(data_dir, session_redis_url, site_keys=["fuzz-site-key"],
                                    identity_secret="fuzz-identity-secret-0123456789",
                                    rules_file=data_dir / "rules.yaml"))
     with LiveServer(app) as server:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import redis
 from fastapi.testclient import TestClient
 
 from engine.store import keys
 from tests.conftest import ADMIN
 from tests.flows.test_e2e_live import live  # noqa: F401 - the live-server fixture
+from tests.redis_clients import sync_client
 
 MUG = {"item_id": "m1", "title": "Enamel mug", "category": "home.kitchen.mugs", "brand": "Acme", "price": 7.5,
        "in_stock": True, "attributes": {"colour": "blue"}}
@@ -33,8 +33,10 @@ def item(client: TestClient, item_id: str) -> dict:
 
 def counters(client: TestClient) -> tuple[int, int]:
     """The catalogue's version and growth counters, as stored."""
-    with redis.Redis.from_url(client.app.state.settings.redis_url) as r:  # type: ignore[attr-defined]
-        version, grown = r.mget(keys.catalogue_keys(False).version, keys.catalogue_keys(False).grown)
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    catalogue = keys.catalogue_keys(settings.redis_cluster)
+    with sync_client(settings.redis_url) as r:
+        version, grown = r.mget(catalogue.version, catalogue.grown)
     return int(version or 0), int(grown or 0)
 
 

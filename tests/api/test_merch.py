@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from engine.merch.experiments import in_control_group
 from engine.merch.schema import ControlGroup
 from tests.conftest import ADMIN, LiveServer, make_settings
+from tests.redis_clients import async_client, sync_client
 
 KITCHEN = """placements:
   home:
@@ -45,7 +45,7 @@ def shop(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]) -> dict[
     items = list(read_items(items_csv, ImportReport()))
 
     async def load() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_client(redis_url)
         await upsert_items(client, items)
         await client.aclose()
 
@@ -251,7 +251,7 @@ def test_hot_reload_under_concurrent_requests(shop: dict[str, Any]) -> None:
 def test_preview_shows_draft_and_live_side_by_side_and_changes_nothing(
         app_with_rules: tuple[TestClient, Path], shop: dict[str, Any]) -> None:
     client, _ = app_with_rules
-    store = redis.Redis.from_url(shop["redis_url"])
+    store = sync_client(shop["redis_url"])
     before = {k: store.dump(k) for k in store.keys("*")}
     draft = SEASONAL + """campaigns:
   xmas:
@@ -413,7 +413,7 @@ def test_capped_blocks_give_way_to_the_next_eligible_across_windows(app_with_rul
     assert block(client, "cap")["id"] == "cart-nudge"
     seen("i-4", "cart-nudge", 60)
     assert block(client, "cap")["id"] == "hello"  # 2 within the day: capped, the next eligible block
-    store = redis.Redis.from_url(client.app.state.settings.redis_url)  # type: ignore[attr-defined]
+    store = sync_client(client.app.state.settings.redis_url)  # type: ignore[attr-defined]
     assert store.ttl("x:{cap}") > 29 * 86400
 
 
@@ -560,7 +560,7 @@ def test_exposure_keys_only_for_visitors_who_saw_or_clicked_something(app_with_r
     client, _ = app_with_rules
     post_events(client, [{"event_id": "p-1", "type": "purchase", "visitor_id": "buyer", "item_id": "22086"},
                          {"event_id": "p-2", "type": "product_view", "visitor_id": "buyer", "item_id": "21212"}])
-    store = redis.Redis.from_url(shop["redis_url"])
+    store = sync_client(shop["redis_url"])
     assert store.exists("v:{buyer}") and not store.exists("x:{buyer}")
     post_events(client, [{"event_id": "p-3", "type": "block_impression", "visitor_id": "buyer",
                           "properties": {"block_id": "hello"}}])
@@ -582,7 +582,7 @@ def test_forged_recommendation_ids_create_no_counters(app_with_rules: tuple[Test
                          for i, rid in enumerate(forged)])
     post_events(client, [{"event_id": "f-click", "type": "recommendation_click", "visitor_id": "forger",
                           "item_id": "22086", "properties": {"recommendation_id": forged[0]}}])
-    store = redis.Redis.from_url(shop["redis_url"])
+    store = sync_client(shop["redis_url"])
     assert list(store.scan_iter("xp:*")) == []
     assert (store.get("x:{forger}") or b"{}\n") == b"{}\n"  # no per-experiment state either
     real = recs(client, visitor_id="forger", n=2)["recommendation_id"]

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
 from fastapi.testclient import TestClient
 
 from engine.customers import audit
 from engine.events.erased import digest
 from tests.api.test_people import DAY, iso, person_keys, post, shop, settings_overrides  # noqa: F401
 from tests.conftest import ADMIN
+from tests.redis_clients import sync_client
 
 SHA = hashlib.sha256(b"ann@example.com").hexdigest()
 
@@ -85,7 +85,7 @@ def test_events_for_the_merged_id_land_on_the_survivor(client: TestClient, redis
     assert "bea2-new" in after["identity"]["devices"]
     profile = client.get("/v1/profiles/bea2-tablet", headers=ADMIN).json()
     assert profile["customer_id"] == "bea" and profile["customer"]["orders"] == 6
-    with redis.Redis.from_url(redis_url) as r:
+    with sync_client(redis_url) as r:
         assert not r.exists("c:{bea2}")
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from engine.customers import audit
@@ -22,6 +21,7 @@ from models.customer_value import ShopModel, save
 from engine.store import keys
 from tests.conftest import ADMIN
 from tests.api.cli.test_serve_and_demo import ROOT, VITRINE
+from tests.redis_clients import redis_environment, sync_client
 
 DAY = 86400.0
 MODEL = ShopModel(horizon_days=90, typical_gap_days=38.0, buy_w=(-0.406, -0.428, 1.256, 0.408, -0.003), buy_b=-2.545,
@@ -122,7 +122,7 @@ def test_consent_per_purpose(client: TestClient) -> None:
 
 
 def person_keys(redis_url: str, names: list[str]) -> list[bytes]:
-    with redis.Redis.from_url(redis_url) as r:
+    with sync_client(redis_url) as r:
         return [k for k in r.scan_iter(count=1000) if any(n.encode() in k for n in names)]
 
 
@@ -130,7 +130,7 @@ def test_export_then_erase(client: TestClient, data_dir: Path, redis_url: str) -
     now = time.time()
     shop(client, "carol", "c-laptop", "c-phone", now)
     shop(client, "dave", "d-laptop", "d-phone", now)
-    with redis.Redis.from_url(redis_url) as r:  # what the trigger runner keeps of a message it sent carol
+    with sync_client(redis_url) as r:  # what the trigger runner keeps of a message it sent carol
         r.zadd(keys.trigger_sends("carol"), {"email|cart|k1": now})
         r.hset(keys.trigger_touches("carol"), "cart", f"sent|{now}|86400")
     r = client.get("/v1/people/c-phone/export", headers={**ADMIN, "X-Requested-By": "ticket #42"})
@@ -168,7 +168,7 @@ def test_export_then_erase(client: TestClient, data_dir: Path, redis_url: str) -
 
 def vitrine(args: list[str], data_dir: Path, redis_url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")}
-    env.update(VITRINE_DATA_DIR=str(data_dir), VITRINE_REDIS_URL=redis_url)
+    env.update(VITRINE_DATA_DIR=str(data_dir), **redis_environment(redis_url))
     return subprocess.run(VITRINE + args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
@@ -181,7 +181,7 @@ def test_an_erased_person_stays_erased_through_replay_and_their_log_lines_go(tmp
                    "2024-02-01T10:00:00Z,ve,erin,purchase,22086,1,9.0\n")
     done = vitrine(["import", "--events", str(csv)], data_dir, redis_url)  # its segment is closed when it exits
     assert done.returncode == 0, done.stderr
-    with redis.Redis.from_url(redis_url) as r:
+    with sync_client(redis_url) as r:
         assert r.exists("c:{erin}") and r.exists("c:{frank}")
 
     from api.app import create_app

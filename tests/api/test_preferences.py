@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from engine.profiles.preferences import watchers
 from engine.profiles.tokens import customer_token
 from tests.conftest import ADMIN
+from tests.redis_clients import async_client, sync_client
 
 SECRET = "preferences-test-secret-0123456789"
 BODY = {"favourite_categories": ["Kitchen.Mugs", "garden"], "favourite_brands": ["Acme"],
@@ -43,7 +43,7 @@ def post(client: TestClient, *events: dict[str, Any], headers: dict[str, str] | 
 
 def watching(redis_url: str, item_id: str) -> set[str]:
     async def read() -> set[str]:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_client(redis_url)
         try:
             return {w.person for w in await watchers(client, item_id)}
         finally:
@@ -52,7 +52,7 @@ def watching(redis_url: str, item_id: str) -> set[str]:
 
 
 def index(redis_url: str, item_id: str) -> set[str]:
-    return {m.decode() for m in redis.Redis.from_url(redis_url).zrange(f"w:{item_id}", 0, -1)}
+    return {m.decode() for m in sync_client(redis_url).zrange(f"w:{item_id}", 0, -1)}
 
 
 def test_put_then_get_round_trip(client: TestClient, redis_url: str) -> None:
@@ -171,7 +171,7 @@ def test_erase_removes_preferences_and_index_entries_and_export_has_them(client:
     assert interest_index(redis_url) == {"ic:kitchen.mugs": {"v:v-gone"}, "ic:garden": {"v:v-gone"},
                                          "ib:acme": {"v:v-gone"}}
     assert client.delete("/v1/people/v-gone", headers=ADMIN).status_code == 200
-    store = redis.Redis.from_url(redis_url)
+    store = sync_client(redis_url)
     assert not store.exists("pv:{v-gone}", "v:{v-gone}")
     assert interest_index(redis_url) == {}
     assert all(not index(redis_url, i) for i in ("85123A", "22423", "22086"))
@@ -180,7 +180,7 @@ def test_erase_removes_preferences_and_index_entries_and_export_has_them(client:
 
 def interest_index(redis_url: str) -> dict[str, set[str]]:
     """Every declared-interest index set (``ic:``, ``ib:``) and its members."""
-    store = redis.Redis.from_url(redis_url)
+    store = sync_client(redis_url)
     try:
         found = [k.decode() for pattern in ("ic:*", "ib:*") for k in store.scan_iter(pattern)]
         return {k: {m.decode() for m in store.smembers(k)} for k in found}
@@ -257,4 +257,4 @@ def test_a_customer_merge_joins_their_preferences_and_watches(client: TestClient
     assert {i: index(redis_url, i) for i in ("85123A", "22423", "21232")} == {
         "85123A": {"c:keep"}, "22423": {"c:keep"}, "21232": {"c:keep"}}
     assert interest_index(redis_url) == {"ic:garden": {"c:keep"}, "ib:acme": {"c:keep"}}
-    assert not redis.Redis.from_url(redis_url).exists("pc:{dup}")
+    assert not sync_client(redis_url).exists("pc:{dup}")

@@ -22,6 +22,7 @@ import pytest
 from api.app import create_app
 from engine.store.server import free_port
 from tests.conftest import LiveServer, make_settings
+from tests.redis_clients import redis_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = {"header_timeout_s": 1.0, "body_timeout_s": 1.0, "max_header_bytes": 2048}
@@ -181,7 +182,7 @@ def test_health_answers_while_more_half_open_connections_than_the_usual_file_lim
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VITRINE_")}
-    env.update({"VITRINE_DATA_DIR": str(tmp_path), "VITRINE_REDIS_URL": redis_url, "VITRINE_PORT": str(port),
+    env.update({"VITRINE_DATA_DIR": str(tmp_path), **redis_environment(redis_url), "VITRINE_PORT": str(port),
                 "VITRINE_WORKERS": "2", "VITRINE_HEADER_TIMEOUT_S": "120", "VITRINE_MAX_HEADER_BYTES": "4096"})
     proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,

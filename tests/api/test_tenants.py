@@ -25,12 +25,18 @@ from engine.settings import Settings
 from engine.store import keys
 from engine.tenants.config import TenantsInvalid, with_database
 from tests.conftest import make_settings
+from tests.redis_clients import CLUSTER_MODE, sync_client
 from tests.redis_cluster import Cluster
 
 KEY_A, KEY_B = "admin-key-of-shop-a-0123", "admin-key-of-shop-b-0123"
 SHOPS = {"shop-a": {"admin_key": KEY_A, "site_keys": ["pk-a"]},  # the deployment's Redis, shared
          "shop-b": {"admin_key": KEY_B, "site_keys": ["pk-b"], "redis_db": 2, "consent_required": True,
                     "event_weights": {"product_view": 2.0, "purchase": 8.0}}}
+# The session's Redis: on a cluster (database 0 only) shop-b shares it under its own prefix.
+SESSION_SHOPS = {tenant: {k: v for k, v in shop.items() if not (CLUSTER_MODE and k == "redis_db")}
+                 for tenant, shop in SHOPS.items()}
+OWN_DATABASE = pytest.mark.single_redis("shop-b keeps its keys in database 2; a cluster has one database "
+                                        "(test_shops_share_a_redis_cluster_each_under_its_own_prefix)")
 
 
 def base_settings(tmp_path: Path, redis_url: str, shops: dict, **settings: object) -> Settings:
@@ -43,7 +49,7 @@ def base_settings(tmp_path: Path, redis_url: str, shops: dict, **settings: objec
 def router(tmp_path: Path, redis_url: str, trained_models: Path) -> TenantRouter:
     for tenant in SHOPS:
         shutil.copytree(trained_models, tmp_path / "tenants" / tenant / "models")
-    return TenantRouter(tenants.load(base_settings(tmp_path, redis_url, SHOPS)))
+    return TenantRouter(tenants.load(base_settings(tmp_path, redis_url, SESSION_SHOPS)))
 
 
 def views(visitor_id: str, *items: str, consent: bool = False) -> dict:
@@ -55,6 +61,7 @@ def views(visitor_id: str, *items: str, consent: bool = False) -> dict:
     return {"events": events}
 
 
+@OWN_DATABASE
 def test_each_shop_keeps_its_own_profiles_keys_and_settings(router: TenantRouter, redis_url: str) -> None:
     with TestClient(router) as client:
         for tenant, key in (("shop-a", "pk-a"), ("shop-b", "pk-b")):
@@ -74,7 +81,7 @@ def test_each_shop_keeps_its_own_profiles_keys_and_settings(router: TenantRouter
             refused = client.get(f"/t/{tenant}/v1/recommendations", params={"placement": "home"},
                                  headers={"X-API-Key": key})
             assert refused.status_code == 403, (tenant, key)
-    shared, own = redis.Redis.from_url(redis_url), redis.Redis.from_url(with_database(redis_url, 2))
+    shared, own = sync_client(redis_url), sync_client(with_database(redis_url, 2))
     assert shared.exists("t.shop-a:v:{v-1}") and not shared.exists(keys.visitor("v-1"))
     assert {key[:9] for key in shared.keys()} == {b"t.shop-a:"}  # every key of shop-a carries its id
     assert own.exists("t.shop-b:v:{v-2}") and not own.exists("t.shop-b:v:{v-1}")
@@ -131,6 +138,7 @@ def test_an_unknown_or_missing_tenant_is_a_404_naming_it(router: TenantRouter) -
         assert router.running() == []  # nothing started for them
 
 
+@OWN_DATABASE
 def test_shops_start_at_their_first_request_and_stop_past_the_memory_budget(tmp_path: Path, redis_url: str,
                                                                              trained_models: Path) -> None:
     for tenant in SHOPS:
@@ -146,7 +154,7 @@ def test_shops_start_at_their_first_request_and_stop_past_the_memory_budget(tmp_
         again = client.get("/t/shop-a/v1/recommendations", params=home, headers={"X-API-Key": "pk-a"})
         assert again.status_code == 200 and again.json()["model_version"] and router.running() == ["shop-a"]
     # shop-b lives in a database of its own: the shared one holds only shop-a's keys
-    assert {key[:9] for key in redis.Redis.from_url(redis_url).keys()} == {b"t.shop-a:"}
+    assert {key[:9] for key in sync_client(redis_url).keys()} == {b"t.shop-a:"}
 
 
 def test_a_shop_with_triggers_is_not_stopped_past_the_budget(tmp_path: Path, redis_url: str,
@@ -154,7 +162,7 @@ def test_a_shop_with_triggers_is_not_stopped_past_the_budget(tmp_path: Path, red
     """Its runner sends what falls due at any hour: only the shop without triggers is stopped."""
     rules = tmp_path / "shop-b-rules.yaml"
     rules.write_text("triggers:\n  cart:\n    kind: cart_abandoned\n    after: 60m\n    channel: email\n")
-    shops = {"shop-a": SHOPS["shop-a"], "shop-b": {**SHOPS["shop-b"], "rules_file": str(rules)}}
+    shops = {"shop-a": SESSION_SHOPS["shop-a"], "shop-b": {**SESSION_SHOPS["shop-b"], "rules_file": str(rules)}}
     for tenant in shops:
         shutil.copytree(trained_models, tmp_path / "tenants" / tenant / "models")
     router = TenantRouter(tenants.load(base_settings(tmp_path, redis_url, shops)), memory_mb=1)

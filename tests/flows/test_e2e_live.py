@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 
 from api.app import create_app
 from engine.catalog import upsert_items
@@ -20,12 +19,13 @@ from models import artifacts
 from models.als import ALSParams
 from models.train import TrainConfig, fit
 from tests.conftest import ADMIN, LiveServer, make_settings
+from tests.redis_clients import async_client
 
 
 @pytest.fixture
 def live(data_dir: Path, redis_url: str, demo_files: tuple[Path, Path]):  # noqa: ANN201
     async def load() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_client(redis_url)
         await upsert_items(client, read_items(demo_files[0], ImportReport()))
         await client.aclose()
 

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from engine.settings import Settings
 from streaming.devstack import TansuBroker, VitrineProcess, tansu_binary
 from tests.conftest import make_settings
+from tests.redis_clients import async_client
 
 # What faust needs against tansu (see STACK-FACTS): a group join takes half the session timeout,
 # and a fetch is answered only when its wait expires.
@@ -58,7 +58,7 @@ def catalogue(redis_url: str, demo_files: tuple[Path, Path]) -> None:
     from engine.ingest.importer import ImportReport, read_items
 
     async def load() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_client(redis_url)
         await upsert_items(client, read_items(demo_files[0], ImportReport()))
         await client.aclose()
 

@@ -18,6 +18,7 @@ from streaming.app import StreamApp
 from streaming.processor import BatchProcessor, DeadLetter, Record
 from streaming.transport import ConsumerThread, fetch_max_wait_ms
 from tests.conftest import make_settings
+from tests.redis_clients import async_client
 
 
 def view(event_id: str, visitor_id: str, item_id: str) -> bytes:
@@ -46,7 +47,7 @@ class Collected:
 
 
 async def stored_visitor(redis_url: str, visitor_id: str) -> dict:
-    client = redis.asyncio.Redis.from_url(redis_url)
+    client = async_client(redis_url)
     try:
         raw = await client.get(keys.visitor(visitor_id))
         return decode_dict(raw) or {}
@@ -262,7 +263,7 @@ def test_a_redis_refusing_writes_is_waited_out_not_dead_lettered(tmp_path: Path,
     """OOM (like MISCONF, READONLY, BUSY) is a ResponseError about the server, not the event."""
     async def run() -> None:
         engine = Engine(make_settings(tmp_path, redis_url), redis_url, serve_models=False)
-        admin = redis.asyncio.Redis.from_url(redis_url)
+        admin = async_client(redis_url)
         await admin.config_set("maxmemory-policy", "noeviction")
         await admin.config_set("maxmemory", 1)
         dead = Collected()

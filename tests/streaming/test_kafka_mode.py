@@ -27,6 +27,7 @@ from streaming.devstack import ROOT, VitrineProcess
 from streaming.topics import history
 from tests.conftest import ADMIN, make_settings
 from tests.streaming.conftest import wait_until
+from tests.redis_clients import sync_client
 
 
 def visitor(r: redis.Redis, visitor_id: str) -> dict:
@@ -37,7 +38,7 @@ def visitor(r: redis.Redis, visitor_id: str) -> dict:
 def test_events_through_the_api_reach_profiles_and_recommendations(kafka_settings: Settings, catalogue: None,
                                                                    start_worker) -> None:
     start_worker()
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     with TestClient(create_app(kafka_settings)) as api:
         batch = [{"event_id": f"e-{i}", "type": "product_view", "visitor_id": "v-1", "item_id": item}
                  for i, item in enumerate(["85123A", "71053", "84406B"])]
@@ -61,7 +62,7 @@ def test_an_erase_reaches_the_events_still_in_the_topic(kafka_settings: Settings
                                                         start_worker) -> None:
     """Events accepted before an erase and not yet applied (no worker was running) are dropped when a
     worker reads them; the person's events accepted after it, and everyone else's, apply."""
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     with TestClient(create_app(kafka_settings)) as api:
         before = [{"event_id": f"er-{i}", "type": "product_view", "visitor_id": visitor_id, "item_id": item}
                   for i, (visitor_id, item) in enumerate([("v-gone", "85123A"), ("v-gone", "71053"),
@@ -89,7 +90,7 @@ def test_a_worker_for_one_shop_applies_its_topic_under_its_prefix(kafka_settings
                             tmp_path / "worker.log")
     try:
         asyncio.run(produce(shop_a, [(b"v-t", event_bytes("t-1", "v-t", "85123A"))]))
-        r = redis.Redis.from_url(kafka_settings.redis_url)
+        r = sync_client(kafka_settings.redis_url)
         wait_until(lambda: r.exists("t.shop-a:v:{v-t}"), what="shop-a's worker to apply its event")
         assert not r.exists(keys.visitor("v-t")) and not r.exists("t.shop-b:v:{v-t}")
     finally:
@@ -118,7 +119,7 @@ def test_faust_partition_sets_are_read_with_their_ranges() -> None:
 
 def test_two_workers_share_the_partitions(kafka_settings: Settings, start_worker) -> None:
     first, second = start_worker(), start_worker()
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     with TestClient(create_app(kafka_settings)) as api:
         batch = [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % 40}", "item_id": "85123A"}
                  for i in range(200)]
@@ -142,7 +143,7 @@ def test_workers_joining_mid_stream_lose_nothing_and_count_nothing_twice(
     visitors, per_visitor = 40, 20
     events = [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % visitors}", "item_id": "85123A"}
               for i in range(visitors * per_visitor)]
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     workers = [start_worker()]
     with TestClient(create_app(kafka_settings)) as api:
         for n, start in enumerate(range(0, len(events), 20)):
@@ -160,7 +161,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     visitors, per_visitor = 40, 30
     events = [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % visitors}", "item_id": "85123A"}
               for i in range(visitors * per_visitor)]
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
 
     def carted() -> int:
         return sum(visitor(r, f"v-{v}").get("ct", {}).get("85123A", 0) for v in range(visitors))
@@ -210,7 +211,7 @@ def event_bytes(event_id: str, visitor_id: str, item_id: str, **extra: object) -
 
 def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves_on(
         kafka_settings: Settings, start_worker) -> None:
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     r.set(keys.visitor("v-corrupt"), b"{not json")  # its events cannot be processed
     not_json, bad_event = b"\xff\x00 not json", orjson.dumps({"event_id": "x", "type": "teleport"})
     unprocessable = event_bytes("e-3", "v-corrupt", "71053")
@@ -283,6 +284,6 @@ def test_import_in_kafka_mode_sends_the_history_to_the_topic(kafka_settings: Set
     sent = int(done.stdout.split(" events sent")[0].split()[-1])
     assert len(list(history(kafka_settings))) == sent  # what `vitrine train` reads
     start_worker()
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     customers = {line.split(",")[2] for line in lines[1:] if line.split(",")[2]}
     wait_until(lambda: all(r.get(keys.customer(c)) for c in customers), what="the worker to apply the import")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 
@@ -28,6 +27,7 @@ from streaming.producer import KafkaSink
 from tests.conftest import ADMIN, make_settings
 from tests.engine.triggers.test_delivery import Clock, event, opt_in, stats
 from tests.streaming.conftest import FAST_GROUP, wait_until
+from tests.redis_clients import is_cluster_url, sync_client
 
 SECRET = "whsec-topic-0123456789abcdef"
 RULES = """
@@ -106,8 +106,9 @@ def test_a_delivery_is_one_signed_record_keyed_by_person(redis_url: str, broker:
 
     records, crashed = asyncio.run(main())
     assert len(records) == 3
-    client = redis.Redis.from_url(redis_url)
-    delivered = {orjson.loads(f[b"doc"])["id"]: orjson.loads(f[b"doc"]) for _, f in client.xrange(keys.DELIVERIES)}
+    client = sync_client(redis_url)
+    stream = keys.names(is_cluster_url(redis_url)).deliveries
+    delivered = {orjson.loads(f[b"doc"])["id"]: orjson.loads(f[b"doc"]) for _, f in client.xrange(stream)}
     client.close()
     by_person: dict[bytes, list[Any]] = {}
     for message in records:
@@ -135,7 +136,7 @@ def test_the_api_produces_a_catalogue_trigger_to_the_topic(redis_url: str, broke
     settings = make_settings(tmp_path, redis_url, kafka_brokers=broker.address, **FAST_GROUP,
                              rules_file=tmp_path / "rules.yaml", trigger_webhook_secret=SECRET, trigger_poll_s=0.2)
     worker = VitrineProcess(["worker", "--loglevel", "info"], settings, tmp_path / "worker.log")
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
         with TestClient(create_app(settings)) as api:
             assert api.put("/v1/items", headers=ADMIN, json={"items": [

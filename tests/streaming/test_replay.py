@@ -17,6 +17,7 @@ from engine.profiles.tokens import customer_token
 from engine.settings import Settings, as_environment
 from engine.profiles.codec import decode_dict
 from tests.streaming.conftest import wait_until
+from tests.redis_clients import sync_client
 
 ROOT = Path(__file__).parents[2]
 SECRET = "replay-test-identity-secret"  # the logins carry customer tokens, as a shop's pages send them
@@ -73,7 +74,7 @@ def test_replay_from_the_embedded_log_rebuilds_identical_profiles(client: TestCl
     events = shop_events()
     for start in range(0, len(events), 25):
         assert client.post("/v1/events", json={"events": events[start:start + 25]}).status_code == 200
-    r = redis.Redis.from_url(redis_url)
+    r = sync_client(redis_url)
     live = snapshot(r)
     assert sum(k.startswith(b"c:") for k in live) == 6 and sum(k.startswith(b"v:") for k in live) == 12
     out = replay(client.app.state.settings)
@@ -85,7 +86,7 @@ def test_replay_from_the_topic_rebuilds_what_the_workers_built(kafka_settings: S
                                                                start_worker) -> None:
     events = shop_events()
     start_worker()
-    r = redis.Redis.from_url(kafka_settings.redis_url)
+    r = sync_client(kafka_settings.redis_url)
     # The API checks the tokens and drops them before producing; the worker trusts the topic.
     with TestClient(create_app(kafka_settings.model_copy(update={"identity_secret": SECRET}))) as api:
         for start in range(0, len(events), 25):

@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import redis
 
+from engine.store import keys
 from engine.store.server import free_port, socket_path
 from tests.conftest import without_settings
+from tests.redis_clients import is_cluster_url, redis_environment, sync_client
 from models import artifacts
 
 VITRINE = [sys.executable, "-m", "api.cli"]
@@ -73,15 +74,15 @@ def test_import_reports_bad_rows_loads_good_ones_and_is_idempotent(tmp_path: Pat
                       "yesterday,v1,,product_view,A,,\n"
                       "2024-01-01T10:02:00Z,v1,,teleport,A,,\n"
                       "2024-01-01T10:03:00Z,v2,,product_view,B,,\n")
-    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path / "data"), "VITRINE_REDIS_URL": redis_url}
+    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path / "data"), **redis_environment(redis_url)}
     result = run(["import", "--items", str(items), "--events", str(events)], env)
     assert result.returncode == 0, result.stderr
     assert "2/5 items loaded, 3 rejected" in result.stdout
     assert "line 4: item_id" in result.stdout and "line 5: price" in result.stdout and "line 6: in_stock" in result.stdout
     assert "4/6 event lines loaded, 2 rejected" in result.stdout
     assert "line 5: timestamp" in result.stdout and "line 6: event_type" in result.stdout
-    client = redis.Redis.from_url(redis_url)
-    assert sorted(client.hkeys("items")) == [b"A", b"B"]
+    client = sync_client(redis_url)
+    assert sorted(client.hkeys(keys.catalogue_keys(is_cluster_url(redis_url)).items)) == [b"A", b"B"]
     first = client.get("c:{c1}")
     assert first is not None
     again = run(["import", "--events", str(events)], env)
@@ -96,7 +97,7 @@ def test_import_reports_bad_rows_loads_good_ones_and_is_idempotent(tmp_path: Pat
 
 
 def test_import_and_train_say_what_is_wrong(tmp_path: Path, redis_url: str) -> None:
-    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_REDIS_URL": redis_url}
+    env = {**os.environ, "VITRINE_DATA_DIR": str(tmp_path), **redis_environment(redis_url)}
     assert run(["import"], env).returncode == 2
     missing = run(["import", "--items", str(tmp_path / "nope.csv")], env)
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -200,7 +201,7 @@ def test_serve_with_a_tenants_file_serves_each_shop_and_commands_work_for_one(tm
         assert httpx.get(f"{base}/t/shop-c/v1/recommendations?placement=home").status_code == 404
         socket = socket_path(tmp_path / "redis")
         assert socket is not None and socket.is_socket()
-        db = {n: redis.Redis.from_url(f"unix://{socket}?db={n}") for n in (0, 2)}
+        db = {n: sync_client(f"unix://{socket}?db={n}") for n in (0, 2)}
         before_b = db[2].get("t.shop-b:v:{v}")
         assert before_b and b"item-shop-b" in before_b and b"item-shop-a" in (db[0].get("t.shop-a:v:{v}") or b"")
         env = {**without_settings(), "VITRINE_DATA_DIR": str(tmp_path), "VITRINE_TENANTS_FILE": str(tenants_file),

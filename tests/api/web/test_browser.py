@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from engine.store import keys
 from models.customer_value import save as save_shop_model
 from tests.api import test_people as people
 from tests.conftest import ADMIN, LiveServer
 from tests.api.web.webshop import browser, shop, strip_items, timings, watched  # noqa: F401 - fixtures
+from tests.redis_clients import sync_client
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -114,7 +114,7 @@ def test_declining_consent_leaves_no_profile(shop: LiveServer, browser: Any, tmp
     assert cookies["vt_consent"] == "0"
     answer = httpx.get(f"{shop.url}/v1/profiles/{visitor}", headers=ADMIN)
     assert answer.status_code == 404, answer.text
-    client = redis.Redis.from_url(shop.server.config.app.state.settings.redis_url)
+    client = sync_client(shop.server.config.app.state.settings.redis_url)
     assert client.exists(keys.visitor(visitor)) == 0
     client.close()
     watch.check()

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from tests.conftest import LiveServer, make_settings
+from tests.redis_clients import async_client
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IDENTITY_SECRET = "demo-identity-secret-0123456789"
@@ -33,7 +33,7 @@ def load_catalogue(redis_url: str, items_csv: Path) -> None:
     from engine.ingest.importer import ImportReport, read_items
 
     async def load() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_client(redis_url)
         await upsert_items(client, read_items(items_csv, ImportReport()))
         await client.aclose()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import RedisError
 
-from engine.store import keys
+from engine.store import cluster as on_cluster, keys
 from engine.store.cluster_reads import ClusterReader
 from engine.store.connect import connect_cluster
 from tests.redis_cluster import Cluster
@@ -82,5 +82,20 @@ def test_an_unreachable_cluster_is_a_redis_error() -> None:
         with pytest.raises(RedisError):
             await reader.mget([keys.visitor("x")], asyncio.get_running_loop().time() + 2)
         await reader.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_dbsize_counts_the_keys_of_every_primary(cluster: Cluster) -> None:
+    """Segment counts scale their sample by it: one node's count would be a third of the keys."""
+    async def scenario() -> None:
+        redis = await connect_cluster(cluster.url, timeout_s=5).initialize()
+        await redis.flushall()
+        names = [keys.visitor(f"n{i}") for i in range(60)]
+        assert len({redis.get_node_from_key(k).name for k in names}) == 3
+        for name in names:
+            await redis.set(name, b"1")
+        assert await on_cluster.dbsize(redis) == 60
+        await redis.aclose()
 
     asyncio.run(scenario())

@@ -21,6 +21,7 @@ from engine.triggers import keys
 from engine.triggers.report import trigger_report
 from tests.conftest import make_settings
 from tests.engine.triggers.receiver import Receiver
+from tests.redis_clients import is_cluster_url, sync_client
 
 SECRET = "whsec-test-0123456789abcdef"
 _ids = itertools.count()
@@ -85,9 +86,10 @@ def run(tmp_path: Path, redis_url: str, rules: Path, body: Callable[[Engine, Any
 
 
 def stats(redis_url: str, trigger: str = "cart-reminder") -> dict[str, int]:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
-        return {k.decode(): int(v) for k, v in client.hgetall(keys.stats(trigger)).items()}
+        counters = client.hgetall(keys.names(is_cluster_url(redis_url)).stats(trigger))
+        return {k.decode(): int(v) for k, v in counters.items()}
     finally:
         client.close()
 
