@@ -1,13 +1,17 @@
 """The workers' faust app: one agent that applies the events topic to the profiles in Redis.
 
+The agent takes batches from faust's stream; the worker's applier process
+(``streaming.applier``) applies them, so faust's per-message path and the engine's work run on
+two cores instead of taking turns on one.
+
 Batching: the agent iterates faust's stream without acking (``stream.noack()``) and takes what is
 already waiting in it (up to ``VITRINE_KAFKA_BATCH_MAX``) into one ``EventApplier.apply`` call (one
-pipelined read, one pipelined write): a busy worker makes few Redis round trips, an idle one
+pipelined read, one pipelined write, in the applier process): a busy worker makes few Redis round trips, an idle one
 applies each event the moment it arrives. ``stream.take(max_, within=)`` was measured instead: its
 window cuts batches by time, so on a loaded worker they stayed small and the worker ran at a
-fraction of faust's own rate (bench-stream's no-op agent). A batch is applied while the next one
-is taken from the stream, so the Redis round trips of one overlap faust's per-message work on the
-other; the next is applied only once the one before is done, so one visitor's events stay in order.
+fraction of faust's own rate (bench-stream's no-op agent). Up to two batches are handed to the
+processor while the agent takes the next from the stream; the processor applies them in the order
+they were handed over, so one visitor's events stay in order.
 Events are acknowledged (so their offsets can be committed) only after their batch is applied or
 dead-lettered; a batch cut short by a stop or a crash is delivered again: at-least-once, made exact
 by the applier's per-event dedup.
@@ -20,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 import faust
 
-from engine.runtime import Engine
 from engine.settings import Settings
+from streaming.applier.client import ApplierProcess
 from streaming.metrics import WorkerMetrics
 from streaming.processor import BatchProcessor, BatchResult, DeadLetter, Record
 from streaming.topics import ensure_topics
@@ -33,6 +38,7 @@ from streaming.transport import broker_urls
 
 log = logging.getLogger(__name__)
 BATCH_HOLD_S = 0.002  # how long a batch waits for an event that was already in the buffer
+IN_FLIGHT = 2  # batches handed to the processor at once: the applier has the next while it applies one
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -54,14 +60,17 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 
 
 class StreamApp(faust.App):
-    """A faust App that owns the worker's Engine (Redis client, catalogue, applier)."""
+    """A faust App that owns the worker's applier process (the engine: Redis client, catalogue,
+    applier)."""
 
-    def __init__(self, settings: Settings, redis_url: str | None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings, redis_url: str | None, *, loglevel: str = "info",
+                 **overrides: Any) -> None:
         super().__init__(settings.kafka_group_id, **{**faust_options(settings), **overrides})
         self.settings = settings
         self.redis_url = redis_url
+        self.loglevel = loglevel
         self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms  # read by streaming.transport
-        self.engine: Engine | None = None
+        self.applier: ApplierProcess | None = None
         self.processor: BatchProcessor | None = None
         self.metrics: WorkerMetrics | None = None
         self.events_topic = self.topic(
@@ -82,11 +91,10 @@ class StreamApp(faust.App):
         await ensure_topics(self.settings)
         # With the model loaded, applying events also stores the visitors' for-you lists
         # (engine.ranking.stored), so the API replicas serve them without scoring.
-        self.engine = Engine(self.settings, self.redis_url)
-        await self.engine.start()
-        self.processor = BatchProcessor(self.engine.applier, self.send_dead_letters)
-        log.info("worker ready: %d catalogue items, topic %s", len(self.engine.catalogue.current),
-                 self.settings.kafka_events_topic)
+        self.applier = ApplierProcess(self.settings, self.redis_url, self.loglevel)
+        ready = await self.applier.start()
+        self.processor = BatchProcessor(self.applier, self.send_dead_letters)
+        log.info("worker ready: %d catalogue items, topic %s", ready.items, self.settings.kafka_events_topic)
         if self.settings.worker_metrics_port:
             self.metrics = WorkerMetrics(self)
             self.metrics.start(self.settings.host, self.settings.worker_metrics_port)
@@ -95,8 +103,8 @@ class StreamApp(faust.App):
         await super().on_stop()
         if self.metrics is not None:
             self.metrics.stop()
-        if self.engine is not None:
-            await self.engine.stop()
+        if self.applier is not None:
+            await self.applier.stop()
 
     async def send_dead_letters(self, dead: list[DeadLetter]) -> None:
         """The original bytes, unchanged (so they can be re-sent once fixed), with the error and
@@ -125,11 +133,13 @@ def _apply_events_agent(app: StreamApp) -> Any:
         events = manual.events().__aiter__()
         batch: list[Any] = []
         upcoming: asyncio.Future | None = None
-        # The batch before this one, applied (its Redis round trips awaited) while this one is taken
-        # from the stream. It acknowledges its own events when done, whatever the agent awaits then.
-        applying: asyncio.Task[BatchResult] | None = None
+        # Batches handed to the processor and not yet done, oldest first. Each acknowledges its own
+        # events when done, whatever the agent awaits then.
+        applying: deque[asyncio.Task[BatchResult]] = deque()
         try:
             while True:
+                while applying and applying[0].done():
+                    yield applying.popleft().result()
                 if upcoming is None:
                     upcoming = asyncio.ensure_future(events.__anext__())
                 if batch:
@@ -142,17 +152,15 @@ def _apply_events_agent(app: StreamApp) -> Any:
                     if not upcoming.done():
                         done, _ = await asyncio.wait((upcoming,), timeout=BATCH_HOLD_S)
                         if not done:
-                            if applying is not None:
-                                yield await applying
-                            applying, batch = _start_applying(app, manual, batch), []
+                            while len(applying) >= IN_FLIGHT:
+                                yield await applying.popleft()
+                            applying.append(_start_applying(app, manual, batch))
+                            batch = []
                             continue
-                elif applying is not None and not upcoming.done():
-                    # Nothing to take yet: report the batch being applied as soon as it is done.
-                    await asyncio.wait((upcoming, applying), return_when=asyncio.FIRST_COMPLETED)
-                    if applying.done():
-                        result, applying = applying.result(), None
-                        yield result
-                        continue
+                elif applying and not upcoming.done():
+                    # Nothing to take yet: report the oldest batch as soon as it is done.
+                    await asyncio.wait((upcoming, applying[0]), return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
                     event = await upcoming
                 except StopAsyncIteration:  # the stream ended (the worker stops)
@@ -161,17 +169,17 @@ def _apply_events_agent(app: StreamApp) -> Any:
                 upcoming = None
                 batch.append(event)
                 if len(batch) >= app.settings.kafka_batch_max or stream.channel.empty():
-                    if applying is not None:
-                        yield await applying
-                    applying, batch = _start_applying(app, manual, batch), []
-            if applying is not None:
-                result, applying = await applying, None
-                yield result
+                    while len(applying) >= IN_FLIGHT:
+                        yield await applying.popleft()
+                    applying.append(_start_applying(app, manual, batch))
+                    batch = []
+            while applying:
+                yield await applying.popleft()
         finally:
             if upcoming is not None:
                 upcoming.cancel()
-            if applying is not None:  # stopped mid-batch: unacknowledged, so delivered again
-                applying.cancel()
+            for task in applying:  # stopped mid-batch: unacknowledged, so delivered again
+                task.cancel()
 
     return apply_events
 

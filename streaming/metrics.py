@@ -2,6 +2,10 @@
 families, the engine's (``engine.observe``: events applied, Redis latency of the applier's
 pipelines, model and rules versions), and the consumer lag of each partition it owns.
 
+The engine runs in the worker's applier process (``streaming.applier``), which serves its families
+(and its own process families, ``vitrine_applier_process_*``) on a private port; a scrape here
+reads them from there, so one endpoint still has the whole worker.
+
 The lag is read from what the consumer already knows, at scrape time: the high watermark each
 fetch brings back and the offset faust last committed, so nothing is added to the per-message
 path and no request goes to the brokers. prometheus-client's own HTTP server (a daemon thread)
@@ -12,15 +16,16 @@ for the event loop, which a busy worker keeps occupied.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from engine.observe import EngineCollector
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ class StreamApp(Protocol):
     consumer: Any
     monitor: Any
     settings: Any
-    engine: Any
+    applier: Any  # streaming.applier.client.ApplierProcess, once started
 
 
 def partition_lag(highwater: int | None, committed: int | None) -> int | None:
@@ -84,6 +89,26 @@ class ConsumerLag(Collector):
         return out
 
 
+class ApplierFamilies(Collector):
+    """The applier process's families, read from its own endpoint at scrape time."""
+
+    def __init__(self, port: Callable[[], int | None], timeout_s: float = 5.0) -> None:
+        self._port = port
+        self._timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        port = self._port()
+        if port is None:
+            return
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=self._timeout_s) as answer:
+                text = answer.read().decode()
+        except OSError as exc:  # restarting: this scrape has the consumer's families only
+            log.debug("applier metrics not read (%s: %s)", type(exc).__name__, exc)
+            return
+        yield from text_string_to_metric_families(text)
+
+
 class WorkerMetrics:
     """The registry and HTTP server of one worker; started once its engine is up."""
 
@@ -91,7 +116,8 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        self.registry.register(EngineCollector(lambda: app.engine))
+        self.registry.register(ApplierFamilies(lambda: app.applier.ready.metrics_port
+                                               if app.applier is not None and app.applier.ready else None))
         self.registry.register(ConsumerLag(app))
         self._server: Any = None
 

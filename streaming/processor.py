@@ -16,6 +16,7 @@ rebalance changes nothing. Here we only decide where failures go:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,18 +73,25 @@ def _infrastructure(exc: BaseException) -> bool:
     return transient(exc) or isinstance(exc, KafkaError)
 
 
-class BatchProcessor:
-    def __init__(self, applier: EventApplier, dead_letters: DeadLetterSink, *,
-                 first_backoff_s: float = 0.05) -> None:
-        self._applier = applier
-        self._dead_letters = dead_letters
-        self._applying = tasks.FailureStreak("stream-apply", first_backoff_s=first_backoff_s,
-                                             max_backoff_s=MAX_BACKOFF_S, expected=transient)
-        self._dead_lettering = tasks.FailureStreak("stream-dead-letters", first_backoff_s=first_backoff_s,
-                                                   max_backoff_s=MAX_BACKOFF_S, expected=_infrastructure)
+RecordApply = Callable[[list[Record]], Awaitable[BatchResult]]
 
-    async def process(self, records: list[Record]) -> BatchResult:
-        """Apply the batch; returns once every record is either applied or dead-lettered."""
+
+class LocalApply:
+    """Decode and apply batches in this process, one at a time in the order they were handed over;
+    the records that cannot be applied come back as dead letters, not yet sent. A worker runs this
+    in its applier process (``streaming.applier.child``); tests run it in theirs."""
+
+    def __init__(self, applier: EventApplier, *, first_backoff_s: float = 0.05) -> None:
+        self._applier = applier
+        self._streak = tasks.FailureStreak("stream-apply", first_backoff_s=first_backoff_s,
+                                           max_backoff_s=MAX_BACKOFF_S, expected=transient)
+        self._turn = asyncio.Lock()  # first come, first served
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        async with self._turn:
+            return await self._apply(records)
+
+    async def _apply(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
         good: dict[int, Record] = {}  # id of the decoded event -> its record
         events: list[Event] = []
@@ -96,7 +104,7 @@ class BatchProcessor:
             good[id(event)] = record
             events.append(event)
         if events:
-            outcome = await tasks.retry(lambda: apply_isolating(self._applier.apply, events), self._applying,
+            outcome = await tasks.retry(lambda: apply_isolating(self._applier.apply, events), self._streak,
                                         retry_if=transient)
             result.applied += outcome.stats.applied
             result.duplicates += outcome.stats.duplicates
@@ -106,6 +114,24 @@ class BatchProcessor:
         if result.dead:
             position = {id(record): i for i, record in enumerate(records)}
             result.dead.sort(key=lambda dead: position[id(dead.record)])  # in the partition's order
+        return result
+
+
+class BatchProcessor:
+    def __init__(self, apply: EventApplier | RecordApply, dead_letters: DeadLetterSink, *,
+                 first_backoff_s: float = 0.05) -> None:
+        """``apply``: an ``EventApplier`` (applied here, through ``LocalApply``) or what applies
+        records elsewhere (``streaming.applier.client.ApplierProcess``)."""
+        self._apply = (LocalApply(apply, first_backoff_s=first_backoff_s) if isinstance(apply, EventApplier)
+                       else apply)
+        self._dead_letters = dead_letters
+        self._dead_lettering = tasks.FailureStreak("stream-dead-letters", first_backoff_s=first_backoff_s,
+                                                   max_backoff_s=MAX_BACKOFF_S, expected=_infrastructure)
+
+    async def process(self, records: list[Record]) -> BatchResult:
+        """Apply the batch; returns once every record is either applied or dead-lettered."""
+        result = await self._apply(records)
+        if result.dead:
             for dead in result.dead:
                 log.error("dead-lettering %s[%d]@%d: %s", dead.record.topic, dead.record.partition,
                           dead.record.offset, dead.error)

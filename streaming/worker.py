@@ -27,6 +27,6 @@ def run_worker(settings: Settings, redis_url: str, *, loglevel: str = "info") ->
     if settings.mode != "kafka":
         raise SystemExit("vitrine worker: set VITRINE_KAFKA_BROKERS (host:port[,host:port...])")
     use_uvloop()
-    app = StreamApp(settings, redis_url)
+    app = StreamApp(settings, redis_url, loglevel=loglevel)
     faust.Worker(app, loglevel=loglevel, redirect_stdouts=False,
                  logging_config=logs.dict_config(settings.log_format, loglevel)).execute_from_commandline()

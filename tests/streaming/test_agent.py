@@ -159,7 +159,7 @@ class Gated(BatchProcessor):
         return await super().process(records)
 
 
-def test_the_next_batch_is_taken_while_one_is_applied_and_applied_after_it(tmp_path: Path,
+def test_the_next_batches_are_taken_while_one_is_applied_and_applied_after_it(tmp_path: Path,
                                                                            redis_url: str) -> None:
     app = make_app(tmp_path, redis_url, kafka_batch_max=1)
 
@@ -174,12 +174,13 @@ def test_the_next_batch_is_taken_while_one_is_applied_and_applied_after_it(tmp_p
                 while not gated.started:
                     await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)
-            # The first batch is being applied, and the second is already taken from the stream: it
-            # waits for the first to finish before it is applied (one visitor's events stay in order).
-            assert gated.started == [[first]]
+            # The first batch is being applied, the second is handed over to wait for its turn, and
+            # the third is already taken from the stream: the agent holds it until one of the two is
+            # done. They are applied in order (one visitor's events stay in order).
+            assert gated.started == [[first], [second]]
             [actor] = agent._actors
             manual = actor.stream._next  # the agent's stream.noack()
-            assert manual.current_event.value == second
+            assert manual.current_event.value == third
             assert not any(event.message.acked for event in sent)
             gated.go.set()
             applied = await results(agent, 3)
