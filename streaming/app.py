@@ -37,7 +37,7 @@ from streaming.topics import ensure_topics
 from streaming.transport import broker_urls
 
 log = logging.getLogger(__name__)
-BATCH_HOLD_S = 0.002  # how long a batch waits for an event that was already in the buffer
+BATCH_HOLD_S = 0.002  # an open batch is handed over once no event came for this long (or up to twice it)
 IN_FLIGHT = 2  # batches handed to the processor at once: the applier has the next while it applies one
 
 
@@ -127,65 +127,96 @@ def _record(event: Any) -> Record:
                   offset=message.offset)
 
 
+class _Batches:
+    """The agent's open batch, and the batches handed to the processor (oldest first), each of
+    which acknowledges its own events when done.
+
+    The agent takes events without a guard of its own; instead, while a batch is open, a timer
+    checks every ``BATCH_HOLD_S`` that events still come and hands the batch over once none came
+    since the last check. A rebalance clears the stream's buffer and then waits for every
+    delivered event to be acknowledged: a batch held by an agent waiting for the next event would
+    stall it for good."""
+
+    def __init__(self, app: StreamApp, manual: Any) -> None:
+        self._app, self._manual = app, manual
+        self.open: list[Any] = []
+        self.applying: deque[asyncio.Task[BatchResult]] = deque()
+        self._checked_size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, event: Any) -> None:
+        self.open.append(event)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(BATCH_HOLD_S, self._check)
+
+    def cut(self) -> list[Any]:
+        """The open batch, closed: the agent may hold it while it waits for the processor (that
+        wait does not depend on the stream)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._checked_size = 0
+        batch, self.open = self.open, []
+        return batch
+
+    def hand_over(self, batch: list[Any]) -> None:
+        self.applying.append(asyncio.ensure_future(_flush(self._app, self._manual, batch)))
+
+    def cancel(self) -> None:
+        """The worker stops: what is not applied is unacknowledged, so delivered again."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self.applying:
+            task.cancel()
+
+    def _check(self) -> None:
+        self._timer = None
+        if len(self.open) == self._checked_size:
+            self.hand_over(self.cut())
+        else:
+            self._checked_size = len(self.open)
+            self._timer = asyncio.get_running_loop().call_later(BATCH_HOLD_S, self._check)
+
+
 def _apply_events_agent(app: StreamApp) -> Any:
     async def apply_events(stream: faust.StreamT) -> Any:
         manual = stream.noack()
         events = manual.events().__aiter__()
-        batch: list[Any] = []
+        batches = _Batches(app, manual)
         upcoming: asyncio.Future | None = None
-        # Batches handed to the processor and not yet done, oldest first. Each acknowledges its own
-        # events when done, whatever the agent awaits then.
-        applying: deque[asyncio.Task[BatchResult]] = deque()
         try:
             while True:
-                while applying and applying[0].done():
-                    yield applying.popleft().result()
-                if upcoming is None:
-                    upcoming = asyncio.ensure_future(events.__anext__())
-                if batch:
-                    # More was waiting when the last event came: take it into this batch, but never
-                    # wait for it while holding unacknowledged events. A rebalance clears the
-                    # stream's buffer and then waits for every delivered event to be acknowledged;
-                    # a batch held across that wait would stall the rebalance for good.
+                while batches.applying and batches.applying[0].done():
+                    yield batches.applying.popleft().result()
+                if batches.applying and not batches.open and stream.channel.empty():
+                    # Nothing to take now: report the oldest batch as soon as it is done.
+                    if upcoming is None:
+                        upcoming = asyncio.ensure_future(events.__anext__())
+                    await asyncio.wait((upcoming, batches.applying[0]), return_when=asyncio.FIRST_COMPLETED)
                     if not upcoming.done():
-                        await asyncio.sleep(0)  # one loop turn: enough for an event already buffered
-                    if not upcoming.done():
-                        done, _ = await asyncio.wait((upcoming,), timeout=BATCH_HOLD_S)
-                        if not done:
-                            while len(applying) >= IN_FLIGHT:
-                                yield await applying.popleft()
-                            applying.append(_start_applying(app, manual, batch))
-                            batch = []
-                            continue
-                elif applying and not upcoming.done():
-                    # Nothing to take yet: report the oldest batch as soon as it is done.
-                    await asyncio.wait((upcoming, applying[0]), return_when=asyncio.FIRST_COMPLETED)
-                    continue
+                        continue
                 try:
-                    event = await upcoming
+                    if upcoming is not None:
+                        event, upcoming = await upcoming, None
+                    else:
+                        event = await events.__anext__()
                 except StopAsyncIteration:  # the stream ended (the worker stops)
                     upcoming = None
                     break
-                upcoming = None
-                batch.append(event)
-                if len(batch) >= app.settings.kafka_batch_max or stream.channel.empty():
-                    while len(applying) >= IN_FLIGHT:
-                        yield await applying.popleft()
-                    applying.append(_start_applying(app, manual, batch))
-                    batch = []
-            while applying:
-                yield await applying.popleft()
+                batches.add(event)
+                if len(batches.open) >= app.settings.kafka_batch_max or stream.channel.empty():
+                    batch = batches.cut()
+                    while len(batches.applying) >= IN_FLIGHT:
+                        yield await batches.applying.popleft()
+                    batches.hand_over(batch)
+            while batches.applying:
+                yield await batches.applying.popleft()
         finally:
             if upcoming is not None:
                 upcoming.cancel()
-            for task in applying:  # stopped mid-batch: unacknowledged, so delivered again
-                task.cancel()
+            batches.cancel()
 
     return apply_events
-
-
-def _start_applying(app: StreamApp, manual: Any, batch: list[Any]) -> asyncio.Task[BatchResult]:
-    return asyncio.ensure_future(_flush(app, manual, batch))
 
 
 async def _flush(app: StreamApp, manual: Any, batch: list[Any]) -> BatchResult:
