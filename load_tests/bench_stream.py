@@ -54,6 +54,7 @@ from engine.ingest.replay import delete_profiles
 from engine.runtime import Engine
 from engine.settings import Settings, as_environment
 from load_tests.httpload import Http
+from load_tests.reports import cpu_use
 from load_tests.sessions import TAOBAO_TYPES
 from models.datasets import write_online_retail
 from streaming.devstack import ROOT, TansuBroker, VitrineProcess, tansu_binary
@@ -319,13 +320,13 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path, *, workers:
     processes = [VitrineProcess(["worker", "--loglevel", "warn"], settings, tmp / f"worker-{n}.log")
                  for n in range(workers)]
     try:
-        first_at, first_count, deadline = None, 0, time.monotonic() + 300
+        first_at, first_count, first_cpu, deadline = None, 0, None, time.monotonic() + 300
         while True:
             if first_at is None and any(probe.applied(firsts)):
                 first_count = probe.count(visitors)
-                first_at = time.perf_counter()
+                first_at, first_cpu = time.perf_counter(), _cpu_s(processes)
             if first_at is not None and all(probe.applied(lasts)):
-                now = time.perf_counter()
+                now, cpu = time.perf_counter(), _cpu_s(processes)
                 break
             exited = [p for p in processes if p.process.poll() is not None]
             if time.monotonic() > deadline or exited:
@@ -339,11 +340,29 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path, *, workers:
         elapsed = now - first_at
         rate = round((expected - first_count) / elapsed) if elapsed > 0 else None  # None: too few to time
         return {"events": expected, "seconds": round(elapsed, 2), "events_per_s": rate, "workers": workers,
-                "partitions": settings.kafka_partitions}
+                "partitions": settings.kafka_partitions,
+                **cpu_use(cpu - first_cpu if cpu is not None and first_cpu is not None else None, elapsed,
+                          expected - first_count)}
     finally:
         for process in processes:
             process.stop()
         client.close()
+
+
+def _cpu_s(processes: list[VitrineProcess]) -> float | None:
+    """CPU seconds the workers and their applier processes used so far, from Linux's /proc (None
+    elsewhere, or when one of them is gone)."""
+    total = 0
+    try:
+        for process in processes:
+            pid = process.process.pid
+            pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+            for one in pids:
+                fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    except (OSError, ValueError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _noop_rate(settings: Settings, expected: int, tmp: Path) -> dict[str, Any]:
@@ -402,6 +421,10 @@ async def _applier_rate(settings: Settings, events: list[Event]) -> dict[str, An
 # ----------------------------------------------------------------------------- report
 
 
+def _cores(result: dict[str, Any]) -> str:
+    return f"{result.get('cpu_cores')} | {result.get('cpu_us_per_event')}"
+
+
 def _write_report(report: dict[str, Any], out_dir: Path, started: datetime) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"stream-bench-{started.strftime('%Y%m%dT%H%M%SZ')}"
@@ -423,15 +446,19 @@ def _write_report(report: dict[str, Any], out_dir: Path, started: datetime) -> N
         f"| POST /v1/events embedded (ms) | {emb['accept_p50']} | | {emb['accept_p99']} | | |",
         f"| POST /v1/events Kafka, acks=all (ms) | {kaf['accept_p50']} | | {kaf['accept_p99']} | | |",
         "",
-        "| throughput | events | seconds | events/s | target |",
-        "|---|---|---|---|---|",
-        f"| one faust worker, {worker['partitions']} partitions | {worker['events']} | {worker['seconds']} "
-        f"| {worker['events_per_s']} | >= 5000 |",
-        f"| faust agent doing nothing, same topic | {noop['events']} | {noop['seconds']} | {noop['events_per_s']} | |",
-        f"| worker / no-op ratio | | | {report['worker_to_noop']} | >= 0.8 |",
-        f"| two faust workers, 2 partitions | {two['events']} | {two['seconds']} | {two['events_per_s']} | |",
+        "| throughput | events | seconds | events/s | cores busy | CPU per event (us) | target |",
+        "|---|---|---|---|---|---|---|",
+        f"| one worker (consumer + applier process), {worker['partitions']} partitions | {worker['events']} "
+        f"| {worker['seconds']} | {worker['events_per_s']} | {_cores(worker)} | >= 5000 events/s |",
+        f"| faust agent doing nothing, same topic | {noop['events']} | {noop['seconds']} | {noop['events_per_s']} "
+        f"| {_cores(noop)} | |",
+        f"| worker / no-op ratio | | | {report['worker_to_noop']} | | | >= 0.8 |",
+        f"| two workers, 2 partitions | {two['events']} | {two['seconds']} | {two['events_per_s']} | {_cores(two)} | |",
         f"| EventApplier in process, batch {applier['batch']} | {applier['events']} | {applier['seconds']} "
-        f"| {applier['events_per_s']} | |",
+        f"| {applier['events_per_s']} | | | |",
+        "",
+        "Cores busy and CPU per event are over the timed window: a worker's are its consumer's and its applier "
+        "process's together (Redis and the broker not included).",
         "",
     ]
     stem.with_suffix(".md").write_text("\n".join(lines))

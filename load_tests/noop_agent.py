@@ -17,6 +17,7 @@ from typing import Any
 import faust
 
 from engine.settings import Settings
+from load_tests.reports import cpu_use
 from streaming.app import faust_options
 from streaming.worker import use_uvloop
 
@@ -26,16 +27,18 @@ class Counter:
 
     def __init__(self, expect: int, out: Path) -> None:
         self.expect, self.out = expect, out
-        self.seen, self.first_at = 0, 0.0
+        self.seen, self.first_at, self.first_cpu = 0, 0.0, 0.0
 
     def count(self, n: int) -> None:
         if not self.seen:
-            self.first_at = time.perf_counter()
+            self.first_at, self.first_cpu = time.perf_counter(), time.process_time()
         self.seen += n
         if self.seen == self.expect:
             elapsed = time.perf_counter() - self.first_at
             rate = round((self.seen - 1) / elapsed) if elapsed > 0 else None
-            self.out.write_text(json.dumps({"events": self.seen, "seconds": round(elapsed, 2), "events_per_s": rate}))
+            used = cpu_use(time.process_time() - self.first_cpu, elapsed, self.seen - 1)
+            self.out.write_text(json.dumps({"events": self.seen, "seconds": round(elapsed, 2), "events_per_s": rate,
+                                            **used}))
 
 
 def build_app(settings: Settings, counter: Counter) -> faust.App:

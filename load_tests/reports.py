@@ -19,3 +19,10 @@ def save(path: Path, report: dict[str, Any], markdown: str) -> None:
     path.with_suffix(".md").write_text(markdown)
     print(markdown, end="")
     print(f"report: {path}.md")
+
+
+def cpu_use(cpu_s: float | None, elapsed_s: float, events: int) -> dict[str, float | None]:
+    """What a process (tree) used over a timed window: cores busy on average, CPU time per event."""
+    if cpu_s is None or elapsed_s <= 0 or events <= 0:
+        return {"cpu_cores": None, "cpu_us_per_event": None}
+    return {"cpu_cores": round(cpu_s / elapsed_s, 2), "cpu_us_per_event": round(cpu_s / events * 1e6)}

@@ -25,7 +25,8 @@ PREFIXES = ("vitrine_", "process_", "python_")
 # Exported by `vitrine worker` (streaming.metrics), checked against a worker's scrape in
 # tests/streaming/test_worker_metrics.py.
 WORKER_ONLY = {"vitrine_consumer_lag_messages", "vitrine_consumer_highwater_offset",
-               "vitrine_consumer_committed_offset"}
+               "vitrine_consumer_committed_offset", "vitrine_applier_process_cpu_seconds_total",
+               "vitrine_applier_process_resident_memory_bytes"}
 
 RULES = """
 triggers:
