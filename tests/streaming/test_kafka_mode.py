@@ -35,6 +35,17 @@ def visitor(r: redis.Redis, visitor_id: str) -> dict:
     return decode_dict(raw) or {}
 
 
+def cart_adds(visitors: int, per_visitor: int) -> list[dict]:
+    """``per_visitor`` adds of one item to the cart by each of ``visitors`` visitors, interleaved."""
+    return [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % visitors}", "item_id": "85123A"}
+            for i in range(visitors * per_visitor)]
+
+
+def carted(r: redis.Redis, visitors: int) -> int:
+    """The cart adds applied so far, over the visitors of ``cart_adds``."""
+    return sum(visitor(r, f"v-{v}").get("ct", {}).get("85123A", 0) for v in range(visitors))
+
+
 def test_events_through_the_api_reach_profiles_and_recommendations(kafka_settings: Settings, catalogue: None,
                                                                    start_worker) -> None:
     start_worker()
@@ -159,25 +170,20 @@ def test_workers_joining_mid_stream_lose_nothing_and_count_nothing_twice(
 def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         kafka_settings: Settings, start_worker) -> None:
     visitors, per_visitor = 40, 30
-    events = [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % visitors}", "item_id": "85123A"}
-              for i in range(visitors * per_visitor)]
+    events = cart_adds(visitors, per_visitor)
     r = sync_client(kafka_settings.redis_url)
-
-    def carted() -> int:
-        return sum(visitor(r, f"v-{v}").get("ct", {}).get("85123A", 0) for v in range(visitors))
-
     first = start_worker()
     with TestClient(create_app(kafka_settings)) as api:
         half = len(events) // 2
         for start in range(0, half, 20):
             assert api.post("/v1/events", json={"events": events[start:start + 20]}).status_code == 200
-        wait_until(lambda: carted() >= 100, what="the first worker to apply some events")
+        wait_until(lambda: carted(r, visitors) >= 100, what="the first worker to apply some events")
         first.kill()  # SIGKILL: no commit, no goodbye; its uncommitted events will be redelivered
-        assert 0 < carted() <= half
+        assert 0 < carted(r, visitors) <= half
         for start in range(half, len(events), 20):
             assert api.post("/v1/events", json={"events": events[start:start + 20]}).status_code == 200
     second = start_worker()
-    wait_until(lambda: carted() == len(events), what="the restarted worker to catch up")
+    wait_until(lambda: carted(r, visitors) == len(events), what="the restarted worker to catch up")
     wait_until(lambda: "redelivered" in second.output(), what="the redelivered events to be skipped")
     for v in range(visitors):
         assert visitor(r, f"v-{v}")["ct"] == {"85123A": per_visitor}

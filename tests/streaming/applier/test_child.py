@@ -19,7 +19,7 @@ from engine.settings import Settings, as_environment
 from streaming.devstack import ROOT, VitrineProcess
 from tests.redis_clients import sync_client
 from tests.streaming.conftest import wait_until
-from tests.streaming.test_kafka_mode import visitor
+from tests.streaming.test_kafka_mode import cart_adds, carted, visitor
 
 
 def applier_of(pid: int) -> psutil.Process | None:
@@ -39,13 +39,8 @@ def gone(process: psutil.Process) -> bool:
 def test_a_killed_applier_is_replaced_and_every_event_counts_once(
         kafka_settings: Settings, start_worker: Callable[[], VitrineProcess]) -> None:
     visitors, per_visitor = 40, 30
-    events = [{"event_id": f"e-{i}", "type": "add_to_cart", "visitor_id": f"v-{i % visitors}", "item_id": "85123A"}
-              for i in range(visitors * per_visitor)]
+    events = cart_adds(visitors, per_visitor)
     r = sync_client(kafka_settings.redis_url)
-
-    def carted() -> int:
-        return sum(visitor(r, f"v-{v}").get("ct", {}).get("85123A", 0) for v in range(visitors))
-
     worker = start_worker()
     wait_until(lambda: applier_of(worker.process.pid), what="the worker's applier process")
     first = applier_of(worker.process.pid)
@@ -54,11 +49,11 @@ def test_a_killed_applier_is_replaced_and_every_event_counts_once(
         half = len(events) // 2
         for start in range(0, half, 20):
             assert api.post("/v1/events", json={"events": events[start:start + 20]}).status_code == 200
-        wait_until(lambda: carted() >= 100, what="the applier to apply some events")
+        wait_until(lambda: carted(r, visitors) >= 100, what="the applier to apply some events")
         first.kill()
         for start in range(half, len(events), 20):
             assert api.post("/v1/events", json={"events": events[start:start + 20]}).status_code == 200
-    wait_until(lambda: carted() == len(events), what="the next applier to apply every event")
+    wait_until(lambda: carted(r, visitors) == len(events), what="the next applier to apply every event")
     second = applier_of(worker.process.pid)
     assert second is not None and second.pid != first.pid
     assert worker.process.poll() is None  # the consumer stayed up
