@@ -7,8 +7,10 @@ with its ``BatchResult``: applied, or set aside as dead letters for the consumer
 
 It leaves when the consumer does: the socket closing (a stop, or the consumer killed) ends it,
 even while a batch is retrying against an unreachable Redis; the batch is then unacknowledged and
-delivered again, and the applier's dedup makes that exact. A terminal's Ctrl-C reaches the whole
-process group: this process ignores it and waits for its consumer to close the socket.
+delivered again, and the applier's dedup makes that exact. A terminal's Ctrl-C, or a service
+manager's SIGTERM, may reach the whole process group: this process ignores both and waits for its
+consumer, stopping, to close the socket (a consumer that hangs is the manager's to kill, and then
+this process leaves too).
 """
 
 from __future__ import annotations
@@ -49,29 +51,14 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     engine = Engine(settings, settings.redis_url or "")
     await engine.start()
     metrics = _start_metrics(engine, "127.0.0.1") if settings.worker_metrics_port else None
-    apply = LocalApply(engine.applier)
-    pending: asyncio.Future[Any] = asyncio.ensure_future(read_frame(reader))
-    applying: asyncio.Future[Any] | None = None
     try:
         write_frame(writer, Ready(len(engine.catalogue.current), metrics.server_port if metrics else None))
         await writer.drain()
-        while True:
-            try:
-                records = await pending
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return  # the consumer is gone
-            pending = asyncio.ensure_future(read_frame(reader))
-            applying = asyncio.ensure_future(apply(records))
-            await asyncio.wait((applying, pending), return_when=asyncio.FIRST_COMPLETED)
-            if pending.done() and pending.exception() is not None:
-                return  # gone while this batch applied (or retried): it will be delivered again
-            write_frame(writer, await applying)
-            applying = None
-            await writer.drain()
+        await _answer_batches(reader, writer, LocalApply(engine.applier))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        log.info("applier process stopping: its consumer closed the socket (a batch not answered is "
+                 "delivered again)")
     finally:
-        for task in (pending, applying):
-            if task is not None:
-                task.cancel()
         if metrics is not None:
             metrics.shutdown()
             metrics.server_close()
@@ -79,9 +66,31 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         await engine.stop()
 
 
+async def _answer_batches(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, apply: LocalApply) -> None:
+    """Until the consumer closes the socket, which ends this at once, even mid-batch."""
+    pending: asyncio.Future[Any] = asyncio.ensure_future(read_frame(reader))
+    applying: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            records = await pending
+            pending = asyncio.ensure_future(read_frame(reader))
+            applying = asyncio.ensure_future(apply(records))
+            await asyncio.wait((applying, pending), return_when=asyncio.FIRST_COMPLETED)
+            if pending.done() and pending.exception() is not None:
+                await pending  # raises: the consumer is gone
+            write_frame(writer, await applying)
+            applying = None
+            await writer.drain()
+    finally:
+        for task in (pending, applying):
+            if task is not None:
+                task.cancel()
+
+
 def main() -> None:
     fd, loglevel = int(sys.argv[1]), sys.argv[2]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for ours_to_decide in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(ours_to_decide, signal.SIG_IGN)
     settings = Settings()  # the worker's: its shop's, when it works for one
     work_for(settings.tenant)
     logs.configure(settings.log_format, logging.getLevelName(loglevel.upper()))

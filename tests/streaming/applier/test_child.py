@@ -1,6 +1,6 @@
 """The applier process of a real ``vitrine worker`` against the real test broker: killed, it is
 replaced and every event still counts once; it leaves with its consumer, whether that one is
-killed or stopped with a terminal's Ctrl-C."""
+killed or stopped with a signal to its whole process group."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -71,11 +72,14 @@ def test_the_applier_leaves_when_its_worker_is_killed(
     assert applier is not None
     worker.kill()
     wait_until(lambda: gone(applier), timeout_s=30, what="the applier to leave after its worker")
+    assert "applier process stopping" in worker.output()
 
 
-def test_ctrl_c_stops_the_worker_and_its_applier(kafka_settings: Settings, tmp_path: Path) -> None:
-    """A terminal's Ctrl-C reaches the whole process group: the applier ignores it and leaves once
-    its worker closes the socket (it is not killed)."""
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_whole_group_stops_the_worker_and_its_applier(kafka_settings: Settings, tmp_path: Path,
+                                                                      sent: signal.Signals) -> None:
+    """A terminal's Ctrl-C, or a service manager's SIGTERM, reaches the whole process group: the
+    applier ignores it and leaves once its worker closes the socket (it is not killed)."""
     log_path = tmp_path / "worker.log"
     with log_path.open("ab") as log_file:
         worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel", "info"],
@@ -86,10 +90,11 @@ def test_ctrl_c_stops_the_worker_and_its_applier(kafka_settings: Settings, tmp_p
                    what="the worker and its applier process")
         applier = applier_of(worker.pid)
         assert applier is not None
-        os.killpg(worker.pid, signal.SIGINT)
+        os.killpg(worker.pid, sent)
         worker.wait(timeout=60)
         wait_until(lambda: gone(applier), timeout_s=30, what="the applier to leave with its worker")
-        assert "did not stop" not in log_path.read_text()
+        said = log_path.read_text()
+        assert "applier process stopping" in said and "did not stop" not in said
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
