@@ -34,7 +34,6 @@ from engine.events.log import EventLog
 from engine.events.fields import field_path
 from engine.ingest.writer import EmbeddedSink, EventSink
 from engine.runtime import Engine
-from engine.store.cluster import ClusterUnsupported
 from engine.settings import Settings
 from engine.triggers.outbound import Publisher
 
@@ -131,23 +130,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         error = invalid_request(errors)
         return error_response(error.status_code, error.message, error.errors)
 
-    @app.exception_handler(ClusterUnsupported)
-    @app.exception_handler(RedisClusterException)
-    async def _not_on_cluster(request: Request, exc: Exception) -> Response:
-        """A feature that would write or read across hash slots, on a Redis Cluster (engine.store.cluster):
-        redis-py refused it before sending anything."""
-        log.warning("%s %s: not available on a Redis Cluster (%s)", request.method, request.url.path,
-                    type(exc).__name__)
-        return error_response(501, "Not available on a Redis Cluster yet (VITRINE_REDIS_CLUSTER=true)",
-                              [{"field": "redis",
-                                "message": "not cluster-safe yet: engine/store/README.md#redis-cluster"}])
-
     @app.exception_handler(RedisError)
-    async def _redis_error(request: Request, exc: RedisError) -> Response:
-        """Routes that need Redis (admin, catalogue) when it is down or hung: the request can be
-        retried, nothing is wrong with it. Site routes degrade instead and never get here."""
-        if isinstance(exc, ClusterCrossSlotError):
-            return await _not_on_cluster(request, exc)
+    @app.exception_handler(RedisClusterException)
+    async def _redis_error(request: Request, exc: Exception) -> Response:
+        """Routes that need Redis (admin, catalogue) when it is down or hung, or a cluster with no
+        node answering: the request can be retried, nothing is wrong with it. Site routes degrade
+        instead and never get here."""
+        if isinstance(exc, ClusterCrossSlotError):  # engine.store.cluster keeps every command in one slot
+            log.error("%s %s: a Redis command spanned hash slots", request.method, request.url.path, exc_info=exc)
+            return error_response(500, "Internal error: a Redis command spanned hash slots",
+                                   [{"field": "redis", "message": "cross-slot command"}])
         log.warning("%s %s: redis unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, exc)
         return error_response(503, f"Redis is unavailable, retry later ({type(exc).__name__})",
                                [{"field": "redis", "message": "unavailable"}], headers={"Retry-After": "1"})

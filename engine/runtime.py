@@ -63,7 +63,7 @@ class Engine:
         self.serve_models = serve_models
         on_cluster = settings.redis_cluster
         if on_cluster:
-            log.warning(cluster.limits())
+            log.info(cluster.announcement())
         self.redis = connect_to(redis_url, cluster=on_cluster, timeout_s=settings.redis_socket_timeout_s)
         # The admin and preferences routes' profile reads (engine.profiles.store.KeyReader): a
         # visitor's and a customer's keys, one MGET per slot on a cluster.

@@ -1,9 +1,9 @@
-"""What runs on a Redis Cluster (``VITRINE_REDIS_CLUSTER``) and what does not yet.
+"""What runs on a Redis Cluster (``VITRINE_REDIS_CLUSTER``): every feature, and the helpers that
+keep a few multi-key calls right there.
 
-A part not listed as safe would send one script or transaction over keys of several slots. The
-engine starts on a cluster and says at startup which features are off; a request to one of them
-answers ``501`` naming it (api/app.py) before anything is written: redis-py checks a script's, a
-transaction's or an MGET's keys for one slot before sending it (engine/store/README.md#redis-cluster).
+Each part below keeps a script, a transaction or an MGET within one hash slot; redis-py checks a
+command's keys for one slot before sending it, so a command that still spanned slots would be
+refused before anything is written (a bug: api/app.py answers it 500 and logs it).
 """
 
 from __future__ import annotations
@@ -27,23 +27,10 @@ CLUSTER_SAFE = (
     "written in steps of their own)",
 )
 
-NOT_CLUSTER_SAFE: tuple[str, ...] = ()  # a part listed here is off on a cluster, its requests answering 501
 
-
-class ClusterUnsupported(RuntimeError):
-    """Cluster mode asked of a part that would send cross-slot commands."""
-
-
-def limits() -> str:
-    """What a process started in cluster mode logs: what is off, if anything."""
-    if not NOT_CLUSTER_SAFE:
-        return f"VITRINE_REDIS_CLUSTER=true: every feature runs on a Redis Cluster: {'; '.join(CLUSTER_SAFE)}."
-    return ("VITRINE_REDIS_CLUSTER=true: these features are off on a Redis Cluster (their requests answer 501): "
-            f"{'; '.join(NOT_CLUSTER_SAFE)}. Cluster-safe: {'; '.join(CLUSTER_SAFE)}.")
-
-
-def refuse(what: str) -> ClusterUnsupported:
-    return ClusterUnsupported(f"{what} cannot run on a Redis Cluster yet (VITRINE_REDIS_CLUSTER=true)")
+def announcement() -> str:
+    """What a process started in cluster mode logs, so that an operator sees how each part copes."""
+    return f"VITRINE_REDIS_CLUSTER=true: every feature runs on a Redis Cluster: {'; '.join(CLUSTER_SAFE)}."
 
 
 async def mget(redis: Redis | RedisCluster, names: list[str]) -> list[bytes | None]:

@@ -1,4 +1,4 @@
-"""Cluster mode: the engine starts with the cluster-safe parts and names, at startup, what is off."""
+"""Cluster mode: the engine starts with the cluster parts and says so at startup."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from engine.profiles.shapes import ProfileConfig
 from engine.ranking.trending import TrendingClock
 from engine.runtime import Engine
 from engine.store import keys
-from engine.store.cluster import NOT_CLUSTER_SAFE
 from engine.store.cluster_reads import ClusterReader
 from engine.triggers import keys as trigger_keys
 from tests.conftest import make_settings
@@ -23,11 +22,11 @@ from tests.conftest import make_settings
 def test_engine_in_cluster_mode_uses_the_cluster_parts_and_says_nothing_is_off(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path, "redis://127.0.0.1:1/0", redis_cluster=True)
-    with caplog.at_level(logging.WARNING, logger="engine.runtime"):
+    with caplog.at_level(logging.INFO, logger="engine.runtime"):
         engine = Engine(settings, "redis://127.0.0.1:1/0")
     assert isinstance(engine.redis, RedisCluster)
     assert isinstance(engine.applier, ClusterApplier) and isinstance(engine.reads, ClusterReader)
-    assert NOT_CLUSTER_SAFE == () and "every feature runs on a Redis Cluster" in caplog.text
+    assert "every feature runs on a Redis Cluster" in caplog.text
     runner = engine.trigger_runner()  # triggers run on a cluster, with its key names
     assert runner.names.cluster and engine.catalogue_changes.queue.due_key == "{items}:tg:i"
 
