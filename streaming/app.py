@@ -6,8 +6,8 @@ two cores instead of taking turns on one.
 
 Batching: the agent iterates faust's stream without acking (``stream.noack()``) and takes what is
 already waiting in it (up to ``VITRINE_KAFKA_BATCH_MAX``) into one ``EventApplier.apply`` call (one
-pipelined read, one pipelined write, in the applier process): a busy worker makes few Redis round trips, an idle one
-applies each event the moment it arrives. ``stream.take(max_, within=)`` was measured instead: its
+pipelined read, one pipelined write, in the applier process): a busy worker makes few Redis round
+trips, an idle one applies each event the moment it arrives. ``stream.take(max_, within=)`` was measured instead: its
 window cuts batches by time, so on a loaded worker they stayed small and the worker ran at a
 fraction of faust's own rate (bench-stream's no-op agent). Up to two batches are handed to the
 processor while the agent takes the next from the stream; the processor applies them in the order

@@ -1,9 +1,10 @@
 """``python -m streaming.applier.child FD LOGLEVEL``: a worker's applier process.
 
 Started by the worker's consumer (``streaming.applier.client``) with the worker's settings in its
-environment (its Redis URL too: never on a command line) and one end of a socket pair as ``FD``. It runs the engine the worker used to run in
-its own loop (catalogue, rules and model polls, the applier) and answers each batch of records
-with its ``BatchResult``: applied, or set aside as dead letters for the consumer to send.
+environment (its Redis URL too: never on a command line) and one end of a socket pair as ``FD``.
+It runs the worker's engine (catalogue, rules and model polls, the applier) and answers each batch
+of records with its ``BatchResult``: applied, or set aside as dead letters for the consumer to
+send.
 
 It leaves when the consumer does: the socket closing (a stop, or the consumer killed) ends it,
 even while a batch is retrying against an unreachable Redis; the batch is then unacknowledged and
