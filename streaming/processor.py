@@ -118,12 +118,10 @@ class LocalApply:
 
 
 class BatchProcessor:
-    def __init__(self, apply: EventApplier | RecordApply, dead_letters: DeadLetterSink, *,
-                 first_backoff_s: float = 0.05) -> None:
-        """``apply``: an ``EventApplier`` (applied here, through ``LocalApply``) or what applies
-        records elsewhere (``streaming.applier.client.ApplierProcess``)."""
-        self._apply = (LocalApply(apply, first_backoff_s=first_backoff_s) if isinstance(apply, EventApplier)
-                       else apply)
+    def __init__(self, apply: RecordApply, dead_letters: DeadLetterSink, *, first_backoff_s: float = 0.05) -> None:
+        """``apply``: what applies the records (a worker's ``streaming.applier.client.ApplierProcess``,
+        or ``LocalApply`` in this process)."""
+        self._apply = apply
         self._dead_letters = dead_letters
         self._dead_lettering = tasks.FailureStreak("stream-dead-letters", first_backoff_s=first_backoff_s,
                                                    max_backoff_s=MAX_BACKOFF_S, expected=_infrastructure)

@@ -15,7 +15,7 @@ from engine.store.server import free_port, start_redis
 from engine.runtime import Engine
 from engine.profiles.codec import decode_dict
 from streaming.app import StreamApp
-from streaming.processor import BatchProcessor, DeadLetter, Record
+from streaming.processor import BatchProcessor, DeadLetter, LocalApply, Record
 from streaming.transport import ConsumerThread, fetch_max_wait_ms
 from tests.conftest import make_settings
 from tests.redis_clients import async_client
@@ -46,6 +46,12 @@ class Collected:
         self.dead.extend(dead)
 
 
+def local_processor(engine: Engine, dead_letters: Collected, first_backoff_s: float = 0.05) -> BatchProcessor:
+    """The worker's processor with the engine's applier in this process instead of an applier process."""
+    return BatchProcessor(LocalApply(engine.applier, first_backoff_s=first_backoff_s), dead_letters,
+                          first_backoff_s=first_backoff_s)
+
+
 async def stored_visitor(redis_url: str, visitor_id: str) -> dict:
     client = async_client(redis_url)
     try:
@@ -61,7 +67,7 @@ def test_the_agent_applies_events_once_and_dead_letters_garbage(tmp_path: Path, 
     async def run() -> None:
         engine = Engine(app.settings, redis_url, serve_models=False)
         dead = Collected()
-        app.processor = BatchProcessor(engine.applier, dead)
+        app.processor = local_processor(engine, dead)
         async with app.apply_events.test_context() as agent:
             await agent.put(view("e-1", "v-1", "85123A"), key=b"v-1")
             await agent.put(b"garbage", key=b"v-1")
@@ -96,7 +102,7 @@ def test_one_batch_applies_its_good_events_once_and_dead_letters_the_bad(tmp_pat
         engine = Engine(app.settings, redis_url, serve_models=False)
         await engine.redis.set(keys.visitor("v-bad"), b"[not json")
         dead = Collected()
-        app.processor = BatchProcessor(engine.applier, dead)
+        app.processor = local_processor(engine, dead)
         first, last = view("e-1", "v-1", "85123A"), view("e-3", "v-1", "84406B")
         unprocessable = view("e-2", "v-bad", "71053")
         async with app.apply_events.test_context() as agent:
@@ -124,7 +130,7 @@ def test_a_batch_is_acknowledged_only_once_applied(tmp_path: Path) -> None:
 
     async def run() -> None:
         engine = Engine(app.settings, url, serve_models=False)
-        app.processor = BatchProcessor(engine.applier, Collected(), first_backoff_s=0.02)
+        app.processor = local_processor(engine, Collected(), first_backoff_s=0.02)
         server = None
         try:
             async with app.apply_events.test_context() as agent:
@@ -149,7 +155,7 @@ class Gated(BatchProcessor):
     while a batch is being applied."""
 
     def __init__(self, applier, dead_letters) -> None:
-        super().__init__(applier, dead_letters)
+        super().__init__(LocalApply(applier), dead_letters)
         self.started: list[list[bytes]] = []
         self.go = asyncio.Event()
 
@@ -199,7 +205,7 @@ def test_a_batch_with_a_poison_event_applies_the_rest_in_order(tmp_path: Path, r
         dead = Collected()
         records = [Record(view("e-1", "v-1", "85123A"), offset=1), Record(view("e-2", "v-bad", "71053"), offset=2),
                    Record(view("e-3", "v-1", "84406B"), offset=3), Record(view("e-4", "v-2", "85123A"), offset=4)]
-        result = await BatchProcessor(engine.applier, dead).process(records)
+        result = await local_processor(engine, dead).process(records)
         await engine.redis.aclose()
         assert (result.applied, [d.record.offset for d in dead.dead]) == (3, [2])
         assert dead.dead[0].error.startswith("processing failed: CorruptProfile")
@@ -217,7 +223,7 @@ def test_the_processor_waits_for_redis_instead_of_dropping_events(tmp_path: Path
     async def run() -> None:
         engine = Engine(make_settings(tmp_path, url), url, serve_models=False)
         dead = Collected()
-        processing = asyncio.create_task(BatchProcessor(engine.applier, dead, first_backoff_s=0.02).process(
+        processing = asyncio.create_task(local_processor(engine, dead, first_backoff_s=0.02).process(
             [Record(view("e-1", "v-1", "85123A"))]))
         await asyncio.sleep(0.3)
         assert not processing.done()
@@ -252,7 +258,7 @@ def test_a_key_of_the_wrong_type_is_dead_lettered_not_retried(tmp_path: Path, re
         await engine.redis.rpush(keys.visitor("v-list"), "not a profile")
         dead = Collected()
         records = [Record(view("e-1", "v-list", "85123A"), offset=1), Record(view("e-2", "v-1", "71053"), offset=2)]
-        result = await asyncio.wait_for(BatchProcessor(engine.applier, dead, first_backoff_s=0.02).process(records), 30)
+        result = await asyncio.wait_for(local_processor(engine, dead, first_backoff_s=0.02).process(records), 30)
         await engine.redis.aclose()
         assert (result.applied, [d.record.offset for d in dead.dead]) == (1, [1])
         assert "WRONGTYPE" in dead.dead[0].error
@@ -269,7 +275,7 @@ def test_a_redis_refusing_writes_is_waited_out_not_dead_lettered(tmp_path: Path,
         await admin.config_set("maxmemory", 1)
         dead = Collected()
         try:
-            processing = asyncio.create_task(BatchProcessor(engine.applier, dead, first_backoff_s=0.02).process(
+            processing = asyncio.create_task(local_processor(engine, dead, first_backoff_s=0.02).process(
                 [Record(view("e-1", "v-oom", "85123A"))]))
             await asyncio.sleep(0.3)
             assert not processing.done() and dead.dead == []
@@ -300,7 +306,7 @@ def test_a_worker_counts_experiments_of_its_rules_file_only(tmp_path: Path, redi
         await engine.start()
         try:
             dead = Collected()
-            result = await BatchProcessor(engine.applier, dead).process(
+            result = await local_processor(engine, dead).process(
                 [Record(shown("x-1", "abc.home-test.a")), Record(shown("x-2", "abc.invented.a")),
                  Record(shown("x-3", "abc.home-test.invented"))])
             assert (result.applied, dead.dead) == (3, [])
@@ -323,7 +329,7 @@ def test_a_worker_folds_consent_as_the_api_does(tmp_path: Path, redis_url: str) 
     async def run() -> None:
         engine = Engine(make_settings(tmp_path, redis_url, consent_required=True), redis_url, serve_models=False)
         dead = Collected()
-        result = await BatchProcessor(engine.applier, dead).process([
+        result = await local_processor(engine, dead).process([
             event("o-1", "v-o", item_id="85123A"),
             event("o-2", "v-o", type="consent", properties={"granted": True}),
             event("o-3", "v-o", item_id="71053"),
