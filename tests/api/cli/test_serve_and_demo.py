@@ -18,6 +18,7 @@ import pytest
 from engine.store import keys
 from engine.store.server import free_port, socket_path
 from tests.conftest import without_settings
+from tests.processes import command_line
 from tests.redis_clients import is_cluster_url, redis_environment, sync_client
 from models import artifacts
 
@@ -112,7 +113,7 @@ def test_serve_starts_its_own_redis_and_ctrl_c_stops_everything(tmp_path: Path) 
     try:
         wait_healthy(port, proc)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert any("redis-server" in " ".join(c.cmdline()) for c in children)
+        assert any("redis-server" in command_line(c) for c in children)
         ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
         assert ready["checks"]["redis"] == "ok" and ready["checks"]["model"].startswith("none")
         key = (tmp_path / "admin_key").read_text().strip()

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from engine.settings import Settings, as_environment
 from streaming.devstack import ROOT, VitrineProcess
+from tests.processes import command_line
 from tests.redis_clients import sync_client
 from tests.streaming.conftest import wait_until
 from tests.streaming.test_kafka_mode import cart_adds, carted, visitor
@@ -25,7 +26,7 @@ from tests.streaming.test_kafka_mode import cart_adds, carted, visitor
 
 def applier_of(pid: int) -> psutil.Process | None:
     for child in psutil.Process(pid).children():
-        if "streaming.applier.child" in " ".join(child.cmdline()):
+        if "streaming.applier.child" in command_line(child):
             return child
     return None
 
