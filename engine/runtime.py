@@ -14,10 +14,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.asyncio import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from engine import tasks
-from engine.customers import logins, scores
+from engine.customers import logins, merge, scores
 from engine.customers.segment_counts import SegmentCounts
 from engine.ingest.apply import EventApplier, transient
 from engine.merch.blocks import BlockPicker
@@ -141,6 +142,14 @@ class Engine:
             self._pollers.append(asyncio.create_task(tasks.supervise(tasks.every(every, self._add_live_sessions),
                                                                      streak, first_pause_s=every),
                                                      name="vitrine-live-sessions"))
+        if self.settings.redis_cluster:
+            every = self.settings.merge_sweep_s
+            self._pollers.append(tasks.start("merge-sweep", tasks.every(every, self._sweep_merges), first_pause_s=every,
+                                             first_backoff_s=every, max_backoff_s=every, expected=transient))
+
+    async def _sweep_merges(self) -> None:
+        assert isinstance(self.redis, RedisCluster)
+        await merge.sweep(self.redis, self.settings)
 
     async def _add_live_sessions(self) -> None:
         assert self.live_sessions is not None

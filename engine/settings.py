@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     redis_cluster_replicas: int = Field(1, ge=0, description="Replicas every cluster write must reach (`WAIT`) "
                                         "before its events count as applied; 0 accepts losing the last writes of "
                                         "a primary that dies before its replica has them.")
+    merge_sweep_s: float = Field(60.0, gt=0, description="On a Redis Cluster, how often each process completes "
+                                 "the customer merges an interrupted attempt left pending, once they are this "
+                                 "old (engine.customers.merge).")
     redis_timeout_s: float = Field(0.05, gt=0, description="Budget for a recommendation's or block's whole Redis "
                                    "read (profiles, trending); past it the answer comes from the model alone, "
                                    "marked degraded.")

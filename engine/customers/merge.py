@@ -16,6 +16,7 @@ completes (``merge_apart``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,7 @@ from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.settings import Settings
 from engine.store import cluster, keys
 
+log = logging.getLogger(__name__)
 _SCRIPT = (Path(__file__).parent / "lua" / "merge.lua").read_text()
 MAX_ROUNDS = 16
 EMAIL_SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -220,13 +222,7 @@ async def merge_recorded(redis: Redis, settings: Settings, into: str, sources: S
     now = time.time()
     log_dir = settings.log_dir
     on_cluster = isinstance(redis, RedisCluster)
-
-    async def absorbed(survivor: str, source: str) -> None:
-        await _join_declared(redis, survivor, [source], ttl_s=settings.customer_ttl_s,
-                             watchers_max=settings.watchers_max)
-
-    apart = Apart(settings.dedup_window_s, settings.redis_cluster_replicas, settings.redis_socket_timeout_s,
-                  absorbed) if on_cluster else None
+    apart = _apart(redis, settings) if on_cluster else None
     result = await merge(redis, into, sources, by=by, auto=auto, now=now, customer_ttl_s=settings.customer_ttl_s,
                          visitor_ttl_s=settings.visitor_ttl_s, half_life_s=settings.affinity_half_life_s,
                          is_erased=lambda customer_id: digest(customer_id) in erased.load(log_dir).customers,
@@ -238,6 +234,38 @@ async def merge_recorded(redis: Redis, settings: Settings, into: str, sources: S
         await asyncio.to_thread(audit.record, settings.data_dir, "merge", by, [], [result.into, *result.merged], now,
                                 auto=auto)
     return result
+
+
+async def sweep(redis: RedisCluster, settings: Settings, now: float | None = None) -> list[str]:
+    """Complete the merges on a Redis Cluster that began ``merge_sweep_s`` ago or more and are still
+    pending: an attempt was interrupted (a crash, a failover) and nobody tried again (an admin
+    request not retried, a login not repeated). Until then readers follow the alias, but the
+    survivor lacks the absorbed profile. Returns the ids whose merge this call completed."""
+    now = time.time() if now is None else now
+    apart = _apart(redis, settings)
+    completed: list[str] = []
+    for source in await merge_apart.due(redis, now - settings.merge_sweep_s, now + settings.merge_sweep_s):
+        sealed = await merge_apart.pending(redis, source)
+        if sealed is None:  # completed meanwhile, or the person was erased
+            await merge_apart.clear(redis, source)
+            continue
+        survivor = await _complete(redis, sealed, customer_ttl_s=settings.customer_ttl_s,
+                                   visitor_ttl_s=settings.visitor_ttl_s, half_life_s=settings.affinity_half_life_s,
+                                   apart=apart)
+        begun = orjson.loads(sealed.history)
+        await asyncio.to_thread(audit.record, settings.data_dir, "merge", begun["by"], [], [survivor, source], now,
+                                auto=begun["auto"], completed_by="sweep")
+        log.info("completed an interrupted customer merge begun at %.0f", begun["at"])
+        completed.append(source)
+    return completed
+
+
+def _apart(redis: RedisCluster, settings: Settings) -> Apart:
+    async def absorbed(survivor: str, source: str) -> None:
+        await _join_declared(redis, survivor, [source], ttl_s=settings.customer_ttl_s,
+                             watchers_max=settings.watchers_max)
+
+    return Apart(settings.dedup_window_s, settings.redis_cluster_replicas, settings.redis_socket_timeout_s, absorbed)
 
 
 async def _join_declared(redis: Redis, into: str, merged: Sequence[str], *, ttl_s: int, watchers_max: int) -> None:

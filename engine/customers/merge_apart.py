@@ -13,13 +13,16 @@ Per customer id merged away (``engine.customers.merge`` runs them in this order)
    cookies (each a compare-and-set in its own slot). Until then readers follow the aliases.
 4. ``clear``: the pending-merge record goes, last.
 
-A crash or a failover between two steps leaves the pending record, which the next attempt (the
-request retried, the login redelivered or repeated) completes from the step it reached. Each step
+Before the seal the id is listed among the merges pending (``cmq``), and it leaves that list with
+its record. A crash or a failover between two steps leaves the pending record, which the next
+attempt (the request retried, the login redelivered or repeated) completes from the step it
+reached; when nobody tries again, the sweep does (``engine.customers.merge.sweep``). Each step
 ends with ``WAIT`` for the replicas on the connection that wrote, so a promoted replica holds it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,14 @@ _LUA = Path(__file__).parent / "lua"
 _SEAL = (_LUA / "seal.lua").read_text()
 _ABSORB = (_LUA / "absorb.lua").read_text()
 _RELINK = (_LUA / "relink.lua").read_text()
+_LIST = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])"
+# The listed merges begun before ARGV[1], up to ARGV[3] of them, each leased until ARGV[2] (its
+# score moves there) so that processes sweeping at once do not all take it.
+_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, source in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], source) end
+return due
+"""
 
 
 class NotReplicated(RedisError):
@@ -98,12 +109,14 @@ async def seal(redis: RedisCluster, source: str, into: str, history: bytes, buck
                timeout_s: float) -> Sealed | str | None:
     """Step 1. The sealed record (now or from an earlier attempt), the customer it was merged into
     when that merge is complete, or None when it has no profile."""
+    await step(redis, _LIST, [keys.merges_pending()], [time.time(), source], replicas=replicas, timeout_s=timeout_s)
     reply = await step(redis, _SEAL, [keys.customer(source), keys.identity(source), keys.alias(source),
                                       keys.merging(source), keys.customer_dedup(source, bucket),
                                       keys.customer_dedup(source, bucket - 1)],
                        [into, history, bucket, bucket - 1], replicas=replicas, timeout_s=timeout_s)
     if reply[0] == 2:
         return Sealed.parse(source, reply[1:])
+    await redis.zrem(keys.merges_pending(), source)  # nothing pending
     return reply[1].decode() if reply[0] == 1 else None
 
 
@@ -150,3 +163,11 @@ async def relink(redis: RedisCluster, cookies: list[str], source: str, survivor:
 async def clear(redis: RedisCluster, source: str) -> None:
     """Step 4: the merge of ``source`` is complete."""
     await redis.delete(keys.merging(source))
+    await redis.zrem(keys.merges_pending(), source)
+
+
+async def due(redis: RedisCluster, begun_before: float, lease_until: float, limit: int = 100) -> list[str]:
+    """Up to ``limit`` ids whose merge began before ``begun_before`` and is still listed, each now
+    leased to the caller until ``lease_until``."""
+    return [source.decode() for source in await redis.eval(_DUE, 1, keys.merges_pending(), begun_before,
+                                                            lease_until, limit)]

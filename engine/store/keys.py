@@ -15,7 +15,7 @@ a TTL, least recently used first (``VITRINE_REDIS_MAXMEMORY_POLICY``).
   ``ib:``, engine.profiles.interests, cleaned the same way). A new key that must survive memory pressure (a
   checkpoint, a counter) gets no TTL.
 - No TTL: erasures (``er:``, below), which must outlive any event still waiting to be applied.
-- No TTL: identity (``ca:``, ``ci:``, ``em:``, ``cm:``, engine.customers.merge): which customer ids are
+- No TTL: identity (``ca:``, ``ci:``, ``em:``, ``cm:``, ``cmq``, engine.customers.merge): which customer ids are
   one person must outlive the profiles, or a merged id's later events would start a second record.
 - A TTL, evictable: visitors (``v:``, ``d:``, ``x:``, ``f:``, ``pv:``), customers (``c:``, ``pc:``)
   and trending epochs (``tr:``); on a cluster also the dedup memory of customers and counters
@@ -89,6 +89,12 @@ def merging(customer_id: str) -> str:
     """A customer id's merge begun and not finished, on a Redis Cluster (engine.customers.merge_apart):
     the profile, identity record and event fingerprints the survivor absorbs. No TTL."""
     return f"{_p()}cm:{{{customer_id}}}"
+
+
+def merges_pending() -> str:
+    """The customer ids whose merge began on a Redis Cluster and is not finished (sorted set, score:
+    when it began), which a sweep completes once they are old (engine.customers.merge.sweep)."""
+    return f"{_p()}cmq"
 
 
 def email(email_sha256: str) -> str:

@@ -1,7 +1,7 @@
 """Customer merges on a real three-primary Redis Cluster (tests/redis_cluster.py): two customers in
 different slots merged by a login with the same hashed email end as on one Redis, and a merge
-interrupted after any of its single-slot steps is completed by the redelivered login, with nothing
-lost or counted twice."""
+interrupted after any of its single-slot steps is completed by the redelivered login, or by the
+sweep when nobody retries it, with nothing lost or counted twice."""
 
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ import orjson
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from engine.customers import merge_apart
+from engine.customers import audit, merge_apart
 from engine.customers.combine import combine
 from engine.customers.logins import emails, match
-from engine.customers.merge import Apart, Merged, merge
+from engine.customers.merge import Apart, Merged, merge, sweep
 from engine.customers.people import find
 from engine.events.schema import Event
 from engine.ingest.apply import EventApplier, transient
 from engine.profiles.codec import decode_dict, encode
 from engine.profiles.shapes import CustomerProfile, ProfileConfig
 from engine.ranking.trending import TrendingClock
+from engine.runtime import Engine
 from engine.store import keys
 from engine.store.connect import connect_cluster
 from engine.ingest.cluster import ClusterApplier
+from tests.conftest import make_settings
 from tests.engine.ingest.test_cluster import INFO, ev
 from tests.redis_cluster import Cluster, start_cluster
 
@@ -125,6 +127,35 @@ def test_a_login_merges_customers_of_different_slots_as_on_one_redis(cluster: Cl
     asyncio.run(scenario())
 
 
+async def interrupted(redis: RedisCluster, app: ClusterApplier, reached: str) -> list[list[Event]]:
+    """The events of ``batches`` applied, the last one by a process that died after the merge step
+    ``reached``; returns the events."""
+    events = batches()
+    for batch in events[:2]:  # the older customer's hash is indexed
+        await app.apply(batch)
+    dying = applier(redis, None)  # the process dies before its login merge: run step by step below
+    await dying.apply(events[2])
+    await dying.aclose()
+    bucket = int(time.time() // WINDOW)
+    history = orjson.dumps({"at": 1.0, "by": "login", "auto": True})
+    sealed = await merge_apart.seal(redis, "new", "old", history, bucket, replicas=1, timeout_s=5.0)
+    assert isinstance(sealed, merge_apart.Sealed) and sealed.fingerprints  # the events already in it
+    assert await merge_apart.seal(redis, "new", "old", history, bucket, replicas=1, timeout_s=5.0) == sealed
+    if reached in ("absorb", "relink"):
+        old = await redis.get(keys.customer("old"))
+        new = encode(combine(CustomerProfile.decode(old), CustomerProfile.decode(sealed.profile), HALF_LIFE))
+        assert await merge_apart.absorb(redis, sealed, "old", old, new, ttl_s=7200, window_s=WINDOW,
+                                        replicas=1, timeout_s=5.0) == 2
+    if reached == "relink":
+        await merge_apart.repoint(redis, ["new"], "old")
+        assert await merge_apart.relink(redis, ["n1"], "new", "old", ttl_s=3600, replicas=1, timeout_s=5.0,
+                                        rounds=4)
+    left = await state(redis)
+    assert left[keys.alias("new")] == b"old" and left["pending"] and left[keys.customer("new")] is None
+    assert await redis.zrange(keys.merges_pending(), 0, -1) == [b"new"]
+    return events
+
+
 @pytest.mark.parametrize("reached", ["seal", "absorb", "relink"])
 def test_a_merge_interrupted_after_any_step_is_completed_by_the_redelivered_login(
         cluster: Cluster, redis_url: str, reached: str) -> None:
@@ -133,39 +164,73 @@ def test_a_merge_interrupted_after_any_step_is_completed_by_the_redelivered_logi
     async def scenario() -> None:
         redis = connect_cluster(cluster.url, timeout_s=5)
         await redis.flushall()
-        events = batches()
         done: list[Merged] = []
         app = applier(redis, logins_of(redis, done))
-        for batch in events[:2]:  # the older customer's hash is indexed
-            await app.apply(batch)
-        dying = applier(redis, None)  # the process dies before its login merge: run step by step below
-        await dying.apply(events[2])
-        await dying.aclose()
-        bucket = int(time.time() // WINDOW)
-        history = orjson.dumps({"at": 1.0, "by": "login", "auto": True})
-        sealed = await merge_apart.seal(redis, "new", "old", history, bucket, replicas=1, timeout_s=5.0)
-        assert isinstance(sealed, merge_apart.Sealed) and sealed.fingerprints  # the events already in it
-        assert await merge_apart.seal(redis, "new", "old", history, bucket, replicas=1, timeout_s=5.0) == sealed
-        if reached in ("absorb", "relink"):
-            old = await redis.get(keys.customer("old"))
-            new = encode(combine(CustomerProfile.decode(old), CustomerProfile.decode(sealed.profile), HALF_LIFE))
-            assert await merge_apart.absorb(redis, sealed, "old", old, new, ttl_s=7200, window_s=WINDOW,
-                                            replicas=1, timeout_s=5.0) == 2
-        if reached == "relink":
-            await merge_apart.repoint(redis, ["new"], "old")
-            assert await merge_apart.relink(redis, ["n1"], "new", "old", ttl_s=3600, replicas=1, timeout_s=5.0,
-                                            rounds=4)
-        left = await state(redis)
-        assert left[keys.alias("new")] == b"old" and left["pending"] and left[keys.customer("new")] is None
+        events = await interrupted(redis, app, reached)
         await app.apply(events[2])  # redelivered: every event a duplicate, the login matched again
         assert [(m.into, m.merged) for m in done if m.merged] == [("old", ["new"])]
         assert await state(redis) == await reference(redis_url, events)
         assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 3
+        assert not await redis.exists(keys.merges_pending())
         # The dedup memory moved with the profile: the newer customer's purchase arriving where its
         # visitor has no record of it (as after a crash between the applier's customer write and its
         # visitor write), now redirected to the survivor, is not counted a second time.
         await app.apply([events[1][1].model_copy(update={"visitor_id": "n9", "customer_id": "new"})])
         assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 3
+        await app.aclose()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("reached", ["seal", "absorb", "relink"])
+def test_a_merge_interrupted_and_never_retried_is_completed_by_the_sweep(
+        cluster: Cluster, redis_url: str, tmp_path: Path, reached: str) -> None:
+    """Nobody logs in again: the sweep leaves the merge while it is young (its attempt may still be
+    running), then completes it once however many processes sweep at once, as on one Redis."""
+    async def scenario() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        await redis.flushall()
+        settings = make_settings(tmp_path, cluster.url, redis_cluster=True, customer_ttl_s=7200, visitor_ttl_s=3600,
+                                 affinity_half_life_s=HALF_LIFE, dedup_window_s=WINDOW, merge_sweep_s=60)
+        done: list[Merged] = []
+        app = applier(redis, logins_of(redis, done))
+        events = await interrupted(redis, app, reached)
+        await redis.zadd(keys.merges_pending(), {"erased-since": 1.0})  # listed, its record gone
+        assert await sweep(redis, settings) == []
+        later = time.time() + 61
+        swept = await asyncio.gather(*(sweep(redis, settings, now=later) for _ in range(3)))
+        assert sorted(swept, key=len) == [[], [], ["new"]]
+        expected = await reference(redis_url, events)
+        assert await state(redis) == expected
+        assert not await redis.exists(keys.merges_pending())
+        [entry] = [e for e in audit.read(tmp_path) if e["action"] == "merge"]
+        assert (entry["by"], entry["auto"], entry["completed_by"]) == ("login", True, "sweep")
+        await app.apply(events[2])  # the login comes after all: nothing more to do
+        assert await state(redis) == expected and not [m for m in done if m.merged]
+        await app.aclose()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_process_on_a_cluster_sweeps_the_merges_left_pending(cluster: Cluster, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        redis = connect_cluster(cluster.url, timeout_s=5)
+        await redis.flushall()
+        app = applier(redis, None)
+        await interrupted(redis, app, "seal")
+        engine = Engine(make_settings(tmp_path, cluster.url, redis_cluster=True, merge_sweep_s=0.5), cluster.url)
+        await engine.start()
+        try:
+            for _ in range(100):
+                if not await redis.exists(keys.merging("new")):
+                    break
+                await asyncio.sleep(0.1)
+            assert not await redis.exists(keys.merging("new"), keys.merges_pending())
+            assert CustomerProfile.decode(await redis.get(keys.customer("old"))).orders == 3
+        finally:
+            await engine.stop()
         await app.aclose()
         await redis.aclose()
 
