@@ -75,6 +75,8 @@ class MergeResult(BaseModel):
 class Erased(BaseModel):
     ids: dict[str, list[str]]
     keys_deleted: int
+    trigger_entries_removed: int = Field(description="Entries naming them removed from the triggers' shared keys: "
+                                                     "occurrences, report sets, streams, outboxes, dead letters.")
     log_segments_rewritten: int
     log_segments_pending: int = Field(description="Segments still open or not yet applied: their lines are skipped "
                                                   "by every reader now and rewritten by the hourly retention pass.")
@@ -144,11 +146,12 @@ async def erase_person(request: Request) -> Response:
     person = await people.find(engine.redis, person_id)
     now = time.time()
     done = await people.erase(engine.redis, person, log_dir=settings.log_dir, dedup_window_s=settings.dedup_window_s,
-                              now=now)
+                              now=now, trigger_ids=engine.rules.current.rules.triggers)
     audit.record(settings.data_dir, "erase", by, person.visitor_ids, person.customer_ids, now,
-                 keys_deleted=done.keys_deleted)
+                 keys_deleted=done.keys_deleted, trigger_entries_removed=done.trigger_entries_removed)
     return json_response({"ids": {"visitor_ids": person.visitor_ids, "customer_ids": person.customer_ids},
-                          "keys_deleted": done.keys_deleted, "log_segments_rewritten": len(done.segments_rewritten),
+                          "keys_deleted": done.keys_deleted, "trigger_entries_removed": done.trigger_entries_removed,
+                          "log_segments_rewritten": len(done.segments_rewritten),
                           "log_segments_pending": len(done.segments_pending)})
 
 
