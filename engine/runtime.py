@@ -56,10 +56,12 @@ def profile_config(settings: Settings) -> ProfileConfig:
 
 
 class Engine:
-    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True,
+    def __init__(self, settings: Settings, redis_url: str, *, serve_models: bool = True, triggers: bool = True,
                  observe_stored_list: Callable[[bool], None] | None = None) -> None:
         """``serve_models=False`` (``vitrine replay``) keeps the catalogue and rules fresh but loads
-        no model, so applying events stores no for-you lists."""
+        no model, so applying events stores no for-you lists. ``triggers=False`` (``vitrine replay
+        --reset``): applying events leaves the triggers' keys alone, since a rebuild applies again
+        events whose occurrences, conversions and view counts were recorded the first time, and kept."""
         self.settings = settings
         self.serve_models = serve_models
         on_cluster = settings.redis_cluster
@@ -97,15 +99,16 @@ class Engine:
             latency=self.redis_latency,
         )
         self.applier: EventApplier
+        hook = self.trigger_hook if triggers else None
         if on_cluster:
             self.applier = ClusterApplier(self.redis, self.catalogue.info, profile_config(settings),
                                           logins=functools.partial(logins.after_apply, self.redis, settings),
-                                          replicas=settings.redis_cluster_replicas, triggers=self.trigger_hook,
+                                          replicas=settings.redis_cluster_replicas, triggers=hook,
                                           timeout_s=settings.redis_socket_timeout_s, **applier_options)
         else:
             self.applier = EventApplier(self.redis, self.catalogue.info, profile_config(settings),
                                         logins=functools.partial(logins.after_apply, self.redis, settings),
-                                        triggers=self.trigger_hook, **applier_options)
+                                        triggers=hook, **applier_options)
         self.rules = RulesHolder(settings.rules_file, self._item_exists, settings.exposure_retention_s,
                                  prepare=self._prepare_rules)
         # The request path's reads, cheaper than redis-py's.

@@ -90,7 +90,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(settings: Settings, redis_url: str, reset: bool) -> int:
-    engine = Engine(settings, redis_url, serve_models=False)
+    engine = Engine(settings, redis_url, serve_models=False, triggers=not reset)
     try:
         if settings.mode == "kafka" and not reset and await replay.has_profiles(engine.redis):
             print("vitrine replay: Redis already holds profiles; --reset deletes them (and the dedup "

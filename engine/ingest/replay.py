@@ -6,7 +6,9 @@ emptied checkpoint); either way the events go through the same
 applied are set aside as live (``engine.ingest.isolate``), and profiles are folded
 in event time, so the result is what live processing built. Trending, exposure state and
 experiment counters are rebuilt too (events older than two trending epochs no longer count, as live). The catalogue is not part of
-the history: load it first, since category and brand affinities come from it.
+the history: load it first, since category and brand affinities come from it. The triggers' keys
+are not rebuilt either: what they recorded when the events were first applied is kept, and the
+rebuild leaves them alone (``Engine(triggers=False)``).
 """
 
 from __future__ import annotations

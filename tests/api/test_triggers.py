@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,7 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from api.cli.data import _replay
+from engine.store import keys
+from engine.triggers import keys as trigger_keys
 from tests.conftest import ADMIN
+from tests.redis_clients import is_cluster_url, sync_client
 
 RULES = """
 triggers:
@@ -63,6 +68,32 @@ def test_a_delivery_is_pulled_and_reported_with_its_conversion(client: TestClien
     assert report["arms"]["control"]["people"] == 0 and report["lift"]["conversion_rate"] is None
     listed = client.get("/v1/admin/triggers", headers=ADMIN).json()["triggers"]
     assert [t["trigger"] for t in listed] == ["cart-reminder"]
+
+
+def test_a_rebuild_from_the_log_counts_no_conversion_again(client: TestClient, redis_url: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``vitrine replay --reset`` rebuilds the profiles from the log; what the triggers derived when
+    the events were first applied (conversions, revenue, occurrences) is kept, not counted again."""
+    armed = time.time() - 3700
+    assert client.post("/v1/events", json={"events": [
+        {"event_id": "c1", "type": "consent", "visitor_id": "v1", "timestamp": at(armed),
+         "properties": {"purpose": "email", "granted": True}},
+        {"event_id": "a1", "type": "add_to_cart", "visitor_id": "v1", "item_id": "85123A", "timestamp": at(armed)},
+        {"event_id": "a2", "type": "add_to_cart", "visitor_id": "v2", "item_id": "85123A"}]}).status_code == 200
+    assert client.portal.call(client.app.state.triggers.tick) == (1, 0)
+    client.post("/v1/events", json={"event_id": "p1", "type": "purchase", "visitor_id": "v1", "item_id": "85123A",
+                                    "price": 12.5, "quantity": 2})
+    report = client.get("/v1/admin/triggers/cart-reminder", headers=ADMIN).json()
+    redis = sync_client(redis_url)
+    profile = redis.get(keys.visitor("v1"))
+    queued = redis.zrange(trigger_keys.names(is_cluster_url(redis_url)).occurrences, 0, -1)
+    assert queued  # v2's reminder, due in an hour
+    assert asyncio.run(_replay(client.app.state.settings, redis_url, reset=True)) == 0
+    assert "4 applied, 0 duplicates" in capsys.readouterr().out
+    assert redis.get(keys.visitor("v1")) == profile
+    assert client.get("/v1/admin/triggers/cart-reminder", headers=ADMIN).json() == report
+    assert report["arms"]["sent"]["revenue"] == 25.0
+    assert redis.zrange(trigger_keys.names(is_cluster_url(redis_url)).occurrences, 0, -1) == queued
 
 
 @pytest.mark.parametrize(("path", "params", "field"), [
