@@ -153,7 +153,9 @@ class TriggerHook:
         ops: list[Op] = []
         if event.type == "purchase" or new_visit:
             revenue = event.order_revenue() if event.type == "purchase" else 0.0
-            ops.append(Op("convert", customer_id or event.visitor_id, event.ts, revenue=revenue))
+            # A message reached the person as the cookie or as the customer it has logged in as since.
+            for person in dict.fromkeys([customer_id or event.visitor_id, event.visitor_id]):
+                ops.append(Op("convert", person, event.ts, revenue=revenue))
         seen: Seen | None = None
         noted: set[tuple[str, bool]] = set()
         for kind in interested(event.type):

@@ -267,6 +267,27 @@ def test_control_group_gets_nothing_and_is_counted(tmp_path: Path, redis_url: st
     assert receiver.requests == 0
 
 
+def test_a_visitor_reached_anonymously_converts_after_logging_in(tmp_path: Path, redis_url: str) -> None:
+    """The reminder went to a cookie; the purchase names the customer the cookie logged in as: it
+    converts the cookie's touch, once."""
+    t0 = time.time()
+    clock = Clock(t0)
+
+    async def body(engine: Engine, runner: Any) -> None:
+        await engine.applier.apply([opt_in("v1", t0), event("add_to_cart", "v1", t0 + 1, item_id="i1")])
+        clock.now = t0 + 2 * 3600
+        assert await runner.tick() == (1, 1)
+        await engine.applier.apply([event("login", "v1", clock.now + 60, customer_id="c1"),
+                                    event("purchase", "v1", clock.now + 120, customer_id="c1", item_id="i1",
+                                          price=4.0, quantity=1)])
+        report = await trigger_report(engine.redis, "cart-reminder", engine.rules.current.rules.triggers["cart-reminder"])
+        sent = report["arms"]["sent"]
+        assert (sent["people"], sent["conversions"], sent["revenue"]) == (1, 1, 4.0)
+
+    with Receiver(SECRET) as receiver:
+        run(tmp_path, redis_url, rules_file(tmp_path), body, receiver, clock)
+
+
 def test_a_restart_between_scheduling_and_due_time_delivers_exactly_once(tmp_path: Path, redis_url: str) -> None:
     t0 = time.time()
     clock = Clock(t0)
