@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.test_triggers import at
 from tests.conftest import ADMIN
 from tests.redis_clients import sync_client
 
@@ -52,10 +52,6 @@ def settings_overrides(tmp_path: Path) -> dict[str, object]:
     return {"rules_file": tmp_path / "rules.yaml", "trigger_poll_s": 3600.0, "trigger_webhook_attempts": 1,
             "trigger_webhook_url": f"http://127.0.0.1:{closed_port()}/hook",
             "trigger_webhook_secret": "s" * 16, "trigger_webhook_timeout_s": 2.0}
-
-
-def at(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
 def events(visitor: str, customer: str, armed: float) -> list[dict[str, Any]]:
