@@ -18,6 +18,7 @@ from engine.customers import audit, people
 from engine.customers.merge import MergeContention, MergeRefused, merge_recorded
 from engine.customers.view import customer_view
 from engine.events.schema import ID_PATTERN
+from engine.triggers.forget import forget
 from models import customer_value
 
 router = APIRouter(dependencies=[Depends(require_admin)])
@@ -146,11 +147,12 @@ async def erase_person(request: Request) -> Response:
     person = await people.find(engine.redis, person_id)
     now = time.time()
     done = await people.erase(engine.redis, person, log_dir=settings.log_dir, dedup_window_s=settings.dedup_window_s,
-                              now=now, trigger_ids=engine.rules.current.rules.triggers)
+                              now=now)
+    forgotten = await forget(engine.redis, person.visitor_ids, person.customer_ids, engine.rules.current.rules.triggers)
     audit.record(settings.data_dir, "erase", by, person.visitor_ids, person.customer_ids, now,
-                 keys_deleted=done.keys_deleted, trigger_entries_removed=done.trigger_entries_removed)
+                 keys_deleted=done.keys_deleted, trigger_entries_removed=forgotten)
     return json_response({"ids": {"visitor_ids": person.visitor_ids, "customer_ids": person.customer_ids},
-                          "keys_deleted": done.keys_deleted, "trigger_entries_removed": done.trigger_entries_removed,
+                          "keys_deleted": done.keys_deleted, "trigger_entries_removed": forgotten,
                           "log_segments_rewritten": len(done.segments_rewritten),
                           "log_segments_pending": len(done.segments_pending)})
 

@@ -12,7 +12,6 @@ found by reading the log, which costs a pass over it (an admin action, not a req
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from engine.profiles.codec import decode_dict
 from engine.profiles.shapes import CustomerProfile, VisitorProfile
 from engine.profiles.view import describe
 from engine.store import cluster, keys
-from engine.triggers.forget import forget
 
 
 @dataclass
@@ -165,15 +163,13 @@ class Erasure:
     keys_deleted: int
     segments_rewritten: list[str]
     segments_pending: list[str]  # still open for writing or not yet applied: rewritten later
-    trigger_entries_removed: int = 0  # from the triggers' shared keys (engine.triggers.forget)
 
 
-async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: float, now: float,
-                trigger_ids: Iterable[str] = ()) -> Erasure:
+async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: float, now: float) -> Erasure:
     """Tombstones first (from then on no reader of the log uses their events, and no applier the
-    events still waiting in its queue or a topic), then the Redis keys and their entries in the
-    triggers' shared keys (``trigger_ids``: the triggers the rules define), then the log segments
-    that are closed and applied are rewritten without their lines."""
+    events still waiting in its queue or a topic), then the Redis keys, then the log segments that
+    are closed and applied are rewritten without their lines. Their entries in the triggers'
+    shared keys are ``engine.triggers.forget``'s."""
     await asyncio.to_thread(erased.record, log_dir, person.visitor_ids, person.customer_ids, now)
     async with redis.pipeline(transaction=False) as pipe:  # one slot per person: no transaction on a cluster
         for key in [*map(keys.visitor, person.visitor_ids), *map(keys.customer, person.customer_ids)]:
@@ -182,9 +178,8 @@ async def erase(redis: Redis, person: Person, *, log_dir: Path, dedup_window_s: 
     await preferences.unindex(redis, owners(person))  # while the records still say which items
     await viewers.unindex(redis, [o.member for o in owners(person)])
     deleted = await redis.delete(*redis_keys(person, dedup_window_s, now)) if person else 0
-    forgotten = await forget(redis, person.visitor_ids, person.customer_ids, trigger_ids)
     offsets = (await Checkpoint(redis).load()).offsets
     rewritten, pending, new_offsets = await asyncio.to_thread(compact, log_dir, offsets)
     if new_offsets:
         await Checkpoint(redis).save(new_offsets)
-    return Erasure(deleted, rewritten, pending, forgotten)
+    return Erasure(deleted, rewritten, pending)

@@ -1,7 +1,8 @@
-"""Erasing a person from the triggers' shared keys (``engine.customers.people.erase`` erases their
-own keys): the occurrences waiting for them, the fire-once index, the report's people, conversions
-and revenue, the delivery and control-group streams, the documents still to be posted or produced,
-and the dead letters. After it no key of the triggers names them, and nothing is sent to them.
+"""Erasing a person from the triggers' shared keys, which ``DELETE /v1/people/{id}`` runs after
+``engine.customers.people.erase`` has erased their own: the occurrences waiting for them, the
+fire-once index, the report's people, conversions and revenue, the delivery and control-group
+streams, the documents still to be posted or produced, and the dead letters. After it no key of
+the triggers names them, and nothing is sent to them.
 
 The per-trigger keys are found through the trigger ids the runner has counted people for
 (``Names.ids``) and those the rules define now. The streams and outboxes are read whole; they are
