@@ -4,8 +4,8 @@ fire-once index, the report's people, conversions and revenue, the delivery and 
 streams, the documents still to be posted or produced, and the dead letters. After it no key of
 the triggers names them, and nothing is sent to them.
 
-The per-trigger keys are found through the trigger ids the runner has counted people for
-(``Names.ids``) and those the rules define now. The streams and outboxes are read whole; they are
+The per-trigger keys are found through the triggers with counters (``Names.ids``) and those the
+rules define now. The streams and outboxes are read whole; they are
 bounded (``VITRINE_TRIGGER_KEPT``, the documents in flight), and an erasure is rare.
 """
 

@@ -40,7 +40,7 @@ class Names:
         self.deliveries = self.prefix + "deliveries"
         self.held_out = self.prefix + "held"
         self.dead = self.prefix + "dead"
-        self.ids = self.prefix + "ids"  # set: the triggers that counted people (an erasure's index)
+        self.ids = self.prefix + "ids"  # set: the triggers with counters (the report's list, an erasure's index)
 
     def stats(self, trigger: str) -> str:
         """Counters: suppressions by reason, deliveries and webhook outcomes."""

@@ -75,11 +75,10 @@ async def trigger_report(redis: Redis, trigger_id: str, definition: Any) -> dict
 
 
 async def reported(redis: Redis, defined: set[str]) -> list[str]:
-    """The triggers with a report: those defined, and those gone from the rules that left counters."""
-    names = keys.names(cluster.on_cluster(redis))
-    prefix = names.stats("")
-    gone = {k.decode().removeprefix(prefix) async for k in redis.scan_iter(match=names.stats("*"), count=1000)}
-    return sorted(defined | gone)
+    """The triggers with a report: those defined, and those gone from the rules that left counters
+    (every trigger that decided an occurrence is listed in ``Names.ids``)."""
+    listed = await redis.smembers(keys.names(cluster.on_cluster(redis)).ids)
+    return sorted(defined | {tid.decode() for tid in listed})
 
 
 async def has_counters(redis: Redis, trigger_id: str) -> bool:

@@ -152,6 +152,7 @@ class TriggerRunner:
             outcome = await self._outcome(pipe, member, data, trigger, snap, now)
             if outcome:
                 pipe.hincrby(self.names.stats(tid), outcome, 1)
+            pipe.sadd(self.names.ids, tid)  # it has counters now
             await pipe.execute()
 
     async def _outcome(self, pipe: Any, member: str, data: dict[str, Any], trigger: Any, snap: RulesSnapshot,
@@ -185,7 +186,6 @@ class TriggerRunner:
             self.occurrences.again(pipe, member, until, data)
             return f"deferred:{suppress.QUIET_HOURS}"
         pipe.sadd(self.names.people(tid, arm), person_id)
-        pipe.sadd(self.names.ids, tid)
         touches = store_keys.trigger_touches(person_id)
         touch, kept = f"{arm}|{now}|{trigger.attribution_s}", max(t.attribution_s for t in snap.rules.triggers.values())
         if self.names.cluster:  # its own slot: written before the transaction

@@ -70,6 +70,18 @@ def test_a_delivery_is_pulled_and_reported_with_its_conversion(client: TestClien
     assert [t["trigger"] for t in listed] == ["cart-reminder"]
 
 
+def test_a_trigger_gone_from_the_rules_keeps_its_report(client: TestClient, tmp_path: Path) -> None:
+    armed = time.time() - 3700
+    assert client.post("/v1/events", json={"events": [
+        {"event_id": "a1", "type": "add_to_cart", "visitor_id": "v1", "item_id": "85123A",
+         "timestamp": at(armed)}]}).status_code == 200
+    assert client.portal.call(client.app.state.triggers.tick) == (1, 0)  # not sent: no consent, but counted
+    (tmp_path / "rules.yaml").write_text("triggers: {}\n")
+    assert client.post("/v1/admin/rules/reload", headers=ADMIN).status_code == 200
+    [listed] = client.get("/v1/admin/triggers", headers=ADMIN).json()["triggers"]
+    assert (listed["trigger"], listed["defined"], listed["suppressed"]) == ("cart-reminder", False, {"no_consent": 1})
+
+
 def test_a_rebuild_from_the_log_counts_no_conversion_again(client: TestClient, redis_url: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """``vitrine replay --reset`` rebuilds the profiles from the log; what the triggers derived when
