@@ -19,9 +19,9 @@ from engine.runtime import Engine
 from engine.store import keys
 from engine.store.connect import connect_cluster
 from engine.triggers import keys as trigger_keys
-from tests.conftest import make_settings
 from tests.engine.triggers.receiver import Receiver
 from tests.engine.triggers.test_delivery import SECRET, Clock, event, opt_in
+from tests.engine.triggers.test_delivery import run as run_engine
 from tests.redis_cluster import Cluster
 
 RULES = """
@@ -54,23 +54,13 @@ def run(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body
 def run_with_rules(tmp_path: Path, cluster: Cluster, receiver: Receiver, clock: Clock, body: Any,
                    **overrides: object) -> None:
     """The engine on the cluster (flushed) with ``tmp_path/rules.yaml``, its runner on ``clock``."""
-    settings = make_settings(tmp_path, cluster.url, redis_cluster=True, rules_file=tmp_path / "rules.yaml",
-                             trigger_webhook_url=receiver.url, trigger_webhook_secret=SECRET, **overrides)
-
-    async def main() -> None:
+    async def flush() -> None:
         redis = connect_cluster(cluster.url, timeout_s=5)
         await redis.flushall()
         await redis.aclose()
-        engine = Engine(settings, cluster.url, serve_models=False)
-        await engine.start()
-        runner = engine.trigger_runner(clock=clock)
-        try:
-            await body(engine, runner)
-        finally:
-            await runner.stop()
-            await engine.stop()
 
-    asyncio.run(main())
+    asyncio.run(flush())
+    run_engine(tmp_path, cluster.url, tmp_path / "rules.yaml", body, receiver, clock, redis_cluster=True, **overrides)
 
 
 def fail_once(target: Any, name: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,9 +68,9 @@ def rules_file(tmp_path: Path, extra: str = "", **replace: str) -> Path:
 
 def run(tmp_path: Path, redis_url: str, rules: Path, body: Callable[[Engine, Any], Awaitable[None]],
         receiver: Receiver | None, clock: Clock, **overrides: object) -> None:
-    settings = make_settings(tmp_path, redis_url, rules_file=rules, trigger_webhook_backoff_s=10.0,
-                             trigger_webhook_url=receiver.url if receiver else None,
-                             trigger_webhook_secret=SECRET if receiver else None, **overrides)
+    settings = make_settings(tmp_path, redis_url, rules_file=rules, trigger_webhook_url=receiver.url if receiver else None,
+                             trigger_webhook_secret=SECRET if receiver else None,
+                             **{"trigger_webhook_backoff_s": 10.0, **overrides})
 
     async def main() -> None:
         engine = Engine(settings, redis_url, serve_models=False)
