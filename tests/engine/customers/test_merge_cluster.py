@@ -224,7 +224,7 @@ def test_a_process_on_a_cluster_sweeps_the_merges_left_pending(cluster: Cluster,
         await engine.start()
         try:
             for _ in range(300):  # up to 30 s on a loaded machine
-                if not await redis.exists(keys.merging("new")):
+                if not await redis.exists(keys.merging("new"), keys.merges_pending()):
                     break
                 await asyncio.sleep(0.1)
             assert not await redis.exists(keys.merging("new"), keys.merges_pending())
