@@ -1,7 +1,7 @@
 """The triggers page: each trigger of the rules (and those gone from them that left counters) with
-its kind, channel, whether enabled, control share, per-arm numbers, lift of sent over control with its 95% interval
-(the experiments page's chart), suppressions, webhook outcomes and a few of its deliveries, from
-``GET /v1/admin/triggers`` and ``GET /v1/admin/deliveries``."""
+its kind, channel, whether enabled, control share, per-arm numbers, lift of sent over control with
+its 95% interval (the experiments page's chart), suppressions, webhook and outbound-topic outcomes
+and a few of its deliveries, from ``GET /v1/admin/triggers`` and ``GET /v1/admin/deliveries``."""
 
 from __future__ import annotations
 

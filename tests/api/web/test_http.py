@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from engine.triggers import keys as trigger_keys
 from tests.conftest import ADMIN, ADMIN_KEY
 from tests.api.web.webshop import DEMO_RULES, IDENTITY_SECRET
+from tests.redis_clients import is_cluster_url, sync_client
 
 
 @pytest.fixture
@@ -197,7 +199,7 @@ def _at(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
-def test_triggers_page_shows_each_trigger_through_the_admin_api(client: TestClient,
+def test_triggers_page_shows_each_trigger_through_the_admin_api(client: TestClient, redis_url: str,
                                                                  settings_overrides: dict[str, object]) -> None:
     Path(str(settings_overrides["rules_file"])).write_text(DEMO_RULES + """
 triggers:
@@ -229,3 +231,12 @@ triggers:
     assert '<th scope="row">dead-lettered</th><td class="num">0</td>' in section
     assert 'href="/console/customers?id=v1">v1</a>' in section and "Your cart" in section
     assert "No lift yet" in section  # a control share of 0: nobody to compare with
+    assert 'data-table="topic"' not in section  # nothing produced to a topic: no such table
+    # In Kafka mode the documents also go to the outbound topic (streaming/outbound.py counts them).
+    with sync_client(redis_url) as redis:
+        redis.hset(trigger_keys.names(is_cluster_url(redis_url)).stats("cart-reminder"),
+                   mapping={"topic:produced": 3, "topic:retried": 1})
+    section = client.get("/console/triggers").text.split('data-trigger="cart-reminder"', 1)[1]
+    topic = section[section.index('data-table="topic"'):]
+    assert '<th scope="row">produced</th><td class="num">3</td>' in topic
+    assert '<th scope="row">retried</th><td class="num">1</td>' in topic
