@@ -5,8 +5,8 @@ streams, the documents still to be posted or produced, and the dead letters. Aft
 the triggers names them, and nothing is sent to them.
 
 The per-trigger keys are found through the triggers with counters (``Names.ids``) and those the
-rules define now. The streams and outboxes are read whole; they are
-bounded (``VITRINE_TRIGGER_KEPT``, the documents in flight), and an erasure is rare.
+rules define now. The streams and outboxes are read whole: they are bounded
+(``VITRINE_TRIGGER_KEPT``, the documents in flight), and an erasure is rare.
 """
 
 from __future__ import annotations
