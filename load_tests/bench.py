@@ -45,6 +45,7 @@ from engine.settings import Settings
 from engine.training import train_config
 from load_tests.bench_stream import measure_freshness
 from load_tests.httpload import Http, LoadResult, run_load
+from load_tests.reports import process_cpu_s
 from load_tests.sessions import sessions_from_baskets
 from models.datasets import write_online_retail
 from models.train import train_from_rows
@@ -161,19 +162,6 @@ def wait_personal(port: int, visitor_id: str, timeout: float = 30) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"recommendations still degraded (or failing) after {timeout}s")
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a process and its children (uvicorn's workers), from /proc; 0.0
-    where there is no /proc (the figure is then left out)."""
-    try:
-        total = 0.0
-        for child in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-        return total
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 class CommandCounter:

@@ -54,7 +54,7 @@ from engine.ingest.replay import delete_profiles
 from engine.runtime import Engine
 from engine.settings import Settings, as_environment
 from load_tests.httpload import Http
-from load_tests.reports import cpu_use
+from load_tests.reports import cpu_use, process_cpu_s
 from load_tests.sessions import TAOBAO_TYPES
 from models.datasets import write_online_retail
 from streaming.devstack import ROOT, TansuBroker, VitrineProcess, tansu_binary
@@ -320,7 +320,7 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path, *, workers:
     processes = [VitrineProcess(["worker", "--loglevel", "warn"], settings, tmp / f"worker-{n}.log")
                  for n in range(workers)]
     try:
-        first_at, first_count, first_cpu, deadline = None, 0, None, time.monotonic() + 300
+        first_at, first_count, first_cpu, deadline = None, 0, 0.0, time.monotonic() + 300
         while True:
             if first_at is None and any(probe.applied(firsts)):
                 first_count = probe.count(visitors)
@@ -341,28 +341,16 @@ def _worker_rate(settings: Settings, events: list[Event], tmp: Path, *, workers:
         rate = round((expected - first_count) / elapsed) if elapsed > 0 else None  # None: too few to time
         return {"events": expected, "seconds": round(elapsed, 2), "events_per_s": rate, "workers": workers,
                 "partitions": settings.kafka_partitions,
-                **cpu_use(cpu - first_cpu if cpu is not None and first_cpu is not None else None, elapsed,
-                          expected - first_count)}
+                **cpu_use(cpu - first_cpu, elapsed, expected - first_count)}
     finally:
         for process in processes:
             process.stop()
         client.close()
 
 
-def _cpu_s(processes: list[VitrineProcess]) -> float | None:
-    """CPU seconds the workers and their applier processes used so far, from Linux's /proc (None
-    elsewhere, or when one of them is gone)."""
-    total = 0
-    try:
-        for process in processes:
-            pid = process.process.pid
-            pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-            for one in pids:
-                fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    except (OSError, ValueError):
-        return None
-    return total / os.sysconf("SC_CLK_TCK")
+def _cpu_s(processes: list[VitrineProcess]) -> float:
+    """CPU seconds the workers and their applier processes used so far."""
+    return sum(process_cpu_s(process.process.pid) for process in processes)
 
 
 def _noop_rate(settings: Settings, expected: int, tmp: Path) -> dict[str, Any]:

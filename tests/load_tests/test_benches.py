@@ -147,7 +147,7 @@ def test_the_load_generator_counts_degraded_answers() -> None:
 
 def test_the_server_cpu_read_covers_the_process_and_its_children() -> None:
     """The bench's server with several workers is a parent and its worker processes."""
-    from load_tests.bench import process_cpu_s
+    from load_tests.reports import process_cpu_s
 
     parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, "
                                "'-c', 'import time\\nend = time.process_time() + 0.5\\nwhile time.process_time() < end: pass'])"])
