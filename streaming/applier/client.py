@@ -59,9 +59,16 @@ class ApplierProcess:
         """The batch applied by the applier process, however many times it has to be started."""
         answer: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         self._unanswered.append((records, answer))
-        if self._writer is not None:  # otherwise the next process is sent it with the rest
-            write_frame(self._writer, records)
+        self._send(records)
         return await answer
+
+    def _send(self, records: list[Record]) -> None:
+        """Written to the current process if it takes batches; otherwise the next one is sent it
+        with every batch unanswered. A process that just died leaves its transport closing before
+        the session notices, and uvloop's transports raise on a write once closed."""
+        writer = self._writer
+        if writer is not None and not writer.transport.is_closing():
+            write_frame(writer, records)
 
     async def stop(self) -> None:
         if self._sessions is not None:

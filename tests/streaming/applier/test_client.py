@@ -8,8 +8,10 @@ import os
 import signal
 from pathlib import Path
 
+import uvloop
+
 from streaming.applier.client import ApplierProcess
-from streaming.processor import Record
+from streaming.processor import BatchResult, Record
 from tests.conftest import make_settings
 from tests.streaming.test_agent import stored_visitor, view
 
@@ -43,6 +45,34 @@ def test_batches_unanswered_when_the_applier_dies_are_applied_in_order_by_the_ne
 
     asyncio.run(run())
     assert asyncio.run(stored_visitor(redis_url, "v-1"))["si"] == list(reversed(ITEMS))
+
+
+def test_batches_sent_while_the_applier_dies_are_applied_by_the_next(tmp_path: Path, redis_url: str) -> None:
+    """On the worker's loop (uvloop's), a transport refuses writes once a write found its peer
+    gone: the batches sent in that moment, before the consumer notices, wait for the next process."""
+    settings = make_settings(tmp_path, redis_url)
+    batches = [[Record(view(f"e-{n}", f"v-{n % 7}", ITEMS[n % len(ITEMS)]), offset=n)] for n in range(200)]
+
+    async def run() -> list[BatchResult]:
+        applier = ApplierProcess(settings, redis_url)
+        await applier.start()
+        first_pid = applier.pid
+        assert first_pid is not None
+        try:
+            sent = []
+            for n, batch in enumerate(batches):
+                if n == 20:
+                    os.kill(first_pid, signal.SIGKILL)
+                sent.append(asyncio.ensure_future(applier(batch)))
+                await asyncio.sleep(0.001)  # a busy consumer hands one over every millisecond or so
+            results = await asyncio.wait_for(asyncio.gather(*sent), 60)
+            assert applier.pid not in (None, first_pid)
+            return results
+        finally:
+            await applier.stop()
+
+    results = uvloop.run(run())
+    assert [r.applied + r.duplicates for r in results] == [1] * len(batches)
 
 
 def test_a_garbage_record_comes_back_as_a_dead_letter_and_the_rest_is_applied(tmp_path: Path,
