@@ -55,7 +55,11 @@ def test_a_killed_applier_is_replaced_and_every_event_counts_once(
         first.kill()
         for start in range(half, len(events), 20):
             assert api.post("/v1/events", json={"events": events[start:start + 20]}).status_code == 200
-    wait_until(lambda: carted(r, visitors) == len(events), what="the next applier to apply every event")
+    try:
+        wait_until(lambda: carted(r, visitors) == len(events), what="the next applier to apply every event")
+    except AssertionError as exc:  # what happened, for a run that cannot be repeated
+        raise AssertionError(f"{exc}: {carted(r, visitors)} of {len(events)} applied; the worker said:\n"
+                             f"{worker.output()[-6000:]}") from None
     second = applier_of(worker.process.pid)
     assert second is not None and second.pid != first.pid
     assert worker.process.poll() is None  # the consumer stayed up
