@@ -122,13 +122,20 @@ class BatchProcessor:
         """``apply``: what applies the records (a worker's ``streaming.applier.client.ApplierProcess``,
         or ``LocalApply`` in this process)."""
         self._apply = apply
+        self._applying = tasks.FailureStreak("stream-batch", first_backoff_s=first_backoff_s,
+                                             max_backoff_s=MAX_BACKOFF_S)
         self._dead_letters = dead_letters
         self._dead_lettering = tasks.FailureStreak("stream-dead-letters", first_backoff_s=first_backoff_s,
                                                    max_backoff_s=MAX_BACKOFF_S, expected=_infrastructure)
 
     async def process(self, records: list[Record]) -> BatchResult:
-        """Apply the batch; returns once every record is either applied or dead-lettered."""
-        result = await self._apply(records)
+        """Apply the batch; returns once every record is either applied or dead-lettered.
+
+        ``apply`` sets bad records aside and waits out the infrastructure itself; whatever else it
+        raises (a bug on its path) is retried too, logged with its stack and counted, because a
+        worker that dropped the batch would hold its events unacknowledged and stall its partitions
+        without a word."""
+        result = await tasks.retry(lambda: self._apply(records), self._applying)
         if result.dead:
             for dead in result.dead:
                 log.error("dead-lettering %s[%d]@%d: %s", dead.record.topic, dead.record.partition,

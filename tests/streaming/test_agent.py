@@ -10,12 +10,13 @@ from pathlib import Path
 import orjson
 import redis.asyncio
 
+from engine import tasks
 from engine.store import keys
 from engine.store.server import free_port, start_redis
 from engine.runtime import Engine
 from engine.profiles.codec import decode_dict
 from streaming.app import StreamApp
-from streaming.processor import BatchProcessor, DeadLetter, LocalApply, Record
+from streaming.processor import BatchProcessor, BatchResult, DeadLetter, LocalApply, Record
 from streaming.transport import ConsumerThread, fetch_max_wait_ms
 from tests.conftest import make_settings
 from tests.redis_clients import async_client
@@ -237,6 +238,21 @@ def test_the_processor_waits_for_redis_instead_of_dropping_events(tmp_path: Path
             server.stop()
 
     asyncio.run(run())
+
+
+def test_a_batch_whose_apply_fails_unexpectedly_is_applied_again_not_dropped() -> None:
+    tried: list[list[Record]] = []
+
+    async def apply(records: list[Record]) -> BatchResult:
+        tried.append(records)
+        if len(tried) == 1:
+            raise RuntimeError("a bug on the apply path")
+        return BatchResult(applied=len(records))
+
+    failed_before = tasks.failures("stream-batch")
+    result = asyncio.run(BatchProcessor(apply, Collected(), first_backoff_s=0.01).process([Record(b"{}")]))
+    assert result.applied == 1 and len(tried) == 2
+    assert tasks.failures("stream-batch") == failed_before + 1
 
 
 def test_the_fetch_wait_setting_reaches_the_worker_consumer(tmp_path: Path, redis_url: str) -> None:
