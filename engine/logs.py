@@ -49,6 +49,13 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     for handler in root.handlers:
         if log_format == "json":
             handler.setFormatter(formatter(log_format))
+    name_the_shop()
+
+
+def name_the_shop() -> None:
+    """The shop on every line of the root handlers, also those a library set up itself (faust's
+    worker replaces them as it starts). Idempotent."""
+    for handler in logging.getLogger().handlers:
         if not any(isinstance(f, TenantFilter) for f in handler.filters):
             handler.addFilter(TenantFilter())
 

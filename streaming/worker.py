@@ -7,6 +7,7 @@ share of the partitions and moves them when a worker joins, leaves or dies.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import faust
 import uvloop
@@ -22,11 +23,18 @@ def use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+class _Worker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Once faust has replaced the root handlers with its own: each line names the shop too."""
+        super().on_setup_root_logger(logger, level)
+        logs.name_the_shop()
+
+
 def run_worker(settings: Settings, redis_url: str, *, loglevel: str = "info") -> None:
     """Blocks until SIGINT/SIGTERM; a graceful stop commits what was applied."""
     if settings.mode != "kafka":
         raise SystemExit("vitrine worker: set VITRINE_KAFKA_BROKERS (host:port[,host:port...])")
     use_uvloop()
     app = StreamApp(settings, redis_url, loglevel=loglevel)
-    faust.Worker(app, loglevel=loglevel, redirect_stdouts=False,
-                 logging_config=logs.dict_config(settings.log_format, loglevel)).execute_from_commandline()
+    _Worker(app, loglevel=loglevel, redirect_stdouts=False,
+            logging_config=logs.dict_config(settings.log_format, loglevel)).execute_from_commandline()

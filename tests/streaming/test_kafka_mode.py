@@ -104,6 +104,10 @@ def test_a_worker_for_one_shop_applies_its_topic_under_its_prefix(kafka_settings
         r = sync_client(kafka_settings.redis_url)
         wait_until(lambda: r.exists("t.shop-a:v:{v-t}"), what="shop-a's worker to apply its event")
         assert not r.exists(keys.visitor("v-t")) and not r.exists("t.shop-b:v:{v-t}")
+        said = worker.output().splitlines()
+        faust_lines = [line for line in said if "[^Worker]" in line or "[^--Consumer]" in line]
+        assert faust_lines and all("[shop-a]" in line for line in faust_lines)
+        assert all("[shop-a]" in line for line in said if "engine.runtime:" in line)  # the applier process's
     finally:
         worker.stop()
 
