@@ -79,11 +79,8 @@ async def _answer_batches(reader: asyncio.StreamReader, writer: asyncio.StreamWr
             await asyncio.wait((applying, pending), return_when=asyncio.FIRST_COMPLETED)
             if pending.done() and pending.exception() is not None:
                 await pending  # raises: the consumer is gone
-            result = await applying
+            write_frame(writer, await applying)
             applying = None
-            if writer.transport.is_closing():  # the consumer is gone (uvloop's transports raise on a write)
-                raise ConnectionResetError("the consumer closed the socket")
-            write_frame(writer, result)
             await writer.drain()
     finally:
         for task in (pending, applying):

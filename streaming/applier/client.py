@@ -12,6 +12,7 @@ once an answer came back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
@@ -63,12 +64,11 @@ class ApplierProcess:
         return await answer
 
     def _send(self, records: list[Record]) -> None:
-        """Written to the current process if it takes batches; otherwise the next one is sent it
-        with every batch unanswered. A process that just died leaves its transport closing before
-        the session notices, and uvloop's transports raise on a write once closed."""
-        writer = self._writer
-        if writer is not None and not writer.transport.is_closing():
-            write_frame(writer, records)
+        """Written to the current process if it takes batches; otherwise, or if it just died and
+        the session has not noticed yet, the next one is sent it with every batch unanswered."""
+        if self._writer is not None:
+            with contextlib.suppress(ConnectionResetError):
+                write_frame(self._writer, records)
 
     async def stop(self) -> None:
         if self._sessions is not None:

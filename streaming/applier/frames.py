@@ -28,6 +28,10 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
 
 
 def write_frame(writer: asyncio.StreamWriter, value: Any) -> None:
-    """Queued on the transport; the caller awaits ``writer.drain()``."""
+    """Queued on the transport; the caller awaits ``writer.drain()``. ``ConnectionResetError`` once
+    the transport closes because the other end is gone (uvloop's transports would raise
+    ``RuntimeError`` there, asyncio's drop the write), before either end's read has noticed."""
+    if writer.transport.is_closing():
+        raise ConnectionResetError("the other end closed the socket")
     body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     writer.write(HEADER.pack(len(body)) + body)
