@@ -30,7 +30,7 @@ from engine.customers import audit, merge_apart
 from engine.customers.combine import combine
 from engine.events import erased
 from engine.events.erased import digest
-from engine.ingest.apply import ApplyContention
+from engine.ingest.apply import ApplyContention, contention_pause
 from engine.profiles import preferences
 from engine.profiles.codec import decode_dict, encode
 from engine.profiles.preferences import Declared, Owner
@@ -102,7 +102,9 @@ async def merge(redis: Redis, into: str, sources: Sequence[str], *, by: str, aut
                                   visitor_ttl_s=visitor_ttl_s, half_life_s=half_life_s, is_erased=is_erased,
                                   apart=apart or Apart())
     script = redis.register_script(_SCRIPT)
-    for _ in range(MAX_ROUNDS):
+    for lost in range(MAX_ROUNDS):
+        if lost:
+            await asyncio.sleep(contention_pause(lost))
         ids = [into, *sources]
         aliases = await redis.mget([keys.alias(c) for c in ids])
         roots = [a.decode() if a else c for c, a in zip(ids, aliases)]
@@ -195,7 +197,9 @@ async def _complete(redis: RedisCluster, sealed: merge_apart.Sealed, *, customer
                     half_life_s: float, apart: Apart) -> str:
     """Steps 2 to 4 of a sealed merge, each a no-op where an earlier attempt did it; the survivor."""
     absorbed = CustomerProfile.decode(sealed.profile)
-    for _ in range(MAX_ROUNDS):
+    for lost in range(MAX_ROUNDS):
+        if lost:
+            await asyncio.sleep(contention_pause(lost))
         survivor = await root(redis, sealed.into)  # merged away since it was sealed: its survivor
         old = await redis.get(keys.customer(survivor)) or b""
         new = encode(combine(CustomerProfile.decode(old), absorbed, half_life_s)) if old else sealed.profile

@@ -22,6 +22,7 @@ ends with ``WAIT`` for the replicas on the connection that wrote, so a promoted 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from engine.ingest.apply import contention_pause
 from engine.profiles.codec import decode_dict, encode
 from engine.profiles.shapes import VisitorProfile
 from engine.store import keys
@@ -145,7 +147,9 @@ async def relink(redis: RedisCluster, cookies: list[str], source: str, survivor:
     """Step 3b: each cookie still linked to ``source`` is linked to ``survivor``; False when events
     kept changing one (the next attempt relinks it; readers follow the alias meanwhile)."""
     for visitor_id in cookies:
-        for _ in range(rounds):
+        for lost in range(rounds):
+            if lost:
+                await asyncio.sleep(contention_pause(lost))
             raw = await redis.get(keys.visitor(visitor_id))
             data = decode_dict(raw)
             if VisitorProfile.customer_of(data) != source:

@@ -12,8 +12,10 @@ pipeline with four commands per visitor, and short calls keep Redis responsive t
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
+import random
 import re
 import time
 from collections import defaultdict
@@ -50,6 +52,8 @@ _SCRIPT = (Path(__file__).parent / "lua" / "apply.lua").read_text()
 _READ_SCRIPT = (Path(__file__).parent / "lua" / "read.lua").read_text()
 MAX_ROUNDS = 16
 CHUNK = 64  # visitors per script call
+FIRST_PAUSE_S = 0.001  # the longest pause after the first round a compare-and-set lost
+MAX_PAUSE_S = 0.064
 
 
 def fingerprint(event_id: str) -> bytes:
@@ -64,6 +68,14 @@ def _pack(args: list[object]) -> bytes:
 
 class ApplyContention(RuntimeError):
     """Other writers kept changing the same profiles; retrying later is the answer."""
+
+
+def contention_pause(lost: int, draw: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before re-reading after ``lost`` rounds whose compare-and-set another writer
+    won: exponential with full jitter. Writers that lost together and re-read at once collide again
+    (lockstep), so a hot customer written by many processes could run out of rounds; spread apart,
+    one of them wins each time."""
+    return draw() * min(FIRST_PAUSE_S * 2 ** (lost - 1), MAX_PAUSE_S)
 
 
 # Redis refusing or unable to serve for now, whatever the data: worth waiting out.
@@ -186,6 +198,7 @@ class EventApplier:
         known_customers: set[str] = set()
         written: dict[str, None] = {}
         trigger_ops: list[TriggerOp] = []
+        lost = 0  # rounds in which another writer changed a profile first
         while pending:
             stats.rounds += 1
             if stats.rounds > MAX_ROUNDS:
@@ -206,6 +219,9 @@ class EventApplier:
                         written[plan.visitor_id] = None
             for visitor_id in [v for v, q in pending.items() if not q]:
                 del pending[visitor_id]
+            if pending and not all(results):
+                lost += 1
+                await asyncio.sleep(contention_pause(lost))
         if trigger_ops and self._triggers is not None:
             await self._triggers.write(trigger_ops)
         if self._logins is not None:

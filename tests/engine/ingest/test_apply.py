@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from engine.customers import people
 from engine.store import keys
-from engine.ingest.apply import EventApplier
+from engine.ingest.apply import EventApplier, contention_pause
 from engine.events.schema import Event
 from engine.catalog import ItemInfo
 from engine.profiles.shapes import CustomerProfile, ProfileConfig, VisitorProfile
@@ -107,6 +107,30 @@ def test_concurrent_appliers_lose_no_update_and_count_nothing_twice(redis_url: s
             await client.aclose()
 
     run(scenario())
+
+
+def test_many_writers_on_one_customer_each_get_through_within_their_rounds(redis_url: str) -> None:
+    """A customer written from many places at once: writers that lost a compare-and-set together
+    wait apart before re-reading, so they do not collide again round after round."""
+    async def scenario() -> None:
+        clients = [Redis.from_url(redis_url) for _ in range(4)]
+        appliers = [applier(c) for c in clients]
+        jobs = [appliers[n % 4].apply([ev("purchase", visitor=f"hot{n}", customer_id="c-hot", item_id="a", price=1.0)])
+                for n in range(32)]
+        results = await asyncio.gather(*jobs)
+        assert sum(r.applied for r in results) == 32
+        assert (await customer(clients[0], "c-hot")).orders == 32
+        for client in clients:
+            await client.aclose()
+
+    run(scenario())
+
+
+def test_contention_pauses_grow_with_each_round_lost_up_to_a_cap() -> None:
+    assert [contention_pause(lost, lambda: 1.0) for lost in (1, 2, 3, 7, 8, 30)] == \
+        [0.001, 0.002, 0.004, 0.064, 0.064, 0.064]
+    assert contention_pause(5, lambda: 0.0) == 0.0
+    assert contention_pause(2, lambda: 0.5) == 0.001
 
 
 def test_login_in_a_later_batch_reads_the_customer_and_stitches(redis_url: str) -> None:
